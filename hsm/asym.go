@@ -1,0 +1,304 @@
+package hsm
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/asn1"
+	"fmt"
+	"math/big"
+
+	"github.com/miekg/pkcs11"
+)
+
+// KeySpec is the kind of an asymmetric key pair.
+type KeySpec string
+
+// The key pairs the token makes.
+const (
+	ECP256  KeySpec = "EC_P256"
+	ECP384  KeySpec = "EC_P384"
+	RSA2048 KeySpec = "RSA_2048"
+	RSA3072 KeySpec = "RSA_3072"
+	RSA4096 KeySpec = "RSA_4096"
+)
+
+// SigningAlgorithm is how a digest is signed.
+type SigningAlgorithm string
+
+// The signing algorithms, named as AWS KMS names them.
+const (
+	ECDSASHA256     SigningAlgorithm = "ECDSA_SHA_256"
+	ECDSASHA384     SigningAlgorithm = "ECDSA_SHA_384"
+	RSAPSSSHA256    SigningAlgorithm = "RSASSA_PSS_SHA_256"
+	RSAPKCS1SHA256  SigningAlgorithm = "RSASSA_PKCS1_V1_5_SHA_256"
+	maxSignatureLen                  = 512 // RSA-4096
+)
+
+var (
+	oidP256 = asn1.ObjectIdentifier{1, 2, 840, 10045, 3, 1, 7}
+	oidP384 = asn1.ObjectIdentifier{1, 3, 132, 0, 34}
+	// sha256DigestInfo is the DER prefix PKCS #1 v1.5 puts before a SHA-256
+	// digest; CKM_RSA_PKCS signs whatever it is given.
+	sha256DigestInfo = []byte{0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20}
+)
+
+// CreateKeyPair generates a key pair of spec inside the token: the private
+// half sensitive and never extractable, both halves with CKA_ID id.
+func (t *Token) CreateKeyPair(ctx context.Context, id ObjectID, label string, spec KeySpec) (crypto.PublicKey, error) {
+	const op = "create key pair"
+	if len(label) == 0 || len(label) > MaxLabel {
+		return nil, invalidInput(op, "label must be 1 to %d bytes", MaxLabel)
+	}
+	mech, pubAttrs, err := t.pairMechanism(op, spec)
+	if err != nil {
+		return nil, err
+	}
+	common := []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, id[:]),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+	}
+	pub := append(append([]*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
+	}, common...), pubAttrs...)
+	priv := append([]*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false),
+	}, common...)
+	var key crypto.PublicKey
+	err = t.do(ctx, op, nil, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
+		if err := t.refuseExisting(s, id); err != nil {
+			return err
+		}
+		m := []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}
+		pubH, _, err := t.p.GenerateKeyPair(s, m, pub, priv)
+		if isCode(err, pkcs11.CKR_ATTRIBUTE_TYPE_INVALID) || isCode(err, pkcs11.CKR_TEMPLATE_INCONSISTENT) {
+			pubH, _, err = t.p.GenerateKeyPair(s, m, pub, withoutCopyable(priv))
+		}
+		if err != nil {
+			return err
+		}
+		key, err = t.readPublicKey(s, pubH)
+		return err
+	})
+	return key, err
+}
+
+func (t *Token) pairMechanism(op string, spec KeySpec) (uint, []*pkcs11.Attribute, error) {
+	ec := func(oid asn1.ObjectIdentifier) (uint, []*pkcs11.Attribute, error) {
+		params, _ := asn1.Marshal(oid)
+		return pkcs11.CKM_EC_KEY_PAIR_GEN, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, params)},
+			requireMechanism(op, t.caps.ECKeyGen && t.caps.ECDSA, pkcs11.CKM_EC_KEY_PAIR_GEN)
+	}
+	rsaBits := func(bits int) (uint, []*pkcs11.Attribute, error) {
+		return pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, []*pkcs11.Attribute{
+				pkcs11.NewAttribute(pkcs11.CKA_MODULUS_BITS, bits),
+				pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1}),
+			},
+			requireMechanism(op, t.caps.RSAKeyGen, pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN)
+	}
+	switch spec {
+	case ECP256:
+		return ec(oidP256)
+	case ECP384:
+		return ec(oidP384)
+	case RSA2048:
+		return rsaBits(2048)
+	case RSA3072:
+		return rsaBits(3072)
+	case RSA4096:
+		return rsaBits(4096)
+	}
+	return 0, nil, invalidInput(op, "unknown key spec %q", spec)
+}
+
+// PublicKey returns the public half of the key pair id as an
+// *ecdsa.PublicKey or *rsa.PublicKey.
+func (t *Token) PublicKey(ctx context.Context, id ObjectID) (crypto.PublicKey, error) {
+	var key crypto.PublicKey
+	err := t.do(ctx, "get public key", publicKey(id), nil, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		var err error
+		key, err = t.readPublicKey(s, h)
+		return err
+	})
+	return key, err
+}
+
+func (t *Token) readPublicKey(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) (crypto.PublicKey, error) {
+	kt, err := t.p.GetAttributeValue(s, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, nil)})
+	if err != nil {
+		return nil, err
+	}
+	switch attrUint(kt[0].Value) {
+	case pkcs11.CKK_EC:
+		a, err := t.p.GetAttributeValue(s, h, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, nil),
+			pkcs11.NewAttribute(pkcs11.CKA_EC_POINT, nil),
+		})
+		if err != nil {
+			return nil, err
+		}
+		return parseECPoint(a[0].Value, a[1].Value)
+	case pkcs11.CKK_RSA:
+		a, err := t.p.GetAttributeValue(s, h, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_MODULUS, nil),
+			pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, nil),
+		})
+		if err != nil {
+			return nil, err
+		}
+		e := new(big.Int).SetBytes(a[1].Value)
+		if !e.IsInt64() || e.Int64() > 1<<31-1 {
+			return nil, fmt.Errorf("public exponent out of range")
+		}
+		return &rsa.PublicKey{N: new(big.Int).SetBytes(a[0].Value), E: int(e.Int64())}, nil
+	}
+	return nil, fmt.Errorf("unsupported key type %d", attrUint(kt[0].Value))
+}
+
+// parseECPoint decodes CKA_EC_PARAMS (a named-curve OID) and CKA_EC_POINT
+// (an uncompressed point, DER-wrapped in an OCTET STRING by v2.20+ tokens).
+func parseECPoint(params, point []byte) (*ecdsa.PublicKey, error) {
+	var oid asn1.ObjectIdentifier
+	if _, err := asn1.Unmarshal(params, &oid); err != nil {
+		return nil, fmt.Errorf("CKA_EC_PARAMS: %w", err)
+	}
+	var curve elliptic.Curve
+	switch {
+	case oid.Equal(oidP256):
+		curve = elliptic.P256()
+	case oid.Equal(oidP384):
+		curve = elliptic.P384()
+	default:
+		return nil, fmt.Errorf("unsupported curve %v", oid)
+	}
+	var raw []byte
+	if rest, err := asn1.Unmarshal(point, &raw); err != nil || len(rest) > 0 {
+		raw = point // some tokens return the bare point
+	}
+	return ecdsa.ParseUncompressedPublicKey(curve, raw)
+}
+
+type signParams struct {
+	mech      *pkcs11.Mechanism
+	digestLen int
+	prefix    []byte
+	ec        bool
+}
+
+func signingParams(op string, alg SigningAlgorithm, caps Capabilities) (signParams, error) {
+	switch alg {
+	case ECDSASHA256, ECDSASHA384:
+		n := 32
+		if alg == ECDSASHA384 {
+			n = 48
+		}
+		return signParams{mech: pkcs11.NewMechanism(pkcs11.CKM_ECDSA, nil), digestLen: n, ec: true},
+			requireMechanism(op, caps.ECDSA, pkcs11.CKM_ECDSA)
+	case RSAPKCS1SHA256:
+		return signParams{mech: pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS, nil), digestLen: 32, prefix: sha256DigestInfo},
+			requireMechanism(op, caps.RSAPKCS, pkcs11.CKM_RSA_PKCS)
+	case RSAPSSSHA256:
+		params := pkcs11.NewPSSParams(pkcs11.CKM_SHA256, pkcs11.CKG_MGF1_SHA256, 32)
+		return signParams{mech: pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_PSS, params), digestLen: 32},
+			requireMechanism(op, caps.RSAPSS, pkcs11.CKM_RSA_PKCS_PSS)
+	}
+	return signParams{}, invalidInput(op, "unknown signing algorithm %q", alg)
+}
+
+// Sign signs a digest with the private half of key pair id. ECDSA
+// signatures come back ASN.1 DER encoded, as X.509 and AWS KMS have them.
+func (t *Token) Sign(ctx context.Context, id ObjectID, alg SigningAlgorithm, digest []byte) ([]byte, error) {
+	const op = "sign"
+	sp, err := signingParams(op, alg, t.caps)
+	if err != nil {
+		return nil, err
+	}
+	if len(digest) != sp.digestLen {
+		return nil, invalidInput(op, "%s needs a %d-byte digest, got %d", alg, sp.digestLen, len(digest))
+	}
+	var sig []byte
+	err = t.do(ctx, op, privateKey(id), nil, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		if err := t.p.SignInit(s, []*pkcs11.Mechanism{sp.mech}, h); err != nil {
+			return err
+		}
+		var err error
+		sig, err = t.p.Sign(s, append(append([]byte(nil), sp.prefix...), digest...))
+		return err
+	})
+	if err != nil || !sp.ec {
+		return sig, err
+	}
+	half := len(sig) / 2
+	return asn1.Marshal(ecdsaSig{new(big.Int).SetBytes(sig[:half]), new(big.Int).SetBytes(sig[half:])})
+}
+
+type ecdsaSig struct{ R, S *big.Int }
+
+// Verify checks a signature over a digest with the public half of key pair
+// id on the token. A signature that does not verify gives ErrInvalidSignature.
+func (t *Token) Verify(ctx context.Context, id ObjectID, alg SigningAlgorithm, digest, sig []byte) error {
+	const op = "verify"
+	sp, err := signingParams(op, alg, t.caps)
+	if err != nil {
+		return err
+	}
+	if len(digest) != sp.digestLen {
+		return invalidInput(op, "%s needs a %d-byte digest, got %d", alg, sp.digestLen, len(digest))
+	}
+	if len(sig) == 0 || len(sig) > maxSignatureLen {
+		return newError(op, ErrInvalidSignature, fmt.Errorf("signature must be 1 to %d bytes, got %d", maxSignatureLen, len(sig)))
+	}
+	return t.do(ctx, op, publicKey(id), ErrInvalidSignature, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		raw := sig
+		if sp.ec {
+			var err error
+			if raw, err = t.rawECDSA(s, h, sig); err != nil {
+				return err
+			}
+		}
+		if err := t.p.VerifyInit(s, []*pkcs11.Mechanism{sp.mech}, h); err != nil {
+			return err
+		}
+		return t.p.Verify(s, append(append([]byte(nil), sp.prefix...), digest...), raw)
+	})
+}
+
+// rawECDSA turns a DER signature into the r||s form PKCS#11 verifies,
+// each half as wide as the curve's order.
+func (t *Token) rawECDSA(s pkcs11.SessionHandle, h pkcs11.ObjectHandle, der []byte) ([]byte, error) {
+	var es ecdsaSig
+	if rest, err := asn1.Unmarshal(der, &es); err != nil || len(rest) > 0 || es.R == nil || es.S == nil || es.R.Sign() <= 0 || es.S.Sign() <= 0 {
+		return nil, newError("verify", ErrInvalidSignature, fmt.Errorf("not a DER ECDSA signature"))
+	}
+	pub, err := t.readPublicKey(s, h)
+	if err != nil {
+		return nil, err
+	}
+	ec, ok := pub.(*ecdsa.PublicKey)
+	if !ok {
+		return nil, newError("verify", ErrInvalidInput, fmt.Errorf("key is not an EC key"))
+	}
+	size := (ec.Curve.Params().BitSize + 7) / 8
+	if es.R.BitLen() > size*8 || es.S.BitLen() > size*8 {
+		return nil, newError("verify", ErrInvalidSignature, fmt.Errorf("signature values out of range"))
+	}
+	raw := make([]byte, 2*size)
+	es.R.FillBytes(raw[:size])
+	es.S.FillBytes(raw[size:])
+	return raw, nil
+}

@@ -1,0 +1,346 @@
+package hsm
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/miekg/pkcs11"
+)
+
+// ObjectID is the CKA_ID of a key on the token: 16 random bytes that the
+// key service keeps in its store. Handles are per process and go stale;
+// the CKA_ID is what names a key across processes and restarts.
+type ObjectID [16]byte
+
+// NewObjectID returns a fresh random ObjectID.
+func NewObjectID() (ObjectID, error) {
+	var id ObjectID
+	if _, err := rand.Read(id[:]); err != nil {
+		return id, fmt.Errorf("hsm: reading random bytes: %w", err)
+	}
+	return id, nil
+}
+
+// String returns the ID in hex, as pkcs11-tool shows it.
+func (id ObjectID) String() string { return hex.EncodeToString(id[:]) }
+
+// keyRef names one object: a CKA_ID and a class (a key pair shares one
+// CKA_ID between its public and private halves).
+type keyRef struct {
+	id    ObjectID
+	class uint
+}
+
+func secretKey(id ObjectID) *keyRef  { return &keyRef{id, pkcs11.CKO_SECRET_KEY} }
+func privateKey(id ObjectID) *keyRef { return &keyRef{id, pkcs11.CKO_PRIVATE_KEY} }
+func publicKey(id ObjectID) *keyRef  { return &keyRef{id, pkcs11.CKO_PUBLIC_KEY} }
+
+// handleCache maps CKA_IDs to object handles, so that the hot path never
+// searches the token. Entries are dropped when the token says a handle is
+// stale, and all of them when the module is re-initialised.
+type handleCache struct {
+	mu sync.RWMutex
+	m  map[keyRef]pkcs11.ObjectHandle
+}
+
+func (c *handleCache) handle(p PKCS11, s pkcs11.SessionHandle, k keyRef) (pkcs11.ObjectHandle, error) {
+	c.mu.RLock()
+	h, ok := c.m[k]
+	c.mu.RUnlock()
+	if ok {
+		return h, nil
+	}
+	h, err := findOne(p, s, k)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	c.m[k] = h
+	c.mu.Unlock()
+	return h, nil
+}
+
+func (c *handleCache) forget(k keyRef) {
+	c.mu.Lock()
+	delete(c.m, k)
+	c.mu.Unlock()
+}
+
+func (c *handleCache) reset() {
+	c.mu.Lock()
+	clear(c.m)
+	c.mu.Unlock()
+}
+
+// findOne finds the single object of class k.class with CKA_ID k.id. Labels
+// are not unique on a token; CKA_IDs must be, and two matches are refused.
+func findOne(p PKCS11, s pkcs11.SessionHandle, k keyRef) (pkcs11.ObjectHandle, error) {
+	hs, err := findObjects(p, s, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, k.class),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, k.id[:]),
+	}, 2)
+	if err != nil {
+		return 0, err
+	}
+	switch len(hs) {
+	case 0:
+		return 0, newError("find key", ErrKeyNotFound, fmt.Errorf("CKA_ID %s", k.id))
+	case 1:
+		return hs[0], nil
+	}
+	return 0, newError("find key", ErrDuplicateKey, fmt.Errorf("CKA_ID %s", k.id))
+}
+
+// findObjects returns up to max handles matching template (all when max
+// is 0), always ending the search so the session is left clean.
+func findObjects(p PKCS11, s pkcs11.SessionHandle, template []*pkcs11.Attribute, max int) ([]pkcs11.ObjectHandle, error) {
+	if err := p.FindObjectsInit(s, template); err != nil {
+		return nil, err
+	}
+	var out []pkcs11.ObjectHandle
+	for {
+		batch := 64
+		if max > 0 {
+			batch = max - len(out)
+		}
+		hs, _, err := p.FindObjects(s, batch)
+		if err != nil {
+			_ = p.FindObjectsFinal(s)
+			return nil, err
+		}
+		out = append(out, hs...)
+		if len(hs) == 0 || (max > 0 && len(out) >= max) {
+			break
+		}
+	}
+	if err := p.FindObjectsFinal(s); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// masterKeyTemplate is the template of a master key version: an AES-256
+// token object that can encrypt, decrypt, wrap and unwrap, and that nothing
+// can read, wrap or copy out. CKA_COPYABLE is PKCS#11 v2.40 and some tokens
+// reject it; createWithoutCopyable retries without it.
+func masterKeyTemplate(id ObjectID, label string) []*pkcs11.Attribute {
+	return []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, id[:]),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+		pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false),
+	}
+}
+
+// withoutCopyable drops CKA_COPYABLE from a template, for tokens that predate it.
+func withoutCopyable(t []*pkcs11.Attribute) []*pkcs11.Attribute {
+	out := make([]*pkcs11.Attribute, 0, len(t))
+	for _, a := range t {
+		if a.Type != pkcs11.CKA_COPYABLE {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// MaxLabel bounds a CKA_LABEL; "hsmkms/<uuid>/v<n>" needs far less.
+const MaxLabel = 128
+
+// CreateMasterKey generates an AES-256 master key version inside the token
+// with CKA_ID id. It refuses an id that the token already has, so that a
+// retried creation never makes two objects with one CKA_ID.
+func (t *Token) CreateMasterKey(ctx context.Context, id ObjectID, label string) error {
+	const op = "create master key"
+	if len(label) == 0 || len(label) > MaxLabel {
+		return invalidInput(op, "label must be 1 to %d bytes", MaxLabel)
+	}
+	return t.do(ctx, op, nil, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
+		if err := t.refuseExisting(s, id); err != nil {
+			return err
+		}
+		mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}
+		tmpl := masterKeyTemplate(id, label)
+		_, err := t.p.GenerateKey(s, mech, tmpl)
+		if isCode(err, pkcs11.CKR_ATTRIBUTE_TYPE_INVALID) || isCode(err, pkcs11.CKR_TEMPLATE_INCONSISTENT) {
+			_, err = t.p.GenerateKey(s, mech, withoutCopyable(tmpl))
+		}
+		return err
+	})
+}
+
+func (t *Token) refuseExisting(s pkcs11.SessionHandle, id ObjectID) error {
+	hs, err := findObjects(t.p, s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, id[:])}, 1)
+	if err != nil {
+		return err
+	}
+	if len(hs) > 0 {
+		return invalidInput("create key", "an object with CKA_ID %s exists already", id)
+	}
+	return nil
+}
+
+// HasKey reports whether the token holds a key (secret or private) with
+// CKA_ID id. A lost token is an error, never a false.
+func (t *Token) HasKey(ctx context.Context, id ObjectID) (bool, error) {
+	var found bool
+	err := t.do(ctx, "find key", nil, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
+		hs, err := findObjects(t.p, s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, id[:])}, 1)
+		found = len(hs) > 0
+		return err
+	})
+	if err == nil && !found {
+		// An empty search is also what a vanished SoftHSM2 token answers.
+		if perr := t.checkToken(); perr != nil {
+			return false, newError("find key", ErrUnavailable, perr)
+		}
+	}
+	return found, err
+}
+
+// checkToken probes the token under the read lock, starting recovery when
+// it is gone.
+func (t *Token) checkToken() error {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.pool == nil {
+		return errors.New("recovering")
+	}
+	err := t.probe()
+	if err != nil {
+		t.lost(err)
+	}
+	return err
+}
+
+// DestroyKey destroys every object with CKA_ID id: a master key version or
+// both halves of a key pair. It is the only way key material leaves the token.
+func (t *Token) DestroyKey(ctx context.Context, id ObjectID) error {
+	const op = "destroy key"
+	err := t.do(ctx, op, nil, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
+		hs, err := findObjects(t.p, s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, id[:])}, 0)
+		if err != nil {
+			return err
+		}
+		if len(hs) == 0 {
+			return newError(op, ErrKeyNotFound, fmt.Errorf("CKA_ID %s", id))
+		}
+		for _, h := range hs {
+			if err := t.p.DestroyObject(s, h); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, class := range []uint{pkcs11.CKO_SECRET_KEY, pkcs11.CKO_PRIVATE_KEY, pkcs11.CKO_PUBLIC_KEY} {
+		t.keys.forget(keyRef{id, class})
+	}
+	return err
+}
+
+// Object describes a key object on the token, as `doctor` and tests see it.
+type Object struct {
+	ID               []byte `json:"id"`
+	Label            string `json:"label"`
+	Class            string `json:"class"` // "secret", "private" or "public"
+	Sensitive        bool   `json:"sensitive"`
+	Extractable      bool   `json:"extractable"`
+	AlwaysSensitive  bool   `json:"always_sensitive"`
+	NeverExtractable bool   `json:"never_extractable"`
+}
+
+var classNames = map[uint]string{
+	pkcs11.CKO_SECRET_KEY:  "secret",
+	pkcs11.CKO_PRIVATE_KEY: "private",
+	pkcs11.CKO_PUBLIC_KEY:  "public",
+}
+
+// Objects lists the key objects stored on the token.
+func (t *Token) Objects(ctx context.Context) ([]Object, error) {
+	var out []Object
+	err := t.do(ctx, "list objects", nil, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
+		out = out[:0]
+		hs, err := findObjects(t.p, s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true)}, 0)
+		if err != nil {
+			return err
+		}
+		for _, h := range hs {
+			o, ok, err := t.describe(s, h)
+			if err != nil {
+				return err
+			}
+			if ok {
+				out = append(out, o)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// describe reads the public attributes of a key object; ok is false for
+// objects that are not keys (certificates, data).
+func (t *Token) describe(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) (o Object, ok bool, err error) {
+	attrs, err := t.p.GetAttributeValue(s, h, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, nil),
+	})
+	if err != nil {
+		return o, false, err
+	}
+	class := attrUint(attrs[0].Value)
+	o.Class, ok = classNames[class]
+	if !ok {
+		return o, false, nil
+	}
+	o.ID, o.Label = attrs[1].Value, string(attrs[2].Value)
+	if class == pkcs11.CKO_PUBLIC_KEY {
+		return o, true, nil
+	}
+	// Asked apart: GetAttributeValue fails whole if any attribute is sensitive.
+	flags, err := t.p.GetAttributeValue(s, h, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_ALWAYS_SENSITIVE, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_NEVER_EXTRACTABLE, nil),
+	})
+	if err != nil {
+		return o, false, err
+	}
+	o.Sensitive, o.Extractable = attrBool(flags[0].Value), attrBool(flags[1].Value)
+	o.AlwaysSensitive, o.NeverExtractable = attrBool(flags[2].Value), attrBool(flags[3].Value)
+	return o, true, nil
+}
+
+func attrBool(v []byte) bool { return len(v) > 0 && v[0] != 0 }
+
+// attrUint decodes a CK_ULONG attribute, which the module returns in the
+// machine's byte order and width.
+func attrUint(v []byte) uint {
+	switch len(v) {
+	case 8:
+		return uint(binary.NativeEndian.Uint64(v))
+	case 4:
+		return uint(binary.NativeEndian.Uint32(v))
+	}
+	return ^uint(0)
+}

@@ -1,0 +1,64 @@
+package hsm
+
+import (
+	"strings"
+	"time"
+)
+
+// lost marks the token unavailable and starts the recovery loop, once.
+// Operations fail fast with ErrUnavailable until recovery succeeds.
+func (t *Token) lost(cause error) {
+	if !t.recovering.CompareAndSwap(false, true) {
+		return
+	}
+	prev := t.health.Load()
+	t.health.Store(&Health{Ready: false, Since: time.Now(), Reason: cause.Error(), Recoveries: prev.Recoveries})
+	t.log.Error("token unavailable; recovering in the background", "label", t.cfg.TokenLabel, "error", cause)
+	t.wg.Add(1)
+	go t.recoverLoop()
+}
+
+// recoverLoop re-initialises the module at most once per RecoverInterval
+// until the token is back or the Token is closed.
+func (t *Token) recoverLoop() {
+	defer t.wg.Done()
+	defer t.recovering.Store(false)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for attempt := 1; ; attempt++ {
+		select {
+		case <-t.closing:
+			return
+		case <-timer.C:
+		}
+		err := t.reconnect()
+		if err == nil {
+			prev := t.health.Load()
+			t.health.Store(&Health{Ready: true, Since: time.Now(), Recoveries: prev.Recoveries + 1})
+			t.log.Info("token recovered", "label", t.info.Label, "serial", t.info.Serial, "slot", t.slot, "attempts", attempt)
+			return
+		}
+		prev := t.health.Load()
+		t.health.Store(&Health{Ready: false, Since: prev.Since, Reason: err.Error(), Recoveries: prev.Recoveries})
+		if attempt == 1 || attempt%30 == 0 {
+			t.log.Warn("token still unavailable", "label", t.cfg.TokenLabel, "attempts", attempt, "error", err)
+		}
+		timer.Reset(t.cfg.RecoverInterval)
+	}
+}
+
+// reconnect finalises and initialises the module, then finds the token and
+// logs in again. It waits for in-flight operations to finish first. Cached
+// handles and sessions die with the module.
+func (t *Token) reconnect() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.pool = nil
+	t.keys.reset()
+	if err := t.m.reinitialize(); err != nil {
+		return newError("re-initialise module", ErrUnavailable, err)
+	}
+	return t.connect()
+}
+
+func trim(s string) string { return strings.TrimSpace(s) }
