@@ -1,0 +1,213 @@
+package hsm
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/pkcs11"
+)
+
+// The benchmarks measure each hsm operation beside a raw miekg/pkcs11
+// baseline that makes the same PKCS#11 calls on its own sessions, in the
+// same run and interleaved in rounds, so that the ratio holds on a shared,
+// noisy machine. They report raw-op/s, hsm-op/s and hsm/raw (the fraction
+// of the raw call rate the package keeps).
+
+// benchRound is how many operations each side runs before the other takes
+// its turn.
+const benchRound = 256
+
+// benchOp makes one operation for worker w; it is called once per worker.
+type benchOp func(b *testing.B, w int) func() error
+
+func benchCompare(b *testing.B, tok *Token, rawOp, hsmOp benchOp) {
+	for _, g := range []int{1, 4} {
+		b.Run(fmt.Sprintf("goroutines=%d", g), func(b *testing.B) {
+			rawFns, hsmFns := make([]func() error, g), make([]func() error, g)
+			for w := range g {
+				rawFns[w], hsmFns[w] = rawOp(b, w), hsmOp(b, w)
+			}
+			var rawTime, hsmTime time.Duration
+			b.ResetTimer()
+			for done, turn := 0, 0; done < b.N; turn++ {
+				n := min(benchRound, b.N-done)
+				if turn%2 == 0 {
+					rawTime += runRound(b, rawFns, n)
+					hsmTime += runRound(b, hsmFns, n)
+				} else {
+					hsmTime += runRound(b, hsmFns, n)
+					rawTime += runRound(b, rawFns, n)
+				}
+				done += n
+			}
+			b.StopTimer()
+			rawRate := float64(b.N) / rawTime.Seconds()
+			hsmRate := float64(b.N) / hsmTime.Seconds()
+			b.ReportMetric(rawRate, "raw-op/s")
+			b.ReportMetric(hsmRate, "hsm-op/s")
+			b.ReportMetric(hsmRate/rawRate, "hsm/raw")
+			b.ReportMetric(0, "ns/op") // both sides together: meaningless
+		})
+	}
+}
+
+// runRound runs n operations spread over len(fns) goroutines and returns
+// the wall time they took.
+func runRound(b *testing.B, fns []func() error, n int) time.Duration {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for _, fn := range fns {
+		wg.Go(func() {
+			for next.Add(1) <= int64(n) {
+				if err := fn(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+// rawSession opens a session of its own on tok's slot and finds the master
+// key by CKA_ID once, as a hand-written miekg/pkcs11 program would.
+func rawSession(b *testing.B, tok *Token, id ObjectID) (*pkcs11.Ctx, pkcs11.SessionHandle, pkcs11.ObjectHandle) {
+	p := raw(b, tok)
+	s, err := p.OpenSession(tok.slot, sessionFlags)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.CloseSession(s) })
+	h, err := findOne(p, s, keyRef{id, pkcs11.CKO_SECRET_KEY})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p, s, h
+}
+
+func benchToken(b *testing.B) (*Token, ObjectID) {
+	tok := openToken(b, func(c *Config) { c.PoolSize = 4 })
+	return tok, newMasterKey(b, tok)
+}
+
+var benchAAD = []byte("hsmkms-v1 benchmark header and context")
+
+// BenchmarkSealDataKey: C_GenerateRandom(32) + C_EncryptInit/C_Encrypt
+// (AES-GCM), the aes-gcm data key path.
+func BenchmarkSealDataKey(b *testing.B) {
+	tok, id := benchToken(b)
+	iv := make([]byte, IVSize)
+	rawOp := func(b *testing.B, _ int) func() error {
+		p, s, h := rawSession(b, tok, id)
+		return func() error {
+			dk, err := p.GenerateRandom(s, 32)
+			if err != nil {
+				return err
+			}
+			params := pkcs11.NewGCMParams(iv, benchAAD, 128)
+			defer params.Free()
+			if err := p.EncryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, h); err != nil {
+				return err
+			}
+			_, err = p.Encrypt(s, dk)
+			return err
+		}
+	}
+	hsmOp := func(b *testing.B, _ int) func() error {
+		return func() error {
+			_, _, err := tok.SealDataKey(b.Context(), id, 32, iv, benchAAD)
+			return err
+		}
+	}
+	benchCompare(b, tok, rawOp, hsmOp)
+}
+
+// BenchmarkUnseal: C_DecryptInit/C_Decrypt (AES-GCM) of a sealed data key.
+func BenchmarkUnseal(b *testing.B) {
+	tok, id := benchToken(b)
+	iv := make([]byte, IVSize)
+	_, sealed, err := tok.SealDataKey(b.Context(), id, 32, iv, benchAAD)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rawOp := func(b *testing.B, _ int) func() error {
+		p, s, h := rawSession(b, tok, id)
+		return func() error {
+			params := pkcs11.NewGCMParams(iv, benchAAD, 128)
+			defer params.Free()
+			if err := p.DecryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, h); err != nil {
+				return err
+			}
+			_, err := p.Decrypt(s, sealed)
+			return err
+		}
+	}
+	hsmOp := func(b *testing.B, _ int) func() error {
+		return func() error {
+			_, err := tok.Unseal(b.Context(), id, iv, benchAAD, sealed)
+			return err
+		}
+	}
+	benchCompare(b, tok, rawOp, hsmOp)
+}
+
+// BenchmarkWrapDataKey: C_GenerateKey + C_WrapKey (RFC 3394) + read value +
+// C_DestroyObject, the aes-kw data key path.
+func BenchmarkWrapDataKey(b *testing.B) {
+	tok, id := benchToken(b)
+	rawOp := func(b *testing.B, _ int) func() error {
+		p, s, h := rawSession(b, tok, id)
+		return func() error {
+			dk, err := p.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_GENERIC_SECRET_KEY_GEN, nil)}, dataKeyTemplate(32))
+			if err != nil {
+				return err
+			}
+			defer p.DestroyObject(s, dk)
+			if _, err := p.WrapKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_WRAP, nil)}, h, dk); err != nil {
+				return err
+			}
+			_, err = p.GetAttributeValue(s, dk, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)})
+			return err
+		}
+	}
+	hsmOp := func(b *testing.B, _ int) func() error {
+		return func() error {
+			_, _, err := tok.WrapDataKey(b.Context(), id, 32)
+			return err
+		}
+	}
+	benchCompare(b, tok, rawOp, hsmOp)
+}
+
+// BenchmarkUnwrapDataKey: C_UnwrapKey + read value + C_DestroyObject.
+func BenchmarkUnwrapDataKey(b *testing.B) {
+	tok, id := benchToken(b)
+	_, wrapped, err := tok.WrapDataKey(b.Context(), id, 32)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rawOp := func(b *testing.B, _ int) func() error {
+		p, s, h := rawSession(b, tok, id)
+		return func() error {
+			dk, err := p.UnwrapKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_WRAP, nil)}, h, wrapped, dataKeyTemplate(0))
+			if err != nil {
+				return err
+			}
+			defer p.DestroyObject(s, dk)
+			_, err = p.GetAttributeValue(s, dk, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)})
+			return err
+		}
+	}
+	hsmOp := func(b *testing.B, _ int) func() error {
+		return func() error {
+			_, err := tok.UnwrapDataKey(b.Context(), id, wrapped)
+			return err
+		}
+	}
+	benchCompare(b, tok, rawOp, hsmOp)
+}
