@@ -1,0 +1,169 @@
+// Package store owns what the key service persists: keys, key versions,
+// aliases, principals and settings, behind a transactional Store interface.
+//
+// The interface is shaped for a shared SQL store with several replicas as
+// much as for the embedded bbolt file: every change runs in a transaction,
+// records carry a revision and PutKey is a compare-and-set on it, and
+// nothing the service needs to be correct lives only in one process's
+// memory. Package storetest holds the conformance suite every
+// implementation runs.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hsmkms/hsmkms/service/policy"
+)
+
+// Errors every implementation returns, wrapped with %w where it adds detail.
+var (
+	// ErrNotFound: no record with that identity.
+	ErrNotFound = errors.New("store: not found")
+	// ErrExists: a record with that identity exists already.
+	ErrExists = errors.New("store: already exists")
+	// ErrConflict: the record changed since it was read (revision mismatch).
+	ErrConflict = errors.New("store: revision conflict")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("store: closed")
+)
+
+// Store is a transactional key-value store of the service's records.
+type Store interface {
+	// View runs fn in a read-only transaction.
+	View(ctx context.Context, fn func(Tx) error) error
+	// Update runs fn in a read-write transaction, committed when fn returns
+	// nil and rolled back otherwise. Implementations may run fn more than
+	// once on a serialisation failure: fn must have no side effects outside
+	// the transaction.
+	Update(ctx context.Context, fn func(Tx) error) error
+	// Close releases the store.
+	Close() error
+}
+
+// Tx is one transaction. Lists are ordered by identity and paginated: they
+// return at most limit records whose identity sorts after `after` ("" for
+// the start); limit <= 0 means no limit.
+type Tx interface {
+	Key(id string) (Key, error)
+	Keys(after string, limit int) ([]Key, error)
+	// PutKey creates k when k.Revision is 0 (ErrExists if the ID is taken,
+	// by a live key or a tombstone), and otherwise replaces the stored key
+	// only if its revision equals k.Revision (else ErrConflict). It returns
+	// the new revision.
+	PutKey(k Key) (uint64, error)
+
+	Version(keyID string, number uint32) (Version, error)
+	// Versions lists the versions of a key by number.
+	Versions(keyID string) ([]Version, error)
+	// PutVersion creates or replaces a version.
+	PutVersion(v Version) error
+	// DeleteVersion removes a version (only a pending one that never reached
+	// the token is ever removed).
+	DeleteVersion(keyID string, number uint32) error
+
+	Alias(name string) (Alias, error)
+	Aliases(after string, limit int) ([]Alias, error)
+	// CreateAlias adds a (ErrExists if the name is taken).
+	CreateAlias(a Alias) error
+	// PutAlias replaces an existing alias (ErrNotFound if there is none).
+	PutAlias(a Alias) error
+	DeleteAlias(name string) error
+
+	Principal(accessKeyID string) (Principal, error)
+	Principals(after string, limit int) ([]Principal, error)
+	CreatePrincipal(p Principal) error
+	PutPrincipal(p Principal) error
+	DeletePrincipal(accessKeyID string) error
+
+	// Setting and PutSetting hold small service-wide values (the internal
+	// key's version, a schema version).
+	Setting(name string) ([]byte, error)
+	PutSetting(name string, value []byte) error
+}
+
+// KeyState is a key's lifecycle state.
+type KeyState string
+
+// Key states. Creating keys are invisible to clients: a crash between the
+// store and the token leaves one behind for reconciliation to settle.
+// Deleted keys are tombstones: their IDs are never used again.
+const (
+	KeyCreating        KeyState = "Creating"
+	KeyEnabled         KeyState = "Enabled"
+	KeyDisabled        KeyState = "Disabled"
+	KeyPendingDeletion KeyState = "PendingDeletion"
+	KeyDeleted         KeyState = "Deleted"
+)
+
+// Key is a logical KMS key.
+type Key struct {
+	ID          string            `json:"id"` // a UUID
+	Revision    uint64            `json:"revision"`
+	Spec        string            `json:"spec"`      // SYMMETRIC_DEFAULT, ECC_NIST_P256, RSA_2048, …
+	Usage       string            `json:"usage"`     // ENCRYPT_DECRYPT or SIGN_VERIFY
+	Mechanism   string            `json:"mechanism"` // aes-gcm or aes-kw (symmetric keys)
+	Description string            `json:"description,omitempty"`
+	Tags        map[string]string `json:"tags,omitempty"`
+	State       KeyState          `json:"state"`
+	CreatedAt   time.Time         `json:"created_at"`
+	// CurrentVersion encrypts; every active version decrypts.
+	CurrentVersion uint32 `json:"current_version"`
+	// LatestVersion is the highest version number ever given out, active or
+	// pending: the next rotation takes LatestVersion+1.
+	LatestVersion uint32 `json:"latest_version"`
+	// DeletionDate is set while PendingDeletion.
+	DeletionDate time.Time `json:"deletion_date,omitzero"`
+	// DeletedAt is set on tombstones.
+	DeletedAt time.Time `json:"deleted_at,omitzero"`
+	// Rotation: enabled, the period, and when the next one is due.
+	RotationEnabled    bool      `json:"rotation_enabled,omitempty"`
+	RotationPeriodDays int       `json:"rotation_period_days,omitempty"`
+	NextRotation       time.Time `json:"next_rotation,omitzero"`
+}
+
+// VersionState is a key version's state.
+type VersionState string
+
+// Version states: pending until the token object exists, then active until
+// the key is deleted.
+const (
+	VersionPending   VersionState = "Pending"
+	VersionActive    VersionState = "Active"
+	VersionDestroyed VersionState = "Destroyed"
+)
+
+// Version is one piece of key material on the token.
+type Version struct {
+	KeyID     string       `json:"key_id"`
+	Number    uint32       `json:"number"`
+	ObjectID  [16]byte     `json:"object_id"` // the token object's CKA_ID
+	State     VersionState `json:"state"`
+	CreatedAt time.Time    `json:"created_at"`
+	// RotationType is AUTOMATIC or ON_DEMAND for versions after the first.
+	RotationType string `json:"rotation_type,omitempty"`
+	// SealsReserved counts the AES-GCM seals reserved for this version, in
+	// blocks taken before they are used: a crash loses at most the unused
+	// part of a block, so the count only ever over-states.
+	SealsReserved uint64 `json:"seals_reserved,omitempty"`
+}
+
+// Alias is a friendly name for a key: "alias/<name>".
+type Alias struct {
+	Name      string    `json:"name"`
+	KeyID     string    `json:"key_id"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Principal is an identity that signs requests (SigV4) and its policy.
+type Principal struct {
+	AccessKeyID string `json:"access_key_id"`
+	Name        string `json:"name"`
+	// SealedSecret is the secret access key sealed under the service's
+	// internal key on the token; the clear secret is never stored.
+	SealedSecret []byte      `json:"sealed_secret"`
+	Statements   []policy.Statement `json:"statements"`
+	CreatedAt    time.Time   `json:"created_at"`
+}
