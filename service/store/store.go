@@ -106,8 +106,12 @@ type Key struct {
 	Mechanism   string            `json:"mechanism"` // aes-gcm or aes-kw (symmetric keys)
 	Description string            `json:"description,omitempty"`
 	Tags        map[string]string `json:"tags,omitempty"`
-	State       KeyState          `json:"state"`
-	CreatedAt   time.Time         `json:"created_at"`
+	// Aliases lists the aliases pointing at the key, kept in the same
+	// transaction as the alias records, so that a policy on alias/<name>
+	// is decided without scanning every alias.
+	Aliases   []string  `json:"aliases,omitempty"`
+	State     KeyState  `json:"state"`
+	CreatedAt time.Time `json:"created_at"`
 	// CurrentVersion encrypts; every active version decrypts.
 	CurrentVersion uint32 `json:"current_version"`
 	// LatestVersion is the highest version number ever given out, active or
@@ -163,7 +167,7 @@ type Principal struct {
 	Name        string `json:"name"`
 	// SealedSecret is the secret access key sealed under the service's
 	// internal key on the token; the clear secret is never stored.
-	SealedSecret []byte      `json:"sealed_secret"`
+	SealedSecret []byte             `json:"sealed_secret"`
 	Statements   []policy.Statement `json:"statements"`
-	CreatedAt    time.Time   `json:"created_at"`
+	CreatedAt    time.Time          `json:"created_at"`
 }

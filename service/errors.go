@@ -1,0 +1,90 @@
+package service
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is an AWS KMS error type, the "__type" of a KMS error response.
+type Code string
+
+// The error types the key service returns. The API layer maps each to its
+// HTTP status once; nothing else in the service knows about HTTP.
+const (
+	CodeNotFound         Code = "NotFoundException"
+	CodeDisabled         Code = "DisabledException"
+	CodeInvalidState     Code = "KMSInvalidStateException"
+	CodeAlreadyExists    Code = "AlreadyExistsException"
+	CodeInvalidCipher    Code = "InvalidCiphertextException"
+	CodeIncorrectKey     Code = "IncorrectKeyException"
+	CodeInvalidKeyUsage  Code = "InvalidKeyUsageException"
+	CodeInvalidSignature Code = "KMSInvalidSignatureException"
+	CodeValidation       Code = "ValidationException"
+	CodeAccessDenied     Code = "AccessDeniedException"
+	CodeInvalidAliasName Code = "InvalidAliasNameException"
+	CodeInvalidArn       Code = "InvalidArnException"
+	CodeLimitExceeded    Code = "LimitExceededException"
+	CodeInvalidMarker    Code = "InvalidMarkerException"
+	CodeUnsupported      Code = "UnsupportedOperationException"
+	CodeInternal         Code = "KMSInternalException"
+	// CodeDependency is what hsmkms answers while the HSM is unavailable:
+	// AWS SDKs model it and retry it.
+	CodeDependency Code = "DependencyTimeoutException"
+)
+
+// Error is a failed key service operation: an AWS error type and a message
+// that names what failed and never holds secret material.
+type Error struct {
+	Code    Code
+	Message string
+	Err     error // the cause, for logs; never shown to clients
+}
+
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Is matches another *Error with the same Code, so that
+// errors.Is(err, service.ErrNotFound) works for any message.
+func (e *Error) Is(target error) bool {
+	var t *Error
+	return errors.As(target, &t) && t.Code == e.Code && t.Message == ""
+}
+
+// Sentinels for errors.Is; each matches every Error of its Code.
+var (
+	ErrNotFound         = &Error{Code: CodeNotFound}
+	ErrDisabled         = &Error{Code: CodeDisabled}
+	ErrInvalidState     = &Error{Code: CodeInvalidState}
+	ErrAlreadyExists    = &Error{Code: CodeAlreadyExists}
+	ErrInvalidCipher    = &Error{Code: CodeInvalidCipher}
+	ErrIncorrectKey     = &Error{Code: CodeIncorrectKey}
+	ErrInvalidKeyUsage  = &Error{Code: CodeInvalidKeyUsage}
+	ErrInvalidSignature = &Error{Code: CodeInvalidSignature}
+	ErrValidation       = &Error{Code: CodeValidation}
+	ErrAccessDenied     = &Error{Code: CodeAccessDenied}
+	ErrInvalidAliasName = &Error{Code: CodeInvalidAliasName}
+	ErrInvalidArn       = &Error{Code: CodeInvalidArn}
+	ErrInvalidMarker    = &Error{Code: CodeInvalidMarker}
+	ErrUnsupported      = &Error{Code: CodeUnsupported}
+	ErrInternal         = &Error{Code: CodeInternal}
+	ErrDependency       = &Error{Code: CodeDependency}
+)
+
+func newErr(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+func wrapErr(code Code, cause error, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Err: cause}
+}
+
+// CodeOf returns the Code of err, or CodeInternal when err is not an *Error.
+func CodeOf(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return CodeInternal
+}
