@@ -21,8 +21,10 @@ const (
 	// MaxDataKey bounds a data key: 1 to 1024 bytes, as GenerateDataKey's
 	// NumberOfBytes.
 	MaxDataKey = 1024
-	// MaxAAD bounds the additional authenticated data of a seal.
-	MaxAAD = 16 << 10
+	// MaxAAD bounds the additional authenticated data of a seal: room for a
+	// header and the largest encryption context AWS allows (8192 bytes of
+	// keys and values, each with a 2-byte length).
+	MaxAAD = 48 << 10
 	// MaxRandom bounds GenerateRandom.
 	MaxRandom = 1024
 	// wrapOverhead is what RFC 3394 adds to the wrapped key.

@@ -1,0 +1,76 @@
+package ciphertext
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// MaxContextBytes bounds an encryption context: the sum of the lengths of
+// all its keys and values, as AWS KMS counts it.
+const MaxContextBytes = 8192
+
+// aadLabel opens every AAD and names the format it belongs to.
+const aadLabel = "hsmkms-v1"
+
+// ErrInvalidContext is matched (errors.Is) by every error of Canonical and
+// of AAD's context check. The key service reports it as a validation error.
+var ErrInvalidContext = errors.New("ciphertext: invalid encryption context")
+
+func invalidContext(format string, args ...any) error {
+	return &formatError{msg: fmt.Sprintf(format, args...), kind: ErrInvalidContext}
+}
+
+// Context is an encryption context: non-secret key-value pairs that an
+// aes-gcm seal binds and that decryption must present again.
+type Context map[string]string
+
+// Canonical returns the context's unique encoding: a uint16 count, then for
+// each pair in the order of its key's bytes a uint16 length, the key, a
+// uint16 length and the value, all big-endian. A nil or empty context is
+// two zero bytes. Keys must be non-empty and all keys and values together
+// at most MaxContextBytes bytes; errors match ErrInvalidContext.
+func (c Context) Canonical() ([]byte, error) {
+	total := 0
+	for k, v := range c {
+		total += len(k) + len(v)
+	}
+	if total > MaxContextBytes {
+		return nil, invalidContext("encryption context is %d bytes of keys and values, max %d", total, MaxContextBytes)
+	}
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		if k == "" {
+			return nil, invalidContext("encryption context key must not be empty")
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // Go compares strings byte by byte
+	// Non-empty keys and the byte limit keep the count and every length
+	// within uint16.
+	out := make([]byte, 0, 2+4*len(keys)+total)
+	out = binary.BigEndian.AppendUint16(out, uint16(len(keys)))
+	for _, k := range keys {
+		v := c[k]
+		out = binary.BigEndian.AppendUint16(out, uint16(len(k)))
+		out = append(out, k...)
+		out = binary.BigEndian.AppendUint16(out, uint16(len(v)))
+		out = append(out, v...)
+	}
+	return out, nil
+}
+
+// AAD returns the additional authenticated data of an aes-gcm seal:
+// "hsmkms-v1" || b.Header() || c.Canonical(). The IV and sealed bytes are
+// not part of it. Errors are Canonical's.
+func AAD(b Blob, c Context) ([]byte, error) {
+	ctx, err := c.Canonical()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(aadLabel)+HeaderSize+len(ctx))
+	out = append(out, aadLabel...)
+	out = append(out, b.Header()...)
+	return append(out, ctx...), nil
+}
