@@ -27,7 +27,7 @@ const (
 
 // New returns the hsmkms application writing to stdout and stderr.
 func New(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:                 "hsmkms",
 		Usage:                "a key management service whose master keys live in a PKCS#11 HSM",
 		Version:              Version,
@@ -38,10 +38,28 @@ func New(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "log-level", Value: "warn", EnvVars: []string{"HSMKMS_LOG_LEVEL"}, Usage: "trace, debug, info, warn or error"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", EnvVars: []string{"HSMKMS_OUTPUT"}, Usage: "table or json"},
 		},
-		Commands: []*cli.Command{slotCommand(), tokenCommand()},
-		OnUsageError: func(c *cli.Context, err error, _ bool) error {
-			return cli.Exit(fmt.Sprintf("hsmkms: %v", err), ExitUsage)
-		},
+		Commands:     []*cli.Command{slotCommand(), tokenCommand()},
+		OnUsageError: usageError,
+		// Errors, ExitCoders included, go back to the caller of Run: the
+		// default handler calls os.Exit inside Run, past Main's exitCode.
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+	setUsageError(app.Commands)
+	return app
+}
+
+func usageError(_ *cli.Context, err error, _ bool) error {
+	return cli.Exit(fmt.Sprintf("hsmkms: %v", err), ExitUsage)
+}
+
+// setUsageError makes bad flags of every (sub)command exit with ExitUsage;
+// urfave/cli uses the app's OnUsageError for the root command only.
+func setUsageError(cmds []*cli.Command) {
+	for _, c := range cmds {
+		if c.OnUsageError == nil {
+			c.OnUsageError = usageError
+		}
+		setUsageError(c.Subcommands)
 	}
 }
 

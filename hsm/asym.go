@@ -233,6 +233,9 @@ func (t *Token) Sign(ctx context.Context, id ObjectID, alg SigningAlgorithm, dig
 	}
 	var sig []byte
 	err = t.do(ctx, op, privateKey(id), nil, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		if err := t.checkKeyType(op, s, h, alg, sp); err != nil {
+			return err
+		}
 		if err := t.p.SignInit(s, []*pkcs11.Mechanism{sp.mech}, h); err != nil {
 			return err
 		}
@@ -264,6 +267,9 @@ func (t *Token) Verify(ctx context.Context, id ObjectID, alg SigningAlgorithm, d
 		return newError(op, ErrInvalidSignature, fmt.Errorf("signature must be 1 to %d bytes, got %d", maxSignatureLen, len(sig)))
 	}
 	return t.do(ctx, op, publicKey(id), ErrInvalidSignature, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		if err := t.checkKeyType(op, s, h, alg, sp); err != nil {
+			return err
+		}
 		raw := sig
 		if sp.ec {
 			var err error
@@ -276,6 +282,25 @@ func (t *Token) Verify(ctx context.Context, id ObjectID, alg SigningAlgorithm, d
 		}
 		return t.p.Verify(s, append(append([]byte(nil), sp.prefix...), digest...), raw)
 	})
+}
+
+// checkKeyType refuses a key whose type does not fit alg before any
+// operation starts. SoftHSM2 2.6.1 accepts C_SignInit and C_VerifyInit with
+// any mechanism on any key type and then fails C_Sign with CKR_GENERAL_ERROR
+// or, for CKM_RSA_PKCS_PSS on an EC key, crashes the process (SIGSEGV).
+func (t *Token) checkKeyType(op string, s pkcs11.SessionHandle, h pkcs11.ObjectHandle, alg SigningAlgorithm, sp signParams) error {
+	a, err := t.p.GetAttributeValue(s, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, nil)})
+	if err != nil {
+		return err
+	}
+	want, name := uint(pkcs11.CKK_RSA), "an RSA"
+	if sp.ec {
+		want, name = pkcs11.CKK_EC, "an EC"
+	}
+	if attrUint(a[0].Value) != want {
+		return invalidInput(op, "%s needs %s key", alg, name)
+	}
+	return nil
 }
 
 // rawECDSA turns a DER signature into the r||s form PKCS#11 verifies,

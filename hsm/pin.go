@@ -9,13 +9,15 @@ import (
 
 // PIN is a token user PIN. It prints, formats and marshals as "[redacted]"
 // so that it cannot reach a log line, an error or a config dump by accident;
-// only the login code reads its value.
-type PIN struct{ value string }
+// only the login code reads its value. The value sits behind a pointer: fmt
+// cannot call Format on a PIN inside an unexported field (a Token's Config,
+// say) and prints the field raw, which then shows an address, not the PIN.
+type PIN struct{ value *string }
 
 const redacted = "[redacted]"
 
 // NewPIN wraps a PIN value.
-func NewPIN(value string) PIN { return PIN{value: value} }
+func NewPIN(value string) PIN { return PIN{value: &value} }
 
 // PINFromFile reads a PIN from the first line of a file. The file should be
 // readable by the service user only.
@@ -29,7 +31,7 @@ func PINFromFile(path string) (PIN, error) {
 	if line == "" {
 		return PIN{}, fmt.Errorf("hsm: PIN file %s is empty", path)
 	}
-	return PIN{value: line}, nil
+	return PIN{value: &line}, nil
 }
 
 // PINFromEnv reads a PIN from an environment variable.
@@ -38,14 +40,22 @@ func PINFromEnv(name string) (PIN, error) {
 	if !ok || v == "" {
 		return PIN{}, fmt.Errorf("hsm: environment variable %s is not set", name)
 	}
-	return PIN{value: v}, nil
+	return PIN{value: &v}, nil
 }
 
 // errNoPIN reports a token configuration without a PIN.
 var errNoPIN = errors.New("hsm: no PIN given (use a PIN file or an environment variable)")
 
 // IsZero reports whether no PIN was given.
-func (p PIN) IsZero() bool { return p.value == "" }
+func (p PIN) IsZero() bool { return p.reveal() == "" }
+
+// reveal returns the PIN's value, for C_Login only.
+func (p PIN) reveal() string {
+	if p.value == nil {
+		return ""
+	}
+	return *p.value
+}
 
 // String returns "[redacted]".
 func (p PIN) String() string { return redacted }

@@ -139,7 +139,7 @@ func (t *Token) connect() error {
 	if err != nil {
 		return newError("open token", ErrUnavailable, fmt.Errorf("C_OpenSession: %w", err))
 	}
-	if err := t.p.Login(anchor, pkcs11.CKU_USER, t.cfg.PIN.value); err != nil &&
+	if err := t.p.Login(anchor, pkcs11.CKU_USER, t.cfg.PIN.reveal()); err != nil &&
 		!isCode(err, pkcs11.CKR_USER_ALREADY_LOGGED_IN) {
 		_ = t.p.CloseSession(anchor)
 		kind := ErrUnavailable
@@ -372,7 +372,7 @@ func (t *Token) probe() error {
 func (t *Token) relogin() error {
 	t.loginMu.Lock()
 	defer t.loginMu.Unlock()
-	err := t.p.Login(t.anchor, pkcs11.CKU_USER, t.cfg.PIN.value)
+	err := t.p.Login(t.anchor, pkcs11.CKU_USER, t.cfg.PIN.reveal())
 	switch classify(err) {
 	case classOK:
 		return nil

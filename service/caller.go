@@ -1,0 +1,143 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"maps"
+
+	"github.com/hsmkms/hsmkms/service/audit"
+	"github.com/hsmkms/hsmkms/service/policy"
+	"github.com/hsmkms/hsmkms/service/store"
+)
+
+// Caller is who asks for an operation, as the API layer authenticated it.
+type Caller struct {
+	// AccessKeyID names the principal in audit records.
+	AccessKeyID string
+	// Statements is the principal's policy.
+	Statements []policy.Statement
+	// Source is the caller's network address; RequestID ties the audit
+	// record to the response.
+	Source    string
+	RequestID string
+	// system marks the service's own work (schedulers, reconciliation).
+	system bool
+}
+
+type callerKey struct{}
+
+// WithCaller returns a context carrying the caller. An operation whose
+// context carries no caller is denied.
+func WithCaller(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+func callerFrom(ctx context.Context) (Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(Caller)
+	return c, ok
+}
+
+// systemContext marks ctx as the service's own work, allowed everything.
+func systemContext(ctx context.Context) context.Context {
+	return WithCaller(ctx, Caller{AccessKeyID: "system", system: true})
+}
+
+// op is one audited operation in progress.
+type op struct {
+	s      *Service
+	caller Caller
+	known  bool
+	rec    audit.Record
+}
+
+// begin starts the audit record of an operation on behalf of ctx's caller.
+func (s *Service) begin(ctx context.Context, action string) *op {
+	c, ok := callerFrom(ctx)
+	return &op{s: s, caller: c, known: ok, rec: audit.Record{
+		Time:      s.now(),
+		RequestID: c.RequestID,
+		Principal: c.AccessKeyID,
+		Action:    action,
+		Source:    c.Source,
+	}}
+}
+
+// end writes the audit record, exactly once per operation, and returns err.
+func (o *op) end(err error) error {
+	switch {
+	case err == nil:
+		o.rec.Outcome = audit.Allowed
+	case errors.Is(err, ErrAccessDenied):
+		o.rec.Outcome = audit.Denied
+		o.rec.ErrorType = string(CodeAccessDenied)
+	default:
+		o.rec.Outcome = audit.Failed
+		o.rec.ErrorType = string(CodeOf(err))
+	}
+	if !o.caller.system {
+		o.s.audit.Log(o.rec)
+	}
+	return err
+}
+
+// withContext records the encryption context of the request.
+func (o *op) withContext(c map[string]string) {
+	if len(c) > 0 {
+		o.rec.EncryptionContext = maps.Clone(c)
+	}
+}
+
+// authorize decides whether the caller may perform the operation's action
+// on k (nil for actions on no key). It records the key in the audit record
+// whatever the outcome.
+func (o *op) authorize(k *store.Key, alias string) error {
+	return o.authorizeAs(o.rec.Action, k, alias)
+}
+
+func (o *op) authorizeAs(action string, k *store.Key, alias string) error {
+	req := policy.Request{Action: action, Resources: []string{"*"}}
+	if k != nil {
+		o.rec.KeyID = k.ID
+		req.Resources = o.s.keyResources(k)
+	}
+	if alias != "" {
+		o.rec.Alias = alias
+	}
+	return o.decide(k, req)
+}
+
+// authorizeAlias decides an alias operation: the caller needs the action
+// on the alias and on the key, as AWS KMS requires.
+func (o *op) authorizeAlias(k *store.Key, alias string) error {
+	o.rec.KeyID, o.rec.Alias = k.ID, alias
+	action := o.rec.Action
+	return o.decide(k, policy.Request{Action: action, Resources: []string{alias}},
+		policy.Request{Action: action, Resources: o.s.keyResources(k)})
+}
+
+func (o *op) decide(k *store.Key, reqs ...policy.Request) error {
+	if !o.known {
+		return newErr(CodeAccessDenied, "the request carries no authenticated principal")
+	}
+	if o.caller.system {
+		return nil
+	}
+	if policy.DecideAll(o.caller.Statements, reqs...).Allowed {
+		return nil
+	}
+	target := "this resource"
+	if k != nil {
+		target = o.s.keyARN(k.ID)
+	}
+	action := reqs[0].Action
+	return &Error{Code: CodeAccessDenied, Message: "User: " + o.caller.AccessKeyID +
+		" is not authorized to perform: " + action + " on resource: " + target +
+		" because no identity-based policy allows the " + action + " action"}
+}
+
+// keyResources are every name a policy may use for k.
+func (s *Service) keyResources(k *store.Key) []string {
+	r := make([]string, 0, 2+len(k.Aliases))
+	r = append(r, k.ID, s.keyARN(k.ID))
+	return append(r, k.Aliases...)
+}

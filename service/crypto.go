@@ -1,0 +1,327 @@
+package service
+
+import (
+	"context"
+	"errors"
+
+	"github.com/google/uuid"
+	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/service/ciphertext"
+	"github.com/hsmkms/hsmkms/service/store"
+)
+
+// Limits on cryptographic requests, as AWS KMS has them.
+const (
+	maxPlaintext = 4096
+	maxDataKey   = 1024
+	maxRandom    = 1024
+	symmetricAlg = "SYMMETRIC_DEFAULT"
+)
+
+// Encrypt seals up to 4096 bytes under a key's current version with
+// AES-GCM on the token, bound to the encryption context.
+func (s *Service) Encrypt(ctx context.Context, in EncryptInput) (out EncryptOutput, err error) {
+	o := s.begin(ctx, "kms:Encrypt")
+	defer func() { err = o.end(err) }()
+	o.withContext(in.EncryptionContext)
+	if len(in.Plaintext) == 0 || len(in.Plaintext) > maxPlaintext {
+		return out, newErr(CodeValidation, "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length between 1 and %d", maxPlaintext)
+	}
+	if err := checkAlgorithm(in.EncryptionAlgorithm); err != nil {
+		return out, err
+	}
+	k, v, err := s.encryptionKey(ctx, o, in.KeyId)
+	if err != nil {
+		return out, err
+	}
+	blob, err := s.seal(ctx, k, v, in.EncryptionContext, func(iv, aad []byte) ([]byte, error) {
+		return s.hsm.Seal(ctx, v.ObjectID, iv, aad, in.Plaintext)
+	})
+	if err != nil {
+		return out, err
+	}
+	return EncryptOutput{CiphertextBlob: blob, KeyId: s.keyARN(k.ID), EncryptionAlgorithm: symmetricAlg}, nil
+}
+
+func checkAlgorithm(alg string) error {
+	if alg != "" && alg != symmetricAlg {
+		return newErr(CodeValidation, "EncryptionAlgorithm %s is not supported; use %s", alg, symmetricAlg)
+	}
+	return nil
+}
+
+// encryptionKey resolves, authorises and checks the key named by ident and
+// returns its current version: the hot path reads two or three records and
+// never searches the token.
+func (s *Service) encryptionKey(ctx context.Context, o *op, ident string) (k store.Key, v store.Version, err error) {
+	ref, err := s.parseKeyRef("keyId", ident)
+	if err != nil {
+		return k, v, err
+	}
+	err = s.store.View(ctx, func(tx store.Tx) error {
+		if k, err = s.resolve(tx, ref); err != nil {
+			return err
+		}
+		if err := o.authorize(&k, ref.alias); err != nil {
+			return err
+		}
+		if err := s.usable(k, UsageEncrypt); err != nil {
+			return err
+		}
+		v, err = tx.Version(k.ID, k.CurrentVersion)
+		return err
+	})
+	o.rec.KeyVersion = v.Number
+	return k, v, storeErrOrNil(err)
+}
+
+// seal makes an aes-gcm ciphertext blob: it takes a seal from the
+// version's budget, makes a fresh IV, binds header and context as AAD and
+// lets sealFn call the token.
+func (s *Service) seal(ctx context.Context, k store.Key, v store.Version, encCtx map[string]string,
+	sealFn func(iv, aad []byte) ([]byte, error)) ([]byte, error) {
+	b := ciphertext.Blob{Mechanism: ciphertext.AESGCM, KeyID: uuidBytes(k.ID), Version: v.Number}
+	aad, err := ciphertext.AAD(b, ciphertext.Context(encCtx))
+	if err != nil {
+		return nil, newErr(CodeValidation, "%v", err)
+	}
+	if err := s.seals.take(ctx, k, v); err != nil {
+		return nil, err
+	}
+	if b.IV, err = hsm.NewIV(); err != nil {
+		return nil, wrapErr(CodeInternal, err, "no randomness for an IV")
+	}
+	if b.Sealed, err = sealFn(b.IV, aad); err != nil {
+		return nil, s.hsmErr(err, k.ID, v.Number)
+	}
+	return b.Marshal()
+}
+
+func uuidBytes(id string) [16]byte { return uuid.MustParse(id) }
+
+// dataKeySize reads GenerateDataKey's KeySpec or NumberOfBytes.
+func dataKeySize(in GenerateDataKeyInput) (int, error) {
+	switch {
+	case in.KeySpec != "" && in.NumberOfBytes != 0:
+		return 0, newErr(CodeValidation, "give KeySpec or NumberOfBytes, not both")
+	case in.KeySpec == "AES_256":
+		return 32, nil
+	case in.KeySpec == "AES_128":
+		return 16, nil
+	case in.KeySpec != "":
+		return 0, newErr(CodeValidation, "1 validation error detected: Value '%s' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set: [AES_256, AES_128]", in.KeySpec)
+	case in.NumberOfBytes < 1 || in.NumberOfBytes > maxDataKey:
+		return 0, newErr(CodeValidation, "1 validation error detected: Value '%d' at 'numberOfBytes' failed to satisfy constraint: Member must have value between 1 and %d; or give KeySpec", in.NumberOfBytes, maxDataKey)
+	}
+	return in.NumberOfBytes, nil
+}
+
+// GenerateDataKey makes a data key on the token and returns it in plaintext
+// and protected under the key's current version.
+func (s *Service) GenerateDataKey(ctx context.Context, in GenerateDataKeyInput) (GenerateDataKeyOutput, error) {
+	return s.generateDataKey(ctx, "kms:GenerateDataKey", in, true)
+}
+
+// GenerateDataKeyWithoutPlaintext is GenerateDataKey without the plaintext.
+func (s *Service) GenerateDataKeyWithoutPlaintext(ctx context.Context, in GenerateDataKeyInput) (GenerateDataKeyOutput, error) {
+	return s.generateDataKey(ctx, "kms:GenerateDataKeyWithoutPlaintext", in, false)
+}
+
+func (s *Service) generateDataKey(ctx context.Context, action string, in GenerateDataKeyInput, plain bool) (out GenerateDataKeyOutput, err error) {
+	o := s.begin(ctx, action)
+	defer func() { err = o.end(err) }()
+	o.withContext(in.EncryptionContext)
+	n, err := dataKeySize(in)
+	if err != nil {
+		return out, err
+	}
+	k, v, err := s.encryptionKey(ctx, o, in.KeyId)
+	if err != nil {
+		return out, err
+	}
+	var dataKey, blob []byte
+	if k.Mechanism == ciphertext.AESKW.String() {
+		dataKey, blob, err = s.wrapDataKey(ctx, k, v, n, in.EncryptionContext)
+	} else {
+		blob, err = s.seal(ctx, k, v, in.EncryptionContext, func(iv, aad []byte) ([]byte, error) {
+			var sealed []byte
+			var err error
+			dataKey, sealed, err = s.hsm.SealDataKey(ctx, v.ObjectID, n, iv, aad)
+			return sealed, err
+		})
+	}
+	if err != nil {
+		return out, err
+	}
+	out = GenerateDataKeyOutput{CiphertextBlob: blob, KeyId: s.keyARN(k.ID), KeyMaterialId: materialID(v.Number)}
+	if plain {
+		out.Plaintext = dataKey
+	}
+	return out, nil
+}
+
+// wrapDataKey makes an aes-kw data key: generated inside the token and
+// exported only wrapped. Key wrap has no AAD, so no context can be bound.
+func (s *Service) wrapDataKey(ctx context.Context, k store.Key, v store.Version, n int, encCtx map[string]string) (dataKey, blob []byte, err error) {
+	if len(encCtx) > 0 {
+		return nil, nil, newErr(CodeValidation, "%s protects data keys with AES key wrap, which cannot bind an encryption context; send none, or use an aes-gcm key", s.keyARN(k.ID))
+	}
+	if n < 16 || n%8 != 0 {
+		return nil, nil, newErr(CodeValidation, "%s protects data keys with AES key wrap, which needs a multiple of 8 bytes from 16 to %d; got %d", s.keyARN(k.ID), maxDataKey, n)
+	}
+	dataKey, wrapped, err := s.hsm.WrapDataKey(ctx, v.ObjectID, n)
+	if err != nil {
+		return nil, nil, s.hsmErr(err, k.ID, v.Number)
+	}
+	b := ciphertext.Blob{Mechanism: ciphertext.AESKW, KeyID: uuidBytes(k.ID), Version: v.Number, Sealed: wrapped}
+	blob, err = b.Marshal()
+	return dataKey, blob, err
+}
+
+// Decrypt opens a ciphertext blob. The blob names its key and version; a
+// KeyId given by the caller must name the same key.
+func (s *Service) Decrypt(ctx context.Context, in DecryptInput) (out DecryptOutput, err error) {
+	o := s.begin(ctx, "kms:Decrypt")
+	defer func() { err = o.end(err) }()
+	o.withContext(in.EncryptionContext)
+	if err := checkAlgorithm(in.EncryptionAlgorithm); err != nil {
+		return out, err
+	}
+	plain, k, v, err := s.open(ctx, o, "kms:Decrypt", in.CiphertextBlob, in.KeyId, in.EncryptionContext)
+	if err != nil {
+		return out, err
+	}
+	return DecryptOutput{KeyId: s.keyARN(k.ID), Plaintext: plain, EncryptionAlgorithm: symmetricAlg, KeyMaterialId: materialID(v.Number)}, nil
+}
+
+// open parses, authorises and unseals a blob.
+func (s *Service) open(ctx context.Context, o *op, action string, data []byte, keyID string, encCtx map[string]string) ([]byte, store.Key, store.Version, error) {
+	var k store.Key
+	var v store.Version
+	if len(data) == 0 || len(data) > ciphertext.MaxBlob {
+		return nil, k, v, newErr(CodeValidation, "1 validation error detected: Value at 'ciphertextBlob' failed to satisfy constraint: Member must have length between 1 and %d", ciphertext.MaxBlob)
+	}
+	b, err := ciphertext.Parse(data)
+	if err != nil {
+		return nil, k, v, wrapErr(CodeInvalidCipher, err, "the ciphertext is not an hsmkms ciphertext: %v", err)
+	}
+	k, v, err = s.blobKey(ctx, o, action, b, keyID)
+	if err != nil {
+		return nil, k, v, err
+	}
+	var plain []byte
+	switch b.Mechanism {
+	case ciphertext.AESGCM:
+		aad, cerr := ciphertext.AAD(b, ciphertext.Context(encCtx))
+		if cerr != nil {
+			return nil, k, v, newErr(CodeValidation, "%v", cerr)
+		}
+		plain, err = s.hsm.Unseal(ctx, v.ObjectID, b.IV, aad, b.Sealed)
+	case ciphertext.AESKW:
+		if len(encCtx) > 0 {
+			return nil, k, v, newErr(CodeInvalidCipher, "the ciphertext was made without an encryption context")
+		}
+		plain, err = s.hsm.UnwrapDataKey(ctx, v.ObjectID, b.Sealed)
+	}
+	return plain, k, v, s.hsmErr(err, k.ID, v.Number)
+}
+
+// blobKey finds the key and version a blob names and checks that the
+// caller may use them.
+func (s *Service) blobKey(ctx context.Context, o *op, action string, b ciphertext.Blob, keyID string) (k store.Key, v store.Version, err error) {
+	id := uuid.UUID(b.KeyID).String()
+	var given keyRef
+	if keyID != "" {
+		if given, err = s.parseKeyRef("keyId", keyID); err != nil {
+			return k, v, err
+		}
+	}
+	err = s.store.View(ctx, func(tx store.Tx) error {
+		if k, err = tx.Key(id); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return newErr(CodeInvalidCipher, "the ciphertext names a key that does not exist")
+			}
+			return err
+		}
+		o.rec.KeyID, o.rec.KeyVersion = k.ID, b.Version
+		switch k.State {
+		case store.KeyCreating:
+			return newErr(CodeInvalidCipher, "the ciphertext names a key that does not exist")
+		case store.KeyDeleted:
+			return newErr(CodeNotFound, "Key '%s' does not exist", s.keyARN(k.ID))
+		}
+		if keyID != "" {
+			g, err := s.resolve(tx, given)
+			if err != nil {
+				return err
+			}
+			if g.ID != k.ID {
+				return newErr(CodeIncorrectKey, "The key ID in the request does not identify a CMK that can perform this operation.")
+			}
+		}
+		if err := o.authorizeAs(action, &k, given.alias); err != nil {
+			return err
+		}
+		if err := s.usable(k, UsageEncrypt); err != nil {
+			return err
+		}
+		if v, err = tx.Version(k.ID, b.Version); err != nil || v.State != store.VersionActive {
+			return newErr(CodeInvalidCipher, "the ciphertext names key material version %d, which %s does not have", b.Version, s.keyARN(k.ID))
+		}
+		if b.Mechanism == ciphertext.AESKW && k.Mechanism != ciphertext.AESKW.String() {
+			return newErr(CodeInvalidCipher, "%s never makes aes-kw ciphertexts", s.keyARN(k.ID))
+		}
+		return nil
+	})
+	return k, v, storeErrOrNil(err)
+}
+
+// ReEncrypt opens a ciphertext and seals its plaintext under another key
+// (or the newest version of the same one); the plaintext never leaves the
+// service.
+func (s *Service) ReEncrypt(ctx context.Context, in ReEncryptInput) (out ReEncryptOutput, err error) {
+	o := s.begin(ctx, "kms:ReEncrypt")
+	defer func() { err = o.end(err) }()
+	o.withContext(in.DestinationEncryptionContext)
+	if err := errors.Join(checkAlgorithm(in.SourceEncryptionAlgorithm), checkAlgorithm(in.DestinationEncryptionAlgorithm)); err != nil {
+		return out, newErr(CodeValidation, "%v", err)
+	}
+	plain, src, _, err := s.open(ctx, o, "kms:ReEncryptFrom", in.CiphertextBlob, in.SourceKeyId, in.SourceEncryptionContext)
+	if err != nil {
+		return out, err
+	}
+	defer clear(plain)
+	o.rec.Action = "kms:ReEncryptTo"
+	k, v, err := s.encryptionKey(ctx, o, in.DestinationKeyId)
+	o.rec.Action = "kms:ReEncrypt"
+	if err != nil {
+		return out, err
+	}
+	// To an aes-kw key too the plaintext is sealed with AES-GCM, as Encrypt
+	// does: key wrap only exports keys the token made itself.
+	blob, err := s.seal(ctx, k, v, in.DestinationEncryptionContext, func(iv, aad []byte) ([]byte, error) {
+		return s.hsm.Seal(ctx, v.ObjectID, iv, aad, plain)
+	})
+	if err != nil {
+		return out, err
+	}
+	return ReEncryptOutput{CiphertextBlob: blob, SourceKeyId: s.keyARN(src.ID), KeyId: s.keyARN(k.ID),
+		SourceEncryptionAlgorithm: symmetricAlg, DestinationEncryptionAlgorithm: symmetricAlg}, nil
+}
+
+// GenerateRandom returns 1 to 1024 random bytes from the token.
+func (s *Service) GenerateRandom(ctx context.Context, in GenerateRandomInput) (out GenerateRandomOutput, err error) {
+	o := s.begin(ctx, "kms:GenerateRandom")
+	defer func() { err = o.end(err) }()
+	if err := o.authorize(nil, ""); err != nil {
+		return out, err
+	}
+	if in.NumberOfBytes < 1 || in.NumberOfBytes > maxRandom {
+		return out, newErr(CodeValidation, "1 validation error detected: Value '%d' at 'numberOfBytes' failed to satisfy constraint: Member must have value between 1 and %d", in.NumberOfBytes, maxRandom)
+	}
+	b, err := s.hsm.GenerateRandom(ctx, in.NumberOfBytes)
+	if err != nil {
+		return out, s.hsmErr(err, "", 0)
+	}
+	return GenerateRandomOutput{Plaintext: b}, nil
+}

@@ -1,0 +1,516 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/google/uuid"
+	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/service/ciphertext"
+	"github.com/hsmkms/hsmkms/service/store"
+)
+
+// Key specs, usages and the algorithms each allows.
+const (
+	SpecSymmetric = "SYMMETRIC_DEFAULT"
+	UsageEncrypt  = "ENCRYPT_DECRYPT"
+	UsageSign     = "SIGN_VERIFY"
+	// mechanismTag lets clients that cannot send HsmkmsMechanism choose the
+	// data key mechanism with a tag.
+	mechanismTag = "hsmkms:mechanism"
+)
+
+// keySpec says what the token makes for a KeySpec.
+type keySpec struct {
+	pair       hsm.KeySpec // "" for symmetric keys
+	signing    []string
+	encryption []string
+}
+
+var keySpecs = map[string]keySpec{
+	SpecSymmetric:   {encryption: []string{SpecSymmetric}},
+	"ECC_NIST_P256": {pair: hsm.ECP256, signing: []string{string(hsm.ECDSASHA256)}},
+	"ECC_NIST_P384": {pair: hsm.ECP384, signing: []string{string(hsm.ECDSASHA384)}},
+	"RSA_2048":      {pair: hsm.RSA2048, signing: []string{string(hsm.RSAPSSSHA256), string(hsm.RSAPKCS1SHA256)}},
+	"RSA_3072":      {pair: hsm.RSA3072, signing: []string{string(hsm.RSAPSSSHA256), string(hsm.RSAPKCS1SHA256)}},
+	"RSA_4096":      {pair: hsm.RSA4096, signing: []string{string(hsm.RSAPSSSHA256), string(hsm.RSAPKCS1SHA256)}},
+}
+
+// Limits on key metadata, as AWS KMS has them.
+const (
+	maxDescription = 8192
+	maxTags        = 50
+	maxTagKey      = 128
+	maxTagValue    = 256
+)
+
+// CreateKey makes a key and its first version on the token.
+func (s *Service) CreateKey(ctx context.Context, in CreateKeyInput) (out KeyOutput, err error) {
+	o := s.begin(ctx, "kms:CreateKey")
+	defer func() { err = o.end(err) }()
+	if err := o.authorize(nil, ""); err != nil {
+		return out, err
+	}
+	k, err := s.newKeyRecord(in)
+	if err != nil {
+		return out, err
+	}
+	o.rec.KeyID = k.ID
+	if k, err = s.createKey(ctx, k); err != nil {
+		return out, err
+	}
+	o.rec.KeyVersion = 1
+	return KeyOutput{KeyMetadata: s.metadata(k)}, nil
+}
+
+// newKeyRecord validates a CreateKey request into a key record.
+func (s *Service) newKeyRecord(in CreateKeyInput) (store.Key, error) {
+	spec := in.KeySpec
+	if spec == "" {
+		spec = in.CustomerMasterKeySpec
+	}
+	if spec == "" {
+		spec = SpecSymmetric
+	}
+	ks, ok := keySpecs[spec]
+	if !ok {
+		return store.Key{}, newErr(CodeValidation, "KeySpec %q is not supported; use one of %s", spec, specNames())
+	}
+	usage := in.KeyUsage
+	if usage == "" {
+		usage = map[bool]string{true: UsageSign, false: UsageEncrypt}[ks.pair != ""]
+	}
+	if (ks.pair == "") != (usage == UsageEncrypt) || (usage != UsageEncrypt && usage != UsageSign) {
+		return store.Key{}, newErr(CodeValidation, "KeyUsage %s is not valid for KeySpec %s", usage, spec)
+	}
+	switch {
+	case in.Origin != "" && in.Origin != "AWS_KMS":
+		return store.Key{}, newErr(CodeUnsupported, "Origin %s is not supported: hsmkms makes key material inside its HSM", in.Origin)
+	case in.MultiRegion:
+		return store.Key{}, newErr(CodeUnsupported, "multi-Region keys are not supported")
+	case in.Policy != "":
+		return store.Key{}, newErr(CodeUnsupported, "key policies are not supported: access is granted by principals' policies")
+	case len(in.Description) > maxDescription:
+		return store.Key{}, newErr(CodeValidation, "Description must be at most %d characters", maxDescription)
+	}
+	tags, err := validTags(in.Tags, nil)
+	if err != nil {
+		return store.Key{}, err
+	}
+	mech, err := chooseMechanism(ks, in.HsmkmsMechanism, tags[mechanismTag])
+	if err != nil {
+		return store.Key{}, err
+	}
+	return store.Key{
+		ID:          uuid.NewString(),
+		Spec:        spec,
+		Usage:       usage,
+		Mechanism:   mech,
+		Description: in.Description,
+		Tags:        tags,
+		State:       store.KeyCreating,
+		CreatedAt:   s.now().UTC(),
+	}, nil
+}
+
+func specNames() string {
+	names := slices.Sorted(maps.Keys(keySpecs))
+	return fmt.Sprint(names)
+}
+
+// chooseMechanism picks how a symmetric key protects data keys.
+func chooseMechanism(ks keySpec, field, tag string) (string, error) {
+	m := field
+	if m == "" {
+		m = tag
+	}
+	if ks.pair != "" {
+		if m != "" {
+			return "", newErr(CodeValidation, "HsmkmsMechanism applies to SYMMETRIC_DEFAULT keys only")
+		}
+		return "", nil
+	}
+	if m == "" {
+		return ciphertext.AESGCM.String(), nil
+	}
+	if _, err := ciphertext.ParseMechanism(m); err != nil {
+		return "", newErr(CodeValidation, "HsmkmsMechanism must be aes-gcm or aes-kw, not %q", m)
+	}
+	return m, nil
+}
+
+// validTags merges tags into existing (nil for none), checking AWS's limits.
+func validTags(tags []Tag, existing map[string]string) (map[string]string, error) {
+	out := maps.Clone(existing)
+	if out == nil {
+		out = map[string]string{}
+	}
+	for _, t := range tags {
+		switch {
+		case len(t.TagKey) == 0 || len(t.TagKey) > maxTagKey:
+			return nil, newErr(CodeValidation, "TagKey must be 1 to %d characters", maxTagKey)
+		case len(t.TagValue) > maxTagValue:
+			return nil, newErr(CodeValidation, "TagValue of %q must be at most %d characters", t.TagKey, maxTagValue)
+		}
+		out[t.TagKey] = t.TagValue
+	}
+	if len(out) > maxTags {
+		return nil, newErr(CodeLimitExceeded, "a key has at most %d tags", maxTags)
+	}
+	return out, nil
+}
+
+// createKey records k as Creating with a pending first version, makes the
+// key material on the token, then makes both visible. A failure on the
+// token turns the record into a tombstone; a crash leaves it Creating for
+// Reconcile to settle.
+func (s *Service) createKey(ctx context.Context, k store.Key) (store.Key, error) {
+	v, err := s.newVersion(k.ID, 1, "")
+	if err != nil {
+		return k, err
+	}
+	k.LatestVersion = 1
+	err = s.store.Update(ctx, func(tx store.Tx) error {
+		rev, err := tx.PutKey(k)
+		k.Revision = rev
+		if err != nil {
+			return err
+		}
+		return tx.PutVersion(v)
+	})
+	if err != nil {
+		return k, storeErr(err)
+	}
+	if err := s.makeMaterial(ctx, k, v); err != nil {
+		s.abandonKey(ctx, k.ID)
+		return k, err
+	}
+	err = s.store.Update(ctx, func(tx store.Tx) error {
+		return s.activate(tx, k.ID, v.Number)
+	})
+	if err != nil {
+		return k, storeErr(err)
+	}
+	return s.keyRecord(ctx, k.ID)
+}
+
+// newVersion returns a pending version with a fresh CKA_ID.
+func (s *Service) newVersion(keyID string, n uint32, rotationType string) (store.Version, error) {
+	oid, err := hsm.NewObjectID()
+	if err != nil {
+		return store.Version{}, wrapErr(CodeInternal, err, "no randomness for a key material ID")
+	}
+	return store.Version{KeyID: keyID, Number: n, ObjectID: oid, State: store.VersionPending,
+		CreatedAt: s.now().UTC(), RotationType: rotationType}, nil
+}
+
+func versionLabel(keyID string, n uint32) string { return fmt.Sprintf("hsmkms/%s/v%d", keyID, n) }
+
+// makeMaterial creates a version's object on the token.
+func (s *Service) makeMaterial(ctx context.Context, k store.Key, v store.Version) error {
+	label := versionLabel(k.ID, v.Number)
+	if ks := keySpecs[k.Spec]; ks.pair != "" {
+		_, err := s.hsm.CreateKeyPair(ctx, v.ObjectID, label, ks.pair)
+		return s.hsmErr(err, k.ID, v.Number)
+	}
+	return s.hsmErr(s.hsm.CreateMasterKey(ctx, v.ObjectID, label), k.ID, v.Number)
+}
+
+// activate marks a pending version active and makes it current when it is
+// the newest; a Creating key becomes Enabled.
+func (s *Service) activate(tx store.Tx, keyID string, n uint32) error {
+	v, err := tx.Version(keyID, n)
+	if err != nil {
+		return err
+	}
+	if v.State == store.VersionPending {
+		v.State = store.VersionActive
+		if err := tx.PutVersion(v); err != nil {
+			return err
+		}
+	}
+	k, err := tx.Key(keyID)
+	if err != nil {
+		return err
+	}
+	if k.State == store.KeyCreating {
+		k.State = store.KeyEnabled
+	}
+	if n > k.CurrentVersion {
+		k.CurrentVersion = n
+	}
+	_, err = tx.PutKey(k)
+	return err
+}
+
+// abandonKey turns a key whose material could not be made into a
+// tombstone, so that its ID is never used again.
+func (s *Service) abandonKey(ctx context.Context, id string) {
+	err := s.store.Update(context.WithoutCancel(ctx), func(tx store.Tx) error {
+		k, err := tx.Key(id)
+		if err != nil {
+			return err
+		}
+		vs, err := tx.Versions(id)
+		if err != nil {
+			return err
+		}
+		for _, v := range vs {
+			if err := tx.DeleteVersion(id, v.Number); err != nil {
+				return err
+			}
+		}
+		k.State, k.DeletedAt, k.CurrentVersion = store.KeyDeleted, s.now().UTC(), 0
+		_, err = tx.PutKey(k)
+		return err
+	})
+	if err != nil {
+		s.log.Error("abandoning a key whose creation failed; Reconcile will retry", "key_id", id, "error", err)
+	}
+}
+
+// keyRecord reads a key by ID.
+func (s *Service) keyRecord(ctx context.Context, id string) (k store.Key, err error) {
+	err = s.store.View(ctx, func(tx store.Tx) error {
+		k, err = tx.Key(id)
+		return err
+	})
+	return k, storeErrOrNil(err)
+}
+
+func storeErrOrNil(err error) error {
+	if err == nil {
+		return nil
+	}
+	return storeErr(err)
+}
+
+// metadata describes k as AWS KMS does.
+func (s *Service) metadata(k store.Key) KeyMetadata {
+	ks := keySpecs[k.Spec]
+	m := KeyMetadata{
+		AWSAccountId:          s.cfg.Account,
+		KeyId:                 k.ID,
+		Arn:                   s.keyARN(k.ID),
+		CreationDate:          epoch(k.CreatedAt),
+		Enabled:               k.State == store.KeyEnabled,
+		Description:           k.Description,
+		KeyUsage:              k.Usage,
+		KeyState:              string(k.State),
+		Origin:                "AWS_KMS",
+		KeyManager:            "CUSTOMER",
+		CustomerMasterKeySpec: k.Spec,
+		KeySpec:               k.Spec,
+		EncryptionAlgorithms:  ks.encryption,
+		SigningAlgorithms:     ks.signing,
+		HsmkmsMechanism:       k.Mechanism,
+	}
+	if k.State == store.KeyPendingDeletion {
+		m.DeletionDate = epoch(k.DeletionDate)
+	}
+	if k.CurrentVersion > 0 {
+		m.CurrentKeyMaterialId = materialID(k.CurrentVersion)
+	}
+	return m
+}
+
+// materialID names a version in responses, in place of AWS's opaque IDs.
+func materialID(n uint32) string { return fmt.Sprintf("v%d", n) }
+
+// DescribeKey returns a key's metadata.
+func (s *Service) DescribeKey(ctx context.Context, in KeyIDInput) (out KeyOutput, err error) {
+	o := s.begin(ctx, "kms:DescribeKey")
+	defer func() { err = o.end(err) }()
+	k, alias, err := s.lookup(ctx, "keyId", in.KeyId)
+	if err != nil {
+		return out, err
+	}
+	if err := o.authorize(&k, alias); err != nil {
+		return out, err
+	}
+	return KeyOutput{KeyMetadata: s.metadata(k)}, nil
+}
+
+// lookup resolves a key identifier in a read transaction.
+func (s *Service) lookup(ctx context.Context, field, ident string) (k store.Key, alias string, err error) {
+	ref, err := s.parseKeyRef(field, ident)
+	if err != nil {
+		return k, "", err
+	}
+	err = s.store.View(ctx, func(tx store.Tx) error {
+		k, err = s.resolve(tx, ref)
+		return err
+	})
+	return k, ref.alias, err
+}
+
+// Pagination limits, as AWS KMS has them.
+const (
+	defaultLimit = 100
+	maxLimit     = 1000
+)
+
+func pageLimit(limit int) (int, error) {
+	switch {
+	case limit == 0:
+		return defaultLimit, nil
+	case limit < 1 || limit > maxLimit:
+		return 0, newErr(CodeValidation, "1 validation error detected: Value '%d' at 'limit' failed to satisfy constraint: Member must have value between 1 and %d", limit, maxLimit)
+	}
+	return limit, nil
+}
+
+// ListKeys lists visible keys by ID, a page at a time.
+func (s *Service) ListKeys(ctx context.Context, in ListInput) (out ListKeysOutput, err error) {
+	o := s.begin(ctx, "kms:ListKeys")
+	defer func() { err = o.end(err) }()
+	if err := o.authorize(nil, ""); err != nil {
+		return out, err
+	}
+	limit, err := pageLimit(in.Limit)
+	if err != nil {
+		return out, err
+	}
+	if in.Marker != "" {
+		if _, perr := uuid.Parse(in.Marker); perr != nil {
+			return out, newErr(CodeInvalidMarker, "Marker is not valid")
+		}
+	}
+	out.Keys = []KeyListEntry{}
+	err = s.store.View(ctx, func(tx store.Tx) error {
+		after := in.Marker
+		for len(out.Keys) <= limit {
+			page, err := tx.Keys(after, limit+1)
+			if err != nil || len(page) == 0 {
+				return err
+			}
+			for _, k := range page {
+				after = k.ID
+				if k.State != store.KeyCreating && k.State != store.KeyDeleted {
+					out.Keys = append(out.Keys, KeyListEntry{KeyId: k.ID, KeyArn: s.keyARN(k.ID)})
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return out, storeErr(err)
+	}
+	if len(out.Keys) > limit {
+		out.Keys = out.Keys[:limit]
+		out.Truncated, out.NextMarker = true, out.Keys[limit-1].KeyId
+	}
+	return out, nil
+}
+
+// EnableKey makes a disabled key usable again.
+func (s *Service) EnableKey(ctx context.Context, in KeyIDInput) error {
+	return s.setEnabled(ctx, "kms:EnableKey", in.KeyId, store.KeyEnabled)
+}
+
+// DisableKey stops a key from being used until it is enabled again.
+func (s *Service) DisableKey(ctx context.Context, in KeyIDInput) error {
+	return s.setEnabled(ctx, "kms:DisableKey", in.KeyId, store.KeyDisabled)
+}
+
+func (s *Service) setEnabled(ctx context.Context, action, ident string, to store.KeyState) (err error) {
+	o := s.begin(ctx, action)
+	defer func() { err = o.end(err) }()
+	return s.updateKey(ctx, o, ident, func(k *store.Key) error {
+		if k.State == store.KeyPendingDeletion {
+			return newErr(CodeInvalidState, "%s is pending deletion.", s.keyARN(k.ID))
+		}
+		k.State = to
+		return nil
+	})
+}
+
+// updateKey resolves, authorises and changes a key in one transaction;
+// the revision check makes concurrent changes safe on a shared store.
+func (s *Service) updateKey(ctx context.Context, o *op, ident string, change func(*store.Key) error) error {
+	ref, err := s.parseKeyRef("keyId", ident)
+	if err != nil {
+		return err
+	}
+	err = s.store.Update(ctx, func(tx store.Tx) error {
+		k, err := s.resolve(tx, ref)
+		if err != nil {
+			return err
+		}
+		if err := o.authorize(&k, ref.alias); err != nil {
+			return err
+		}
+		if err := change(&k); err != nil {
+			return err
+		}
+		_, err = tx.PutKey(k)
+		return err
+	})
+	return storeErrOrNil(err)
+}
+
+// TagResource adds or replaces tags of a key.
+func (s *Service) TagResource(ctx context.Context, in TagResourceInput) (err error) {
+	o := s.begin(ctx, "kms:TagResource")
+	defer func() { err = o.end(err) }()
+	return s.updateKey(ctx, o, in.KeyId, func(k *store.Key) error {
+		tags, err := validTags(in.Tags, k.Tags)
+		k.Tags = tags
+		return err
+	})
+}
+
+// UntagResource removes tags from a key.
+func (s *Service) UntagResource(ctx context.Context, in UntagResourceInput) (err error) {
+	o := s.begin(ctx, "kms:UntagResource")
+	defer func() { err = o.end(err) }()
+	return s.updateKey(ctx, o, in.KeyId, func(k *store.Key) error {
+		for _, t := range in.TagKeys {
+			delete(k.Tags, t)
+		}
+		return nil
+	})
+}
+
+// ListResourceTags lists a key's tags by tag key.
+func (s *Service) ListResourceTags(ctx context.Context, in KeyIDInput) (out ListResourceTagsOutput, err error) {
+	o := s.begin(ctx, "kms:ListResourceTags")
+	defer func() { err = o.end(err) }()
+	k, alias, err := s.lookup(ctx, "keyId", in.KeyId)
+	if err != nil {
+		return out, err
+	}
+	if err := o.authorize(&k, alias); err != nil {
+		return out, err
+	}
+	out.Tags = []Tag{}
+	for _, key := range slices.Sorted(maps.Keys(k.Tags)) {
+		out.Tags = append(out.Tags, Tag{TagKey: key, TagValue: k.Tags[key]})
+	}
+	return out, nil
+}
+
+// hsmErr maps a token failure to the error a client sees.
+func (s *Service) hsmErr(err error, keyID string, version uint32) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, hsm.ErrUnavailable), errors.Is(err, hsm.ErrPoolExhausted):
+		return wrapErr(CodeDependency, err, "the HSM is unavailable; try again later")
+	case errors.Is(err, hsm.ErrInvalidCiphertext):
+		return wrapErr(CodeInvalidCipher, err, "the ciphertext is invalid, was altered, or does not match the encryption context")
+	case errors.Is(err, hsm.ErrInvalidSignature):
+		return wrapErr(CodeInvalidSignature, err, "the signature is not valid")
+	case errors.Is(err, hsm.ErrKeyNotFound):
+		return wrapErr(CodeInternal, err, "the key material of %s version %d is missing from the HSM", s.keyARN(keyID), version)
+	case errors.Is(err, hsm.ErrMechanismUnsupported):
+		return wrapErr(CodeUnsupported, err, "%v", err)
+	case errors.Is(err, hsm.ErrInvalidInput):
+		return wrapErr(CodeValidation, err, "%v", err)
+	}
+	s.log.Error("HSM operation failed", "key_id", keyID, "version", version, "error", err)
+	return wrapErr(CodeInternal, err, "the HSM failed")
+}

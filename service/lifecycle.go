@@ -1,0 +1,136 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/service/store"
+)
+
+// Deletion waiting periods, as AWS KMS allows them.
+const (
+	minDeletionDays     = 7
+	maxDeletionDays     = 30
+	defaultDeletionDays = 30
+)
+
+// ScheduleKeyDeletion puts a key in PendingDeletion for 7 to 30 days
+// (default 30); at the end its key material is destroyed on the token.
+func (s *Service) ScheduleKeyDeletion(ctx context.Context, in ScheduleKeyDeletionInput) (out ScheduleKeyDeletionOutput, err error) {
+	o := s.begin(ctx, "kms:ScheduleKeyDeletion")
+	defer func() { err = o.end(err) }()
+	days := in.PendingWindowInDays
+	if days == 0 {
+		days = defaultDeletionDays
+	}
+	if days < minDeletionDays || days > maxDeletionDays {
+		return out, newErr(CodeValidation, "1 validation error detected: Value '%d' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value between %d and %d", days, minDeletionDays, maxDeletionDays)
+	}
+	var k store.Key
+	err = s.updateKey(ctx, o, in.KeyId, func(key *store.Key) error {
+		if key.State == store.KeyPendingDeletion {
+			return newErr(CodeInvalidState, "%s is pending deletion.", s.keyARN(key.ID))
+		}
+		key.State = store.KeyPendingDeletion
+		key.DeletionDate = s.now().UTC().Add(time.Duration(days) * day)
+		k = *key
+		return nil
+	})
+	if err != nil {
+		return out, err
+	}
+	return ScheduleKeyDeletionOutput{KeyId: s.keyARN(k.ID), DeletionDate: epoch(k.DeletionDate),
+		KeyState: string(k.State), PendingWindowInDays: days}, nil
+}
+
+// CancelKeyDeletion takes a key out of PendingDeletion; it is Disabled
+// until enabled again, as in AWS KMS.
+func (s *Service) CancelKeyDeletion(ctx context.Context, in KeyIDInput) (out KeyIDOutput, err error) {
+	o := s.begin(ctx, "kms:CancelKeyDeletion")
+	defer func() { err = o.end(err) }()
+	err = s.updateKey(ctx, o, in.KeyId, func(k *store.Key) error {
+		if k.State != store.KeyPendingDeletion {
+			return newErr(CodeInvalidState, "%s is not pending deletion (it is %s).", s.keyARN(k.ID), k.State)
+		}
+		k.State, k.DeletionDate = store.KeyDisabled, time.Time{}
+		out.KeyId = s.keyARN(k.ID)
+		return nil
+	})
+	return out, err
+}
+
+// deleteDueKeys destroys the key material of every key whose deletion date
+// has passed and leaves a tombstone.
+func (s *Service) deleteDueKeys(ctx context.Context) error {
+	now := s.now()
+	var errs []error
+	err := s.eachKey(ctx, func(k store.Key) {
+		if k.State == store.KeyPendingDeletion && !k.DeletionDate.After(now) {
+			errs = append(errs, s.deleteKey(ctx, k.ID))
+		}
+	})
+	return errors.Join(append(errs, err)...)
+}
+
+// deleteKey turns a key whose deletion date has passed into a tombstone
+// (so a late CancelKeyDeletion finds nothing to cancel), then destroys its
+// token objects and marks its versions destroyed. Destroying is idempotent:
+// a crash in between is finished by finishDeletion at the next run.
+func (s *Service) deleteKey(ctx context.Context, id string) error {
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		k, err := tx.Key(id)
+		if err != nil {
+			return err
+		}
+		if k.State != store.KeyPendingDeletion || k.DeletionDate.After(s.now()) {
+			return nil // cancelled meanwhile
+		}
+		for _, a := range k.Aliases {
+			if err := tx.DeleteAlias(a); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		k.State, k.DeletedAt, k.Aliases, k.CurrentVersion = store.KeyDeleted, s.now().UTC(), nil, 0
+		_, err = tx.PutKey(k)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return s.finishDeletion(ctx, id)
+}
+
+// finishDeletion destroys the token objects of a tombstone's versions that
+// are not destroyed yet.
+func (s *Service) finishDeletion(ctx context.Context, id string) error {
+	var versions []store.Version
+	err := s.store.View(ctx, func(tx store.Tx) error {
+		k, err := tx.Key(id)
+		if err != nil || k.State != store.KeyDeleted {
+			return err
+		}
+		versions, err = tx.Versions(id)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, v := range versions {
+		if v.State == store.VersionDestroyed {
+			continue
+		}
+		if err := s.hsm.DestroyKey(ctx, v.ObjectID); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
+			return s.hsmErr(err, id, v.Number)
+		}
+		v.State = store.VersionDestroyed
+		if err := s.store.Update(ctx, func(tx store.Tx) error { return tx.PutVersion(v) }); err != nil {
+			return err
+		}
+	}
+	if len(versions) > 0 {
+		s.log.Info("deleted key material", "key_id", id, "versions", len(versions))
+	}
+	return nil
+}

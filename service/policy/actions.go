@@ -1,0 +1,118 @@
+package policy
+
+// Action names, as they appear in a Request and in policy statements. Every
+// KMS operation hsmkms implements is one action; the administrative
+// operations on principals are actions in the same "kms:" namespace.
+const (
+	// ActionCreateKey is the action of CreateKey.
+	ActionCreateKey = "kms:CreateKey"
+	// ActionDescribeKey is the action of DescribeKey.
+	ActionDescribeKey = "kms:DescribeKey"
+	// ActionListKeys is the action of ListKeys.
+	ActionListKeys = "kms:ListKeys"
+	// ActionEnableKey is the action of EnableKey.
+	ActionEnableKey = "kms:EnableKey"
+	// ActionDisableKey is the action of DisableKey.
+	ActionDisableKey = "kms:DisableKey"
+	// ActionScheduleKeyDeletion is the action of ScheduleKeyDeletion.
+	ActionScheduleKeyDeletion = "kms:ScheduleKeyDeletion"
+	// ActionCancelKeyDeletion is the action of CancelKeyDeletion.
+	ActionCancelKeyDeletion = "kms:CancelKeyDeletion"
+	// ActionRotateKeyOnDemand is the action of RotateKeyOnDemand.
+	ActionRotateKeyOnDemand = "kms:RotateKeyOnDemand"
+	// ActionEnableKeyRotation is the action of EnableKeyRotation.
+	ActionEnableKeyRotation = "kms:EnableKeyRotation"
+	// ActionDisableKeyRotation is the action of DisableKeyRotation.
+	ActionDisableKeyRotation = "kms:DisableKeyRotation"
+	// ActionGetKeyRotationStatus is the action of GetKeyRotationStatus.
+	ActionGetKeyRotationStatus = "kms:GetKeyRotationStatus"
+	// ActionListKeyRotations is the action of ListKeyRotations.
+	ActionListKeyRotations = "kms:ListKeyRotations"
+	// ActionCreateAlias is the action of CreateAlias; it is checked against
+	// the alias and against the target key.
+	ActionCreateAlias = "kms:CreateAlias"
+	// ActionUpdateAlias is the action of UpdateAlias; it is checked against
+	// the alias and against the keys involved.
+	ActionUpdateAlias = "kms:UpdateAlias"
+	// ActionDeleteAlias is the action of DeleteAlias; it is checked against
+	// the alias and against the key it points at.
+	ActionDeleteAlias = "kms:DeleteAlias"
+	// ActionListAliases is the action of ListAliases.
+	ActionListAliases = "kms:ListAliases"
+	// ActionEncrypt is the action of Encrypt.
+	ActionEncrypt = "kms:Encrypt"
+	// ActionDecrypt is the action of Decrypt.
+	ActionDecrypt = "kms:Decrypt"
+	// ActionReEncryptFrom is the ReEncrypt action checked against the source
+	// key (as in AWS, ReEncrypt needs ReEncryptFrom on the source key and
+	// ReEncryptTo on the destination key).
+	ActionReEncryptFrom = "kms:ReEncryptFrom"
+	// ActionReEncryptTo is the ReEncrypt action checked against the
+	// destination key.
+	ActionReEncryptTo = "kms:ReEncryptTo"
+	// ActionGenerateDataKey is the action of GenerateDataKey.
+	ActionGenerateDataKey = "kms:GenerateDataKey"
+	// ActionGenerateDataKeyWithoutPlaintext is the action of
+	// GenerateDataKeyWithoutPlaintext.
+	ActionGenerateDataKeyWithoutPlaintext = "kms:GenerateDataKeyWithoutPlaintext"
+	// ActionGenerateRandom is the action of GenerateRandom.
+	ActionGenerateRandom = "kms:GenerateRandom"
+	// ActionSign is the action of Sign.
+	ActionSign = "kms:Sign"
+	// ActionVerify is the action of Verify.
+	ActionVerify = "kms:Verify"
+	// ActionGetPublicKey is the action of GetPublicKey.
+	ActionGetPublicKey = "kms:GetPublicKey"
+	// ActionTagResource is the action of TagResource.
+	ActionTagResource = "kms:TagResource"
+	// ActionUntagResource is the action of UntagResource.
+	ActionUntagResource = "kms:UntagResource"
+	// ActionListResourceTags is the action of ListResourceTags.
+	ActionListResourceTags = "kms:ListResourceTags"
+
+	// ActionCreatePrincipal is the administrative action that creates a
+	// principal.
+	ActionCreatePrincipal = "kms:CreatePrincipal"
+	// ActionListPrincipals is the administrative action that lists
+	// principals.
+	ActionListPrincipals = "kms:ListPrincipals"
+	// ActionDeletePrincipal is the administrative action that deletes a
+	// principal.
+	ActionDeletePrincipal = "kms:DeletePrincipal"
+	// ActionGetTokenInfo is the administrative action that reports on the
+	// HSM token.
+	ActionGetTokenInfo = "kms:GetTokenInfo"
+)
+
+// knownActions lists every action constant above.
+var knownActions = [...]string{
+	ActionCreateKey, ActionDescribeKey, ActionListKeys, ActionEnableKey,
+	ActionDisableKey, ActionScheduleKeyDeletion, ActionCancelKeyDeletion,
+	ActionRotateKeyOnDemand, ActionEnableKeyRotation, ActionDisableKeyRotation,
+	ActionGetKeyRotationStatus, ActionListKeyRotations,
+	ActionCreateAlias, ActionUpdateAlias, ActionDeleteAlias, ActionListAliases,
+	ActionEncrypt, ActionDecrypt, ActionReEncryptFrom, ActionReEncryptTo,
+	ActionGenerateDataKey, ActionGenerateDataKeyWithoutPlaintext,
+	ActionGenerateRandom, ActionSign, ActionVerify, ActionGetPublicKey,
+	ActionTagResource, ActionUntagResource, ActionListResourceTags,
+	ActionCreatePrincipal, ActionListPrincipals, ActionDeletePrincipal,
+	ActionGetTokenInfo,
+}
+
+// KnownActions returns every action hsmkms checks, in a new slice.
+func KnownActions() []string {
+	out := make([]string, len(knownActions))
+	copy(out, knownActions[:])
+	return out
+}
+
+// IsKnownAction reports whether action names an action hsmkms checks,
+// ignoring case as action matching does.
+func IsKnownAction(action string) bool {
+	for _, a := range knownActions {
+		if equalFoldASCII(a, action) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,122 @@
+package service
+
+import (
+	"errors"
+	"regexp"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/hsmkms/hsmkms/service/store"
+)
+
+var (
+	accountRE = regexp.MustCompile(`^[0-9]{12}$`)
+	regionRE  = regexp.MustCompile(`^[a-z]{2}(-[a-z0-9]+)+$`)
+	// aliasRE is the AWS alias name rule: alias/ and 1 to 250 of
+	// [a-zA-Z0-9/_-].
+	aliasRE = regexp.MustCompile(`^alias/[a-zA-Z0-9/_-]{1,250}$`)
+)
+
+// maxKeyIDLen bounds a key identifier, as AWS does.
+const maxKeyIDLen = 2048
+
+func (s *Service) arnPrefix() string {
+	return "arn:aws:kms:" + s.cfg.Region + ":" + s.cfg.Account + ":"
+}
+
+func (s *Service) keyARN(id string) string { return s.arnPrefix() + "key/" + id }
+
+func (s *Service) aliasARN(name string) string { return s.arnPrefix() + name }
+
+// keyRef is a parsed key identifier: a key ID, or an alias name.
+type keyRef struct {
+	id    string
+	alias string
+	input string
+}
+
+// parseKeyRef accepts a key ID, key ARN, alias name or alias ARN.
+func (s *Service) parseKeyRef(field, in string) (keyRef, error) {
+	switch {
+	case in == "":
+		return keyRef{}, newErr(CodeValidation, "1 validation error detected: Value null at '%s' failed to satisfy constraint: Member must not be null", field)
+	case len(in) > maxKeyIDLen:
+		return keyRef{}, newErr(CodeValidation, "1 validation error detected: Value at '%s' failed to satisfy constraint: Member must have length less than or equal to %d", field, maxKeyIDLen)
+	}
+	ref := keyRef{input: in}
+	rest := in
+	if strings.HasPrefix(in, "arn:") {
+		if !strings.HasPrefix(in, s.arnPrefix()) {
+			return ref, newErr(CodeNotFound, "Key '%s' does not exist", in)
+		}
+		rest = strings.TrimPrefix(in, s.arnPrefix())
+		if id, ok := strings.CutPrefix(rest, "key/"); ok {
+			rest = id
+		} else if !strings.HasPrefix(rest, "alias/") {
+			return ref, newErr(CodeInvalidArn, "%s is not a key or alias ARN", in)
+		}
+	}
+	if strings.HasPrefix(rest, "alias/") {
+		if !aliasRE.MatchString(rest) {
+			return ref, newErr(CodeNotFound, "Alias '%s' is not found.", s.aliasARN(rest))
+		}
+		ref.alias = rest
+		return ref, nil
+	}
+	if _, err := uuid.Parse(rest); err != nil || len(rest) != 36 {
+		return ref, newErr(CodeNotFound, "Invalid keyId '%s'", in)
+	}
+	ref.id = strings.ToLower(rest)
+	return ref, nil
+}
+
+// resolve finds the key ref names. Keys being created and tombstones are
+// not found.
+func (s *Service) resolve(tx store.Tx, ref keyRef) (store.Key, error) {
+	id := ref.id
+	if ref.alias != "" {
+		a, err := tx.Alias(ref.alias)
+		if errors.Is(err, store.ErrNotFound) {
+			return store.Key{}, newErr(CodeNotFound, "Alias '%s' is not found.", s.aliasARN(ref.alias))
+		}
+		if err != nil {
+			return store.Key{}, storeErr(err)
+		}
+		id = a.KeyID
+	}
+	k, err := tx.Key(id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (k.State == store.KeyCreating || k.State == store.KeyDeleted)) {
+		return store.Key{}, newErr(CodeNotFound, "Key '%s' does not exist", s.keyARN(id))
+	}
+	if err != nil {
+		return store.Key{}, storeErr(err)
+	}
+	return k, nil
+}
+
+// storeErr reports a store failure as an internal error; the cause goes to
+// the logs, not to the client.
+func storeErr(err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		return err
+	}
+	return wrapErr(CodeInternal, err, "the key store failed")
+}
+
+// usable checks that k may be used for cryptography with usage.
+func (s *Service) usable(k store.Key, usage string) error {
+	switch k.State {
+	case store.KeyEnabled:
+	case store.KeyDisabled:
+		return newErr(CodeDisabled, "%s is disabled.", s.keyARN(k.ID))
+	case store.KeyPendingDeletion:
+		return newErr(CodeInvalidState, "%s is pending deletion.", s.keyARN(k.ID))
+	default:
+		return newErr(CodeInvalidState, "%s is %s.", s.keyARN(k.ID), k.State)
+	}
+	if k.Usage != usage {
+		return newErr(CodeInvalidKeyUsage, "%s key usage is %s which is not valid for this operation.", s.keyARN(k.ID), k.Usage)
+	}
+	return nil
+}

@@ -1,0 +1,109 @@
+package service
+
+import (
+	"context"
+	"sync"
+
+	"github.com/hsmkms/hsmkms/service/store"
+)
+
+// sealBudget counts AES-GCM seals per key version. A version may seal about
+// 2^32 times with random 96-bit IVs before an IV collision becomes likely;
+// the budget rotates the key well before that and refuses to seal past a
+// hard limit.
+//
+// Counting in the store on every seal would cost a write per request, so a
+// process reserves seals in blocks: the stored count is raised by a block
+// before any seal of it is used. Several processes each reserve their own
+// blocks, and a crash loses only unused reservations, so the stored count
+// never under-states.
+type sealBudget struct {
+	s *Service
+	// mu guards left and rotating, and serialises reservations (one store
+	// write per block).
+	mu       sync.Mutex
+	left     map[versionRef]uint64
+	rotating map[string]bool
+}
+
+type versionRef struct {
+	keyID  string
+	number uint32
+}
+
+func newSealBudget(s *Service) *sealBudget {
+	return &sealBudget{s: s, left: map[versionRef]uint64{}, rotating: map[string]bool{}}
+}
+
+// take uses one seal of version v, reserving a new block when none is left.
+func (b *sealBudget) take(ctx context.Context, k store.Key, v store.Version) error {
+	ref := versionRef{k.ID, v.Number}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.left[ref] == 0 {
+		if err := b.reserve(ctx, ref); err != nil {
+			return err
+		}
+	}
+	b.left[ref]--
+	return nil
+}
+
+// reserve raises the version's stored count by a block. Past
+// RotateAfterSeals it starts a rotation; past SealLimit it refuses.
+func (b *sealBudget) reserve(ctx context.Context, ref versionRef) error {
+	cfg := b.s.cfg
+	var reserved uint64
+	err := b.s.store.Update(ctx, func(tx store.Tx) error {
+		v, err := tx.Version(ref.keyID, ref.number)
+		if err != nil {
+			return err
+		}
+		if v.SealsReserved+cfg.SealBlock > cfg.SealLimit {
+			return newErr(CodeInvalidState, "%s version %d has sealed its limit of %d times; rotate the key",
+				b.s.keyARN(ref.keyID), ref.number, cfg.SealLimit)
+		}
+		v.SealsReserved += cfg.SealBlock
+		reserved = v.SealsReserved
+		return tx.PutVersion(v)
+	})
+	if err != nil {
+		return storeErr(err)
+	}
+	b.left[ref] = cfg.SealBlock
+	if reserved >= cfg.RotateAfterSeals && !b.rotating[ref.keyID] {
+		b.rotating[ref.keyID] = true
+		b.s.wg.Add(1)
+		go func() {
+			defer b.s.wg.Done()
+			b.rotateWorn(ref)
+		}()
+	}
+	return nil
+}
+
+// rotateWorn rotates a key whose current version is worn out.
+func (b *sealBudget) rotateWorn(ref versionRef) {
+	ctx := systemContext(context.Background())
+	n, err := b.s.rotate(ctx, ref.keyID, rotationAutomatic)
+	if err != nil {
+		b.s.log.Error("rotating a key whose version reached its seal threshold", "key_id", ref.keyID, "version", ref.number, "error", err)
+	} else {
+		b.s.log.Info("rotated a key whose version reached its seal threshold", "key_id", ref.keyID, "old_version", ref.number, "new_version", n)
+	}
+	b.mu.Lock()
+	delete(b.rotating, ref.keyID)
+	b.mu.Unlock()
+}
+
+// Reserved returns how many seals are reserved for a key version in the
+// store (for metrics and tests).
+func (s *Service) Reserved(ctx context.Context, keyID string, version uint32) (uint64, error) {
+	var n uint64
+	err := s.store.View(ctx, func(tx store.Tx) error {
+		v, err := tx.Version(keyID, version)
+		n = v.SealsReserved
+		return err
+	})
+	return n, storeErrOrNil(err)
+}

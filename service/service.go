@@ -1,0 +1,170 @@
+package service
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/service/audit"
+	"github.com/hsmkms/hsmkms/service/store"
+)
+
+// HSM is what the key service needs of the token; *hsm.Token is the one
+// implementation.
+type HSM interface {
+	CreateMasterKey(ctx context.Context, id hsm.ObjectID, label string) error
+	CreateKeyPair(ctx context.Context, id hsm.ObjectID, label string, spec hsm.KeySpec) (crypto.PublicKey, error)
+	HasKey(ctx context.Context, id hsm.ObjectID) (bool, error)
+	DestroyKey(ctx context.Context, id hsm.ObjectID) error
+	Seal(ctx context.Context, id hsm.ObjectID, iv, aad, plaintext []byte) ([]byte, error)
+	SealDataKey(ctx context.Context, id hsm.ObjectID, n int, iv, aad []byte) (dataKey, sealed []byte, err error)
+	Unseal(ctx context.Context, id hsm.ObjectID, iv, aad, sealed []byte) ([]byte, error)
+	WrapDataKey(ctx context.Context, id hsm.ObjectID, n int) (dataKey, wrapped []byte, err error)
+	UnwrapDataKey(ctx context.Context, id hsm.ObjectID, wrapped []byte) ([]byte, error)
+	GenerateRandom(ctx context.Context, n int) ([]byte, error)
+	Sign(ctx context.Context, id hsm.ObjectID, alg hsm.SigningAlgorithm, digest []byte) ([]byte, error)
+	Verify(ctx context.Context, id hsm.ObjectID, alg hsm.SigningAlgorithm, digest, sig []byte) error
+	PublicKey(ctx context.Context, id hsm.ObjectID) (crypto.PublicKey, error)
+	Health() hsm.Health
+}
+
+var _ HSM = (*hsm.Token)(nil)
+
+// Config wires a Service.
+type Config struct {
+	Store store.Store
+	HSM   HSM
+	// Region and Account make key and alias ARNs (defaults us-east-1 and
+	// 000000000000).
+	Region, Account string
+	Logger          hclog.Logger
+	Audit           *audit.Logger
+	// Now is the clock; tests move it to reach deletion and rotation dates.
+	Now func() time.Time
+	// SealBlock is how many seals a process reserves for a version in one
+	// store write (default 65536).
+	SealBlock uint64
+	// RotateAfterSeals rotates a key whose current version has this many
+	// seals reserved (default 2^30, far below the 2^32 bound for random
+	// 96-bit IVs); SealLimit refuses to seal past it (default 2^31).
+	RotateAfterSeals, SealLimit uint64
+	// MaintenanceInterval is how often due rotations and deletions run
+	// (default 1 minute).
+	MaintenanceInterval time.Duration
+}
+
+func (c *Config) setDefaults() error {
+	if c.Store == nil || c.HSM == nil {
+		return errors.New("service: a store and an HSM are required")
+	}
+	if c.Region == "" {
+		c.Region = "us-east-1"
+	}
+	if c.Account == "" {
+		c.Account = "000000000000"
+	}
+	if !accountRE.MatchString(c.Account) {
+		return fmt.Errorf("service: account ID %q is not 12 digits", c.Account)
+	}
+	if !regionRE.MatchString(c.Region) {
+		return fmt.Errorf("service: region %q is not a region name", c.Region)
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	if c.Audit == nil {
+		c.Audit = audit.Discard()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.SealBlock == 0 {
+		c.SealBlock = 1 << 16
+	}
+	if c.RotateAfterSeals == 0 {
+		c.RotateAfterSeals = 1 << 30
+	}
+	if c.SealLimit == 0 {
+		c.SealLimit = 1 << 31
+	}
+	if c.MaintenanceInterval <= 0 {
+		c.MaintenanceInterval = time.Minute
+	}
+	return nil
+}
+
+// Service is the key service: every KMS operation, authorised, audited and
+// carried out with the store and the token.
+type Service struct {
+	cfg   Config
+	store store.Store
+	hsm   HSM
+	log   hclog.Logger
+	audit *audit.Logger
+	now   func() time.Time
+	seals *sealBudget
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+}
+
+// New returns a Service. Call Reconcile before serving, and Start to run
+// the rotation and deletion schedulers.
+func New(cfg Config) (*Service, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Service{
+		cfg:   cfg,
+		store: cfg.Store,
+		hsm:   cfg.HSM,
+		log:   cfg.Logger.Named("service"),
+		audit: cfg.Audit,
+		now:   cfg.Now,
+		stop:  make(chan struct{}),
+	}
+	s.seals = newSealBudget(s)
+	return s, nil
+}
+
+// Start runs due rotations and deletions every MaintenanceInterval until
+// Close.
+func (s *Service) Start() {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(s.cfg.MaintenanceInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+				ctx, cancel := context.WithTimeout(context.Background(), s.cfg.MaintenanceInterval)
+				if err := s.RunMaintenance(ctx); err != nil {
+					s.log.Warn("maintenance", "error", err)
+				}
+				cancel()
+			}
+		}
+	}()
+}
+
+// Close stops the schedulers and waits for them. The store and the HSM
+// belong to the caller.
+func (s *Service) Close() {
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.wg.Wait()
+}
+
+// RunMaintenance carries out what is due now: key deletions whose waiting
+// period ended, and automatic rotations.
+func (s *Service) RunMaintenance(ctx context.Context) error {
+	return errors.Join(s.deleteDueKeys(ctx), s.rotateDueKeys(ctx))
+}

@@ -1,0 +1,143 @@
+package service
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/x509"
+	"slices"
+
+	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/service/store"
+)
+
+// maxMessage bounds a RAW message to Sign or Verify, as AWS KMS does.
+const maxMessage = 4096
+
+// Sign signs a message or digest with an asymmetric key's private half on
+// the token.
+func (s *Service) Sign(ctx context.Context, in SignInput) (out SignOutput, err error) {
+	o := s.begin(ctx, "kms:Sign")
+	defer func() { err = o.end(err) }()
+	k, v, digest, err := s.signingRequest(ctx, o, in.KeyId, in.Message, in.MessageType, in.SigningAlgorithm)
+	if err != nil {
+		return out, err
+	}
+	sig, err := s.hsm.Sign(ctx, v.ObjectID, hsm.SigningAlgorithm(in.SigningAlgorithm), digest)
+	if err != nil {
+		return out, s.hsmErr(err, k.ID, v.Number)
+	}
+	return SignOutput{KeyId: s.keyARN(k.ID), Signature: sig, SigningAlgorithm: in.SigningAlgorithm}, nil
+}
+
+// Verify checks a signature on the token. A signature that does not verify
+// is a KMSInvalidSignatureException, as in AWS KMS.
+func (s *Service) Verify(ctx context.Context, in VerifyInput) (out VerifyOutput, err error) {
+	o := s.begin(ctx, "kms:Verify")
+	defer func() { err = o.end(err) }()
+	k, v, digest, err := s.signingRequest(ctx, o, in.KeyId, in.Message, in.MessageType, in.SigningAlgorithm)
+	if err != nil {
+		return out, err
+	}
+	if len(in.Signature) == 0 || len(in.Signature) > 6144 {
+		return out, newErr(CodeValidation, "1 validation error detected: Value at 'signature' failed to satisfy constraint: Member must have length between 1 and 6144")
+	}
+	if err := s.hsm.Verify(ctx, v.ObjectID, hsm.SigningAlgorithm(in.SigningAlgorithm), digest, in.Signature); err != nil {
+		return out, s.hsmErr(err, k.ID, v.Number)
+	}
+	return VerifyOutput{KeyId: s.keyARN(k.ID), SignatureValid: true, SigningAlgorithm: in.SigningAlgorithm}, nil
+}
+
+// signingRequest validates a Sign or Verify request and returns the key,
+// its version and the digest to sign.
+func (s *Service) signingRequest(ctx context.Context, o *op, ident string, msg []byte, msgType, alg string) (store.Key, store.Version, []byte, error) {
+	k, alias, err := s.lookup(ctx, "keyId", ident)
+	if err != nil {
+		return k, store.Version{}, nil, err
+	}
+	if err := o.authorize(&k, alias); err != nil {
+		return k, store.Version{}, nil, err
+	}
+	if err := s.usable(k, UsageSign); err != nil {
+		return k, store.Version{}, nil, err
+	}
+	if !slices.Contains(keySpecs[k.Spec].signing, alg) {
+		return k, store.Version{}, nil, newErr(CodeInvalidKeyUsage, "SigningAlgorithm %q is not valid for %s; use one of %v", alg, s.keyARN(k.ID), keySpecs[k.Spec].signing)
+	}
+	digest, err := digestOf(alg, msg, msgType)
+	if err != nil {
+		return k, store.Version{}, nil, err
+	}
+	var v store.Version
+	err = s.store.View(ctx, func(tx store.Tx) error {
+		v, err = tx.Version(k.ID, k.CurrentVersion)
+		return err
+	})
+	o.rec.KeyVersion = v.Number
+	return k, v, digest, storeErrOrNil(err)
+}
+
+// digestOf hashes a RAW message with the algorithm's hash, or checks that a
+// DIGEST has its length.
+func digestOf(alg string, msg []byte, msgType string) ([]byte, error) {
+	size := 32
+	if alg == string(hsm.ECDSASHA384) {
+		size = 48
+	}
+	switch msgType {
+	case "", "RAW":
+		if len(msg) == 0 || len(msg) > maxMessage {
+			return nil, newErr(CodeValidation, "1 validation error detected: Value at 'message' failed to satisfy constraint: Member must have length between 1 and %d", maxMessage)
+		}
+		if size == 48 {
+			d := sha512.Sum384(msg)
+			return d[:], nil
+		}
+		d := sha256.Sum256(msg)
+		return d[:], nil
+	case "DIGEST":
+		if len(msg) != size {
+			return nil, newErr(CodeValidation, "Digest is invalid length for algorithm %s: %d bytes, want %d", alg, len(msg), size)
+		}
+		return msg, nil
+	}
+	return nil, newErr(CodeValidation, "MessageType must be RAW or DIGEST, not %q", msgType)
+}
+
+// GetPublicKey returns an asymmetric key's public half, DER-encoded
+// SubjectPublicKeyInfo as AWS KMS returns it.
+func (s *Service) GetPublicKey(ctx context.Context, in KeyIDInput) (out GetPublicKeyOutput, err error) {
+	o := s.begin(ctx, "kms:GetPublicKey")
+	defer func() { err = o.end(err) }()
+	k, alias, err := s.lookup(ctx, "keyId", in.KeyId)
+	if err != nil {
+		return out, err
+	}
+	if err := o.authorize(&k, alias); err != nil {
+		return out, err
+	}
+	if k.Usage != UsageSign {
+		return out, newErr(CodeUnsupported, "%s is a symmetric key; it has no public key", s.keyARN(k.ID))
+	}
+	if err := s.usable(k, UsageSign); err != nil {
+		return out, err
+	}
+	var v store.Version
+	err = s.store.View(ctx, func(tx store.Tx) error {
+		v, err = tx.Version(k.ID, k.CurrentVersion)
+		return err
+	})
+	if err != nil {
+		return out, storeErr(err)
+	}
+	pub, err := s.hsm.PublicKey(ctx, v.ObjectID)
+	if err != nil {
+		return out, s.hsmErr(err, k.ID, v.Number)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return out, wrapErr(CodeInternal, err, "encoding the public key")
+	}
+	return GetPublicKeyOutput{KeyId: s.keyARN(k.ID), PublicKey: der, CustomerMasterKeySpec: k.Spec,
+		KeySpec: k.Spec, KeyUsage: k.Usage, SigningAlgorithms: keySpecs[k.Spec].signing}, nil
+}

@@ -1,0 +1,353 @@
+package service
+
+import (
+	"strconv"
+	"time"
+)
+
+// The request and response shapes carry AWS KMS's JSON member names, so
+// the API layer decodes and encodes them as they are. []byte members are
+// base64 in JSON, as AWS has them.
+
+// EpochTime is a time that marshals as fractional epoch seconds, the AWS
+// JSON 1.1 timestamp format.
+type EpochTime time.Time
+
+// MarshalJSON writes seconds since the epoch.
+func (t EpochTime) MarshalJSON() ([]byte, error) {
+	tt := time.Time(t)
+	return strconv.AppendFloat(nil, float64(tt.UnixNano())/1e9, 'f', -1, 64), nil
+}
+
+// UnmarshalJSON reads seconds since the epoch.
+func (t *EpochTime) UnmarshalJSON(b []byte) error {
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return err
+	}
+	*t = EpochTime(time.Unix(0, int64(f*1e9)).UTC())
+	return nil
+}
+
+func epoch(t time.Time) *EpochTime {
+	if t.IsZero() {
+		return nil
+	}
+	e := EpochTime(t)
+	return &e
+}
+
+// Tag is a key tag.
+type Tag struct {
+	TagKey   string `json:"TagKey"`
+	TagValue string `json:"TagValue"`
+}
+
+// KeyMetadata describes a key as DescribeKey and CreateKey return it.
+type KeyMetadata struct {
+	AWSAccountId                string     `json:"AWSAccountId"`
+	KeyId                       string     `json:"KeyId"`
+	Arn                         string     `json:"Arn"`
+	CreationDate                *EpochTime `json:"CreationDate,omitempty"`
+	Enabled                     bool       `json:"Enabled"`
+	Description                 string     `json:"Description"`
+	KeyUsage                    string     `json:"KeyUsage"`
+	KeyState                    string     `json:"KeyState"`
+	DeletionDate                *EpochTime `json:"DeletionDate,omitempty"`
+	PendingDeletionWindowInDays int        `json:"PendingDeletionWindowInDays,omitempty"`
+	Origin                      string     `json:"Origin"`
+	KeyManager                  string     `json:"KeyManager"`
+	CustomerMasterKeySpec       string     `json:"CustomerMasterKeySpec"`
+	KeySpec                     string     `json:"KeySpec"`
+	EncryptionAlgorithms        []string   `json:"EncryptionAlgorithms,omitempty"`
+	SigningAlgorithms           []string   `json:"SigningAlgorithms,omitempty"`
+	MultiRegion                 bool       `json:"MultiRegion"`
+	// HsmkmsMechanism is hsmkms's own member: how data keys are protected
+	// on the token (aes-gcm or aes-kw). AWS clients ignore it.
+	HsmkmsMechanism string `json:"HsmkmsMechanism,omitempty"`
+	// CurrentKeyMaterialId names the version that encrypts now.
+	CurrentKeyMaterialId string `json:"CurrentKeyMaterialId,omitempty"`
+}
+
+// CreateKeyInput is CreateKey's request.
+type CreateKeyInput struct {
+	Description string `json:"Description"`
+	KeyUsage    string `json:"KeyUsage"`
+	KeySpec     string `json:"KeySpec"`
+	// CustomerMasterKeySpec is the deprecated name of KeySpec.
+	CustomerMasterKeySpec string `json:"CustomerMasterKeySpec"`
+	Origin                string `json:"Origin"`
+	MultiRegion           bool   `json:"MultiRegion"`
+	Tags                  []Tag  `json:"Tags"`
+	// Policy (a key policy document) is not supported: access is decided by
+	// principals' policies.
+	Policy string `json:"Policy"`
+	// BypassPolicyLockoutSafetyCheck is accepted and ignored.
+	BypassPolicyLockoutSafetyCheck bool `json:"BypassPolicyLockoutSafetyCheck"`
+	// HsmkmsMechanism chooses aes-gcm (default) or aes-kw for symmetric keys;
+	// the tag "hsmkms:mechanism" does the same for clients that cannot send
+	// extra members.
+	HsmkmsMechanism string `json:"HsmkmsMechanism"`
+}
+
+// KeyOutput is the response of CreateKey and DescribeKey.
+type KeyOutput struct {
+	KeyMetadata KeyMetadata `json:"KeyMetadata"`
+}
+
+// KeyIDInput is the request of the operations that only name a key.
+type KeyIDInput struct {
+	KeyId string `json:"KeyId"`
+}
+
+// KeyIDOutput is the response of the operations that only return a key ID.
+type KeyIDOutput struct {
+	KeyId string `json:"KeyId"`
+}
+
+// ListInput is a paginated list request.
+type ListInput struct {
+	Limit  int    `json:"Limit"`
+	Marker string `json:"Marker"`
+}
+
+// KeyListEntry is one key in ListKeys.
+type KeyListEntry struct {
+	KeyId  string `json:"KeyId"`
+	KeyArn string `json:"KeyArn"`
+}
+
+// ListKeysOutput is ListKeys' response.
+type ListKeysOutput struct {
+	Keys       []KeyListEntry `json:"Keys"`
+	NextMarker string         `json:"NextMarker,omitempty"`
+	Truncated  bool           `json:"Truncated"`
+}
+
+// ScheduleKeyDeletionInput is ScheduleKeyDeletion's request.
+type ScheduleKeyDeletionInput struct {
+	KeyId               string `json:"KeyId"`
+	PendingWindowInDays int    `json:"PendingWindowInDays"`
+}
+
+// ScheduleKeyDeletionOutput is ScheduleKeyDeletion's response.
+type ScheduleKeyDeletionOutput struct {
+	KeyId               string     `json:"KeyId"`
+	DeletionDate        *EpochTime `json:"DeletionDate"`
+	KeyState            string     `json:"KeyState"`
+	PendingWindowInDays int        `json:"PendingWindowInDays"`
+}
+
+// EnableKeyRotationInput is EnableKeyRotation's request.
+type EnableKeyRotationInput struct {
+	KeyId                string `json:"KeyId"`
+	RotationPeriodInDays int    `json:"RotationPeriodInDays"`
+}
+
+// GetKeyRotationStatusOutput is GetKeyRotationStatus's response.
+type GetKeyRotationStatusOutput struct {
+	KeyRotationEnabled   bool       `json:"KeyRotationEnabled"`
+	KeyId                string     `json:"KeyId"`
+	RotationPeriodInDays int        `json:"RotationPeriodInDays,omitempty"`
+	NextRotationDate     *EpochTime `json:"NextRotationDate,omitempty"`
+}
+
+// ListKeyRotationsInput is ListKeyRotations' request.
+type ListKeyRotationsInput struct {
+	KeyId  string `json:"KeyId"`
+	Limit  int    `json:"Limit"`
+	Marker string `json:"Marker"`
+}
+
+// Rotation is one entry of ListKeyRotations: a version after the first.
+type Rotation struct {
+	KeyId         string     `json:"KeyId"`
+	KeyMaterialId string     `json:"KeyMaterialId"`
+	RotationDate  *EpochTime `json:"RotationDate"`
+	RotationType  string     `json:"RotationType"`
+}
+
+// ListKeyRotationsOutput is ListKeyRotations' response.
+type ListKeyRotationsOutput struct {
+	Rotations  []Rotation `json:"Rotations"`
+	NextMarker string     `json:"NextMarker,omitempty"`
+	Truncated  bool       `json:"Truncated"`
+}
+
+// AliasInput is the request of CreateAlias and UpdateAlias.
+type AliasInput struct {
+	AliasName   string `json:"AliasName"`
+	TargetKeyId string `json:"TargetKeyId"`
+}
+
+// DeleteAliasInput is DeleteAlias's request.
+type DeleteAliasInput struct {
+	AliasName string `json:"AliasName"`
+}
+
+// ListAliasesInput is ListAliases' request.
+type ListAliasesInput struct {
+	KeyId  string `json:"KeyId"`
+	Limit  int    `json:"Limit"`
+	Marker string `json:"Marker"`
+}
+
+// AliasListEntry is one alias in ListAliases.
+type AliasListEntry struct {
+	AliasName       string     `json:"AliasName"`
+	AliasArn        string     `json:"AliasArn"`
+	TargetKeyId     string     `json:"TargetKeyId"`
+	CreationDate    *EpochTime `json:"CreationDate,omitempty"`
+	LastUpdatedDate *EpochTime `json:"LastUpdatedDate,omitempty"`
+}
+
+// ListAliasesOutput is ListAliases' response.
+type ListAliasesOutput struct {
+	Aliases    []AliasListEntry `json:"Aliases"`
+	NextMarker string           `json:"NextMarker,omitempty"`
+	Truncated  bool             `json:"Truncated"`
+}
+
+// EncryptInput is Encrypt's request.
+type EncryptInput struct {
+	KeyId               string            `json:"KeyId"`
+	Plaintext           []byte            `json:"Plaintext"`
+	EncryptionContext   map[string]string `json:"EncryptionContext"`
+	EncryptionAlgorithm string            `json:"EncryptionAlgorithm"`
+	GrantTokens         []string          `json:"GrantTokens"`
+}
+
+// EncryptOutput is Encrypt's response.
+type EncryptOutput struct {
+	CiphertextBlob      []byte `json:"CiphertextBlob"`
+	KeyId               string `json:"KeyId"`
+	EncryptionAlgorithm string `json:"EncryptionAlgorithm"`
+}
+
+// DecryptInput is Decrypt's request.
+type DecryptInput struct {
+	CiphertextBlob      []byte            `json:"CiphertextBlob"`
+	EncryptionContext   map[string]string `json:"EncryptionContext"`
+	KeyId               string            `json:"KeyId"`
+	EncryptionAlgorithm string            `json:"EncryptionAlgorithm"`
+	GrantTokens         []string          `json:"GrantTokens"`
+}
+
+// DecryptOutput is Decrypt's response.
+type DecryptOutput struct {
+	KeyId               string `json:"KeyId"`
+	Plaintext           []byte `json:"Plaintext"`
+	EncryptionAlgorithm string `json:"EncryptionAlgorithm"`
+	KeyMaterialId       string `json:"KeyMaterialId,omitempty"`
+}
+
+// ReEncryptInput is ReEncrypt's request.
+type ReEncryptInput struct {
+	CiphertextBlob                 []byte            `json:"CiphertextBlob"`
+	SourceEncryptionContext        map[string]string `json:"SourceEncryptionContext"`
+	SourceKeyId                    string            `json:"SourceKeyId"`
+	DestinationKeyId               string            `json:"DestinationKeyId"`
+	DestinationEncryptionContext   map[string]string `json:"DestinationEncryptionContext"`
+	SourceEncryptionAlgorithm      string            `json:"SourceEncryptionAlgorithm"`
+	DestinationEncryptionAlgorithm string            `json:"DestinationEncryptionAlgorithm"`
+	GrantTokens                    []string          `json:"GrantTokens"`
+}
+
+// ReEncryptOutput is ReEncrypt's response.
+type ReEncryptOutput struct {
+	CiphertextBlob                 []byte `json:"CiphertextBlob"`
+	SourceKeyId                    string `json:"SourceKeyId"`
+	KeyId                          string `json:"KeyId"`
+	SourceEncryptionAlgorithm      string `json:"SourceEncryptionAlgorithm"`
+	DestinationEncryptionAlgorithm string `json:"DestinationEncryptionAlgorithm"`
+}
+
+// GenerateDataKeyInput is the request of GenerateDataKey and
+// GenerateDataKeyWithoutPlaintext.
+type GenerateDataKeyInput struct {
+	KeyId             string            `json:"KeyId"`
+	KeySpec           string            `json:"KeySpec"`
+	NumberOfBytes     int               `json:"NumberOfBytes"`
+	EncryptionContext map[string]string `json:"EncryptionContext"`
+	GrantTokens       []string          `json:"GrantTokens"`
+}
+
+// GenerateDataKeyOutput is the response of GenerateDataKey; Plaintext is
+// empty for GenerateDataKeyWithoutPlaintext.
+type GenerateDataKeyOutput struct {
+	CiphertextBlob []byte `json:"CiphertextBlob"`
+	Plaintext      []byte `json:"Plaintext,omitempty"`
+	KeyId          string `json:"KeyId"`
+	KeyMaterialId  string `json:"KeyMaterialId,omitempty"`
+}
+
+// GenerateRandomInput is GenerateRandom's request.
+type GenerateRandomInput struct {
+	NumberOfBytes int `json:"NumberOfBytes"`
+}
+
+// GenerateRandomOutput is GenerateRandom's response.
+type GenerateRandomOutput struct {
+	Plaintext []byte `json:"Plaintext"`
+}
+
+// SignInput is Sign's request.
+type SignInput struct {
+	KeyId            string   `json:"KeyId"`
+	Message          []byte   `json:"Message"`
+	MessageType      string   `json:"MessageType"`
+	SigningAlgorithm string   `json:"SigningAlgorithm"`
+	GrantTokens      []string `json:"GrantTokens"`
+}
+
+// SignOutput is Sign's response.
+type SignOutput struct {
+	KeyId            string `json:"KeyId"`
+	Signature        []byte `json:"Signature"`
+	SigningAlgorithm string `json:"SigningAlgorithm"`
+}
+
+// VerifyInput is Verify's request.
+type VerifyInput struct {
+	KeyId            string   `json:"KeyId"`
+	Message          []byte   `json:"Message"`
+	MessageType      string   `json:"MessageType"`
+	Signature        []byte   `json:"Signature"`
+	SigningAlgorithm string   `json:"SigningAlgorithm"`
+	GrantTokens      []string `json:"GrantTokens"`
+}
+
+// VerifyOutput is Verify's response.
+type VerifyOutput struct {
+	KeyId            string `json:"KeyId"`
+	SignatureValid   bool   `json:"SignatureValid"`
+	SigningAlgorithm string `json:"SigningAlgorithm"`
+}
+
+// GetPublicKeyOutput is GetPublicKey's response.
+type GetPublicKeyOutput struct {
+	KeyId                 string   `json:"KeyId"`
+	PublicKey             []byte   `json:"PublicKey"`
+	CustomerMasterKeySpec string   `json:"CustomerMasterKeySpec"`
+	KeySpec               string   `json:"KeySpec"`
+	KeyUsage              string   `json:"KeyUsage"`
+	SigningAlgorithms     []string `json:"SigningAlgorithms"`
+}
+
+// TagResourceInput is TagResource's request.
+type TagResourceInput struct {
+	KeyId string `json:"KeyId"`
+	Tags  []Tag  `json:"Tags"`
+}
+
+// UntagResourceInput is UntagResource's request.
+type UntagResourceInput struct {
+	KeyId   string   `json:"KeyId"`
+	TagKeys []string `json:"TagKeys"`
+}
+
+// ListResourceTagsOutput is ListResourceTags' response.
+type ListResourceTagsOutput struct {
+	Tags      []Tag `json:"Tags"`
+	Truncated bool  `json:"Truncated"`
+}
