@@ -22,7 +22,6 @@ func (t *Token) lost(cause error) {
 // until the token is back or the Token is closed.
 func (t *Token) recoverLoop() {
 	defer t.wg.Done()
-	defer t.recovering.Store(false)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for attempt := 1; ; attempt++ {
@@ -33,6 +32,9 @@ func (t *Token) recoverLoop() {
 		}
 		err := t.reconnect()
 		if err == nil {
+			// Cleared before Ready is published, so that a device error
+			// seen right after recovery starts a new loop.
+			t.recovering.Store(false)
 			prev := t.health.Load()
 			t.health.Store(&Health{Ready: true, Since: time.Now(), Recoveries: prev.Recoveries + 1})
 			t.log.Info("token recovered", "label", t.info.Label, "serial", t.info.Serial, "slot", t.slot, "attempts", attempt)
@@ -49,10 +51,17 @@ func (t *Token) recoverLoop() {
 
 // reconnect finalises and initialises the module, then finds the token and
 // logs in again. It waits for in-flight operations to finish first. Cached
-// handles and sessions die with the module.
+// handles and sessions die with the module. It does nothing once Close has
+// begun: a loop started by a call in flight during Close may get the lock
+// after Close unloaded the module.
 func (t *Token) reconnect() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	select {
+	case <-t.closing:
+		return newError("re-initialise module", ErrClosed, nil)
+	default:
+	}
 	t.pool = nil
 	t.keys.reset()
 	if err := t.m.reinitialize(); err != nil {

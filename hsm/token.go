@@ -97,10 +97,10 @@ type Health struct {
 func Open(ctx context.Context, cfg Config) (*Token, error) {
 	cfg.setDefaults()
 	if cfg.TokenLabel == "" {
-		return nil, errors.New("hsm: no token label given")
+		return nil, invalidInput("open token", "no token label given")
 	}
 	if cfg.PIN.IsZero() {
-		return nil, errNoPIN
+		return nil, newError("open token", ErrInvalidInput, errNoPIN)
 	}
 	m, err := OpenModule(ModuleConfig{Path: cfg.ModulePath, Logger: cfg.Logger, Wrap: cfg.Wrap})
 	if err != nil {
@@ -156,6 +156,9 @@ func (t *Token) connect() error {
 // Close stops recovery, closes every session and finalises the module.
 func (t *Token) Close() error {
 	t.closeOnce.Do(func() { close(t.closing) })
+	if h := t.health.Load(); h != nil {
+		t.health.Store(&Health{Ready: false, Since: time.Now(), Reason: "closed", Recoveries: h.Recoveries})
+	}
 	t.wg.Wait()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -230,6 +233,11 @@ func (t *Token) PoolStats() PoolStats {
 // (ErrInvalidCiphertext for decryption, nil where that cannot happen).
 func (t *Token) do(ctx context.Context, op string, key *keyRef, badInput error,
 	fn func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error) error {
+	select {
+	case <-t.closing:
+		return newError(op, ErrClosed, nil)
+	default:
+	}
 	if h := t.health.Load(); !h.Ready {
 		return newError(op, ErrUnavailable, errors.New(h.Reason))
 	}

@@ -1,0 +1,415 @@
+package hsm
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/pkcs11"
+)
+
+// TestConcurrentMixedOperations proves that the Token is safe for
+// concurrent use (run it with -race): 32 goroutines share a pool of 4
+// sessions for a mix of every kind of operation, including rejected
+// ciphertexts (which probe the token), with no error, every result checked,
+// the pool never above its bound, the token ready throughout, and no
+// session left borrowed at the end.
+func TestConcurrentMixedOperations(t *testing.T) {
+	const (
+		poolSize   = 4
+		goroutines = 32
+		perWorker  = 12 // 384 operations in all
+	)
+	ctx := t.Context()
+	tok := openToken(t, func(c *Config) { c.PoolSize = poolSize })
+	master := newMasterKey(t, tok)
+	pair, err := NewObjectID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := tok.CreateKeyPair(ctx, pair, "hsmkms/test/concurrent-ec", ECP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecPub, ok := pub.(*ecdsa.PublicKey)
+	if !ok {
+		t.Fatalf("CreateKeyPair(ECP256) returned a %T", pub)
+	}
+	absent, err := NewObjectID()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Each operation checks its own result and returns an error if it is wrong.
+	ops := []struct {
+		name string
+		run  func(w, i int) error
+	}{
+		{"seal/unseal", func(w, i int) error {
+			pt := []byte(fmt.Sprintf("plaintext %d/%d", w, i))
+			aad := []byte(fmt.Sprintf("aad %d/%d", w, i))
+			iv, err := NewIV()
+			if err != nil {
+				return err
+			}
+			sealed, err := tok.Seal(ctx, master, iv, aad, pt)
+			if err != nil {
+				return err
+			}
+			if len(sealed) != len(pt)+TagSize {
+				return fmt.Errorf("sealed %d bytes into %d", len(pt), len(sealed))
+			}
+			got, err := tok.Unseal(ctx, master, iv, aad, sealed)
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(got, pt) {
+				return fmt.Errorf("unsealed %q, want %q", got, pt)
+			}
+			return nil
+		}},
+		{"unseal tampered", func(w, i int) error {
+			iv, err := NewIV()
+			if err != nil {
+				return err
+			}
+			sealed, err := tok.Seal(ctx, master, iv, recAAD, []byte("tamper with me"))
+			if err != nil {
+				return err
+			}
+			sealed[w%len(sealed)] ^= 0x01
+			if _, err := tok.Unseal(ctx, master, iv, recAAD, sealed); !errors.Is(err, ErrInvalidCiphertext) {
+				return fmt.Errorf("unsealing a tampered value: err = %v, want ErrInvalidCiphertext", err)
+			}
+			return nil
+		}},
+		{"seal data key", func(w, i int) error {
+			iv, err := NewIV()
+			if err != nil {
+				return err
+			}
+			dk, sealed, err := tok.SealDataKey(ctx, master, 32, iv, recAAD)
+			if err != nil {
+				return err
+			}
+			if len(dk) != 32 {
+				return fmt.Errorf("data key of %d bytes, want 32", len(dk))
+			}
+			got, err := tok.Unseal(ctx, master, iv, recAAD, sealed)
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(got, dk) {
+				return fmt.Errorf("sealed data key unseals to %x, want %x", got, dk)
+			}
+			return nil
+		}},
+		{"wrap/unwrap data key", func(w, i int) error {
+			dk, wrapped, err := tok.WrapDataKey(ctx, master, 32)
+			if err != nil {
+				return err
+			}
+			if len(dk) != 32 || len(wrapped) != 32+wrapOverhead {
+				return fmt.Errorf("data key %d bytes wrapped into %d, want 32 and 40", len(dk), len(wrapped))
+			}
+			got, err := tok.UnwrapDataKey(ctx, master, wrapped)
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(got, dk) {
+				return fmt.Errorf("unwrapped %x, want %x", got, dk)
+			}
+			return nil
+		}},
+		{"generate random", func(w, i int) error {
+			b, err := tok.GenerateRandom(ctx, 32)
+			if err != nil {
+				return err
+			}
+			if len(b) != 32 || bytes.Equal(b, make([]byte, 32)) {
+				return fmt.Errorf("GenerateRandom(32) = %x", b)
+			}
+			return nil
+		}},
+		{"sign", func(w, i int) error {
+			digest := sha256.Sum256([]byte(fmt.Sprintf("message %d/%d", w, i)))
+			sig, err := tok.Sign(ctx, pair, ECDSASHA256, digest[:])
+			if err != nil {
+				return err
+			}
+			if !ecdsa.VerifyASN1(ecPub, digest[:], sig) {
+				return errors.New("signature does not verify with crypto/ecdsa")
+			}
+			return tok.Verify(ctx, pair, ECDSASHA256, digest[:], sig)
+		}},
+		{"has key", func(w, i int) error {
+			if found, err := tok.HasKey(ctx, master); err != nil || !found {
+				return fmt.Errorf("HasKey(master) = %v, %v; want true", found, err)
+			}
+			if found, err := tok.HasKey(ctx, absent); err != nil || found {
+				return fmt.Errorf("HasKey(absent) = %v, %v; want false", found, err)
+			}
+			return nil
+		}},
+	}
+
+	// Sample the pool while the workers run.
+	var samples, overBound atomic.Int64
+	var maxOpen atomic.Int64
+	stop := make(chan struct{})
+	var sampler sync.WaitGroup
+	sampler.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			st := tok.PoolStats()
+			samples.Add(1)
+			if st.Open > poolSize || st.InUse > st.Open || st.InUse < 0 || st.Size != poolSize {
+				overBound.Add(1)
+			}
+			if int64(st.Open) > maxOpen.Load() {
+				maxOpen.Store(int64(st.Open))
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	})
+
+	var mu sync.Mutex
+	var failures []string
+	var done atomic.Int64
+	var workers sync.WaitGroup
+	for w := range goroutines {
+		workers.Go(func() {
+			for i := range perWorker {
+				op := ops[(w+i)%len(ops)]
+				if err := op.run(w, i); err != nil {
+					mu.Lock()
+					failures = append(failures, fmt.Sprintf("worker %d op %d (%s): %v", w, i, op.name, err))
+					mu.Unlock()
+				}
+				done.Add(1)
+			}
+		})
+	}
+	workers.Wait()
+	close(stop)
+	sampler.Wait()
+
+	for _, f := range failures {
+		t.Error(f)
+	}
+	if n := done.Load(); n != goroutines*perWorker {
+		t.Errorf("%d operations ran, want %d", n, goroutines*perWorker)
+	}
+	if samples.Load() == 0 || overBound.Load() != 0 {
+		t.Errorf("%d of %d pool samples broke the bound of %d sessions", overBound.Load(), samples.Load(), poolSize)
+	}
+	if m := maxOpen.Load(); m < 1 || m > poolSize {
+		t.Errorf("at most %d sessions were seen open, want 1 to %d", m, poolSize)
+	}
+	if st := tok.PoolStats(); st.InUse != 0 || st.Open > poolSize {
+		t.Errorf("PoolStats at the end = %+v, want 0 in use and at most %d open", st, poolSize)
+	}
+	if h := tok.Health(); !h.Ready || h.Recoveries != 0 {
+		t.Errorf("Health at the end = %+v, want ready with no recovery", h)
+	}
+	t.Logf("%d operations, %d pool samples, at most %d sessions open", done.Load(), samples.Load(), maxOpen.Load())
+}
+
+// holdOnlySession opens a faulty Token with one session and waitTimeout,
+// and holds that session busy in a GenerateRandom call parked at a gate. It
+// returns the Token, the wrapper, a function that lets the held call finish
+// and a channel that receives its result.
+func holdOnlySession(t *testing.T, waitTimeout time.Duration) (*Token, *faulty, ObjectID, func(), <-chan error) {
+	t.Helper()
+	tok, f := openFaulty(t, func(c *Config) {
+		c.PoolSize = 1
+		c.WaitTimeout = waitTimeout
+	})
+	id := newMasterKey(t, tok)
+	gate := f.setGate("GenerateRandom")
+	release := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(release)
+	held := make(chan error, 1)
+	go func() {
+		b, err := tok.GenerateRandom(context.Background(), 32)
+		if err == nil && len(b) != 32 {
+			err = fmt.Errorf("GenerateRandom(32) returned %d bytes", len(b))
+		}
+		held <- err
+	}()
+	waitFor(t, "the held call to reach the module", func() bool { return f.count("GenerateRandom") == 1 })
+	if st := tok.PoolStats(); st.Open != 1 || st.InUse != 1 {
+		t.Fatalf("PoolStats while the session is held = %+v, want 1 open and in use", st)
+	}
+	return tok, f, id, release, held
+}
+
+// TestPoolExhaustion proves that with the only session busy, every other
+// call fails with ErrPoolExhausted after the wait timeout without reaching
+// the module or marking the token unavailable, and that once the busy call
+// finishes (successfully) the pool serves calls again.
+func TestPoolExhaustion(t *testing.T) {
+	ctx := t.Context()
+	tok, f, id, release, held := holdOnlySession(t, 50*time.Millisecond)
+	iv := sealIV
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"seal", func() error { _, err := tok.Seal(ctx, id, iv, recAAD, []byte("x")); return err }},
+		{"seal data key", func() error { _, _, err := tok.SealDataKey(ctx, id, 32, iv, recAAD); return err }},
+		{"generate random", func() error { _, err := tok.GenerateRandom(ctx, 16); return err }},
+		{"has key", func() error { _, err := tok.HasKey(ctx, id); return err }},
+	}
+	module := []string{"EncryptInit", "GenerateRandom", "FindObjectsInit", "OpenSession"}
+	for _, c := range calls {
+		t.Run(c.name, func(t *testing.T) {
+			before := counts(f, module)
+			var err error
+			returnsWithin(t, hangLimit, c.name, func() { err = c.call() })
+			wantErrKind(t, c.name, err, ErrPoolExhausted)
+			if after := counts(f, module); !mapsEqual(before, after) {
+				t.Fatalf("a call that got no session reached the module: %v, then %v", before, after)
+			}
+			if h := tok.Health(); !h.Ready {
+				t.Fatalf("Health = %+v after pool exhaustion, want ready", h)
+			}
+		})
+	}
+
+	release()
+	var err error
+	returnsWithin(t, hangLimit, "the held call", func() { err = <-held })
+	if err != nil {
+		t.Fatalf("the held call: %v", err)
+	}
+	sealRoundTrip(t, tok, id)
+	if _, err := tok.GenerateRandom(ctx, 16); err != nil {
+		t.Fatalf("GenerateRandom after release: %v", err)
+	}
+	if st := tok.PoolStats(); st.Open != 1 || st.InUse != 0 {
+		t.Fatalf("PoolStats at the end = %+v, want 1 open, 0 in use", st)
+	}
+}
+
+// TestPoolWaitCancelled proves that a call waiting for a session honours
+// its context: cancelled before, cancelled while waiting, or past its
+// deadline, it returns long before the (one minute) wait timeout with an
+// *Error that matches the context's error (the code reports it as
+// ErrUnavailable), without marking the token unavailable.
+func TestPoolWaitCancelled(t *testing.T) {
+	tok, f, id, release, held := holdOnlySession(t, time.Minute)
+	cases := []struct {
+		name string
+		ctx  func() (context.Context, context.CancelFunc)
+		want error
+	}{
+		{"cancelled before the call", func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return ctx, cancel
+		}, context.Canceled},
+		{"cancelled while waiting", func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(20*time.Millisecond, cancel)
+			return ctx, cancel
+		}, context.Canceled},
+		{"deadline while waiting", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 20*time.Millisecond)
+		}, context.DeadlineExceeded},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := tc.ctx()
+			defer cancel()
+			encrypts := f.count("EncryptInit")
+			var err error
+			returnsWithin(t, hangLimit, "Seal with a cancelled context", func() {
+				_, err = tok.Seal(ctx, id, sealIV, recAAD, []byte("x"))
+			})
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want it to match %v", err, tc.want)
+			}
+			wantErrKind(t, "Seal", err, ErrUnavailable)
+			if f.count("EncryptInit") != encrypts {
+				t.Fatal("a call that got no session reached the module")
+			}
+			if h := tok.Health(); !h.Ready || h.Recoveries != 0 {
+				t.Fatalf("Health = %+v after a cancelled wait, want ready", h)
+			}
+		})
+	}
+	release()
+	var err error
+	returnsWithin(t, hangLimit, "the held call", func() { err = <-held })
+	if err != nil {
+		t.Fatalf("the held call: %v", err)
+	}
+	sealRoundTrip(t, tok, id)
+}
+
+// TestPoolSessionOpenFailure proves that a session the module refuses to
+// open gives back its pool slot: with a pool of one, the next call gets a
+// session instead of ErrPoolExhausted. A device-class refusal
+// (CKR_SESSION_COUNT) also sends the token into recovery, another
+// (CKR_HOST_MEMORY) does not.
+func TestPoolSessionOpenFailure(t *testing.T) {
+	cases := []struct {
+		name     string
+		code     uint
+		recovers bool
+	}{
+		{"session count", pkcs11.CKR_SESSION_COUNT, true},
+		{"host memory", pkcs11.CKR_HOST_MEMORY, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			tok, f := openFaulty(t, func(c *Config) {
+				c.PoolSize = 1
+				c.WaitTimeout = 50 * time.Millisecond
+				c.RecoverInterval = recoverInterval
+			})
+			id := newMasterKey(t, tok)
+			// Evict the only session, so that the retry must open one.
+			f.inject("EncryptInit", pkcs11.Error(pkcs11.CKR_SESSION_HANDLE_INVALID))
+			f.inject("OpenSession", pkcs11.Error(tc.code))
+			_, err := tok.Seal(ctx, id, sealIV, recAAD, []byte("x"))
+			wantErrKind(t, "Seal", err, ErrUnavailable)
+			var code pkcs11.Error
+			if !errors.As(err, &code) || uint(code) != tc.code {
+				t.Fatalf("err = %v, want code %v", err, pkcs11.Error(tc.code))
+			}
+			if f.pending("OpenSession") != 0 || f.pending("EncryptInit") != 0 {
+				t.Fatal("the injected faults were not all met")
+			}
+			if tc.recovers {
+				if h := waitReady(t, tok); h.Recoveries != 1 {
+					t.Fatalf("Health = %+v, want ready after 1 recovery", h)
+				}
+			} else {
+				if h := tok.Health(); !h.Ready || h.Recoveries != 0 {
+					t.Fatalf("Health = %+v, want ready with no recovery", h)
+				}
+				if st := tok.PoolStats(); st.Open != 0 || st.InUse != 0 {
+					t.Fatalf("PoolStats after the refused open = %+v, want nothing open", st)
+				}
+			}
+			sealRoundTrip(t, tok, id)
+			if st := tok.PoolStats(); st.Open != 1 || st.InUse != 0 {
+				t.Fatalf("PoolStats = %+v, want 1 open, 0 in use", st)
+			}
+		})
+	}
+}
