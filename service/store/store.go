@@ -30,6 +30,9 @@ var (
 )
 
 // Store is a transactional key-value store of the service's records.
+// View and Update return ctx.Err() without running fn when ctx is done, and
+// fn's error when it fails; a ctx done while fn runs rolls Update back.
+// After Close every method returns ErrClosed.
 type Store interface {
 	// View runs fn in a read-only transaction.
 	View(ctx context.Context, fn func(Tx) error) error
@@ -42,16 +45,19 @@ type Store interface {
 	Close() error
 }
 
-// Tx is one transaction. Lists are ordered by identity and paginated: they
-// return at most limit records whose identity sorts after `after` ("" for
-// the start); limit <= 0 means no limit.
+// Tx is one transaction, valid only until fn returns. Lists are ordered by
+// identity and paginated: they return at most limit records whose identity
+// sorts after `after` ("" for the start); limit <= 0 means no limit. A list
+// that matches nothing is empty, not nil. Reading, replacing or deleting a
+// record that does not exist returns ErrNotFound. Records returned are the
+// caller's own copies.
 type Tx interface {
 	Key(id string) (Key, error)
 	Keys(after string, limit int) ([]Key, error)
 	// PutKey creates k when k.Revision is 0 (ErrExists if the ID is taken,
 	// by a live key or a tombstone), and otherwise replaces the stored key
-	// only if its revision equals k.Revision (else ErrConflict). It returns
-	// the new revision.
+	// only if its revision equals k.Revision (else ErrConflict; ErrNotFound
+	// if there is none). It returns the new revision, old+1 (1 on create).
 	PutKey(k Key) (uint64, error)
 
 	Version(keyID string, number uint32) (Version, error)
@@ -73,7 +79,9 @@ type Tx interface {
 
 	Principal(accessKeyID string) (Principal, error)
 	Principals(after string, limit int) ([]Principal, error)
+	// CreatePrincipal adds p (ErrExists if the access key ID is taken).
 	CreatePrincipal(p Principal) error
+	// PutPrincipal replaces an existing principal (ErrNotFound if none).
 	PutPrincipal(p Principal) error
 	DeletePrincipal(accessKeyID string) error
 

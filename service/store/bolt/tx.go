@@ -1,0 +1,145 @@
+package bolt
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/hsmkms/hsmkms/service/store"
+)
+
+// errTxEnded is returned by a Tx used after its transaction function
+// returned.
+var errTxEnded = errors.New("store: transaction has ended")
+
+// tx implements store.Tx over one bbolt transaction.
+type tx struct {
+	btx   *bbolt.Tx
+	ended bool
+}
+
+var _ store.Tx = (*tx)(nil)
+
+// run calls fn with a Tx that refuses use once fn has returned.
+func run(btx *bbolt.Tx, fn func(store.Tx) error) error {
+	t := &tx{btx: btx}
+	defer func() { t.ended = true }()
+	return fn(t)
+}
+
+// bucket returns the bucket of a record kind.
+func (t *tx) bucket(name []byte) (*bbolt.Bucket, error) {
+	if t.ended {
+		return nil, errTxEnded
+	}
+	return t.btx.Bucket(name), nil
+}
+
+// getJSON decodes the record at k into a fresh value, or returns
+// ErrNotFound naming what.
+func getJSON[T any](t *tx, bucket, k []byte, what string) (T, error) {
+	var rec T
+	b, err := t.bucket(bucket)
+	if err != nil {
+		return rec, err
+	}
+	data := b.Get(k)
+	if data == nil {
+		return rec, fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return rec, fmt.Errorf("%s: decode: %w", what, err)
+	}
+	return rec, nil
+}
+
+// presence is what a put requires of the record it overwrites.
+type presence int
+
+const (
+	createOrReplace presence = iota
+	createOnly               // ErrExists if the record exists
+	replaceOnly              // ErrNotFound if it does not
+)
+
+// putJSON encodes rec at k if the record there is as p requires.
+func putJSON(t *tx, bucket, k []byte, rec any, what string, p presence) error {
+	b, err := t.bucket(bucket)
+	if err != nil {
+		return err
+	}
+	switch found := b.Get(k) != nil; {
+	case found && p == createOnly:
+		return fmt.Errorf("%s: %w", what, store.ErrExists)
+	case !found && p == replaceOnly:
+		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("%s: encode: %w", what, err)
+	}
+	if err := b.Put(k, data); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// del removes the record at k, or returns ErrNotFound naming what.
+func del(t *tx, bucket, k []byte, what string) error {
+	b, err := t.bucket(bucket)
+	if err != nil {
+		return err
+	}
+	if b.Get(k) == nil {
+		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	if err := b.Delete(k); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// list decodes at most limit records (limit <= 0: all) whose keys sort
+// after `after`, in key order. It never returns a nil slice.
+func list[T any](t *tx, bucket []byte, after string, limit int, what string) ([]T, error) {
+	b, err := t.bucket(bucket)
+	if err != nil {
+		return nil, err
+	}
+	out := []T{}
+	c := b.Cursor()
+	k, v := c.Seek([]byte(after))
+	if k != nil && string(k) == after {
+		k, v = c.Next()
+	}
+	for ; k != nil && (limit <= 0 || len(out) < limit); k, v = c.Next() {
+		var rec T
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return nil, fmt.Errorf("%s %s: decode: %w", what, k, err)
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
+
+// scanPrefix calls fn for each record whose key is prefix followed by
+// exactly n more bytes, in key order.
+func scanPrefix(t *tx, bucket, prefix []byte, n int, fn func(k, v []byte) error) error {
+	b, err := t.bucket(bucket)
+	if err != nil {
+		return err
+	}
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if len(k) != len(prefix)+n {
+			continue // another key's version whose ID extends this one
+		}
+		if err := fn(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
