@@ -16,24 +16,6 @@ import (
 	"testing"
 )
 
-// kinds are the sentinels every error of this package matches one of.
-var kinds = []error{ErrInvalidInput, ErrInvalidCiphertext, ErrKeyNotFound, ErrDuplicateKey,
-	ErrUnavailable, ErrInvalidSignature, ErrMechanismUnsupported, ErrPoolExhausted, ErrLogin,
-	ErrClosed, ErrToken}
-
-// wantKind fails unless err matches kind and no other sentinel.
-func wantKind(t *testing.T, err, kind error) {
-	t.Helper()
-	if !errors.Is(err, kind) {
-		t.Fatalf("got %v, want an error of kind %q", err, kind)
-	}
-	for _, k := range kinds {
-		if k != kind && errors.Is(err, k) {
-			t.Fatalf("%v matches %q as well as %q", err, k, kind)
-		}
-	}
-}
-
 // pssOptions are the PSS parameters RSAPSSSHA256 signs with.
 var pssOptions = &rsa.PSSOptions{SaltLength: 32, Hash: crypto.SHA256}
 

@@ -1,12 +1,9 @@
 package hsm
 
 import (
-	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
+	"github.com/hsmkms/hsmkms/hsm/benchcmp"
 	"github.com/miekg/pkcs11"
 )
 
@@ -16,62 +13,11 @@ import (
 // noisy machine. They report raw-op/s, hsm-op/s and hsm/raw (the fraction
 // of the raw call rate the package keeps).
 
-// benchRound is how many operations each side runs before the other takes
-// its turn.
-const benchRound = 256
-
 // benchOp makes one operation for worker w; it is called once per worker.
-type benchOp func(b *testing.B, w int) func() error
+type benchOp = benchcmp.Op
 
-func benchCompare(b *testing.B, tok *Token, rawOp, hsmOp benchOp) {
-	for _, g := range []int{1, 4} {
-		b.Run(fmt.Sprintf("goroutines=%d", g), func(b *testing.B) {
-			rawFns, hsmFns := make([]func() error, g), make([]func() error, g)
-			for w := range g {
-				rawFns[w], hsmFns[w] = rawOp(b, w), hsmOp(b, w)
-			}
-			var rawTime, hsmTime time.Duration
-			b.ResetTimer()
-			for done, turn := 0, 0; done < b.N; turn++ {
-				n := min(benchRound, b.N-done)
-				if turn%2 == 0 {
-					rawTime += runRound(b, rawFns, n)
-					hsmTime += runRound(b, hsmFns, n)
-				} else {
-					hsmTime += runRound(b, hsmFns, n)
-					rawTime += runRound(b, rawFns, n)
-				}
-				done += n
-			}
-			b.StopTimer()
-			rawRate := float64(b.N) / rawTime.Seconds()
-			hsmRate := float64(b.N) / hsmTime.Seconds()
-			b.ReportMetric(rawRate, "raw-op/s")
-			b.ReportMetric(hsmRate, "hsm-op/s")
-			b.ReportMetric(hsmRate/rawRate, "hsm/raw")
-			b.ReportMetric(0, "ns/op") // both sides together: meaningless
-		})
-	}
-}
-
-// runRound runs n operations spread over len(fns) goroutines and returns
-// the wall time they took.
-func runRound(b *testing.B, fns []func() error, n int) time.Duration {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for _, fn := range fns {
-		wg.Go(func() {
-			for next.Add(1) <= int64(n) {
-				if err := fn(); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return time.Since(start)
+func benchCompare(b *testing.B, _ *Token, rawOp, hsmOp benchOp) {
+	benchcmp.Compare(b, benchcmp.Side{Name: "raw", Op: rawOp}, benchcmp.Side{Name: "hsm", Op: hsmOp}, 1, 4)
 }
 
 // rawSession opens a session of its own on tok's slot and finds the master

@@ -286,7 +286,9 @@ func (t *Token) settle(op string, s pkcs11.SessionHandle, key *keyRef, badInput,
 	}
 	switch classify(err) {
 	case classStale:
-		t.keys.forget(*key)
+		if key != nil { // keyless operations (DestroyKey, Objects) find their objects anew
+			t.keys.forget(*key)
+		}
 		t.pool.put(s)
 		return true, newError(op, ErrToken, err)
 	case classSession:

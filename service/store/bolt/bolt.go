@@ -35,6 +35,7 @@ var (
 type Store struct {
 	db     *bbolt.DB
 	closed atomic.Bool
+	cache  decodeCache
 }
 
 var _ store.Store = (*Store)(nil)
@@ -75,7 +76,7 @@ func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
 		return err
 	}
 	return closedErr(s.db.View(func(btx *bbolt.Tx) error {
-		return run(btx, fn)
+		return run(btx, &s.cache, fn)
 	}))
 }
 
@@ -86,7 +87,7 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 		return err
 	}
 	return closedErr(s.db.Update(func(btx *bbolt.Tx) error {
-		if err := run(btx, fn); err != nil {
+		if err := run(btx, &s.cache, fn); err != nil {
 			return err
 		}
 		return ctx.Err()

@@ -10,7 +10,7 @@ import (
 
 // Key returns the key with the given ID.
 func (t *tx) Key(id string) (store.Key, error) {
-	return getJSON[store.Key](t, bucketKeys, []byte(id), "key "+id)
+	return getCached(t, bucketKeys, []byte(id), "key "+id, cloneKey)
 }
 
 // Keys lists keys, tombstones included, ordered by ID.
@@ -60,7 +60,7 @@ func versionName(keyID string, number uint32) string {
 
 // Version returns one version of a key.
 func (t *tx) Version(keyID string, number uint32) (store.Version, error) {
-	return getJSON[store.Version](t, bucketVersions, versionKey(keyID, number), versionName(keyID, number))
+	return getCached(t, bucketVersions, versionKey(keyID, number), versionName(keyID, number), cloneVersion)
 }
 
 // Versions lists a key's versions by number.

@@ -18,14 +18,15 @@ var errTxEnded = errors.New("store: transaction has ended")
 // tx implements store.Tx over one bbolt transaction.
 type tx struct {
 	btx   *bbolt.Tx
+	cache *decodeCache
 	ended bool
 }
 
 var _ store.Tx = (*tx)(nil)
 
 // run calls fn with a Tx that refuses use once fn has returned.
-func run(btx *bbolt.Tx, fn func(store.Tx) error) error {
-	t := &tx{btx: btx}
+func run(btx *bbolt.Tx, cache *decodeCache, fn func(store.Tx) error) error {
+	t := &tx{btx: btx, cache: cache}
 	defer func() { t.ended = true }()
 	return fn(t)
 }
@@ -51,6 +52,25 @@ func getJSON[T any](t *tx, bucket, k []byte, what string) (T, error) {
 		return rec, fmt.Errorf("%s: %w", what, store.ErrNotFound)
 	}
 	if err := json.Unmarshal(data, &rec); err != nil {
+		return rec, fmt.Errorf("%s: decode: %w", what, err)
+	}
+	return rec, nil
+}
+
+// getCached is getJSON through the decode cache, for the records every
+// request reads.
+func getCached[T any](t *tx, bucket, k []byte, what string, clone func(T) T) (T, error) {
+	var rec T
+	b, err := t.bucket(bucket)
+	if err != nil {
+		return rec, err
+	}
+	data := b.Get(k)
+	if data == nil {
+		return rec, fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	rec, err = decodeCached(t.cache, data, clone)
+	if err != nil {
 		return rec, fmt.Errorf("%s: decode: %w", what, err)
 	}
 	return rec, nil

@@ -1,0 +1,83 @@
+// Package benchcmp measures two implementations of one operation side by
+// side: it runs them interleaved in rounds within one benchmark, so that a
+// shared, noisy machine slows both alike, and reports each rate and their
+// ratio. The hsm and service benchmarks use it to compare a layer with the
+// layer below it.
+package benchcmp
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Round is how many operations each side runs before the other takes its
+// turn.
+const Round = 256
+
+// Op makes the operation one worker runs; it is called once per worker,
+// outside the timed part, so that it can open sessions or build inputs.
+type Op func(b *testing.B, worker int) func() error
+
+// Side is one of the two implementations.
+type Side struct {
+	Name string // a short metric prefix, e.g. "raw" or "hsm"
+	Op   Op
+}
+
+// Compare runs base and cand at each number of goroutines in a sub-benchmark
+// and reports <base>-op/s, <cand>-op/s and <cand>/<base>, the fraction of
+// the base rate the candidate keeps.
+func Compare(b *testing.B, base, cand Side, goroutines ...int) {
+	for _, g := range goroutines {
+		b.Run(fmt.Sprintf("goroutines=%d", g), func(b *testing.B) {
+			baseFns, candFns := make([]func() error, g), make([]func() error, g)
+			for w := range g {
+				baseFns[w], candFns[w] = base.Op(b, w), cand.Op(b, w)
+			}
+			var baseTime, candTime time.Duration
+			b.ResetTimer()
+			for done, turn := 0, 0; done < b.N; turn++ {
+				n := min(Round, b.N-done)
+				// Alternate who goes first, so that drift favours neither.
+				if turn%2 == 0 {
+					baseTime += run(b, baseFns, n)
+					candTime += run(b, candFns, n)
+				} else {
+					candTime += run(b, candFns, n)
+					baseTime += run(b, baseFns, n)
+				}
+				done += n
+			}
+			b.StopTimer()
+			baseRate := float64(b.N) / baseTime.Seconds()
+			candRate := float64(b.N) / candTime.Seconds()
+			b.ReportMetric(baseRate, base.Name+"-op/s")
+			b.ReportMetric(candRate, cand.Name+"-op/s")
+			b.ReportMetric(candRate/baseRate, cand.Name+"/"+base.Name)
+			b.ReportMetric(0, "ns/op") // both sides together: meaningless
+		})
+	}
+}
+
+// run runs n operations spread over len(fns) goroutines and returns the
+// wall time they took.
+func run(b *testing.B, fns []func() error, n int) time.Duration {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for _, fn := range fns {
+		wg.Go(func() {
+			for next.Add(1) <= int64(n) {
+				if err := fn(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(start)
+}
