@@ -201,6 +201,11 @@ func (s *Service) open(ctx context.Context, o *op, action string, data []byte, k
 	if len(data) == 0 || len(data) > ciphertext.MaxBlob {
 		return nil, k, v, newErr(CodeValidation, "1 validation error detected: Value at 'ciphertextBlob' failed to satisfy constraint: Member must have length between 1 and %d", ciphertext.MaxBlob)
 	}
+	// A malformed context is a validation error whatever the blob's
+	// mechanism: aes-kw blobs bind none, but must not hide a bad request.
+	if _, err := ciphertext.Context(encCtx).Canonical(); err != nil {
+		return nil, k, v, newErr(CodeValidation, "%v", err)
+	}
 	b, err := ciphertext.Parse(data)
 	if err != nil {
 		return nil, k, v, wrapErr(CodeInvalidCipher, err, "the ciphertext is not an hsmkms ciphertext: %v", err)
