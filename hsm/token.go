@@ -34,6 +34,9 @@ type Config struct {
 	Logger hclog.Logger
 	// Wrap wraps the loaded library; tests use it to inject faults.
 	Wrap func(PKCS11) PKCS11
+	// Observe, when set, is told of every operation: its name, how long it
+	// took (session wait included) and its error. Metrics hook in here.
+	Observe func(op string, d time.Duration, err error)
 }
 
 func (c *Config) setDefaults() {
@@ -232,7 +235,10 @@ func (t *Token) PoolStats() PoolStats {
 // badInput is the kind for errors the token attributes to the data
 // (ErrInvalidCiphertext for decryption, nil where that cannot happen).
 func (t *Token) do(ctx context.Context, op string, key *keyRef, badInput error,
-	fn func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error) error {
+	fn func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error) (err error) {
+	if t.cfg.Observe != nil {
+		defer func(start time.Time) { t.cfg.Observe(op, time.Since(start), err) }(time.Now())
+	}
 	select {
 	case <-t.closing:
 		return newError(op, ErrClosed, nil)

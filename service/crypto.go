@@ -94,6 +94,9 @@ func (s *Service) seal(ctx context.Context, k store.Key, v store.Version, encCtx
 	if b.Sealed, err = sealFn(b.IV, aad); err != nil {
 		return nil, s.hsmErr(err, k.ID, v.Number)
 	}
+	if s.cfg.OnSeal != nil {
+		s.cfg.OnSeal(k.ID, v.Number)
+	}
 	return b.Marshal()
 }
 

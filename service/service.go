@@ -53,6 +53,8 @@ type Config struct {
 	// seals reserved (default 2^30, far below the 2^32 bound for random
 	// 96-bit IVs); SealLimit refuses to seal past it (default 2^31).
 	RotateAfterSeals, SealLimit uint64
+	// OnSeal, when set, is told of every AES-GCM seal (metrics).
+	OnSeal func(keyID string, version uint32)
 	// MaintenanceInterval is how often due rotations and deletions run
 	// (default 1 minute).
 	MaintenanceInterval time.Duration
@@ -108,6 +110,8 @@ type Service struct {
 	audit *audit.Logger
 	now   func() time.Time
 	seals *sealBudget
+	// secrets caches principals' unsealed secrets (see principals.go).
+	secrets secretCache
 
 	stop     chan struct{}
 	stopOnce sync.Once

@@ -61,3 +61,13 @@ func cloneKey(k store.Key) store.Key {
 }
 
 func cloneVersion(v store.Version) store.Version { return v }
+
+func clonePrincipal(p store.Principal) store.Principal {
+	p.SealedSecret = slices.Clone(p.SealedSecret)
+	p.Statements = slices.Clone(p.Statements)
+	for i, st := range p.Statements {
+		st.Actions, st.Resources = slices.Clone(st.Actions), slices.Clone(st.Resources)
+		p.Statements[i] = st
+	}
+	return p
+}

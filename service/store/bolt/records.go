@@ -117,7 +117,7 @@ func (t *tx) DeleteAlias(name string) error {
 
 // Principal returns the principal with the given access key ID.
 func (t *tx) Principal(accessKeyID string) (store.Principal, error) {
-	return getJSON[store.Principal](t, bucketPrincipals, []byte(accessKeyID), "principal "+accessKeyID)
+	return getCached(t, bucketPrincipals, []byte(accessKeyID), "principal "+accessKeyID, clonePrincipal)
 }
 
 // Principals lists principals by access key ID.

@@ -1,0 +1,251 @@
+// Package api owns hsmkms's HTTP surface: the AWS KMS JSON 1.1 protocol
+// (POST / with X-Amz-Target: TrentService.<Operation>), the admin
+// operations in the same protocol (X-Amz-Target: HsmkmsAdmin.<Operation>),
+// GET /healthz, GET /readyz and GET /metrics.
+//
+// Every KMS and admin request is read within its route's body limit,
+// authenticated with SigV4 (package auth), and handed to the key service
+// with the caller in its context; the service's errors are mapped to AWS
+// error responses here, once.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hsmkms/hsmkms/service"
+	"github.com/hsmkms/hsmkms/service/audit"
+	"github.com/hsmkms/hsmkms/service/auth"
+)
+
+// Config wires a Handler.
+type Config struct {
+	Service  *service.Service
+	Verifier *auth.Verifier
+	// Audit receives a record for every request refused before it reached
+	// the service (authentication failures); the service audits the rest.
+	Audit  *audit.Logger
+	Logger hclog.Logger
+	// Ready reports whether the token is usable now (GET /readyz).
+	Ready func() (bool, string)
+	// Metrics, when set, is served at /metrics and counts requests.
+	Metrics *Metrics
+}
+
+// Handler is the server's http.Handler.
+type Handler struct {
+	cfg    Config
+	routes map[string]route
+	mux    *http.ServeMux
+}
+
+// New returns the Handler.
+func New(cfg Config) *Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Audit == nil {
+		cfg.Audit = audit.Discard()
+	}
+	h := &Handler{cfg: cfg, routes: routes(), mux: http.NewServeMux()}
+	h.mux.HandleFunc("POST /{$}", h.serveAPI)
+	h.mux.HandleFunc("GET /healthz", h.serveHealth)
+	h.mux.HandleFunc("GET /readyz", h.serveReady)
+	if cfg.Metrics != nil {
+		h.mux.Handle("GET /metrics", cfg.Metrics.Handler())
+	}
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, newRequestID(), http.StatusNotFound, "UnknownOperationException",
+			"send KMS requests as POST / with an X-Amz-Target header")
+	})
+	return h
+}
+
+// ServeHTTP routes a request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// serveAPI answers one KMS or admin operation.
+func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := newRequestID()
+	target := r.Header.Get("X-Amz-Target")
+	op := strings.TrimPrefix(strings.TrimPrefix(target, kmsPrefix), adminPrefix)
+	code := h.handle(w, r, id, target)
+	if h.cfg.Metrics != nil {
+		h.cfg.Metrics.observe(op, code, time.Since(start))
+	}
+}
+
+// handle serves the request and returns the error type it answered with
+// ("" for success), for the metrics.
+func (h *Handler) handle(w http.ResponseWriter, r *http.Request, id, target string) string {
+	rt, ok := h.routes[target]
+	if !ok {
+		writeError(w, id, http.StatusBadRequest, "UnknownOperationException", "unknown operation "+quoteTarget(target))
+		return "UnknownOperationException"
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, rt.limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, id, http.StatusRequestEntityTooLarge, "RequestEntityTooLargeException", "the request body is larger than this operation accepts")
+			return "RequestEntityTooLargeException"
+		}
+		writeError(w, id, http.StatusBadRequest, "SerializationException", "the request body could not be read")
+		return "SerializationException"
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), rt.timeout)
+	defer cancel()
+	source := sourceAddr(r)
+	creds, err := h.cfg.Verifier.Verify(ctx, r, body, source)
+	if err != nil {
+		return h.refuse(w, id, target, source, err)
+	}
+	ctx = service.WithCaller(ctx, service.Caller{AccessKeyID: creds.AccessKeyID, Statements: creds.Statements,
+		Source: source, RequestID: id})
+	out, err := rt.call(ctx, h.cfg.Service, body)
+	if err != nil {
+		return h.fail(w, id, err)
+	}
+	writeJSON(w, id, http.StatusOK, out)
+	return ""
+}
+
+// refuse answers a request that failed authentication, and audits it.
+func (h *Handler) refuse(w http.ResponseWriter, id, target, source string, err error) string {
+	var ae *auth.Error
+	if !errors.As(err, &ae) {
+		return h.fail(w, id, err)
+	}
+	status := http.StatusBadRequest
+	if ae.Code == auth.CodeMissingToken {
+		status = http.StatusForbidden
+	}
+	h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Principal: ae.AccessKeyID,
+		Action: actionOf(target), Source: source, Outcome: audit.Denied, ErrorType: ae.Code})
+	writeError(w, id, status, ae.Code, ae.Message)
+	return ae.Code
+}
+
+// fail answers a service error with its AWS type and status.
+func (h *Handler) fail(w http.ResponseWriter, id string, err error) string {
+	var se *errSerialization
+	if errors.As(err, &se) {
+		writeError(w, id, http.StatusBadRequest, "SerializationException", se.msg)
+		return "SerializationException"
+	}
+	code := service.CodeOf(err)
+	if code == service.CodeInternal {
+		h.cfg.Logger.Error("request failed", "request_id", id, "error", err)
+	}
+	writeError(w, id, statusOf(code), string(code), messageOf(err))
+	return string(code)
+}
+
+// statusOf is the HTTP status of each AWS error type.
+func statusOf(c service.Code) int {
+	switch c {
+	case service.CodeNotFound:
+		return http.StatusNotFound
+	case service.CodeAlreadyExists:
+		return http.StatusConflict
+	case service.CodeInternal:
+		return http.StatusInternalServerError
+	case service.CodeDependency:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusBadRequest
+}
+
+func messageOf(err error) string {
+	var e *service.Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return "an internal error occurred"
+}
+
+// actionOf names the action a target asks for, for audit records.
+func actionOf(target string) string {
+	if op, ok := strings.CutPrefix(target, kmsPrefix); ok {
+		return "kms:" + op
+	}
+	if op, ok := strings.CutPrefix(target, adminPrefix); ok {
+		return "kms:" + op
+	}
+	return ""
+}
+
+func quoteTarget(t string) string {
+	if len(t) > 128 {
+		t = t[:128]
+	}
+	b, _ := json.Marshal(t)
+	return string(b)
+}
+
+const contentType = "application/x-amz-json-1.1"
+
+func writeJSON(w http.ResponseWriter, id string, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status, body = http.StatusInternalServerError, []byte(`{"__type":"KMSInternalException","message":"encoding the response failed"}`)
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("X-Amzn-RequestId", id)
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+type errorBody struct {
+	Type    string `json:"__type"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, id string, status int, code, msg string) {
+	w.Header().Set("X-Amzn-ErrorType", code)
+	writeJSON(w, id, status, errorBody{Type: code, Message: msg})
+}
+
+// newRequestID returns a random request ID in the UUID form AWS uses.
+func newRequestID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// sourceAddr is the client's IP address, the unit of the failure limit.
+func sourceAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func (h *Handler) serveHealth(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, newRequestID(), http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// serveReady says whether the token is usable right now.
+func (h *Handler) serveReady(w http.ResponseWriter, _ *http.Request) {
+	ready, reason := true, ""
+	if h.cfg.Ready != nil {
+		ready, reason = h.cfg.Ready()
+	}
+	if !ready {
+		writeJSON(w, newRequestID(), http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": reason})
+		return
+	}
+	writeJSON(w, newRequestID(), http.StatusOK, map[string]string{"status": "ready"})
+}

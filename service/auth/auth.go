@@ -1,0 +1,250 @@
+// Package auth owns request authentication: it verifies AWS Signature
+// Version 4 on every API request (service "kms"), bounds clock skew, and
+// rate-limits failed attempts per source address. The expected signature is
+// computed by the AWS SDK's own signer (aws-sdk-go-v2/aws/signer/v4), not by
+// a re-implementation of SigV4, and compared in constant time.
+package auth
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/hsmkms/hsmkms/service"
+)
+
+// Error codes of failed authentication, as AWS names them.
+const (
+	CodeMissingToken    = "MissingAuthenticationTokenException"
+	CodeIncomplete      = "IncompleteSignatureException"
+	CodeInvalid         = "InvalidSignatureException"
+	CodeUnknownClient   = "UnrecognizedClientException"
+	CodeThrottled       = "ThrottlingException"
+	algorithm           = "AWS4-HMAC-SHA256"
+	amzDateFormat       = "20060102T150405Z"
+	defaultMaxSkew      = 5 * time.Minute
+	serviceName         = "kms"
+	headerDate          = "X-Amz-Date"
+	headerContentSHA256 = "X-Amz-Content-Sha256"
+)
+
+// Error is a failed authentication. Its message never holds a secret or a
+// computed signature.
+type Error struct {
+	Code    string
+	Message string
+	// AccessKeyID is the key the request claimed, for the audit record.
+	AccessKeyID string
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Credentials looks principals up by access key ID; *service.Service is the
+// one implementation. It returns service.ErrUnknownPrincipal for an access
+// key ID no principal has.
+type Credentials interface {
+	Credentials(ctx context.Context, accessKeyID string) (service.Credentials, error)
+}
+
+// Verifier checks SigV4 signatures.
+type Verifier struct {
+	creds   Credentials
+	region  string
+	maxSkew time.Duration
+	now     func() time.Time
+	signer  *v4.Signer
+	limiter *failureLimiter
+}
+
+// Config configures a Verifier.
+type Config struct {
+	Credentials Credentials
+	// Region is the only region a credential scope may name.
+	Region string
+	// MaxSkew bounds the difference between X-Amz-Date and the clock
+	// (default 5 minutes, as AWS).
+	MaxSkew time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// FailureBurst failed attempts from one source are allowed at once,
+	// then FailureRate per second (defaults 20 and 1).
+	FailureBurst int
+	FailureRate  float64
+}
+
+// New returns a Verifier.
+func New(cfg Config) *Verifier {
+	if cfg.MaxSkew <= 0 {
+		cfg.MaxSkew = defaultMaxSkew
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.FailureBurst <= 0 {
+		cfg.FailureBurst = 20
+	}
+	if cfg.FailureRate <= 0 {
+		cfg.FailureRate = 1
+	}
+	return &Verifier{creds: cfg.Credentials, region: cfg.Region, maxSkew: cfg.MaxSkew, now: cfg.Now,
+		signer: v4.NewSigner(), limiter: newFailureLimiter(cfg.FailureRate, cfg.FailureBurst)}
+}
+
+// authorization is a parsed Authorization header.
+type authorization struct {
+	accessKeyID   string
+	date          string // the scope's yyyymmdd
+	region        string
+	service       string
+	signedHeaders []string
+	signature     string
+}
+
+// Verify authenticates r, whose body the caller has read into body, and
+// returns the principal's credentials. source is the caller's address, the
+// unit of the failure rate limit.
+func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte, source string) (service.Credentials, error) {
+	if v.limiter.blocked(source) {
+		return service.Credentials{}, &Error{Code: CodeThrottled, Message: "too many failed authentication attempts from this address; slow down"}
+	}
+	creds, err := v.verify(ctx, r, body)
+	if err != nil {
+		var ae *Error
+		if errors.As(err, &ae) {
+			v.limiter.fail(source)
+		}
+	}
+	return creds, err
+}
+
+func (v *Verifier) verify(ctx context.Context, r *http.Request, body []byte) (service.Credentials, error) {
+	a, err := parseAuthorization(r.Header.Get("Authorization"))
+	if err != nil {
+		return service.Credentials{}, err
+	}
+	fail := func(code, format string, args ...any) (service.Credentials, error) {
+		return service.Credentials{}, &Error{Code: code, Message: fmt.Sprintf(format, args...), AccessKeyID: a.accessKeyID}
+	}
+	if a.service != serviceName {
+		return fail(CodeInvalid, "Credential should be scoped to correct service: '%s'.", serviceName)
+	}
+	if a.region != v.region {
+		return fail(CodeInvalid, "Credential should be scoped to a valid region, not '%s'.", a.region)
+	}
+	if !slices.Contains(a.signedHeaders, "host") || !slices.Contains(a.signedHeaders, "x-amz-date") {
+		return fail(CodeIncomplete, "SignedHeaders must include host and x-amz-date.")
+	}
+	t, err := time.Parse(amzDateFormat, r.Header.Get(headerDate))
+	if err != nil {
+		return fail(CodeIncomplete, "the X-Amz-Date header is missing or not in the form %s", amzDateFormat)
+	}
+	if t.Format("20060102") != a.date {
+		return fail(CodeInvalid, "the credential scope date %s does not match X-Amz-Date", a.date)
+	}
+	now := v.now()
+	if d := now.Sub(t); d > v.maxSkew || d < -v.maxSkew {
+		return fail(CodeInvalid, "Signature expired: %s is now earlier or later than %s by more than %s.",
+			t.Format(amzDateFormat), now.UTC().Format(amzDateFormat), v.maxSkew)
+	}
+	hash := sha256.Sum256(body)
+	payloadHash := hex.EncodeToString(hash[:])
+	if h := r.Header.Get(headerContentSHA256); h != "" && !hmac.Equal([]byte(h), []byte(payloadHash)) {
+		return fail(CodeInvalid, "The request signature we calculated does not match the signature you provided.")
+	}
+	creds, err := v.creds.Credentials(ctx, a.accessKeyID)
+	if errors.Is(err, service.ErrUnknownPrincipal) {
+		return fail(CodeUnknownClient, "The security token included in the request is invalid.")
+	}
+	if err != nil {
+		return creds, err
+	}
+	want, err := v.expected(ctx, r, a, creds.Secret, payloadHash, t, len(body))
+	if err != nil {
+		return fail(CodeIncomplete, "%v", err)
+	}
+	if !hmac.Equal([]byte(want), []byte(a.signature)) {
+		return fail(CodeInvalid, "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.")
+	}
+	return creds, nil
+}
+
+// expected signs a copy of r that carries exactly the headers the client
+// signed, with the principal's secret, and returns the signature.
+func (v *Verifier) expected(ctx context.Context, r *http.Request, a authorization, secret, payloadHash string, t time.Time, n int) (string, error) {
+	u := *r.URL
+	u.Scheme, u.Host = "https", r.Host
+	c, err := http.NewRequestWithContext(ctx, r.Method, u.String(), nil)
+	if err != nil {
+		return "", err
+	}
+	c.Host = r.Host
+	for _, h := range a.signedHeaders {
+		switch h {
+		case "host", "x-amz-date":
+		case "content-length":
+			c.ContentLength = int64(n)
+		default:
+			vals := r.Header.Values(h)
+			if len(vals) == 0 {
+				return "", fmt.Errorf("signed header %s is missing from the request", h)
+			}
+			c.Header[http.CanonicalHeaderKey(h)] = vals
+		}
+	}
+	err = v.signer.SignHTTP(ctx, aws.Credentials{AccessKeyID: a.accessKeyID, SecretAccessKey: secret},
+		c, payloadHash, serviceName, a.region, t, func(o *v4.SignerOptions) { o.DisableURIPathEscaping = false })
+	if err != nil {
+		return "", err
+	}
+	got, err := parseAuthorization(c.Header.Get("Authorization"))
+	if err != nil {
+		return "", err
+	}
+	if !slices.Equal(got.signedHeaders, a.signedHeaders) {
+		// The signer would not sign a header the client signed (one it
+		// always ignores, such as User-Agent): the signatures cannot match.
+		return "", fmt.Errorf("SignedHeaders %s cannot be verified", strings.Join(a.signedHeaders, ";"))
+	}
+	return got.signature, nil
+}
+
+// parseAuthorization reads "AWS4-HMAC-SHA256 Credential=AKID/yyyymmdd/region/
+// service/aws4_request, SignedHeaders=a;b, Signature=hex".
+func parseAuthorization(h string) (authorization, error) {
+	var a authorization
+	if h == "" {
+		return a, &Error{Code: CodeMissingToken, Message: "Missing Authentication Token"}
+	}
+	rest, ok := strings.CutPrefix(h, algorithm+" ")
+	if !ok {
+		return a, &Error{Code: CodeIncomplete, Message: "Authorization header must use " + algorithm}
+	}
+	for part := range strings.SplitSeq(rest, ",") {
+		k, val, _ := strings.Cut(strings.TrimSpace(part), "=")
+		switch k {
+		case "Credential":
+			scope := strings.Split(val, "/")
+			if len(scope) != 5 || scope[4] != "aws4_request" || scope[0] == "" {
+				return a, &Error{Code: CodeIncomplete, Message: "Credential must be AccessKeyId/date/region/service/aws4_request"}
+			}
+			a.accessKeyID, a.date, a.region, a.service = scope[0], scope[1], scope[2], scope[3]
+		case "SignedHeaders":
+			a.signedHeaders = strings.Split(val, ";")
+		case "Signature":
+			a.signature = val
+		}
+	}
+	if a.accessKeyID == "" || len(a.signedHeaders) == 0 || a.signature == "" {
+		return a, &Error{Code: CodeIncomplete, Message: "Authorization header requires Credential, SignedHeaders and Signature", AccessKeyID: a.accessKeyID}
+	}
+	return a, nil
+}
