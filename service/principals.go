@@ -76,7 +76,7 @@ func (s *Service) CreatePrincipal(ctx context.Context, in CreatePrincipalInput) 
 	if err := policy.Validate(in.Statements); err != nil {
 		return out, newErr(CodeValidation, "%v", err)
 	}
-	id, secret, err := newAccessKey()
+	id, secret, err := NewAccessKey()
 	if err != nil {
 		return out, err
 	}
@@ -106,7 +106,9 @@ func (s *Service) EnsurePrincipal(ctx context.Context, accessKeyID, secret, name
 	return true, s.putPrincipal(systemContext(ctx), accessKeyID, secret, name, stmts)
 }
 
-func newAccessKey() (id, secret string, err error) {
+// NewAccessKey returns a fresh access key ID ("AKIA" and 16 base32
+// characters) and a 40-character secret access key.
+func NewAccessKey() (id, secret string, err error) {
 	b := make([]byte, 40)
 	if _, err := rand.Read(b); err != nil {
 		return "", "", wrapErr(CodeInternal, err, "no randomness for an access key")
@@ -292,4 +294,15 @@ func (s *Service) unsealSecret(ctx context.Context, p store.Principal) (string, 
 	s.secrets.m[p.AccessKeyID] = cachedSecret{sealed: string(p.SealedSecret), secret: string(plain)}
 	s.secrets.mu.Unlock()
 	return string(plain), nil
+}
+
+// NoPrincipals reports whether the store has no principal yet: a first start.
+func (s *Service) NoPrincipals(ctx context.Context) (bool, error) {
+	var none bool
+	err := s.store.View(ctx, func(tx store.Tx) error {
+		page, err := tx.Principals("", 1)
+		none = len(page) == 0
+		return err
+	})
+	return none, storeErrOrNil(err)
 }

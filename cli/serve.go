@@ -1,0 +1,107 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hsmkms/hsmkms/service/server"
+	"github.com/urfave/cli/v2"
+)
+
+// shutdownGrace bounds how long in-flight requests may take to finish.
+const shutdownGrace = 30 * time.Second
+
+func serveFlags() []cli.Flag {
+	env := func(name string) []string { return []string{"HSMKMS_" + name} }
+	return append(tokenFlags(),
+		&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", EnvVars: env("LISTEN"), Usage: "address to listen on"},
+		&cli.StringFlag{Name: "data-dir", Value: "/var/lib/hsmkms", EnvVars: env("DATA_DIR"), Usage: "directory of the store and the first root credentials"},
+		&cli.StringFlag{Name: "region", Value: "us-east-1", EnvVars: env("REGION"), Usage: "region in key ARNs"},
+		&cli.StringFlag{Name: "account-id", Value: "000000000000", EnvVars: env("ACCOUNT_ID"), Usage: "12-digit account in key ARNs"},
+		&cli.StringFlag{Name: "tls-cert", EnvVars: env("TLS_CERT"), Usage: "PEM certificate (required off loopback unless --insecure-http)"},
+		&cli.StringFlag{Name: "tls-key", EnvVars: env("TLS_KEY"), Usage: "PEM private key of --tls-cert"},
+		&cli.BoolFlag{Name: "insecure-http", EnvVars: env("INSECURE_HTTP"), Usage: "allow plain HTTP on a non-loopback address"},
+		&cli.StringFlag{Name: "audit-log", Value: "-", EnvVars: env("AUDIT_LOG"), Usage: "audit trail file (JSON lines), or - for standard output"},
+	)
+}
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "run the hsmkms server (AWS KMS API)",
+		Description: "Serves the AWS KMS JSON API, signed with SigV4, backed by a PKCS#11 token.\n" +
+			"On first start it creates the root principal from HSMKMS_ROOT_ACCESS_KEY_ID and\n" +
+			"HSMKMS_ROOT_SECRET_ACCESS_KEY, or generates one and writes it to <data-dir>/root-credentials.",
+		Flags:  serveFlags(),
+		Action: serve,
+	}
+}
+
+func serve(c *cli.Context) error {
+	cfg, closeAudit, err := serverConfig(c)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := server.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.ErrWriter, "hsmkms: serving the KMS API at %s\n", srv.Endpoint())
+	if srv.RootCredentials != "" {
+		fmt.Fprintf(c.App.ErrWriter, "hsmkms: created the root principal; its credentials are in %s (shown nowhere else)\n", srv.RootCredentials)
+	}
+	<-ctx.Done()
+	fmt.Fprintln(c.App.ErrWriter, "hsmkms: shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	return srv.Shutdown(shutdownCtx)
+}
+
+// serverConfig reads the flags; the returned func closes the audit file.
+func serverConfig(c *cli.Context) (server.Config, func(), error) {
+	pin, err := loadPIN(c)
+	if err != nil {
+		return server.Config{}, nil, err
+	}
+	audit, closeAudit, err := openAudit(c.String("audit-log"), c.App.Writer)
+	if err != nil {
+		return server.Config{}, nil, err
+	}
+	return server.Config{
+		Listen:          c.String("listen"),
+		DataDir:         c.String("data-dir"),
+		ModulePath:      c.String("pkcs11-module"),
+		TokenLabel:      c.String("token-label"),
+		TokenSerial:     c.String("token-serial"),
+		PIN:             pin,
+		PoolSize:        c.Int("pool-size"),
+		Region:          c.String("region"),
+		Account:         c.String("account-id"),
+		TLSCert:         c.String("tls-cert"),
+		TLSKey:          c.String("tls-key"),
+		InsecureHTTP:    c.Bool("insecure-http"),
+		Audit:           audit,
+		Logger:          logger(c),
+		RootAccessKeyID: os.Getenv("HSMKMS_ROOT_ACCESS_KEY_ID"),
+		RootSecret:      os.Getenv("HSMKMS_ROOT_SECRET_ACCESS_KEY"),
+	}, closeAudit, nil
+}
+
+func openAudit(path string, stdout io.Writer) (io.Writer, func(), error) {
+	if path == "-" || path == "" {
+		return stdout, func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening the audit log: %w", err)
+	}
+	return f, func() { f.Close() }, nil
+}

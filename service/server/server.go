@@ -1,0 +1,284 @@
+// Package server owns a running hsmkms server: it opens the token and the
+// store, reconciles them, makes sure a root principal exists, and serves
+// the API over HTTP(S) until it is shut down, finishing in-flight requests
+// and finalising the PKCS#11 module.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/service"
+	"github.com/hsmkms/hsmkms/service/api"
+	"github.com/hsmkms/hsmkms/service/audit"
+	"github.com/hsmkms/hsmkms/service/auth"
+	"github.com/hsmkms/hsmkms/service/policy"
+	"github.com/hsmkms/hsmkms/service/store/bolt"
+)
+
+// Config is a server's configuration.
+type Config struct {
+	// Listen is the address to listen on, e.g. 127.0.0.1:8080 (port 0 picks
+	// a free one).
+	Listen string
+	// DataDir holds the store file and, on first start, root-credentials.
+	DataDir string
+	// The token: module, label (and serial), PIN, pool size.
+	ModulePath, TokenLabel, TokenSerial string
+	PIN                                 hsm.PIN
+	PoolSize                            int
+	// Region and Account make ARNs.
+	Region, Account string
+	// TLSCert and TLSKey are PEM files; without them the server speaks plain
+	// HTTP, which it allows only on a loopback address unless InsecureHTTP.
+	TLSCert, TLSKey string
+	InsecureHTTP    bool
+	// Audit receives the audit trail (JSON lines).
+	Audit io.Writer
+	// Logger receives the server's logs.
+	Logger hclog.Logger
+	// RootAccessKeyID and RootSecret, when set, are the root principal's
+	// credentials; otherwise a first start generates them and writes them to
+	// DataDir/root-credentials.
+	RootAccessKeyID, RootSecret string
+}
+
+// RootCredentialsFile is the file a first start writes generated root
+// credentials to, in AWS shared-credentials form.
+const RootCredentialsFile = "root-credentials"
+
+// Server is a running hsmkms server.
+type Server struct {
+	cfg      Config
+	log      hclog.Logger
+	tok      *hsm.Token
+	store    *bolt.Store
+	svc      *service.Service
+	http     *http.Server
+	listener net.Listener
+	done     chan error
+	// RootCredentials is the path of the root credentials file this start
+	// wrote, or "" when none was written.
+	RootCredentials string
+}
+
+// Start opens everything and starts serving in the background.
+func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Audit == nil {
+		cfg.Audit = io.Discard
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("server: a data directory is required")
+	}
+	if err := checkTLS(cfg); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, done: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			s.closeBackends()
+		}
+	}()
+	metrics := api.NewMetrics(func() (int, int, int) {
+		if s.tok == nil {
+			return 0, 0, 0
+		}
+		st := s.tok.PoolStats()
+		return st.Size, st.Open, st.InUse
+	})
+	if err := s.openBackends(ctx, metrics); err != nil {
+		return nil, err
+	}
+	if err := s.ensureRoot(ctx); err != nil {
+		return nil, err
+	}
+	auditLog := audit.New(cfg.Audit)
+	handler := api.New(api.Config{
+		Service:  s.svc,
+		Verifier: auth.New(auth.Config{Credentials: s.svc, Region: cfg.Region}),
+		Audit:    auditLog,
+		Logger:   cfg.Logger.Named("api"),
+		Ready: func() (bool, string) {
+			h := s.tok.Health()
+			return h.Ready, h.Reason
+		},
+		Metrics: metrics,
+	})
+	return s, s.listen(handler)
+}
+
+func checkTLS(cfg Config) error {
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return errors.New("server: give both --tls-cert and --tls-key, or neither")
+	}
+	if cfg.TLSCert != "" || cfg.InsecureHTTP {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("server: listen address %q: %w", cfg.Listen, err)
+	}
+	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+		return nil
+	}
+	return fmt.Errorf("server: refusing plain HTTP on %s, which is not a loopback address: give --tls-cert and --tls-key, or --insecure-http", cfg.Listen)
+}
+
+// openBackends opens the token, the store and the service, and reconciles
+// the store with the token.
+func (s *Server) openBackends(ctx context.Context, metrics *api.Metrics) error {
+	cfg := s.cfg
+	var err error
+	s.tok, err = hsm.Open(ctx, hsm.Config{ModulePath: cfg.ModulePath, TokenLabel: cfg.TokenLabel,
+		TokenSerial: cfg.TokenSerial, PIN: cfg.PIN, PoolSize: cfg.PoolSize, Logger: cfg.Logger,
+		Observe: metrics.ObserveHSM})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	if s.store, err = bolt.Open(filepath.Join(cfg.DataDir, "hsmkms.db")); err != nil {
+		return err
+	}
+	s.svc, err = service.New(service.Config{Store: s.store, HSM: s.tok, Region: cfg.Region, Account: cfg.Account,
+		Logger: cfg.Logger, Audit: audit.New(cfg.Audit), OnSeal: metrics.ObserveSeal})
+	if err != nil {
+		return err
+	}
+	if _, err := s.svc.Reconcile(ctx); err != nil {
+		return fmt.Errorf("server: reconciling the store with the token: %w", err)
+	}
+	s.svc.Start()
+	return nil
+}
+
+// rootStatements allow everything.
+var rootStatements = []policy.Statement{{Effect: policy.EffectAllow, Actions: []string{"kms:*"}, Resources: []string{"*"}}}
+
+// ensureRoot makes sure the root principal exists: from the configured
+// credentials, or, on a first start without them, freshly generated and
+// written once to DataDir/root-credentials (mode 0600).
+func (s *Server) ensureRoot(ctx context.Context) error {
+	id, secret := s.cfg.RootAccessKeyID, s.cfg.RootSecret
+	if (id == "") != (secret == "") {
+		return errors.New("server: give both HSMKMS_ROOT_ACCESS_KEY_ID and HSMKMS_ROOT_SECRET_ACCESS_KEY, or neither")
+	}
+	if id != "" {
+		created, err := s.svc.EnsurePrincipal(ctx, id, secret, "root", rootStatements)
+		if created {
+			s.log.Info("created the root principal from the environment", "access_key_id", id)
+		}
+		return err
+	}
+	first, err := s.svc.NoPrincipals(ctx)
+	if err != nil || !first {
+		return err
+	}
+	id, secret, err = service.NewAccessKey()
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(s.cfg.DataDir, RootCredentialsFile)
+	body := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", id, secret)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("server: writing root credentials: %w", err)
+	}
+	if _, err := f.WriteString(body); err != nil {
+		f.Close()
+		return fmt.Errorf("server: writing root credentials: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("server: writing root credentials: %w", err)
+	}
+	if _, err := s.svc.EnsurePrincipal(ctx, id, secret, "root", rootStatements); err != nil {
+		os.Remove(path)
+		return err
+	}
+	s.RootCredentials = path
+	s.log.Info("created the root principal; its credentials are in "+path, "access_key_id", id)
+	return nil
+}
+
+func (s *Server) listen(h http.Handler) error {
+	l, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	s.listener = l
+	s.http = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      90 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          s.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	if s.cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("server: loading the TLS key pair: %w", err)
+		}
+		s.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		l = tls.NewListener(l, s.http.TLSConfig)
+	}
+	go func() { s.done <- s.http.Serve(l) }()
+	s.log.Info("serving", "address", l.Addr().String(), "tls", s.cfg.TLSCert != "")
+	return nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.listener.Addr().String() }
+
+// Endpoint is the URL clients use.
+func (s *Server) Endpoint() string {
+	scheme := "http"
+	if s.cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + s.Addr()
+}
+
+// Token is the server's token (for tests and diagnostics).
+func (s *Server) Token() *hsm.Token { return s.tok }
+
+// Shutdown stops accepting requests, lets in-flight ones finish (until ctx
+// ends), then closes the service, the store and the token, finalising the
+// module.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.Shutdown(ctx)
+	if serr := <-s.done; !errors.Is(serr, http.ErrServerClosed) && serr != nil {
+		err = errors.Join(err, serr)
+	}
+	return errors.Join(err, s.closeBackends())
+}
+
+func (s *Server) closeBackends() error {
+	var errs []error
+	if s.svc != nil {
+		s.svc.Close()
+	}
+	if s.store != nil {
+		errs = append(errs, s.store.Close())
+	}
+	if s.tok != nil {
+		errs = append(errs, s.tok.Close())
+	}
+	return errors.Join(errs...)
+}
