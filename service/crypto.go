@@ -299,7 +299,9 @@ func (s *Service) ReEncrypt(ctx context.Context, in ReEncryptInput) (out ReEncry
 		return out, err
 	}
 	defer clear(plain)
-	o.rec.Action = "kms:ReEncryptTo"
+	// From here the record names the destination key: drop the alias the
+	// caller may have named the source by.
+	o.rec.Action, o.rec.Alias = "kms:ReEncryptTo", ""
 	k, v, err := s.encryptionKey(ctx, o, in.DestinationKeyId)
 	o.rec.Action = "kms:ReEncrypt"
 	if err != nil {

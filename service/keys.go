@@ -498,7 +498,7 @@ func (s *Service) hsmErr(err error, keyID string, version uint32) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, hsm.ErrUnavailable), errors.Is(err, hsm.ErrPoolExhausted):
+	case errors.Is(err, hsm.ErrUnavailable), errors.Is(err, hsm.ErrPoolExhausted), errors.Is(err, hsm.ErrClosed):
 		return wrapErr(CodeDependency, err, "the HSM is unavailable; try again later")
 	case errors.Is(err, hsm.ErrInvalidCiphertext):
 		return wrapErr(CodeInvalidCipher, err, "the ciphertext is invalid, was altered, or does not match the encryption context")

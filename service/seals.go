@@ -50,11 +50,20 @@ func (b *sealBudget) take(ctx context.Context, k store.Key, v store.Version) err
 }
 
 // reserve raises the version's stored count by a block. Past
-// RotateAfterSeals it starts a rotation; past SealLimit it refuses.
+// RotateAfterSeals it starts a rotation if the version is still current;
+// past SealLimit it refuses.
 func (b *sealBudget) reserve(ctx context.Context, ref versionRef) error {
 	cfg := b.s.cfg
 	var reserved uint64
+	var current bool
 	err := b.s.store.Update(ctx, func(tx store.Tx) error {
+		k, err := tx.Key(ref.keyID)
+		if err != nil {
+			return err
+		}
+		// A request that read the key before a rotation finished still
+		// seals with the old version; that must not rotate the key again.
+		current = k.CurrentVersion == ref.number
 		v, err := tx.Version(ref.keyID, ref.number)
 		if err != nil {
 			return err
@@ -71,13 +80,9 @@ func (b *sealBudget) reserve(ctx context.Context, ref versionRef) error {
 		return storeErr(err)
 	}
 	b.left[ref] = cfg.SealBlock
-	if reserved >= cfg.RotateAfterSeals && !b.rotating[ref.keyID] {
-		b.rotating[ref.keyID] = true
-		b.s.wg.Add(1)
-		go func() {
-			defer b.s.wg.Done()
-			b.rotateWorn(ref)
-		}()
+	if reserved >= cfg.RotateAfterSeals && current && !b.rotating[ref.keyID] {
+		// b.mu is held: rotateWorn cannot clear the flag before it is set.
+		b.rotating[ref.keyID] = b.s.background(func() { b.rotateWorn(ref) })
 	}
 	return nil
 }

@@ -113,9 +113,12 @@ type Service struct {
 	// secrets caches principals' unsealed secrets (see principals.go).
 	secrets secretCache
 
-	stop     chan struct{}
-	stopOnce sync.Once
-	wg       sync.WaitGroup
+	stop chan struct{}
+	// mu guards closed, so that no background work starts after Close
+	// began waiting for it.
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
 }
 
 // New returns a Service. Call Reconcile before serving, and Start to run
@@ -140,9 +143,7 @@ func New(cfg Config) (*Service, error) {
 // Start runs due rotations and deletions every MaintenanceInterval until
 // Close.
 func (s *Service) Start() {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.background(func() {
 		t := time.NewTicker(s.cfg.MaintenanceInterval)
 		defer t.Stop()
 		for {
@@ -157,13 +158,34 @@ func (s *Service) Start() {
 				cancel()
 			}
 		}
+	})
+}
+
+// background runs fn in a goroutine that Close waits for, unless Close has
+// begun; it reports whether fn was started.
+func (s *Service) background(fn func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		fn()
 	}()
+	return true
 }
 
 // Close stops the schedulers and waits for them. The store and the HSM
 // belong to the caller.
 func (s *Service) Close() {
-	s.stopOnce.Do(func() { close(s.stop) })
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.stop)
+	}
+	s.mu.Unlock()
 	s.wg.Wait()
 }
 

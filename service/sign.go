@@ -130,6 +130,7 @@ func (s *Service) GetPublicKey(ctx context.Context, in KeyIDInput) (out GetPubli
 	if err != nil {
 		return out, storeErr(err)
 	}
+	o.rec.KeyVersion = v.Number
 	pub, err := s.hsm.PublicKey(ctx, v.ObjectID)
 	if err != nil {
 		return out, s.hsmErr(err, k.ID, v.Number)

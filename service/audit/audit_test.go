@@ -1,0 +1,261 @@
+package audit_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hsmkms/hsmkms/service/audit"
+)
+
+// hclogKeys are the keys go-hclog adds to every JSON line.
+var hclogKeys = []string{"@level", "@message", "@module", "@timestamp"}
+
+// decodeLines splits out into lines and decodes each as one JSON object.
+func decodeLines(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	if out != "" && !strings.HasSuffix(out, "\n") {
+		t.Fatalf("output does not end in a newline: %q", out)
+	}
+	var recs []map[string]any
+	for line := range strings.SplitSeq(strings.TrimSuffix(out, "\n"), "\n") {
+		if out == "" {
+			break
+		}
+		var m map[string]any
+		dec := json.NewDecoder(strings.NewReader(line))
+		dec.UseNumber()
+		if err := dec.Decode(&m); err != nil {
+			t.Fatalf("line %q is not a JSON object: %v", line, err)
+		}
+		if dec.More() {
+			t.Fatalf("line %q holds more than one JSON value", line)
+		}
+		flattenAudit(m)
+		recs = append(recs, m)
+	}
+	return recs
+}
+
+// TestAuditLogFields proves that Log writes exactly one parseable JSON line
+// per record, with every set field under its documented name and type, the
+// empty optional fields omitted, and values that need escaping kept intact.
+func TestAuditLogFields(t *testing.T) {
+	at := time.Date(2026, 3, 4, 5, 6, 7, 890123456, time.FixedZone("CET", 3600))
+	tests := []struct {
+		name string
+		rec  audit.Record
+		want map[string]any // every key the line must have besides hclog's own
+	}{
+		{
+			name: "every field",
+			rec: audit.Record{Time: at, RequestID: "req-1", Principal: "AKIAEXAMPLE", Action: "kms:Decrypt",
+				KeyID: "1234abcd-12ab-34cd-56ef-1234567890ab", KeyVersion: 7, Alias: "alias/app",
+				EncryptionContext: map[string]string{"purpose": "test", "tenant": "t1"},
+				Source:            "10.0.0.1:4242", Outcome: audit.Failed, ErrorType: "InvalidCiphertextException"},
+			want: map[string]any{
+				"time": "2026-03-04T04:06:07.890123456Z", "request_id": "req-1", "principal": "AKIAEXAMPLE",
+				"action": "kms:Decrypt", "key_id": "1234abcd-12ab-34cd-56ef-1234567890ab", "key_version": json.Number("7"),
+				"alias": "alias/app", "encryption_context": map[string]any{"purpose": "test", "tenant": "t1"},
+				"source": "10.0.0.1:4242", "outcome": "failed", "error_type": "InvalidCiphertextException",
+			},
+		},
+		{
+			name: "allowed, no key",
+			rec: audit.Record{Time: at, RequestID: "req-2", Principal: "AKIAEXAMPLE", Action: "kms:GenerateRandom",
+				Source: "10.0.0.1:4242", Outcome: audit.Allowed},
+			want: map[string]any{
+				"time": "2026-03-04T04:06:07.890123456Z", "request_id": "req-2", "principal": "AKIAEXAMPLE",
+				"action": "kms:GenerateRandom", "source": "10.0.0.1:4242", "outcome": "allowed",
+			},
+		},
+		{
+			name: "denied, no caller: empty request ID and principal stay",
+			rec:  audit.Record{Time: at, Action: "kms:ListKeys", Outcome: audit.Denied, ErrorType: "AccessDeniedException"},
+			want: map[string]any{
+				"time": "2026-03-04T04:06:07.890123456Z", "request_id": "", "principal": "",
+				"action": "kms:ListKeys", "outcome": "denied", "error_type": "AccessDeniedException",
+			},
+		},
+		{
+			name: "key without version, empty context map",
+			rec: audit.Record{Time: at, RequestID: "req-3", Principal: "p", Action: "kms:DescribeKey",
+				KeyID: "k", EncryptionContext: map[string]string{}, Outcome: audit.Allowed},
+			want: map[string]any{
+				"time": "2026-03-04T04:06:07.890123456Z", "request_id": "req-3", "principal": "p",
+				"action": "kms:DescribeKey", "key_id": "k", "outcome": "allowed",
+			},
+		},
+		{
+			name: "values that need escaping cannot forge a second line or field",
+			rec: audit.Record{Time: at, RequestID: "r\n{\"outcome\":\"allowed\"}", Principal: "p\"q\\", Action: "kms:Encrypt",
+				KeyID: "k", KeyVersion: 1, EncryptionContext: map[string]string{"a\nb": "c\r\n\"d\"", "ünï": "<&>"},
+				Source: "\u2028", Outcome: audit.Denied, ErrorType: "AccessDeniedException"},
+			want: map[string]any{
+				"time": "2026-03-04T04:06:07.890123456Z", "request_id": "r\n{\"outcome\":\"allowed\"}", "principal": "p\"q\\",
+				"action": "kms:Encrypt", "key_id": "k", "key_version": json.Number("1"), "source": "\u2028",
+				"outcome": "denied", "error_type": "AccessDeniedException",
+				"encryption_context": map[string]any{"a\nb": "c\r\n\"d\"", "ünï": "<&>"},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			audit.New(&buf).Log(tt.rec)
+			if n := strings.Count(buf.String(), "\n"); n != 1 {
+				t.Fatalf("Log wrote %d lines, want 1: %q", n, buf.String())
+			}
+			recs := decodeLines(t, buf.String())
+			got := recs[0]
+			for _, k := range hclogKeys {
+				if _, ok := got[k]; !ok {
+					t.Errorf("line lacks hclog's %s: %v", k, got)
+				}
+				delete(got, k)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("record fields\n got %#v\nwant %#v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestAuditLogOutcomeConstants pins the outcome strings the audit trail's
+// readers depend on.
+func TestAuditLogOutcomeConstants(t *testing.T) {
+	for _, tt := range []struct{ got, want string }{
+		{audit.Allowed, "allowed"}, {audit.Denied, "denied"}, {audit.Failed, "failed"},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("outcome %q, want %q", tt.got, tt.want)
+		}
+	}
+}
+
+// lineWriter records each Write call. It has no lock of its own on
+// purpose: the race detector then reports any two Writes the Logger lets
+// overlap.
+type lineWriter struct{ writes []string }
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.writes = append(w.writes, string(p))
+	return len(p), nil
+}
+
+// TestAuditLogConcurrent proves that concurrent Log calls write whole
+// lines, one Write per record and never two Writes at once, so that no
+// record is split, interleaved or lost.
+func TestAuditLogConcurrent(t *testing.T) {
+	for _, tt := range []struct {
+		name                string
+		goroutines, perG    int
+		contextEntries, pad int
+	}{
+		{"many small", 16, 200, 1, 0},
+		{"fewer large", 8, 50, 40, 2000},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := &lineWriter{}
+			l := audit.New(w)
+			ec := map[string]string{}
+			for i := range tt.contextEntries {
+				ec[fmt.Sprintf("k%02d", i)] = strings.Repeat("v", tt.pad/max(tt.contextEntries, 1))
+			}
+			var wg sync.WaitGroup
+			for g := range tt.goroutines {
+				wg.Go(func() {
+					for i := range tt.perG {
+						l.Log(audit.Record{Time: time.Now(), RequestID: fmt.Sprintf("g%d-r%d", g, i),
+							Principal: "p", Action: "kms:Encrypt", KeyID: "k", KeyVersion: 1,
+							EncryptionContext: ec, Outcome: audit.Allowed})
+					}
+				})
+			}
+			wg.Wait()
+			want := tt.goroutines * tt.perG
+			if len(w.writes) != want {
+				t.Fatalf("%d writes, want %d (one per record)", len(w.writes), want)
+			}
+			seen := map[string]bool{}
+			for _, chunk := range w.writes {
+				if strings.Count(chunk, "\n") != 1 || !strings.HasSuffix(chunk, "\n") {
+					t.Fatalf("a write is not exactly one line: %q", chunk)
+				}
+				m := decodeLines(t, chunk)[0]
+				id, _ := m["request_id"].(string)
+				if seen[id] {
+					t.Fatalf("request %q written twice", id)
+				}
+				seen[id] = true
+				if got := m["encryption_context"]; len(ec) > 0 && len(got.(map[string]any)) != len(ec) {
+					t.Fatalf("request %q: encryption context has %d entries, want %d", id, len(got.(map[string]any)), len(ec))
+				}
+			}
+			if len(seen) != want {
+				t.Fatalf("%d distinct records, want %d", len(seen), want)
+			}
+		})
+	}
+}
+
+// TestAuditDiscard proves that Discard's Logger writes nothing anywhere:
+// not to hclog's default output, standard error or standard output.
+func TestAuditDiscard(t *testing.T) {
+	recs := []audit.Record{
+		{},
+		{Time: time.Now(), RequestID: "r", Principal: "p", Action: "kms:Decrypt", KeyID: "k", KeyVersion: 2,
+			Alias: "alias/a", EncryptionContext: map[string]string{"a": "b"}, Source: "s",
+			Outcome: audit.Failed, ErrorType: "InvalidCiphertextException"},
+	}
+	var def bytes.Buffer
+	oldDefault, oldErr, oldOut := hclog.DefaultOutput, os.Stderr, os.Stdout
+	stderr, err := os.Create(t.TempDir() + "/stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := os.Create(t.TempDir() + "/stdout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hclog.DefaultOutput, os.Stderr, os.Stdout = &def, stderr, stdout
+	func() {
+		defer func() { hclog.DefaultOutput, os.Stderr, os.Stdout = oldDefault, oldErr, oldOut }()
+		l := audit.Discard()
+		for _, r := range recs {
+			l.Log(r)
+		}
+	}()
+	for _, tt := range []struct {
+		name string
+		size func() int64
+	}{
+		{"hclog.DefaultOutput", func() int64 { return int64(def.Len()) }},
+		{"stderr", func() int64 { fi, _ := stderr.Stat(); return fi.Size() }},
+		{"stdout", func() int64 { fi, _ := stdout.Stat(); return fi.Size() }},
+	} {
+		if n := tt.size(); n != 0 {
+			t.Errorf("Discard wrote %d bytes to %s", n, tt.name)
+		}
+	}
+	stderr.Close()
+	stdout.Close()
+}
+
+// flattenAudit lifts the fields of an audit record, which hclog writes as
+// the line's "audit" object, to the top of the decoded line.
+func flattenAudit(m map[string]any) {
+	if rec, ok := m["audit"].(map[string]any); ok {
+		delete(m, "audit")
+		for k, v := range rec {
+			m[k] = v
+		}
+	}
+}
