@@ -499,6 +499,8 @@ func (s *Service) hsmErr(err error, keyID string, version uint32) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, hsm.ErrUnavailable), errors.Is(err, hsm.ErrPoolExhausted), errors.Is(err, hsm.ErrClosed):
+		// The token logs the outage once; each refused request only at Debug.
+		s.log.Debug("HSM operation failed", "key_id", keyID, "version", version, "error", err)
 		return wrapErr(CodeDependency, err, "the HSM is unavailable; try again later")
 	case errors.Is(err, hsm.ErrInvalidCiphertext):
 		return wrapErr(CodeInvalidCipher, err, "the ciphertext is invalid, was altered, or does not match the encryption context")
