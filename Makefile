@@ -23,11 +23,13 @@ lint:
 test: deps lint
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-# Benchmarks print the hsm package's calls beside a raw miekg/pkcs11
-# baseline making the same PKCS#11 calls, measured in one run.
+# Benchmarks, each a ratio measured in one run: the hsm package beside raw
+# miekg/pkcs11 calls, the key service beside the hsm package, and the
+# server beside the raw token and a null SigV4 server (tests/bench.sh).
 BENCHTIME ?= 2s
-bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 ./hsm/
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 ./hsm/ ./service/
+	bash tests/bench.sh
 
 clean:
 	rm -rf bin

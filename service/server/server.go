@@ -63,6 +63,7 @@ type Server struct {
 	log      hclog.Logger
 	tok      *hsm.Token
 	store    *bolt.Store
+	audit    *audit.Logger
 	svc      *service.Service
 	http     *http.Server
 	listener net.Listener
@@ -86,7 +87,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := checkTLS(cfg); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, done: make(chan error, 1)}
+	// One audit logger for the API and the service: one writer of lines.
+	s := &Server{cfg: cfg, log: cfg.Logger, done: make(chan error, 1), audit: audit.New(cfg.Audit)}
 	defer func() {
 		if err != nil {
 			s.closeBackends()
@@ -105,11 +107,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.ensureRoot(ctx); err != nil {
 		return nil, err
 	}
-	auditLog := audit.New(cfg.Audit)
 	handler := api.New(api.Config{
 		Service:  s.svc,
 		Verifier: auth.New(auth.Config{Credentials: s.svc, Region: cfg.Region}),
-		Audit:    auditLog,
+		Audit:    s.audit,
 		Logger:   cfg.Logger.Named("api"),
 		Ready: func() (bool, string) {
 			h := s.tok.Health()
@@ -155,7 +156,7 @@ func (s *Server) openBackends(ctx context.Context, metrics *api.Metrics) error {
 		return err
 	}
 	s.svc, err = service.New(service.Config{Store: s.store, HSM: s.tok, Region: cfg.Region, Account: cfg.Account,
-		Logger: cfg.Logger, Audit: audit.New(cfg.Audit), OnSeal: metrics.ObserveSeal})
+		Logger: cfg.Logger, Audit: s.audit, OnSeal: metrics.ObserveSeal})
 	if err != nil {
 		return err
 	}

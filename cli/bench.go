@@ -1,0 +1,216 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/hsmkms/hsmkms/service"
+	"github.com/urfave/cli/v2"
+)
+
+// benchCommand is the lean load generator: net/http, the SDK's SigV4
+// signer and request bodies built once, so that the client spends little of
+// the machine's CPU next to the server it measures.
+func benchCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "bench",
+		Usage: "load a KMS endpoint and print rate, p50, p99 and errors",
+		Flags: append(clientFlags(),
+			&cli.StringFlag{Name: "op", Value: "GenerateDataKey", Usage: "GenerateDataKey, Decrypt, Encrypt or GenerateRandom"},
+			&cli.StringFlag{Name: "key-id", Usage: "key to use (default: create one)"},
+			&cli.IntFlag{Name: "concurrency", Value: 16, Usage: "concurrent clients"},
+			&cli.DurationFlag{Name: "duration", Value: 10 * time.Second, Usage: "how long to load"},
+		),
+		Action: bench,
+	}
+}
+
+// benchResult is what bench prints.
+type benchResult struct {
+	Op          string  `json:"op"`
+	Concurrency int     `json:"concurrency"`
+	Requests    int     `json:"requests"`
+	Errors      int     `json:"errors"`
+	Rate        float64 `json:"rate_per_second"`
+	P50ms       float64 `json:"p50_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	FirstError  string  `json:"first_error,omitempty"`
+}
+
+func bench(c *cli.Context) error {
+	cl, err := newLeanClient(c)
+	if err != nil {
+		return err
+	}
+	body, err := benchBody(c, cl)
+	if err != nil {
+		return err
+	}
+	res := cl.load(c.Context, "TrentService."+c.String("op"), body, c.Int("concurrency"), c.Duration("duration"))
+	res.Op = c.String("op")
+	return printOut(c, res, func(w io.Writer) {
+		row(w, "OP", "CONCURRENCY", "REQUESTS", "RATE/S", "P50 MS", "P99 MS", "ERRORS")
+		row(w, res.Op, res.Concurrency, res.Requests, fmt.Sprintf("%.0f", res.Rate), fmt.Sprintf("%.2f", res.P50ms), fmt.Sprintf("%.2f", res.P99ms), res.Errors)
+		if res.FirstError != "" {
+			row(w, "first error:", res.FirstError)
+		}
+	})
+}
+
+// benchBody builds the one request body every call of the run sends.
+func benchBody(c *cli.Context, cl *leanClient) ([]byte, error) {
+	keyID := c.String("key-id")
+	op := c.String("op")
+	if keyID == "" && op != "GenerateRandom" {
+		var out service.KeyOutput
+		if err := cl.call(c.Context, "TrentService.CreateKey", service.CreateKeyInput{Description: "hsmkms bench"}, &out); err != nil {
+			return nil, fmt.Errorf("creating a key for the run: %w", err)
+		}
+		keyID = out.KeyMetadata.KeyId
+	}
+	ec := map[string]string{"purpose": "bench"}
+	switch op {
+	case "GenerateDataKey":
+		return json.Marshal(service.GenerateDataKeyInput{KeyId: keyID, KeySpec: "AES_256", EncryptionContext: ec})
+	case "Encrypt":
+		return json.Marshal(service.EncryptInput{KeyId: keyID, Plaintext: make([]byte, 32), EncryptionContext: ec})
+	case "GenerateRandom":
+		return json.Marshal(service.GenerateRandomInput{NumberOfBytes: 32})
+	case "Decrypt":
+		var dk service.GenerateDataKeyOutput
+		in := service.GenerateDataKeyInput{KeyId: keyID, KeySpec: "AES_256", EncryptionContext: ec}
+		if err := cl.call(c.Context, "TrentService.GenerateDataKey", in, &dk); err != nil {
+			return nil, fmt.Errorf("making a ciphertext for the run: %w", err)
+		}
+		return json.Marshal(service.DecryptInput{CiphertextBlob: dk.CiphertextBlob, EncryptionContext: ec})
+	}
+	return nil, cli.Exit("hsmkms: --op must be GenerateDataKey, Decrypt, Encrypt or GenerateRandom", ExitUsage)
+}
+
+// leanClient signs and sends pre-built JSON 1.1 requests.
+type leanClient struct {
+	endpoint, region string
+	creds            aws.Credentials
+	http             *http.Client
+	signer           *v4.Signer
+}
+
+func newLeanClient(c *cli.Context) (*leanClient, error) {
+	creds, err := loadCredentials(c)
+	if err != nil {
+		return nil, err
+	}
+	endpoint := c.String("endpoint")
+	if endpoint == "" {
+		return nil, cli.Exit("hsmkms: give --endpoint or HSMKMS_ENDPOINT", ExitUsage)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 256
+	return &leanClient{endpoint: endpoint, region: c.String("region"), creds: creds,
+		http: &http.Client{Transport: tr, Timeout: 30 * time.Second}, signer: v4.NewSigner()}, nil
+}
+
+// send signs body for target and returns the status and response body.
+func (l *leanClient) send(ctx context.Context, target string, body []byte, hash string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.endpoint+"/", bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	req.Header.Set("X-Amz-Target", target)
+	if err := l.signer.SignHTTP(ctx, l.creds, req, hash, "kms", l.region, time.Now()); err != nil {
+		return 0, nil, err
+	}
+	resp, err := l.http.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, data, err
+}
+
+func (l *leanClient) call(ctx context.Context, target string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	status, data, err := l.send(ctx, target, body, payloadHash(body))
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("HTTP %d: %s", status, data)
+	}
+	return json.Unmarshal(data, out)
+}
+
+func payloadHash(body []byte) string {
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:])
+}
+
+// load runs concurrency clients sending body to target for d.
+func (l *leanClient) load(ctx context.Context, target string, body []byte, concurrency int, d time.Duration) benchResult {
+	hash := payloadHash(body)
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		errs      atomic.Int64
+		firstErr  atomic.Value
+		wg        sync.WaitGroup
+	)
+	start := time.Now()
+	for range concurrency {
+		wg.Go(func() {
+			local := make([]time.Duration, 0, 4096)
+			for ctx.Err() == nil {
+				t := time.Now()
+				status, data, err := l.send(ctx, target, body, hash)
+				if ctx.Err() != nil {
+					break // the run ended mid-request: not an error of the server
+				}
+				if err != nil || status != http.StatusOK {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("HTTP %d %v %.200s", status, err, data))
+					continue
+				}
+				local = append(local, time.Since(t))
+			}
+			mu.Lock()
+			latencies = append(latencies, local...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	slices.Sort(latencies)
+	res := benchResult{Concurrency: concurrency, Requests: len(latencies), Errors: int(errs.Load()),
+		Rate: float64(len(latencies)) / elapsed.Seconds(), P50ms: percentile(latencies, 50), P99ms: percentile(latencies, 99)}
+	if e, ok := firstErr.Load().(string); ok {
+		res.FirstError = e
+	}
+	return res
+}
+
+func percentile(sorted []time.Duration, p int) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := min(len(sorted)*p/100, len(sorted)-1)
+	return float64(sorted[i].Microseconds()) / 1000
+}

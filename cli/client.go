@@ -1,0 +1,75 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/hsmkms/hsmkms/service/api/adminclient"
+	"github.com/urfave/cli/v2"
+)
+
+// clientFlags are the flags of every command that talks to a server.
+// Credentials come from the AWS SDK's default chain (AWS_ACCESS_KEY_ID and
+// AWS_SECRET_ACCESS_KEY, AWS_PROFILE and the shared files), or from
+// --credentials-file, such as the root-credentials file a server writes.
+func clientFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "endpoint", EnvVars: []string{"HSMKMS_ENDPOINT"}, Usage: "server URL, e.g. http://127.0.0.1:8080"},
+		&cli.StringFlag{Name: "region", Value: "us-east-1", EnvVars: []string{"HSMKMS_REGION"}, Usage: "region the server signs for"},
+		&cli.StringFlag{Name: "credentials-file", EnvVars: []string{"HSMKMS_CREDENTIALS_FILE"}, Usage: "AWS shared credentials file to read ([default] or --profile)"},
+		&cli.StringFlag{Name: "profile", EnvVars: []string{"HSMKMS_PROFILE"}, Usage: "profile of the credentials file"},
+	}
+}
+
+// awsConfig loads the SDK configuration: region, credentials, endpoint.
+func awsConfig(c *cli.Context) (aws.Config, error) {
+	if c.String("endpoint") == "" {
+		return aws.Config{}, cli.Exit("hsmkms: give --endpoint or set HSMKMS_ENDPOINT", ExitUsage)
+	}
+	opts := []func(*config.LoadOptions) error{config.WithRegion(c.String("region"))}
+	if f := c.String("credentials-file"); f != "" {
+		opts = append(opts, config.WithSharedCredentialsFiles([]string{f}), config.WithSharedConfigFiles([]string{}))
+	}
+	if p := c.String("profile"); p != "" {
+		opts = append(opts, config.WithSharedConfigProfile(p))
+	}
+	cfg, err := config.LoadDefaultConfig(c.Context, opts...)
+	if err != nil {
+		return cfg, fmt.Errorf("loading AWS configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+// loadCredentials returns the credentials the SDK chain finds.
+func loadCredentials(c *cli.Context) (aws.Credentials, error) {
+	cfg, err := awsConfig(c)
+	if err != nil {
+		return aws.Credentials{}, err
+	}
+	creds, err := cfg.Credentials.Retrieve(c.Context)
+	if err != nil {
+		return creds, cli.Exit(fmt.Sprintf("hsmkms: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or give --credentials-file (%v)", err), ExitAuth)
+	}
+	return creds, nil
+}
+
+// kmsClient is the AWS SDK's KMS client pointed at the server.
+func kmsClient(c *cli.Context) (*kms.Client, error) {
+	cfg, err := awsConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	return kms.NewFromConfig(cfg, func(o *kms.Options) { o.BaseEndpoint = aws.String(c.String("endpoint")) }), nil
+}
+
+// adminClient calls the server's admin operations.
+func adminClient(c *cli.Context) (*adminclient.Client, error) {
+	creds, err := loadCredentials(c)
+	if err != nil {
+		return nil, err
+	}
+	return adminclient.New(c.String("endpoint"), c.String("region"), creds), nil
+}
+
