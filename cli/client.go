@@ -72,4 +72,3 @@ func adminClient(c *cli.Context) (*adminclient.Client, error) {
 	}
 	return adminclient.New(c.String("endpoint"), c.String("region"), creds), nil
 }
-
