@@ -18,7 +18,8 @@ const shutdownGrace = 30 * time.Second
 
 func serveFlags() []cli.Flag {
 	env := func(name string) []string { return []string{"HSMKMS_" + name} }
-	return append(tokenFlags(),
+	flags := append(optional(tokenFlags()), devFlags()...)
+	return append(flags,
 		&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", EnvVars: env("LISTEN"), Usage: "address to listen on"},
 		&cli.StringFlag{Name: "data-dir", Value: "/var/lib/hsmkms", EnvVars: env("DATA_DIR"), Usage: "directory of the store and the first root credentials"},
 		&cli.StringFlag{Name: "region", Value: "us-east-1", EnvVars: env("REGION"), Usage: "region in key ARNs"},
@@ -43,11 +44,14 @@ func serveCommand() *cli.Command {
 }
 
 func serve(c *cli.Context) error {
-	cfg, closeAudit, err := serverConfig(c)
+	cfg, closeAudit, dev, err := serverConfig(c)
 	if err != nil {
 		return err
 	}
 	defer closeAudit()
+	if dev != nil {
+		defer dev.remove()
+	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	srv, err := server.Start(ctx, cfg)
@@ -55,6 +59,9 @@ func serve(c *cli.Context) error {
 		return err
 	}
 	fmt.Fprintf(c.App.ErrWriter, "hsmkms: serving the KMS API at %s\n", srv.Endpoint())
+	if dev != nil {
+		printDevEnv(c.App.Writer, c.App.ErrWriter, srv.Endpoint(), c.String("region"), cfg, dev)
+	}
 	if srv.RootCredentials != "" {
 		fmt.Fprintf(c.App.ErrWriter, "hsmkms: created the root principal; its credentials are in %s (shown nowhere else)\n", srv.RootCredentials)
 	}
@@ -66,33 +73,65 @@ func serve(c *cli.Context) error {
 }
 
 // serverConfig reads the flags; the returned func closes the audit file.
-func serverConfig(c *cli.Context) (server.Config, func(), error) {
-	pin, err := loadPIN(c)
-	if err != nil {
-		return server.Config{}, nil, err
-	}
-	audit, closeAudit, err := openAudit(c.String("audit-log"), c.App.Writer)
-	if err != nil {
-		return server.Config{}, nil, err
-	}
-	return server.Config{
+// With --dev it sets up the dev token and data dir first.
+func serverConfig(c *cli.Context) (server.Config, func(), *devState, error) {
+	cfg := server.Config{
 		Listen:          c.String("listen"),
 		DataDir:         c.String("data-dir"),
 		ModulePath:      c.String("pkcs11-module"),
 		TokenLabel:      c.String("token-label"),
 		TokenSerial:     c.String("token-serial"),
-		PIN:             pin,
 		PoolSize:        c.Int("pool-size"),
 		Region:          c.String("region"),
 		Account:         c.String("account-id"),
 		TLSCert:         c.String("tls-cert"),
 		TLSKey:          c.String("tls-key"),
 		InsecureHTTP:    c.Bool("insecure-http"),
-		Audit:           audit,
 		Logger:          logger(c),
 		RootAccessKeyID: os.Getenv("HSMKMS_ROOT_ACCESS_KEY_ID"),
 		RootSecret:      os.Getenv("HSMKMS_ROOT_SECRET_ACCESS_KEY"),
-	}, closeAudit, nil
+	}
+	auditPath := c.String("audit-log")
+	var dev *devState
+	if c.Bool("dev") {
+		var err error
+		if dev, err = setUpDev(c, &cfg); err != nil {
+			return cfg, nil, nil, err
+		}
+		if !c.IsSet("audit-log") {
+			auditPath = dev.auditPath()
+		}
+	} else {
+		for _, f := range []string{"pkcs11-module", "token-label"} {
+			if c.String(f) == "" {
+				return cfg, nil, nil, cli.Exit("hsmkms: serve needs --"+f+" (or --dev for a private SoftHSM2 token)", ExitUsage)
+			}
+		}
+		pin, err := loadPIN(c)
+		if err != nil {
+			return cfg, nil, nil, err
+		}
+		cfg.PIN = pin
+	}
+	audit, closeAudit, err := openAudit(auditPath, c.App.Writer)
+	if err != nil {
+		if dev != nil {
+			dev.remove()
+		}
+		return cfg, nil, nil, err
+	}
+	cfg.Audit = audit
+	return cfg, closeAudit, dev, nil
+}
+
+// optional returns flags with Required cleared.
+func optional(flags []cli.Flag) []cli.Flag {
+	for _, f := range flags {
+		if sf, ok := f.(*cli.StringFlag); ok {
+			sf.Required = false
+		}
+	}
+	return flags
 }
 
 func openAudit(path string, stdout io.Writer) (io.Writer, func(), error) {

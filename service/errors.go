@@ -66,6 +66,7 @@ var (
 	ErrAccessDenied     = &Error{Code: CodeAccessDenied}
 	ErrInvalidAliasName = &Error{Code: CodeInvalidAliasName}
 	ErrInvalidArn       = &Error{Code: CodeInvalidArn}
+	ErrLimitExceeded    = &Error{Code: CodeLimitExceeded}
 	ErrInvalidMarker    = &Error{Code: CodeInvalidMarker}
 	ErrUnsupported      = &Error{Code: CodeUnsupported}
 	ErrInternal         = &Error{Code: CodeInternal}

@@ -45,6 +45,17 @@ func (s *Service) RotateKeyOnDemand(ctx context.Context, in KeyIDInput) (out Key
 // the token object, then active and current. Concurrent rotations each take
 // their own number in the first transaction, so none is lost or doubled.
 func (s *Service) rotate(ctx context.Context, keyID, rotationType string) (uint32, error) {
+	return s.rotateIf(ctx, keyID, rotationType, nil)
+}
+
+// errNotDue is what a claim returns when the rotation it guards is no
+// longer due: another scheduler run took it.
+var errNotDue = errors.New("service: rotation no longer due")
+
+// rotateIf is rotate with claim (when not nil) run on the key in the
+// transaction that takes the new version number, so that deciding to
+// rotate and taking the number are one atomic step.
+func (s *Service) rotateIf(ctx context.Context, keyID, rotationType string, claim func(*store.Key) error) (uint32, error) {
 	var v store.Version
 	var k store.Key
 	err := s.store.Update(ctx, func(tx store.Tx) error {
@@ -54,6 +65,11 @@ func (s *Service) rotate(ctx context.Context, keyID, rotationType string) (uint3
 		}
 		if err := s.rotatable(k); err != nil {
 			return err
+		}
+		if claim != nil {
+			if err := claim(&k); err != nil {
+				return err
+			}
 		}
 		if v, err = s.newVersion(k.ID, k.LatestVersion+1, rotationType); err != nil {
 			return err
@@ -215,23 +231,23 @@ func (s *Service) rotateDueKeys(ctx context.Context) error {
 		if !k.RotationEnabled || k.State != store.KeyEnabled || k.NextRotation.After(now) {
 			return
 		}
-		if _, err := s.rotate(ctx, k.ID, rotationAutomatic); err != nil {
-			errs = append(errs, err)
-			return
-		}
-		err := s.store.Update(ctx, func(tx store.Tx) error {
-			k, err := tx.Key(k.ID)
-			if err != nil {
-				return err
+		// The next date moves in the transaction that takes the version
+		// number: a run overlapping this one (another replica) finds the
+		// key not due, and never rotates it a second time.
+		_, err := s.rotateIf(ctx, k.ID, rotationAutomatic, func(k *store.Key) error {
+			if !k.RotationEnabled || k.NextRotation.After(now) {
+				return errNotDue
 			}
 			k.NextRotation = now.UTC().Add(time.Duration(k.RotationPeriodDays) * day)
-			_, err = tx.PutKey(k)
-			return err
+			return nil
 		})
-		if err != nil {
+		switch {
+		case errors.Is(err, errNotDue):
+		case err != nil:
 			errs = append(errs, err)
+		default:
+			s.log.Info("rotated key", "key_id", k.ID, "type", rotationAutomatic)
 		}
-		s.log.Info("rotated key", "key_id", k.ID, "type", rotationAutomatic)
 	})
 	return errors.Join(append(errs, err)...)
 }

@@ -32,7 +32,8 @@ type Config struct {
 	Service  *service.Service
 	Verifier *auth.Verifier
 	// Audit receives a record for every request refused before it reached
-	// the service (authentication failures); the service audits the rest.
+	// the service (authentication failures, unknown operations, bodies too
+	// large or not the operation's JSON); the service audits the rest.
 	Audit  *audit.Logger
 	Logger hclog.Logger
 	// Ready reports whether the token is usable now (GET /readyz).
@@ -78,7 +79,12 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := newRequestID()
 	target := r.Header.Get("X-Amz-Target")
-	op := strings.TrimPrefix(strings.TrimPrefix(target, kmsPrefix), adminPrefix)
+	// Only known operations name a metric label: the target is the
+	// client's, and each new label value would be a new time series.
+	op := "unknown"
+	if _, ok := h.routes[target]; ok {
+		op = strings.TrimPrefix(strings.TrimPrefix(target, kmsPrefix), adminPrefix)
+	}
 	code := h.handle(w, r, id, target)
 	if h.cfg.Metrics != nil {
 		h.cfg.Metrics.observe(op, code, time.Since(start))
@@ -88,24 +94,24 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request) {
 // handle serves the request and returns the error type it answered with
 // ("" for success), for the metrics.
 func (h *Handler) handle(w http.ResponseWriter, r *http.Request, id, target string) string {
+	source := sourceAddr(r)
 	rt, ok := h.routes[target]
 	if !ok {
 		writeError(w, id, http.StatusBadRequest, "UnknownOperationException", "unknown operation "+quoteTarget(target))
-		return "UnknownOperationException"
+		return h.unserved(id, target, source, "", "UnknownOperationException")
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, rt.limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			writeError(w, id, http.StatusRequestEntityTooLarge, "RequestEntityTooLargeException", "the request body is larger than this operation accepts")
-			return "RequestEntityTooLargeException"
+			return h.unserved(id, target, source, "", "RequestEntityTooLargeException")
 		}
 		writeError(w, id, http.StatusBadRequest, "SerializationException", "the request body could not be read")
-		return "SerializationException"
+		return h.unserved(id, target, source, "", "SerializationException")
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), rt.timeout)
 	defer cancel()
-	source := sourceAddr(r)
 	creds, err := h.cfg.Verifier.Verify(ctx, r, body, source)
 	if err != nil {
 		return h.refuse(w, id, target, source, err)
@@ -114,7 +120,13 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, id, target stri
 		Source: source, RequestID: id})
 	out, err := rt.call(ctx, h.cfg.Service, body)
 	if err != nil {
-		return h.fail(w, id, err)
+		code := h.fail(w, id, err)
+		var se *errSerialization
+		if errors.As(err, &se) {
+			// The body never reached the service, which audits the rest.
+			h.unserved(id, target, source, creds.AccessKeyID, code)
+		}
+		return code
 	}
 	writeJSON(w, id, http.StatusOK, out)
 	return ""
@@ -134,6 +146,15 @@ func (h *Handler) refuse(w http.ResponseWriter, id, target, source string, err e
 		Action: actionOf(target), Source: source, Outcome: audit.Denied, ErrorType: ae.Code})
 	writeError(w, id, status, ae.Code, ae.Message)
 	return ae.Code
+}
+
+// unserved audits a request answered before it reached the key service
+// for a reason other than authentication (refuse audits those, the service
+// the rest), so that every API request writes one record; it returns code.
+func (h *Handler) unserved(id, target, source, principal, code string) string {
+	h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Principal: principal,
+		Action: actionOf(target), Source: source, Outcome: audit.Failed, ErrorType: code})
+	return code
 }
 
 // fail answers a service error with its AWS type and status.
@@ -176,6 +197,9 @@ func messageOf(err error) string {
 
 // actionOf names the action a target asks for, for audit records.
 func actionOf(target string) string {
+	if len(target) > 128 {
+		target = target[:128]
+	}
 	if op, ok := strings.CutPrefix(target, kmsPrefix); ok {
 		return "kms:" + op
 	}

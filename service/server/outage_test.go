@@ -1,0 +1,236 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/hsmkms/hsmkms/softhsm"
+)
+
+// recoveryLimit bounds the wait for the server to see its token again. It
+// is a guard against hangs, not a timing measurement: recovery is attempted
+// once a second.
+const recoveryLimit = 30 * time.Second
+
+// tokenDirs lists the token directories of the package's store.
+func tokenDirs(t *testing.T) map[string]bool {
+	t.Helper()
+	entries, err := os.ReadDir(env.TokenDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs := map[string]bool{}
+	for _, e := range entries {
+		if e.IsDir() {
+			dirs[e.Name()] = true
+		}
+	}
+	return dirs
+}
+
+// addOwnToken adds a token labelled prefix plus a random suffix to the
+// package's store, so that the shared token is never disturbed, and
+// returns it with the directory SoftHSM2 keeps it in. The token is deleted
+// when the test ends, after the server using it has shut down (cleanups
+// run last-registered first).
+func addOwnToken(t *testing.T, prefix string) (*softhsm.Token, string) {
+	t.Helper()
+	suffix := make([]byte, 4)
+	rand.Read(suffix)
+	label := prefix + "-" + hex.EncodeToString(suffix)
+	before := tokenDirs(t)
+	own, err := env.AddToken(t.Context(), label)
+	if err != nil {
+		t.Fatalf("AddToken: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := own.DeleteToken(context.Background()); err != nil {
+			t.Logf("deleting token %q: %v", label, err)
+		}
+	})
+	var added []string
+	for name := range tokenDirs(t) {
+		if !before[name] {
+			added = append(added, name)
+		}
+	}
+	if len(added) != 1 {
+		t.Fatalf("AddToken(%q) added %d token directories (%v), want 1", label, len(added), added)
+	}
+	return own, filepath.Join(env.TokenDir(), added[0])
+}
+
+// moveAway moves a token directory out of the store, as an administrator
+// unmounting it would, and returns a function that moves it back (run at
+// the test's end too, if it is still away).
+func moveAway(t *testing.T, dir string) (back func()) {
+	t.Helper()
+	away := filepath.Join(env.Dir, "away-"+filepath.Base(dir))
+	if err := os.Rename(dir, away); err != nil {
+		t.Fatalf("moving the token directory away: %v", err)
+	}
+	var once sync.Once
+	back = func() {
+		once.Do(func() {
+			if err := os.Rename(away, dir); err != nil {
+				t.Errorf("moving the token directory back: %v", err)
+			}
+		})
+	}
+	t.Cleanup(back)
+	return back
+}
+
+// readiness is GET /readyz: its status and reason.
+func (ts *testServer) readiness(t *testing.T) (int, string) {
+	t.Helper()
+	r := ts.get(t, "/readyz")
+	var body struct{ Status, Reason string }
+	if err := json.Unmarshal(r.body, &body); err != nil {
+		t.Fatalf("/readyz body %q: %v", r.body, err)
+	}
+	return r.status, body.Reason
+}
+
+// TestTokenOutage proves that when the server's token disappears while it
+// runs, requests that need the token fail fast with 503
+// DependencyTimeoutException (typed by the SDK, without retries), requests
+// that need only the store still work, and /readyz answers 503 with a
+// reason; and that once the token is back, /readyz turns 200 and an old
+// ciphertext decrypts and new keys and ciphertexts work, with no restart.
+func TestTokenOutage(t *testing.T) {
+	own, dir := addOwnToken(t, "server-outage")
+	ts := startServer(t, func(c *Config) { c.TokenLabel = own.Label })
+	c := ts.kmsClient(rootCreds)
+	ctx := t.Context()
+	keyID := newKey(t, c, nil)
+	kwKey := newKey(t, c, &kms.CreateKeyInput{Tags: []types.Tag{{TagKey: aws.String("hsmkms:mechanism"), TagValue: aws.String("aes-kw")}}})
+	old, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(keyID), Plaintext: []byte("sealed before the outage")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldDK, err := c.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: aws.String(kwKey), KeySpec: types.DataKeySpecAes256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, _ := ts.readiness(t); status != http.StatusOK {
+		t.Fatalf("/readyz before the outage = %d, want 200", status)
+	}
+
+	back := moveAway(t, dir)
+	needToken := []struct {
+		name string
+		call func(context.Context) error
+	}{
+		{"Encrypt", func(ctx context.Context) error {
+			_, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(keyID), Plaintext: []byte("x")})
+			return err
+		}},
+		{"Decrypt", func(ctx context.Context) error {
+			_, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: old.CiphertextBlob})
+			return err
+		}},
+		{"GenerateDataKey aes-gcm", func(ctx context.Context) error {
+			_, err := c.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: aws.String(keyID), KeySpec: types.DataKeySpecAes256})
+			return err
+		}},
+		{"GenerateDataKey aes-kw", func(ctx context.Context) error {
+			_, err := c.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: aws.String(kwKey), KeySpec: types.DataKeySpecAes256})
+			return err
+		}},
+		{"GenerateRandom", func(ctx context.Context) error {
+			_, err := c.GenerateRandom(ctx, &kms.GenerateRandomInput{NumberOfBytes: aws.Int32(16)})
+			return err
+		}},
+		{"CreateKey", func(ctx context.Context) error {
+			_, err := c.CreateKey(ctx, &kms.CreateKeyInput{})
+			return err
+		}},
+		{"RotateKeyOnDemand", func(ctx context.Context) error {
+			_, err := c.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(keyID)})
+			return err
+		}},
+	}
+	for _, tc := range needToken {
+		// The deadline turns a hang into a failure: a call that waited it
+		// out ends with a context error, not DependencyTimeoutException.
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err := tc.call(cctx)
+		cancel()
+		if !isA[*types.DependencyTimeoutException](err) || httpStatus(err) != http.StatusServiceUnavailable {
+			t.Fatalf("%s while the token is away: err = %v (status %d), want a 503 DependencyTimeoutException", tc.name, err, httpStatus(err))
+		}
+		recs := ts.auditFor(t, requestID(t, err))
+		if len(recs) != 1 || recs[0].Outcome != "failed" || recs[0].ErrorType != "DependencyTimeoutException" {
+			t.Fatalf("%s while the token is away: audit records %+v, want one failed with DependencyTimeoutException", tc.name, recs)
+		}
+	}
+	status, reason := ts.readiness(t)
+	if status != http.StatusServiceUnavailable || reason == "" {
+		t.Fatalf("/readyz while the token is away = %d, reason %q; want 503 with a reason", status, reason)
+	}
+	t.Logf("/readyz while away: %d %s", status, reason)
+	if r := ts.get(t, "/healthz"); r.status != http.StatusOK {
+		t.Fatalf("/healthz while the token is away = %d, want 200 (the process is alive)", r.status)
+	}
+	if d, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(keyID)}); err != nil || d.KeyMetadata.KeyState != types.KeyStateEnabled {
+		t.Fatalf("DescribeKey (store only) while the token is away = %+v, %v; want the key, Enabled", d, err)
+	}
+
+	back()
+	deadline := time.Now().Add(recoveryLimit)
+	for {
+		status, reason := ts.readiness(t)
+		if status == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still %d (%s) %v after the token came back", status, reason, recoveryLimit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	dec, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: old.CiphertextBlob})
+	if err != nil || string(dec.Plaintext) != "sealed before the outage" {
+		t.Fatalf("Decrypt of a ciphertext made before the outage = %q, %v", dec.Plaintext, err)
+	}
+	dk, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: oldDK.CiphertextBlob})
+	if err != nil || !bytes.Equal(dk.Plaintext, oldDK.Plaintext) {
+		t.Fatalf("Decrypt of an aes-kw data key made before the outage = %x, %v; want %x", dk.Plaintext, err, oldDK.Plaintext)
+	}
+	newKeyID := newKey(t, c, nil)
+	for _, id := range []string{keyID, newKeyID} {
+		enc, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(id), Plaintext: []byte("after the outage")})
+		if err != nil {
+			t.Fatalf("Encrypt after recovery: %v", err)
+		}
+		dec, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob})
+		if err != nil || string(dec.Plaintext) != "after the outage" {
+			t.Fatalf("Decrypt after recovery = %q, %v", dec.Plaintext, err)
+		}
+	}
+	if _, err := c.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(keyID)}); err != nil {
+		t.Fatalf("RotateKeyOnDemand after recovery: %v", err)
+	}
+	// The CreateKey that failed during the outage left no key behind.
+	list, err := c.ListKeys(ctx, &kms.ListKeysInput{})
+	if err != nil || len(list.Keys) != 3 {
+		t.Fatalf("ListKeys after recovery = %+v, %v; want the 3 keys made while the token was there", list, err)
+	}
+	info, err := ts.admin(rootCreds).GetTokenInfo(ctx)
+	if err != nil || !info.Health.Ready || info.Health.Recoveries != 1 || info.Token.Label != own.Label {
+		t.Fatalf("GetTokenInfo after recovery = %+v, %v; want ready on %s after one recovery", info, err, own.Label)
+	}
+}
