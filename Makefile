@@ -5,7 +5,7 @@ BIN     := bin/hsmkms
 GOFLAGS ?=
 export CGO_ENABLED := 1
 
-.PHONY: all deps build test bench lint clean
+.PHONY: all deps build run test bench lint clean
 
 all: build
 
@@ -14,6 +14,11 @@ deps:
 
 build:
 	$(GO) build $(GOFLAGS) -o $(BIN) ./cmd/hsmkms
+
+# The server on embedded defaults: a private SoftHSM2 dev token and the
+# embedded store, both under .hsmkms/ (git-ignored), kept across runs.
+run: deps build
+	./$(BIN) serve --dev --dev-dir .hsmkms
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
