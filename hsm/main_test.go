@@ -1,8 +1,6 @@
 package hsm
 
 import (
-	"context"
-	"fmt"
 	"os"
 	"testing"
 
@@ -15,22 +13,7 @@ var env *softhsm.Token
 const testLabel = "hsm-test"
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	var err error
-	env, err = softhsm.New(context.Background(), softhsm.Config{Label: testLabel, PIN: softhsm.TestPIN, SOPIN: softhsm.TestSOPIN})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "hsm tests need SoftHSM2:", err)
-		return 1
-	}
-	defer env.Remove()
-	if err := env.Activate(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+	os.Exit(softhsm.RunTests(m, testLabel, func(t *softhsm.Token) { env = t }))
 }
 
 // testConfig is a Config for the package's token.

@@ -2,10 +2,7 @@ package hsm
 
 import (
 	"bytes"
-	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -31,22 +28,6 @@ const hangLimit = 10 * time.Second
 // recAAD is the AAD of every seal in these tests.
 var recAAD = []byte("hsmkms recovery test header")
 
-// tokenSubdirs lists the subdirectories of the store, one per token.
-func tokenSubdirs(t *testing.T) map[string]bool {
-	t.Helper()
-	entries, err := os.ReadDir(env.TokenDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dirs := map[string]bool{}
-	for _, e := range entries {
-		if e.IsDir() {
-			dirs[e.Name()] = true
-		}
-	}
-	return dirs
-}
-
 // addOwnToken adds a token of the test's own (label prefix plus a random
 // suffix) to the package's store, so that the shared "hsm-test" token is
 // never disturbed. It returns the token and the directory SoftHSM2 keeps it
@@ -54,31 +35,8 @@ func tokenSubdirs(t *testing.T) map[string]bool {
 // closed, as cleanups run last-registered first).
 func addOwnToken(t *testing.T, prefix string) (*softhsm.Token, string) {
 	t.Helper()
-	suffix := make([]byte, 4)
-	if _, err := rand.Read(suffix); err != nil {
-		t.Fatal(err)
-	}
-	label := prefix + "-" + hex.EncodeToString(suffix)
-	before := tokenSubdirs(t)
-	own, err := env.AddToken(t.Context(), label)
-	if err != nil {
-		t.Fatalf("AddToken: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := own.DeleteToken(context.Background()); err != nil {
-			t.Logf("deleting token %q: %v", label, err)
-		}
-	})
-	var added []string
-	for name := range tokenSubdirs(t) {
-		if !before[name] {
-			added = append(added, name)
-		}
-	}
-	if len(added) != 1 {
-		t.Fatalf("AddToken(%q) added %d token directories (%v), want 1", label, len(added), added)
-	}
-	return own, filepath.Join(env.TokenDir(), added[0])
+	own := env.AddTestToken(t, prefix)
+	return own, own.StoreDir
 }
 
 // ownTokenConfig points a Config at an own token and makes recovery fast.

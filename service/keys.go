@@ -324,14 +324,21 @@ func materialID(n uint32) string { return fmt.Sprintf("v%d", n) }
 func (s *Service) DescribeKey(ctx context.Context, in KeyIDInput) (out KeyOutput, err error) {
 	o := s.begin(ctx, "kms:DescribeKey")
 	defer func() { err = o.end(err) }()
-	k, alias, err := s.lookup(ctx, "keyId", in.KeyId)
+	k, err := s.authorizedKey(ctx, o, in.KeyId)
 	if err != nil {
 		return out, err
 	}
-	if err := o.authorize(&k, alias); err != nil {
-		return out, err
-	}
 	return KeyOutput{KeyMetadata: s.metadata(k)}, nil
+}
+
+// authorizedKey resolves a key identifier and authorises the operation's
+// action on the key.
+func (s *Service) authorizedKey(ctx context.Context, o *op, ident string) (store.Key, error) {
+	k, alias, err := s.lookup(ctx, "keyId", ident)
+	if err != nil {
+		return k, err
+	}
+	return k, o.authorize(&k, alias)
 }
 
 // lookup resolves a key identifier in a read transaction.
@@ -479,11 +486,8 @@ func (s *Service) UntagResource(ctx context.Context, in UntagResourceInput) (err
 func (s *Service) ListResourceTags(ctx context.Context, in KeyIDInput) (out ListResourceTagsOutput, err error) {
 	o := s.begin(ctx, "kms:ListResourceTags")
 	defer func() { err = o.end(err) }()
-	k, alias, err := s.lookup(ctx, "keyId", in.KeyId)
+	k, err := s.authorizedKey(ctx, o, in.KeyId)
 	if err != nil {
-		return out, err
-	}
-	if err := o.authorize(&k, alias); err != nil {
 		return out, err
 	}
 	out.Tags = []Tag{}

@@ -3,7 +3,6 @@ package service
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -23,24 +22,11 @@ var env *softhsm.Token
 
 const testLabel = "service-test"
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
+func TestMain(m *testing.M) {
 	if os.Getenv(crashChildEnv) != "" {
-		return crashChild()
+		os.Exit(crashChild())
 	}
-	var err error
-	env, err = softhsm.New(context.Background(), softhsm.Config{Label: testLabel, PIN: softhsm.TestPIN, SOPIN: softhsm.TestSOPIN})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "service tests need SoftHSM2:", err)
-		return 1
-	}
-	defer env.Remove()
-	if err := env.Activate(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+	os.Exit(softhsm.RunTests(m, testLabel, func(t *softhsm.Token) { env = t }))
 }
 
 // syncBuffer is a bytes.Buffer safe for the concurrent writes of loggers.

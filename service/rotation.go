@@ -29,11 +29,8 @@ const (
 func (s *Service) RotateKeyOnDemand(ctx context.Context, in KeyIDInput) (out KeyIDOutput, err error) {
 	o := s.begin(ctx, "kms:RotateKeyOnDemand")
 	defer func() { err = o.end(err) }()
-	k, alias, err := s.lookup(ctx, "keyId", in.KeyId)
+	k, err := s.authorizedKey(ctx, o, in.KeyId)
 	if err != nil {
-		return out, err
-	}
-	if err := o.authorize(&k, alias); err != nil {
 		return out, err
 	}
 	n, err := s.rotate(ctx, k.ID, rotationOnDemand)
@@ -144,11 +141,8 @@ func (s *Service) DisableKeyRotation(ctx context.Context, in KeyIDInput) (err er
 func (s *Service) GetKeyRotationStatus(ctx context.Context, in KeyIDInput) (out GetKeyRotationStatusOutput, err error) {
 	o := s.begin(ctx, "kms:GetKeyRotationStatus")
 	defer func() { err = o.end(err) }()
-	k, alias, err := s.lookup(ctx, "keyId", in.KeyId)
+	k, err := s.authorizedKey(ctx, o, in.KeyId)
 	if err != nil {
-		return out, err
-	}
-	if err := o.authorize(&k, alias); err != nil {
 		return out, err
 	}
 	out = GetKeyRotationStatusOutput{KeyRotationEnabled: k.RotationEnabled, KeyId: k.ID}

@@ -51,11 +51,8 @@ func (s *Service) Verify(ctx context.Context, in VerifyInput) (out VerifyOutput,
 // signingRequest validates a Sign or Verify request and returns the key,
 // its version and the digest to sign.
 func (s *Service) signingRequest(ctx context.Context, o *op, ident string, msg []byte, msgType, alg string) (store.Key, store.Version, []byte, error) {
-	k, alias, err := s.lookup(ctx, "keyId", ident)
+	k, err := s.authorizedKey(ctx, o, ident)
 	if err != nil {
-		return k, store.Version{}, nil, err
-	}
-	if err := o.authorize(&k, alias); err != nil {
 		return k, store.Version{}, nil, err
 	}
 	if err := s.usable(k, UsageSign); err != nil {
@@ -109,11 +106,8 @@ func digestOf(alg string, msg []byte, msgType string) ([]byte, error) {
 func (s *Service) GetPublicKey(ctx context.Context, in KeyIDInput) (out GetPublicKeyOutput, err error) {
 	o := s.begin(ctx, "kms:GetPublicKey")
 	defer func() { err = o.end(err) }()
-	k, alias, err := s.lookup(ctx, "keyId", in.KeyId)
+	k, err := s.authorizedKey(ctx, o, in.KeyId)
 	if err != nil {
-		return out, err
-	}
-	if err := o.authorize(&k, alias); err != nil {
 		return out, err
 	}
 	if k.Usage != UsageSign {

@@ -10,6 +10,8 @@ package softhsm
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -69,7 +71,10 @@ type Config struct {
 
 // Token is a SoftHSM2 token in a private directory.
 type Token struct {
-	Dir        string // the directory holding ConfPath and the token store
+	Dir string // the directory holding ConfPath and the token store
+	// StoreDir is the token's own directory inside TokenDir, set by
+	// AddToken: moving it away makes the token vanish, as a pulled HSM would.
+	StoreDir   string
 	ConfPath   string // the softhsm2.conf to put in SOFTHSM2_CONF
 	ModulePath string // the PKCS#11 module to load
 	Label      string
@@ -155,6 +160,10 @@ func (t *Token) Remove() {
 func (t *Token) AddToken(ctx context.Context, label string) (*Token, error) {
 	u := *t
 	u.Label, u.temp = label, false
+	before, err := subdirs(t.TokenDir())
+	if err != nil {
+		return nil, err
+	}
 	exists, err := u.exists(ctx)
 	if err != nil {
 		return nil, err
@@ -165,7 +174,31 @@ func (t *Token) AddToken(ctx context.Context, label string) (*Token, error) {
 	if err := u.initToken(ctx); err != nil {
 		return nil, err
 	}
+	after, err := subdirs(t.TokenDir())
+	if err != nil {
+		return nil, err
+	}
+	for d := range after {
+		if !before[d] {
+			u.StoreDir = filepath.Join(t.TokenDir(), d)
+		}
+	}
 	return &u, nil
+}
+
+// subdirs lists the directories in dir.
+func subdirs(dir string) (map[string]bool, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("softhsm: %w", err)
+	}
+	out := map[string]bool{}
+	for _, e := range entries {
+		if e.IsDir() {
+			out[e.Name()] = true
+		}
+	}
+	return out, nil
 }
 
 // DeleteToken deletes the token from the store (softhsm2-util
@@ -221,6 +254,25 @@ func (t *Token) util(ctx context.Context, args ...string) (string, error) {
 	return out.String(), nil
 }
 
+// RunTests is the body of a test package's TestMain: it makes a token
+// labelled label in a temporary directory, points this process's SoftHSM2
+// at it, hands it to use, runs the tests and removes the token. m is the
+// *testing.M. A missing SoftHSM2 fails the run, naming what to install.
+func RunTests(m interface{ Run() int }, label string, use func(*Token)) int {
+	t, err := New(context.Background(), Config{Label: label, PIN: TestPIN, SOPIN: TestSOPIN})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "these tests need SoftHSM2 (run make deps):", err)
+		return 1
+	}
+	defer t.Remove()
+	if err := t.Activate(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	use(t)
+	return m.Run()
+}
+
 // TB is the part of testing.TB that NewTest needs; it keeps the testing
 // package out of this package's importers.
 type TB interface {
@@ -228,7 +280,36 @@ type TB interface {
 	TempDir() string
 	Setenv(key, value string)
 	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
 	Context() context.Context
+}
+
+// AddTestToken adds a token of the test's own, labelled prefix and a random
+// suffix, to t's store, so that a test that removes or re-creates it never
+// disturbs the package's shared token. The token is deleted when the test
+// ends, after whatever the test opened on it was closed (cleanups run
+// last-registered first). Its StoreDir is set.
+func (t *Token) AddTestToken(tb TB, prefix string) *Token {
+	tb.Helper()
+	suffix := make([]byte, 4)
+	if _, err := rand.Read(suffix); err != nil {
+		tb.Fatalf("%v", err)
+	}
+	label := prefix + "-" + hex.EncodeToString(suffix)
+	own, err := t.AddToken(tb.Context(), label)
+	if err != nil {
+		tb.Fatalf("AddToken: %v", err)
+	}
+	if own.StoreDir == "" {
+		tb.Fatalf("AddToken %q: no new directory appeared in %s", label, t.TokenDir())
+	}
+	tb.Cleanup(func() {
+		if err := own.DeleteToken(context.Background()); err != nil {
+			tb.Logf("deleting token %q: %v", label, err)
+		}
+	})
+	return own
 }
 
 // NewTest makes a token labelled label in a fresh temporary directory of tb,

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -44,21 +43,8 @@ const (
 	callLimit = 30 * time.Second
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	var err error
-	env, err = softhsm.New(context.Background(), softhsm.Config{Label: testLabel, PIN: softhsm.TestPIN, SOPIN: softhsm.TestSOPIN})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "server tests need SoftHSM2 (run make deps):", err)
-		return 1
-	}
-	defer env.Remove()
-	if err := env.Activate(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+func TestMain(m *testing.M) {
+	os.Exit(softhsm.RunTests(m, testLabel, func(t *softhsm.Token) { env = t }))
 }
 
 // syncBuffer is a bytes.Buffer safe for the concurrent writes of loggers.

@@ -3,8 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -24,22 +22,6 @@ import (
 // once a second.
 const recoveryLimit = 30 * time.Second
 
-// tokenDirs lists the token directories of the package's store.
-func tokenDirs(t *testing.T) map[string]bool {
-	t.Helper()
-	entries, err := os.ReadDir(env.TokenDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dirs := map[string]bool{}
-	for _, e := range entries {
-		if e.IsDir() {
-			dirs[e.Name()] = true
-		}
-	}
-	return dirs
-}
-
 // addOwnToken adds a token labelled prefix plus a random suffix to the
 // package's store, so that the shared token is never disturbed, and
 // returns it with the directory SoftHSM2 keeps it in. The token is deleted
@@ -47,29 +29,8 @@ func tokenDirs(t *testing.T) map[string]bool {
 // run last-registered first).
 func addOwnToken(t *testing.T, prefix string) (*softhsm.Token, string) {
 	t.Helper()
-	suffix := make([]byte, 4)
-	rand.Read(suffix)
-	label := prefix + "-" + hex.EncodeToString(suffix)
-	before := tokenDirs(t)
-	own, err := env.AddToken(t.Context(), label)
-	if err != nil {
-		t.Fatalf("AddToken: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := own.DeleteToken(context.Background()); err != nil {
-			t.Logf("deleting token %q: %v", label, err)
-		}
-	})
-	var added []string
-	for name := range tokenDirs(t) {
-		if !before[name] {
-			added = append(added, name)
-		}
-	}
-	if len(added) != 1 {
-		t.Fatalf("AddToken(%q) added %d token directories (%v), want 1", label, len(added), added)
-	}
-	return own, filepath.Join(env.TokenDir(), added[0])
+	own := env.AddTestToken(t, prefix)
+	return own, own.StoreDir
 }
 
 // moveAway moves a token directory out of the store, as an administrator
