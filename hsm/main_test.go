@@ -13,7 +13,22 @@ var env *softhsm.Token
 const testLabel = "hsm-test"
 
 func TestMain(m *testing.M) {
+	if id := os.Getenv(crypto11ChildEnv); id != "" {
+		os.Exit(crypto11Child(id))
+	}
 	os.Exit(softhsm.RunTests(m, testLabel, func(t *softhsm.Token) { env = t }))
+}
+
+// crypto11Child runs the crypto11 signer against the parent's token: the
+// parent's SOFTHSM2_CONF is in the environment.
+func crypto11Child(id string) int {
+	env = &softhsm.Token{Label: testLabel}
+	module, err := softhsm.FindModule()
+	if err != nil {
+		return 2
+	}
+	env.ModulePath = module
+	return crypto11Sign(id)
 }
 
 // testConfig is a Config for the package's token.
