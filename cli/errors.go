@@ -4,8 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"syscall"
 
+	"github.com/aws/smithy-go"
 	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/service/api/adminclient"
 	"github.com/urfave/cli/v2"
 )
 
@@ -19,15 +23,84 @@ func exitCode(err error, stderr io.Writer) int {
 		return ec.ExitCode()
 	}
 	fmt.Fprintf(stderr, "hsmkms: %v\n", err)
+	code := apiCode(err)
 	switch {
-	case errors.Is(err, hsm.ErrLogin):
+	case errors.Is(err, hsm.ErrLogin), authCodes[code]:
 		return ExitAuth
-	case errors.Is(err, hsm.ErrKeyNotFound), errors.Is(err, errTokenNotFound):
+	case errors.Is(err, hsm.ErrKeyNotFound), errors.Is(err, errTokenNotFound), code == "NotFoundException":
 		return ExitNotFound
-	case errors.Is(err, hsm.ErrUnavailable):
+	case errors.Is(err, hsm.ErrUnavailable), code == "DependencyTimeoutException", unreachable(err):
 		return ExitUnavailable
 	}
 	return ExitError
 }
 
 var errTokenNotFound = errors.New("token not found")
+
+// authCodes are the error codes of a server that refuses the credentials
+// or what they ask for.
+var authCodes = map[string]bool{
+	"UnrecognizedClientException":         true,
+	"InvalidSignatureException":           true,
+	"IncompleteSignatureException":        true,
+	"MissingAuthenticationTokenException": true,
+	"AccessDeniedException":               true,
+}
+
+// apiCode returns the AWS error code of a server's answer, from the AWS
+// SDK or from adminclient, or "" when err is no such answer.
+func apiCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	var ce *adminclient.Error
+	if errors.As(err, &ce) {
+		return ce.Type
+	}
+	return ""
+}
+
+// unreachable reports whether err is a failure to connect to the server.
+func unreachable(err error) bool {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return true
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}
+
+// callError is a failed server call, named by what it was about: "key
+// alias/foo", "alias alias/foo", "principal AKIA…", or the operation, such
+// as "list keys".
+type callError struct {
+	what string
+	err  error
+}
+
+func (e *callError) Error() string { return e.what + ": " + brief(e.err) }
+
+// Unwrap returns the SDK's or adminclient's error.
+func (e *callError) Unwrap() error { return e.err }
+
+// brief shortens a server's answer to its code and message, and a failed
+// connection to the connection's error, leaving out the SDK's wrapping
+// (operation, request ID, attempts).
+func brief(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		if msg := ae.ErrorMessage(); msg != "" {
+			return ae.ErrorCode() + ": " + msg
+		}
+		return ae.ErrorCode()
+	}
+	var ce *adminclient.Error
+	if errors.As(err, &ce) {
+		return ce.Error()
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return "cannot reach the server: " + oe.Error()
+	}
+	return err.Error()
+}

@@ -1,0 +1,171 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hsmkms/hsmkms/service"
+	"github.com/hsmkms/hsmkms/service/policy"
+	"github.com/urfave/cli/v2"
+)
+
+func principalCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "principal",
+		Usage: "manage principals, the access keys that sign requests, and their policies",
+		Subcommands: []*cli.Command{
+			leaf{name: "create", usage: "create a principal and print its secret access key, once", args: []string{"NAME"}, run: principalCreate,
+				description: "The policy is a JSON array of statements, e.g.\n" +
+					`[{"effect": "Allow", "actions": ["kms:Encrypt", "kms:Decrypt"], "resources": ["alias/app"]}]` + "\n" +
+					"--allow ACTION=RESOURCE adds one Allow statement (the kms: prefix may be left out).",
+				flags: []cli.Flag{
+					&cli.StringFlag{Name: "policy", EnvVars: envVars("policy"), Usage: "file holding the policy statements (JSON array), or - for standard input"},
+					&cli.StringSliceFlag{Name: "allow", EnvVars: envVars("allow"), Usage: "ACTION=RESOURCE to allow, e.g. kms:Decrypt=alias/app (repeatable)"},
+				}}.command(),
+			leaf{name: "list", usage: "list principals and their policies", run: principalList}.command(),
+			leaf{name: "delete", usage: "delete a principal: its access key stops working at once", args: []string{"ACCESS_KEY_ID"},
+				flags: []cli.Flag{yesFlag()}, run: principalDelete}.command(),
+		},
+	}
+}
+
+// principalErr names the principal a failed call was about.
+func principalErr(p string, err error) error { return &callError{"principal " + p, err} }
+
+// readPolicy reads the statements of --policy and --allow.
+func readPolicy(c *cli.Context) ([]policy.Statement, error) {
+	var stmts []policy.Statement
+	if f := c.String("policy"); f != "" {
+		var data []byte
+		var err error
+		if f == "-" {
+			data, err = io.ReadAll(io.LimitReader(c.App.Reader, 1<<20))
+		} else {
+			data, err = os.ReadFile(f)
+		}
+		if err != nil {
+			return nil, usagef("--policy: %v", err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&stmts); err != nil {
+			return nil, usagef("--policy %s: not a JSON array of statements (effect, actions, resources): %v", f, err)
+		}
+	}
+	for _, a := range c.StringSlice("allow") {
+		action, resource, ok := strings.Cut(a, "=")
+		if !ok || action == "" || resource == "" {
+			return nil, usagef("--allow %q: want ACTION=RESOURCE, e.g. kms:Decrypt=alias/app", a)
+		}
+		if !strings.HasPrefix(strings.ToLower(action), "kms:") {
+			action = "kms:" + action
+		}
+		stmts = append(stmts, policy.Statement{Effect: policy.EffectAllow, Actions: []string{action}, Resources: []string{resource}})
+	}
+	if len(stmts) == 0 {
+		return nil, usagef("give the principal's policy with --policy or --allow")
+	}
+	if err := policy.Validate(stmts); err != nil {
+		return nil, usagef("policy: %v", err)
+	}
+	return stmts, nil
+}
+
+func principalCreate(c *cli.Context, args []string) error {
+	stmts, err := readPolicy(c)
+	if err != nil {
+		return err
+	}
+	cl, err := adminClient(c)
+	if err != nil {
+		return err
+	}
+	out, err := cl.CreatePrincipal(c.Context, service.CreatePrincipalInput{Name: args[0], Statements: stmts})
+	if err != nil {
+		return principalErr(args[0], err)
+	}
+	if c.String("output") != "json" {
+		fmt.Fprintln(c.App.ErrWriter, "hsmkms: the secret access key is shown only now; keep it safe")
+	}
+	return printOut(c, out, func(w io.Writer) {
+		row(w, "name", out.Name)
+		row(w, "access key id", out.AccessKeyId)
+		row(w, "secret access key", out.SecretAccessKey)
+	})
+}
+
+// principalView is how principal list prints a principal.
+type principalView struct {
+	AccessKeyId  string             `json:"AccessKeyId"`
+	Name         string             `json:"Name"`
+	Statements   []policy.Statement `json:"Statements"`
+	CreationDate *time.Time         `json:"CreationDate,omitempty"`
+}
+
+func principalList(c *cli.Context, _ []string) error {
+	cl, err := adminClient(c)
+	if err != nil {
+		return err
+	}
+	list := []principalView{}
+	for marker := ""; ; {
+		page, err := cl.ListPrincipals(c.Context, service.ListInput{Marker: marker})
+		if err != nil {
+			return &callError{"list principals", err}
+		}
+		for _, p := range page.Principals {
+			v := principalView{AccessKeyId: p.AccessKeyId, Name: p.Name, Statements: p.Statements}
+			if p.CreationDate != nil {
+				t := time.Time(*p.CreationDate)
+				v.CreationDate = &t
+			}
+			if v.Statements == nil {
+				v.Statements = []policy.Statement{}
+			}
+			list = append(list, v)
+		}
+		if !page.Truncated || page.NextMarker == "" || page.NextMarker == marker {
+			break
+		}
+		marker = page.NextMarker
+	}
+	return printOut(c, list, func(w io.Writer) {
+		row(w, "ACCESS KEY ID", "NAME", "CREATED", "POLICY")
+		for _, p := range list {
+			row(w, p.AccessKeyId, p.Name, timeText(p.CreationDate), policyText(p.Statements))
+		}
+	})
+}
+
+// policyText summarises statements on one line.
+func policyText(stmts []policy.Statement) string {
+	s := make([]string, len(stmts))
+	for i, st := range stmts {
+		s[i] = fmt.Sprintf("%s %s on %s", st.Effect, strings.Join(st.Actions, ","), strings.Join(st.Resources, ","))
+	}
+	return strings.Join(s, "; ")
+}
+
+func principalDelete(c *cli.Context, args []string) error {
+	id := args[0]
+	if err := confirm(c, fmt.Sprintf("Delete principal %s? Requests signed with its access key fail from now on.", id)); err != nil {
+		return err
+	}
+	cl, err := adminClient(c)
+	if err != nil {
+		return err
+	}
+	if err := cl.DeletePrincipal(c.Context, id); err != nil {
+		return principalErr(id, err)
+	}
+	v := struct {
+		AccessKeyId string `json:"AccessKeyId"`
+		Deleted     bool   `json:"Deleted"`
+	}{id, true}
+	return printOut(c, v, func(w io.Writer) { fmt.Fprintf(w, "principal %s deleted\n", id) })
+}
