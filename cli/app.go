@@ -38,7 +38,8 @@ func New(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "log-level", Value: "warn", EnvVars: []string{"HSMKMS_LOG_LEVEL"}, Usage: "trace, debug, info, warn or error"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", EnvVars: []string{"HSMKMS_OUTPUT"}, Usage: "table or json"},
 		},
-		Commands:     append([]*cli.Command{serveCommand(), benchCommand(), benchTargetCommand(), slotCommand(), tokenCommand()}, clientCommands()...),
+		Commands: append([]*cli.Command{serveCommand(), benchCommand(), benchTargetCommand(), slotCommand(), tokenCommand(),
+			softhsmCommand(), doctorCommand()}, clientCommands()...),
 		OnUsageError: usageError,
 		// Errors, ExitCoders included, go back to the caller of Run: the
 		// default handler calls os.Exit inside Run, past Main's exitCode.

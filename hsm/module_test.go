@@ -601,7 +601,7 @@ func TestPINFromFile(t *testing.T) {
 			if err != nil {
 				t.Fatalf("PINFromFile: %v", err)
 			}
-			if got := pin.reveal(); got != tc.want {
+			if got := pin.Reveal(); got != tc.want {
 				t.Errorf("PIN = %q, want %q", got, tc.want)
 			}
 		})
@@ -643,7 +643,7 @@ func TestPINFromEnv(t *testing.T) {
 			if err != nil {
 				t.Fatalf("PINFromEnv: %v", err)
 			}
-			if got := pin.reveal(); got != tc.want {
+			if got := pin.Reveal(); got != tc.want {
 				t.Errorf("PIN = %q, want %q", got, tc.want)
 			}
 		})

@@ -47,10 +47,11 @@ func PINFromEnv(name string) (PIN, error) {
 var errNoPIN = errors.New("hsm: no PIN given (use a PIN file or an environment variable)")
 
 // IsZero reports whether no PIN was given.
-func (p PIN) IsZero() bool { return p.reveal() == "" }
+func (p PIN) IsZero() bool { return p.Reveal() == "" }
 
-// reveal returns the PIN's value, for C_Login only.
-func (p PIN) reveal() string {
+// Reveal returns the PIN's value, for C_Login and for the few programs
+// that take PINs as arguments (softhsm2-util). Never log what it returns.
+func (p PIN) Reveal() string {
 	if p.value == nil {
 		return ""
 	}

@@ -142,7 +142,7 @@ func (t *Token) connect() error {
 	if err != nil {
 		return newError("open token", ErrUnavailable, fmt.Errorf("C_OpenSession: %w", err))
 	}
-	if err := t.p.Login(anchor, pkcs11.CKU_USER, t.cfg.PIN.reveal()); err != nil &&
+	if err := t.p.Login(anchor, pkcs11.CKU_USER, t.cfg.PIN.Reveal()); err != nil &&
 		!isCode(err, pkcs11.CKR_USER_ALREADY_LOGGED_IN) {
 		_ = t.p.CloseSession(anchor)
 		kind := ErrUnavailable
@@ -388,7 +388,7 @@ func (t *Token) probe() error {
 func (t *Token) relogin() error {
 	t.loginMu.Lock()
 	defer t.loginMu.Unlock()
-	err := t.p.Login(t.anchor, pkcs11.CKU_USER, t.cfg.PIN.reveal())
+	err := t.p.Login(t.anchor, pkcs11.CKU_USER, t.cfg.PIN.Reveal())
 	switch classify(err) {
 	case classOK:
 		return nil

@@ -1,0 +1,92 @@
+package service
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+
+	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/service/store"
+)
+
+// ObjectLister lists the key objects on the token; *hsm.Token is one.
+type ObjectLister interface {
+	Objects(ctx context.Context) ([]hsm.Object, error)
+}
+
+// Inconsistency is one disagreement between the store and the token.
+type Inconsistency struct {
+	Kind   string `json:"kind"` // "missing-object" or "unrecorded-object"
+	KeyID  string `json:"key_id,omitempty"`
+	Number uint32 `json:"version,omitempty"`
+	Object string `json:"object_id"` // CKA_ID in hex
+	Label  string `json:"label,omitempty"`
+	State  string `json:"state,omitempty"` // the version's state in the store
+}
+
+// CheckConsistency compares the store with the token by CKA_ID: versions
+// that should have key material on the token but have none, and objects
+// labelled hsmkms/ that no record names (left by a crash, or by another
+// store on the same token). It changes nothing.
+func (s *Service) CheckConsistency(ctx context.Context) ([]Inconsistency, error) {
+	lister, ok := s.hsm.(ObjectLister)
+	if !ok {
+		return nil, newErr(CodeUnsupported, "this HSM cannot list its objects")
+	}
+	objects, err := lister.Objects(ctx)
+	if err != nil {
+		return nil, s.hsmErr(err, "", 0)
+	}
+	onToken := map[string]hsm.Object{}
+	for _, o := range objects {
+		onToken[string(o.ID)] = o
+	}
+	known := map[string]bool{}
+	out := []Inconsistency{}
+	if id, err := s.internalKeyID(ctx); err == nil {
+		known[string(id[:])] = true
+	}
+	err = s.eachKey(ctx, func(k store.Key) {
+		vs, verr := s.versions(ctx, k.ID)
+		if verr != nil {
+			err = verr
+			return
+		}
+		for _, v := range vs {
+			known[string(v.ObjectID[:])] = true
+			_, present := onToken[string(v.ObjectID[:])]
+			if !present && v.State == store.VersionActive {
+				out = append(out, Inconsistency{Kind: "missing-object", KeyID: k.ID, Number: v.Number,
+					Object: hsm.ObjectID(v.ObjectID).String(), State: string(v.State)})
+			}
+		}
+	})
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	seen := map[string]bool{}
+	for _, o := range objects {
+		if known[string(o.ID)] || seen[string(o.ID)] || !strings.HasPrefix(o.Label, "hsmkms/") {
+			continue
+		}
+		seen[string(o.ID)] = true
+		out = append(out, Inconsistency{Kind: "unrecorded-object", Object: hexID(o.ID), Label: o.Label})
+	}
+	return out, nil
+}
+
+// internalKeyID reads the internal key's CKA_ID without making it.
+func (s *Service) internalKeyID(ctx context.Context) (hsm.ObjectID, error) {
+	var id hsm.ObjectID
+	err := s.store.View(ctx, func(tx store.Tx) error {
+		v, err := tx.Setting(internalKeySetting)
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(v, &id)
+	})
+	return id, err
+}
+
+func hexID(b []byte) string { return hex.EncodeToString(b) }
