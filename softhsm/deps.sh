@@ -2,8 +2,10 @@
 # Installs what hsmkms's build and tests need from the distribution: SoftHSM2
 # (the PKCS#11 module and softhsm2-util) and OpenSC (pkcs11-tool, the
 # independent PKCS#11 client the tests use as a witness), the aws CLI (the
-# server tests drive it) and a C compiler for cgo. On Debian/Ubuntu as root
-# it installs them; elsewhere it says what is missing and fails.
+# server tests drive it), a C compiler for cgo, and Node.js with npm
+# (cli/esdk's interoperability test installs the AWS Encryption SDK for
+# JavaScript with npm). On Debian/Ubuntu as root it installs them; elsewhere
+# it says what is missing and fails.
 set -euo pipefail
 
 missing=()
@@ -11,6 +13,8 @@ command -v softhsm2-util >/dev/null || missing+=(softhsm2)
 command -v pkcs11-tool >/dev/null || missing+=(opensc)
 command -v gcc >/dev/null || missing+=(gcc)
 command -v aws >/dev/null || missing+=(awscli)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 found_module=
 for p in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so \
          /usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so /usr/lib64/pkcs11/libsofthsm2.so \
@@ -24,7 +28,7 @@ done
 read -r -a missing <<<"$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')"
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "hsmkms needs: ${missing[*]}. Install them as root (Debian/Ubuntu: apt-get install -y ${missing[*]}; Fedora: dnf install softhsm opensc gcc awscli; macOS: brew install softhsm opensc awscli)." >&2
+  echo "hsmkms needs: ${missing[*]}. Install them as root (Debian/Ubuntu: apt-get install -y ${missing[*]}; Fedora: dnf install softhsm opensc gcc awscli nodejs npm; macOS: brew install softhsm opensc awscli node)." >&2
   exit 1
 fi
 if ! command -v apt-get >/dev/null; then
