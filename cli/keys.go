@@ -18,7 +18,8 @@ import (
 // through the AWS SDK, the principal administration through adminclient.
 func clientCommands() []*cli.Command {
 	return []*cli.Command{keyCommand(), aliasCommand(), principalCommand(),
-		datakeyCommand(), encryptValueCommand(), decryptValueCommand(), reEncryptCommand()}
+		datakeyCommand(), encryptValueCommand(), decryptValueCommand(), reEncryptCommand(),
+		encryptFileCommand(), decryptFileCommand()}
 }
 
 // envVars returns the environment variable of the flag called name:
@@ -184,6 +185,7 @@ func keyCommand() *cli.Command {
 			&cli.StringFlag{Name: "usage", EnvVars: envVars("usage"), Usage: "ENCRYPT_DECRYPT or SIGN_VERIFY (default: what --spec allows)"},
 			&cli.StringFlag{Name: "mechanism", EnvVars: envVars("mechanism"), Usage: "aes-gcm or aes-kw: how a symmetric key protects data keys on the token (sent as the tag hsmkms:mechanism)"},
 			&cli.StringSliceFlag{Name: "tag", EnvVars: envVars("tag"), Usage: "KEY=VALUE tag (repeatable)"},
+			&cli.StringFlag{Name: "alias", EnvVars: envVars("alias"), Usage: "also name the new key alias/NAME"},
 		}}.command(),
 		leaf{name: "list", usage: "list all keys", run: keyList}.command(),
 		leaf{name: "describe", usage: "describe a key", description: keyArgDoc, args: keyArg, run: keyDescribe}.command(),
@@ -289,6 +291,12 @@ func keyCreate(c *cli.Context, _ []string) error {
 	out, err := cl.CreateKey(c.Context, &in)
 	if err != nil {
 		return &callError{"create key", err}
+	}
+	if a := c.String("alias"); a != "" {
+		a = aliasName(a)
+		if _, err := cl.CreateAlias(c.Context, &kms.CreateAliasInput{AliasName: aws.String(a), TargetKeyId: out.KeyMetadata.KeyId}); err != nil {
+			return aliasErr(a, fmt.Errorf("key %s was created, but not its alias: %w", aws.ToString(out.KeyMetadata.KeyId), err))
+		}
 	}
 	if len(tags) == 0 {
 		tags = nil
