@@ -33,7 +33,7 @@ test: deps lint
 # server beside the raw token and a null SigV4 server (tests/bench.sh).
 BENCHTIME ?= 2s
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 ./hsm/ ./service/
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 ./hsm/ ./service/ ./cli/esdk/
 	bash tests/bench.sh
 
 clean:

@@ -1,7 +1,6 @@
 package esdk
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -101,26 +100,27 @@ func headerBody(h Header, aad, commit []byte) []byte {
 // frame when the input is a non-zero multiple of the frame length, and empty
 // only for empty input).
 func encryptBody(k keys, messageID []byte, frameLength int, r io.Reader, w io.Writer) error {
-	br := bufio.NewReaderSize(r, 32<<10)
-	plain := make([]byte, frameLength)
-	defer clear(plain)
+	// Two frame buffers, read straight from r: the next frame is read before
+	// the current one is sealed, which tells whether the current one is the
+	// final frame without a bufio copy of every byte.
+	cur, next := make([]byte, frameLength), make([]byte, frameLength)
+	defer clear(cur)
+	defer clear(next)
 	// The largest frame: end marker, sequence number, IV, length, content, tag.
 	out := make([]byte, 0, 4+4+ivLen+4+frameLength+tagLen)
 	var aad []byte
+	n, eof, err := readFrame(r, cur)
+	if err != nil {
+		return err
+	}
 	for seq := uint32(1); ; seq++ {
-		n, err := io.ReadFull(br, plain)
-		final := false
-		switch {
-		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-			final = true
-		case err != nil:
-			return fmt.Errorf("esdk: reading the plaintext: %w", err)
-		default:
-			if _, perr := br.Peek(1); errors.Is(perr, io.EOF) {
-				final = true
-			} else if perr != nil {
-				return fmt.Errorf("esdk: reading the plaintext: %w", perr)
+		final := eof
+		var m int
+		if !final {
+			if m, eof, err = readFrame(r, next); err != nil {
+				return err
 			}
+			final = m == 0 && eof
 		}
 		if !final && seq == seqEnd {
 			return errors.New("esdk: the plaintext needs more than 2^32-1 frames; use a larger frame length")
@@ -136,14 +136,28 @@ func encryptBody(k keys, messageID []byte, frameLength int, r io.Reader, w io.Wr
 			out = binary.BigEndian.AppendUint32(out, uint32(n))
 		}
 		aad = bodyAAD(aad, messageID, final, seq, n)
-		out = k.aead.Seal(out, iv[:], plain[:n], aad)
+		out = k.aead.Seal(out, iv[:], cur[:n], aad)
 		if _, err := w.Write(out); err != nil {
 			return fmt.Errorf("esdk: writing the message: %w", err)
 		}
 		if final {
 			return nil
 		}
+		cur, next, n = next, cur, m
 	}
+}
+
+// readFrame fills buf from r; eof reports that r has nothing after what
+// was read (a short read means the end).
+func readFrame(r io.Reader, buf []byte) (n int, eof bool, err error) {
+	n, err = io.ReadFull(r, buf)
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return n, true, nil
+	case err != nil:
+		return n, false, fmt.Errorf("esdk: reading the plaintext: %w", err)
+	}
+	return n, false, nil
 }
 
 func writeAll(w io.Writer, parts ...[]byte) error {
