@@ -2,11 +2,11 @@ package esdk
 
 import (
 	"bytes"
-	"fmt"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"testing"
 
