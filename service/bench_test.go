@@ -205,16 +205,19 @@ func BenchmarkManyKeys(b *testing.B) {
 	}
 	oneID := seedManyKeys(b, one, objects[:1], 1)[0]
 	ids := seedManyKeys(b, many, objects, manyKeys)
-	// Warm both: the first use of each object finds it on the token once.
-	for _, id := range append(ids[:distinctObjects*2], oneID) {
-		svc := many
-		if id == oneID {
-			svc = one
-		}
-		if _, err := svc.GenerateDataKey(ctx, GenerateDataKeyInput{KeyId: id, KeySpec: "AES_256"}); err != nil {
-			b.Fatal(err)
+	// Warm both to their steady state: the first use of a version in a
+	// process reserves a block of seals (one store write, fsync'd) and the
+	// first use of an object finds it on the token once. Neither is on the
+	// hot path afterwards, which is what the comparison is about.
+	warm := func(svc *Service, ids []string) {
+		for _, id := range ids {
+			if _, err := svc.GenerateDataKey(ctx, GenerateDataKeyInput{KeyId: id, KeySpec: "AES_256"}); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
+	warm(one, []string{oneID})
+	warm(many, ids)
 	var seed atomic.Uint64
 	oneSide := func(b *testing.B, _ int) func() error {
 		in := GenerateDataKeyInput{KeyId: oneID, KeySpec: "AES_256", EncryptionContext: benchContext}
