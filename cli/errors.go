@@ -27,15 +27,13 @@ func exitCode(err error, stderr io.Writer) int {
 	switch {
 	case errors.Is(err, hsm.ErrLogin), authCodes[code]:
 		return ExitAuth
-	case errors.Is(err, hsm.ErrKeyNotFound), errors.Is(err, errTokenNotFound), code == "NotFoundException":
+	case errors.Is(err, hsm.ErrKeyNotFound), code == "NotFoundException":
 		return ExitNotFound
 	case errors.Is(err, hsm.ErrUnavailable), code == "DependencyTimeoutException", unreachable(err):
 		return ExitUnavailable
 	}
 	return ExitError
 }
-
-var errTokenNotFound = errors.New("token not found")
 
 // authCodes are the error codes of a server that refuses the credentials
 // or what they ask for.

@@ -73,6 +73,27 @@ func softhsmInit(c *cli.Context) error {
 // requireSoftHSM refuses a module that is not SoftHSM2: initialising a
 // token wipes it, and hsmkms only ever does that to throw-away tokens.
 func requireSoftHSM(path string) error {
+	// SoftHSM2 reads its configuration when initialised: point it at an
+	// empty one, so that the check never reads the system's (readable by
+	// root and the softhsm group only) nor touches its tokens.
+	tmp, err := os.MkdirTemp("", "hsmkms-check-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	conf := filepath.Join(tmp, "softhsm2.conf")
+	if err := os.WriteFile(conf, []byte("directories.tokendir = "+tmp+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600); err != nil {
+		return err
+	}
+	prev, had := os.LookupEnv(softhsm.ConfEnv)
+	os.Setenv(softhsm.ConfEnv, conf)
+	defer func() {
+		if had {
+			os.Setenv(softhsm.ConfEnv, prev)
+		} else {
+			os.Unsetenv(softhsm.ConfEnv)
+		}
+	}()
 	m, err := hsm.OpenModule(hsm.ModuleConfig{Path: path})
 	if err != nil {
 		return err

@@ -1,0 +1,229 @@
+package tests
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// aliasEntry and principalEntry are the parts of the list outputs the
+// tests read.
+type aliasEntry struct {
+	AliasName   string `json:"AliasName"`
+	TargetKeyId string `json:"TargetKeyId"`
+}
+
+type principalEntry struct {
+	AccessKeyId string `json:"AccessKeyId"`
+	Name        string `json:"Name"`
+}
+
+func aliasNames(s *sandbox, env []string) []string {
+	s.t.Helper()
+	var names []string
+	for _, a := range decode[[]aliasEntry](s.t, s.run(env, "--output", "json", "alias", "list")) {
+		names = append(names, a.AliasName)
+	}
+	return names
+}
+
+func principalIDs(s *sandbox, env []string) []string {
+	s.t.Helper()
+	var ids []string
+	for _, p := range decode[[]principalEntry](s.t, s.run(env, "--output", "json", "principal", "list")) {
+		ids = append(ids, p.AccessKeyId)
+	}
+	return ids
+}
+
+// TestDestructiveCommandsRefuseWithoutYes proves that key disable, key
+// schedule-deletion, alias delete and principal delete, with standard
+// input not a terminal (even one that says "yes"), refuse without --yes,
+// exit 2 naming --yes and change nothing, and that with --yes they work.
+func TestDestructiveCommandsRefuseWithoutYes(t *testing.T) {
+	s := newSandbox(t)
+	srv := s.startDev(filepath.Join(t.TempDir(), "dev"))
+	env := srv.clientEnv()
+	toDisable, toDelete := createKey(s, env, "to disable"), createKey(s, env, "to delete")
+	const alias = "alias/e2e-destructive"
+	s.must(env, "alias", "create", alias, toDisable)
+	p := decode[principalEntry](t, s.run(env, "--output", "json", "principal", "create", "e2e-app", "--allow", "kms:Encrypt="+alias))
+	if p.AccessKeyId == "" {
+		t.Fatalf("principal create printed no access key ID")
+	}
+
+	cmds := [][]string{
+		{"key", "disable", toDisable},
+		{"key", "schedule-deletion", toDelete},
+		{"alias", "delete", alias},
+		{"principal", "delete", p.AccessKeyId},
+	}
+	for _, args := range cmds {
+		r := s.exec(runOpts{env: env, stdin: "yes\n"}, hsmkmsBin, args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "--yes") {
+			t.Errorf("want exit 2 and a message naming --yes: %v", r)
+		}
+	}
+	if k := describeKey(s, env, toDisable); k.KeyState != "Enabled" {
+		t.Errorf("key disable without --yes changed the key: %+v", k)
+	}
+	if k := describeKey(s, env, toDelete); k.KeyState != "Enabled" || k.DeletionDate != nil {
+		t.Errorf("key schedule-deletion without --yes changed the key: %+v", k)
+	}
+	if names := aliasNames(s, env); !slices.Contains(names, alias) {
+		t.Errorf("alias delete without --yes deleted the alias: %q", names)
+	}
+	if ids := principalIDs(s, env); !slices.Contains(ids, p.AccessKeyId) {
+		t.Errorf("principal delete without --yes deleted the principal: %q", ids)
+	}
+
+	// --yes before and after the argument.
+	s.must(env, "key", "disable", "--yes", toDisable)
+	s.must(env, "key", "schedule-deletion", toDelete, "--yes")
+	s.must(env, "alias", "delete", "--yes", alias)
+	s.must(env, "principal", "delete", p.AccessKeyId, "--yes")
+	if k := describeKey(s, env, toDisable); k.KeyState != "Disabled" {
+		t.Errorf("key disable --yes: %+v", k)
+	}
+	if k := describeKey(s, env, toDelete); k.KeyState != "PendingDeletion" || k.DeletionDate == nil {
+		t.Errorf("key schedule-deletion --yes: %+v", k)
+	}
+	if names := aliasNames(s, env); slices.Contains(names, alias) {
+		t.Errorf("alias delete --yes left the alias: %q", names)
+	}
+	if ids := principalIDs(s, env); slices.Contains(ids, p.AccessKeyId) {
+		t.Errorf("principal delete --yes left the principal: %q", ids)
+	}
+}
+
+// jsonArray checks that r printed a JSON array (not null, not an object)
+// and returns its elements.
+func jsonArray(t *testing.T, r result) []map[string]any {
+	t.Helper()
+	if r.code != 0 {
+		t.Fatalf("want exit 0: %v", r)
+	}
+	if !strings.HasPrefix(strings.TrimSpace(r.stdout), "[") {
+		t.Fatalf("not a JSON array: %v", r)
+	}
+	var v []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
+		t.Fatalf("not a JSON array of objects: %v\n%v", err, r)
+	}
+	return v
+}
+
+// TestListsAreJSON proves that with --output json every list command
+// prints a JSON array: [] when there is nothing to list, the items
+// otherwise.
+func TestListsAreJSON(t *testing.T) {
+	s := newSandbox(t)
+	devDir := filepath.Join(t.TempDir(), "dev")
+	srv := s.startDev(devDir)
+	env := srv.clientEnv()
+	list := func(args ...string) []map[string]any {
+		t.Helper()
+		return jsonArray(t, s.run(env, append([]string{"--output", "json"}, args...)...))
+	}
+	empty := func(args ...string) {
+		t.Helper()
+		r := s.run(env, append([]string{"--output", "json"}, args...)...)
+		if r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+			t.Errorf("want [] from a fresh server: %v", r)
+		}
+	}
+	empty("key", "list")
+	empty("alias", "list")
+	key := createKey(s, env, "lists")
+	empty("alias", "list", "--key", key)
+	empty("key", "rotations", key)
+
+	s.must(env, "alias", "create", "alias/e2e-lists", key)
+	s.must(env, "key", "rotate", key)
+	if l := list("key", "list"); len(l) != 1 || l[0]["KeyId"] != key {
+		t.Errorf("key list: %v", l)
+	}
+	for _, args := range [][]string{{"alias", "list"}, {"alias", "list", "--key", key}} {
+		if l := list(args...); len(l) != 1 || l[0]["AliasName"] != "alias/e2e-lists" || l[0]["TargetKeyId"] != key {
+			t.Errorf("%q: %v", args, l)
+		}
+	}
+	if l := list("principal", "list"); len(l) != 1 || l[0]["Name"] != "root" {
+		t.Errorf("principal list: %v", l)
+	}
+	if l := list("key", "rotations", key); len(l) != 1 || l[0]["KeyId"] != key {
+		t.Errorf("key rotations: %v", l)
+	}
+
+	srv.Stop()
+	tokEnv := devTokenEnv(devDir)
+	module := softhsmModule(t)
+	found := false
+	for _, slot := range jsonArray(t, s.run(tokEnv, "--output", "json", "slot", "list", "--pkcs11-module", module)) {
+		if tok, ok := slot["token"].(map[string]any); ok && tok["label"] == devLabel {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("slot list does not show the token %q", devLabel)
+	}
+	mechs := jsonArray(t, s.run(tokEnv, "--output", "json", "token", "mechanisms", "--pkcs11-module", module, "--token-label", devLabel))
+	if !slices.ContainsFunc(mechs, func(m map[string]any) bool { return m["name"] == "CKM_AES_GCM" }) {
+		t.Errorf("token mechanisms lacks CKM_AES_GCM: %v", mechs)
+	}
+}
+
+// TestExitCodes proves the exit codes the README documents: 2 usage, 3
+// credentials or permission refused, 4 not found, 5 HSM or server
+// unavailable (an unknown token label is an unavailable HSM).
+func TestExitCodes(t *testing.T) {
+	s := newSandbox(t)
+	srv := s.startDev(filepath.Join(t.TempDir(), "dev"))
+	env := srv.clientEnv()
+	key := createKey(s, env, "exit codes")
+	limited := decode[struct{ AccessKeyId, SecretAccessKey string }](t,
+		s.run(env, "--output", "json", "principal", "create", "limited", "--allow", "kms:Encrypt="+key))
+
+	tokDir := t.TempDir()
+	exports := parseExports(s.must([]string{"HSMKMS_PIN=" + devPIN, "HSMKMS_SO_PIN=87654321"},
+		"softhsm", "init", "--dir", tokDir, "--label", "e2e-exit").stdout)
+	tok := []string{"SOFTHSM2_CONF=" + exports["SOFTHSM2_CONF"]}
+	tokArgs := func(label string) []string {
+		return []string{"token", "info", "--pkcs11-module", exports["HSMKMS_PKCS11_MODULE"], "--token-label", label}
+	}
+
+	with := func(base []string, extra ...string) []string { return append(slices.Clone(base), extra...) }
+	for _, tc := range []struct {
+		name   string
+		env    []string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"ok", env, []string{"key", "describe", key}, 0, ""},
+		{"bad flag", env, []string{"key", "list", "--no-such-flag"}, 2, "no-such-flag"},
+		{"bad global flag", env, []string{"--no-such-flag", "key", "list"}, 2, "no-such-flag"},
+		{"missing argument", env, []string{"key", "describe"}, 2, "KEY"},
+		{"extra argument", env, []string{"key", "list", "extra"}, 2, "no arguments"},
+		{"output yaml", env, []string{"--output", "yaml", "key", "list"}, 2, "yaml"},
+		{"no endpoint", with(env, "HSMKMS_ENDPOINT="), []string{"key", "list"}, 2, "HSMKMS_ENDPOINT"},
+		{"wrong secret", with(env, "AWS_SECRET_ACCESS_KEY=not-the-secret"), []string{"key", "list"}, 3, "InvalidSignatureException"},
+		{"unknown access key", with(env, "AWS_ACCESS_KEY_ID=AKIANOSUCHPRINCIPAL0"), []string{"key", "list"}, 3, "UnrecognizedClientException"},
+		{"permission refused", with(env, "AWS_ACCESS_KEY_ID="+limited.AccessKeyId, "AWS_SECRET_ACCESS_KEY="+limited.SecretAccessKey),
+			[]string{"key", "list"}, 3, "AccessDeniedException"},
+		{"unknown key", env, []string{"key", "describe", "0b6e0c4a-5d7e-4d4e-9a57-1c2a3b4c5d6e"}, 4, "NotFoundException"},
+		{"unknown alias", env, []string{"key", "describe", "alias/no-such-alias"}, 4, "NotFoundException"},
+		{"nothing listening", with(env, "HSMKMS_ENDPOINT=http://127.0.0.1:"+freePort(t)), []string{"key", "list"}, 5, "cannot reach the server"},
+		{"token ok", with(tok, "HSMKMS_PIN="+devPIN), tokArgs("e2e-exit"), 0, ""},
+		{"no PIN", tok, tokArgs("e2e-exit"), 2, "HSMKMS_PIN"},
+		{"wrong PIN", with(tok, "HSMKMS_PIN=4321"), tokArgs("e2e-exit"), 3, "CKR_PIN_INCORRECT"},
+		{"unknown token label", with(tok, "HSMKMS_PIN="+devPIN), tokArgs("no-such-token"), 5, `"no-such-token"`},
+	} {
+		r := s.run(tc.env, tc.args...)
+		if r.code != tc.code || !strings.Contains(r.stderr, tc.stderr) {
+			t.Errorf("%s: want exit %d and %q on stderr: %v", tc.name, tc.code, tc.stderr, r)
+		}
+	}
+}
