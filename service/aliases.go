@@ -82,15 +82,8 @@ func (s *Service) UpdateAlias(ctx context.Context, in AliasInput) (err error) {
 		return err
 	}
 	err = s.store.Update(ctx, func(tx store.Tx) error {
-		a, err := s.existingAlias(tx, in.AliasName)
+		a, old, err := s.aliasedKey(tx, o, in.AliasName)
 		if err != nil {
-			return err
-		}
-		old, err := tx.Key(a.KeyID)
-		if err != nil {
-			return err
-		}
-		if err := o.authorizeAlias(&old, in.AliasName); err != nil {
 			return err
 		}
 		k, err := s.aliasTarget(tx, o, in.AliasName, in.TargetKeyId)
@@ -118,6 +111,20 @@ func (s *Service) UpdateAlias(ctx context.Context, in AliasInput) (err error) {
 	return storeErrOrNil(err)
 }
 
+// aliasedKey reads an existing alias and the key it names, and authorises
+// the operation's action on both.
+func (s *Service) aliasedKey(tx store.Tx, o *op, name string) (store.Alias, store.Key, error) {
+	a, err := s.existingAlias(tx, name)
+	if err != nil {
+		return a, store.Key{}, err
+	}
+	k, err := tx.Key(a.KeyID)
+	if err != nil {
+		return a, k, err
+	}
+	return a, k, o.authorizeAlias(&k, name)
+}
+
 func (s *Service) existingAlias(tx store.Tx, name string) (store.Alias, error) {
 	a, err := tx.Alias(name)
 	if errors.Is(err, store.ErrNotFound) {
@@ -134,15 +141,8 @@ func (s *Service) DeleteAlias(ctx context.Context, in DeleteAliasInput) (err err
 		return err
 	}
 	err = s.store.Update(ctx, func(tx store.Tx) error {
-		a, err := s.existingAlias(tx, in.AliasName)
+		_, k, err := s.aliasedKey(tx, o, in.AliasName)
 		if err != nil {
-			return err
-		}
-		k, err := tx.Key(a.KeyID)
-		if err != nil {
-			return err
-		}
-		if err := o.authorizeAlias(&k, in.AliasName); err != nil {
 			return err
 		}
 		if err := tx.DeleteAlias(in.AliasName); err != nil {
