@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -28,44 +26,12 @@ const hangLimit = 10 * time.Second
 // recAAD is the AAD of every seal in these tests.
 var recAAD = []byte("hsmkms recovery test header")
 
-// addOwnToken adds a token of the test's own (label prefix plus a random
-// suffix) to the package's store, so that the shared "hsm-test" token is
-// never disturbed. It returns the token and the directory SoftHSM2 keeps it
-// in, and deletes the token when the test ends (after the Token using it is
-// closed, as cleanups run last-registered first).
-func addOwnToken(t *testing.T, prefix string) (*softhsm.Token, string) {
-	t.Helper()
-	own := env.AddTestToken(t, prefix)
-	return own, own.StoreDir
-}
-
 // ownTokenConfig points a Config at an own token and makes recovery fast.
 func ownTokenConfig(own *softhsm.Token) func(*Config) {
 	return func(c *Config) {
 		c.TokenLabel = own.Label
 		c.RecoverInterval = recoverInterval
 	}
-}
-
-// moveAway moves a token's directory out of the store, as an administrator
-// unmounting or restoring it would, and returns a function that moves it
-// back. The test's end moves it back too, if it is still away.
-func moveAway(t *testing.T, dir string) (back func()) {
-	t.Helper()
-	away := filepath.Join(env.Dir, "away-"+filepath.Base(dir))
-	if err := os.Rename(dir, away); err != nil {
-		t.Fatalf("moving the token directory away: %v", err)
-	}
-	var once sync.Once
-	back = func() {
-		once.Do(func() {
-			if err := os.Rename(away, dir); err != nil {
-				t.Errorf("moving the token directory back: %v", err)
-			}
-		})
-	}
-	t.Cleanup(back)
-	return back
 }
 
 // waitFor polls cond every few milliseconds until it holds, failing the
@@ -157,7 +123,7 @@ func counts(f *faulty, methods []string) map[string]int {
 // directory is back it recovers by itself (no restart): data sealed and
 // wrapped before the loss opens again and new seals work, Recoveries == 1.
 func TestVanishedTokenRecovers(t *testing.T) {
-	own, dir := addOwnToken(t, "vanish")
+	own := env.AddTestToken(t, "vanish")
 	// The kinds of call that first meet the vanished token.
 	detectors := []struct {
 		name string
@@ -202,7 +168,7 @@ func TestVanishedTokenRecovers(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			back := moveAway(t, dir)
+			back := own.MoveAway(t)
 			var callErr error
 			returnsWithin(t, hangLimit, "the first call after the loss", func() {
 				callErr = d.call(t, tok, id, sealed)
@@ -295,7 +261,7 @@ func mapsEqual(a, b map[string]int) bool {
 // master key works.
 func TestReinitTokenRecovers(t *testing.T) {
 	ctx := t.Context()
-	own, _ := addOwnToken(t, "reinit")
+	own := env.AddTestToken(t, "reinit")
 	tok := openToken(t, ownTokenConfig(own))
 	id := newMasterKey(t, tok)
 	info0, err := tok.Info(ctx)
@@ -618,12 +584,12 @@ func TestOpenFailures(t *testing.T) {
 // harmless.
 func TestCloseWhileRecovering(t *testing.T) {
 	ctx := t.Context()
-	own, dir := addOwnToken(t, "closerec")
+	own := env.AddTestToken(t, "closerec")
 	tok := openToken(t, ownTokenConfig(own))
 	id := newMasterKey(t, tok)
 	sealRoundTrip(t, tok, id)
 
-	moveAway(t, dir)
+	own.MoveAway(t)
 	_, err := tok.Seal(ctx, id, freshIV(), recAAD, []byte("x"))
 	wantErrKind(t, "Seal after the loss", err, ErrUnavailable)
 	// The loop has run and failed at least once: its reason names the token.

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 )
 
 // ConfEnv is the environment variable SoftHSM2 reads its configuration from.
@@ -254,6 +255,31 @@ func (t *Token) util(ctx context.Context, args ...string) (string, error) {
 	return out.String(), nil
 }
 
+// MoveAway moves the token's StoreDir out of the store, as an administrator
+// unmounting or restoring it would: to the module the token has vanished.
+// It returns a function that moves it back, which also runs when the test
+// ends if the token is still away.
+func (t *Token) MoveAway(tb TB) (back func()) {
+	tb.Helper()
+	if t.StoreDir == "" {
+		tb.Fatalf("token %q has no StoreDir: make it with AddTestToken", t.Label)
+	}
+	away := filepath.Join(t.Dir, "away-"+filepath.Base(t.StoreDir))
+	if err := os.Rename(t.StoreDir, away); err != nil {
+		tb.Fatalf("moving the token directory away: %v", err)
+	}
+	var once sync.Once
+	back = func() {
+		once.Do(func() {
+			if err := os.Rename(away, t.StoreDir); err != nil {
+				tb.Errorf("moving the token directory back: %v", err)
+			}
+		})
+	}
+	tb.Cleanup(back)
+	return back
+}
+
 // RunTests is the body of a test package's TestMain: it makes a token
 // labelled label in a temporary directory, points this process's SoftHSM2
 // at it, hands it to use, runs the tests and removes the token. m is the
@@ -280,6 +306,7 @@ type TB interface {
 	TempDir() string
 	Setenv(key, value string)
 	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
 	Logf(format string, args ...any)
 	Cleanup(func())
 	Context() context.Context

@@ -5,54 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"os"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
-	"github.com/hsmkms/hsmkms/softhsm"
 )
 
 // recoveryLimit bounds the wait for the server to see its token again. It
 // is a guard against hangs, not a timing measurement: recovery is attempted
 // once a second.
 const recoveryLimit = 30 * time.Second
-
-// addOwnToken adds a token labelled prefix plus a random suffix to the
-// package's store, so that the shared token is never disturbed, and
-// returns it with the directory SoftHSM2 keeps it in. The token is deleted
-// when the test ends, after the server using it has shut down (cleanups
-// run last-registered first).
-func addOwnToken(t *testing.T, prefix string) (*softhsm.Token, string) {
-	t.Helper()
-	own := env.AddTestToken(t, prefix)
-	return own, own.StoreDir
-}
-
-// moveAway moves a token directory out of the store, as an administrator
-// unmounting it would, and returns a function that moves it back (run at
-// the test's end too, if it is still away).
-func moveAway(t *testing.T, dir string) (back func()) {
-	t.Helper()
-	away := filepath.Join(env.Dir, "away-"+filepath.Base(dir))
-	if err := os.Rename(dir, away); err != nil {
-		t.Fatalf("moving the token directory away: %v", err)
-	}
-	var once sync.Once
-	back = func() {
-		once.Do(func() {
-			if err := os.Rename(away, dir); err != nil {
-				t.Errorf("moving the token directory back: %v", err)
-			}
-		})
-	}
-	t.Cleanup(back)
-	return back
-}
 
 // readiness is GET /readyz: its status and reason.
 func (ts *testServer) readiness(t *testing.T) (int, string) {
@@ -72,7 +36,7 @@ func (ts *testServer) readiness(t *testing.T) (int, string) {
 // reason; and that once the token is back, /readyz turns 200 and an old
 // ciphertext decrypts and new keys and ciphertexts work, with no restart.
 func TestTokenOutage(t *testing.T) {
-	own, dir := addOwnToken(t, "server-outage")
+	own := env.AddTestToken(t, "server-outage")
 	ts := startServer(t, func(c *Config) { c.TokenLabel = own.Label })
 	c := ts.kmsClient(rootCreds)
 	ctx := t.Context()
@@ -90,7 +54,7 @@ func TestTokenOutage(t *testing.T) {
 		t.Fatalf("/readyz before the outage = %d, want 200", status)
 	}
 
-	back := moveAway(t, dir)
+	back := own.MoveAway(t)
 	needToken := []struct {
 		name string
 		call func(context.Context) error
