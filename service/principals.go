@@ -145,8 +145,35 @@ func (s *Service) putPrincipal(ctx context.Context, id, secret, name string, stm
 // internalKey returns the CKA_ID of the internal key that seals principals'
 // secrets, making it on first use. The setting is written before the token
 // object, so that a crash in between is finished by the next call rather
-// than leaving an unrecorded object on the token.
+// than leaving an unrecorded object on the token. Once the object is known
+// to exist, the ID is kept: the setting never changes once written.
 func (s *Service) internalKey(ctx context.Context) (hsm.ObjectID, error) {
+	if id := s.internal.Load(); id != nil {
+		return *id, nil
+	}
+	id, err := s.internalKeyID(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		id, err = s.recordInternalKey(ctx)
+	}
+	if err != nil {
+		return id, storeErr(err)
+	}
+	has, err := s.hsm.HasKey(ctx, id)
+	if err != nil {
+		return id, s.hsmErr(err, "", 0)
+	}
+	if !has {
+		if err := s.hsm.CreateMasterKey(ctx, id, "hsmkms/internal/v1"); err != nil {
+			return id, s.hsmErr(err, "", 0)
+		}
+	}
+	s.internal.Store(&id)
+	return id, nil
+}
+
+// recordInternalKey writes a fresh CKA_ID for the internal key unless
+// another request wrote one first, and returns the one in the store.
+func (s *Service) recordInternalKey(ctx context.Context) (hsm.ObjectID, error) {
 	var id hsm.ObjectID
 	err := s.store.Update(ctx, func(tx store.Tx) error {
 		v, err := tx.Setting(internalKeySetting)
@@ -162,19 +189,7 @@ func (s *Service) internalKey(ctx context.Context) (hsm.ObjectID, error) {
 		v, _ = json.Marshal(id)
 		return tx.PutSetting(internalKeySetting, v)
 	})
-	if err != nil {
-		return id, storeErr(err)
-	}
-	has, err := s.hsm.HasKey(ctx, id)
-	if err != nil {
-		return id, s.hsmErr(err, "", 0)
-	}
-	if !has {
-		if err := s.hsm.CreateMasterKey(ctx, id, "hsmkms/internal/v1"); err != nil {
-			return id, s.hsmErr(err, "", 0)
-		}
-	}
-	return id, nil
+	return id, err
 }
 
 // ListPrincipals lists principals by access key ID, without secrets.

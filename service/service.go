@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -110,8 +111,10 @@ type Service struct {
 	audit *audit.Logger
 	now   func() time.Time
 	seals *sealBudget
-	// secrets caches principals' unsealed secrets (see principals.go).
-	secrets secretCache
+	// secrets caches principals' unsealed secrets, internal the CKA_ID of
+	// the key that seals them once it is known to exist (principals.go).
+	secrets  secretCache
+	internal atomic.Pointer[hsm.ObjectID]
 
 	stop chan struct{}
 	// mu guards closed, so that no background work starts after Close
