@@ -199,10 +199,7 @@ func (s *Service) ListAliases(ctx context.Context, in ListAliasesInput) (out Lis
 	if err != nil {
 		return out, storeErr(err)
 	}
-	if len(out.Aliases) > limit {
-		out.Aliases = out.Aliases[:limit]
-		out.Truncated, out.NextMarker = true, out.Aliases[limit-1].AliasName
-	}
+	out.Aliases, out.Truncated, out.NextMarker = page(out.Aliases, limit, func(a AliasListEntry) string { return a.AliasName })
 	return out, nil
 }
 

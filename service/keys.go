@@ -360,6 +360,15 @@ const (
 	maxLimit     = 1000
 )
 
+// page cuts a list read with limit+1 entries to limit, and says whether
+// more follow and from which marker.
+func page[T any](items []T, limit int, marker func(T) string) ([]T, bool, string) {
+	if len(items) <= limit {
+		return items, false, ""
+	}
+	return items[:limit], true, marker(items[limit-1])
+}
+
 func pageLimit(limit int) (int, error) {
 	switch {
 	case limit == 0:
@@ -406,10 +415,7 @@ func (s *Service) ListKeys(ctx context.Context, in ListInput) (out ListKeysOutpu
 	if err != nil {
 		return out, storeErr(err)
 	}
-	if len(out.Keys) > limit {
-		out.Keys = out.Keys[:limit]
-		out.Truncated, out.NextMarker = true, out.Keys[limit-1].KeyId
-	}
+	out.Keys, out.Truncated, out.NextMarker = page(out.Keys, limit, func(e KeyListEntry) string { return e.KeyId })
 	return out, nil
 }
 

@@ -215,10 +215,7 @@ func (s *Service) ListPrincipals(ctx context.Context, in ListInput) (out ListPri
 	if err != nil {
 		return out, storeErr(err)
 	}
-	if len(out.Principals) > limit {
-		out.Principals = out.Principals[:limit]
-		out.Truncated, out.NextMarker = true, out.Principals[limit-1].AccessKeyId
-	}
+	out.Principals, out.Truncated, out.NextMarker = page(out.Principals, limit, func(p PrincipalEntry) string { return p.AccessKeyId })
 	return out, nil
 }
 

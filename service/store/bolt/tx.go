@@ -39,17 +39,25 @@ func (t *tx) bucket(name []byte) (*bbolt.Bucket, error) {
 	return t.btx.Bucket(name), nil
 }
 
-// getJSON decodes the record at k into a fresh value, or returns
-// ErrNotFound naming what.
-func getJSON[T any](t *tx, bucket, k []byte, what string) (T, error) {
-	var rec T
+// get returns the encoded record at k, or ErrNotFound naming what.
+func get(t *tx, bucket, k []byte, what string) ([]byte, error) {
 	b, err := t.bucket(bucket)
 	if err != nil {
-		return rec, err
+		return nil, err
 	}
 	data := b.Get(k)
 	if data == nil {
-		return rec, fmt.Errorf("%s: %w", what, store.ErrNotFound)
+		return nil, fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	return data, nil
+}
+
+// getJSON decodes the record at k into a fresh value.
+func getJSON[T any](t *tx, bucket, k []byte, what string) (T, error) {
+	var rec T
+	data, err := get(t, bucket, k, what)
+	if err != nil {
+		return rec, err
 	}
 	if err := json.Unmarshal(data, &rec); err != nil {
 		return rec, fmt.Errorf("%s: decode: %w", what, err)
@@ -61,16 +69,11 @@ func getJSON[T any](t *tx, bucket, k []byte, what string) (T, error) {
 // request reads.
 func getCached[T any](t *tx, bucket, k []byte, what string, clone func(T) T) (T, error) {
 	var rec T
-	b, err := t.bucket(bucket)
+	data, err := get(t, bucket, k, what)
 	if err != nil {
 		return rec, err
 	}
-	data := b.Get(k)
-	if data == nil {
-		return rec, fmt.Errorf("%s: %w", what, store.ErrNotFound)
-	}
-	rec, err = decodeCached(t.cache, data, clone)
-	if err != nil {
+	if rec, err = decodeCached(t.cache, data, clone); err != nil {
 		return rec, fmt.Errorf("%s: decode: %w", what, err)
 	}
 	return rec, nil
