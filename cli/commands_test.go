@@ -87,6 +87,18 @@ func runIn(t *testing.T, stdin string, args ...string) result {
 		defer f.Close()
 		in = f
 	}
+	return runWith(t, in, args...)
+}
+
+// terminal is standard input that says it is a terminal, answering with
+// what its reader holds.
+type terminal struct{ io.Reader }
+
+func (terminal) IsTerminal() bool { return true }
+
+// runWith runs the application with in as its standard input.
+func runWith(t *testing.T, in io.Reader, args ...string) result {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	app := New(&stdout, &stderr)
 	app.Reader = in
@@ -595,15 +607,15 @@ func TestClientConfirm(t *testing.T) {
 		{"principal delete, -y", []string{"principal", "delete", "-y", p.AccessKeyId}, false, "", nil, ExitOK, "", func(t *testing.T) bool { return !hasPrincipal(t) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.terminal {
-				saved := isTerminal
-				isTerminal = func(io.Reader) bool { return true }
-				t.Cleanup(func() { isTerminal = saved })
-			}
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			r := runIn(t, tc.answer, tc.args...)
+			var r result
+			if tc.terminal {
+				r = runWith(t, terminal{strings.NewReader(tc.answer)}, tc.args...)
+			} else {
+				r = runIn(t, tc.answer, tc.args...)
+			}
 			if r.code != tc.code || !strings.Contains(r.stderr, tc.stderr) {
 				t.Errorf("exit %d, want %d; stderr %q, want %q", r.code, tc.code, r.stderr, tc.stderr)
 			}

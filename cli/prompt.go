@@ -12,8 +12,12 @@ import (
 )
 
 // isTerminal reports whether r, the application's standard input, is a
-// terminal a person can answer a question on. Tests replace it.
-var isTerminal = func(r io.Reader) bool {
+// terminal a person can answer a question on: an *os.File on a terminal, or
+// any reader that says so with an IsTerminal method (as tests do).
+func isTerminal(r io.Reader) bool {
+	if t, ok := r.(interface{ IsTerminal() bool }); ok {
+		return t.IsTerminal()
+	}
 	f, ok := r.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }
