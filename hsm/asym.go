@@ -81,6 +81,8 @@ func (t *Token) CreateKeyPair(ctx context.Context, id ObjectID, label string, sp
 	}, common...)
 	var key crypto.PublicKey
 	err = t.do(ctx, op, nil, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
+		t.objectMu.Lock()
+		defer t.objectMu.Unlock()
 		if err := t.refuseExisting(s, id); err != nil {
 			return err
 		}

@@ -174,6 +174,8 @@ func (t *Token) CreateMasterKey(ctx context.Context, id ObjectID, label string) 
 		return invalidInput(op, "label must be 1 to %d bytes", MaxLabel)
 	}
 	return t.do(ctx, op, nil, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
+		t.objectMu.Lock()
+		defer t.objectMu.Unlock()
 		if err := t.refuseExisting(s, id); err != nil {
 			return err
 		}
@@ -236,6 +238,8 @@ func (t *Token) checkToken() error {
 func (t *Token) DestroyKey(ctx context.Context, id ObjectID) error {
 	const op = "destroy key"
 	err := t.do(ctx, op, nil, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
+		t.objectMu.Lock()
+		defer t.objectMu.Unlock()
 		hs, err := findObjects(t.p, s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, id[:])}, 0)
 		if err != nil {
 			return err

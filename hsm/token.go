@@ -75,6 +75,11 @@ type Token struct {
 	keys   handleCache
 	// loginMu keeps concurrent re-logins from racing on the anchor session.
 	loginMu sync.Mutex
+	// objectMu serialises creating and destroying token objects: SoftHSM2
+	// 2.6.1 answers CKR_GENERAL_ERROR now and then to C_GenerateKey of
+	// token objects made at once from several sessions (its file store
+	// races). They take tens of milliseconds and are never on a hot path.
+	objectMu sync.Mutex
 
 	health     atomic.Pointer[Health]
 	recovering atomic.Bool
