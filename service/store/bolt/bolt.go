@@ -33,9 +33,10 @@ var (
 // Store is a store.Store backed by a bbolt file. It is safe for concurrent
 // use; bbolt runs one writer at a time beside any number of readers.
 type Store struct {
-	db     *bbolt.DB
-	closed atomic.Bool
-	cache  decodeCache
+	db      *bbolt.DB
+	closed  atomic.Bool
+	decoded decodeCache
+	records recordCache
 }
 
 var _ store.Store = (*Store)(nil)
@@ -75,8 +76,10 @@ func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
 	if err := s.ready(ctx); err != nil {
 		return err
 	}
+	// The generation is read before bbolt takes the snapshot (see recordCache).
+	t := &tx{s: s, gen: s.records.readGen()}
 	return closedErr(s.db.View(func(btx *bbolt.Tx) error {
-		return run(btx, &s.cache, fn)
+		return run(btx, t, fn)
 	}))
 }
 
@@ -86,8 +89,11 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if err := s.ready(ctx); err != nil {
 		return err
 	}
+	t := &tx{s: s, gen: noCache}
+	s.records.startWrite()
+	defer func() { s.records.endWrite(t.wrote) }()
 	return closedErr(s.db.Update(func(btx *bbolt.Tx) error {
-		if err := run(btx, &s.cache, fn); err != nil {
+		if err := run(btx, t, fn); err != nil {
 			return err
 		}
 		return ctx.Err()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -238,15 +239,29 @@ func populate(b *testing.B, n, versions int) *Store {
 	return s
 }
 
-// BenchmarkView measures a Key lookup in View.
+// BenchmarkView measures the hot path's read: a key and its current
+// version in one View, the key picked at random among n.
 func BenchmarkView(b *testing.B) {
 	for _, n := range []int{1, 10000} {
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
 			s := populate(b, n, 5)
-			id := benchKeyID(n / 2)
+			ids := make([]string, n)
+			for i := range ids {
+				ids[i] = benchKeyID(i)
+			}
+			r := rand.New(rand.NewPCG(1, 2))
 			ctx := context.Background()
+			b.ReportAllocs()
 			for b.Loop() {
-				err := s.View(ctx, func(tx store.Tx) error { _, err := tx.Key(id); return err })
+				id := ids[r.IntN(n)]
+				err := s.View(ctx, func(tx store.Tx) error {
+					k, err := tx.Key(id)
+					if err != nil {
+						return err
+					}
+					_, err = tx.Version(id, k.CurrentVersion)
+					return err
+				})
 				if err != nil {
 					b.Fatal(err)
 				}

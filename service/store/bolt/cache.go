@@ -40,19 +40,115 @@ func (c *decodeCache) put(data []byte, v any) {
 	c.mu.Unlock()
 }
 
-// decodeCached decodes data into a T through the cache; clone makes the
-// caller's own copy.
-func decodeCached[T any](c *decodeCache, data []byte, clone func(T) T) (T, error) {
+// decodeCached decodes data into a T through the cache. The T is shared:
+// callers clone it before they hand it out.
+func decodeCached[T any](c *decodeCache, data []byte) (T, error) {
 	if v, ok := c.get(data); ok {
-		return clone(v.(T)), nil
+		return v.(T), nil
 	}
 	var rec T
 	if err := json.Unmarshal(data, &rec); err != nil {
 		return rec, err
 	}
 	c.put(data, rec)
-	return clone(rec), nil
+	return rec, nil
 }
+
+// recordCache keeps decoded records by bucket and key as the store last
+// committed them, so that a hot record is found without descending the
+// B+tree (3.5 µs of 5.7 µs for a key and a version among 10,000 keys).
+//
+// It stays coherent with bbolt's snapshots through a generation: a write
+// bumps it when it starts and again when it has committed, and then drops
+// the records it touched. A read transaction notes the generation before
+// its snapshot is taken and uses the cache only while that generation is
+// current and no write is in flight: then no commit has happened since its
+// snapshot, so the cache and the snapshot hold the same state. A write
+// transaction never uses it.
+type recordCache struct {
+	mu      sync.RWMutex
+	gen     uint64
+	writers int
+	m       map[string]map[string]any // bucket → key → record
+	n       int
+}
+
+// noCache is the generation of a transaction that must not use the cache.
+const noCache = ^uint64(0)
+
+// readGen returns the generation a read transaction about to start may use
+// the cache in, or noCache while a write is in flight.
+func (c *recordCache) readGen() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.writers > 0 {
+		return noCache
+	}
+	return c.gen
+}
+
+func (c *recordCache) get(gen uint64, bucket, key []byte) (any, bool) {
+	if gen == noCache {
+		return nil, false
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if gen != c.gen || c.writers > 0 {
+		return nil, false
+	}
+	v, ok := c.m[string(bucket)][string(key)]
+	return v, ok
+}
+
+func (c *recordCache) put(gen uint64, bucket, key []byte, v any) {
+	if gen == noCache {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen || c.writers > 0 {
+		return
+	}
+	if c.m == nil || c.n >= maxCached {
+		c.m, c.n = map[string]map[string]any{}, 0
+	}
+	inner := c.m[string(bucket)]
+	if inner == nil {
+		inner = map[string]any{}
+		c.m[string(bucket)] = inner
+	}
+	if _, ok := inner[string(key)]; !ok {
+		c.n++
+	}
+	inner[string(key)] = v
+}
+
+// startWrite marks a write in flight.
+func (c *recordCache) startWrite() {
+	c.mu.Lock()
+	c.writers++
+	c.gen++
+	c.mu.Unlock()
+}
+
+// endWrite ends a write, committed or not, dropping the records it touched.
+func (c *recordCache) endWrite(touched []recordKey) {
+	c.mu.Lock()
+	c.writers--
+	c.gen++
+	for _, t := range touched {
+		if inner := c.m[t.bucket]; inner != nil {
+			if _, ok := inner[t.key]; ok {
+				delete(inner, t.key)
+				c.n--
+			}
+		}
+	}
+	c.mu.Unlock()
+}
+
+// recordKey names a record a write touched.
+type recordKey struct{ bucket, key string }
 
 func cloneKey(k store.Key) store.Key {
 	k.Tags = maps.Clone(k.Tags)
@@ -61,6 +157,8 @@ func cloneKey(k store.Key) store.Key {
 }
 
 func cloneVersion(v store.Version) store.Version { return v }
+
+func cloneAlias(a store.Alias) store.Alias { return a }
 
 func clonePrincipal(p store.Principal) store.Principal {
 	p.SealedSecret = slices.Clone(p.SealedSecret)

@@ -10,7 +10,7 @@ import (
 
 // Key returns the key with the given ID.
 func (t *tx) Key(id string) (store.Key, error) {
-	return getCached(t, bucketKeys, []byte(id), "key "+id, cloneKey)
+	return getCached(t, bucketKeys, []byte(id), func() string { return "key " + id }, cloneKey)
 }
 
 // Keys lists keys, tombstones included, ordered by ID.
@@ -25,7 +25,7 @@ func (t *tx) PutKey(k store.Key) (uint64, error) {
 		k.Revision = 1
 		return putKey(t, k, what, createOnly)
 	}
-	cur, err := getJSON[struct{ Revision uint64 }](t, bucketKeys, []byte(k.ID), what)
+	cur, err := getJSON[struct{ Revision uint64 }](t, bucketKeys, []byte(k.ID), func() string { return what })
 	if err != nil {
 		return 0, err
 	}
@@ -60,7 +60,7 @@ func versionName(keyID string, number uint32) string {
 
 // Version returns one version of a key.
 func (t *tx) Version(keyID string, number uint32) (store.Version, error) {
-	return getCached(t, bucketVersions, versionKey(keyID, number), versionName(keyID, number), cloneVersion)
+	return getCached(t, bucketVersions, versionKey(keyID, number), func() string { return versionName(keyID, number) }, cloneVersion)
 }
 
 // Versions lists a key's versions by number.
@@ -92,7 +92,7 @@ func (t *tx) DeleteVersion(keyID string, number uint32) error {
 
 // Alias returns the alias with the given name.
 func (t *tx) Alias(name string) (store.Alias, error) {
-	return getJSON[store.Alias](t, bucketAliases, []byte(name), "alias "+name)
+	return getCached(t, bucketAliases, []byte(name), func() string { return "alias " + name }, cloneAlias)
 }
 
 // Aliases lists aliases by name.
@@ -117,7 +117,7 @@ func (t *tx) DeleteAlias(name string) error {
 
 // Principal returns the principal with the given access key ID.
 func (t *tx) Principal(accessKeyID string) (store.Principal, error) {
-	return getCached(t, bucketPrincipals, []byte(accessKeyID), "principal "+accessKeyID, clonePrincipal)
+	return getCached(t, bucketPrincipals, []byte(accessKeyID), func() string { return "principal " + accessKeyID }, clonePrincipal)
 }
 
 // Principals lists principals by access key ID.

@@ -18,15 +18,17 @@ var errTxEnded = errors.New("store: transaction has ended")
 // tx implements store.Tx over one bbolt transaction.
 type tx struct {
 	btx   *bbolt.Tx
-	cache *decodeCache
+	s     *Store
+	gen   uint64      // the record cache's generation, or noCache
+	wrote []recordKey // the records a write transaction touched
 	ended bool
 }
 
 var _ store.Tx = (*tx)(nil)
 
-// run calls fn with a Tx that refuses use once fn has returned.
-func run(btx *bbolt.Tx, cache *decodeCache, fn func(store.Tx) error) error {
-	t := &tx{btx: btx, cache: cache}
+// run calls fn with t over btx; t refuses use once fn has returned.
+func run(btx *bbolt.Tx, t *tx, fn func(store.Tx) error) error {
+	t.btx = btx
 	defer func() { t.ended = true }()
 	return fn(t)
 }
@@ -40,43 +42,54 @@ func (t *tx) bucket(name []byte) (*bbolt.Bucket, error) {
 }
 
 // get returns the encoded record at k, or ErrNotFound naming what.
-func get(t *tx, bucket, k []byte, what string) ([]byte, error) {
+// what names the record in errors; it is called only for one, so that a
+// hit builds no name.
+func get(t *tx, bucket, k []byte, what func() string) ([]byte, error) {
 	b, err := t.bucket(bucket)
 	if err != nil {
 		return nil, err
 	}
 	data := b.Get(k)
 	if data == nil {
-		return nil, fmt.Errorf("%s: %w", what, store.ErrNotFound)
+		return nil, fmt.Errorf("%s: %w", what(), store.ErrNotFound)
 	}
 	return data, nil
 }
 
 // getJSON decodes the record at k into a fresh value.
-func getJSON[T any](t *tx, bucket, k []byte, what string) (T, error) {
+func getJSON[T any](t *tx, bucket, k []byte, what func() string) (T, error) {
 	var rec T
 	data, err := get(t, bucket, k, what)
 	if err != nil {
 		return rec, err
 	}
 	if err := json.Unmarshal(data, &rec); err != nil {
-		return rec, fmt.Errorf("%s: decode: %w", what, err)
+		return rec, fmt.Errorf("%s: decode: %w", what(), err)
 	}
 	return rec, nil
 }
 
 // getCached is getJSON through the decode cache, for the records every
 // request reads.
-func getCached[T any](t *tx, bucket, k []byte, what string, clone func(T) T) (T, error) {
+func getCached[T any](t *tx, bucket, k []byte, what func() string, clone func(T) T) (T, error) {
+	if v, ok := t.s.records.get(t.gen, bucket, k); ok {
+		return clone(v.(T)), nil
+	}
 	var rec T
 	data, err := get(t, bucket, k, what)
 	if err != nil {
 		return rec, err
 	}
-	if rec, err = decodeCached(t.cache, data, clone); err != nil {
-		return rec, fmt.Errorf("%s: decode: %w", what, err)
+	if rec, err = decodeCached[T](&t.s.decoded, data); err != nil {
+		return rec, fmt.Errorf("%s: decode: %w", what(), err)
 	}
-	return rec, nil
+	t.s.records.put(t.gen, bucket, k, rec)
+	return clone(rec), nil
+}
+
+// touch notes that the transaction writes the record at k.
+func (t *tx) touch(bucket, k []byte) {
+	t.wrote = append(t.wrote, recordKey{string(bucket), string(k)})
 }
 
 // presence is what a put requires of the record it overwrites.
@@ -104,6 +117,7 @@ func putJSON(t *tx, bucket, k []byte, rec any, what string, p presence) error {
 	if err != nil {
 		return fmt.Errorf("%s: encode: %w", what, err)
 	}
+	t.touch(bucket, k)
 	if err := b.Put(k, data); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
@@ -119,6 +133,7 @@ func del(t *tx, bucket, k []byte, what string) error {
 	if b.Get(k) == nil {
 		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
 	}
+	t.touch(bucket, k)
 	if err := b.Delete(k); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}

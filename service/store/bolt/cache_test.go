@@ -1,0 +1,178 @@
+package bolt
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/hsmkms/hsmkms/service/store"
+)
+
+// cacheKeyID is the key the record cache tests read and write.
+const cacheKeyID = "00000001-0000-4000-8000-000000000001"
+
+// read returns the description of cacheKeyID and version 1's state, as one
+// read transaction sees them.
+func read(t *testing.T, tx store.Tx) (string, store.VersionState) {
+	t.Helper()
+	k, err := tx.Key(cacheKeyID)
+	if err != nil {
+		t.Fatalf("Key: %v", err)
+	}
+	v, err := tx.Version(cacheKeyID, 1)
+	if err != nil {
+		t.Fatalf("Version: %v", err)
+	}
+	return k.Description, v.State
+}
+
+// seedCacheKey writes cacheKeyID, described as "old", and its version 1.
+func seedCacheKey(t *testing.T, s *Store) {
+	mustUpdate(t, s, func(tx store.Tx) error {
+		if _, err := tx.PutKey(store.Key{ID: cacheKeyID, Description: "old", State: store.KeyEnabled, CurrentVersion: 1}); err != nil {
+			return err
+		}
+		return tx.PutVersion(store.Version{KeyID: cacheKeyID, Number: 1, State: store.VersionActive})
+	})
+}
+
+// change rewrites the key's description and the version's state.
+func change(t *testing.T, s *Store, desc string, state store.VersionState) {
+	mustUpdate(t, s, func(tx store.Tx) error {
+		k, err := tx.Key(cacheKeyID)
+		if err != nil {
+			return err
+		}
+		k.Description = desc
+		if _, err := tx.PutKey(k); err != nil {
+			return err
+		}
+		return tx.PutVersion(store.Version{KeyID: cacheKeyID, Number: 1, State: state})
+	})
+}
+
+func view(t *testing.T, s *Store, fn func(store.Tx)) {
+	t.Helper()
+	if err := s.View(context.Background(), func(tx store.Tx) error { fn(tx); return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRecordCacheFollowsWrites proves that a read after a committed write
+// sees the write, whether the record was cached or not, and that a
+// deleted record is gone, not served from the cache.
+func TestRecordCacheFollowsWrites(t *testing.T) {
+	s := openTemp(t)
+	seedCacheKey(t, s)
+	for range 2 { // the second read is a cache hit
+		view(t, s, func(tx store.Tx) {
+			if d, st := read(t, tx); d != "old" || st != store.VersionActive {
+				t.Fatalf("read %q %q, want old Active", d, st)
+			}
+		})
+	}
+	change(t, s, "new", store.VersionDestroyed)
+	view(t, s, func(tx store.Tx) {
+		if d, st := read(t, tx); d != "new" || st != store.VersionDestroyed {
+			t.Fatalf("after a write, read %q %q, want new Destroyed", d, st)
+		}
+	})
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.DeleteVersion(cacheKeyID, 1) })
+	view(t, s, func(tx store.Tx) {
+		if _, err := tx.Version(cacheKeyID, 1); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("deleted version: err %v, want ErrNotFound", err)
+		}
+	})
+}
+
+// TestRecordCacheWriteSeesOwnWrites proves that a write transaction reads
+// what it wrote, not a cached record.
+func TestRecordCacheWriteSeesOwnWrites(t *testing.T) {
+	s := openTemp(t)
+	seedCacheKey(t, s)
+	view(t, s, func(tx store.Tx) { read(t, tx) }) // cache the old records
+	mustUpdate(t, s, func(tx store.Tx) error {
+		k, err := tx.Key(cacheKeyID)
+		if err != nil {
+			return err
+		}
+		k.Description = "mine"
+		if _, err := tx.PutKey(k); err != nil {
+			return err
+		}
+		if d, _ := read(t, tx); d != "mine" {
+			t.Errorf("a write transaction read %q after writing mine", d)
+		}
+		return nil
+	})
+}
+
+// TestRecordCacheKeepsSnapshot proves that a read transaction sees one
+// snapshot even when writes commit and newer readers refill the cache
+// while it runs: the cached records are newer than its snapshot, and it
+// must not mix them with what it reads from bbolt.
+func TestRecordCacheKeepsSnapshot(t *testing.T) {
+	// A large initial mmap: a commit that grew the file would wait for the
+	// open reader to finish, which never happens here.
+	db, err := bbolt.Open(filepath.Join(t.TempDir(), "kms.db"), 0o600, &bbolt.Options{InitialMmapSize: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(createBuckets); err != nil {
+		t.Fatal(err)
+	}
+	s := &Store{db: db}
+	t.Cleanup(func() { s.Close() })
+	seedCacheKey(t, s)
+	view(t, s, func(tx store.Tx) { read(t, tx) }) // cache "old"
+
+	view(t, s, func(old store.Tx) {
+		if d, st := read(t, old); d != "old" || st != store.VersionActive {
+			t.Fatalf("first read %q %q, want old Active", d, st)
+		}
+		// While this reader is open: a write commits, a newer reader
+		// caches its result, then the old reader reads again.
+		change(t, s, "new", store.VersionDestroyed)
+		view(t, s, func(tx store.Tx) {
+			if d, st := read(t, tx); d != "new" || st != store.VersionDestroyed {
+				t.Fatalf("a reader after the write read %q %q, want new Destroyed", d, st)
+			}
+		})
+		if d, st := read(t, old); d != "old" || st != store.VersionActive {
+			t.Errorf("the open reader read %q %q after a later write, want its snapshot: old Active", d, st)
+		}
+	})
+	view(t, s, func(tx store.Tx) {
+		if d, st := read(t, tx); d != "new" || st != store.VersionDestroyed {
+			t.Errorf("a reader after the old one closed read %q %q, want new Destroyed", d, st)
+		}
+	})
+}
+
+// TestRecordCacheReaderDuringWrite proves that a reader that starts while
+// a write is in flight, and so may or may not see it, never caches what
+// it read for later readers.
+func TestRecordCacheReaderDuringWrite(t *testing.T) {
+	s := openTemp(t)
+	seedCacheKey(t, s)
+	mustUpdate(t, s, func(tx store.Tx) error {
+		// A reader inside the write sees the committed "old"...
+		view(t, s, func(r store.Tx) { read(t, r) })
+		k, err := tx.Key(cacheKeyID)
+		if err != nil {
+			return err
+		}
+		k.Description = "new"
+		_, err = tx.PutKey(k)
+		return err
+	})
+	// ...and must not have left it behind for this one.
+	view(t, s, func(tx store.Tx) {
+		if d, _ := read(t, tx); d != "new" {
+			t.Errorf("after the write, read %q, want new", d)
+		}
+	})
+}
