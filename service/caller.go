@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"errors"
-	"maps"
 
 	"github.com/hsmkms/hsmkms/service/audit"
 	"github.com/hsmkms/hsmkms/service/policy"
@@ -80,10 +79,12 @@ func (o *op) end(err error) error {
 	return err
 }
 
-// withContext records the encryption context of the request.
+// withContext records the encryption context of the request. The record
+// shares the caller's map: it is written before the operation returns, and
+// the service never changes its inputs.
 func (o *op) withContext(c map[string]string) {
 	if len(c) > 0 {
-		o.rec.EncryptionContext = maps.Clone(c)
+		o.rec.EncryptionContext = c
 	}
 }
 

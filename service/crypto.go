@@ -206,7 +206,7 @@ func (s *Service) open(ctx context.Context, o *op, action string, data []byte, k
 	}
 	// A malformed context is a validation error whatever the blob's
 	// mechanism: aes-kw blobs bind none, but must not hide a bad request.
-	if _, err := ciphertext.Context(encCtx).Canonical(); err != nil {
+	if err := ciphertext.Context(encCtx).Validate(); err != nil {
 		return nil, k, v, newErr(CodeValidation, "%v", err)
 	}
 	b, err := ciphertext.Parse(data)

@@ -20,13 +20,9 @@ var (
 // maxKeyIDLen bounds a key identifier, as AWS does.
 const maxKeyIDLen = 2048
 
-func (s *Service) arnPrefix() string {
-	return "arn:aws:kms:" + s.cfg.Region + ":" + s.cfg.Account + ":"
-}
+func (s *Service) keyARN(id string) string { return s.arn + "key/" + id }
 
-func (s *Service) keyARN(id string) string { return s.arnPrefix() + "key/" + id }
-
-func (s *Service) aliasARN(name string) string { return s.arnPrefix() + name }
+func (s *Service) aliasARN(name string) string { return s.arn + name }
 
 // keyRef is a parsed key identifier: a key ID, or an alias name.
 type keyRef struct {
@@ -46,10 +42,10 @@ func (s *Service) parseKeyRef(field, in string) (keyRef, error) {
 	ref := keyRef{input: in}
 	rest := in
 	if strings.HasPrefix(in, "arn:") {
-		if !strings.HasPrefix(in, s.arnPrefix()) {
+		if !strings.HasPrefix(in, s.arn) {
 			return ref, newErr(CodeNotFound, "Key '%s' does not exist", in)
 		}
-		rest = strings.TrimPrefix(in, s.arnPrefix())
+		rest = strings.TrimPrefix(in, s.arn)
 		if id, ok := strings.CutPrefix(rest, "key/"); ok {
 			rest = id
 		} else if !strings.HasPrefix(rest, "alias/") {

@@ -110,6 +110,9 @@ type Service struct {
 	log   hclog.Logger
 	audit *audit.Logger
 	now   func() time.Time
+	// arn is "arn:aws:kms:<region>:<account>:", made once: every response
+	// names its key by ARN.
+	arn   string
 	seals *sealBudget
 	// secrets caches principals' unsealed secrets, internal the CKA_ID of
 	// the key that seals them once it is known to exist (principals.go).
@@ -132,6 +135,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	s := &Service{
 		cfg:   cfg,
+		arn:   "arn:aws:kms:" + cfg.Region + ":" + cfg.Account + ":",
 		store: cfg.Store,
 		hsm:   cfg.HSM,
 		log:   cfg.Logger.Named("service"),

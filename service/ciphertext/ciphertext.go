@@ -118,14 +118,14 @@ type Blob struct {
 // Header returns the HeaderSize bytes that precede the IV: magic, format
 // version, mechanism, key ID and version. It is what AAD binds; it does not
 // validate b.
-func (b Blob) Header() []byte {
-	h := make([]byte, HeaderSize)
-	copy(h, magic)
-	h[2] = formatVersion
-	h[offMechanism] = byte(b.Mechanism)
-	copy(h[offKeyID:], b.KeyID[:])
-	binary.BigEndian.PutUint32(h[offVersion:], b.Version)
-	return h
+func (b Blob) Header() []byte { return b.AppendHeader(nil) }
+
+// AppendHeader appends the header to dst.
+func (b Blob) AppendHeader(dst []byte) []byte {
+	dst = append(dst, magic...)
+	dst = append(dst, formatVersion, byte(b.Mechanism))
+	dst = append(dst, b.KeyID[:]...)
+	return binary.BigEndian.AppendUint32(dst, b.Version)
 }
 
 // Marshal validates b and returns its encoding. The IV must be 12 bytes for
@@ -137,7 +137,7 @@ func (b Blob) Marshal() ([]byte, error) {
 		return nil, err
 	}
 	out := make([]byte, 0, HeaderSize+len(b.IV)+len(b.Sealed))
-	out = append(out, b.Header()...)
+	out = b.AppendHeader(out)
 	out = append(out, b.IV...)
 	out = append(out, b.Sealed...)
 	if len(out) > MaxBlob { // unreachable with the sealed limits; kept as the format's bound

@@ -31,25 +31,47 @@ type Context map[string]string
 // uint16 length and the value, all big-endian. A nil or empty context is
 // two zero bytes. Keys must be non-empty and all keys and values together
 // at most MaxContextBytes bytes; errors match ErrInvalidContext.
-func (c Context) Canonical() ([]byte, error) {
-	total := 0
+func (c Context) Canonical() ([]byte, error) { return c.appendCanonical(nil) }
+
+// Validate reports the error Canonical would, without encoding.
+func (c Context) Validate() error {
+	_, err := c.size()
+	return err
+}
+
+// size checks the context and returns the bytes of its keys and values.
+func (c Context) size() (int, error) {
+	total, emptyKey := 0, false
 	for k, v := range c {
 		total += len(k) + len(v)
+		emptyKey = emptyKey || k == ""
 	}
-	if total > MaxContextBytes {
-		return nil, invalidContext("encryption context is %d bytes of keys and values, max %d", total, MaxContextBytes)
+	switch {
+	case total > MaxContextBytes:
+		return 0, invalidContext("encryption context is %d bytes of keys and values, max %d", total, MaxContextBytes)
+	case emptyKey:
+		return 0, invalidContext("encryption context key must not be empty")
 	}
-	keys := make([]string, 0, len(c))
+	return total, nil
+}
+
+// appendCanonical appends the canonical encoding to dst. Contexts of up to
+// eight pairs sort their keys on the stack: this runs on every seal and
+// unseal.
+func (c Context) appendCanonical(dst []byte) ([]byte, error) {
+	total, err := c.size()
+	if err != nil {
+		return nil, err
+	}
+	var small [8]string
+	keys := small[:0]
 	for k := range c {
-		if k == "" {
-			return nil, invalidContext("encryption context key must not be empty")
-		}
 		keys = append(keys, k)
 	}
 	slices.Sort(keys) // Go compares strings byte by byte
 	// Non-empty keys and the byte limit keep the count and every length
 	// within uint16.
-	out := make([]byte, 0, 2+4*len(keys)+total)
+	out := slices.Grow(dst, 2+4*len(keys)+total)
 	out = binary.BigEndian.AppendUint16(out, uint16(len(keys)))
 	for _, k := range keys {
 		v := c[k]
@@ -65,12 +87,8 @@ func (c Context) Canonical() ([]byte, error) {
 // "hsmkms-v1" || b.Header() || c.Canonical(). The IV and sealed bytes are
 // not part of it. Errors are Canonical's.
 func AAD(b Blob, c Context) ([]byte, error) {
-	ctx, err := c.Canonical()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, 0, len(aadLabel)+HeaderSize+len(ctx))
+	out := make([]byte, 0, len(aadLabel)+HeaderSize+2+4*len(c)+64)
 	out = append(out, aadLabel...)
-	out = append(out, b.Header()...)
-	return append(out, ctx...), nil
+	out = b.AppendHeader(out)
+	return c.appendCanonical(out)
 }

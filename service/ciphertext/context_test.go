@@ -248,6 +248,9 @@ func TestCanonicalLimits(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := tc.ctx.Canonical()
+			if verr := tc.ctx.Validate(); fmt.Sprint(verr) != fmt.Sprint(err) {
+				t.Fatalf("Validate() = %v, Canonical's error %v: they must agree", verr, err)
+			}
 			if tc.msg == "" {
 				if err != nil {
 					t.Fatalf("Canonical(): %v", err)
