@@ -7,6 +7,7 @@ package benchcmp
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -30,6 +31,12 @@ type Side struct {
 // Compare runs base and cand at each number of goroutines in a sub-benchmark
 // and reports <base>-op/s, <cand>-op/s and <cand>/<base>, the fraction of
 // the base rate the candidate keeps.
+//
+// The rates are totals over the run. The ratio is the median over rounds
+// of the ratio within a round's pair of turns, which ran back to back: a
+// burst of load from the machine's other tenants slows a turn or two of
+// one side, which would move a ratio of totals by several percent and
+// does not move the median.
 func Compare(b *testing.B, base, cand Side, goroutines ...int) {
 	for _, g := range goroutines {
 		b.Run(fmt.Sprintf("goroutines=%d", g), func(b *testing.B) {
@@ -38,25 +45,27 @@ func Compare(b *testing.B, base, cand Side, goroutines ...int) {
 				baseFns[w], candFns[w] = base.Op(b, w), cand.Op(b, w)
 			}
 			var baseTime, candTime time.Duration
+			var ratios []float64
 			b.ResetTimer()
 			for done, turn := 0, 0; done < b.N; turn++ {
 				n := min(Round, b.N-done)
+				var bt, ct time.Duration
 				// Alternate who goes first, so that drift favours neither.
 				if turn%2 == 0 {
-					baseTime += run(b, baseFns, n)
-					candTime += run(b, candFns, n)
+					bt = run(b, baseFns, n)
+					ct = run(b, candFns, n)
 				} else {
-					candTime += run(b, candFns, n)
-					baseTime += run(b, baseFns, n)
+					ct = run(b, candFns, n)
+					bt = run(b, baseFns, n)
 				}
+				baseTime, candTime = baseTime+bt, candTime+ct
+				ratios = append(ratios, bt.Seconds()/ct.Seconds())
 				done += n
 			}
 			b.StopTimer()
-			baseRate := float64(b.N) / baseTime.Seconds()
-			candRate := float64(b.N) / candTime.Seconds()
-			b.ReportMetric(baseRate, base.Name+"-op/s")
-			b.ReportMetric(candRate, cand.Name+"-op/s")
-			b.ReportMetric(candRate/baseRate, cand.Name+"/"+base.Name)
+			b.ReportMetric(float64(b.N)/baseTime.Seconds(), base.Name+"-op/s")
+			b.ReportMetric(float64(b.N)/candTime.Seconds(), cand.Name+"-op/s")
+			b.ReportMetric(median(ratios), cand.Name+"/"+base.Name)
 			b.ReportMetric(0, "ns/op") // both sides together: meaningless
 		})
 	}
@@ -80,4 +89,15 @@ func run(b *testing.B, fns []func() error, n int) time.Duration {
 	}
 	wg.Wait()
 	return time.Since(start)
+}
+
+// median returns the middle value of xs (the mean of the two middle ones
+// for an even count); xs is sorted in place.
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
 }
