@@ -35,7 +35,6 @@ var (
 type Store struct {
 	db      *bbolt.DB
 	closed  atomic.Bool
-	decoded decodeCache
 	records recordCache
 }
 

@@ -69,19 +69,15 @@ func getJSON[T any](t *tx, bucket, k []byte, what func() string) (T, error) {
 	return rec, nil
 }
 
-// getCached is getJSON through the decode cache, for the records every
+// getCached is getJSON through the record cache, for the records every
 // request reads.
 func getCached[T any](t *tx, bucket, k []byte, what func() string, clone func(T) T) (T, error) {
 	if v, ok := t.s.records.get(t.gen, bucket, k); ok {
 		return clone(v.(T)), nil
 	}
-	var rec T
-	data, err := get(t, bucket, k, what)
+	rec, err := getJSON[T](t, bucket, k, what)
 	if err != nil {
 		return rec, err
-	}
-	if rec, err = decodeCached[T](&t.s.decoded, data); err != nil {
-		return rec, fmt.Errorf("%s: decode: %w", what(), err)
 	}
 	t.s.records.put(t.gen, bucket, k, rec)
 	return clone(rec), nil
