@@ -187,9 +187,14 @@ func seedManyKeys(b testing.TB, svc *Service, objects []hsm.ObjectID, n int) []s
 // it, beside GenerateDataKey on a random key of a store holding 10,000 keys
 // of 5 versions each. many/one near 1 means the store size does not reach
 // the hot path.
+//
+// With objects=1 every version is the one key's token object, so the token
+// does the same work on both sides and many/one is the service's own
+// scaling. With objects=32 the versions spread over 32 token objects, as
+// many keys would; the token sub-benchmark measures what that spread costs
+// SoftHSM2 alone (one/32 objects, hsm.SealDataKey only).
 func BenchmarkManyKeys(b *testing.B) {
 	tok := benchToken(b)
-	one, many := benchService(b, tok), benchService(b, tok)
 	ctx := admin(b)
 	objects := make([]hsm.ObjectID, distinctObjects)
 	for i := range objects {
@@ -203,6 +208,36 @@ func BenchmarkManyKeys(b *testing.B) {
 		objects[i] = id
 		b.Cleanup(func() { tok.DestroyKey(context.Background(), id) })
 	}
+	for _, n := range []int{1, distinctObjects} {
+		b.Run(fmt.Sprintf("objects=%d", n), func(b *testing.B) { benchManyKeys(b, tok, objects[:n]) })
+	}
+	b.Run("token", func(b *testing.B) {
+		var seed atomic.Uint64
+		seal := func(pick func(r *rand.Rand) hsm.ObjectID) benchcmp.Op {
+			return func(b *testing.B, _ int) func() error {
+				r := rand.New(rand.NewPCG(seed.Add(1), 7))
+				return func() error {
+					iv, err := hsm.NewIV()
+					if err != nil {
+						return err
+					}
+					_, _, err = tok.SealDataKey(ctx, pick(r), 32, iv, []byte("hsmkms-bench-aad"))
+					return err
+				}
+			}
+		}
+		benchcmp.Compare(b,
+			benchcmp.Side{Name: "one", Op: seal(func(*rand.Rand) hsm.ObjectID { return objects[0] })},
+			benchcmp.Side{Name: "spread", Op: seal(func(r *rand.Rand) hsm.ObjectID { return objects[r.IntN(len(objects))] })},
+			1, 4)
+	})
+}
+
+// benchManyKeys compares one key with 10,000 whose versions use objects;
+// the one key's versions use objects[0].
+func benchManyKeys(b *testing.B, tok *hsm.Token, objects []hsm.ObjectID) {
+	ctx := admin(b)
+	one, many := benchService(b, tok), benchService(b, tok)
 	oneID := seedManyKeys(b, one, objects[:1], 1)[0]
 	ids := seedManyKeys(b, many, objects, manyKeys)
 	// Warm both to their steady state: the first use of a version in a
