@@ -53,13 +53,15 @@ func checkAlgorithm(alg string) error {
 // encryptionKey resolves, authorises and checks the key named by ident and
 // returns its current version: the hot path reads two or three records and
 // never searches the token.
-func (s *Service) encryptionKey(ctx context.Context, o *op, ident string) (k store.Key, v store.Version, err error) {
+func (s *Service) encryptionKey(ctx context.Context, o *op, ident string) (store.Key, store.Version, error) {
+	var kv keyVersion
 	ref, err := s.parseKeyRef("keyId", ident)
 	if err != nil {
-		return k, v, err
+		return kv.k, kv.v, err
 	}
 	err = s.store.View(ctx, func(tx store.Tx) error {
-		if k, err = s.resolve(tx, ref); err != nil {
+		k, err := s.resolve(tx, ref)
+		if err != nil {
 			return err
 		}
 		if err := o.authorize(&k, ref.alias); err != nil {
@@ -68,11 +70,20 @@ func (s *Service) encryptionKey(ctx context.Context, o *op, ident string) (k sto
 		if err := s.usable(k, UsageEncrypt); err != nil {
 			return err
 		}
-		v, err = tx.Version(k.ID, k.CurrentVersion)
+		kv.k = k
+		kv.v, err = tx.Version(k.ID, k.CurrentVersion)
 		return err
 	})
-	o.rec.KeyVersion = v.Number
-	return k, v, storeErrOrNil(err)
+	o.rec.KeyVersion = kv.v.Number
+	return kv.k, kv.v, storeErrOrNil(err)
+}
+
+// keyVersion is what a lookup transaction hands out: one variable for the
+// closure to fill, where a key, a version and an error would each be moved
+// to the heap on every request.
+type keyVersion struct {
+	k store.Key
+	v store.Version
 }
 
 // seal makes an aes-gcm ciphertext blob: it takes a seal from the
@@ -236,16 +247,19 @@ func (s *Service) open(ctx context.Context, o *op, action string, data []byte, k
 
 // blobKey finds the key and version a blob names and checks that the
 // caller may use them.
-func (s *Service) blobKey(ctx context.Context, o *op, action string, b ciphertext.Blob, keyID string) (k store.Key, v store.Version, err error) {
-	id := uuid.UUID(b.KeyID).String()
+func (s *Service) blobKey(ctx context.Context, o *op, action string, b ciphertext.Blob, keyID string) (store.Key, store.Version, error) {
+	var kv keyVersion
 	var given keyRef
 	if keyID != "" {
+		var err error
 		if given, err = s.parseKeyRef("keyId", keyID); err != nil {
-			return k, v, err
+			return kv.k, kv.v, err
 		}
 	}
-	err = s.store.View(ctx, func(tx store.Tx) error {
-		if k, err = tx.Key(id); err != nil {
+	id := uuid.UUID(b.KeyID).String()
+	err := s.store.View(ctx, func(tx store.Tx) error {
+		k, err := tx.Key(id)
+		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				return newErr(CodeInvalidCipher, "the ciphertext names a key that does not exist")
 			}
@@ -273,15 +287,17 @@ func (s *Service) blobKey(ctx context.Context, o *op, action string, b ciphertex
 		if err := s.usable(k, UsageEncrypt); err != nil {
 			return err
 		}
-		if v, err = tx.Version(k.ID, b.Version); err != nil || v.State != store.VersionActive {
+		v, err := tx.Version(k.ID, b.Version)
+		if err != nil || v.State != store.VersionActive {
 			return newErr(CodeInvalidCipher, "the ciphertext names key material version %d, which %s does not have", b.Version, s.keyARN(k.ID))
 		}
 		if b.Mechanism == ciphertext.AESKW && k.Mechanism != ciphertext.AESKW.String() {
 			return newErr(CodeInvalidCipher, "%s never makes aes-kw ciphertexts", s.keyARN(k.ID))
 		}
+		kv.k, kv.v = k, v
 		return nil
 	})
-	return k, v, storeErrOrNil(err)
+	return kv.k, kv.v, storeErrOrNil(err)
 }
 
 // ReEncrypt opens a ciphertext and seals its plaintext under another key

@@ -10,7 +10,8 @@ import (
 
 // Key returns the key with the given ID.
 func (t *tx) Key(id string) (store.Key, error) {
-	return getCached(t, bucketKeys, []byte(id), func() string { return "key " + id }, cloneKey)
+	var buf keyBuf
+	return getCached(t, bucketKeys, append(buf[:0], id...), func() string { return "key " + id }, cloneKey)
 }
 
 // Keys lists keys, tombstones included, ordered by ID.
@@ -60,7 +61,9 @@ func versionName(keyID string, number uint32) string {
 
 // Version returns one version of a key.
 func (t *tx) Version(keyID string, number uint32) (store.Version, error) {
-	return getCached(t, bucketVersions, versionKey(keyID, number), func() string { return versionName(keyID, number) }, cloneVersion)
+	var buf keyBuf
+	k := binary.BigEndian.AppendUint32(append(append(buf[:0], keyID...), '/'), number)
+	return getCached(t, bucketVersions, k, func() string { return versionName(keyID, number) }, cloneVersion)
 }
 
 // Versions lists a key's versions by number.
@@ -92,7 +95,8 @@ func (t *tx) DeleteVersion(keyID string, number uint32) error {
 
 // Alias returns the alias with the given name.
 func (t *tx) Alias(name string) (store.Alias, error) {
-	return getCached(t, bucketAliases, []byte(name), func() string { return "alias " + name }, cloneAlias)
+	var buf keyBuf
+	return getCached(t, bucketAliases, append(buf[:0], name...), func() string { return "alias " + name }, cloneAlias)
 }
 
 // Aliases lists aliases by name.
@@ -117,7 +121,8 @@ func (t *tx) DeleteAlias(name string) error {
 
 // Principal returns the principal with the given access key ID.
 func (t *tx) Principal(accessKeyID string) (store.Principal, error) {
-	return getCached(t, bucketPrincipals, []byte(accessKeyID), func() string { return "principal " + accessKeyID }, clonePrincipal)
+	var buf keyBuf
+	return getCached(t, bucketPrincipals, append(buf[:0], accessKeyID...), func() string { return "principal " + accessKeyID }, clonePrincipal)
 }
 
 // Principals lists principals by access key ID.

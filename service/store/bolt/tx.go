@@ -69,12 +69,17 @@ func getJSON[T any](t *tx, bucket, k []byte, what func() string) (T, error) {
 	return rec, nil
 }
 
+// keyBuf holds a record's key on the stack: a cache hit then allocates
+// nothing for it.
+type keyBuf [80]byte
+
 // getCached is getJSON through the record cache, for the records every
-// request reads.
+// request reads. k is not kept: it may be a keyBuf.
 func getCached[T any](t *tx, bucket, k []byte, what func() string, clone func(T) T) (T, error) {
 	if v, ok := t.s.records.get(t.gen, bucket, k); ok {
 		return clone(v.(T)), nil
 	}
+	k = bytes.Clone(k)
 	rec, err := getJSON[T](t, bucket, k, what)
 	if err != nil {
 		return rec, err
