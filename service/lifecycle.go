@@ -54,6 +54,12 @@ func (s *Service) CancelKeyDeletion(ctx context.Context, in KeyIDInput) (out Key
 		if k.State != store.KeyPendingDeletion {
 			return newErr(CodeInvalidState, "%s is not pending deletion (it is %s).", s.keyARN(k.ID), k.State)
 		}
+		// Past its date the key is as good as deleted, as in AWS KMS: the
+		// executor may not have run yet, but the waiting period is over.
+		if !k.DeletionDate.After(s.now()) {
+			return newErr(CodeInvalidState, "%s reached its deletion date (%s); its deletion can no longer be cancelled.",
+				s.keyARN(k.ID), k.DeletionDate.UTC().Format(time.RFC3339))
+		}
 		k.State, k.DeletionDate = store.KeyDisabled, time.Time{}
 		out.KeyId = s.keyARN(k.ID)
 		return nil

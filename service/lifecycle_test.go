@@ -509,6 +509,37 @@ func TestCancelKeyDeletion(t *testing.T) {
 	}
 }
 
+// TestCancelKeyDeletionAfterItsDate refuses to cancel a deletion whose
+// date has passed, even before the executor has run: the waiting period is
+// over, as in AWS KMS. One second earlier the cancellation still works.
+func TestCancelKeyDeletionAfterItsDate(t *testing.T) {
+	f := newFixture(t, "")
+	ctx := admin(t)
+	late, early := f.createKey(t, CreateKeyInput{}), f.createKey(t, CreateKeyInput{})
+	for _, k := range []string{late, early} {
+		_, err := f.svc.ScheduleKeyDeletion(ctx, ScheduleKeyDeletionInput{KeyId: k, PendingWindowInDays: 7})
+		ksMust(t, "ScheduleKeyDeletion", err)
+	}
+	date := ksStoreKey(t, f, late).DeletionDate
+	f.clock.Advance(7*day - time.Second)
+	_, err := f.svc.CancelKeyDeletion(ctx, KeyIDInput{KeyId: early})
+	ksMust(t, "CancelKeyDeletion a second before the date", err)
+	f.clock.Advance(time.Second)
+	_, err = f.svc.CancelKeyDeletion(ctx, KeyIDInput{KeyId: late})
+	ksWantErr(t, "CancelKeyDeletion at the date", err, ErrInvalidState, ksARN(late)+" reached its deletion date ("+
+		date.UTC().Format(time.RFC3339)+"); its deletion can no longer be cancelled.")
+	if st := ksStoreKey(t, f, late); st.State != store.KeyPendingDeletion || !st.DeletionDate.Equal(date) {
+		t.Fatalf("the refused cancellation changed the key: %+v", st)
+	}
+	ksMust(t, "RunMaintenance", f.svc.RunMaintenance(ctx))
+	if st := ksStoreKey(t, f, late); st.State != store.KeyDeleted {
+		t.Errorf("the key past its date is %s after maintenance, want Deleted", st.State)
+	}
+	if st := ksStoreKey(t, f, early); st.State != store.KeyDisabled {
+		t.Errorf("the key cancelled in time is %s, want Disabled", st.State)
+	}
+}
+
 // TestKeyDeletionExecutes carries out deletions at their dates and not
 // before: token objects of every version destroyed, tombstones left whose
 // IDs stay taken, aliases gone, old ciphertexts refused.
