@@ -186,8 +186,12 @@ func TestErrorsNameIdentity(t *testing.T) {
 	}
 }
 
+// TestTxAfterEnd proves that a Tx kept past its transaction function
+// refuses use, a View's too, even for a record in the record cache.
 func TestTxAfterEnd(t *testing.T) {
 	s := openTemp(t)
+	seedCacheKey(t, s)
+	view(t, s, func(tx store.Tx) { read(t, tx) }) // the key is cached now
 	var escaped store.Tx
 	mustUpdate(t, s, func(tx store.Tx) error { escaped = tx; return nil })
 	if _, err := escaped.Key("k1"); !errors.Is(err, errTxEnded) {
@@ -195,6 +199,10 @@ func TestTxAfterEnd(t *testing.T) {
 	}
 	if err := escaped.PutSetting("s", nil); !errors.Is(err, errTxEnded) {
 		t.Errorf("PutSetting on an ended Tx: %v, want %v", err, errTxEnded)
+	}
+	view(t, s, func(tx store.Tx) { escaped = tx })
+	if _, err := escaped.Key(cacheKeyID); !errors.Is(err, errTxEnded) {
+		t.Errorf("Key of a cached record on an ended View Tx: %v, want %v", err, errTxEnded)
 	}
 }
 

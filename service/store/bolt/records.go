@@ -164,6 +164,7 @@ func (t *tx) PutSetting(name string, value []byte) error {
 	if err != nil {
 		return err
 	}
+	t.touch(bucketSettings, []byte(name)) // not cached today; kept coherent if it ever is
 	if err := b.Put([]byte(name), append([]byte{}, value...)); err != nil {
 		return fmt.Errorf("setting %s: %w", name, err)
 	}

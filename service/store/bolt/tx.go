@@ -76,6 +76,10 @@ type keyBuf [80]byte
 // getCached is getJSON through the record cache, for the records every
 // request reads. k is not kept: it may be a keyBuf.
 func getCached[T any](t *tx, bucket, k []byte, what func() string, clone func(T) T) (T, error) {
+	if t.ended {
+		var zero T
+		return zero, errTxEnded
+	}
 	if v, ok := t.s.records.get(t.gen, bucket, k); ok {
 		return clone(v.(T)), nil
 	}
