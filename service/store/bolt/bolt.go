@@ -89,9 +89,17 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 		return err
 	}
 	t := &tx{s: s, gen: noCache}
-	s.records.startWrite()
-	defer func() { s.records.endWrite(t.wrote) }()
+	// The write counts as in flight from when bbolt gives it the writer
+	// lock, not while it queues for it: readers keep the cache meanwhile.
+	started := false
+	defer func() {
+		if started {
+			s.records.endWrite(t.wrote)
+		}
+	}()
 	return closedErr(s.db.Update(func(btx *bbolt.Tx) error {
+		s.records.startWrite()
+		started = true
 		if err := run(btx, t, fn); err != nil {
 			return err
 		}
