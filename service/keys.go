@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 
 	"github.com/google/uuid"
 	"github.com/hsmkms/hsmkms/hsm"
@@ -318,7 +319,7 @@ func (s *Service) metadata(k store.Key) KeyMetadata {
 }
 
 // materialID names a version in responses, in place of AWS's opaque IDs.
-func materialID(n uint32) string { return fmt.Sprintf("v%d", n) }
+func materialID(n uint32) string { return "v" + strconv.FormatUint(uint64(n), 10) }
 
 // DescribeKey returns a key's metadata.
 func (s *Service) DescribeKey(ctx context.Context, in KeyIDInput) (out KeyOutput, err error) {
