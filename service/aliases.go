@@ -169,8 +169,8 @@ func (s *Service) ListAliases(ctx context.Context, in ListAliasesInput) (out Lis
 			return out, err
 		}
 	}
-	out.Aliases = []AliasListEntry{}
 	err = s.store.View(ctx, func(tx store.Tx) error {
+		out.Aliases = []AliasListEntry{}
 		if in.KeyId == "" {
 			if err := o.authorize(nil, ""); err != nil {
 				return err

@@ -396,8 +396,8 @@ func (s *Service) ListKeys(ctx context.Context, in ListInput) (out ListKeysOutpu
 			return out, newErr(CodeInvalidMarker, "Marker is not valid")
 		}
 	}
-	out.Keys = []KeyListEntry{}
 	err = s.store.View(ctx, func(tx store.Tx) error {
+		out.Keys = []KeyListEntry{}
 		after := in.Marker
 		for len(out.Keys) <= limit {
 			page, err := tx.Keys(after, limit+1)

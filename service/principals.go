@@ -203,8 +203,8 @@ func (s *Service) ListPrincipals(ctx context.Context, in ListInput) (out ListPri
 	if err != nil {
 		return out, err
 	}
-	out.Principals = []PrincipalEntry{}
 	err = s.store.View(ctx, func(tx store.Tx) error {
+		out.Principals = []PrincipalEntry{}
 		page, err := tx.Principals(in.Marker, limit+1)
 		for _, p := range page {
 			out.Principals = append(out.Principals, PrincipalEntry{AccessKeyId: p.AccessKeyID, Name: p.Name,

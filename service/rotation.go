@@ -170,8 +170,8 @@ func (s *Service) ListKeyRotations(ctx context.Context, in ListKeyRotationsInput
 	if err != nil {
 		return out, err
 	}
-	out.Rotations = []Rotation{}
 	err = s.store.View(ctx, func(tx store.Tx) error {
+		out.Rotations, out.Truncated, out.NextMarker = []Rotation{}, false, ""
 		k, err := s.resolve(tx, ref)
 		if err != nil {
 			return err

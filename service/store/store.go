@@ -34,7 +34,10 @@ var (
 // fn's error when it fails; a ctx done while fn runs rolls Update back.
 // After Close every method returns ErrClosed.
 type Store interface {
-	// View runs fn in a read-only transaction.
+	// View runs fn in a read-only transaction. Implementations may run fn
+	// more than once, as Update may (the bolt store does when a write
+	// commits between a cached read and an uncached one): fn must start
+	// afresh each time, resetting whatever it fills.
 	View(ctx context.Context, fn func(Tx) error) error
 	// Update runs fn in a read-write transaction, committed when fn returns
 	// nil and rolled back otherwise. Implementations may run fn more than

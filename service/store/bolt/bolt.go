@@ -70,16 +70,38 @@ func createBuckets(tx *bbolt.Tx) error {
 	return nil
 }
 
-// View runs fn in a read-only transaction.
+// View runs fn in a read-only transaction. It opens a bbolt transaction
+// only if the record cache cannot answer every read (tx.begin), which
+// saves a request ~0.5 µs and a lock shared by all readers. fn runs a
+// second time, on a bbolt snapshot taken at once, in the rare case that a
+// write commits between a cached read and an uncached one.
 func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
 	if err := s.ready(ctx); err != nil {
 		return err
 	}
-	// The generation is read before bbolt takes the snapshot (see recordCache).
-	t := &tx{s: s, gen: s.records.readGen()}
+	// The generation is read before any snapshot is taken (see recordCache).
+	if gen := s.records.readGen(); gen != noCache {
+		t := &tx{s: s, gen: gen}
+		err := s.viewLazily(t, fn)
+		if !t.moved {
+			return closedErr(err)
+		}
+	}
+	t := &tx{s: s, gen: noCache}
 	return closedErr(s.db.View(func(btx *bbolt.Tx) error {
 		return run(btx, t, fn)
 	}))
+}
+
+// viewLazily runs fn with t, which begins a bbolt snapshot when it needs
+// one.
+func (s *Store) viewLazily(t *tx, fn func(store.Tx) error) error {
+	defer func() {
+		if t.btx != nil {
+			_ = t.btx.Rollback()
+		}
+	}()
+	return run(nil, t, fn)
 }
 
 // Update runs fn in a read-write transaction, committed when fn returns nil

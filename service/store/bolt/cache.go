@@ -84,6 +84,23 @@ func (c *recordCache) put(gen uint64, bucket, key []byte, v any) {
 	inner[string(key)] = v
 }
 
+// snapshot calls begin, which takes a bbolt read snapshot, if generation
+// gen is current and no write is in flight, and reports whether it did.
+// begin runs under the read lock: no write can start, let alone commit,
+// before the snapshot is taken, so it holds the state the cache answered
+// gen's reads from. It cannot deadlock: a write takes this lock in
+// startWrite holding only bbolt's writer lock, which Begin(false) does not
+// need.
+func (c *recordCache) snapshot(gen uint64, begin func()) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if gen == noCache || gen != c.gen || c.writers > 0 {
+		return false
+	}
+	begin()
+	return true
+}
+
 // startWrite marks a write in flight.
 func (c *recordCache) startWrite() {
 	c.mu.Lock()

@@ -110,13 +110,10 @@ func TestRecordCacheWriteSeesOwnWrites(t *testing.T) {
 	})
 }
 
-// TestRecordCacheKeepsSnapshot proves that a read transaction sees one
-// snapshot even when writes commit and newer readers refill the cache
-// while it runs: the cached records are newer than its snapshot, and it
-// must not mix them with what it reads from bbolt.
-func TestRecordCacheKeepsSnapshot(t *testing.T) {
-	// A large initial mmap: a commit that grew the file would wait for the
-	// open reader to finish, which never happens here.
+// bigMmapStore opens a store whose file never needs remapping in a test: a
+// commit that grew the mapping would wait for an open reader to finish,
+// which never happens when the reader itself waits for the commit.
+func bigMmapStore(t *testing.T) *Store {
 	db, err := bbolt.Open(filepath.Join(t.TempDir(), "kms.db"), 0o600, &bbolt.Options{InitialMmapSize: 64 << 20})
 	if err != nil {
 		t.Fatal(err)
@@ -126,15 +123,37 @@ func TestRecordCacheKeepsSnapshot(t *testing.T) {
 	}
 	s := &Store{db: db}
 	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// readErr is read returning the error instead of failing the test.
+func readErr(tx store.Tx) (string, store.VersionState, error) {
+	k, err := tx.Key(cacheKeyID)
+	if err != nil {
+		return "", "", err
+	}
+	v, err := tx.Version(cacheKeyID, 1)
+	return k.Description, v.State, err
+}
+
+// TestRecordCacheKeepsSnapshot proves that a read transaction that has
+// taken its bbolt snapshot keeps seeing that snapshot, cached records
+// included, while a write commits and a newer reader refills the cache.
+func TestRecordCacheKeepsSnapshot(t *testing.T) {
+	s := bigMmapStore(t)
 	seedCacheKey(t, s)
 	view(t, s, func(tx store.Tx) { read(t, tx) }) // cache "old"
 
+	runs := 0
 	view(t, s, func(old store.Tx) {
+		runs++
+		// A setting is never cached: this read takes the snapshot.
+		if _, err := old.Setting("absent"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("Setting: %v", err)
+		}
 		if d, st := read(t, old); d != "old" || st != store.VersionActive {
 			t.Fatalf("first read %q %q, want old Active", d, st)
 		}
-		// While this reader is open: a write commits, a newer reader
-		// caches its result, then the old reader reads again.
 		change(t, s, "new", store.VersionDestroyed)
 		view(t, s, func(tx store.Tx) {
 			if d, st := read(t, tx); d != "new" || st != store.VersionDestroyed {
@@ -145,11 +164,72 @@ func TestRecordCacheKeepsSnapshot(t *testing.T) {
 			t.Errorf("the open reader read %q %q after a later write, want its snapshot: old Active", d, st)
 		}
 	})
+	if runs != 1 {
+		t.Errorf("fn ran %d times, want once: its snapshot was taken before the write", runs)
+	}
 	view(t, s, func(tx store.Tx) {
 		if d, st := read(t, tx); d != "new" || st != store.VersionDestroyed {
 			t.Errorf("a reader after the old one closed read %q %q, want new Destroyed", d, st)
 		}
 	})
+}
+
+// TestRecordCacheRunsAgainAfterWrite proves that a read transaction whose
+// reads the cache answered, and which needs bbolt only after a write
+// committed, never returns a mix of the two states: it is refused and View
+// runs fn again on one snapshot.
+func TestRecordCacheRunsAgainAfterWrite(t *testing.T) {
+	s := bigMmapStore(t)
+	seedCacheKey(t, s)
+	view(t, s, func(tx store.Tx) { read(t, tx) }) // cache "old"
+
+	var runs int
+	var desc string
+	var state store.VersionState
+	err := s.View(context.Background(), func(tx store.Tx) error {
+		runs++
+		k, err := tx.Key(cacheKeyID) // answered by the cache on the first run
+		if err != nil {
+			return err
+		}
+		if runs == 1 {
+			change(t, s, "new", store.VersionDestroyed) // drops key and version from the cache
+		}
+		v, err := tx.Version(cacheKeyID, 1) // needs bbolt after the write
+		if runs == 1 && !errors.Is(err, errSnapshotMoved) {
+			t.Errorf("first run: Version after a write: %v (%s), want errSnapshotMoved", err, v.State)
+		}
+		if err != nil {
+			return err
+		}
+		desc, state = k.Description, v.State
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("View: %v", err)
+	}
+	if runs != 2 || desc != "new" || state != store.VersionDestroyed {
+		t.Errorf("View ran fn %d times and read %q %q, want twice and new Destroyed", runs, desc, state)
+	}
+}
+
+// TestRecordCacheUncachedAfterWrite proves that a read transaction that
+// had no answer from the cache yet simply reads the newer snapshot after a
+// write: fn runs once.
+func TestRecordCacheUncachedAfterWrite(t *testing.T) {
+	s := bigMmapStore(t)
+	seedCacheKey(t, s)
+	runs := 0
+	view(t, s, func(tx store.Tx) {
+		runs++
+		change(t, s, "new", store.VersionDestroyed)
+		if d, st, err := readErr(tx); err != nil || d != "new" || st != store.VersionDestroyed {
+			t.Errorf("read %q %q %v, want new Destroyed", d, st, err)
+		}
+	})
+	if runs != 1 {
+		t.Errorf("fn ran %d times, want once", runs)
+	}
 }
 
 // TestRecordCacheReaderDuringWrite proves that a reader that starts while

@@ -15,11 +15,20 @@ import (
 // returned.
 var errTxEnded = errors.New("store: transaction has ended")
 
-// tx implements store.Tx over one bbolt transaction.
+// errSnapshotMoved is returned by every read of a View's Tx once a write
+// committed between a read the record cache answered and the first read it
+// could not: no bbolt snapshot holds both. View then runs fn again.
+var errSnapshotMoved = errors.New("store: a write committed during the read; reading again")
+
+// tx implements store.Tx over one bbolt transaction. A View's tx takes its
+// bbolt snapshot only at the first read the record cache cannot answer: a
+// request whose records are all cached never opens one.
 type tx struct {
 	btx   *bbolt.Tx
 	s     *Store
 	gen   uint64      // the record cache's generation, or noCache
+	hit   bool        // the cache answered a read
+	moved bool        // see errSnapshotMoved
 	wrote []recordKey // the records a write transaction touched
 	ended bool
 }
@@ -38,7 +47,32 @@ func (t *tx) bucket(name []byte) (*bbolt.Bucket, error) {
 	if t.ended {
 		return nil, errTxEnded
 	}
+	if t.btx == nil {
+		if err := t.begin(); err != nil {
+			return nil, err
+		}
+	}
 	return t.btx.Bucket(name), nil
+}
+
+// begin takes a View's bbolt snapshot. With no write since the view began
+// it holds what the cache answered; after a write it is newer, which is
+// fine only if the cache has answered nothing yet.
+func (t *tx) begin() error {
+	if t.moved {
+		return errSnapshotMoved
+	}
+	var err error
+	if t.s.records.snapshot(t.gen, func() { t.btx, err = t.s.db.Begin(false) }) {
+		return err
+	}
+	if t.hit {
+		t.moved = true
+		return errSnapshotMoved
+	}
+	t.gen = noCache
+	t.btx, err = t.s.db.Begin(false)
+	return err
 }
 
 // get returns the encoded record at k, or ErrNotFound naming what.
@@ -81,6 +115,7 @@ func getCached[T any](t *tx, bucket, k []byte, what func() string, clone func(T)
 		return zero, errTxEnded
 	}
 	if v, ok := t.s.records.get(t.gen, bucket, k); ok {
+		t.hit = true
 		return clone(v.(T)), nil
 	}
 	k = bytes.Clone(k)
