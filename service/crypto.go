@@ -288,6 +288,9 @@ func (s *Service) blobKey(ctx context.Context, o *op, action string, b ciphertex
 			return err
 		}
 		v, err := tx.Version(k.ID, b.Version)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err // the store failed: not the ciphertext's fault
+		}
 		if err != nil || v.State != store.VersionActive {
 			return newErr(CodeInvalidCipher, "the ciphertext names key material version %d, which %s does not have", b.Version, s.keyARN(k.ID))
 		}

@@ -134,6 +134,9 @@ func (s *Store) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return store.ErrClosed
 	}
+	// A View answered from the cache holds no bbolt transaction for Close
+	// to wait for; from here on it reads the file, and finds it closed.
+	s.records.close()
 	return s.db.Close()
 }
 

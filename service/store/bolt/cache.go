@@ -84,21 +84,24 @@ func (c *recordCache) put(gen uint64, bucket, key []byte, v any) {
 	inner[string(key)] = v
 }
 
-// snapshot calls begin, which takes a bbolt read snapshot, if generation
-// gen is current and no write is in flight, and reports whether it did.
-// begin runs under the read lock: no write can start, let alone commit,
-// before the snapshot is taken, so it holds the state the cache answered
-// gen's reads from. It cannot deadlock: a write takes this lock in
-// startWrite holding only bbolt's writer lock, which Begin(false) does not
-// need.
-func (c *recordCache) snapshot(gen uint64, begin func()) bool {
+// current reports whether generation gen is current with no write in
+// flight: then no write has started, let alone committed, since gen was
+// read, and a bbolt snapshot taken in between holds the state the cache
+// answered gen's reads from.
+func (c *recordCache) current(gen uint64) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if gen == noCache || gen != c.gen || c.writers > 0 {
-		return false
-	}
-	begin()
-	return true
+	return gen != noCache && gen == c.gen && c.writers == 0
+}
+
+// close turns the cache off for good: a store being closed answers
+// nothing from memory that its file can no longer confirm.
+func (c *recordCache) close() {
+	c.mu.Lock()
+	c.writers++
+	c.gen++
+	c.m, c.n = nil, 0
+	c.mu.Unlock()
 }
 
 // startWrite marks a write in flight.

@@ -3,7 +3,9 @@ package bolt
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	bbolt "go.etcd.io/bbolt"
@@ -255,4 +257,128 @@ func TestRecordCacheReaderDuringWrite(t *testing.T) {
 			t.Errorf("after the write, read %q, want new", d)
 		}
 	})
+}
+
+// TestRecordCacheCloseDuringView proves that a View answered from the cache,
+// which holds no bbolt transaction for Close to wait for, reads nothing from
+// memory once the store is closed: its reads fail with ErrClosed.
+func TestRecordCacheCloseDuringView(t *testing.T) {
+	s := openTemp(t)
+	seedCacheKey(t, s)
+	view(t, s, func(tx store.Tx) { read(t, tx) }) // cache the key and version
+	err := s.View(context.Background(), func(tx store.Tx) error {
+		if _, err := tx.Key(cacheKeyID); err != nil {
+			t.Fatalf("Key before Close: %v", err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if _, err := tx.Key(cacheKeyID); !errors.Is(err, store.ErrClosed) {
+			t.Errorf("cached Key after Close: %v, want ErrClosed", err)
+		}
+		_, err := tx.Version(cacheKeyID, 1)
+		return err
+	})
+	if !errors.Is(err, store.ErrClosed) {
+		t.Errorf("View across Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestRecordCacheNoOpenTransactions proves that a lazily begun snapshot is
+// released whatever fn does: returns an error, panics, or is run again.
+func TestRecordCacheNoOpenTransactions(t *testing.T) {
+	s := bigMmapStore(t)
+	seedCacheKey(t, s)
+	errFn := errors.New("fn failed")
+	cases := []struct {
+		name string
+		fn   func(store.Tx) error
+	}{
+		{"error", func(tx store.Tx) error { _, _ = tx.Setting("absent"); return errFn }},
+		{"panic", func(tx store.Tx) error { _, _ = tx.Setting("absent"); panic(errFn) }},
+		{"run again", func() func(store.Tx) error {
+			runs := 0
+			return func(tx store.Tx) error {
+				runs++
+				if _, err := tx.Key(cacheKeyID); err != nil {
+					return err
+				}
+				if runs == 1 {
+					change(t, s, fmt.Sprint("d", runs), store.VersionActive)
+				}
+				_, err := tx.Version(cacheKeyID, 1)
+				return err
+			}
+		}()},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			view(t, s, func(tx store.Tx) { read(t, tx) }) // cache the key and version
+			func() {
+				defer func() { _ = recover() }()
+				_ = s.View(context.Background(), tc.fn)
+			}()
+			if n := s.db.Stats().OpenTxN; n != 0 {
+				t.Errorf("%d bbolt read transactions left open", n)
+			}
+		})
+	}
+}
+
+// TestRecordCacheConcurrentConsistency runs readers beside writers that
+// change a key and its version together, and proves that no reader ever
+// sees the key of one write with the version of another, whether the cache,
+// a lazy snapshot or a second run answered it.
+func TestRecordCacheConcurrentConsistency(t *testing.T) {
+	s := bigMmapStore(t)
+	seedCacheKey(t, s)
+	const writes, readers, reads = 200, 4, 2000
+	write := func(i int) {
+		mustUpdate(t, s, func(tx store.Tx) error {
+			k, err := tx.Key(cacheKeyID)
+			if err != nil {
+				return err
+			}
+			k.Description = fmt.Sprint("w", i)
+			if _, err := tx.PutKey(k); err != nil {
+				return err
+			}
+			return tx.PutVersion(store.Version{KeyID: cacheKeyID, Number: 1, State: store.VersionActive, RotationType: k.Description})
+		})
+	}
+	write(0)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 1; i <= writes; i++ {
+			write(i)
+		}
+	})
+	for range readers {
+		wg.Go(func() {
+			for range reads {
+				err := s.View(context.Background(), func(tx store.Tx) error {
+					k, err := tx.Key(cacheKeyID)
+					if err != nil {
+						return err
+					}
+					v, err := tx.Version(cacheKeyID, 1)
+					if err != nil {
+						return err
+					}
+					if k.Description != v.RotationType {
+						t.Errorf("one read saw key %s and version %s", k.Description, v.RotationType)
+					}
+					return nil
+				})
+				if err != nil {
+					t.Errorf("View: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := s.db.Stats().OpenTxN; n != 0 {
+		t.Errorf("%d bbolt read transactions left open", n)
+	}
 }

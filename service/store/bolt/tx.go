@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	bbolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/hsmkms/hsmkms/service/store"
 )
@@ -57,22 +58,32 @@ func (t *tx) bucket(name []byte) (*bbolt.Bucket, error) {
 
 // begin takes a View's bbolt snapshot. With no write since the view began
 // it holds what the cache answered; after a write it is newer, which is
-// fine only if the cache has answered nothing yet.
+// fine only if the cache has answered nothing yet. The snapshot is taken
+// before the check and with no lock held: bbolt's Close holds its meta
+// lock while it waits for open transactions, which may be waiting for the
+// cache's lock.
 func (t *tx) begin() error {
 	if t.moved {
 		return errSnapshotMoved
 	}
-	var err error
-	if t.s.records.snapshot(t.gen, func() { t.btx, err = t.s.db.Begin(false) }) {
+	btx, err := t.s.db.Begin(false)
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return store.ErrClosed
+	}
+	if err != nil {
 		return err
 	}
-	if t.hit {
+	switch {
+	case t.s.records.current(t.gen):
+	case t.hit:
+		_ = btx.Rollback()
 		t.moved = true
 		return errSnapshotMoved
+	default:
+		t.gen = noCache
 	}
-	t.gen = noCache
-	t.btx, err = t.s.db.Begin(false)
-	return err
+	t.btx = btx
+	return nil
 }
 
 // get returns the encoded record at k, or ErrNotFound naming what.
