@@ -58,4 +58,3 @@ func (s *Server) ensureRoot(ctx context.Context) error {
 	s.log.Info("created the root principal; its credentials are in "+path, "access_key_id", id)
 	return nil
 }
-
