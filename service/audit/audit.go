@@ -16,6 +16,10 @@ const (
 	Allowed = "allowed" // authorised and succeeded
 	Denied  = "denied"  // refused by policy or authentication
 	Failed  = "failed"  // authorised but failed (bad input, key state, HSM)
+	// Cancelled is an operation the client abandoned (it closed the
+	// connection or reset it) before it finished: the client's doing, not
+	// a failure of the service.
+	Cancelled = "cancelled"
 )
 
 // Record is one audited operation.
@@ -33,6 +37,13 @@ type Record struct {
 	Source            string // the caller's network address
 	Outcome           string
 	ErrorType         string // the AWS error type when not allowed
+	// Subject is the principal an administrative operation acts on (the
+	// access key ID created, deleted or whose secret was rotated).
+	Subject string
+	// Suppressed counts the failed authentications from the same source or
+	// claimed access key ID that were answered but not audited one by one
+	// since the last record about them (the failure limit of package auth).
+	Suppressed int
 }
 
 // Logger writes audit records.
@@ -73,6 +84,8 @@ func (l *Logger) Log(r Record) {
 		Source:            r.Source,
 		Outcome:           r.Outcome,
 		ErrorType:         r.ErrorType,
+		Subject:           r.Subject,
+		Suppressed:        r.Suppressed,
 	})
 }
 
@@ -89,4 +102,6 @@ type line struct {
 	Source            string            `json:"source,omitempty"`
 	Outcome           string            `json:"outcome"`
 	ErrorType         string            `json:"error_type,omitempty"`
+	Subject           string            `json:"subject,omitempty"`
+	Suppressed        int               `json:"suppressed,omitempty"`
 }
