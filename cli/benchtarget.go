@@ -39,6 +39,7 @@ func benchTargetCommand() *cli.Command {
 			&cli.StringFlag{Name: "token-label", EnvVars: []string{"HSMKMS_TOKEN_LABEL"}},
 			&cli.StringFlag{Name: "token-serial", EnvVars: []string{"HSMKMS_TOKEN_SERIAL"}},
 			&cli.StringFlag{Name: "pin-file", EnvVars: []string{"HSMKMS_PIN_FILE"}},
+			allowInsecurePINFileFlag(),
 			&cli.IntFlag{Name: "pool-size", Value: 4, EnvVars: []string{"HSMKMS_POOL_SIZE"}},
 		},
 		Action: benchTarget,

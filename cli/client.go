@@ -19,6 +19,10 @@ func clientFlags() []cli.Flag {
 		&cli.StringFlag{Name: "endpoint", EnvVars: []string{"HSMKMS_ENDPOINT"}, Usage: "server URL, e.g. http://127.0.0.1:8080"},
 		&cli.StringFlag{Name: "region", Value: "us-east-1", EnvVars: []string{"HSMKMS_REGION"}, Usage: "region the server signs for"},
 		&cli.StringFlag{Name: "credentials-file", EnvVars: []string{"HSMKMS_CREDENTIALS_FILE"}, Usage: "AWS shared credentials file to read ([default] or --profile)"},
+		// The PIN flag's name is an alias, so that one habit (or one
+		// script's flag) serves the local and the client commands.
+		&cli.BoolFlag{Name: allowInsecureCredentialsFile, Aliases: []string{allowInsecurePINFile}, EnvVars: []string{"HSMKMS_ALLOW_INSECURE_CREDENTIALS_FILE"},
+			Usage: "read a --credentials-file that group or others can access (refused by default)"},
 		&cli.StringFlag{Name: "profile", EnvVars: []string{"HSMKMS_PROFILE"}, Usage: "profile of the credentials file"},
 	}
 }
@@ -30,6 +34,12 @@ func awsConfig(c *cli.Context) (aws.Config, error) {
 	}
 	opts := []func(*config.LoadOptions) error{config.WithRegion(c.String("region"))}
 	if f := c.String("credentials-file"); f != "" {
+		// Checked before the SDK reads the file, and so before any request.
+		if !c.Bool(allowInsecureCredentialsFile) {
+			if err := checkPrivateFile(f, "credentials", allowInsecureCredentialsFile); err != nil {
+				return aws.Config{}, err
+			}
+		}
 		opts = append(opts, config.WithSharedCredentialsFiles([]string{f}), config.WithSharedConfigFiles([]string{}))
 	}
 	if p := c.String("profile"); p != "" {

@@ -22,12 +22,20 @@ func tokenFlags() []cli.Flag {
 		&cli.StringFlag{Name: "token-label", EnvVars: []string{"HSMKMS_TOKEN_LABEL"}, Required: true, Usage: "label of the token"},
 		&cli.StringFlag{Name: "token-serial", EnvVars: []string{"HSMKMS_TOKEN_SERIAL"}, Usage: "serial of the token, when labels are not unique"},
 		&cli.StringFlag{Name: "pin-file", EnvVars: []string{"HSMKMS_PIN_FILE"}, Usage: "file holding the user PIN (or set HSMKMS_PIN)"},
+		allowInsecurePINFileFlag(),
 		&cli.IntFlag{Name: "pool-size", Value: 4, EnvVars: []string{"HSMKMS_POOL_SIZE"}, Usage: "PKCS#11 sessions open at most"},
 	}
 }
 
+// loadPIN reads the PIN from --pin-file, refusing a file that group or
+// others can access before reading it, or else from HSMKMS_PIN.
 func loadPIN(c *cli.Context) (hsm.PIN, error) {
 	if f := c.String("pin-file"); f != "" {
+		if !c.Bool(allowInsecurePINFile) {
+			if err := checkPrivateFile(f, "PIN", allowInsecurePINFile); err != nil {
+				return hsm.PIN{}, err
+			}
+		}
 		return hsm.PINFromFile(f)
 	}
 	pin, err := hsm.PINFromEnv("HSMKMS_PIN")

@@ -32,6 +32,7 @@ func softhsmCommand() *cli.Command {
 				&cli.StringFlag{Name: "label", Required: true, EnvVars: []string{"HSMKMS_TOKEN_LABEL"}, Usage: "token label"},
 				&cli.StringFlag{Name: "pkcs11-module", EnvVars: []string{"HSMKMS_PKCS11_MODULE"}, Usage: "SoftHSM2 module (default: found on the usual paths)"},
 				&cli.StringFlag{Name: "pin-file", EnvVars: []string{"HSMKMS_PIN_FILE"}, Usage: "file holding the user PIN (or set HSMKMS_PIN)"},
+				allowInsecurePINFileFlag(),
 			},
 			Action: softhsmInit,
 		}},
@@ -57,7 +58,7 @@ func softhsmInit(c *cli.Context) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	soPIN, err := soPIN(dir)
+	soPIN, err := soPIN(dir, c.Bool(allowInsecurePINFile))
 	if err != nil {
 		return err
 	}
@@ -110,12 +111,19 @@ func requireSoftHSM(path string) error {
 }
 
 // soPIN reads HSMKMS_SO_PIN, or the SO PIN kept in dir/so-pin, or makes a
-// random one and keeps it there.
-func soPIN(dir string) (string, error) {
+// random one and keeps it there. A kept file that group or others can
+// access is refused like a --pin-file, unless allowInsecure: it was
+// written 0600, so someone has widened it since.
+func soPIN(dir string, allowInsecure bool) (string, error) {
 	if v := os.Getenv("HSMKMS_SO_PIN"); v != "" {
 		return v, nil
 	}
 	file := filepath.Join(dir, "so-pin")
+	if !allowInsecure {
+		if err := checkPrivateFile(file, "SO PIN", allowInsecurePINFile); err != nil {
+			return "", err
+		}
+	}
 	if b, err := os.ReadFile(file); err == nil {
 		return strings.TrimSpace(string(b)), nil
 	}
