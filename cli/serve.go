@@ -16,6 +16,11 @@ import (
 // shutdownGrace bounds how long in-flight requests may take to finish.
 const shutdownGrace = 30 * time.Second
 
+// defaultMetricsListen is where /metrics is served unless told otherwise:
+// loopback, because the metrics name key IDs and count their use, and the
+// port Prometheus' exporters conventionally take for new software.
+const defaultMetricsListen = "127.0.0.1:9464"
+
 func serveFlags() []cli.Flag {
 	env := func(name string) []string { return []string{"HSMKMS_" + name} }
 	flags := append(optional(tokenFlags()), devFlags()...)
@@ -28,6 +33,8 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "tls-key", EnvVars: env("TLS_KEY"), Usage: "PEM private key of --tls-cert"},
 		&cli.BoolFlag{Name: "insecure-http", EnvVars: env("INSECURE_HTTP"), Usage: "allow plain HTTP on a non-loopback address"},
 		&cli.StringFlag{Name: "audit-log", Value: "-", EnvVars: env("AUDIT_LOG"), Usage: "audit trail file (JSON lines), or - for standard output"},
+		&cli.StringFlag{Name: "metrics-listen", Value: defaultMetricsListen, EnvVars: env("METRICS_LISTEN"),
+			Usage: "address of the plain-HTTP listener serving GET /metrics, or off; the metrics name keys, so keep it on loopback or a private network"},
 	)
 }
 
@@ -88,6 +95,8 @@ func serverConfig(c *cli.Context) (server.Config, func(), *devState, error) {
 		TLSKey:          c.String("tls-key"),
 		InsecureHTTP:    c.Bool("insecure-http"),
 		Logger:          logger(c),
+		MetricsListen:   metricsListen(c),
+		MetricsOptional: !c.IsSet("metrics-listen"),
 		RootAccessKeyID: os.Getenv("HSMKMS_ROOT_ACCESS_KEY_ID"),
 		RootSecret:      os.Getenv("HSMKMS_ROOT_SECRET_ACCESS_KEY"),
 	}
@@ -122,6 +131,14 @@ func serverConfig(c *cli.Context) (server.Config, func(), *devState, error) {
 	}
 	cfg.Audit = audit
 	return cfg, closeAudit, dev, nil
+}
+
+// metricsListen is --metrics-listen, "" when it is off.
+func metricsListen(c *cli.Context) string {
+	if a := c.String("metrics-listen"); a != "off" {
+		return a
+	}
+	return ""
 }
 
 // optional returns flags with Required cleared.

@@ -44,6 +44,7 @@ func systemContext(ctx context.Context) context.Context {
 // op is one audited operation in progress.
 type op struct {
 	s      *Service
+	ctx    context.Context
 	caller Caller
 	known  bool
 	rec    audit.Record
@@ -52,7 +53,7 @@ type op struct {
 // begin starts the audit record of an operation on behalf of ctx's caller.
 func (s *Service) begin(ctx context.Context, action string) *op {
 	c, ok := callerFrom(ctx)
-	return &op{s: s, caller: c, known: ok, rec: audit.Record{
+	return &op{s: s, ctx: ctx, caller: c, known: ok, rec: audit.Record{
 		Time:      s.now(),
 		RequestID: c.RequestID,
 		Principal: c.AccessKeyID,
@@ -61,11 +62,15 @@ func (s *Service) begin(ctx context.Context, action string) *op {
 	}}
 }
 
-// end writes the audit record, exactly once per operation, and returns err.
+// end writes the audit record, exactly once per operation, and returns err
+// (as ErrCancelled when the client abandoned the request).
 func (o *op) end(err error) error {
+	err = Cancelled(o.ctx, err)
 	switch {
 	case err == nil:
 		o.rec.Outcome = audit.Allowed
+	case errors.Is(err, ErrCancelled):
+		o.rec.Outcome = audit.Cancelled
 	case errors.Is(err, ErrAccessDenied):
 		o.rec.Outcome = audit.Denied
 		o.rec.ErrorType = string(CodeAccessDenied)

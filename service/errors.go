@@ -1,6 +1,7 @@
 package service
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -30,6 +31,10 @@ const (
 	// CodeDependency is what hsmkms answers while the HSM is unavailable:
 	// AWS SDKs model it and retry it.
 	CodeDependency Code = "DependencyTimeoutException"
+	// CodeCancelled is no AWS error type: it marks a request its client
+	// abandoned, whose answer nobody reads. It is the client's doing, never
+	// recorded as a failure of the service.
+	CodeCancelled Code = "RequestCancelled"
 )
 
 // Error is a failed key service operation: an AWS error type and a message
@@ -71,6 +76,7 @@ var (
 	ErrUnsupported      = &Error{Code: CodeUnsupported}
 	ErrInternal         = &Error{Code: CodeInternal}
 	ErrDependency       = &Error{Code: CodeDependency}
+	ErrCancelled        = &Error{Code: CodeCancelled}
 )
 
 func newErr(code Code, format string, args ...any) *Error {
@@ -88,4 +94,19 @@ func CodeOf(err error) Code {
 		return e.Code
 	}
 	return CodeInternal
+}
+
+// Cancelled reports err as a cancelled request (CodeCancelled) when the
+// client cancelled ctx (closed or reset its connection) and err is a failure
+// of the store or the HSM, which the cancellation explains; otherwise it
+// returns err. A deadline is not the client's doing: a request that ran out
+// of time stays an error of the service.
+func Cancelled(ctx context.Context, err error) error {
+	if err == nil || !errors.Is(ctx.Err(), context.Canceled) {
+		return err
+	}
+	if c := CodeOf(err); c != CodeInternal && c != CodeDependency {
+		return err
+	}
+	return &Error{Code: CodeCancelled, Message: "the client cancelled the request", Err: err}
 }

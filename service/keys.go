@@ -509,7 +509,8 @@ func (s *Service) hsmErr(err error, keyID string, version uint32) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, hsm.ErrUnavailable), errors.Is(err, hsm.ErrPoolExhausted), errors.Is(err, hsm.ErrClosed):
+	case errors.Is(err, hsm.ErrUnavailable), errors.Is(err, hsm.ErrPoolExhausted), errors.Is(err, hsm.ErrClosed),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		// The token logs the outage once; each refused request only at Debug.
 		s.log.Debug("HSM operation failed", "key_id", keyID, "version", version, "error", err)
 		return wrapErr(CodeDependency, err, "the HSM is unavailable; try again later")

@@ -1,7 +1,8 @@
 // Package api owns hsmkms's HTTP surface: the AWS KMS JSON 1.1 protocol
 // (POST / with X-Amz-Target: TrentService.<Operation>), the admin
 // operations in the same protocol (X-Amz-Target: HsmkmsAdmin.<Operation>),
-// GET /healthz, GET /readyz and GET /metrics.
+// GET /healthz and GET /readyz. The Prometheus metrics it counts are served
+// elsewhere (Metrics.Handler, on a listener of their own): they name keys.
 //
 // Every KMS and admin request is read within its route's body limit,
 // authenticated with SigV4 (package auth), and handed to the key service
@@ -38,7 +39,7 @@ type Config struct {
 	Logger hclog.Logger
 	// Ready reports whether the token is usable now (GET /readyz).
 	Ready func() (bool, string)
-	// Metrics, when set, is served at /metrics and counts requests.
+	// Metrics, when set, counts requests. The handler does not serve it.
 	Metrics *Metrics
 }
 
@@ -61,9 +62,6 @@ func New(cfg Config) *Handler {
 	h.mux.HandleFunc("POST /{$}", h.serveAPI)
 	h.mux.HandleFunc("GET /healthz", h.serveHealth)
 	h.mux.HandleFunc("GET /readyz", h.serveReady)
-	if cfg.Metrics != nil {
-		h.mux.Handle("GET /metrics", cfg.Metrics.Handler())
-	}
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, newRequestID(), http.StatusNotFound, "UnknownOperationException",
 			"send KMS requests as POST / with an X-Amz-Target header")
@@ -114,15 +112,15 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, id, target stri
 	defer cancel()
 	creds, err := h.cfg.Verifier.Verify(ctx, r, body, source)
 	if err != nil {
-		return h.refuse(w, id, target, source, err)
+		return h.refuse(w, id, target, source, service.Cancelled(ctx, err))
 	}
 	ctx = service.WithCaller(ctx, service.Caller{AccessKeyID: creds.AccessKeyID, Statements: creds.Statements,
 		Source: source, RequestID: id})
 	out, err := rt.call(ctx, h.cfg.Service, body)
 	if err != nil {
 		code := h.fail(w, id, err)
-		var se *errSerialization
-		if errors.As(err, &se) {
+		var un *errUnserved
+		if errors.As(err, &un) {
 			// The body never reached the service, which audits the rest.
 			h.unserved(id, target, source, creds.AccessKeyID, code)
 		}
@@ -132,18 +130,32 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, id, target stri
 	return ""
 }
 
-// refuse answers a request that failed authentication, and audits it.
+// refuse answers a request that failed authentication, and audits it
+// unless the failure is past its audit budget (package auth counts those
+// into the next record of the same source or claimed ID).
 func (h *Handler) refuse(w http.ResponseWriter, id, target, source string, err error) string {
 	var ae *auth.Error
 	if !errors.As(err, &ae) {
-		return h.fail(w, id, err)
+		// The principal could not be looked up: audit it as the service
+		// would, then answer as it would.
+		code := h.fail(w, id, err)
+		outcome := audit.Failed
+		if code == cancelled {
+			outcome, code = audit.Cancelled, ""
+		}
+		h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Action: actionOf(target), Source: source,
+			Outcome: outcome, ErrorType: code})
+		return code
 	}
 	status := http.StatusBadRequest
 	if ae.Code == auth.CodeMissingToken {
 		status = http.StatusForbidden
 	}
-	h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Principal: ae.AccessKeyID,
-		Action: actionOf(target), Source: source, Outcome: audit.Denied, ErrorType: ae.Code})
+	if !ae.Unaudited {
+		h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Principal: ae.AccessKeyID,
+			Action: actionOf(target), Source: source, Outcome: audit.Denied, ErrorType: ae.Code,
+			Suppressed: ae.Suppressed})
+	}
 	writeError(w, id, status, ae.Code, ae.Message)
 	return ae.Code
 }
@@ -165,12 +177,26 @@ func (h *Handler) fail(w http.ResponseWriter, id string, err error) string {
 		return "SerializationException"
 	}
 	code := service.CodeOf(err)
-	if code == service.CodeInternal {
+	switch code {
+	case service.CodeInternal:
 		h.cfg.Logger.Error("request failed", "request_id", id, "error", err)
+	case service.CodeCancelled:
+		// Nobody reads this answer; the client's doing is no server error.
+		h.cfg.Logger.Debug("request cancelled by the client", "request_id", id)
+		writeError(w, id, statusClientClosed, string(code), messageOf(err))
+		return cancelled
 	}
 	writeError(w, id, statusOf(code), string(code), messageOf(err))
 	return string(code)
 }
+
+// cancelled is the metrics outcome of a request its client abandoned, and
+// statusClientClosed the status it is answered with (nginx's 499, for a
+// proxy's logs; the client is gone).
+const (
+	cancelled          = "cancelled"
+	statusClientClosed = 499
+)
 
 // statusOf is the HTTP status of each AWS error type.
 func statusOf(c service.Code) int {
@@ -204,7 +230,7 @@ func actionOf(target string) string {
 		return "kms:" + op
 	}
 	if op, ok := strings.CutPrefix(target, adminPrefix); ok {
-		return "kms:" + op
+		return "hsmkms:" + op
 	}
 	return ""
 }

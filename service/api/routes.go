@@ -2,9 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/hsmkms/hsmkms/service"
@@ -34,19 +31,25 @@ const (
 // to encode as the response.
 type handler func(ctx context.Context, s *service.Service, body []byte) (any, error)
 
-// route is one operation: its body limit, timeout and handler.
+// route is one operation: its body limit, timeout and handler, and its
+// input decoder on its own (for the fuzz tests).
 type route struct {
 	limit   int64
 	timeout time.Duration
 	call    handler
+	input   func(body []byte) (any, error)
 }
+
+// decodeInput decodes body into a new value of the operation's input
+// type, exactly as the server does before calling the service.
+func (rt route) decodeInput(body []byte) (any, error) { return rt.input(body) }
 
 // routes is the route table: every operation the server answers, by
 // X-Amz-Target.
 func routes() map[string]route {
-	fast := func(h handler) route { return route{smallBody, fastTimeout, h} }
-	data := func(h handler) route { return route{dataBody, fastTimeout, h} }
-	slow := func(h handler) route { return route{smallBody, slowTimeout, h} }
+	fast := func(o operation) route { return route{smallBody, fastTimeout, o.call, o.input} }
+	data := func(o operation) route { return route{dataBody, fastTimeout, o.call, o.input} }
+	slow := func(o operation) route { return route{smallBody, slowTimeout, o.call, o.input} }
 	return map[string]route{
 		kmsPrefix + "CreateKey":                       slow(call((*service.Service).CreateKey)),
 		kmsPrefix + "DescribeKey":                     fast(call((*service.Service).DescribeKey)),
@@ -83,51 +86,50 @@ func routes() map[string]route {
 	}
 }
 
-// call adapts a service method to a handler.
-func call[I, O any](m func(*service.Service, context.Context, I) (O, error)) handler {
-	return func(ctx context.Context, s *service.Service, body []byte) (any, error) {
-		var in I
-		if err := decode(body, &in); err != nil {
-			return nil, err
-		}
-		return m(s, ctx, in)
+// operation is a service method adapted to the wire: its handler and its
+// input decoder.
+type operation struct {
+	call  handler
+	input func(body []byte) (any, error)
+}
+
+// call adapts a service method to an operation.
+func call[I, O any](m func(*service.Service, context.Context, I) (O, error)) operation {
+	return operation{
+		call: func(ctx context.Context, s *service.Service, body []byte) (any, error) {
+			var in I
+			if err := decode(body, &in); err != nil {
+				return nil, &errUnserved{err}
+			}
+			return m(s, ctx, in)
+		},
+		input: decodeNew[I],
 	}
 }
 
 // callNoOutput adapts a service method that returns only an error; AWS
 // answers those with an empty JSON object.
-func callNoOutput[I any](m func(*service.Service, context.Context, I) error) handler {
-	return func(ctx context.Context, s *service.Service, body []byte) (any, error) {
-		var in I
-		if err := decode(body, &in); err != nil {
-			return nil, err
-		}
-		return struct{}{}, m(s, ctx, in)
+func callNoOutput[I any](m func(*service.Service, context.Context, I) error) operation {
+	return operation{
+		call: func(ctx context.Context, s *service.Service, body []byte) (any, error) {
+			var in I
+			if err := decode(body, &in); err != nil {
+				return nil, &errUnserved{err}
+			}
+			return struct{}{}, m(s, ctx, in)
+		},
+		input: decodeNew[I],
 	}
 }
 
-// errSerialization is a body that is not the JSON the operation takes.
-type errSerialization struct{ msg string }
-
-func (e *errSerialization) Error() string { return e.msg }
-
-// decode reads a JSON 1.1 request body. Unknown members are ignored, as
-// newer SDKs may send members this server does not know; a body that is not
-// JSON, or a member of the wrong type or bad base64, is a
-// SerializationException.
-func decode(body []byte, v any) error {
-	if len(body) == 0 {
-		return nil
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &te) && te.Field != "":
-			return &errSerialization{fmt.Sprintf("member %s: expected %s, got a JSON %s", te.Field, te.Type, te.Value)}
-		case errors.As(err, &te):
-			return &errSerialization{fmt.Sprintf("the request body must be a JSON object, not a JSON %s", te.Value)}
-		}
-		return &errSerialization{"the request body is not valid JSON or holds invalid base64: " + err.Error()}
-	}
-	return nil
+func decodeNew[I any](body []byte) (any, error) {
+	in := new(I)
+	return in, decode(body, in)
 }
+
+// errUnserved is a request refused before it reached the key service
+// (which audits everything it is asked), so that the API layer audits it.
+type errUnserved struct{ err error }
+
+func (e *errUnserved) Error() string { return e.err.Error() }
+func (e *errUnserved) Unwrap() error { return e.err }

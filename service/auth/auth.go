@@ -1,8 +1,12 @@
 // Package auth owns request authentication: it verifies AWS Signature
-// Version 4 on every API request (service "kms"), bounds clock skew, and
-// rate-limits failed attempts per source address. The expected signature is
-// computed by the AWS SDK's own signer (aws-sdk-go-v2/aws/signer/v4), not by
-// a re-implementation of SigV4, and compared in constant time.
+// Version 4 on every API request (service "kms"), as AWS applies it: a
+// single, strictly formed Authorization header, every x-amz-* header and
+// Content-Type signed, no session token for a long-term key, bounded clock
+// skew. It bounds the audit volume of failed attempts per source address
+// and per claimed access key ID without ever refusing a valid signature.
+// The expected signature is computed by the AWS SDK's own signer
+// (aws-sdk-go-v2/aws/signer/v4), not by a re-implementation of SigV4, and
+// compared in constant time.
 package auth
 
 import (
@@ -19,6 +23,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/hashicorp/go-hclog"
 	"github.com/hsmkms/hsmkms/service"
 )
 
@@ -35,6 +40,11 @@ const (
 	serviceName         = "kms"
 	headerDate          = "X-Amz-Date"
 	headerContentSHA256 = "X-Amz-Content-Sha256"
+	headerSecurityToken = "X-Amz-Security-Token"
+	// Malformed stands in the audit record for a claimed access key ID that
+	// is not one (16 to 128 of A-Z 0-9): the claim is the client's text, up
+	// to the header limit, and must not fill the audit trail.
+	Malformed = "(malformed)"
 )
 
 // Error is a failed authentication. Its message never holds a secret or a
@@ -42,8 +52,15 @@ const (
 type Error struct {
 	Code    string
 	Message string
-	// AccessKeyID is the key the request claimed, for the audit record.
+	// AccessKeyID is the key the request claimed, for the audit record:
+	// a well-formed ID, Malformed, or "" when the request claimed none.
 	AccessKeyID string
+	// Unaudited is set when the failure is past its source's or ID's audit
+	// budget: answer it, count it, but write no record of its own.
+	Unaudited bool
+	// Suppressed is, for an audited failure, how many failures of the same
+	// source or claimed ID were left unaudited since their last record.
+	Suppressed int
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -63,6 +80,7 @@ type Verifier struct {
 	now     func() time.Time
 	signer  *v4.Signer
 	limiter *failureLimiter
+	log     hclog.Logger
 }
 
 // Config configures a Verifier.
@@ -75,10 +93,13 @@ type Config struct {
 	MaxSkew time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// FailureBurst failed attempts from one source are allowed at once,
-	// then FailureRate per second (defaults 20 and 1).
+	// FailureBurst failed attempts from one source, and from one claimed
+	// access key ID, are audited one by one at once, then FailureRate per
+	// second (defaults 20 and 1); the rest are counted (see Error).
 	FailureBurst int
 	FailureRate  float64
+	// Logger is told when a source or ID goes past its audit budget.
+	Logger hclog.Logger
 }
 
 // New returns a Verifier.
@@ -95,8 +116,11 @@ func New(cfg Config) *Verifier {
 	if cfg.FailureRate <= 0 {
 		cfg.FailureRate = 1
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
 	return &Verifier{creds: cfg.Credentials, region: cfg.Region, maxSkew: cfg.MaxSkew, now: cfg.Now,
-		signer: v4.NewSigner(), limiter: newFailureLimiter(cfg.FailureRate, cfg.FailureBurst)}
+		signer: v4.NewSigner(), limiter: newFailureLimiter(cfg.FailureRate, cfg.FailureBurst, cfg.Now), log: cfg.Logger}
 }
 
 // authorization is a parsed Authorization header.
@@ -110,29 +134,42 @@ type authorization struct {
 }
 
 // Verify authenticates r, whose body the caller has read into body, and
-// returns the principal's credentials. source is the caller's address, the
-// unit of the failure rate limit.
+// returns the principal's credentials. source is the caller's address: with
+// the claimed access key ID, the unit of the failure budget. A correctly
+// signed request is never refused because of other requests' failures.
 func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte, source string) (service.Credentials, error) {
-	if v.limiter.blocked(source) {
-		return service.Credentials{}, &Error{Code: CodeThrottled, Message: "too many failed authentication attempts from this address; slow down"}
-	}
 	creds, err := v.verify(ctx, r, body)
-	if err != nil {
-		var ae *Error
-		if errors.As(err, &ae) {
-			v.limiter.fail(source)
+	var ae *Error
+	if errors.As(err, &ae) {
+		id := ae.AccessKeyID
+		if id == Malformed {
+			id = ""
+		}
+		verdict := v.limiter.fail(source, id)
+		ae.Unaudited, ae.Suppressed = !verdict.audit, verdict.suppressed
+		if verdict.started {
+			v.log.Warn("failed authentications past the audit budget: answering them, counting them, auditing one a second",
+				"source", source, "access_key_id", ae.AccessKeyID)
 		}
 	}
 	return creds, err
 }
 
 func (v *Verifier) verify(ctx context.Context, r *http.Request, body []byte) (service.Credentials, error) {
+	if len(r.Header.Values("Authorization")) > 1 {
+		return service.Credentials{}, &Error{Code: CodeIncomplete, Message: "the request has more than one Authorization header"}
+	}
 	a, err := parseAuthorization(r.Header.Get("Authorization"))
 	if err != nil {
 		return service.Credentials{}, err
 	}
 	fail := func(code, format string, args ...any) (service.Credentials, error) {
 		return service.Credentials{}, &Error{Code: code, Message: fmt.Sprintf(format, args...), AccessKeyID: a.accessKeyID}
+	}
+	if _, ok := r.Header[headerSecurityToken]; ok || r.URL.Query().Has(headerSecurityToken) {
+		// hsmkms has long-term keys only; AWS answers a session token
+		// presented with one so.
+		return fail(CodeUnknownClient, "The security token included in the request is invalid.")
 	}
 	if a.service != serviceName {
 		return fail(CodeInvalid, "Credential should be scoped to correct service: '%s'.", serviceName)
@@ -142,6 +179,9 @@ func (v *Verifier) verify(ctx context.Context, r *http.Request, body []byte) (se
 	}
 	if !slices.Contains(a.signedHeaders, "host") || !slices.Contains(a.signedHeaders, "x-amz-date") {
 		return fail(CodeIncomplete, "SignedHeaders must include host and x-amz-date.")
+	}
+	if unsigned := unsignedHeaders(r.Header, a.signedHeaders); unsigned != "" {
+		return fail(CodeIncomplete, "Every x-amz-* header and Content-Type must be signed; not in SignedHeaders: %s.", unsigned)
 	}
 	t, err := time.Parse(amzDateFormat, r.Header.Get(headerDate))
 	if err != nil {
@@ -160,6 +200,9 @@ func (v *Verifier) verify(ctx context.Context, r *http.Request, body []byte) (se
 	if h := r.Header.Get(headerContentSHA256); h != "" && !hmac.Equal([]byte(h), []byte(payloadHash)) {
 		return fail(CodeInvalid, "The request signature we calculated does not match the signature you provided.")
 	}
+	if a.accessKeyID == Malformed {
+		return fail(CodeUnknownClient, "The security token included in the request is invalid.")
+	}
 	creds, err := v.creds.Credentials(ctx, a.accessKeyID)
 	if errors.Is(err, service.ErrUnknownPrincipal) {
 		return fail(CodeUnknownClient, "The security token included in the request is invalid.")
@@ -175,6 +218,23 @@ func (v *Verifier) verify(ctx context.Context, r *http.Request, body []byte) (se
 		return fail(CodeInvalid, "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.")
 	}
 	return creds, nil
+}
+
+// unsignedHeaders names, in a comma-separated list, the headers of h that
+// SigV4 as AWS applies it requires to be signed (every x-amz-* header and
+// Content-Type) but signed does not list. Without this rule a request
+// signed over host and x-amz-date alone could be re-sent with another
+// X-Amz-Target: another operation under the same signature.
+func unsignedHeaders(h http.Header, signed []string) string {
+	var missing []string
+	for name := range h {
+		lower := strings.ToLower(name)
+		if (strings.HasPrefix(lower, "x-amz-") || lower == "content-type") && !slices.Contains(signed, lower) {
+			missing = append(missing, lower)
+		}
+	}
+	slices.Sort(missing)
+	return strings.Join(missing, ", ")
 }
 
 // expected signs a copy of r that carries exactly the headers the client
@@ -218,7 +278,10 @@ func (v *Verifier) expected(ctx context.Context, r *http.Request, a authorizatio
 }
 
 // parseAuthorization reads "AWS4-HMAC-SHA256 Credential=AKID/yyyymmdd/region/
-// service/aws4_request, SignedHeaders=a;b, Signature=hex".
+// service/aws4_request, SignedHeaders=a;b, Signature=hex". Each of the three
+// parts must appear exactly once and nothing else may: a lenient parser that
+// took the first or the last of two Signature parts would read another
+// request than a proxy in front of it does.
 func parseAuthorization(h string) (authorization, error) {
 	var a authorization
 	if h == "" {
@@ -228,13 +291,25 @@ func parseAuthorization(h string) (authorization, error) {
 	if !ok {
 		return a, &Error{Code: CodeIncomplete, Message: "Authorization header must use " + algorithm}
 	}
+	incomplete := func(msg string) (authorization, error) {
+		return a, &Error{Code: CodeIncomplete, Message: msg, AccessKeyID: claimed(a.accessKeyID)}
+	}
+	var seen [3]bool
 	for part := range strings.SplitSeq(rest, ",") {
 		k, val, _ := strings.Cut(strings.TrimSpace(part), "=")
+		i := slices.Index(authParts[:], k)
+		if i < 0 {
+			return incomplete("Authorization header has a part other than Credential, SignedHeaders and Signature")
+		}
+		if seen[i] {
+			return incomplete("Authorization header has more than one " + k + " part")
+		}
+		seen[i] = true
 		switch k {
 		case "Credential":
 			scope := strings.Split(val, "/")
 			if len(scope) != 5 || scope[4] != "aws4_request" || scope[0] == "" {
-				return a, &Error{Code: CodeIncomplete, Message: "Credential must be AccessKeyId/date/region/service/aws4_request"}
+				return incomplete("Credential must be AccessKeyId/date/region/service/aws4_request")
 			}
 			a.accessKeyID, a.date, a.region, a.service = scope[0], scope[1], scope[2], scope[3]
 		case "SignedHeaders":
@@ -244,7 +319,29 @@ func parseAuthorization(h string) (authorization, error) {
 		}
 	}
 	if a.accessKeyID == "" || len(a.signedHeaders) == 0 || a.signature == "" {
-		return a, &Error{Code: CodeIncomplete, Message: "Authorization header requires Credential, SignedHeaders and Signature", AccessKeyID: a.accessKeyID}
+		return incomplete("Authorization header requires Credential, SignedHeaders and Signature")
 	}
+	a.accessKeyID = claimed(a.accessKeyID)
 	return a, nil
+}
+
+// authParts are the parts of an Authorization header.
+var authParts = [...]string{"Credential", "SignedHeaders", "Signature"}
+
+// claimed is the form of a claimed access key ID fit for an audit record
+// and a lookup: the ID when it is 16 to 128 of A-Z 0-9 (the only IDs a
+// principal can have), Malformed otherwise.
+func claimed(id string) string {
+	if id == "" {
+		return ""
+	}
+	if len(id) < 16 || len(id) > 128 {
+		return Malformed
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+			return Malformed
+		}
+	}
+	return id
 }

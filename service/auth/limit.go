@@ -7,53 +7,106 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// failureLimiter rate-limits failed authentications per source address: a
-// source may fail burst times at once and then rate times a second; past
-// that, its requests are refused before any signature is computed, which
-// makes guessing secrets slow and keeps a flood of bad requests cheap.
+// failureLimiter bounds what failed authentications cost, per source
+// address and per claimed access key ID: each may fail burst times at once,
+// then rate times a second, one audit record each. Past that budget a
+// failure is still answered with its own error, but is only counted; the
+// next audited failure of that source or ID carries the count.
+//
+// It never refuses a request: behind a NAT or a load balancer every client
+// shares one source address, and a correctly signed request must not fail
+// because others from that address did. Refusing the good traffic bought
+// nothing anyway, since verifying a bad signature is already cheap (no
+// token call: secrets are cached, unknown IDs cost one store read) and
+// guessing a secret through HMAC-SHA256 is hopeless at any rate.
 type failureLimiter struct {
 	rate  rate.Limit
 	burst int
+	now   func() time.Time
 	mu    sync.Mutex
-	m     map[string]*rate.Limiter
+	m     map[string]*failures
 }
 
-// maxSources bounds the table; when full, sources that are back at a full
-// budget are forgotten.
-const maxSources = 10000
-
-func newFailureLimiter(perSecond float64, burst int) *failureLimiter {
-	return &failureLimiter{rate: rate.Limit(perSecond), burst: burst, m: map[string]*rate.Limiter{}}
+// failures is the budget of one source or ID, and the failures it left
+// unaudited since its last audited one.
+type failures struct {
+	lim        *rate.Limiter
+	suppressed int
 }
 
-// blocked reports whether source has no failure budget left.
-func (l *failureLimiter) blocked(source string) bool {
+// maxFailureKeys bounds the table; when full, keys back at a full budget
+// with nothing unreported are forgotten, and if that frees nothing, the
+// table starts over (the counts it held are lost, never the budget of a
+// future failure).
+const maxFailureKeys = 10000
+
+func newFailureLimiter(perSecond float64, burst int, now func() time.Time) *failureLimiter {
+	return &failureLimiter{rate: rate.Limit(perSecond), burst: burst, now: now, m: map[string]*failures{}}
+}
+
+// verdict is what the limiter says of one failure.
+type verdict struct {
+	// audit is true when the failure gets its own audit record.
+	audit bool
+	// suppressed is, for an audited failure, how many failures of the same
+	// source or ID went unaudited since their last record; each failure is
+	// counted in exactly one record.
+	suppressed int
+	// started is true for the first unaudited failure of a key after an
+	// audited one: the moment to say so in the log.
+	started bool
+}
+
+// fail records one failed authentication from source claiming id ("" when
+// the request named no well-formed access key ID).
+func (l *failureLimiter) fail(source, id string) verdict {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	lim, ok := l.m[source]
-	return ok && lim.Tokens() < 1
-}
-
-// fail spends one failure of source's budget.
-func (l *failureLimiter) fail(source string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	lim, ok := l.m[source]
-	if !ok {
-		if len(l.m) >= maxSources {
-			l.prune()
-		}
-		lim = rate.NewLimiter(l.rate, l.burst)
-		l.m[source] = lim
+	now := l.now()
+	src := l.entry("source:"+source, now)
+	var key *failures
+	if id != "" {
+		key = l.entry("id:"+id, now)
 	}
-	lim.Allow()
+	if src.lim.TokensAt(now) >= 1 && (key == nil || key.lim.TokensAt(now) >= 1) {
+		src.lim.AllowN(now, 1)
+		v := verdict{audit: true, suppressed: src.suppressed}
+		src.suppressed = 0
+		if key != nil {
+			key.lim.AllowN(now, 1)
+			v.suppressed += key.suppressed
+			key.suppressed = 0
+		}
+		return v
+	}
+	// Count the failure once, against the key that is out of budget.
+	over := src
+	if src.lim.TokensAt(now) >= 1 {
+		over = key
+	}
+	over.suppressed++
+	return verdict{started: over.suppressed == 1}
 }
 
-func (l *failureLimiter) prune() {
-	now := time.Now()
-	for s, lim := range l.m {
-		if lim.TokensAt(now) >= float64(l.burst) {
-			delete(l.m, s)
+func (l *failureLimiter) entry(k string, now time.Time) *failures {
+	f, ok := l.m[k]
+	if !ok {
+		if len(l.m) >= maxFailureKeys {
+			l.prune(now)
 		}
+		f = &failures{lim: rate.NewLimiter(l.rate, l.burst)}
+		l.m[k] = f
+	}
+	return f
+}
+
+func (l *failureLimiter) prune(now time.Time) {
+	for k, f := range l.m {
+		if f.suppressed == 0 && f.lim.TokensAt(now) >= float64(l.burst) {
+			delete(l.m, k)
+		}
+	}
+	if len(l.m) >= maxFailureKeys {
+		clear(l.m)
 	}
 }

@@ -95,6 +95,7 @@ func startServer(t *testing.T, change ...func(*Config)) *testServer {
 		Logger:          hclog.New(&hclog.LoggerOptions{Output: ts.logs, Level: hclog.Debug, JSONFormat: true}),
 		RootAccessKeyID: rootID,
 		RootSecret:      rootSecret,
+		MetricsListen:   "127.0.0.1:0",
 	}
 	for _, c := range change {
 		c(&cfg)
@@ -243,6 +244,16 @@ func (ts *testServer) get(t *testing.T, path string) rawResponse {
 	return send(t, req)
 }
 
+// metrics fetches GET /metrics from the server's metrics listener.
+func (ts *testServer) metrics(t *testing.T) rawResponse {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+ts.srv.MetricsAddr()+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return send(t, req)
+}
+
 // auditRecord is the "audit" object of an audit line.
 type auditRecord struct {
 	RequestID string `json:"request_id"`
@@ -252,6 +263,10 @@ type auditRecord struct {
 	Source    string `json:"source"`
 	Outcome   string `json:"outcome"`
 	ErrorType string `json:"error_type"`
+	Subject   string `json:"subject"`
+	// Suppressed counts failed authentications left unaudited before this
+	// record (package auth's failure budget).
+	Suppressed int `json:"suppressed"`
 }
 
 // auditRecords parses the captured audit trail.

@@ -441,7 +441,7 @@ func TestSDKOperations(t *testing.T) {
 
 	t.Run("every operation succeeded once", func(t *testing.T) {
 		ops := trentOperations(t)
-		metrics := string(ts.get(t, "/metrics").body)
+		metrics := string(ts.metrics(t).body)
 		for _, op := range ops {
 			if !strings.Contains(metrics, `hsmkms_requests_total{operation="`+op+`",outcome="ok"}`) {
 				t.Errorf("no successful %s in /metrics: the SDK test does not drive it", op)

@@ -46,6 +46,18 @@ type Config struct {
 	Audit io.Writer
 	// Logger receives the server's logs.
 	Logger hclog.Logger
+	// MetricsListen, when set, is the address of a second listener that
+	// serves GET /metrics (Prometheus) and nothing else, in plain HTTP. The
+	// metrics name key IDs and count seals per key version: that is for the
+	// operator's eyes, so the API listener never serves them and the CLI's
+	// default is a loopback address. With MetricsOptional a failure to
+	// listen there is logged, not fatal (the CLI's default port may be
+	// taken by another server on the host).
+	MetricsListen   string
+	MetricsOptional bool
+	// wrapHSM, set only by tests, wraps the token the service uses, to
+	// inject faults into the real token's calls.
+	wrapHSM func(service.HSM) service.HSM
 	// RootAccessKeyID and RootSecret, when set, are the root principal's
 	// credentials; otherwise a first start generates them and writes them to
 	// DataDir/root-credentials.
@@ -67,6 +79,10 @@ type Server struct {
 	http     *http.Server
 	listener net.Listener
 	done     chan error
+	// metrics serves /metrics on its own listener, when there is one.
+	metrics         *http.Server
+	metricsListener net.Listener
+	metricsDone     chan error
 	// RootCredentials is the path of the root credentials file this start
 	// wrote, or "" when none was written.
 	RootCredentials string
@@ -108,7 +124,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	handler := api.New(api.Config{
 		Service:  s.svc,
-		Verifier: auth.New(auth.Config{Credentials: s.svc, Region: cfg.Region}),
+		Verifier: auth.New(auth.Config{Credentials: s.svc, Region: cfg.Region, Logger: cfg.Logger.Named("auth")}),
 		Audit:    s.audit,
 		Logger:   cfg.Logger.Named("api"),
 		Ready: func() (bool, string) {
@@ -117,7 +133,14 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		},
 		Metrics: metrics,
 	})
-	return s, s.listen(handler)
+	if err := s.listenMetrics(metrics); err != nil {
+		return nil, err
+	}
+	if err := s.listen(handler); err != nil {
+		s.shutdownMetrics(ctx)
+		return nil, err
+	}
+	return s, nil
 }
 
 func checkTLS(cfg Config) error {
@@ -154,7 +177,11 @@ func (s *Server) openBackends(ctx context.Context, metrics *api.Metrics) error {
 	if s.store, err = bolt.Open(filepath.Join(cfg.DataDir, "hsmkms.db")); err != nil {
 		return err
 	}
-	s.svc, err = service.New(service.Config{Store: s.store, HSM: s.tok, Region: cfg.Region, Account: cfg.Account,
+	var h service.HSM = s.tok
+	if cfg.wrapHSM != nil {
+		h = cfg.wrapHSM(h)
+	}
+	s.svc, err = service.New(service.Config{Store: s.store, HSM: h, Region: cfg.Region, Account: cfg.Account,
 		Logger: cfg.Logger, Audit: s.audit, OnSeal: metrics.ObserveSeal})
 	if err != nil {
 		return err
@@ -195,6 +222,49 @@ func (s *Server) listen(h http.Handler) error {
 	return nil
 }
 
+// listenMetrics starts the metrics listener, if one is configured.
+func (s *Server) listenMetrics(m *api.Metrics) error {
+	if s.cfg.MetricsListen == "" {
+		return nil
+	}
+	l, err := net.Listen("tcp", s.cfg.MetricsListen)
+	if err != nil && s.cfg.MetricsOptional {
+		s.log.Warn("not serving /metrics: cannot listen on the default address; give --metrics-listen", "address", s.cfg.MetricsListen, "error", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("server: metrics listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	s.metricsListener, s.metricsDone = l, make(chan error, 1)
+	s.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
+		ErrorLog: s.log.Named("metrics").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
+	go func() { s.metricsDone <- s.metrics.Serve(l) }()
+	s.log.Info("serving /metrics", "address", l.Addr().String())
+	return nil
+}
+
+// MetricsAddr is the address /metrics is served at, or "" when it is not.
+func (s *Server) MetricsAddr() string {
+	if s.metricsListener == nil {
+		return ""
+	}
+	return s.metricsListener.Addr().String()
+}
+
+func (s *Server) shutdownMetrics(ctx context.Context) error {
+	if s.metrics == nil {
+		return nil
+	}
+	err := s.metrics.Shutdown(ctx)
+	if serr := <-s.metricsDone; !errors.Is(serr, http.ErrServerClosed) && serr != nil {
+		err = errors.Join(err, serr)
+	}
+	return err
+}
+
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.listener.Addr().String() }
 
@@ -218,7 +288,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if serr := <-s.done; !errors.Is(serr, http.ErrServerClosed) && serr != nil {
 		err = errors.Join(err, serr)
 	}
-	return errors.Join(err, s.closeBackends())
+	return errors.Join(err, s.shutdownMetrics(ctx), s.closeBackends())
 }
 
 func (s *Server) closeBackends() error {

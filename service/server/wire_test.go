@@ -165,7 +165,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 		}
 	}
 
-	r := ts.get(t, "/metrics")
+	r := ts.metrics(t)
 	if r.status != http.StatusOK {
 		t.Fatalf("GET /metrics = %d", r.status)
 	}

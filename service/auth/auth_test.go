@@ -1,0 +1,260 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/hsmkms/hsmkms/service"
+)
+
+const (
+	testRegion = "us-east-1"
+	testID     = "AKIAAUTHTEST0000001"
+	testSecret = "auth-test-secret-0123456789abcdefghij"
+)
+
+// principals is a Credentials of fixed principals: the verifier's only
+// dependency, which the server tests exercise with the real key service.
+type principals map[string]string
+
+func (p principals) Credentials(_ context.Context, id string) (service.Credentials, error) {
+	secret, ok := p[id]
+	if !ok {
+		return service.Credentials{}, service.ErrUnknownPrincipal
+	}
+	return service.Credentials{AccessKeyID: id, Secret: secret}, nil
+}
+
+// clock is a settable clock for the failure budget.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func newVerifier(c *clock) *Verifier {
+	return New(Config{Credentials: principals{testID: testSecret}, Region: testRegion, Now: c.now})
+}
+
+var body = []byte(`{"KeyId":"alias/x"}`)
+
+// request builds a KMS request with the headers the AWS SDKs send.
+func request(t *testing.T, target string) *http.Request {
+	t.Helper()
+	r, err := http.NewRequest(http.MethodPost, "http://127.0.0.1:8080/", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	if target != "" {
+		r.Header.Set("X-Amz-Target", target)
+	}
+	return r
+}
+
+func sign(t *testing.T, r *http.Request, creds aws.Credentials, at time.Time) {
+	t.Helper()
+	sum := sha256.Sum256(body)
+	if err := v4.NewSigner().SignHTTP(context.Background(), creds, r, hex.EncodeToString(sum[:]), "kms", testRegion, at); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var root = aws.Credentials{AccessKeyID: testID, SecretAccessKey: testSecret}
+
+func verifyCode(t *testing.T, v *Verifier, r *http.Request) (string, *Error) {
+	t.Helper()
+	_, err := v.Verify(context.Background(), r, body, "192.0.2.1")
+	if err == nil {
+		return "", nil
+	}
+	var ae *Error
+	if !errors.As(err, &ae) {
+		t.Fatalf("Verify = %v, want an *auth.Error", err)
+	}
+	return ae.Code, ae
+}
+
+// TestSignedHeadersRule proves that every x-amz-* header and Content-Type a
+// request carries must be signed: a DescribeKey signed over host and
+// x-amz-date alone cannot be re-sent as ScheduleKeyDeletion.
+func TestSignedHeadersRule(t *testing.T) {
+	c := &clock{t: time.Now()}
+	v := newVerifier(c)
+	cases := []struct {
+		name string
+		make func(t *testing.T) *http.Request
+		code string
+		msg  string
+	}{
+		{"signed as the SDKs sign", func(t *testing.T) *http.Request {
+			r := request(t, "TrentService.DescribeKey")
+			sign(t, r, root, c.t)
+			return r
+		}, "", ""},
+		{"target added after signing", func(t *testing.T) *http.Request {
+			r, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:8080/", bytes.NewReader(body))
+			sign(t, r, root, c.t)
+			r.Header.Set("X-Amz-Target", "TrentService.ScheduleKeyDeletion")
+			r.Header.Set("Content-Type", "application/x-amz-json-1.1")
+			return r
+		}, CodeIncomplete, "not in SignedHeaders: content-type, x-amz-target."},
+		{"unsigned x-amz-* header", func(t *testing.T) *http.Request {
+			r := request(t, "TrentService.DescribeKey")
+			sign(t, r, root, c.t)
+			r.Header.Set("X-Amz-Foo", "bar")
+			return r
+		}, CodeIncomplete, "not in SignedHeaders: x-amz-foo."},
+		{"content-type changed after signing", func(t *testing.T) *http.Request {
+			r, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:8080/", bytes.NewReader(body))
+			r.Header.Set("X-Amz-Target", "TrentService.DescribeKey")
+			sign(t, r, root, c.t)
+			r.Header.Set("Content-Type", "application/x-amz-json-1.1")
+			return r
+		}, CodeIncomplete, "not in SignedHeaders: content-type."},
+		{"security token signed", func(t *testing.T) *http.Request {
+			r := request(t, "TrentService.ListKeys")
+			sign(t, r, aws.Credentials{AccessKeyID: testID, SecretAccessKey: testSecret, SessionToken: "tok"}, c.t)
+			return r
+		}, CodeUnknownClient, "The security token included in the request is invalid."},
+		{"security token unsigned", func(t *testing.T) *http.Request {
+			r := request(t, "TrentService.ListKeys")
+			sign(t, r, root, c.t)
+			r.Header.Set("X-Amz-Security-Token", "tok")
+			return r
+		}, CodeUnknownClient, "The security token included in the request is invalid."},
+		{"two Authorization headers", func(t *testing.T) *http.Request {
+			r := request(t, "TrentService.ListKeys")
+			sign(t, r, root, c.t)
+			r.Header.Add("Authorization", r.Header.Get("Authorization"))
+			return r
+		}, CodeIncomplete, "the request has more than one Authorization header"},
+		{"two Signature parts", func(t *testing.T) *http.Request {
+			r := request(t, "TrentService.ListKeys")
+			sign(t, r, root, c.t)
+			h := r.Header.Get("Authorization")
+			r.Header.Set("Authorization", h+", Signature="+strings.Repeat("0", 64))
+			return r
+		}, CodeIncomplete, "Authorization header has more than one Signature part"},
+		{"an unknown part", func(t *testing.T) *http.Request {
+			r := request(t, "TrentService.ListKeys")
+			sign(t, r, root, c.t)
+			r.Header.Set("Authorization", r.Header.Get("Authorization")+", Foo=bar")
+			return r
+		}, CodeIncomplete, "Authorization header has a part other than Credential, SignedHeaders and Signature"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, ae := verifyCode(t, v, tc.make(t))
+			if code != tc.code {
+				t.Fatalf("code %q (%v), want %q", code, ae, tc.code)
+			}
+			if ae != nil && !strings.HasSuffix(ae.Message, tc.msg) {
+				t.Fatalf("message %q, want it to end %q", ae.Message, tc.msg)
+			}
+		})
+	}
+}
+
+// TestClaimedIDIsBounded proves that the audit record's principal of a
+// failed authentication is a well-formed access key ID or Malformed, never
+// the client's text as sent.
+func TestClaimedIDIsBounded(t *testing.T) {
+	v := newVerifier(&clock{t: time.Now()})
+	for _, tc := range []struct{ claim, want string }{
+		{strings.Repeat("A", 60000), Malformed},
+		{"AKIA" + strings.Repeat("B", 124), "AKIA" + strings.Repeat("B", 124)},
+		{"AKIA" + strings.Repeat("B", 125), Malformed},
+		{"akiaunknown000000", Malformed},
+		{"AKIA\"}{\"x", Malformed},
+		{"AKIAUNKNOWN000000", "AKIAUNKNOWN000000"},
+	} {
+		r := request(t, "TrentService.ListKeys")
+		r.Header.Set("X-Amz-Date", time.Now().UTC().Format(amzDateFormat))
+		r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential="+tc.claim+"/"+time.Now().UTC().Format("20060102")+
+			"/us-east-1/kms/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature="+strings.Repeat("0", 64))
+		code, ae := verifyCode(t, v, r)
+		if code != CodeUnknownClient || ae.AccessKeyID != tc.want {
+			t.Errorf("claim of %d bytes: %s, principal %.40q, want UnrecognizedClientException and %.40q", len(tc.claim), code, ae.AccessKeyID, tc.want)
+		}
+	}
+}
+
+// TestFailuresNeverLockOutValidRequests proves the failure budget bounds
+// audit records, not traffic: after 100 failures from one source a
+// correctly signed request from it verifies, each failure is answered with
+// its own error, and every failure is either audited or counted into a
+// later audited record exactly once.
+func TestFailuresNeverLockOutValidRequests(t *testing.T) {
+	c := &clock{t: time.Now()}
+	v := newVerifier(c)
+	bad := aws.Credentials{AccessKeyID: testID, SecretAccessKey: "guessed-secret-0123456789abcdefghijkl"}
+	audited, suppressed := 0, 0
+	tally := func(ae *Error) {
+		if !ae.Unaudited {
+			audited++
+			suppressed += ae.Suppressed
+		}
+	}
+	for i := range 100 {
+		r := request(t, "TrentService.ListKeys")
+		if i%2 == 0 {
+			sign(t, r, bad, c.t) // a wrong secret for a real ID
+		}
+		code, ae := verifyCode(t, v, r)
+		if code != CodeInvalid && code != CodeMissingToken {
+			t.Fatalf("failure %d answered %s, want its own error", i, code)
+		}
+		tally(ae)
+		good := request(t, "TrentService.ListKeys")
+		sign(t, good, root, c.t)
+		if code, ae := verifyCode(t, v, good); code != "" {
+			t.Fatalf("a correctly signed request after %d failures: %v", i+1, ae)
+		}
+	}
+	if audited != 20 {
+		t.Fatalf("%d of 100 failures audited in the same instant, want the burst of 20", audited)
+	}
+	c.t = c.t.Add(time.Second)
+	r := request(t, "TrentService.ListKeys")
+	_, ae := verifyCode(t, v, r)
+	if ae.Unaudited || ae.Suppressed != 80 {
+		t.Fatalf("the first failure a second later: unaudited %v, suppressed %d; want audited with the 80 counted", ae.Unaudited, ae.Suppressed)
+	}
+	tally(ae)
+	if audited+suppressed != 101 {
+		t.Fatalf("audited %d + suppressed %d != 101 failures", audited, suppressed)
+	}
+}
+
+// TestFailureBudgetPerClaimedID proves that one claimed access key ID is
+// bounded across sources: a flood from many addresses claiming one ID is
+// audited at most a burst at once.
+func TestFailureBudgetPerClaimedID(t *testing.T) {
+	c := &clock{t: time.Now()}
+	v := newVerifier(c)
+	bad := aws.Credentials{AccessKeyID: testID, SecretAccessKey: "guessed-secret-0123456789abcdefghijkl"}
+	audited := 0
+	for i := range 50 {
+		r := request(t, "TrentService.ListKeys")
+		sign(t, r, bad, c.t)
+		_, err := v.Verify(context.Background(), r, body, "198.51.100."+string(rune('0'+i%10))+string(rune('0'+i/10)))
+		var ae *Error
+		if !errors.As(err, &ae) || ae.Code != CodeInvalid {
+			t.Fatalf("failure %d: %v", i, err)
+		}
+		if !ae.Unaudited {
+			audited++
+		}
+	}
+	if audited != 20 {
+		t.Fatalf("%d of 50 failures claiming one ID from 50 sources audited, want 20", audited)
+	}
+}
