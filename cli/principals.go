@@ -22,10 +22,14 @@ func principalCommand() *cli.Command {
 			leaf{name: "create", usage: "create a principal and print its secret access key, once", args: []string{"NAME"}, run: principalCreate,
 				description: "The policy is a JSON array of statements, e.g.\n" +
 					`[{"effect": "Allow", "actions": ["kms:Encrypt", "kms:Decrypt"], "resources": ["alias/app"]}]` + "\n" +
-					"--allow ACTION=RESOURCE adds one Allow statement (the kms: prefix may be left out).",
+					"--allow ACTION=RESOURCE adds one Allow statement (the kms: prefix may be left out).\n" +
+					"Administration has actions of its own, which kms:* does not grant: hsmkms:CreatePrincipal,\n" +
+					"hsmkms:ListPrincipals, hsmkms:DeletePrincipal and hsmkms:GetTokenInfo (hsmkms:* for all four).\n" +
+					"A principal can give the principals it creates no right it lacks itself: every Allow\n" +
+					"must be within its own, and its Deny statements are added to theirs.",
 				flags: []cli.Flag{
 					&cli.StringFlag{Name: "policy", EnvVars: envVars("policy"), Usage: "file holding the policy statements (JSON array), or - for standard input"},
-					&cli.StringSliceFlag{Name: "allow", EnvVars: envVars("allow"), Usage: "ACTION=RESOURCE to allow, e.g. kms:Decrypt=alias/app (repeatable)"},
+					&cli.StringSliceFlag{Name: "allow", EnvVars: envVars("allow"), Usage: "ACTION=RESOURCE to allow, e.g. kms:Decrypt=alias/app or hsmkms:ListPrincipals=* (repeatable)"},
 				}}.command(),
 			leaf{name: "list", usage: "list principals and their policies", run: principalList}.command(),
 			leaf{name: "delete", usage: "delete a principal: its access key stops working at once", args: []string{"ACCESS_KEY_ID"},
@@ -62,8 +66,8 @@ func readPolicy(c *cli.Context) ([]policy.Statement, error) {
 		if !ok || action == "" || resource == "" {
 			return nil, usagef("--allow %q: want ACTION=RESOURCE, e.g. kms:Decrypt=alias/app", a)
 		}
-		if !strings.HasPrefix(strings.ToLower(action), "kms:") {
-			action = "kms:" + action
+		if lower := strings.ToLower(action); !strings.HasPrefix(lower, policy.KMSPrefix) && !strings.HasPrefix(lower, policy.AdminPrefix) {
+			action = policy.KMSPrefix + action
 		}
 		stmts = append(stmts, policy.Statement{Effect: policy.EffectAllow, Actions: []string{action}, Resources: []string{resource}})
 	}

@@ -43,8 +43,11 @@ func serveCommand() *cli.Command {
 		Name:  "serve",
 		Usage: "run the hsmkms server (AWS KMS API)",
 		Description: "Serves the AWS KMS JSON API, signed with SigV4, backed by a PKCS#11 token.\n" +
-			"On first start it creates the root principal from HSMKMS_ROOT_ACCESS_KEY_ID and\n" +
-			"HSMKMS_ROOT_SECRET_ACCESS_KEY, or generates one and writes it to <data-dir>/root-credentials.",
+			"The root principal comes from HSMKMS_ROOT_ACCESS_KEY_ID and HSMKMS_ROOT_SECRET_ACCESS_KEY\n" +
+			"at every start: a changed secret replaces the stored one (the old one stops working),\n" +
+			"a changed access key ID replaces the root principal. Without them, a first start\n" +
+			"generates root's credentials and writes them to <data-dir>/root-credentials.\n" +
+			"Prometheus metrics are served on --metrics-listen only, never on the API listener.",
 		Flags:  serveFlags(),
 		Action: serve,
 	}

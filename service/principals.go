@@ -3,14 +3,18 @@ package service
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/base32"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"regexp"
+	"slices"
 	"sync"
 
 	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/service/audit"
 	"github.com/hsmkms/hsmkms/service/policy"
 	"github.com/hsmkms/hsmkms/service/store"
 )
@@ -63,7 +67,10 @@ var (
 // internalKeySetting names the setting that holds the internal key's CKA_ID.
 const internalKeySetting = "internal-key"
 
-// CreatePrincipal makes a principal with a new access key pair.
+// CreatePrincipal makes a principal with a new access key pair. The new
+// principal can do no more than its creator: it inherits the creator's Deny
+// statements, and its Allow statements must be covered by the creator's
+// (policy.Covers).
 func (s *Service) CreatePrincipal(ctx context.Context, in CreatePrincipalInput) (out CreatePrincipalOutput, err error) {
 	o := s.begin(ctx, policy.ActionCreatePrincipal)
 	defer func() { err = o.end(err) }()
@@ -76,34 +83,49 @@ func (s *Service) CreatePrincipal(ctx context.Context, in CreatePrincipalInput) 
 	if err := policy.Validate(in.Statements); err != nil {
 		return out, newErr(CodeValidation, "%v", err)
 	}
+	stmts, err := limitToCaller(o.caller, in.Statements)
+	if err != nil {
+		return out, err
+	}
 	id, secret, err := NewAccessKey()
 	if err != nil {
 		return out, err
 	}
-	if err := s.putPrincipal(ctx, id, secret, in.Name, in.Statements); err != nil {
+	o.rec.Subject = id
+	if err := s.putPrincipal(ctx, id, secret, in.Name, stmts); err != nil {
 		return out, err
 	}
 	return CreatePrincipalOutput{AccessKeyId: id, SecretAccessKey: secret, Name: in.Name}, nil
 }
 
-// EnsurePrincipal creates a principal with the given access key pair unless
-// one with that access key ID exists; it reports whether it created one.
-// The server uses it for the root principal at first start.
-func (s *Service) EnsurePrincipal(ctx context.Context, accessKeyID, secret, name string, stmts []policy.Statement) (bool, error) {
-	if !accessKeyIDRE.MatchString(accessKeyID) || len(secret) < 16 || len(secret) > 128 {
-		return false, newErr(CodeValidation, "an access key ID is 16 to 128 of A-Z 0-9 and a secret 16 to 128 characters")
+// limitToCaller returns the statements a principal created by c gets:
+// stmts, refused unless c's Allow statements cover them, followed by c's
+// Deny statements that stmts do not already hold. Without the Denies, a
+// principal allowed kms:* but denied kms:Decrypt could make a child allowed
+// kms:* and decrypt through it. The service's own work is not limited.
+func limitToCaller(c Caller, stmts []policy.Statement) ([]policy.Statement, error) {
+	if c.system {
+		return stmts, nil
 	}
-	err := s.store.View(ctx, func(tx store.Tx) error {
-		_, err := tx.Principal(accessKeyID)
-		return err
-	})
-	if err == nil {
-		return false, nil
+	var ce *policy.CoverageError
+	if err := policy.Covers(c.Statements, stmts); errors.As(err, &ce) {
+		return nil, &Error{Code: CodeAccessDenied, Err: err, Message: fmt.Sprintf(
+			"User: %s may not create a principal with rights it does not have: statement %d allows %s on %q, which no Allow statement of %s covers",
+			c.AccessKeyID, ce.Statement, ce.Action, ce.Resource, c.AccessKeyID)}
+	} else if err != nil {
+		return nil, wrapErr(CodeInternal, err, "checking the new principal's policy")
 	}
-	if !errors.Is(err, store.ErrNotFound) {
-		return false, storeErr(err)
+	out := slices.Clip(stmts)
+	for _, st := range c.Statements {
+		if st.Effect == policy.EffectDeny && !slices.ContainsFunc(out, st.Equal) {
+			out = append(out, st)
+		}
 	}
-	return true, s.putPrincipal(systemContext(ctx), accessKeyID, secret, name, stmts)
+	if len(out) > policy.MaxStatements {
+		return nil, newErr(CodeValidation, "the principal would have %d statements with the %d Deny statements it inherits from %s, at most %d allowed",
+			len(out), len(out)-len(stmts), c.AccessKeyID, policy.MaxStatements)
+	}
+	return out, nil
 }
 
 // NewAccessKey returns a fresh access key ID ("AKIA" and 16 base32
@@ -121,25 +143,36 @@ func principalAAD(accessKeyID string) []byte { return []byte("hsmkms-principal-v
 // putPrincipal seals the secret under the internal key and stores the
 // principal.
 func (s *Service) putPrincipal(ctx context.Context, id, secret, name string, stmts []policy.Statement) error {
-	key, err := s.internalKey(ctx)
+	sealed, err := s.sealSecret(ctx, id, secret)
 	if err != nil {
 		return err
 	}
-	iv, err := hsm.NewIV()
-	if err != nil {
-		return wrapErr(CodeInternal, err, "no randomness for an IV")
-	}
-	sealed, err := s.hsm.Seal(ctx, key, iv, principalAAD(id), []byte(secret))
-	if err != nil {
-		return s.hsmErr(err, "", 0)
-	}
-	p := store.Principal{AccessKeyID: id, Name: name, SealedSecret: append(iv, sealed...),
+	p := store.Principal{AccessKeyID: id, Name: name, SealedSecret: sealed,
 		Statements: stmts, CreatedAt: s.now().UTC()}
 	err = s.store.Update(ctx, func(tx store.Tx) error { return tx.CreatePrincipal(p) })
 	if errors.Is(err, store.ErrExists) {
 		return newErr(CodeAlreadyExists, "a principal with access key ID %s exists already", id)
 	}
 	return storeErrOrNil(err)
+}
+
+// sealSecret returns the secret of principal id sealed under the internal
+// key, as stored: the IV, then the sealed bytes. A fresh IV makes the bytes
+// differ each time, which is what tells the secret cache a secret changed.
+func (s *Service) sealSecret(ctx context.Context, id, secret string) ([]byte, error) {
+	key, err := s.internalKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	iv, err := hsm.NewIV()
+	if err != nil {
+		return nil, wrapErr(CodeInternal, err, "no randomness for an IV")
+	}
+	sealed, err := s.hsm.Seal(ctx, key, iv, principalAAD(id), []byte(secret))
+	if err != nil {
+		return nil, s.hsmErr(err, "", 0)
+	}
+	return append(iv, sealed...), nil
 }
 
 // internalKey returns the CKA_ID of the internal key that seals principals'
@@ -220,17 +253,34 @@ func (s *Service) ListPrincipals(ctx context.Context, in ListInput) (out ListPri
 }
 
 // DeletePrincipal removes a principal; its signatures stop verifying at once.
+// Neither the caller itself nor the root principal can be deleted.
 func (s *Service) DeletePrincipal(ctx context.Context, in DeletePrincipalInput) (err error) {
 	o := s.begin(ctx, policy.ActionDeletePrincipal)
 	defer func() { err = o.end(err) }()
+	o.rec.Subject = in.AccessKeyId
 	if err := o.authorize(nil, ""); err != nil {
 		return err
 	}
 	if o.caller.AccessKeyID == in.AccessKeyId {
 		return newErr(CodeValidation, "a principal cannot delete itself")
 	}
-	err = s.store.Update(ctx, func(tx store.Tx) error { return tx.DeletePrincipal(in.AccessKeyId) })
-	if errors.Is(err, store.ErrNotFound) {
+	errRoot := newErr(CodeValidation, "the root principal cannot be deleted")
+	err = s.store.Update(ctx, func(tx store.Tx) error {
+		// Asked in the transaction that deletes, so that a root replaced
+		// meanwhile is still protected.
+		root, err := recordedRoot(tx)
+		switch {
+		case err == nil && root == in.AccessKeyId:
+			return errRoot
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		return tx.DeletePrincipal(in.AccessKeyId)
+	})
+	switch {
+	case errors.Is(err, errRoot):
+		return errRoot
+	case errors.Is(err, store.ErrNotFound):
 		return newErr(CodeNotFound, "no principal has access key ID %s", in.AccessKeyId)
 	}
 	return storeErrOrNil(err)
@@ -317,4 +367,262 @@ func (s *Service) NoPrincipals(ctx context.Context) (bool, error) {
 		return err
 	})
 	return none, storeErrOrNil(err)
+}
+
+// rootSetting names the setting that holds the root principal's access key
+// ID: the root is the principal it names, whatever principals are called.
+const rootSetting = "root-principal"
+
+// The audit actions of the service's own changes to the root principal. No
+// request asks for them, so they are no policy actions.
+const (
+	actionRotateRootSecret = policy.AdminPrefix + "RotateRootSecret"
+	actionReplaceRoot      = policy.AdminPrefix + "ReplaceRoot"
+)
+
+// RootChange says what EnsureRoot changed.
+type RootChange struct {
+	// Created is set when no principal had the configured access key ID.
+	Created bool
+	// Rotated is set when the principal's secret was not the configured
+	// one and was replaced by it.
+	Rotated bool
+	// Replaced is the access key ID of the previous root principal, which
+	// was deleted, or "".
+	Replaced string
+	// PolicyRestored is set when an existing principal's statements were
+	// not the root's and were set to them.
+	PolicyRestored bool
+}
+
+// EnsureRoot makes the principal with access key ID id and secret access
+// key secret the root principal, with statements stmts, as the server's
+// configuration says at every start. A differing stored secret is replaced
+// (so that a changed secret takes effect and the old one stops working),
+// and a previous root with another access key ID is deleted (so that a
+// leaked key pair is revoked by a restart with a new one); each is audited
+// and logged, without secrets. Stores of earlier versions, which did not
+// record the root, adopt the principal with access key ID id, or else the
+// oldest principal named "root".
+func (s *Service) EnsureRoot(ctx context.Context, id, secret string, stmts []policy.Statement) (RootChange, error) {
+	if !accessKeyIDRE.MatchString(id) || len(secret) < 16 || len(secret) > 128 {
+		return RootChange{}, newErr(CodeValidation, "an access key ID is 16 to 128 of A-Z 0-9 and a secret 16 to 128 characters")
+	}
+	if err := policy.Validate(stmts); err != nil {
+		return RootChange{}, wrapErr(CodeInternal, err, "the root principal's policy is invalid")
+	}
+	ctx = systemContext(ctx)
+	plan, ch, err := s.planRoot(ctx, id, secret, stmts)
+	if err != nil {
+		return RootChange{}, err
+	}
+	if err := s.applyRoot(ctx, plan); err != nil {
+		return RootChange{}, err
+	}
+	s.reportRoot(id, ch)
+	return ch, nil
+}
+
+// planRoot works out what EnsureRoot has to write.
+func (s *Service) planRoot(ctx context.Context, id, secret string, stmts []policy.Statement) (rootPlan, RootChange, error) {
+	prev, recorded, err := s.currentRoot(ctx, id)
+	if err != nil {
+		return rootPlan{}, RootChange{}, err
+	}
+	p, found, err := s.principal(ctx, id)
+	if err != nil {
+		return rootPlan{}, RootChange{}, err
+	}
+	if !found {
+		p = store.Principal{AccessKeyID: id, Name: "root", CreatedAt: s.now().UTC()}
+	}
+	same, err := s.hasSecret(ctx, p, secret)
+	if err != nil {
+		return rootPlan{}, RootChange{}, err
+	}
+	if !same {
+		if p.SealedSecret, err = s.sealSecret(ctx, id, secret); err != nil {
+			return rootPlan{}, RootChange{}, err
+		}
+	}
+	restore := !slices.EqualFunc(p.Statements, stmts, policy.Statement.Equal)
+	p.Statements = stmts
+	plan := rootPlan{p: p, create: !found, put: found && (!same || restore), record: !recorded || prev != id}
+	if prev != id {
+		plan.drop = prev
+	}
+	ch := RootChange{Created: !found, Rotated: found && !same, Replaced: plan.drop, PolicyRestored: found && restore}
+	return plan, ch, nil
+}
+
+// RestoreRoot gives the root principal the statements stmts, so that the
+// root cannot lose its rights, and returns its access key ID; "" when there
+// is no root principal. A store of an earlier version adopts the oldest
+// principal named "root".
+func (s *Service) RestoreRoot(ctx context.Context, stmts []policy.Statement) (string, error) {
+	ctx = systemContext(ctx)
+	id, recorded, err := s.currentRoot(ctx, "")
+	if err != nil || id == "" {
+		return "", err
+	}
+	p, found, err := s.principal(ctx, id)
+	if err != nil || !found {
+		return "", err
+	}
+	restore := !slices.EqualFunc(p.Statements, stmts, policy.Statement.Equal)
+	p.Statements = stmts
+	if err := s.applyRoot(ctx, rootPlan{p: p, put: restore, record: !recorded}); err != nil {
+		return "", err
+	}
+	s.reportRoot(id, RootChange{PolicyRestored: restore})
+	return id, nil
+}
+
+// rootPlan is a change to the root principal, written in one transaction
+// so that there is always exactly one root.
+type rootPlan struct {
+	p      store.Principal // the root as it is to be
+	create bool            // p is a new principal
+	put    bool            // p replaces the stored principal
+	record bool            // the root setting is to name p
+	drop   string          // the previous root, to delete, or ""
+}
+
+func (s *Service) applyRoot(ctx context.Context, plan rootPlan) error {
+	if !plan.create && !plan.put && !plan.record && plan.drop == "" {
+		return nil
+	}
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		var err error
+		switch {
+		case plan.create:
+			err = tx.CreatePrincipal(plan.p)
+		case plan.put:
+			err = tx.PutPrincipal(plan.p)
+		}
+		if err == nil && plan.record {
+			v, _ := json.Marshal(plan.p.AccessKeyID)
+			err = tx.PutSetting(rootSetting, v)
+		}
+		if err == nil && plan.drop != "" {
+			if err = tx.DeletePrincipal(plan.drop); errors.Is(err, store.ErrNotFound) {
+				err = nil
+			}
+		}
+		return err
+	})
+	return storeErrOrNil(err)
+}
+
+// reportRoot audits and logs what changed about the root principal id.
+// The records name the service as the principal: no request did it.
+func (s *Service) reportRoot(id string, ch RootChange) {
+	record := func(action, subject string) {
+		s.audit.Log(audit.Record{Time: s.now(), Principal: "system", Action: action, Subject: subject, Outcome: audit.Allowed})
+	}
+	if ch.Replaced != "" {
+		record(actionReplaceRoot, id)
+		record(policy.ActionDeletePrincipal, ch.Replaced)
+		s.log.Info("replaced the root principal; the previous one is deleted", "access_key_id", id,
+			"previous_access_key_id", ch.Replaced)
+	}
+	if ch.Rotated {
+		record(actionRotateRootSecret, id)
+		s.log.Info("rotated the root principal's secret", "access_key_id", id)
+	}
+	if ch.PolicyRestored {
+		s.log.Info("restored the root principal's policy", "access_key_id", id)
+	}
+}
+
+// currentRoot returns the access key ID of the root principal the store
+// records. A store of an earlier version records none: it adopts the
+// principal configured, if it exists, or else the oldest principal named
+// "root", and reports that nothing was recorded; "" if there is none.
+func (s *Service) currentRoot(ctx context.Context, configured string) (id string, recorded bool, err error) {
+	err = s.store.View(ctx, func(tx store.Tx) error {
+		id, recorded = "", false
+		r, err := recordedRoot(tx)
+		if err == nil {
+			id, recorded = r, true
+			return nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		id, err = adoptRoot(tx, configured)
+		return err
+	})
+	return id, recorded, storeErrOrNil(err)
+}
+
+// recordedRoot returns the root setting (store.ErrNotFound without one).
+func recordedRoot(tx store.Tx) (string, error) {
+	v, err := tx.Setting(rootSetting)
+	if err != nil {
+		return "", err
+	}
+	var id string
+	if err := json.Unmarshal(v, &id); err != nil {
+		return "", fmt.Errorf("the %s setting: %w", rootSetting, err)
+	}
+	return id, nil
+}
+
+// adoptRoot picks the root of a store that records none: the principal
+// configured if it exists, or else the oldest principal named "root",
+// which is how earlier versions named the root they made; "" if neither.
+func adoptRoot(tx store.Tx, configured string) (string, error) {
+	if configured != "" {
+		_, err := tx.Principal(configured)
+		if err == nil {
+			return configured, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return "", err
+		}
+	}
+	const pageSize = 100
+	var oldest store.Principal
+	for after := ""; ; {
+		page, err := tx.Principals(after, pageSize)
+		if err != nil {
+			return "", err
+		}
+		for _, p := range page {
+			if p.Name == "root" && (oldest.AccessKeyID == "" || p.CreatedAt.Before(oldest.CreatedAt)) {
+				oldest = p
+			}
+		}
+		if len(page) < pageSize {
+			return oldest.AccessKeyID, nil
+		}
+		after = page[len(page)-1].AccessKeyID
+	}
+}
+
+// principal returns the stored principal id and whether there is one.
+func (s *Service) principal(ctx context.Context, id string) (p store.Principal, found bool, err error) {
+	err = s.store.View(ctx, func(tx store.Tx) (err error) {
+		p, err = tx.Principal(id)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Principal{}, false, nil
+	}
+	return p, err == nil, storeErrOrNil(err)
+}
+
+// hasSecret reports whether p's secret is secret (false for a principal
+// not stored yet, which has none), comparing in constant time: how much of
+// a guess was right must not show in how long it took.
+func (s *Service) hasSecret(ctx context.Context, p store.Principal, secret string) (bool, error) {
+	if p.SealedSecret == nil {
+		return false, nil
+	}
+	stored, err := s.unsealSecret(ctx, p)
+	if err != nil {
+		return false, err
+	}
+	return subtle.ConstantTimeCompare([]byte(stored), []byte(secret)) == 1, nil
 }

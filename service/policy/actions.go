@@ -1,8 +1,10 @@
 package policy
 
 // Action names, as they appear in a Request and in policy statements. Every
-// KMS operation hsmkms implements is one action; the administrative
-// operations on principals are actions in the same "kms:" namespace.
+// KMS operation hsmkms implements is one action in the "kms:" namespace. The
+// administrative operations (principals, token information) are actions in
+// the "hsmkms:" namespace, so that "kms:*", a grant of every key operation,
+// never grants the power to make principals or to delete them.
 const (
 	// ActionCreateKey is the action of CreateKey.
 	ActionCreateKey = "kms:CreateKey"
@@ -72,16 +74,26 @@ const (
 
 	// ActionCreatePrincipal is the administrative action that creates a
 	// principal.
-	ActionCreatePrincipal = "kms:CreatePrincipal"
+	ActionCreatePrincipal = AdminPrefix + "CreatePrincipal"
 	// ActionListPrincipals is the administrative action that lists
 	// principals.
-	ActionListPrincipals = "kms:ListPrincipals"
+	ActionListPrincipals = AdminPrefix + "ListPrincipals"
 	// ActionDeletePrincipal is the administrative action that deletes a
 	// principal.
-	ActionDeletePrincipal = "kms:DeletePrincipal"
+	ActionDeletePrincipal = AdminPrefix + "DeletePrincipal"
 	// ActionGetTokenInfo is the administrative action that reports on the
 	// HSM token.
-	ActionGetTokenInfo = "kms:GetTokenInfo"
+	ActionGetTokenInfo = AdminPrefix + "GetTokenInfo"
+)
+
+// The two action namespaces. Action patterns match case-insensitively from
+// their first byte, so no "kms:" pattern matches an "hsmkms:" action and no
+// "hsmkms:" pattern a "kms:" one.
+const (
+	// KMSPrefix starts the actions of the AWS KMS operations.
+	KMSPrefix = "kms:"
+	// AdminPrefix starts the actions of hsmkms's administrative operations.
+	AdminPrefix = "hsmkms:"
 )
 
 // knownActions lists every action constant above.

@@ -121,9 +121,25 @@ func TestDecide(t *testing.T) {
 		{name: "GenerateDataKey* does not allow Decrypt",
 			stmts: []Statement{allow(l("kms:GenerateDataKey*"), l(arnA))},
 			req:   Request{ActionDecrypt, keyA()}},
-		{name: "kms:* allows an admin action",
+		{name: "kms:* does not allow an admin action",
+			stmts:  []Statement{allow(l("kms:*"), l("*"))},
+			req:    Request{ActionCreatePrincipal, anyRes},
+			reason: "no statement allows hsmkms:CreatePrincipal on *"},
+		{name: "kms:* does not allow GetTokenInfo",
 			stmts: []Statement{allow(l("kms:*"), l("*"))},
-			req:   Request{ActionCreatePrincipal, anyRes}, allowed: true},
+			req:   Request{ActionGetTokenInfo, anyRes}},
+		{name: "hsmkms:* allows an admin action",
+			stmts: []Statement{allow(l("hsmkms:*"), l("*"))},
+			req:   Request{ActionDeletePrincipal, anyRes}, allowed: true},
+		{name: "hsmkms:* does not allow a key action",
+			stmts: []Statement{allow(l("hsmkms:*"), l("*"))},
+			req:   Request{ActionCreateKey, anyRes}},
+		{name: "old admin name matches nothing",
+			stmts: []Statement{allow(l("kms:CreatePrincipal", "kms:*Principal*"), l("*"))},
+			req:   Request{ActionCreatePrincipal, anyRes}},
+		{name: "admin action case-insensitive",
+			stmts: []Statement{allow(l("HSMKMS:listprincipals"), l("*"))},
+			req:   Request{ActionListPrincipals, anyRes}, allowed: true},
 		{name: "kms:*Key* allows DescribeKey, infix wildcard",
 			stmts: []Statement{allow(l("kms:*Key*"), l(arnA))},
 			req:   Request{ActionDescribeKey, keyA()}, allowed: true},
@@ -246,7 +262,7 @@ func TestDecide(t *testing.T) {
 			stmts: []Statement{allow(l(ActionGenerateRandom), l("**"))},
 			req:   Request{ActionGenerateRandom, anyRes}, allowed: true},
 		{name: "deny * denies admin action",
-			stmts: []Statement{allow(l("kms:*"), l("*")), deny(l("kms:*Principal*"), l("*"))},
+			stmts: []Statement{allow(l("kms:*", "hsmkms:*"), l("*")), deny(l("hsmkms:*Principal*"), l("*"))},
 			req:   Request{ActionDeletePrincipal, anyRes}, inReas: "denied by statement 1"},
 		{name: "deny on key does not deny CreateKey",
 			stmts: []Statement{allow(l("kms:*"), l("*")), deny(l("kms:*"), l("arn:*"))},
@@ -549,7 +565,9 @@ func TestValidate(t *testing.T) {
 		{},
 		{ok()},
 		{deny(l("kms:*"), l("*"))},
-		{allow(l("KMS:decrypt", "kms:GenerateDataKey*", "kms:*Principal*"), l("*", "alias/app-*", "1234*"))},
+		{allow(l("KMS:decrypt", "kms:GenerateDataKey*", "hsmkms:*Principal*"), l("*", "alias/app-*", "1234*"))},
+		{allow(l("hsmkms:*", "HSMKMS:createprincipal", "HsmKms:GetTokenInfo"), l("*"))},
+		{deny(l("kms:*", "hsmkms:*"), l("*"))},
 		{allow(l(ActionGenerateRandom), l(strings.Repeat("x", MaxPatternLen)))},
 		{allow(many(MaxPatternsPerStatement, ActionDecrypt), many(MaxPatternsPerStatement, arnA))},
 		stmts(MaxStatements),
@@ -576,7 +594,15 @@ func TestValidate(t *testing.T) {
 		{"too many actions", []Statement{allow(many(MaxPatternsPerStatement+1, ActionDecrypt), l("*"))},
 			0, "actions", "at most 100"},
 		{"empty action", []Statement{ok(), ok(), allow(l(ActionDecrypt, ""), l("*"))}, 2, "actions[1]", "empty"},
-		{"bare * action", []Statement{allow(l("*"), l("*"))}, 0, "actions[0]", `must start with "kms:"`},
+		{"bare * action", []Statement{allow(l("*"), l("*"))}, 0, "actions[0]", `must start with "kms:" or "hsmkms:"`},
+		{"*:* action", []Statement{allow(l("*:*"), l("*"))}, 0, "actions[0]", `must start with "kms:" or "hsmkms:"`},
+		{"hsm: is not hsmkms:", []Statement{allow(l("hsm:*"), l("*"))}, 0, "actions[0]", `must start with`},
+		{"old CreatePrincipal name", []Statement{allow(l("kms:CreatePrincipal"), l("*"))}, 0, "actions[0]",
+			`"kms:CreatePrincipal" matches no known action; principal management and token information are "hsmkms:CreatePrincipal"`},
+		{"old GetTokenInfo name, other case", []Statement{ok(), deny(l(ActionEncrypt, "KMS:gettokeninfo"), l("*"))}, 1, "actions[1]",
+			`"hsmkms:gettokeninfo" (the "hsmkms:" namespace, which "kms:*" does not cover)`},
+		{"old wildcard on principals", []Statement{allow(l("kms:*Principal*"), l("*"))}, 0, "actions[0]", `"hsmkms:*Principal*"`},
+		{"key action in the admin namespace", []Statement{allow(l("hsmkms:Decrypt"), l("*"))}, 0, "actions[0]", `"hsmkms:Decrypt" matches no known action`},
 		{"action without prefix", []Statement{allow(l("Decrypt"), l("*"))}, 0, "actions[0]", "kms:"},
 		{"other service", []Statement{allow(l("s3:GetObject"), l("*"))}, 0, "actions[0]", "kms:"},
 		{"misspelt action", []Statement{allow(l("kms:Decrpyt"), l("*"))}, 0, "actions[0]", "no known action"},
@@ -623,8 +649,15 @@ func TestKnownActions(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, a := range all {
-		if !strings.HasPrefix(a, "kms:") || len(a) == len("kms:") {
-			t.Errorf("action %q lacks the kms: prefix or a name", a)
+		name, ok := strings.CutPrefix(a, "kms:")
+		if !ok {
+			name, ok = strings.CutPrefix(a, "hsmkms:")
+		}
+		if !ok || name == "" || strings.Contains(name, ":") {
+			t.Errorf("action %q lacks the kms: or hsmkms: prefix or a name", a)
+		}
+		if admin := strings.Contains(a, "Principal") || strings.Contains(a, "TokenInfo"); admin != strings.HasPrefix(a, "hsmkms:") {
+			t.Errorf("action %q: administrative actions, and only they, are hsmkms: actions", a)
 		}
 		if seen[strings.ToLower(a)] {
 			t.Errorf("action %q listed twice", a)
@@ -658,7 +691,7 @@ func benchStatements() []Statement {
 		allow(l(ActionEncrypt), l(arnB)),
 		allow(l("kms:GenerateDataKey*"), l("alias/other-*")),
 		allow(l(ActionDescribeKey, ActionListKeys, ActionListAliases), l("*")),
-		deny(l("kms:*Principal*"), l("*")),
+		deny(l("hsmkms:*Principal*"), l("*")),
 		allow(l(ActionSign, ActionVerify), l("arn:aws:kms:us-east-1:000000000000:key/9876*")),
 		allow(l(ActionDecrypt), l(idB)),
 		deny(l(ActionDecrypt), l("alias/secret", "alias/prod-db-*")),

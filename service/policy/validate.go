@@ -42,10 +42,12 @@ func (e *ValidationError) Error() string {
 // allows nothing. Each statement must have Effect exactly "Allow" or "Deny"
 // and at least one action and one resource. Patterns must be non-empty, at
 // most MaxPatternLen bytes of valid UTF-8 without control characters. Each
-// action pattern must start with "kms:" (any case) and match at least one
-// known action, so that a misspelt action is an error rather than a
-// statement that silently never applies; "kms:*" is allowed, a bare "*" is
-// not.
+// action pattern must start with "kms:" or "hsmkms:" (any case) and match
+// at least one known action, so that a misspelt action is an error rather
+// than a statement that silently never applies; "kms:*" and "hsmkms:*" are
+// allowed, a bare "*" is not. The administrative actions that earlier
+// versions named "kms:CreatePrincipal" and so on get an error that names
+// their "hsmkms:" spelling.
 func Validate(stmts []Statement) error {
 	if len(stmts) > MaxStatements {
 		return &ValidationError{Statement: -1,
@@ -66,11 +68,11 @@ func Validate(stmts []Statement) error {
 			if err := checkPattern(a, field, bad); err != nil {
 				return err
 			}
-			if len(a) < 4 || !equalFoldASCII(a[:4], "kms:") {
-				return bad(field, "%q must start with \"kms:\"", a)
+			if !hasPrefixFold(a, KMSPrefix) && !hasPrefixFold(a, AdminPrefix) {
+				return bad(field, "%q must start with %q or %q", a, KMSPrefix, AdminPrefix)
 			}
 			if !matchesKnownAction(a) {
-				return bad(field, "%q matches no known action", a)
+				return bad(field, "%q matches no known action%s", a, adminHint(a))
 			}
 		}
 		if err := checkList(st.Resources, "resources", bad); err != nil {
@@ -110,6 +112,25 @@ func checkPattern(p, field string, bad func(string, string, ...any) error) error
 }
 
 func isControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r < 0xa0) }
+
+// adminHint explains a "kms:" pattern that matches no action but would
+// match an administrative one as "hsmkms:", such as "kms:CreatePrincipal",
+// the name earlier versions used: that is a policy written for them.
+func adminHint(pattern string) string {
+	if !hasPrefixFold(pattern, KMSPrefix) {
+		return ""
+	}
+	admin := AdminPrefix + pattern[len(KMSPrefix):]
+	if !matchesKnownAction(admin) {
+		return ""
+	}
+	return fmt.Sprintf("; principal management and token information are %q (the %q namespace, which %q does not cover)",
+		admin, AdminPrefix, KMSPrefix+"*")
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && equalFoldASCII(s[:len(prefix)], prefix)
+}
 
 func matchesKnownAction(pattern string) bool {
 	for _, a := range knownActions {

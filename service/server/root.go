@@ -11,27 +11,40 @@ import (
 	"github.com/hsmkms/hsmkms/service/policy"
 )
 
-// rootStatements allow everything.
-var rootStatements = []policy.Statement{{Effect: policy.EffectAllow, Actions: []string{"kms:*"}, Resources: []string{"*"}}}
+// rootStatements allow everything: every key operation and every
+// administrative one. They are given back to the root at every start.
+func rootStatements() []policy.Statement {
+	return []policy.Statement{{Effect: policy.EffectAllow,
+		Actions: []string{policy.KMSPrefix + "*", policy.AdminPrefix + "*"}, Resources: []string{policy.AnyResource}}}
+}
 
-// ensureRoot makes sure the root principal exists: from the configured
-// credentials, or, on a first start without them, freshly generated and
-// written once to DataDir/root-credentials (mode 0600).
+// ensureRoot makes sure the root principal exists with the root's rights.
+// Configured credentials are authoritative at every start: a changed secret
+// replaces the stored one, and a changed access key ID replaces the root
+// principal (the service audits and logs both). Without them, a first start
+// generates credentials and writes them once to DataDir/root-credentials
+// (mode 0600); a later one keeps the root it finds.
 func (s *Server) ensureRoot(ctx context.Context) error {
 	id, secret := s.cfg.RootAccessKeyID, s.cfg.RootSecret
 	if (id == "") != (secret == "") {
 		return errors.New("server: give both HSMKMS_ROOT_ACCESS_KEY_ID and HSMKMS_ROOT_SECRET_ACCESS_KEY, or neither")
 	}
 	if id != "" {
-		created, err := s.svc.EnsurePrincipal(ctx, id, secret, "root", rootStatements)
-		if created {
+		ch, err := s.svc.EnsureRoot(ctx, id, secret, rootStatements())
+		if err != nil {
+			return fmt.Errorf("server: the root principal from the environment: %w", err)
+		}
+		if ch.Created {
 			s.log.Info("created the root principal from the environment", "access_key_id", id)
 		}
-		return err
+		return nil
 	}
 	first, err := s.svc.NoPrincipals(ctx)
-	if err != nil || !first {
+	if err != nil {
 		return err
+	}
+	if !first {
+		return s.restoreRoot(ctx)
 	}
 	id, secret, err = service.NewAccessKey()
 	if err != nil {
@@ -50,11 +63,23 @@ func (s *Server) ensureRoot(ctx context.Context) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("server: writing root credentials: %w", err)
 	}
-	if _, err := s.svc.EnsurePrincipal(ctx, id, secret, "root", rootStatements); err != nil {
+	if _, err := s.svc.EnsureRoot(ctx, id, secret, rootStatements()); err != nil {
 		os.Remove(path)
 		return err
 	}
 	s.RootCredentials = path
 	s.log.Info("created the root principal; its credentials are in "+path, "access_key_id", id)
+	return nil
+}
+
+// restoreRoot gives the existing root principal back the root's rights.
+func (s *Server) restoreRoot(ctx context.Context) error {
+	id, err := s.svc.RestoreRoot(ctx, rootStatements())
+	if err != nil {
+		return fmt.Errorf("server: the root principal: %w", err)
+	}
+	if id == "" {
+		s.log.Warn("there is no root principal: set HSMKMS_ROOT_ACCESS_KEY_ID and HSMKMS_ROOT_SECRET_ACCESS_KEY to make one")
+	}
 	return nil
 }
