@@ -288,16 +288,22 @@ func (ts *testServer) auditRecords(t *testing.T) []auditRecord {
 	return out
 }
 
-// auditFor returns the audit records of one request.
-func (ts *testServer) auditFor(t *testing.T, requestID string) []auditRecord {
+// auditWhere returns the audit records for which keep is true.
+func (ts *testServer) auditWhere(t *testing.T, keep func(auditRecord) bool) []auditRecord {
 	t.Helper()
 	var out []auditRecord
 	for _, r := range ts.auditRecords(t) {
-		if r.RequestID == requestID {
+		if keep(r) {
 			out = append(out, r)
 		}
 	}
 	return out
+}
+
+// auditFor returns the audit records of one request.
+func (ts *testServer) auditFor(t *testing.T, requestID string) []auditRecord {
+	t.Helper()
+	return ts.auditWhere(t, func(r auditRecord) bool { return r.RequestID == requestID })
 }
 
 // wantOneDenial checks that request id wrote exactly one audit record, a

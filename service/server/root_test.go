@@ -30,13 +30,7 @@ func runStart(t *testing.T, name, dataDir string, root aws.Credentials, check fu
 // recordsOf returns ts's audit records of action.
 func (ts *testServer) recordsOf(t *testing.T, action string) []auditRecord {
 	t.Helper()
-	var out []auditRecord
-	for _, r := range ts.auditRecords(t) {
-		if r.Action == action {
-			out = append(out, r)
-		}
-	}
-	return out
+	return ts.auditWhere(t, func(r auditRecord) bool { return r.Action == action })
 }
 
 // wantSystemRecord checks that ts audited action exactly once, as the

@@ -155,12 +155,11 @@ func TestClientAbortIsNotAFailure(t *testing.T) {
 		t.Fatal("the cancelled request got an answer")
 	}
 	rec := waitFor(t, "an audit record of the GenerateDataKey", func() (auditRecord, bool) {
-		for _, r := range ts.auditRecords(t) {
-			if r.Action == "kms:GenerateDataKey" {
-				return r, true
-			}
+		recs := ts.recordsOf(t, "kms:GenerateDataKey")
+		if len(recs) == 0 {
+			return auditRecord{}, false
 		}
-		return auditRecord{}, false
+		return recs[0], true
 	})
 	if rec.Outcome != "cancelled" || rec.ErrorType != "" {
 		t.Fatalf("audit record %+v, want outcome cancelled and no error type", rec)
