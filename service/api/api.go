@@ -96,17 +96,17 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, id, target stri
 	rt, ok := h.routes[target]
 	if !ok {
 		writeError(w, id, http.StatusBadRequest, "UnknownOperationException", "unknown operation "+quoteTarget(target))
-		return h.unserved(id, target, source, "", "UnknownOperationException")
+		return h.unverified(id, target, source, "UnknownOperationException")
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, rt.limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			writeError(w, id, http.StatusRequestEntityTooLarge, "RequestEntityTooLargeException", "the request body is larger than this operation accepts")
-			return h.unserved(id, target, source, "", "RequestEntityTooLargeException")
+			return h.unverified(id, target, source, "RequestEntityTooLargeException")
 		}
 		writeError(w, id, http.StatusBadRequest, "SerializationException", "the request body could not be read")
-		return h.unserved(id, target, source, "", "SerializationException")
+		return h.unverified(id, target, source, "SerializationException")
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), rt.timeout)
 	defer cancel()
@@ -158,6 +158,18 @@ func (h *Handler) refuse(w http.ResponseWriter, id, target, source string, err e
 	}
 	writeError(w, id, status, ae.Code, ae.Message)
 	return ae.Code
+}
+
+// unverified audits a request refused before its signature was checked,
+// within its source's failure budget (as failed authentications are):
+// anyone can send these, and each must not cost an audit record.
+func (h *Handler) unverified(id, target, source, code string) string {
+	audited, suppressed := h.cfg.Verifier.RefusedUnverified(source)
+	if audited {
+		h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Action: actionOf(target), Source: source,
+			Outcome: audit.Failed, ErrorType: code, Suppressed: suppressed})
+	}
+	return code
 }
 
 // unserved audits a request answered before it reached the key service

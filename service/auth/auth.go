@@ -155,6 +155,19 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte, sou
 	return creds, err
 }
 
+// RefusedUnverified counts a request from source refused before its
+// signature was looked at (an unknown operation, a body over the limit)
+// against source's failure budget, like a failed authentication: it reports
+// whether to audit it, and if so how many failures it stands for besides.
+func (v *Verifier) RefusedUnverified(source string) (audit bool, suppressed int) {
+	verdict := v.limiter.fail(source, "")
+	if verdict.started {
+		v.log.Warn("requests refused before authentication past the audit budget: answering them, counting them, auditing one a second",
+			"source", source)
+	}
+	return verdict.audit, verdict.suppressed
+}
+
 func (v *Verifier) verify(ctx context.Context, r *http.Request, body []byte) (service.Credentials, error) {
 	if len(r.Header.Values("Authorization")) > 1 {
 		return service.Credentials{}, &Error{Code: CodeIncomplete, Message: "the request has more than one Authorization header"}

@@ -265,3 +265,41 @@ func TestStrictRequestText(t *testing.T) {
 		ts.wantOneDenial(t, r.header.Get("X-Amzn-RequestId"), "UnrecognizedClientException")
 	})
 }
+
+// TestUnverifiedRefusalsAreBounded sends 60 requests that are refused
+// before any signature is checked (an unknown operation, a body over the
+// limit): each is answered with its own error, a correct request still
+// succeeds, and their audit records stay within the source's budget.
+func TestUnverifiedRefusalsAreBounded(t *testing.T) {
+	ts := startServer(t)
+	before := len(ts.auditRecords(t))
+	start := time.Now()
+	const refused = 60
+	for i := range refused {
+		target, body, want := "TrentService.MakeCoffee", []byte(`{}`), "UnknownOperationException"
+		if i%2 == 1 {
+			target, body, want = "TrentService.DescribeKey", []byte(oversize(64<<10+1)), "RequestEntityTooLargeException"
+		}
+		if r := send(t, ts.unsignedRequest(t, target, body)); r.typ != want {
+			t.Fatalf("request %d: %d %s %q, want %s", i, r.status, r.typ, r.msg, want)
+		}
+	}
+	if r := send(t, ts.signedRequest(t, "TrentService.ListKeys", []byte(`{}`), rootCreds, time.Now())); r.status != http.StatusOK {
+		t.Fatalf("a correct request after the refusals: %d %s %q", r.status, r.typ, r.msg)
+	}
+	elapsed := time.Since(start)
+	recs := ts.auditRecords(t)[before:]
+	failed, counted := 0, 0
+	for _, r := range recs {
+		if r.Outcome == "failed" {
+			failed++
+			counted += r.Suppressed
+		}
+	}
+	if limit := 20 + int(elapsed/time.Second) + 1; failed > limit || failed == 0 {
+		t.Fatalf("%d of %d refusals audited in %v, want 1 to %d", failed, refused, elapsed, limit)
+	}
+	if failed+counted > refused {
+		t.Fatalf("%d records + %d counted > %d refusals", failed, counted, refused)
+	}
+}
