@@ -5,7 +5,7 @@ BIN     := bin/hsmkms
 GOFLAGS ?=
 export CGO_ENABLED := 1
 
-.PHONY: all deps build run test bench lint clean
+.PHONY: all deps build run test fuzz fuzz-short bench lint clean
 
 all: build
 
@@ -27,6 +27,53 @@ lint:
 
 test: deps lint
 	$(GO) test -race -count=1 -timeout 20m ./...
+	@$(call fuzz_run,$(FUZZTIME_SHORT))
+
+# Native Go fuzzing of every parser of untrusted input, as package:target
+# (go test fuzzes one target per run). The seed corpus is each target's
+# f.Add cases plus the files under its package's testdata/fuzz/<target>/;
+# the inputs a run finds interesting stay in the Go build cache. A failing
+# input is written to testdata/fuzz/<target>/: keep it, it becomes a
+# regression case of `go test`, and fix the bug. `make test` fuzzes each
+# target for FUZZTIME_SHORT after the unit tests; `make fuzz` for FUZZTIME.
+FUZZ_TARGETS := \
+	./service/ciphertext:FuzzParse \
+	./service/ciphertext:FuzzCanonical \
+	./service/auth:FuzzParseAuthorization \
+	./service/api:FuzzDecodeInput \
+	./service/policy:FuzzGlobMatch \
+	./cli/esdk:FuzzReadHeader \
+	./cli/esdk:FuzzDecrypt \
+	./cli/esdk:FuzzRoundTrip
+FUZZTIME_SHORT ?= 8s
+FUZZTIME ?= 5m
+# Each new interesting input is minimized for up to this long, and no
+# fuzzing happens meanwhile: go's 60s default can eat a whole short run.
+FUZZMINIMIZETIME ?= 5s
+
+# fuzz_run fuzzes every target for $(1) and fails naming each target that
+# failed, or that no longer exists (a renamed target would otherwise be
+# skipped in silence: go test passes when -fuzz matches nothing).
+define fuzz_run
+failed=""; \
+for t in $(FUZZ_TARGETS); do \
+	pkg=$${t%%:*}; name=$${t##*:}; \
+	if ! grep -qs "^func $$name(f \*testing.F)" $$pkg/*_test.go; then \
+		echo "fuzz: $$pkg has no fuzz target $$name" >&2; failed="$$failed $$t"; continue; \
+	fi; \
+	echo "fuzz: $$t for $(1)"; \
+	$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(1) -fuzzminimizetime $(FUZZMINIMIZETIME) $$pkg || failed="$$failed $$t"; \
+done; \
+if [ -n "$$failed" ]; then \
+	echo "fuzz: FAILED:$$failed (the failing inputs are in each package's testdata/fuzz/)" >&2; exit 1; \
+fi
+endef
+
+fuzz-short: deps
+	@$(call fuzz_run,$(FUZZTIME_SHORT))
+
+fuzz: deps
+	@$(call fuzz_run,$(FUZZTIME))
 
 # Benchmarks, each a ratio measured in one run: the hsm package beside raw
 # miekg/pkcs11 calls, the key service beside the hsm package, and the
