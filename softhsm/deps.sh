@@ -4,7 +4,8 @@
 # independent PKCS#11 client the tests use as a witness), the aws CLI (the
 # server tests drive it), a C compiler for cgo, and Node.js with npm
 # (cli/esdk's interoperability test installs the AWS Encryption SDK for
-# JavaScript with npm). On Debian/Ubuntu as root it installs them; elsewhere
+# JavaScript with npm), and PostgreSQL's server (the store tests start a
+# throwaway one with initdb and pg_ctl). On Debian/Ubuntu as root it installs them; elsewhere
 # it says what is missing and fails.
 set -euo pipefail
 
@@ -22,13 +23,20 @@ for p in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libso
   [ -e "$p" ] && found_module=1
 done
 [ -n "$found_module" ] || missing+=(softhsm2)
+# Debian keeps PostgreSQL's server programs out of PATH.
+found_pg=
+command -v initdb >/dev/null && found_pg=1
+for d in /usr/lib/postgresql/*/bin; do
+  [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && found_pg=1
+done
+[ -n "$found_pg" ] || missing+=(postgresql)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 # de-duplicate
 read -r -a missing <<<"$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')"
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "hsmkms needs: ${missing[*]}. Install them as root (Debian/Ubuntu: apt-get install -y ${missing[*]}; Fedora: dnf install softhsm opensc gcc awscli nodejs npm; macOS: brew install softhsm opensc awscli node)." >&2
+  echo "hsmkms needs: ${missing[*]}. Install them as root (Debian/Ubuntu: apt-get install -y ${missing[*]}; Fedora: dnf install softhsm opensc gcc awscli nodejs npm postgresql-server; macOS: brew install softhsm opensc awscli node postgresql)." >&2
   exit 1
 fi
 if ! command -v apt-get >/dev/null; then

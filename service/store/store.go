@@ -27,6 +27,11 @@ var (
 	ErrConflict = errors.New("store: revision conflict")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrUnavailable: the store cannot be reached now (a database that is
+	// down or unreachable); the same call may succeed later. Nothing was
+	// changed by the call that returned it, unless a commit's outcome was
+	// lost with the connection, which the wrapping error then says.
+	ErrUnavailable = errors.New("store: unavailable")
 )
 
 // Store is a transactional key-value store of the service's records.

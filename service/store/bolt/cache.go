@@ -1,11 +1,7 @@
 package bolt
 
 import (
-	"maps"
-	"slices"
 	"sync"
-
-	"github.com/hsmkms/hsmkms/service/store"
 )
 
 // recordCache keeps decoded records by bucket and key as the store last
@@ -130,23 +126,3 @@ func (c *recordCache) endWrite(touched []recordKey) {
 
 // recordKey names a record a write touched.
 type recordKey struct{ bucket, key string }
-
-func cloneKey(k store.Key) store.Key {
-	k.Tags = maps.Clone(k.Tags)
-	k.Aliases = slices.Clone(k.Aliases)
-	return k
-}
-
-func cloneVersion(v store.Version) store.Version { return v }
-
-func cloneAlias(a store.Alias) store.Alias { return a }
-
-func clonePrincipal(p store.Principal) store.Principal {
-	p.SealedSecret = slices.Clone(p.SealedSecret)
-	p.Statements = slices.Clone(p.Statements)
-	for i, st := range p.Statements {
-		st.Actions, st.Resources = slices.Clone(st.Actions), slices.Clone(st.Resources)
-		p.Statements[i] = st
-	}
-	return p
-}

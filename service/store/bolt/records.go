@@ -11,7 +11,7 @@ import (
 // Key returns the key with the given ID.
 func (t *tx) Key(id string) (store.Key, error) {
 	var buf keyBuf
-	return getCached(t, bucketKeys, append(buf[:0], id...), func() string { return "key " + id }, cloneKey)
+	return getCached(t, bucketKeys, append(buf[:0], id...), func() string { return "key " + id }, store.Key.Clone)
 }
 
 // Keys lists keys, tombstones included, ordered by ID.
@@ -63,7 +63,7 @@ func versionName(keyID string, number uint32) string {
 func (t *tx) Version(keyID string, number uint32) (store.Version, error) {
 	var buf keyBuf
 	k := binary.BigEndian.AppendUint32(append(append(buf[:0], keyID...), '/'), number)
-	return getCached(t, bucketVersions, k, func() string { return versionName(keyID, number) }, cloneVersion)
+	return getCached(t, bucketVersions, k, func() string { return versionName(keyID, number) }, store.Version.Clone)
 }
 
 // Versions lists a key's versions by number.
@@ -96,7 +96,7 @@ func (t *tx) DeleteVersion(keyID string, number uint32) error {
 // Alias returns the alias with the given name.
 func (t *tx) Alias(name string) (store.Alias, error) {
 	var buf keyBuf
-	return getCached(t, bucketAliases, append(buf[:0], name...), func() string { return "alias " + name }, cloneAlias)
+	return getCached(t, bucketAliases, append(buf[:0], name...), func() string { return "alias " + name }, store.Alias.Clone)
 }
 
 // Aliases lists aliases by name.
@@ -122,7 +122,7 @@ func (t *tx) DeleteAlias(name string) error {
 // Principal returns the principal with the given access key ID.
 func (t *tx) Principal(accessKeyID string) (store.Principal, error) {
 	var buf keyBuf
-	return getCached(t, bucketPrincipals, append(buf[:0], accessKeyID...), func() string { return "principal " + accessKeyID }, clonePrincipal)
+	return getCached(t, bucketPrincipals, append(buf[:0], accessKeyID...), func() string { return "principal " + accessKeyID }, store.Principal.Clone)
 }
 
 // Principals lists principals by access key ID.

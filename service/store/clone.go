@@ -1,0 +1,31 @@
+package store
+
+import (
+	"maps"
+	"slices"
+)
+
+// Clone returns a copy of k that shares no memory with it, for stores
+// that cache records and must hand each caller its own.
+func (k Key) Clone() Key {
+	k.Tags = maps.Clone(k.Tags)
+	k.Aliases = slices.Clone(k.Aliases)
+	return k
+}
+
+// Clone returns a copy of v (a version holds no references).
+func (v Version) Clone() Version { return v }
+
+// Clone returns a copy of a (an alias holds no references).
+func (a Alias) Clone() Alias { return a }
+
+// Clone returns a copy of p that shares no memory with it.
+func (p Principal) Clone() Principal {
+	p.SealedSecret = slices.Clone(p.SealedSecret)
+	p.Statements = slices.Clone(p.Statements)
+	for i, st := range p.Statements {
+		st.Actions, st.Resources = slices.Clone(st.Actions), slices.Clone(st.Resources)
+		p.Statements[i] = st
+	}
+	return p
+}
