@@ -11,7 +11,6 @@ import (
 
 	"github.com/hsmkms/hsmkms/hsm"
 	"github.com/hsmkms/hsmkms/service"
-	"github.com/hsmkms/hsmkms/service/store/bolt"
 	"github.com/hsmkms/hsmkms/softhsm"
 	"github.com/urfave/cli/v2"
 )
@@ -145,9 +144,9 @@ func doctorCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "doctor",
 		Usage: "check the module, login, mechanisms, and store ↔ token consistency",
-		Flags: append(tokenFlags(),
-			&cli.StringFlag{Name: "data-dir", Value: "/var/lib/hsmkms", EnvVars: []string{"HSMKMS_DATA_DIR"}, Usage: "the server's data directory (stop the server first: the store is locked while it runs)"},
-		),
+		Flags: append(append(tokenFlags(),
+			&cli.StringFlag{Name: "data-dir", Value: "/var/lib/hsmkms", EnvVars: []string{"HSMKMS_DATA_DIR"}, Usage: "the server's data directory (stop the server first: the embedded store is locked while it runs)"},
+		), storeFlags()...),
 		Action: doctor,
 	}
 }
@@ -174,9 +173,9 @@ func doctor(c *cli.Context) error {
 	if r.Token, err = tok.Info(c.Context); err != nil {
 		return err
 	}
-	st, err := bolt.Open(filepath.Join(c.String("data-dir"), "hsmkms.db"))
+	st, err := openStore(c)
 	if err != nil {
-		return fmt.Errorf("opening the store: %w", err)
+		return err
 	}
 	defer st.Close()
 	svc, err := service.New(service.Config{Store: st, HSM: tok})

@@ -24,9 +24,9 @@ const defaultMetricsListen = "127.0.0.1:9464"
 func serveFlags() []cli.Flag {
 	env := func(name string) []string { return []string{"HSMKMS_" + name} }
 	flags := append(optional(tokenFlags()), devFlags()...)
-	return append(flags,
+	return append(append(flags,
 		&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", EnvVars: env("LISTEN"), Usage: "address to listen on"},
-		&cli.StringFlag{Name: "data-dir", Value: "/var/lib/hsmkms", EnvVars: env("DATA_DIR"), Usage: "directory of the store and the first root credentials"},
+		&cli.StringFlag{Name: "data-dir", Value: "/var/lib/hsmkms", EnvVars: env("DATA_DIR"), Usage: "directory of the embedded store and the first root credentials"},
 		&cli.StringFlag{Name: "region", Value: "us-east-1", EnvVars: env("REGION"), Usage: "region in key ARNs"},
 		&cli.StringFlag{Name: "account-id", Value: "000000000000", EnvVars: env("ACCOUNT_ID"), Usage: "12-digit account in key ARNs"},
 		&cli.StringFlag{Name: "tls-cert", EnvVars: env("TLS_CERT"), Usage: "PEM certificate (required off loopback unless --insecure-http)"},
@@ -35,7 +35,7 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "audit-log", Value: "-", EnvVars: env("AUDIT_LOG"), Usage: "audit trail file (JSON lines), or - for standard output"},
 		&cli.StringFlag{Name: "metrics-listen", Value: defaultMetricsListen, EnvVars: env("METRICS_LISTEN"),
 			Usage: "address of the plain-HTTP listener serving GET /metrics, or off; the metrics name keys, so keep it on loopback or a private network"},
-	)
+	), storeFlags()...)
 }
 
 func serveCommand() *cli.Command {
@@ -103,6 +103,11 @@ func serverConfig(c *cli.Context) (server.Config, func(), *devState, error) {
 		RootAccessKeyID: os.Getenv("HSMKMS_ROOT_ACCESS_KEY_ID"),
 		RootSecret:      os.Getenv("HSMKMS_ROOT_SECRET_ACCESS_KEY"),
 	}
+	sc, err := storeConfig(c)
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	cfg.Store, cfg.StorePassword = sc.URL, sc.Password
 	auditPath := c.String("audit-log")
 	var dev *devState
 	if c.Bool("dev") {

@@ -624,6 +624,7 @@ func TestAuditSystemWorkWritesNoRecords(t *testing.T) {
 					if err != nil {
 						return err
 					}
+					v2.Owner = "a-process-that-crashed" // as a restart finds it
 					if err := tx.PutVersion(v2); err != nil {
 						return err
 					}
@@ -639,6 +640,7 @@ func TestAuditSystemWorkWritesNoRecords(t *testing.T) {
 					if err != nil {
 						return err
 					}
+					v1.Owner = "a-process-that-crashed"
 					return tx.PutVersion(v1)
 				})
 				if err != nil {

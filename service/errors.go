@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/hsmkms/hsmkms/service/store"
 )
 
 // Code is an AWS KMS error type, the "__type" of a KMS error response.
@@ -87,14 +89,35 @@ func wrapErr(code Code, cause error, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Err: cause}
 }
 
-// CodeOf returns the Code of err, or CodeInternal when err is not an *Error.
+// CodeOf returns the Code of err, or CodeInternal when err is not an
+// *Error. An internal error caused by a store that cannot be reached is
+// CodeDependency, wherever it was wrapped: the client should retry it.
 func CodeOf(err error) Code {
 	var e *Error
-	if errors.As(err, &e) {
+	if errors.As(err, &e) && e.Code != CodeInternal {
 		return e.Code
+	}
+	if errors.Is(err, store.ErrUnavailable) {
+		return CodeDependency
 	}
 	return CodeInternal
 }
+
+// MessageOf returns the message a client is shown for err.
+func MessageOf(err error) string {
+	var e *Error
+	switch {
+	case CodeOf(err) == CodeDependency && (!errors.As(err, &e) || e.Code == CodeInternal):
+		return msgStoreUnavailable
+	case errors.As(err, &e):
+		return e.Message
+	}
+	return "an internal error occurred"
+}
+
+// msgStoreUnavailable is what a client is told while the key store (a
+// shared database) cannot be reached; AWS SDKs retry the error type.
+const msgStoreUnavailable = "The key store is unavailable. Retry the request."
 
 // Cancelled reports err as a cancelled request (CodeCancelled) when the
 // client cancelled ctx (closed or reset its connection) and err is a failure

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/hsmkms/hsmkms/hsm"
@@ -204,14 +205,18 @@ func (s *Service) newVersion(keyID string, n uint32, rotationType string) (store
 	if err != nil {
 		return store.Version{}, wrapErr(CodeInternal, err, "no randomness for a key material ID")
 	}
-	return store.Version{KeyID: keyID, Number: n, ObjectID: oid, State: store.VersionPending,
-		CreatedAt: s.now().UTC(), RotationType: rotationType}, nil
+	return s.claim(store.Version{KeyID: keyID, Number: n, ObjectID: oid, State: store.VersionPending,
+		CreatedAt: s.now().UTC(), RotationType: rotationType}), nil
 }
 
 func versionLabel(keyID string, n uint32) string { return fmt.Sprintf("hsmkms/%s/v%d", keyID, n) }
 
-// makeMaterial creates a version's object on the token.
+// makeMaterial creates a version's object on the token, within half of
+// the version's claim, so that no other replica settles the version while
+// this one may still be making its object.
 func (s *Service) makeMaterial(ctx context.Context, k store.Key, v store.Version) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ClaimTTL/2)
+	defer cancel()
 	label := versionLabel(k.ID, v.Number)
 	if ks := keySpecs[k.Spec]; ks.pair != "" {
 		_, err := s.hsm.CreateKeyPair(ctx, v.ObjectID, label, ks.pair)
@@ -228,7 +233,12 @@ func (s *Service) activate(tx store.Tx, keyID string, n uint32) error {
 		return err
 	}
 	if v.State == store.VersionPending {
-		v.State = store.VersionActive
+		if v.Owner != s.cfg.ReplicaID {
+			// Another replica took the version over: its claim ran out
+			// while this one made the token object.
+			return fmt.Errorf("key %s version %d: settled by replica %s meanwhile: %w", keyID, n, v.Owner, store.ErrConflict)
+		}
+		v.State, v.Owner, v.LeaseUntil = store.VersionActive, "", time.Time{}
 		if err := tx.PutVersion(v); err != nil {
 			return err
 		}

@@ -24,10 +24,11 @@ type ReconcileReport struct {
 //     made if it is missing), so version numbers have no gaps;
 //   - a tombstone whose token objects were not all destroyed is finished.
 //
-// Run it at start-up, before serving. With several replicas on one shared
-// store, only one replica may run it at a time, and only while no key is
-// being created or rotated elsewhere (a pending version is indistinguishable
-// from one in flight).
+// It settles only pending versions that are abandoned (see abandoned): a
+// version another live replica is making is its own until its claim runs
+// out, and of several replicas settling at once only the one that takes the
+// version over acts. Run it at start-up, before serving; the maintenance
+// loop runs it again on the lease holder.
 func (s *Service) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	ctx = systemContext(ctx)
 	var r ReconcileReport
@@ -36,7 +37,8 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		var err error
 		switch k.State {
 		case store.KeyCreating:
-			if err = s.rollBack(ctx, k); err == nil {
+			var done bool
+			if done, err = s.rollBack(ctx, k); done {
 				r.RolledBack++
 			}
 		case store.KeyDeleted:
@@ -74,19 +76,30 @@ func (s *Service) versions(ctx context.Context, keyID string) (vs []store.Versio
 }
 
 // rollBack destroys whatever a half-made key has on the token and turns it
-// into a tombstone.
-func (s *Service) rollBack(ctx context.Context, k store.Key) error {
+// into a tombstone, once this replica owns its pending versions. It
+// reports whether it did: a key another replica is still creating is left
+// alone.
+func (s *Service) rollBack(ctx context.Context, k store.Key) (bool, error) {
 	vs, err := s.versions(ctx, k.ID)
 	if err != nil {
-		return err
+		return false, err
+	}
+	for i, v := range vs {
+		if v.State != store.VersionPending {
+			continue
+		}
+		var ok bool
+		if vs[i], ok, err = s.takeOver(ctx, k.ID, v.Number); err != nil || !ok {
+			return false, err // in flight on another replica: not ours to settle
+		}
 	}
 	for _, v := range vs {
 		if err := s.hsm.DestroyKey(ctx, v.ObjectID); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
-			return err
+			return false, err
 		}
 	}
 	s.abandonKey(ctx, k.ID)
-	return nil
+	return true, nil
 }
 
 // rollForward finishes the pending versions of a live key.
@@ -100,21 +113,35 @@ func (s *Service) rollForward(ctx context.Context, k store.Key) (int, error) {
 		if v.State != store.VersionPending {
 			continue
 		}
-		has, err := s.hsm.HasKey(ctx, v.ObjectID)
+		v, ok, err := s.takeOver(ctx, k.ID, v.Number)
 		if err != nil {
 			return n, err
 		}
-		if !has {
-			if err := s.makeMaterial(ctx, k, v); err != nil {
-				return n, err
-			}
+		if !ok {
+			continue // in flight on another replica
 		}
-		if err := s.store.Update(ctx, func(tx store.Tx) error { return s.activate(tx, k.ID, v.Number) }); err != nil {
+		if err := s.finishVersion(ctx, k, v); err != nil {
+			s.releaseClaim(ctx, k.ID, v.Number)
 			return n, err
 		}
 		n++
 	}
 	return n, nil
+}
+
+// finishVersion makes a pending version's token object unless it exists
+// (its maker died after making it) and activates the version.
+func (s *Service) finishVersion(ctx context.Context, k store.Key, v store.Version) error {
+	has, err := s.hsm.HasKey(ctx, v.ObjectID)
+	if err != nil {
+		return err
+	}
+	if !has {
+		if err := s.makeMaterial(ctx, k, v); err != nil {
+			return err
+		}
+	}
+	return s.store.Update(ctx, func(tx store.Tx) error { return s.activate(tx, k.ID, v.Number) })
 }
 
 func (s *Service) undestroyed(ctx context.Context, keyID string) (int, error) {

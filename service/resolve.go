@@ -97,6 +97,9 @@ func storeErr(err error) error {
 	if errors.As(err, &e) {
 		return err
 	}
+	if errors.Is(err, store.ErrUnavailable) {
+		return wrapErr(CodeDependency, err, msgStoreUnavailable)
+	}
 	return wrapErr(CodeInternal, err, "the key store failed")
 }
 

@@ -327,6 +327,7 @@ func TestSealCountSurvivesRestart(t *testing.T) {
 	// A new Service on the same store and token.
 	cfg := f.svc.cfg
 	cfg.Audit, cfg.Logger = nil, nil
+	cfg.ReplicaID = "" // a new process
 	svc, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

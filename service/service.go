@@ -59,6 +59,22 @@ type Config struct {
 	// MaintenanceInterval is how often due rotations and deletions run
 	// (default 1 minute).
 	MaintenanceInterval time.Duration
+	// ReplicaID names this process among the replicas sharing a store: it
+	// owns the pending versions it makes and the maintenance lease while
+	// it holds it. Default: host name, process ID and a random suffix.
+	ReplicaID string
+	// SharedStore says other processes use the store at the same time:
+	// then a pending version another process claims is settled only after
+	// its claim ran out. Without it every pending version not claimed by
+	// this process was left by an earlier one.
+	SharedStore bool
+	// ClaimTTL is how long a pending version is its maker's (default 2
+	// minutes); making its token object must take less than half of it.
+	ClaimTTL time.Duration
+	// LeaseTTL is how long the maintenance lease lasts without renewal
+	// (default 6 s); the holder renews it every LeaseTTL/3, so another
+	// replica takes over within LeaseTTL + LeaseTTL/3 of the holder's death.
+	LeaseTTL time.Duration
 }
 
 func (c *Config) setDefaults() error {
@@ -98,6 +114,15 @@ func (c *Config) setDefaults() error {
 	if c.MaintenanceInterval <= 0 {
 		c.MaintenanceInterval = time.Minute
 	}
+	if c.ReplicaID == "" {
+		c.ReplicaID = newReplicaID()
+	}
+	if c.ClaimTTL <= 0 {
+		c.ClaimTTL = 2 * time.Minute
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = 6 * time.Second
+	}
 	return nil
 }
 
@@ -118,6 +143,9 @@ type Service struct {
 	// the key that seals them once it is known to exist (principals.go).
 	secrets  secretCache
 	internal atomic.Pointer[hsm.ObjectID]
+	// leaseHeld is whether this replica held the maintenance lease at its
+	// last attempt (lease.go).
+	leaseHeld atomic.Bool
 
 	stop chan struct{}
 	// mu guards closed, so that no background work starts after Close
@@ -147,20 +175,32 @@ func New(cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// Start runs due rotations and deletions every MaintenanceInterval until
-// Close.
+// Start runs the maintenance loop until Close: it takes or renews the
+// maintenance lease every LeaseTTL/3 (or MaintenanceInterval, if shorter)
+// and, while it holds it, carries out
+// due rotations and deletions and settles what dead replicas left pending,
+// every MaintenanceInterval.
 func (s *Service) Start() {
 	s.background(func() {
-		t := time.NewTicker(s.cfg.MaintenanceInterval)
+		t := time.NewTicker(min(s.cfg.LeaseTTL/3, s.cfg.MaintenanceInterval))
 		defer t.Stop()
+		var last time.Time
 		for {
 			select {
 			case <-s.stop:
+				s.releaseLease()
 				return
 			case <-t.C:
+				if !s.renewLease() || time.Since(last) < s.cfg.MaintenanceInterval {
+					continue
+				}
+				last = time.Now()
 				ctx, cancel := context.WithTimeout(context.Background(), s.cfg.MaintenanceInterval)
 				if err := s.RunMaintenance(ctx); err != nil {
 					s.log.Warn("maintenance", "error", err)
+				}
+				if _, err := s.Reconcile(ctx); err != nil {
+					s.log.Warn("settling pending versions", "error", err)
 				}
 				cancel()
 			}

@@ -225,13 +225,7 @@ func statusOf(c service.Code) int {
 	return http.StatusBadRequest
 }
 
-func messageOf(err error) string {
-	var e *service.Error
-	if errors.As(err, &e) {
-		return e.Message
-	}
-	return "an internal error occurred"
-}
+func messageOf(err error) string { return service.MessageOf(err) }
 
 // actionOf names the action a target asks for, for audit records.
 func actionOf(target string) string {

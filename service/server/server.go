@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -22,7 +21,6 @@ import (
 	"github.com/hsmkms/hsmkms/service/api"
 	"github.com/hsmkms/hsmkms/service/audit"
 	"github.com/hsmkms/hsmkms/service/auth"
-	"github.com/hsmkms/hsmkms/service/store/bolt"
 )
 
 // Config is a server's configuration.
@@ -30,8 +28,13 @@ type Config struct {
 	// Listen is the address to listen on, e.g. 127.0.0.1:8080 (port 0 picks
 	// a free one).
 	Listen string
-	// DataDir holds the store file and, on first start, root-credentials.
+	// DataDir holds the embedded store's file and, on first start,
+	// root-credentials.
 	DataDir string
+	// Store names the store (see StoreConfig): "" for the embedded file
+	// under DataDir, or a postgres:// URL for a database that several
+	// replicas share. StorePassword replaces the URL's password.
+	Store, StorePassword string
 	// The token: module, label (and serial), PIN, pool size.
 	ModulePath, TokenLabel, TokenSerial string
 	PIN                                 hsm.PIN
@@ -73,7 +76,7 @@ type Server struct {
 	cfg      Config
 	log      hclog.Logger
 	tok      *hsm.Token
-	store    *bolt.Store
+	store    OpenedStore
 	audit    *audit.Logger
 	svc      *service.Service
 	http     *http.Server
@@ -128,8 +131,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Audit:    s.audit,
 		Logger:   cfg.Logger.Named("api"),
 		Ready: func() (bool, string) {
-			h := s.tok.Health()
-			return h.Ready, h.Reason
+			if h := s.tok.Health(); !h.Ready {
+				return false, h.Reason
+			}
+			return s.store.Health()
 		},
 		Metrics: metrics,
 	})
@@ -174,7 +179,8 @@ func (s *Server) openBackends(ctx context.Context, metrics *api.Metrics) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
-	if s.store, err = bolt.Open(filepath.Join(cfg.DataDir, "hsmkms.db")); err != nil {
+	if s.store, err = OpenStore(ctx, StoreConfig{URL: cfg.Store, Password: cfg.StorePassword,
+		DataDir: cfg.DataDir, Logger: cfg.Logger.Named("store")}); err != nil {
 		return err
 	}
 	var h service.HSM = s.tok
@@ -182,7 +188,7 @@ func (s *Server) openBackends(ctx context.Context, metrics *api.Metrics) error {
 		h = cfg.wrapHSM(h)
 	}
 	s.svc, err = service.New(service.Config{Store: s.store, HSM: h, Region: cfg.Region, Account: cfg.Account,
-		Logger: cfg.Logger, Audit: s.audit, OnSeal: metrics.ObserveSeal})
+		Logger: cfg.Logger, Audit: s.audit, OnSeal: metrics.ObserveSeal, SharedStore: s.store.Shared})
 	if err != nil {
 		return err
 	}
@@ -190,6 +196,7 @@ func (s *Server) openBackends(ctx context.Context, metrics *api.Metrics) error {
 		return fmt.Errorf("server: reconciling the store with the token: %w", err)
 	}
 	s.svc.Start()
+	s.log.Info("key service started", "replica", s.svc.ReplicaID(), "shared_store", s.store.Shared)
 	return nil
 }
 
@@ -296,7 +303,7 @@ func (s *Server) closeBackends() error {
 	if s.svc != nil {
 		s.svc.Close()
 	}
-	if s.store != nil {
+	if s.store.Store != nil {
 		errs = append(errs, s.store.Close())
 	}
 	if s.tok != nil {

@@ -167,6 +167,11 @@ type Version struct {
 	// blocks taken before they are used: a crash loses at most the unused
 	// part of a block, so the count only ever over-states.
 	SealsReserved uint64 `json:"seals_reserved,omitempty"`
+	// Owner and LeaseUntil claim a pending version for the process making
+	// its token object (a replica ID): no other process settles it before
+	// LeaseUntil. Active versions have neither.
+	Owner      string    `json:"owner,omitempty"`
+	LeaseUntil time.Time `json:"lease_until,omitzero"`
 }
 
 // Alias is a friendly name for a key: "alias/<name>".

@@ -128,3 +128,10 @@ func versionItem(buf []byte, keyID string, number uint32) []byte {
 	buf = append(append(append(buf, itemVersion), keyID...), '/')
 	return strconv.AppendUint(buf, uint64(number), 10)
 }
+
+// age is how long ago the cache last synced with the change feed.
+func (c *recordCache) age() time.Duration {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return time.Since(c.synced)
+}

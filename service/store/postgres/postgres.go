@@ -283,3 +283,17 @@ func unavailable(err error) bool {
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
 		strings.Contains(err.Error(), "conn closed")
 }
+
+// Health reports whether the store is usable now: false, with the reason,
+// while the change feed has not been read for longer than MaxStale (the
+// database is down or unreachable). It makes no database round trip.
+func (s *Store) Health() (bool, string) {
+	if s.closed.Load() {
+		return false, "the store is closed"
+	}
+	age := s.records.age()
+	if age > s.cfg.MaxStale {
+		return false, fmt.Sprintf("the PostgreSQL store has been unreachable for %s", age.Round(100*time.Millisecond))
+	}
+	return true, ""
+}

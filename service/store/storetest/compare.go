@@ -27,7 +27,7 @@ func normKey(k store.Key) store.Key {
 }
 
 func normVersion(v store.Version) store.Version {
-	v.CreatedAt = normTime(v.CreatedAt)
+	v.CreatedAt, v.LeaseUntil = normTime(v.CreatedAt), normTime(v.LeaseUntil)
 	return v
 }
 

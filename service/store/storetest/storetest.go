@@ -6,6 +6,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -106,6 +107,7 @@ func newVersion(keyID string, number uint32, variant int) store.Version {
 	v := store.Version{
 		KeyID: keyID, Number: number, State: store.VersionPending, CreatedAt: at(int(number % 1000)),
 		RotationType: "ON_DEMAND", SealsReserved: uint64(variant) << 32,
+		Owner: fmt.Sprintf("replica-%d", variant), LeaseUntil: at(2 + variant),
 	}
 	for i := range v.ObjectID {
 		v.ObjectID[i] = byte(int(number) + i + variant)

@@ -1,0 +1,159 @@
+package service
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hsmkms/hsmkms/service/store"
+)
+
+// replica makes a second Service on f's store and token, as another
+// replica sharing them.
+func (f *fixture) replica(t *testing.T, id string) *Service {
+	t.Helper()
+	cfg := f.svc.cfg
+	cfg.ReplicaID, cfg.Audit, cfg.Logger = id, nil, nil
+	svc, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Close)
+	return svc
+}
+
+func shared(id string) func(*Config) {
+	return func(c *Config) { c.SharedStore, c.ReplicaID = true, id }
+}
+
+// putPending stores version n of key as pending, claimed by owner until
+// until, without making its token object.
+func putPending(t *testing.T, f *fixture, keyID string, n uint32, owner string, until time.Time) store.Version {
+	t.Helper()
+	v, err := f.svc.newVersion(keyID, n, rotationOnDemand)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Owner, v.LeaseUntil = owner, until
+	err = f.svc.store.Update(t.Context(), func(tx store.Tx) error {
+		k, err := tx.Key(keyID)
+		if err != nil {
+			return err
+		}
+		k.LatestVersion = n
+		if _, err := tx.PutKey(k); err != nil {
+			return err
+		}
+		return tx.PutVersion(v)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func versionOf(t *testing.T, s *Service, keyID string, n uint32) store.Version {
+	t.Helper()
+	var v store.Version
+	err := s.store.View(t.Context(), func(tx store.Tx) (err error) {
+		v, err = tx.Version(keyID, n)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestReconcileLeavesLiveClaims: a pending version another live replica
+// claims is not touched; once its claim has run out, Reconcile finishes it.
+func TestReconcileLeavesLiveClaims(t *testing.T) {
+	f := newFixture(t, "", shared("a"))
+	key := f.createKey(t, CreateKeyInput{})
+	v := putPending(t, f, key, 2, "b", time.Now().Add(time.Hour))
+
+	r, err := f.svc.Reconcile(t.Context())
+	if err != nil || r.RolledForward != 0 {
+		t.Fatalf("Reconcile with b's claim live = %+v, %v; want nothing rolled forward", r, err)
+	}
+	if got := versionOf(t, f.svc, key, 2); got.State != store.VersionPending || got.Owner != "b" {
+		t.Fatalf("b's pending version became %s owned by %q", got.State, got.Owner)
+	}
+	if has, _ := f.tok.HasKey(t.Context(), v.ObjectID); has {
+		t.Fatal("Reconcile made the token object of a version b is making")
+	}
+
+	putPending(t, f, key, 2, "b", time.Now().Add(-time.Second)) // b died
+	r, err = f.svc.Reconcile(t.Context())
+	if err != nil || r.RolledForward != 1 {
+		t.Fatalf("Reconcile after b's claim ran out = %+v, %v; want one rolled forward", r, err)
+	}
+	got := versionOf(t, f.svc, key, 2)
+	if got.State != store.VersionActive || got.Owner != "" {
+		t.Errorf("version 2 is %s owned by %q, want Active and unowned", got.State, got.Owner)
+	}
+}
+
+// TestReconcileLeavesCreatingKeysOfLiveReplicas: a key another replica is
+// creating is not rolled back while its claim lasts.
+func TestReconcileLeavesCreatingKeysOfLiveReplicas(t *testing.T) {
+	f := newFixture(t, "", shared("a"))
+	half, err := f.svc.newKeyRecord(CreateKeyInput{Description: "half"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	half.LatestVersion = 1
+	if err := f.svc.store.Update(t.Context(), func(tx store.Tx) error { _, err := tx.PutKey(half); return err }); err != nil {
+		t.Fatal(err)
+	}
+	putPending(t, f, half.ID, 1, "b", time.Now().Add(time.Hour))
+	if r, err := f.svc.Reconcile(t.Context()); err != nil || r.RolledBack != 0 {
+		t.Fatalf("Reconcile = %+v, %v; want nothing rolled back", r, err)
+	}
+	putPending(t, f, half.ID, 1, "b", time.Now().Add(-time.Second))
+	if r, err := f.svc.Reconcile(t.Context()); err != nil || r.RolledBack != 1 {
+		t.Fatalf("Reconcile after the claim ran out = %+v, %v; want one rolled back", r, err)
+	}
+}
+
+// TestActivateRefusesATakenOverVersion: a maker whose claim ran out and was
+// taken over does not activate the version as its own.
+func TestActivateRefusesATakenOverVersion(t *testing.T) {
+	f := newFixture(t, "", shared("a"))
+	key := f.createKey(t, CreateKeyInput{})
+	putPending(t, f, key, 2, "b", time.Now().Add(time.Hour))
+	err := f.svc.store.Update(t.Context(), func(tx store.Tx) error { return f.svc.activate(tx, key, 2) })
+	if !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("activating b's version from a: %v, want store.ErrConflict", err)
+	}
+}
+
+// TestMaintenanceLease: one replica at a time holds the lease; a clean
+// shutdown hands it over at once, a dead holder's lease runs out.
+func TestMaintenanceLease(t *testing.T) {
+	f := newFixture(t, "", shared("a"))
+	a, b := f.svc, f.replica(t, "b")
+	if !a.renewLease() {
+		t.Fatal("a did not take a free lease")
+	}
+	if b.renewLease() {
+		t.Fatal("b took the lease a holds")
+	}
+	if !a.renewLease() {
+		t.Fatal("a could not renew its own lease")
+	}
+	a.releaseLease()
+	if !b.renewLease() || a.renewLease() {
+		t.Fatal("after a released it, b does not hold the lease alone")
+	}
+	// b dies without releasing: its lease runs out.
+	err := f.svc.store.Update(t.Context(), func(tx store.Tx) error {
+		return writeLease(tx, lease{Owner: "b", Until: time.Now().Add(-time.Millisecond)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.renewLease() || !a.HoldsLease() {
+		t.Fatal("a did not take the lease of a dead b")
+	}
+}
