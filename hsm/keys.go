@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/miekg/pkcs11"
 )
@@ -181,11 +182,13 @@ func (t *Token) CreateMasterKey(ctx context.Context, id ObjectID, label string) 
 		}
 		mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}
 		tmpl := masterKeyTemplate(id, label)
-		_, err := t.p.GenerateKey(s, mech, tmpl)
-		if isCode(err, pkcs11.CKR_ATTRIBUTE_TYPE_INVALID) || isCode(err, pkcs11.CKR_TEMPLATE_INCONSISTENT) {
-			_, err = t.p.GenerateKey(s, mech, withoutCopyable(tmpl))
-		}
-		return err
+		return retryRace(func() error {
+			_, err := t.p.GenerateKey(s, mech, tmpl)
+			if isCode(err, pkcs11.CKR_ATTRIBUTE_TYPE_INVALID) || isCode(err, pkcs11.CKR_TEMPLATE_INCONSISTENT) {
+				_, err = t.p.GenerateKey(s, mech, withoutCopyable(tmpl))
+			}
+			return err
+		})
 	})
 }
 
@@ -347,4 +350,24 @@ func attrUint(v []byte) uint {
 		return uint(binary.NativeEndian.Uint32(v))
 	}
 	return ^uint(0)
+}
+
+// objectRaceAttempts bounds retryRace.
+const objectRaceAttempts = 4
+
+// retryRace runs create again when it fails with CKR_GENERAL_ERROR, the
+// answer SoftHSM2 2.6.1 gives when another process writes the same token
+// directory at the same instant (objectMu only orders this process's
+// writers; replicas sharing a token directory race in its file store). A
+// failed C_GenerateKey made no object, so running it again is safe; a
+// lasting error is still reported after the last attempt.
+func retryRace(create func() error) error {
+	var err error
+	for i := range objectRaceAttempts {
+		if err = create(); !isCode(err, pkcs11.CKR_GENERAL_ERROR) {
+			return err
+		}
+		time.Sleep(time.Duration(i+1) * 5 * time.Millisecond)
+	}
+	return err
 }

@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"strings"
 
 	"github.com/hsmkms/hsmkms/hsm"
@@ -74,19 +73,6 @@ func (s *Service) CheckConsistency(ctx context.Context) ([]Inconsistency, error)
 		out = append(out, Inconsistency{Kind: "unrecorded-object", Object: hexID(o.ID), Label: o.Label})
 	}
 	return out, nil
-}
-
-// internalKeyID reads the internal key's CKA_ID without making it.
-func (s *Service) internalKeyID(ctx context.Context) (hsm.ObjectID, error) {
-	var id hsm.ObjectID
-	err := s.store.View(ctx, func(tx store.Tx) error {
-		v, err := tx.Setting(internalKeySetting)
-		if err != nil {
-			return err
-		}
-		return json.Unmarshal(v, &id)
-	})
-	return id, err
 }
 
 func hexID(b []byte) string { return hex.EncodeToString(b) }

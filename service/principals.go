@@ -175,56 +175,6 @@ func (s *Service) sealSecret(ctx context.Context, id, secret string) ([]byte, er
 	return append(iv, sealed...), nil
 }
 
-// internalKey returns the CKA_ID of the internal key that seals principals'
-// secrets, making it on first use. The setting is written before the token
-// object, so that a crash in between is finished by the next call rather
-// than leaving an unrecorded object on the token. Once the object is known
-// to exist, the ID is kept: the setting never changes once written.
-func (s *Service) internalKey(ctx context.Context) (hsm.ObjectID, error) {
-	if id := s.internal.Load(); id != nil {
-		return *id, nil
-	}
-	id, err := s.internalKeyID(ctx)
-	if errors.Is(err, store.ErrNotFound) {
-		id, err = s.recordInternalKey(ctx)
-	}
-	if err != nil {
-		return id, storeErr(err)
-	}
-	has, err := s.hsm.HasKey(ctx, id)
-	if err != nil {
-		return id, s.hsmErr(err, "", 0)
-	}
-	if !has {
-		if err := s.hsm.CreateMasterKey(ctx, id, "hsmkms/internal/v1"); err != nil {
-			return id, s.hsmErr(err, "", 0)
-		}
-	}
-	s.internal.Store(&id)
-	return id, nil
-}
-
-// recordInternalKey writes a fresh CKA_ID for the internal key unless
-// another request wrote one first, and returns the one in the store.
-func (s *Service) recordInternalKey(ctx context.Context) (hsm.ObjectID, error) {
-	var id hsm.ObjectID
-	err := s.store.Update(ctx, func(tx store.Tx) error {
-		v, err := tx.Setting(internalKeySetting)
-		if err == nil {
-			return json.Unmarshal(v, &id)
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-		if id, err = hsm.NewObjectID(); err != nil {
-			return err
-		}
-		v, _ = json.Marshal(id)
-		return tx.PutSetting(internalKeySetting, v)
-	})
-	return id, err
-}
-
 // ListPrincipals lists principals by access key ID, without secrets.
 func (s *Service) ListPrincipals(ctx context.Context, in ListInput) (out ListPrincipalsOutput, err error) {
 	o := s.begin(ctx, policy.ActionListPrincipals)
@@ -412,16 +362,29 @@ func (s *Service) EnsureRoot(ctx context.Context, id, secret string, stmts []pol
 		return RootChange{}, wrapErr(CodeInternal, err, "the root principal's policy is invalid")
 	}
 	ctx = systemContext(ctx)
-	plan, ch, err := s.planRoot(ctx, id, secret, stmts)
-	if err != nil {
-		return RootChange{}, err
+	// Replicas starting together each plan the same change outside the
+	// transaction (sealing needs the token): the ones that lose the race
+	// find the store changed when they apply, and plan again from it.
+	for attempt := 1; ; attempt++ {
+		plan, ch, err := s.planRoot(ctx, id, secret, stmts)
+		if err != nil {
+			return RootChange{}, err
+		}
+		err = s.applyRoot(ctx, plan)
+		if err == nil {
+			s.reportRoot(id, ch)
+			return ch, nil
+		}
+		raced := errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict)
+		if !raced || attempt == rootAttempts {
+			return RootChange{}, err
+		}
 	}
-	if err := s.applyRoot(ctx, plan); err != nil {
-		return RootChange{}, err
-	}
-	s.reportRoot(id, ch)
-	return ch, nil
 }
+
+// rootAttempts bounds how often EnsureRoot plans again after losing a race
+// with another replica.
+const rootAttempts = 5
 
 // planRoot works out what EnsureRoot has to write.
 func (s *Service) planRoot(ctx context.Context, id, secret string, stmts []policy.Statement) (rootPlan, RootChange, error) {

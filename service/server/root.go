@@ -32,6 +32,7 @@ func (s *Server) ensureRoot(ctx context.Context) error {
 	if id != "" {
 		ch, err := s.svc.EnsureRoot(ctx, id, secret, rootStatements())
 		if err != nil {
+			s.logCause("the root principal from the environment", err)
 			return fmt.Errorf("server: the root principal from the environment: %w", err)
 		}
 		if ch.Created {
@@ -82,4 +83,14 @@ func (s *Server) restoreRoot(ctx context.Context) error {
 		s.log.Warn("there is no root principal: set HSMKMS_ROOT_ACCESS_KEY_ID and HSMKMS_ROOT_SECRET_ACCESS_KEY to make one")
 	}
 	return nil
+}
+
+// logCause logs the cause behind a service error, which its message (what
+// a client would see) leaves out. Causes are store and token errors: they
+// hold no secret.
+func (s *Server) logCause(what string, err error) {
+	var se *service.Error
+	if errors.As(err, &se) && se.Err != nil {
+		s.log.Error(what, "cause", se.Err.Error())
+	}
 }

@@ -1,0 +1,136 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/service/store"
+)
+
+// The internal key is an AES key on the token that seals principals'
+// secrets. Its CKA_ID is a setting; the first replica to need it records
+// the ID with a claim, as for a pending version, and makes the token
+// object, while the others wait for it to be ready: two replicas making
+// objects with one CKA_ID would leave an ambiguous key nobody can use.
+
+// internalKeyRecord is the internal key's setting.
+type internalKeyRecord struct {
+	ID    hsm.ObjectID `json:"id"`
+	Ready bool         `json:"ready"`
+	Owner string       `json:"owner,omitempty"`
+	Until time.Time    `json:"until,omitzero"`
+}
+
+// decodeInternalKey reads the setting; an earlier release kept the bare
+// CKA_ID of a key it had made.
+func decodeInternalKey(b []byte) (internalKeyRecord, error) {
+	var r internalKeyRecord
+	if len(b) > 0 && b[0] == '[' {
+		r.Ready = true
+		return r, json.Unmarshal(b, &r.ID)
+	}
+	return r, json.Unmarshal(b, &r)
+}
+
+// internalKeyWait is how often a replica looks whether another has made the
+// internal key.
+const internalKeyWait = 50 * time.Millisecond
+
+// internalKey returns the CKA_ID of the internal key, making the key the
+// first time.
+func (s *Service) internalKey(ctx context.Context) (hsm.ObjectID, error) {
+	if id := s.internal.Load(); id != nil {
+		return *id, nil
+	}
+	for {
+		rec, mine, err := s.claimInternalKey(ctx)
+		if err != nil {
+			return rec.ID, storeErr(err)
+		}
+		if rec.Ready || mine {
+			return s.makeInternalKey(ctx, rec)
+		}
+		// Another replica is making it.
+		select {
+		case <-ctx.Done():
+			return rec.ID, wrapErr(CodeDependency, ctx.Err(), "the internal key is being made by replica %s; try again later", rec.Owner)
+		case <-time.After(internalKeyWait):
+		}
+	}
+}
+
+// claimInternalKey records a new internal key claimed by this replica when
+// there is none, or takes over one whose maker's claim ran out, and returns
+// the record and whether this replica is to make the key.
+func (s *Service) claimInternalKey(ctx context.Context) (rec internalKeyRecord, mine bool, err error) {
+	err = s.store.Update(ctx, func(tx store.Tx) error {
+		mine = false
+		b, err := tx.Setting(internalKeySetting)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			if rec.ID, err = hsm.NewObjectID(); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		default:
+			if rec, err = decodeInternalKey(b); err != nil {
+				return fmt.Errorf("the internal key's setting is damaged: %w", err)
+			}
+			if rec.Ready || (rec.Owner != s.cfg.ReplicaID && time.Now().Before(rec.Until)) {
+				return nil
+			}
+		}
+		rec.Owner, rec.Until, mine = s.cfg.ReplicaID, time.Now().Add(s.cfg.ClaimTTL).UTC(), true
+		return putInternalKey(tx, rec)
+	})
+	return rec, mine, err
+}
+
+// makeInternalKey makes the internal key's object unless the token has it,
+// marks it ready and remembers its ID.
+func (s *Service) makeInternalKey(ctx context.Context, rec internalKeyRecord) (hsm.ObjectID, error) {
+	has, err := s.hsm.HasKey(ctx, rec.ID)
+	if err != nil {
+		return rec.ID, s.hsmErr(err, "", 0)
+	}
+	if !has {
+		if err := s.hsm.CreateMasterKey(ctx, rec.ID, "hsmkms/internal/v1"); err != nil {
+			return rec.ID, s.hsmErr(err, "", 0)
+		}
+	}
+	if !rec.Ready {
+		rec.Ready, rec.Owner, rec.Until = true, "", time.Time{}
+		if err := s.store.Update(ctx, func(tx store.Tx) error { return putInternalKey(tx, rec) }); err != nil {
+			return rec.ID, storeErr(err)
+		}
+	}
+	s.internal.Store(&rec.ID)
+	return rec.ID, nil
+}
+
+func putInternalKey(tx store.Tx, rec internalKeyRecord) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return tx.PutSetting(internalKeySetting, b)
+}
+
+// internalKeyID reads the internal key's CKA_ID without making it.
+func (s *Service) internalKeyID(ctx context.Context) (hsm.ObjectID, error) {
+	var rec internalKeyRecord
+	err := s.store.View(ctx, func(tx store.Tx) error {
+		b, err := tx.Setting(internalKeySetting)
+		if err != nil {
+			return err
+		}
+		rec, err = decodeInternalKey(b)
+		return err
+	})
+	return rec.ID, err
+}
