@@ -39,7 +39,7 @@ func New(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", EnvVars: []string{"HSMKMS_OUTPUT"}, Usage: "table or json"},
 		},
 		Commands: append([]*cli.Command{serveCommand(), benchCommand(), benchTargetCommand(), slotCommand(), tokenCommand(),
-			softhsmCommand(), doctorCommand()}, clientCommands()...),
+			softhsmCommand(), doctorCommand(), storeCommand(), restoreCommand()}, append(clientCommands(), backupCommand())...),
 		OnUsageError: usageError,
 		// Errors, ExitCoders included, go back to the caller of Run: the
 		// default handler calls os.Exit inside Run, past Main's exitCode.

@@ -178,7 +178,7 @@ func doctor(c *cli.Context) error {
 		return err
 	}
 	defer st.Close()
-	svc, err := service.New(service.Config{Store: st, HSM: tok})
+	svc, err := service.New(service.Config{Store: st.Store, HSM: tok, SharedStore: st.Shared})
 	if err != nil {
 		return err
 	}

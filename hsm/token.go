@@ -122,7 +122,7 @@ func Open(ctx context.Context, cfg Config) (*Token, error) {
 		keys:    handleCache{m: map[keyRef]pkcs11.ObjectHandle{}},
 		closing: make(chan struct{}),
 	}
-	if err := t.connect(); err != nil {
+	if err := t.connectAtStart(); err != nil {
 		m.Close()
 		return nil, err
 	}
@@ -134,6 +134,30 @@ func Open(ctx context.Context, cfg Config) (*Token, error) {
 	t.log.Info("token opened", "module", cfg.ModulePath, "label", t.info.Label,
 		"serial", t.info.Serial, "slot", t.slot, "pool_size", cfg.PoolSize)
 	return t, nil
+}
+
+// startAttempts bounds connectAtStart.
+const startAttempts = 3
+
+// connectAtStart connects, trying again after re-initialising the module
+// when the token is not found: SoftHSM2 reads its token directory when the
+// module is initialised, and a process starting while another writes the
+// shared directory (replicas starting together) can read it half written
+// and see no token. A token that is really absent is still reported, after
+// a second and a third look.
+func (t *Token) connectAtStart() error {
+	var err error
+	for i := range startAttempts {
+		if err = t.connect(); err == nil || !errors.Is(err, ErrUnavailable) || i == startAttempts-1 {
+			return err
+		}
+		t.log.Warn("token not found; looking again", "label", t.cfg.TokenLabel, "error", err)
+		time.Sleep(time.Duration(i+1) * 200 * time.Millisecond)
+		if rerr := t.m.reinitialize(); rerr != nil {
+			return newError("open token", ErrUnavailable, rerr)
+		}
+	}
+	return err
 }
 
 // connect finds the token, opens the anchor session and logs in. Callers

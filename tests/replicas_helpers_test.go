@@ -35,6 +35,7 @@ type cluster struct {
 	tok      *softhsm.Token
 	storeURL string // without the password, which is in pwFile
 	pwFile   string
+	dataDir  string // the embedded store's directory, when storeURL is ""
 	root     aws.Credentials
 	replicas []*replica
 }
@@ -88,11 +89,17 @@ func newCluster(t *testing.T, n int) *cluster {
 func (c *cluster) launch(i int) *replica {
 	r := &replica{c: c, n: i, dir: c.t.TempDir(), port: freePort(c.t), stderr: &lockedBuffer{}, exited: make(chan struct{})}
 	r.endpoint = "http://127.0.0.1:" + r.port
-	r.cmd = exec.Command(hsmkmsBin, "--log-level", "info", "serve",
+	if c.dataDir != "" {
+		r.dir = c.dataDir
+	}
+	args := []string{"--log-level", "info", "serve",
 		"--pkcs11-module", c.tok.ModulePath, "--token-label", c.tok.Label,
-		"--store", c.storeURL, "--store-password-file", c.pwFile,
-		"--data-dir", r.dir, "--listen", "127.0.0.1:"+r.port, "--metrics-listen", "off",
-		"--audit-log", filepath.Join(r.dir, "audit.log"))
+		"--data-dir", r.dir, "--listen", "127.0.0.1:" + r.port, "--metrics-listen", "off",
+		"--audit-log", filepath.Join(r.dir, "audit.log")}
+	if c.storeURL != "" {
+		args = append(args, "--store", c.storeURL, "--store-password-file", c.pwFile)
+	}
+	r.cmd = exec.Command(hsmkmsBin, args...)
 	r.cmd.Env = append(slices.Clone(c.s.env), c.tok.Env(), "HSMKMS_PIN="+softhsm.TestPIN,
 		"HSMKMS_ROOT_ACCESS_KEY_ID="+c.root.AccessKeyID, "HSMKMS_ROOT_SECRET_ACCESS_KEY="+c.root.SecretAccessKey)
 	r.cmd.Stdout, r.cmd.Stderr = &lockedBuffer{}, r.stderr

@@ -126,8 +126,27 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, id, target stri
 		}
 		return code
 	}
+	if sn, ok := out.(*service.Snapshot); ok {
+		h.stream(w, id, sn, rt.timeout)
+		return ""
+	}
 	writeJSON(w, id, http.StatusOK, out)
 	return ""
+}
+
+// stream writes a store snapshot as the response body. A failure half way
+// aborts the connection, so that the client sees a truncated transfer
+// rather than a short file that looks whole.
+func (h *Handler) stream(w http.ResponseWriter, id string, sn *service.Snapshot, timeout time.Duration) {
+	// The server's write timeout suits JSON answers, not a whole store.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout))
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("X-Amzn-RequestId", id)
+	w.WriteHeader(http.StatusOK)
+	if n, err := sn.WriteTo(w); err != nil {
+		h.cfg.Logger.Error("store snapshot failed half way; aborting the response", "request_id", id, "written", n, "error", err)
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // refuse answers a request that failed authentication, and audits it

@@ -54,6 +54,7 @@ var fuzzBodies = map[string]struct{ valid, invalid string }{
 	"ListPrincipals":                  {`{"Limit":10}`, `{"Limit":{}}`},
 	"DeletePrincipal":                 {`{"AccessKeyId":"AKIAEXAMPLE0000000001"}`, `{"AccessKeyId":"AKIA\udc00"}`},
 	"GetTokenInfo":                    {`{}`, `[]`},
+	"BackupStore":                     {`{}`, `[]`},
 }
 
 // fuzzTextSeeds are bodies around the text rules, sent to every kind of

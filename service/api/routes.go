@@ -25,6 +25,8 @@ const (
 const (
 	fastTimeout = 10 * time.Second
 	slowTimeout = 60 * time.Second
+	// bulkTimeout bounds a store snapshot's transfer (tens of MB).
+	bulkTimeout = 10 * time.Minute
 )
 
 // handler decodes a request body, calls the service and returns the value
@@ -50,6 +52,7 @@ func routes() map[string]route {
 	fast := func(o operation) route { return route{smallBody, fastTimeout, o.call, o.input} }
 	data := func(o operation) route { return route{dataBody, fastTimeout, o.call, o.input} }
 	slow := func(o operation) route { return route{smallBody, slowTimeout, o.call, o.input} }
+	bulk := func(o operation) route { return route{smallBody, bulkTimeout, o.call, o.input} }
 	return map[string]route{
 		kmsPrefix + "CreateKey":                       slow(call((*service.Service).CreateKey)),
 		kmsPrefix + "DescribeKey":                     fast(call((*service.Service).DescribeKey)),
@@ -83,6 +86,7 @@ func routes() map[string]route {
 		adminPrefix + "ListPrincipals":                fast(call((*service.Service).ListPrincipals)),
 		adminPrefix + "DeletePrincipal":               fast(callNoOutput((*service.Service).DeletePrincipal)),
 		adminPrefix + "GetTokenInfo":                  fast(call((*service.Service).GetTokenInfo)),
+		adminPrefix + "BackupStore":                   bulk(call((*service.Service).BackupStore)),
 	}
 }
 

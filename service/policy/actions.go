@@ -84,6 +84,10 @@ const (
 	// ActionGetTokenInfo is the administrative action that reports on the
 	// HSM token.
 	ActionGetTokenInfo = AdminPrefix + "GetTokenInfo"
+	// ActionBackupStore is the administrative action that takes a snapshot
+	// of the embedded store: every key record and every sealed principal
+	// secret, though nothing that decrypts without the token.
+	ActionBackupStore = AdminPrefix + "BackupStore"
 )
 
 // The two action namespaces. Action patterns match case-insensitively from
@@ -108,7 +112,7 @@ var knownActions = [...]string{
 	ActionGenerateRandom, ActionSign, ActionVerify, ActionGetPublicKey,
 	ActionTagResource, ActionUntagResource, ActionListResourceTags,
 	ActionCreatePrincipal, ActionListPrincipals, ActionDeletePrincipal,
-	ActionGetTokenInfo,
+	ActionGetTokenInfo, ActionBackupStore,
 }
 
 // KnownActions returns every action hsmkms checks, in a new slice.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -42,7 +43,7 @@ func (ts *testServer) principalIDs(t *testing.T) map[string]bool {
 // TestKMSStarIsNotAdministration proves that kms:* grants every key
 // operation but none of the administrative ones, which are hsmkms: actions:
 // a principal allowed kms:* on * is refused CreatePrincipal,
-// ListPrincipals, DeletePrincipal and GetTokenInfo, each refusal audited
+// ListPrincipals, DeletePrincipal, GetTokenInfo and BackupStore, each refusal audited
 // under its hsmkms: action.
 func TestKMSStarIsNotAdministration(t *testing.T) {
 	ts := startServer(t)
@@ -68,6 +69,10 @@ func TestKMSStarIsNotAdministration(t *testing.T) {
 		{"hsmkms:DeletePrincipal", func() error { return admin.DeletePrincipal(ctx, rootID) }},
 		{"hsmkms:GetTokenInfo", func() error {
 			_, err := admin.GetTokenInfo(ctx)
+			return err
+		}},
+		{"hsmkms:BackupStore", func() error {
+			_, err := admin.BackupStore(ctx, io.Discard)
 			return err
 		}},
 	}

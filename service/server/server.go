@@ -187,7 +187,7 @@ func (s *Server) openBackends(ctx context.Context, metrics *api.Metrics) error {
 	if cfg.wrapHSM != nil {
 		h = cfg.wrapHSM(h)
 	}
-	s.svc, err = service.New(service.Config{Store: s.store, HSM: h, Region: cfg.Region, Account: cfg.Account,
+	s.svc, err = service.New(service.Config{Store: s.store.Store, HSM: h, Region: cfg.Region, Account: cfg.Account,
 		Logger: cfg.Logger, Audit: s.audit, OnSeal: metrics.ObserveSeal, SharedStore: s.store.Shared})
 	if err != nil {
 		return err

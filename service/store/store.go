@@ -12,6 +12,7 @@ package store
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 
 	"github.com/hsmkms/hsmkms/service/policy"
@@ -51,6 +52,13 @@ type Store interface {
 	Update(ctx context.Context, fn func(Tx) error) error
 	// Close releases the store.
 	Close() error
+}
+
+// Snapshotter is a Store that can write a consistent copy of itself while
+// it is in use, in a form its own Open reads (the bolt store writes its
+// file). The PostgreSQL store is backed up with PostgreSQL's tools.
+type Snapshotter interface {
+	Snapshot(ctx context.Context, w io.Writer) (int64, error)
 }
 
 // Tx is one transaction, valid only until fn returns. Lists are ordered by
@@ -97,6 +105,9 @@ type Tx interface {
 	// key's version, a schema version).
 	Setting(name string) ([]byte, error)
 	PutSetting(name string, value []byte) error
+	// Settings returns every setting by name (they are few), for copying
+	// one store into another.
+	Settings() (map[string][]byte, error)
 }
 
 // KeyState is a key's lifecycle state.

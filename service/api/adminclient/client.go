@@ -66,21 +66,7 @@ func (c *Client) GetTokenInfo(ctx context.Context) (out service.GetTokenInfoOutp
 // Call sends one signed JSON 1.1 request for target and decodes the
 // response into out (nil to discard it).
 func (c *Client) Call(ctx context.Context, target string, in, out any) error {
-	body, err := json.Marshal(in)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Endpoint+"/", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
-	req.Header.Set("X-Amz-Target", target)
-	sum := sha256.Sum256(body)
-	if err := c.signer.SignHTTP(ctx, c.Credentials, req, hex.EncodeToString(sum[:]), "kms", c.Region, time.Now()); err != nil {
-		return err
-	}
-	resp, err := c.HTTP.Do(req)
+	resp, err := c.send(ctx, target, in)
 	if err != nil {
 		return err
 	}
@@ -89,15 +75,55 @@ func (c *Client) Call(ctx context.Context, target string, in, out any) error {
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode != http.StatusOK {
-		e := &Error{Status: resp.StatusCode}
-		if json.Unmarshal(data, e) != nil || e.Type == "" {
-			e.Type, e.Message = http.StatusText(resp.StatusCode), string(data)
-		}
-		return e
-	}
 	if out == nil {
 		return nil
 	}
 	return json.Unmarshal(data, out)
+}
+
+// BackupStore streams a snapshot of the server's embedded store into w and
+// returns its size. A transfer cut short is an error, never a short file.
+func (c *Client) BackupStore(ctx context.Context, w io.Writer) (int64, error) {
+	resp, err := c.send(ctx, "HsmkmsAdmin.BackupStore", struct{}{})
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return io.Copy(w, resp.Body)
+}
+
+// send signs and sends one request; a response other than 200 is returned
+// as an *Error.
+func (c *Client) send(ctx context.Context, target string, in any) (*http.Response, error) {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Endpoint+"/", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	req.Header.Set("X-Amz-Target", target)
+	sum := sha256.Sum256(body)
+	if err := c.signer.SignHTTP(ctx, c.Credentials, req, hex.EncodeToString(sum[:]), "kms", c.Region, time.Now()); err != nil {
+		return nil, err
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode == http.StatusOK {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	e := &Error{Status: resp.StatusCode}
+	if json.Unmarshal(data, e) != nil || e.Type == "" {
+		e.Type, e.Message = http.StatusText(resp.StatusCode), string(data)
+	}
+	return nil, e
 }

@@ -170,3 +170,17 @@ func (t *tx) PutSetting(name string, value []byte) error {
 	}
 	return nil
 }
+
+// Settings returns every setting by name.
+func (t *tx) Settings() (map[string][]byte, error) {
+	b, err := t.bucket(bucketSettings)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	err = b.ForEach(func(k, v []byte) error {
+		out[string(k)] = append([]byte{}, v...)
+		return nil
+	})
+	return out, err
+}

@@ -430,3 +430,28 @@ func (t *tx) PutSetting(name string, value []byte) error {
 		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, name, value)
 	return err
 }
+
+// Settings returns every setting by name.
+func (t *tx) Settings() (map[string][]byte, error) {
+	if err := t.begin(); err != nil {
+		return nil, err
+	}
+	rows, err := t.pg.Query(t.pgCtx, "SELECT name, value FROM hsmkms_settings")
+	if err != nil {
+		return nil, t.fail(err)
+	}
+	defer rows.Close()
+	out := map[string][]byte{}
+	for rows.Next() {
+		var name string
+		var value []byte
+		if err := rows.Scan(&name, &value); err != nil {
+			return nil, t.fail(err)
+		}
+		out[name] = value
+	}
+	if err := rows.Err(); err != nil {
+		return nil, t.fail(err)
+	}
+	return out, nil
+}

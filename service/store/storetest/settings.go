@@ -34,6 +34,33 @@ func testSettings(t *testing.T, open func(t *testing.T) store.Store) {
 			checkSetting(t, s, "other", []byte("x"))
 		})
 	}
+	t.Run("All", func(t *testing.T) {
+		s := open(t)
+		var got map[string][]byte
+		view(t, s, func(tx store.Tx) (err error) {
+			got, err = tx.Settings()
+			return err
+		})
+		if len(got) != 0 {
+			t.Errorf("Settings of an empty store = %q, want none", got)
+		}
+		want := map[string][]byte{"a": []byte("1"), "b/c": {0, 255}, "empty": {}}
+		for name, v := range want {
+			putSetting(t, s, name, v)
+		}
+		view(t, s, func(tx store.Tx) (err error) {
+			got, err = tx.Settings()
+			return err
+		})
+		if len(got) != len(want) {
+			t.Errorf("Settings = %q, want %q", got, want)
+		}
+		for name, v := range want {
+			if !bytes.Equal(got[name], v) {
+				t.Errorf("Settings()[%q] = %q, want %q", name, got[name], v)
+			}
+		}
+	})
 	t.Run("Replace", func(t *testing.T) {
 		s := open(t)
 		putSetting(t, s, "name", []byte("first value"))

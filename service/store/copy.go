@@ -1,0 +1,190 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/hsmkms/hsmkms/service/policy"
+)
+
+// Counts counts a store's records by kind.
+type Counts struct {
+	Keys       int `json:"keys"`
+	Versions   int `json:"versions"`
+	Aliases    int `json:"aliases"`
+	Principals int `json:"principals"`
+	Settings   int `json:"settings"`
+}
+
+// transientSettings are settings that describe running processes, not
+// data: a copy leaves them behind.
+var transientSettings = []string{"lease/maintenance"}
+
+// ErrNotEmpty: Copy's destination holds records already.
+var ErrNotEmpty = errors.New("store: the destination is not empty")
+
+// snapshot is every record of a store.
+type snapshot struct {
+	keys       []Key
+	versions   []Version
+	aliases    []Alias
+	principals []Principal
+	settings   map[string][]byte
+}
+
+func (s *snapshot) counts() Counts {
+	return Counts{len(s.keys), len(s.versions), len(s.aliases), len(s.principals), len(s.settings)}
+}
+
+// Copy copies every record of src into dst, which must be empty, and then
+// reads dst back to check that it holds exactly what src held. It reads src
+// in one transaction and writes dst in one, so that dst ends with all of a
+// consistent state of src or nothing. Key revisions start again at 1.
+func Copy(ctx context.Context, dst, src Store) (Counts, error) {
+	from, err := read(ctx, src)
+	if err != nil {
+		return Counts{}, fmt.Errorf("reading the source: %w", err)
+	}
+	err = dst.Update(ctx, func(tx Tx) error {
+		empty, err := isEmpty(tx)
+		if err != nil {
+			return err
+		}
+		if !empty {
+			return ErrNotEmpty
+		}
+		return write(tx, from)
+	})
+	if err != nil {
+		return Counts{}, fmt.Errorf("writing the destination: %w", err)
+	}
+	to, err := read(ctx, dst)
+	if err != nil {
+		return Counts{}, fmt.Errorf("reading the destination back: %w", err)
+	}
+	if err := same(from, to); err != nil {
+		return Counts{}, fmt.Errorf("the destination differs from the source: %w", err)
+	}
+	return to.counts(), nil
+}
+
+func read(ctx context.Context, s Store) (*snapshot, error) {
+	var snap *snapshot
+	err := s.View(ctx, func(tx Tx) error {
+		snap = &snapshot{}
+		var err error
+		if snap.keys, err = tx.Keys("", 0); err != nil {
+			return err
+		}
+		for _, k := range snap.keys {
+			vs, err := tx.Versions(k.ID)
+			if err != nil {
+				return err
+			}
+			snap.versions = append(snap.versions, vs...)
+		}
+		if snap.aliases, err = tx.Aliases("", 0); err != nil {
+			return err
+		}
+		if snap.principals, err = tx.Principals("", 0); err != nil {
+			return err
+		}
+		if snap.settings, err = tx.Settings(); err != nil {
+			return err
+		}
+		for _, name := range transientSettings {
+			delete(snap.settings, name)
+		}
+		return nil
+	})
+	return snap, err
+}
+
+func isEmpty(tx Tx) (bool, error) {
+	keys, err := tx.Keys("", 1)
+	if err != nil {
+		return false, err
+	}
+	aliases, err := tx.Aliases("", 1)
+	if err != nil {
+		return false, err
+	}
+	principals, err := tx.Principals("", 1)
+	if err != nil {
+		return false, err
+	}
+	return len(keys)+len(aliases)+len(principals) == 0, nil
+}
+
+func write(tx Tx, s *snapshot) error {
+	for _, k := range s.keys {
+		k.Revision = 0
+		if _, err := tx.PutKey(k); err != nil {
+			return err
+		}
+	}
+	for _, v := range s.versions {
+		if err := tx.PutVersion(v); err != nil {
+			return err
+		}
+	}
+	for _, a := range s.aliases {
+		if err := tx.CreateAlias(a); err != nil {
+			return err
+		}
+	}
+	for _, p := range s.principals {
+		if err := tx.CreatePrincipal(p); err != nil {
+			return err
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.settings)) {
+		if err := tx.PutSetting(name, s.settings[name]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// same reports the first difference between two snapshots, ignoring key
+// revisions (a copy starts them again).
+func same(a, b *snapshot) error {
+	if a.counts() != b.counts() {
+		return fmt.Errorf("counts %+v, want %+v", b.counts(), a.counts())
+	}
+	for i := range a.keys {
+		x, y := a.keys[i], b.keys[i]
+		x.Revision, y.Revision = 0, 0
+		if !x.CreatedAt.Equal(y.CreatedAt) || x.ID != y.ID || x.State != y.State ||
+			x.CurrentVersion != y.CurrentVersion || x.LatestVersion != y.LatestVersion {
+			return fmt.Errorf("key %s", x.ID)
+		}
+	}
+	for i := range a.versions {
+		x, y := a.versions[i], b.versions[i]
+		if x.KeyID != y.KeyID || x.Number != y.Number || x.ObjectID != y.ObjectID || x.State != y.State {
+			return fmt.Errorf("key %s version %d", x.KeyID, x.Number)
+		}
+	}
+	for i := range a.aliases {
+		if a.aliases[i].Name != b.aliases[i].Name || a.aliases[i].KeyID != b.aliases[i].KeyID {
+			return fmt.Errorf("alias %s", a.aliases[i].Name)
+		}
+	}
+	for i := range a.principals {
+		x, y := a.principals[i], b.principals[i]
+		if x.AccessKeyID != y.AccessKeyID || !slices.Equal(x.SealedSecret, y.SealedSecret) ||
+			!slices.EqualFunc(x.Statements, y.Statements, policy.Statement.Equal) {
+			return fmt.Errorf("principal %s", x.AccessKeyID)
+		}
+	}
+	for name, v := range a.settings {
+		if !slices.Equal(v, b.settings[name]) {
+			return fmt.Errorf("setting %s", name)
+		}
+	}
+	return nil
+}
