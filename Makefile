@@ -62,12 +62,16 @@ fuzz: deps
 	@$(call fuzz_run,$(FUZZTIME))
 
 # Benchmarks, each a ratio measured in one run: the hsm package beside raw
-# miekg/pkcs11 calls, the key service beside the hsm package, and the
-# server beside the raw token and a null SigV4 server (tests/bench.sh).
+# miekg/pkcs11 calls, the key service beside the hsm package and on
+# PostgreSQL beside bbolt, the server beside the raw token and a null SigV4
+# server (tests/bench.sh), 1, 2 and 3 replicas (tests/bench-replicas.sh);
+# and how long a disable takes to reach another replica (p50, p99).
 BENCHTIME ?= 2s
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 ./hsm/ ./service/ ./cli/esdk/
+	$(GO) test -run '^$$' -bench DisableVisibility -benchtime 200x -count 1 ./tests/
 	bash tests/bench.sh
+	bash tests/bench-replicas.sh
 
 clean:
 	rm -rf bin

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,7 +102,10 @@ func benchBody(c *cli.Context, cl *leanClient) ([]byte, error) {
 
 // leanClient signs and sends pre-built JSON 1.1 requests.
 type leanClient struct {
+	// endpoint is the first of endpoints: set-up calls go there, and load's
+	// clients take the endpoints in turn (replicas without a balancer).
 	endpoint, region string
+	endpoints        []string
 	creds            aws.Credentials
 	http             *http.Client
 	signer           *v4.Signer
@@ -112,19 +116,24 @@ func newLeanClient(c *cli.Context) (*leanClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	endpoint := c.String("endpoint")
-	if endpoint == "" {
-		return nil, cli.Exit("hsmkms: give --endpoint or HSMKMS_ENDPOINT", ExitUsage)
+	endpoints := strings.Split(c.String("endpoint"), ",")
+	endpoint := endpoints[0]
+	if slices.Contains(endpoints, "") {
+		return nil, cli.Exit("hsmkms: give --endpoint or HSMKMS_ENDPOINT (bench: one or more, comma-separated)", ExitUsage)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 256
-	return &leanClient{endpoint: endpoint, region: c.String("region"), creds: creds,
+	return &leanClient{endpoint: endpoint, endpoints: endpoints, region: c.String("region"), creds: creds,
 		http: &http.Client{Transport: tr, Timeout: 30 * time.Second}, signer: v4.NewSigner()}, nil
 }
 
 // send signs body for target and returns the status and response body.
 func (l *leanClient) send(ctx context.Context, target string, body []byte, hash string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.endpoint+"/", bytes.NewReader(body))
+	return l.sendTo(ctx, l.endpoint, target, body, hash)
+}
+
+func (l *leanClient) sendTo(ctx context.Context, endpoint, target string, body []byte, hash string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint+"/", bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -175,12 +184,13 @@ func (l *leanClient) load(ctx context.Context, target string, body []byte, concu
 		wg        sync.WaitGroup
 	)
 	start := time.Now()
-	for range concurrency {
+	for w := range concurrency {
+		endpoint := l.endpoints[w%len(l.endpoints)]
 		wg.Go(func() {
 			local := make([]time.Duration, 0, 4096)
 			for ctx.Err() == nil {
 				t := time.Now()
-				status, data, err := l.send(ctx, target, body, hash)
+				status, data, err := l.sendTo(ctx, endpoint, target, body, hash)
 				if ctx.Err() != nil {
 					break // the run ended mid-request: not an error of the server
 				}

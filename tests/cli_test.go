@@ -100,7 +100,7 @@ func TestDestructiveCommandsRefuseWithoutYes(t *testing.T) {
 
 // jsonArray checks that r printed a JSON array (not null, not an object)
 // and returns its elements.
-func jsonArray(t *testing.T, r result) []map[string]any {
+func jsonArray(t testing.TB, r result) []map[string]any {
 	t.Helper()
 	if r.code != 0 {
 		t.Fatalf("want exit 0: %v", r)

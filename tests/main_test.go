@@ -61,11 +61,11 @@ func testMain(m *testing.M) int {
 // HOME a fresh directory and the AWS configuration and credentials files
 // empty, so that nothing on the machine leaks into a test.
 type sandbox struct {
-	t   *testing.T
+	t   testing.TB
 	env []string
 }
 
-func newSandbox(t *testing.T) *sandbox {
+func newSandbox(t testing.TB) *sandbox {
 	t.Helper()
 	home, awsDir := t.TempDir(), t.TempDir()
 	config, creds := filepath.Join(awsDir, "config"), filepath.Join(awsDir, "credentials")
@@ -171,7 +171,7 @@ func (b *lockedBuffer) String() string {
 
 // server is a running `hsmkms serve --dev`.
 type server struct {
-	t              *testing.T
+	t              testing.TB
 	cmd            *exec.Cmd
 	stdout, stderr *lockedBuffer
 	exited         chan struct{}
@@ -299,7 +299,7 @@ func (srv *server) Stop() {
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -321,7 +321,7 @@ func requirePortFree(t *testing.T, addr, why string) {
 }
 
 // requireTool returns the path of an external program the tests need.
-func requireTool(t *testing.T, name, pkg string) string {
+func requireTool(t testing.TB, name, pkg string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
@@ -331,7 +331,7 @@ func requireTool(t *testing.T, name, pkg string) string {
 }
 
 // softhsmModule returns the SoftHSM2 PKCS#11 module.
-func softhsmModule(t *testing.T) string {
+func softhsmModule(t testing.TB) string {
 	t.Helper()
 	m, err := softhsm.FindModule()
 	if err != nil {
@@ -346,7 +346,7 @@ func devTokenEnv(devDir string) []string {
 }
 
 // decode parses the JSON output of r, which must have exited 0.
-func decode[T any](t *testing.T, r result) T {
+func decode[T any](t testing.TB, r result) T {
 	t.Helper()
 	if r.code != 0 {
 		t.Fatalf("want exit 0: %v", r)
@@ -355,7 +355,7 @@ func decode[T any](t *testing.T, r result) T {
 }
 
 // parseJSON parses the JSON output of r, whatever its exit code.
-func parseJSON[T any](t *testing.T, r result) T {
+func parseJSON[T any](t testing.TB, r result) T {
 	t.Helper()
 	var v T
 	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {

@@ -29,7 +29,7 @@ import (
 // SoftHSM2 token directory and one PostgreSQL database, as replicas behind
 // a load balancer do.
 type cluster struct {
-	t        *testing.T
+	t        testing.TB
 	s        *sandbox
 	pg       *pgtest.Server
 	tok      *softhsm.Token
@@ -58,7 +58,7 @@ const clusterRegion = "us-east-1"
 // newCluster starts PostgreSQL, makes a token and starts n replicas on
 // them at the same instant (they migrate the schema and create root
 // together).
-func newCluster(t *testing.T, n int) *cluster {
+func newCluster(t testing.TB, n int) *cluster {
 	t.Helper()
 	c := &cluster{t: t, s: newSandbox(t), pg: pgtest.Start(t)}
 	tok, err := softhsm.New(t.Context(), softhsm.Config{Dir: t.TempDir(), Label: "replicas",
@@ -196,7 +196,7 @@ func (r *replica) tookLeaseSince(from int) bool {
 }
 
 // eventually polls cond every 10 ms until it holds, failing t after within.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for !cond() {
@@ -208,7 +208,7 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 	return time.Since(start)
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), cmdTimeout)
 	t.Cleanup(cancel)
 	return ctx
