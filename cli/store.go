@@ -15,9 +15,15 @@ const allowInsecureStorePasswordFile = "allow-insecure-store-password-file"
 // storeFlags name the store: the embedded file under --data-dir by
 // default, or a PostgreSQL database shared by replicas.
 func storeFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "store", EnvVars: []string{"HSMKMS_STORE"},
 			Usage: "postgres://user@host:port/db?sslmode=verify-full for a PostgreSQL store shared by replicas (PG* variables fill in the rest); empty for the embedded file under --data-dir"},
+	}, storePasswordFlags()...)
+}
+
+// storePasswordFlags say where the PostgreSQL password comes from.
+func storePasswordFlags() []cli.Flag {
+	return []cli.Flag{
 		&cli.StringFlag{Name: "store-password-file", EnvVars: []string{"HSMKMS_STORE_PASSWORD_FILE"},
 			Usage: "file holding the PostgreSQL password (else the URL's, PGPASSWORD or PGPASSFILE)"},
 		&cli.BoolFlag{Name: allowInsecureStorePasswordFile, EnvVars: []string{"HSMKMS_ALLOW_INSECURE_STORE_PASSWORD_FILE"},

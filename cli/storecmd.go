@@ -30,13 +30,10 @@ func storeCommand() *cli.Command {
 				"PostgreSQL database --to, checks the copy record by record, then checks that every\n" +
 				"key version the copy names has its object on the token. Nothing is re-encrypted: the\n" +
 				"replicas serve the same ciphertexts from the same token.",
-			Flags: append(tokenFlags(),
+			Flags: append(append(tokenFlags(),
 				&cli.StringFlag{Name: "from", Required: true, Usage: "the embedded store file, e.g. /var/lib/hsmkms/hsmkms.db"},
 				&cli.StringFlag{Name: "to", Required: true, EnvVars: []string{"HSMKMS_STORE"}, Usage: "postgres://… of an empty database"},
-				&cli.StringFlag{Name: "store-password-file", EnvVars: []string{"HSMKMS_STORE_PASSWORD_FILE"}, Usage: "file holding the PostgreSQL password"},
-				&cli.BoolFlag{Name: allowInsecureStorePasswordFile, EnvVars: []string{"HSMKMS_ALLOW_INSECURE_STORE_PASSWORD_FILE"},
-					Usage: "read a store password file that group or others can access"},
-			),
+			), storePasswordFlags()...),
 			Action: storeMigrate,
 		}},
 	}

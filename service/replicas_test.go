@@ -1,10 +1,13 @@
 package service
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
 
+	"github.com/hsmkms/hsmkms/hsm"
 	"github.com/hsmkms/hsmkms/service/store"
 )
 
@@ -155,5 +158,54 @@ func TestMaintenanceLease(t *testing.T) {
 	}
 	if !a.renewLease() || !a.HoldsLease() {
 		t.Fatal("a did not take the lease of a dead b")
+	}
+}
+
+// TestInternalKeySettingOfAnEarlierRelease: a store written before the
+// internal key had a claim holds its bare CKA_ID, which is read as ready.
+func TestInternalKeySettingOfAnEarlierRelease(t *testing.T) {
+	id := hsm.ObjectID{1, 2, 3}
+	legacy, err := json.Marshal(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := decodeInternalKey(legacy)
+	if err != nil || !rec.Ready || rec.ID != id {
+		t.Fatalf("decodeInternalKey(%s) = %+v, %v; want ready with the ID", legacy, rec, err)
+	}
+}
+
+// TestInternalKeyWaitsForItsMaker: while another live replica claims the
+// internal key, a replica needing it waits rather than making a second
+// object with the same CKA_ID, and uses the key once it is ready.
+func TestInternalKeyWaitsForItsMaker(t *testing.T) {
+	f := newFixture(t, "", shared("a"))
+	oid, err := hsm.NewObjectID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(rec internalKeyRecord) {
+		t.Helper()
+		if err := f.svc.store.Update(t.Context(), func(tx store.Tx) error { return putInternalKey(tx, rec) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(internalKeyRecord{ID: oid, Owner: "b", Until: time.Now().Add(time.Hour)})
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := f.svc.internalKey(ctx); !errors.Is(err, ErrDependency) {
+		t.Fatalf("internalKey while b makes it: %v, want DependencyTimeoutException", err)
+	}
+	if has, _ := f.tok.HasKey(t.Context(), oid); has {
+		t.Fatal("a made the internal key b claims")
+	}
+	// b makes it and marks it ready.
+	if err := f.tok.CreateMasterKey(t.Context(), oid, "hsmkms/internal/v1"); err != nil {
+		t.Fatal(err)
+	}
+	put(internalKeyRecord{ID: oid, Ready: true})
+	got, err := f.svc.internalKey(t.Context())
+	if err != nil || got != oid {
+		t.Fatalf("internalKey once ready = %x, %v; want %x", got, err, oid)
 	}
 }
