@@ -177,8 +177,9 @@ func restoreCommand() *cli.Command {
 		Name:  "restore",
 		Usage: "put a snapshot made by hsmkms backup back as a data directory's store (server stopped)",
 		Description: "Checks the snapshot and writes it as <data-dir>/hsmkms.db. An existing store is\n" +
-			"refused unless --replace, which keeps it as hsmkms.db.before-restore-<time>. Then run\n" +
-			"hsmkms doctor: it says whether every key version still has its object on the token.",
+			"refused unless --replace, which keeps it as hsmkms.db.before-restore-<time>. The seal\n" +
+			"counts of a snapshot are as old as it: every key is marked to rotate at its next use.\n" +
+			"Then run hsmkms doctor: it says whether every key version still has its object on the token.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "from", Required: true, Usage: "the snapshot file"},
 			&cli.StringFlag{Name: "data-dir", Value: "/var/lib/hsmkms", EnvVars: []string{"HSMKMS_DATA_DIR"}, Usage: "the server's data directory"},
@@ -217,9 +218,25 @@ func restore(c *cli.Context) error {
 	if err := copyFile(dst, from); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.ErrWriter, "hsmkms: restored %d keys, %d versions, %d aliases, %d principals into %s; run hsmkms doctor before serving\n",
-		counts.Keys, counts.Versions, counts.Aliases, counts.Principals, dst)
+	raised, err := raiseSealCounts(c, dst)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.ErrWriter, "hsmkms: restored %d keys, %d versions, %d aliases, %d principals into %s; "+
+		"%d key versions rotate at their next use (their seal counts are as old as the snapshot); run hsmkms doctor before serving\n",
+		counts.Keys, counts.Versions, counts.Aliases, counts.Principals, dst, raised)
 	return nil
+}
+
+// raiseSealCounts makes every key of the restored store rotate at its next
+// seal (service.RaiseSealCounts).
+func raiseSealCounts(c *cli.Context, path string) (int, error) {
+	st, err := bolt.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	return service.RaiseSealCounts(c.Context, st, service.DefaultRotateAfterSeals)
 }
 
 // copyFile copies src to a new file dst (mode 0600), synced to disk.

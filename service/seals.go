@@ -112,3 +112,42 @@ func (s *Service) Reserved(ctx context.Context, keyID string, version uint32) (u
 	})
 	return n, storeErrOrNil(err)
 }
+
+// RaiseSealCounts raises the stored seal count of every active version of
+// every live symmetric key to at least atLeast, and returns how many it
+// raised. A store restored from a backup holds the counts of the backup's
+// time, lower than the seals made since: raised to the rotation threshold
+// (DefaultRotateAfterSeals), each key rotates at its next seal, and no
+// version seals past its limit for want of a true count. The store must
+// not be in use.
+func RaiseSealCounts(ctx context.Context, st store.Store, atLeast uint64) (int, error) {
+	n := 0
+	err := st.Update(ctx, func(tx store.Tx) error {
+		n = 0
+		keys, err := tx.Keys("", 0)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if k.Spec != SpecSymmetric || k.State == store.KeyDeleted || k.State == store.KeyCreating {
+				continue
+			}
+			vs, err := tx.Versions(k.ID)
+			if err != nil {
+				return err
+			}
+			for _, v := range vs {
+				if v.State != store.VersionActive || v.SealsReserved >= atLeast {
+					continue
+				}
+				v.SealsReserved = atLeast
+				if err := tx.PutVersion(v); err != nil {
+					return err
+				}
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
+}

@@ -106,7 +106,7 @@ func (c *Config) setDefaults() error {
 		c.SealBlock = 1 << 16
 	}
 	if c.RotateAfterSeals == 0 {
-		c.RotateAfterSeals = 1 << 30
+		c.RotateAfterSeals = DefaultRotateAfterSeals
 	}
 	if c.SealLimit == 0 {
 		c.SealLimit = 1 << 31
@@ -125,6 +125,9 @@ func (c *Config) setDefaults() error {
 	}
 	return nil
 }
+
+// DefaultRotateAfterSeals is Config.RotateAfterSeals' default.
+const DefaultRotateAfterSeals = 1 << 30
 
 // Service is the key service: every KMS operation, authorised, audited and
 // carried out with the store and the token.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -203,4 +204,14 @@ func TestBackupRestore(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	checkServes(t, rep, made, alias, app)
+
+	// The snapshot's seal counts are stale: the key rotates at its next seal.
+	kc := rep.kms(c.root)
+	if _, err := kc.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: &alias, KeySpec: types.DataKeySpecAes256}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the restored key rotates at its next use", func() bool {
+		out, err := kc.ListKeyRotations(ctx, &kms.ListKeyRotationsInput{KeyId: &alias})
+		return err == nil && len(out.Rotations) == 1 && out.Rotations[0].RotationType == types.RotationTypeAutomatic
+	})
 }
