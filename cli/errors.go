@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"github.com/hsmkms/hsmkms/service/store"
 	"io"
 	"net"
 	"syscall"
@@ -29,7 +30,8 @@ func exitCode(err error, stderr io.Writer) int {
 		return ExitAuth
 	case errors.Is(err, hsm.ErrKeyNotFound), code == "NotFoundException":
 		return ExitNotFound
-	case errors.Is(err, hsm.ErrUnavailable), code == "DependencyTimeoutException", unreachable(err):
+	case errors.Is(err, hsm.ErrUnavailable), errors.Is(err, store.ErrUnavailable),
+		code == "DependencyTimeoutException", unreachable(err):
 		return ExitUnavailable
 	}
 	return ExitError

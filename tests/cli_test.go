@@ -220,10 +220,17 @@ func TestExitCodes(t *testing.T) {
 		{"no PIN", tok, tokArgs("e2e-exit"), 2, "HSMKMS_PIN"},
 		{"wrong PIN", with(tok, "HSMKMS_PIN=4321"), tokArgs("e2e-exit"), 3, "CKR_PIN_INCORRECT"},
 		{"unknown token label", with(tok, "HSMKMS_PIN="+devPIN), tokArgs("no-such-token"), 5, `"no-such-token"`},
+		{"store unreachable", with(tok, "HSMKMS_PIN="+devPIN),
+			[]string{"doctor", "--pkcs11-module", exports["HSMKMS_PKCS11_MODULE"], "--token-label", "e2e-exit",
+				"--store", "postgres://u:pw-not-shown@127.0.0.1:" + freePort(t) + "/db"}, 5, "store: unavailable"},
+		{"store not a URL", env, []string{"serve", "--store", "mysql://u:pw-not-shown@h/db"}, 2, "--store must be"},
 	} {
 		r := s.run(tc.env, tc.args...)
 		if r.code != tc.code || !strings.Contains(r.stderr, tc.stderr) {
 			t.Errorf("%s: want exit %d and %q on stderr: %v", tc.name, tc.code, tc.stderr, r)
+		}
+		if strings.Contains(r.stdout+r.stderr, "pw-not-shown") {
+			t.Errorf("%s: a password in the store URL was shown: %v", tc.name, r)
 		}
 	}
 }
