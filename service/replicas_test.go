@@ -209,3 +209,29 @@ func TestInternalKeyWaitsForItsMaker(t *testing.T) {
 		t.Fatalf("internalKey once ready = %x, %v; want %x", got, err, oid)
 	}
 }
+
+// TestSealBudgetAcrossReplicas: two replicas sealing with one key each
+// reserve their own blocks, and the stored count is their sum, never less
+// than the seals made.
+func TestSealBudgetAcrossReplicas(t *testing.T) {
+	f, _ := sealFixture(t)
+	a := f.svc
+	b := f.replica(t, "b")
+	key := f.createKey(t, CreateKeyInput{})
+	made := 0
+	for i := range 5 { // a: 5 seals take 2 blocks; b: 3 seals take 1
+		if _, err := sealOnce(t, a, key, i); err != nil {
+			t.Fatal(err)
+		}
+		made++
+		if i < 3 {
+			if _, err := sealOnce(t, b, key, i); err != nil {
+				t.Fatal(err)
+			}
+			made++
+		}
+	}
+	if got, want := reserved(t, a, key, 1), uint64(3*testSealBlock); got != want || got < uint64(made) {
+		t.Errorf("version 1: %d seals reserved for %d made by two replicas, want %d", got, made, want)
+	}
+}

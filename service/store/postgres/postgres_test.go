@@ -111,3 +111,12 @@ func TestNewerSchemaRefused(t *testing.T) {
 		t.Fatalf("Open: %v, want an error saying %q", err, want)
 	}
 }
+
+// TestPasswordFromPGPASSWORD: a URL without a password takes libpq's
+// PGPASSWORD, as PostgreSQL's own tools do.
+func TestPasswordFromPGPASSWORD(t *testing.T) {
+	srv := pgtest.Start(t)
+	t.Setenv("PGPASSWORD", srv.Password())
+	s := openDB(t, srv, Config{URL: srv.URLWithoutPassword(srv.NewDatabase(t))})
+	mustUpdate(t, s, func(tx store.Tx) error { _, err := tx.PutKey(newKey("k1")); return err })
+}
