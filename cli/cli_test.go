@@ -126,7 +126,7 @@ func TestCLITokenInfo(t *testing.T) {
 				k, v, _ := strings.Cut(l, " ")
 				fields[k] = strings.TrimSpace(v)
 			}
-			for k, want := range map[string]string{"label": cliLabel, "module": tok.ModulePath, "manufacturer": "SoftHSM project", "aes-gcm": "true", "aes-kw": "true"} {
+			for k, want := range map[string]string{"label": cliLabel, "module": tok.ModulePath, "manufacturer": "SoftHSM project", "aes-gcm": "yes", "aes-kw": "yes", "aes-cbc-hmac": "yes", "serve": "ok"} {
 				if fields[k] != want {
 					t.Errorf("%s = %q, want %q in:\n%s", k, fields[k], want, out)
 				}

@@ -114,6 +114,23 @@ type tokenReport struct {
 	Module       hsm.ModuleInfo   `json:"module"`
 	Token        hsm.TokenInfo    `json:"token"`
 	Capabilities hsm.Capabilities `json:"capabilities"`
+	Features     []hsm.Feature    `json:"features"`
+	// Serviceable is why hsmkms serve would refuse the token ("" if not).
+	Serviceable string `json:"serviceable_error,omitempty"`
+}
+
+// featureRows prints what hsmkms can do with the token, and what it lacks.
+func featureRows(w io.Writer, fs []hsm.Feature) {
+	for _, f := range fs {
+		switch {
+		case f.Supported:
+			row(w, f.Name, "yes")
+		case f.Required:
+			row(w, f.Name, "NO (required): lacks "+f.Lacks)
+		default:
+			row(w, f.Name, "no: lacks "+f.Lacks)
+		}
+	}
 }
 
 func tokenInfo(c *cli.Context) error {
@@ -130,6 +147,10 @@ func tokenInfo(c *cli.Context) error {
 		return err
 	}
 	r.Capabilities = tok.Capabilities()
+	r.Features = r.Capabilities.Features()
+	if err := r.Capabilities.Serviceable(); err != nil {
+		r.Serviceable = err.Error()
+	}
 	return printOut(c, r, func(w io.Writer) {
 		row(w, "module", r.Module.Path)
 		row(w, "library", fmt.Sprintf("%s %s (%s), Cryptoki %s", r.Module.LibraryDescription, r.Module.LibraryVersion, r.Module.Manufacturer, r.Module.CryptokiVersion))
@@ -140,10 +161,12 @@ func tokenInfo(c *cli.Context) error {
 		row(w, "model", r.Token.Model)
 		row(w, "flags", strings.Join(r.Token.Flags, ","))
 		row(w, "sessions", fmt.Sprintf("%s open, %s read-write", count(r.Token.SessionCount), count(r.Token.RwSessionCount)))
-		row(w, "aes-gcm", r.Capabilities.AESGCM)
-		row(w, "aes-kw", r.Capabilities.AESKeyWrap && r.Capabilities.GenericKeyGen)
-		row(w, "ecdsa", r.Capabilities.ECKeyGen && r.Capabilities.ECDSA)
-		row(w, "rsa", r.Capabilities.RSAKeyGen && r.Capabilities.RSAPKCS)
+		featureRows(w, r.Features)
+		if r.Serviceable != "" {
+			row(w, "serve", "refused: "+r.Serviceable)
+		} else {
+			row(w, "serve", "ok")
+		}
 	})
 }
 

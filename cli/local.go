@@ -199,8 +199,7 @@ func doctor(c *cli.Context) error {
 func doctorTable(w io.Writer, r doctorReport) {
 	row(w, "module", fmt.Sprintf("ok: %s %s (Cryptoki %s)", r.Module.LibraryDescription, r.Module.LibraryVersion, r.Module.CryptokiVersion))
 	row(w, "login", fmt.Sprintf("ok: token %q, serial %s", r.Token.Label, r.Token.Serial))
-	row(w, "mechanisms", fmt.Sprintf("aes-gcm %v, aes-kw %v, ecdsa %v, rsa %v", r.Capabilities.AESGCM,
-		r.Capabilities.AESKeyWrap && r.Capabilities.GenericKeyGen, r.Capabilities.ECDSA, r.Capabilities.RSAPKCS))
+	featureRows(w, r.Capabilities.Features())
 	if r.OK {
 		row(w, "store ↔ token", "ok: every version has its object and every hsmkms object its record")
 		return

@@ -20,6 +20,8 @@ type Capabilities struct {
 	RSAKeyGen     bool `json:"rsa_key_gen"`     // CKM_RSA_PKCS_KEY_PAIR_GEN
 	RSAPKCS       bool `json:"rsa_pkcs"`        // CKM_RSA_PKCS sign+verify
 	RSAPSS        bool `json:"rsa_pss"`         // CKM_RSA_PKCS_PSS sign+verify
+	AESCBCPad     bool `json:"aes_cbc_pad"`     // CKM_AES_CBC_PAD encrypt+decrypt: the portable mechanism
+	HMACSHA256    bool `json:"hmac_sha256"`     // CKM_SHA256_HMAC sign+verify: the portable mechanism's MAC
 }
 
 // need is one mechanism and the flags an operation needs of it.
@@ -28,24 +30,26 @@ type need struct {
 	flags uint
 	what  string
 	set   func(*Capabilities)
-	// required needs make Open fail: hsmkms cannot work without them.
-	required bool
 }
 
 var needs = []need{
-	{pkcs11.CKM_AES_KEY_GEN, pkcs11.CKF_GENERATE, "generate AES master keys", func(c *Capabilities) { c.AESKeyGen = true }, true},
-	{pkcs11.CKM_AES_GCM, pkcs11.CKF_ENCRYPT | pkcs11.CKF_DECRYPT, "seal data keys and encrypt data (encrypt and decrypt)", func(c *Capabilities) { c.AESGCM = true }, true},
-	{pkcs11.CKM_AES_KEY_WRAP, pkcs11.CKF_WRAP | pkcs11.CKF_UNWRAP, "wrap data keys of aes-kw keys", func(c *Capabilities) { c.AESKeyWrap = true }, false},
-	{pkcs11.CKM_GENERIC_SECRET_KEY_GEN, pkcs11.CKF_GENERATE, "generate data keys of aes-kw keys", func(c *Capabilities) { c.GenericKeyGen = true }, false},
-	{pkcs11.CKM_EC_KEY_PAIR_GEN, pkcs11.CKF_GENERATE_KEY_PAIR, "generate EC key pairs", func(c *Capabilities) { c.ECKeyGen = true }, false},
-	{pkcs11.CKM_ECDSA, pkcs11.CKF_SIGN | pkcs11.CKF_VERIFY, "ECDSA signing", func(c *Capabilities) { c.ECDSA = true }, false},
-	{pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11.CKF_GENERATE_KEY_PAIR, "generate RSA key pairs", func(c *Capabilities) { c.RSAKeyGen = true }, false},
-	{pkcs11.CKM_RSA_PKCS, pkcs11.CKF_SIGN | pkcs11.CKF_VERIFY, "RSA PKCS #1 v1.5 signing", func(c *Capabilities) { c.RSAPKCS = true }, false},
-	{pkcs11.CKM_RSA_PKCS_PSS, pkcs11.CKF_SIGN | pkcs11.CKF_VERIFY, "RSA PSS signing", func(c *Capabilities) { c.RSAPSS = true }, false},
+	{pkcs11.CKM_AES_KEY_GEN, pkcs11.CKF_GENERATE, "generate AES master keys", func(c *Capabilities) { c.AESKeyGen = true }},
+	{pkcs11.CKM_AES_GCM, pkcs11.CKF_ENCRYPT | pkcs11.CKF_DECRYPT, "seal data keys and encrypt data (encrypt and decrypt)", func(c *Capabilities) { c.AESGCM = true }},
+	{pkcs11.CKM_AES_KEY_WRAP, pkcs11.CKF_WRAP | pkcs11.CKF_UNWRAP, "wrap data keys of aes-kw keys", func(c *Capabilities) { c.AESKeyWrap = true }},
+	{pkcs11.CKM_GENERIC_SECRET_KEY_GEN, pkcs11.CKF_GENERATE, "generate data keys of aes-kw keys", func(c *Capabilities) { c.GenericKeyGen = true }},
+	{pkcs11.CKM_EC_KEY_PAIR_GEN, pkcs11.CKF_GENERATE_KEY_PAIR, "generate EC key pairs", func(c *Capabilities) { c.ECKeyGen = true }},
+	{pkcs11.CKM_ECDSA, pkcs11.CKF_SIGN | pkcs11.CKF_VERIFY, "ECDSA signing", func(c *Capabilities) { c.ECDSA = true }},
+	{pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11.CKF_GENERATE_KEY_PAIR, "generate RSA key pairs", func(c *Capabilities) { c.RSAKeyGen = true }},
+	{pkcs11.CKM_RSA_PKCS, pkcs11.CKF_SIGN | pkcs11.CKF_VERIFY, "RSA PKCS #1 v1.5 signing", func(c *Capabilities) { c.RSAPKCS = true }},
+	{pkcs11.CKM_RSA_PKCS_PSS, pkcs11.CKF_SIGN | pkcs11.CKF_VERIFY, "RSA PSS signing", func(c *Capabilities) { c.RSAPSS = true }},
+	{pkcs11.CKM_AES_CBC_PAD, pkcs11.CKF_ENCRYPT | pkcs11.CKF_DECRYPT, "AES-CBC encryption", func(c *Capabilities) { c.AESCBCPad = true }},
+	{pkcs11.CKM_SHA256_HMAC, pkcs11.CKF_SIGN | pkcs11.CKF_VERIFY, "HMAC-SHA-256", func(c *Capabilities) { c.HMACSHA256 = true }},
 }
 
-// probeCapabilities reads the token's mechanisms once, at open, and fails
-// naming every required mechanism the token lacks.
+// probeCapabilities reads the token's mechanisms once, at open. It fails
+// only when the token cannot be asked: what the token lacks is for
+// Serviceable and Features to say, so that diagnostics work on any token
+// that logs in.
 func probeCapabilities(m *Module, slot uint) (Capabilities, error) {
 	mechs, err := m.Mechanisms(slot)
 	if err != nil {
@@ -56,12 +60,9 @@ func probeCapabilities(m *Module, slot uint) (Capabilities, error) {
 		have[mech.Type] = mech.flags
 	}
 	var caps Capabilities
-	var missing []string
 	for _, n := range needs {
 		if flags, ok := have[n.mech]; ok && flags&n.flags == n.flags {
 			n.set(&caps)
-		} else if n.required {
-			missing = append(missing, fmt.Sprintf("%s (%s)", MechanismName(n.mech), n.what))
 		}
 	}
 	ti, err := m.p.GetTokenInfo(slot)
@@ -69,14 +70,75 @@ func probeCapabilities(m *Module, slot uint) (Capabilities, error) {
 		return Capabilities{}, fmt.Errorf("hsm: C_GetTokenInfo: %w", err)
 	}
 	caps.RNG = ti.Flags&pkcs11.CKF_RNG != 0
-	if !caps.RNG {
-		missing = append(missing, "a random number generator (CKF_RNG)")
-	}
-	if len(missing) > 0 {
-		return caps, newError("probe mechanisms", ErrMechanismUnsupported,
-			fmt.Errorf("the token lacks %s", strings.Join(missing, "; ")))
-	}
 	return caps, nil
+}
+
+// Feature is something hsmkms does with a token, and whether this token
+// lets it.
+type Feature struct {
+	// Name is short: master-keys, rng, aes-gcm (data keys and Encrypt),
+	// aes-kw, aes-cbc-hmac (data keys on tokens without AES-GCM), ecdsa,
+	// rsa, rsa-pss (signing keys).
+	Name      string `json:"name"`
+	Supported bool   `json:"supported"`
+	// Lacks names what the token lacks for it ("" when supported).
+	Lacks string `json:"lacks,omitempty"`
+	// Required features must be there for hsmkms to serve.
+	Required bool `json:"required"`
+}
+
+// Features lists what hsmkms does with a token and whether this one lets
+// it, naming what it lacks.
+func (c Capabilities) Features() []Feature {
+	type part struct {
+		ok   bool
+		name string
+	}
+	feature := func(name string, required bool, parts ...part) Feature {
+		f := Feature{Name: name, Required: required, Supported: true}
+		var lacks []string
+		for _, p := range parts {
+			if !p.ok {
+				f.Supported = false
+				lacks = append(lacks, p.name)
+			}
+		}
+		f.Lacks = strings.Join(lacks, ", ")
+		return f
+	}
+	return []Feature{
+		feature("master-keys", true, part{c.AESKeyGen, MechanismName(pkcs11.CKM_AES_KEY_GEN)}),
+		feature("rng", true, part{c.RNG, "a random number generator (CKF_RNG)"}),
+		feature("aes-gcm", true, part{c.AESGCM, MechanismName(pkcs11.CKM_AES_GCM) + " encrypt and decrypt"}),
+		feature("aes-kw", false, part{c.AESKeyWrap, MechanismName(pkcs11.CKM_AES_KEY_WRAP) + " wrap and unwrap"},
+			part{c.GenericKeyGen, MechanismName(pkcs11.CKM_GENERIC_SECRET_KEY_GEN)}),
+		feature("aes-cbc-hmac", false,
+			part{c.AESCBCPad, MechanismName(pkcs11.CKM_AES_CBC_PAD) + " encrypt and decrypt"},
+			part{c.HMACSHA256, MechanismName(pkcs11.CKM_SHA256_HMAC) + " sign and verify"},
+			part{c.GenericKeyGen, MechanismName(pkcs11.CKM_GENERIC_SECRET_KEY_GEN)}),
+		feature("ecdsa", false, part{c.ECKeyGen, MechanismName(pkcs11.CKM_EC_KEY_PAIR_GEN)},
+			part{c.ECDSA, MechanismName(pkcs11.CKM_ECDSA) + " sign and verify"}),
+		feature("rsa", false, part{c.RSAKeyGen, MechanismName(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN)},
+			part{c.RSAPKCS, MechanismName(pkcs11.CKM_RSA_PKCS) + " sign and verify"}),
+		feature("rsa-pss", false, part{c.RSAPSS, MechanismName(pkcs11.CKM_RSA_PKCS_PSS) + " sign and verify"}),
+	}
+}
+
+// Serviceable returns nil when hsmkms can serve from the token, and
+// otherwise an ErrMechanismUnsupported error naming every required
+// mechanism it lacks and what each is for.
+func (c Capabilities) Serviceable() error {
+	var missing []string
+	for _, f := range c.Features() {
+		if f.Required && !f.Supported {
+			missing = append(missing, fmt.Sprintf("%s (%s)", f.Lacks, f.Name))
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return newError("probe mechanisms", ErrMechanismUnsupported,
+		fmt.Errorf("the token lacks %s", strings.Join(missing, "; ")))
 }
 
 // requireMechanism fails with ErrMechanismUnsupported naming mech when the

@@ -317,9 +317,10 @@ func TestOpenTokenSelection(t *testing.T) {
 	}
 }
 
-// TestCapabilities proves that a token lacking a required mechanism cannot
-// be opened, and that one lacking an optional mechanism opens but refuses
-// the operations needing it before any call reaches the token.
+// TestCapabilities proves that a token lacking a required mechanism opens
+// (diagnostics work on any token) but is not serviceable, naming what it
+// lacks, and that one lacking an optional mechanism refuses the operations
+// needing it before any call reaches the token.
 func TestCapabilities(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -329,7 +330,15 @@ func TestCapabilities(t *testing.T) {
 	}{
 		{name: "all present", check: func(t *testing.T, tok *Token, f *faulty) {
 			want := Capabilities{AESKeyGen: true, AESGCM: true, AESKeyWrap: true, GenericKeyGen: true, RNG: true,
-				ECKeyGen: true, ECDSA: true, RSAKeyGen: true, RSAPKCS: true, RSAPSS: true}
+				ECKeyGen: true, ECDSA: true, RSAKeyGen: true, RSAPKCS: true, RSAPSS: true, AESCBCPad: true, HMACSHA256: true}
+			if err := tok.Capabilities().Serviceable(); err != nil {
+				t.Errorf("Serviceable() = %v", err)
+			}
+			for _, f := range tok.Capabilities().Features() {
+				if !f.Supported || f.Lacks != "" {
+					t.Errorf("feature %+v: SoftHSM2 has it", f)
+				}
+			}
 			if got := tok.Capabilities(); got != want {
 				t.Errorf("Capabilities() = %+v, want %+v", got, want)
 			}
@@ -396,18 +405,24 @@ func TestCapabilities(t *testing.T) {
 				hide[tc.hide] = true
 			}
 			tok, f, err := openFaultyErr(t, hide)
-			if tc.openErr != "" {
-				if err == nil {
-					t.Fatalf("Open succeeded without %s", tc.openErr)
-				}
-				wantUnsupported(t, "Open", err, tc.openErr)
-				if tok != nil {
-					t.Error("Open returned a token with its error")
-				}
-				return
-			}
 			if err != nil {
 				t.Fatalf("Open: %v", err)
+			}
+			if tc.openErr != "" {
+				wantUnsupported(t, "Serviceable", tok.Capabilities().Serviceable(), tc.openErr)
+				lacking := 0
+				for _, f := range tok.Capabilities().Features() {
+					if !f.Supported {
+						lacking++
+						if !f.Required || !strings.Contains(f.Lacks, tc.openErr) {
+							t.Errorf("feature %+v: only the required feature needing %s is missing", f, tc.openErr)
+						}
+					}
+				}
+				if lacking != 1 {
+					t.Errorf("%d features missing with only %s hidden, want 1", lacking, tc.openErr)
+				}
+				return
 			}
 			tc.check(t, tok, f)
 		})

@@ -176,6 +176,9 @@ func (s *Server) openBackends(ctx context.Context, metrics *api.Metrics) error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkFeatures(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
@@ -310,4 +313,19 @@ func (s *Server) closeBackends() error {
 		errs = append(errs, s.tok.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// checkFeatures refuses a token hsmkms cannot serve from, naming what it
+// lacks, and logs each optional feature the token does not allow.
+func (s *Server) checkFeatures() error {
+	caps := s.tok.Capabilities()
+	if err := caps.Serviceable(); err != nil {
+		return err
+	}
+	for _, f := range caps.Features() {
+		if !f.Supported {
+			s.log.Warn("the token does not allow a feature; requests that need it are refused", "feature", f.Name, "lacks", f.Lacks)
+		}
+	}
+	return nil
 }
