@@ -29,7 +29,7 @@ func rawSession(b *testing.B, tok *Token, id ObjectID) (*pkcs11.Ctx, pkcs11.Sess
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { p.CloseSession(s) })
-	h, err := findOne(p, s, keyRef{id, pkcs11.CKO_SECRET_KEY})
+	h, err := findOne(p, s, *secretKey(id))
 	if err != nil {
 		b.Fatal(err)
 	}

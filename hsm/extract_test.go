@@ -114,7 +114,7 @@ func wantCKR(t *testing.T, err error, want pkcs11.Error) {
 // module, independently of tok's handle cache.
 func rawHandle(t *testing.T, ctx *pkcs11.Ctx, s pkcs11.SessionHandle, id ObjectID, class uint) pkcs11.ObjectHandle {
 	t.Helper()
-	h, err := findOne(ctx, s, keyRef{id, class})
+	h, err := findOne(ctx, s, keyRef{id, class, anyKeyType})
 	if err != nil {
 		t.Fatalf("finding %s of class %d: %v", id, class, err)
 	}
@@ -262,10 +262,14 @@ var changeAttacks = []attack{
 
 // runAttacks runs each attack on key and checks the exact refusal, then
 // that the key is unchanged and that no copy of it appeared.
-func runAttacks(t *testing.T, tok *Token, id ObjectID, class uint, wrappingID ObjectID, attacks []attack) {
+func runAttacks(t *testing.T, tok *Token, ref keyRef, wrappingID ObjectID, attacks []attack) {
 	t.Helper()
+	id := ref.id
 	ctx, s := raw(t, tok), session(t, tok)
-	key := rawHandle(t, ctx, s, id, class)
+	key, err := findOne(ctx, s, ref)
+	if err != nil {
+		t.Fatalf("finding the key: %v", err)
+	}
 	wrapping := rawHandle(t, ctx, s, wrappingID, pkcs11.CKO_SECRET_KEY)
 	before := rawCount(t, ctx, s, id)
 	for _, a := range attacks {
@@ -313,7 +317,7 @@ func TestExtractMasterKeyRefused(t *testing.T) {
 		wrapAttack("wrap under another master key with CKM_AES_KEY_WRAP", pkcs11.CKM_AES_KEY_WRAP),
 		wrapAttack("wrap under another master key with CKM_AES_KEY_WRAP_PAD", pkcs11.CKM_AES_KEY_WRAP_PAD),
 	}, changeAttacks...)
-	runAttacks(t, tok, master, pkcs11.CKO_SECRET_KEY, other, attacks)
+	runAttacks(t, tok, *secretKey(master), other, attacks)
 }
 
 // TestExtractControlKeySucceeds proves that the reads, wraps and copies
@@ -390,7 +394,7 @@ func TestExtractPrivateKeyRefused(t *testing.T) {
 				wrapAttack("wrap under a master key with CKM_AES_KEY_WRAP", pkcs11.CKM_AES_KEY_WRAP),
 				wrapAttack("wrap under a master key with CKM_AES_KEY_WRAP_PAD", pkcs11.CKM_AES_KEY_WRAP_PAD))
 			attacks = append(attacks, changeAttacks...)
-			runAttacks(t, tok, id, pkcs11.CKO_PRIVATE_KEY, wrapping, attacks)
+			runAttacks(t, tok, *privateKey(id), wrapping, attacks)
 		})
 	}
 }

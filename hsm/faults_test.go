@@ -239,3 +239,14 @@ func session(t testing.TB, tok *Token) pkcs11.SessionHandle {
 	t.Cleanup(func() { p.put(s) })
 	return s
 }
+
+// total counts every call made through f.
+func (f *faulty) total() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.calls {
+		n += c
+	}
+	return n
+}

@@ -33,13 +33,21 @@ func (id ObjectID) String() string { return hex.EncodeToString(id[:]) }
 // keyRef names one object: a CKA_ID and a class (a key pair shares one
 // CKA_ID between its public and private halves).
 type keyRef struct {
-	id    ObjectID
-	class uint
+	id      ObjectID
+	class   uint
+	keyType uint // anyKeyType, or the CKA_KEY_TYPE to match
 }
 
-func secretKey(id ObjectID) *keyRef  { return &keyRef{id, pkcs11.CKO_SECRET_KEY} }
-func privateKey(id ObjectID) *keyRef { return &keyRef{id, pkcs11.CKO_PRIVATE_KEY} }
-func publicKey(id ObjectID) *keyRef  { return &keyRef{id, pkcs11.CKO_PUBLIC_KEY} }
+// anyKeyType matches every CKA_KEY_TYPE (CKK_RSA is 0, so 0 cannot).
+const anyKeyType = ^uint(0)
+
+// secretKey is a version's AES key. A version of the portable mechanism
+// also has an HMAC key with the same CKA_ID (macKey): PKCS#11's CKA_ID
+// links the objects of one key, as it does a key pair's two halves.
+func secretKey(id ObjectID) *keyRef  { return &keyRef{id, pkcs11.CKO_SECRET_KEY, pkcs11.CKK_AES} }
+func macKey(id ObjectID) *keyRef     { return &keyRef{id, pkcs11.CKO_SECRET_KEY, pkcs11.CKK_GENERIC_SECRET} }
+func privateKey(id ObjectID) *keyRef { return &keyRef{id, pkcs11.CKO_PRIVATE_KEY, anyKeyType} }
+func publicKey(id ObjectID) *keyRef  { return &keyRef{id, pkcs11.CKO_PUBLIC_KEY, anyKeyType} }
 
 // handleCache maps CKA_IDs to object handles, so that the hot path never
 // searches the token. Entries are dropped when the token says a handle is
@@ -80,11 +88,20 @@ func (c *handleCache) reset() {
 
 // findOne finds the single object of class k.class with CKA_ID k.id. Labels
 // are not unique on a token; CKA_IDs must be, and two matches are refused.
-func findOne(p PKCS11, s pkcs11.SessionHandle, k keyRef) (pkcs11.ObjectHandle, error) {
-	hs, err := findObjects(p, s, []*pkcs11.Attribute{
+// template is the search template of k.
+func (k keyRef) template() []*pkcs11.Attribute {
+	t := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, k.class),
 		pkcs11.NewAttribute(pkcs11.CKA_ID, k.id[:]),
-	}, 2)
+	}
+	if k.keyType != anyKeyType {
+		t = append(t, pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, k.keyType))
+	}
+	return t
+}
+
+func findOne(p PKCS11, s pkcs11.SessionHandle, k keyRef) (pkcs11.ObjectHandle, error) {
+	hs, err := findObjects(p, s, k.template(), 2)
 	if err != nil {
 		return 0, err
 	}
@@ -257,8 +274,8 @@ func (t *Token) DestroyKey(ctx context.Context, id ObjectID) error {
 		}
 		return nil
 	})
-	for _, class := range []uint{pkcs11.CKO_SECRET_KEY, pkcs11.CKO_PRIVATE_KEY, pkcs11.CKO_PUBLIC_KEY} {
-		t.keys.forget(keyRef{id, class})
+	for _, k := range []*keyRef{secretKey(id), macKey(id), privateKey(id), publicKey(id)} {
+		t.keys.forget(*k)
 	}
 	return err
 }

@@ -1,0 +1,253 @@
+package hsm
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/miekg/pkcs11"
+)
+
+// The portable mechanism protects data keys on tokens without AES-GCM,
+// with two mechanisms nearly every token has, both run on the token:
+// AES-256-CBC with PKCS#7 padding (CKM_AES_CBC_PAD) under the version's AES
+// key, then HMAC-SHA-256 (CKM_SHA256_HMAC) under a companion generic-secret
+// key of the same version, over the header, the IV, the ciphertext and the
+// context (encrypt-then-MAC). Opening verifies the MAC on the token before
+// anything is decrypted. Both keys are sensitive, non-extractable token
+// objects sharing the version's CKA_ID.
+
+// Sizes of the portable mechanism.
+const (
+	// CBCIVSize is the AES-CBC IV: 16 random bytes per seal.
+	CBCIVSize = 16
+	// MACSize is the HMAC-SHA-256 tag.
+	MACSize = 32
+	// cbcBlock is AES's block: padding adds 1 to 16 bytes.
+	cbcBlock = 16
+)
+
+// NewCBCIV returns a fresh random 16-byte IV from the operating system's
+// generator.
+func NewCBCIV() ([]byte, error) {
+	iv := make([]byte, CBCIVSize)
+	if _, err := rand.Read(iv); err != nil {
+		return nil, fmt.Errorf("hsm: reading random bytes: %w", err)
+	}
+	return iv, nil
+}
+
+// macKeyTemplate is the template of a version's HMAC key: a 256-bit generic
+// secret that can sign and verify and nothing else, and that nothing can
+// read, wrap or copy out.
+func macKeyTemplate(id ObjectID, label string) []*pkcs11.Attribute {
+	return []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, id[:]),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+		pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false),
+	}
+}
+
+// CreatePortableKey makes the two objects of a portable-mechanism version
+// under id: the AES key (label) and the HMAC key (label + "/hmac"). It
+// makes only those missing, so that a version whose maker died between
+// the two is completed; use it only for a version that has sealed nothing,
+// since a new HMAC key does not open what an old one sealed.
+func (t *Token) CreatePortableKey(ctx context.Context, id ObjectID, label string) error {
+	const op = "create portable key"
+	if len(label) == 0 || len(label)+len("/hmac") > MaxLabel {
+		return invalidInput(op, "label must be 1 to %d bytes", MaxLabel-len("/hmac"))
+	}
+	caps := t.Capabilities()
+	if err := requireMechanism(op, caps.GenericKeyGen, pkcs11.CKM_GENERIC_SECRET_KEY_GEN); err != nil {
+		return err
+	}
+	if err := requireMechanism(op, caps.AESCBCPad, pkcs11.CKM_AES_CBC_PAD); err != nil {
+		return err
+	}
+	if err := requireMechanism(op, caps.HMACSHA256, pkcs11.CKM_SHA256_HMAC); err != nil {
+		return err
+	}
+	return t.do(ctx, op, nil, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
+		t.objectMu.Lock()
+		defer t.objectMu.Unlock()
+		for _, k := range []struct {
+			ref  *keyRef
+			mech uint
+			tmpl []*pkcs11.Attribute
+		}{
+			{secretKey(id), pkcs11.CKM_AES_KEY_GEN, masterKeyTemplate(id, label)},
+			{macKey(id), pkcs11.CKM_GENERIC_SECRET_KEY_GEN, macKeyTemplate(id, label+"/hmac")},
+		} {
+			hs, err := findObjects(t.p, s, k.ref.template(), 1)
+			if err != nil {
+				return err
+			}
+			if len(hs) > 0 {
+				continue
+			}
+			mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(k.mech, nil)}
+			err = retryRace(func() error {
+				_, err := t.p.GenerateKey(s, mech, k.tmpl)
+				if isCode(err, pkcs11.CKR_ATTRIBUTE_TYPE_INVALID) || isCode(err, pkcs11.CKR_TEMPLATE_INCONSISTENT) {
+					_, err = t.p.GenerateKey(s, mech, withoutCopyable(k.tmpl))
+				}
+				return err
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// checkPortable checks the inputs every portable operation shares.
+func checkPortable(op string, iv, header, context []byte) error {
+	if len(iv) != CBCIVSize {
+		return invalidInput(op, "IV must be %d bytes, got %d", CBCIVSize, len(iv))
+	}
+	if len(header) == 0 || len(header)+len(context) > MaxAAD {
+		return invalidInput(op, "header and context must be 1 to %d bytes together, got %d", MaxAAD, len(header)+len(context))
+	}
+	return nil
+}
+
+// macInput is what the HMAC covers: the header and the ciphertext with
+// their lengths, so that no two (header, IV, ciphertext, context) share an
+// input, then the IV and the context (the canonical encoding, which
+// carries its own lengths).
+func macInput(header, iv, ct, context []byte) []byte {
+	b := make([]byte, 0, 8+len(header)+len(iv)+len(ct)+len(context))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(header)))
+	b = append(b, header...)
+	b = append(b, iv...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(ct)))
+	b = append(b, ct...)
+	return append(b, context...)
+}
+
+// SealPortable encrypts plaintext (1 to 4096 bytes) under version id with
+// the portable mechanism and returns ciphertext || MAC.
+func (t *Token) SealPortable(ctx context.Context, id ObjectID, iv, header, context, plaintext []byte) ([]byte, error) {
+	const op = "seal (portable)"
+	if err := checkPortable(op, iv, header, context); err != nil {
+		return nil, err
+	}
+	if len(plaintext) == 0 || len(plaintext) > MaxPlaintext {
+		return nil, invalidInput(op, "plaintext must be 1 to %d bytes, got %d", MaxPlaintext, len(plaintext))
+	}
+	var sealed []byte
+	err := t.do(ctx, op, secretKey(id), nil, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		var err error
+		sealed, err = t.encryptThenMAC(s, h, id, iv, header, context, plaintext)
+		return err
+	})
+	return sealed, err
+}
+
+// SealDataKeyPortable draws n random bytes (1 to 1024) from the token's
+// generator and seals them with the portable mechanism. It returns the
+// data key and ciphertext || MAC.
+func (t *Token) SealDataKeyPortable(ctx context.Context, id ObjectID, n int, iv, header, context []byte) (dataKey, sealed []byte, err error) {
+	const op = "seal data key (portable)"
+	if err := checkPortable(op, iv, header, context); err != nil {
+		return nil, nil, err
+	}
+	if n < 1 || n > MaxDataKey {
+		return nil, nil, invalidInput(op, "data key size must be 1 to %d bytes, got %d", MaxDataKey, n)
+	}
+	err = t.do(ctx, op, secretKey(id), nil, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		var err error
+		if dataKey, err = t.p.GenerateRandom(s, n); err != nil {
+			return err
+		}
+		sealed, err = t.encryptThenMAC(s, h, id, iv, header, context, dataKey)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return dataKey, sealed, nil
+}
+
+// encryptThenMAC runs C_Encrypt (AES-CBC-PAD) under h and C_Sign
+// (HMAC-SHA-256) under the version's HMAC key.
+func (t *Token) encryptThenMAC(s pkcs11.SessionHandle, h pkcs11.ObjectHandle, id ObjectID, iv, header, context, plaintext []byte) ([]byte, error) {
+	mh, err := t.keys.handle(t.p, s, *macKey(id))
+	if err != nil {
+		return nil, err
+	}
+	if err := t.p.EncryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_CBC_PAD, iv)}, h); err != nil {
+		return nil, err
+	}
+	ct, err := t.p.Encrypt(s, plaintext)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.p.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)}, mh); err != nil {
+		return nil, err
+	}
+	mac, err := t.p.Sign(s, macInput(header, iv, ct, context))
+	if err != nil {
+		return nil, err
+	}
+	if len(mac) != MACSize {
+		return nil, fmt.Errorf("hsm: the token's HMAC-SHA-256 is %d bytes, not %d", len(mac), MACSize)
+	}
+	return append(ct, mac...), nil
+}
+
+// UnsealPortable opens what SealPortable or SealDataKeyPortable made: it
+// verifies the MAC on the token and decrypts only if it holds. A wrong
+// MAC, IV, header, context or key gives ErrInvalidCiphertext.
+func (t *Token) UnsealPortable(ctx context.Context, id ObjectID, iv, header, context, sealed []byte) ([]byte, error) {
+	const op = "unseal (portable)"
+	if err := checkPortable(op, iv, header, context); err != nil {
+		return nil, err
+	}
+	ctLen := len(sealed) - MACSize
+	if ctLen < cbcBlock || ctLen%cbcBlock != 0 || ctLen > MaxPlaintext+cbcBlock {
+		return nil, newError(op, ErrInvalidCiphertext, fmt.Errorf("sealed value must be a whole number of %d-byte blocks, %d to %d, and a %d-byte MAC; got %d bytes",
+			cbcBlock, cbcBlock, MaxPlaintext+cbcBlock, MACSize, len(sealed)))
+	}
+	ct, mac := sealed[:ctLen], sealed[ctLen:]
+	var plain []byte
+	err := t.do(ctx, op, secretKey(id), ErrInvalidCiphertext, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		mh, err := t.keys.handle(t.p, s, *macKey(id))
+		if err != nil {
+			return err
+		}
+		if err := t.p.VerifyInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)}, mh); err != nil {
+			return err
+		}
+		if err := t.p.Verify(s, macInput(header, iv, ct, context), mac); err != nil {
+			if isCode(err, pkcs11.CKR_SIGNATURE_INVALID) || isCode(err, pkcs11.CKR_SIGNATURE_LEN_RANGE) {
+				return newError(op, ErrInvalidCiphertext, fmt.Errorf("the MAC does not match"))
+			}
+			return err
+		}
+		if err := t.p.DecryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_CBC_PAD, iv)}, h); err != nil {
+			return err
+		}
+		plain, err = t.p.Decrypt(s, ct)
+		return err
+	})
+	return plain, err
+}
