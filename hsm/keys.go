@@ -44,8 +44,10 @@ const anyKeyType = ^uint(0)
 // secretKey is a version's AES key. A version of the portable mechanism
 // also has an HMAC key with the same CKA_ID (macKey): PKCS#11's CKA_ID
 // links the objects of one key, as it does a key pair's two halves.
-func secretKey(id ObjectID) *keyRef  { return &keyRef{id, pkcs11.CKO_SECRET_KEY, pkcs11.CKK_AES} }
-func macKey(id ObjectID) *keyRef     { return &keyRef{id, pkcs11.CKO_SECRET_KEY, pkcs11.CKK_GENERIC_SECRET} }
+func secretKey(id ObjectID) *keyRef { return &keyRef{id, pkcs11.CKO_SECRET_KEY, pkcs11.CKK_AES} }
+func macKey(id ObjectID) *keyRef {
+	return &keyRef{id, pkcs11.CKO_SECRET_KEY, pkcs11.CKK_GENERIC_SECRET}
+}
 func privateKey(id ObjectID) *keyRef { return &keyRef{id, pkcs11.CKO_PRIVATE_KEY, anyKeyType} }
 func publicKey(id ObjectID) *keyRef  { return &keyRef{id, pkcs11.CKO_PUBLIC_KEY, anyKeyType} }
 

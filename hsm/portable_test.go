@@ -124,7 +124,10 @@ func TestPortableBadInputBeforeToken(t *testing.T) {
 		err  error
 		want error
 	}{
-		{"short IV", func() error { _, err := tok.SealPortable(t.Context(), id, iv[:12], []byte("h"), nil, []byte("p")); return err }(), ErrInvalidInput},
+		{"short IV", func() error {
+			_, err := tok.SealPortable(t.Context(), id, iv[:12], []byte("h"), nil, []byte("p"))
+			return err
+		}(), ErrInvalidInput},
 		{"no header", func() error { _, err := tok.SealPortable(t.Context(), id, iv, nil, nil, []byte("p")); return err }(), ErrInvalidInput},
 		{"empty plaintext", func() error { _, err := tok.SealPortable(t.Context(), id, iv, []byte("h"), nil, nil); return err }(), ErrInvalidInput},
 		{"plaintext too long", func() error {
