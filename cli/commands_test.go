@@ -229,7 +229,7 @@ func TestClientKeyCommands(t *testing.T) {
 				}
 			})},
 		{name: "create table", args: argv("key", "create", "--description", "third"), check: contains("key id", "SYMMETRIC_DEFAULT", "third")},
-		{name: "create bad mechanism", args: argv("key", "create", "--mechanism", "des"), code: ExitUsage, check: contains("aes-gcm or aes-kw")},
+		{name: "create bad mechanism", args: argv("key", "create", "--mechanism", "des"), code: ExitUsage, check: contains("aes-gcm, aes-kw or aes-cbc-hmac")},
 		{name: "create bad tag", args: argv("key", "create", "--tag", "novalue"), code: ExitUsage, check: contains("KEY=VALUE")},
 		{name: "describe", args: key("-o", "json", "key", "describe"), check: describe(func(t *testing.T, k keyView) {
 			if k.KeyId != id || k.Description != "cli test" || k.Tags[mechanismTag] != "aes-kw" || k.CreationDate == nil {

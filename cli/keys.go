@@ -183,7 +183,7 @@ func keyCommand() *cli.Command {
 			&cli.StringFlag{Name: "description", EnvVars: envVars("description"), Usage: "what the key is for"},
 			&cli.StringFlag{Name: "spec", Value: string(types.KeySpecSymmetricDefault), EnvVars: envVars("spec"), Usage: "SYMMETRIC_DEFAULT, ECC_NIST_P256, ECC_NIST_P384, RSA_2048, RSA_3072 or RSA_4096"},
 			&cli.StringFlag{Name: "usage", EnvVars: envVars("usage"), Usage: "ENCRYPT_DECRYPT or SIGN_VERIFY (default: what --spec allows)"},
-			&cli.StringFlag{Name: "mechanism", EnvVars: envVars("mechanism"), Usage: "aes-gcm or aes-kw: how a symmetric key protects data keys on the token (sent as the tag hsmkms:mechanism)"},
+			&cli.StringFlag{Name: "mechanism", EnvVars: envVars("mechanism"), Usage: "aes-gcm, aes-kw or aes-cbc-hmac (for tokens without AES-GCM; their default): how a symmetric key protects data keys on the token (sent as the tag hsmkms:mechanism)"},
 			&cli.StringSliceFlag{Name: "tag", EnvVars: envVars("tag"), Usage: "KEY=VALUE tag (repeatable)"},
 			&cli.StringFlag{Name: "alias", EnvVars: envVars("alias"), Usage: "also name the new key alias/NAME"},
 		}}.command(),
@@ -270,8 +270,8 @@ func keyCreate(c *cli.Context, _ []string) error {
 		tags[p.k] = p.v
 	}
 	if m := c.String("mechanism"); m != "" {
-		if m != "aes-gcm" && m != "aes-kw" {
-			return usagef("--mechanism must be aes-gcm or aes-kw, not %q", m)
+		if m != "aes-gcm" && m != "aes-kw" && m != "aes-cbc-hmac" {
+			return usagef("--mechanism must be aes-gcm, aes-kw or aes-cbc-hmac, not %q", m)
 		}
 		if _, ok := tags[mechanismTag]; ok {
 			return usagef("give --mechanism or --tag %s=…, not both", mechanismTag)

@@ -34,9 +34,7 @@ func (s *Service) Encrypt(ctx context.Context, in EncryptInput) (out EncryptOutp
 	if err != nil {
 		return out, err
 	}
-	blob, err := s.seal(ctx, k, v, in.EncryptionContext, func(iv, aad []byte) ([]byte, error) {
-		return s.hsm.Seal(ctx, v.ObjectID, iv, aad, in.Plaintext)
-	})
+	blob, err := s.seal(ctx, k, v, in.EncryptionContext, s.sealPlaintext(ctx, v, in.Plaintext))
 	if err != nil {
 		return out, err
 	}
@@ -86,23 +84,56 @@ type keyVersion struct {
 	v store.Version
 }
 
-// seal makes an aes-gcm ciphertext blob: it takes a seal from the
-// version's budget, makes a fresh IV, binds header and context as AAD and
-// lets sealFn call the token.
-func (s *Service) seal(ctx context.Context, k store.Key, v store.Version, encCtx map[string]string,
-	sealFn func(iv, aad []byte) ([]byte, error)) ([]byte, error) {
+// sealer is what seal asks of the token: a seal with AES-GCM under the
+// given IV and AAD, or with the portable mechanism under the given IV,
+// header and context. Only the one of the key's mechanism is called.
+type sealer struct {
+	gcm      func(iv, aad []byte) ([]byte, error)
+	portable func(iv, header, context []byte) ([]byte, error)
+}
+
+// sealPlaintext is the sealer of caller data (Encrypt, ReEncrypt).
+func (s *Service) sealPlaintext(ctx context.Context, v store.Version, plain []byte) sealer {
+	return sealer{
+		gcm: func(iv, aad []byte) ([]byte, error) { return s.hsm.Seal(ctx, v.ObjectID, iv, aad, plain) },
+		portable: func(iv, header, context []byte) ([]byte, error) {
+			return s.hsm.SealPortable(ctx, v.ObjectID, iv, header, context, plain)
+		},
+	}
+}
+
+// seal makes a ciphertext blob with the key's sealing mechanism (aes-gcm,
+// or aes-cbc-hmac on keys made for tokens without AES-GCM): it takes a
+// seal from the version's budget, makes a fresh IV, binds header and
+// context and lets the sealer call the token.
+func (s *Service) seal(ctx context.Context, k store.Key, v store.Version, encCtx map[string]string, sl sealer) ([]byte, error) {
 	b := ciphertext.Blob{Mechanism: ciphertext.AESGCM, KeyID: uuidBytes(k.ID), Version: v.Number}
-	aad, err := ciphertext.AAD(b, ciphertext.Context(encCtx))
+	portable := k.Mechanism == ciphertext.AESCBCHMAC.String()
+	var aad, header, context []byte
+	var err error
+	if portable {
+		b.Mechanism = ciphertext.AESCBCHMAC
+		header, context, err = ciphertext.MACParts(b, ciphertext.Context(encCtx))
+	} else {
+		aad, err = ciphertext.AAD(b, ciphertext.Context(encCtx))
+	}
 	if err != nil {
 		return nil, newErr(CodeValidation, "%v", err)
 	}
 	if err := s.seals.take(ctx, k, v); err != nil {
 		return nil, err
 	}
-	if b.IV, err = hsm.NewIV(); err != nil {
-		return nil, wrapErr(CodeInternal, err, "no randomness for an IV")
+	if portable {
+		if b.IV, err = hsm.NewCBCIV(); err == nil {
+			b.Sealed, err = sl.portable(b.IV, header, context)
+		}
+	} else if b.IV, err = hsm.NewIV(); err == nil {
+		b.Sealed, err = sl.gcm(b.IV, aad)
 	}
-	if b.Sealed, err = sealFn(b.IV, aad); err != nil {
+	if err != nil {
+		if b.IV == nil {
+			return nil, wrapErr(CodeInternal, err, "no randomness for an IV")
+		}
 		return nil, s.hsmErr(err, k.ID, v.Number)
 	}
 	if s.cfg.OnSeal != nil {
@@ -157,11 +188,15 @@ func (s *Service) generateDataKey(ctx context.Context, action string, in Generat
 	if k.Mechanism == ciphertext.AESKW.String() {
 		dataKey, blob, err = s.wrapDataKey(ctx, k, v, n, in.EncryptionContext)
 	} else {
-		blob, err = s.seal(ctx, k, v, in.EncryptionContext, func(iv, aad []byte) ([]byte, error) {
-			var sealed []byte
-			var err error
-			dataKey, sealed, err = s.hsm.SealDataKey(ctx, v.ObjectID, n, iv, aad)
-			return sealed, err
+		blob, err = s.seal(ctx, k, v, in.EncryptionContext, sealer{
+			gcm: func(iv, aad []byte) (sealed []byte, err error) {
+				dataKey, sealed, err = s.hsm.SealDataKey(ctx, v.ObjectID, n, iv, aad)
+				return sealed, err
+			},
+			portable: func(iv, header, context []byte) (sealed []byte, err error) {
+				dataKey, sealed, err = s.hsm.SealDataKeyPortable(ctx, v.ObjectID, n, iv, header, context)
+				return sealed, err
+			},
 		})
 	}
 	if err != nil {
@@ -241,6 +276,12 @@ func (s *Service) open(ctx context.Context, o *op, action string, data []byte, k
 			return nil, k, v, newErr(CodeInvalidCipher, "the ciphertext was made without an encryption context")
 		}
 		plain, err = s.hsm.UnwrapDataKey(ctx, v.ObjectID, b.Sealed)
+	case ciphertext.AESCBCHMAC:
+		header, context, cerr := ciphertext.MACParts(b, ciphertext.Context(encCtx))
+		if cerr != nil {
+			return nil, k, v, newErr(CodeValidation, "%v", cerr)
+		}
+		plain, err = s.hsm.UnsealPortable(ctx, v.ObjectID, b.IV, header, context, b.Sealed)
 	}
 	return plain, k, v, s.hsmErr(err, k.ID, v.Number)
 }
@@ -297,6 +338,11 @@ func (s *Service) blobKey(ctx context.Context, o *op, action string, b ciphertex
 		if b.Mechanism == ciphertext.AESKW && k.Mechanism != ciphertext.AESKW.String() {
 			return newErr(CodeInvalidCipher, "%s never makes aes-kw ciphertexts", s.keyARN(k.ID))
 		}
+		// An aes-cbc-hmac key makes only aes-cbc-hmac ciphertexts, and only
+		// it does: its versions have the HMAC key the others lack.
+		if portable := k.Mechanism == ciphertext.AESCBCHMAC.String(); portable != (b.Mechanism == ciphertext.AESCBCHMAC) {
+			return newErr(CodeInvalidCipher, "%s never makes %s ciphertexts", s.keyARN(k.ID), b.Mechanism)
+		}
 		kv.k, kv.v = k, v
 		return nil
 	})
@@ -328,9 +374,7 @@ func (s *Service) ReEncrypt(ctx context.Context, in ReEncryptInput) (out ReEncry
 	}
 	// To an aes-kw key too the plaintext is sealed with AES-GCM, as Encrypt
 	// does: key wrap only exports keys the token made itself.
-	blob, err := s.seal(ctx, k, v, in.DestinationEncryptionContext, func(iv, aad []byte) ([]byte, error) {
-		return s.hsm.Seal(ctx, v.ObjectID, iv, aad, plain)
-	})
+	blob, err := s.seal(ctx, k, v, in.DestinationEncryptionContext, s.sealPlaintext(ctx, v, plain))
 	if err != nil {
 		return out, err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"strconv"
 	"time"
 
@@ -102,7 +103,7 @@ func (s *Service) newKeyRecord(in CreateKeyInput) (store.Key, error) {
 	if err != nil {
 		return store.Key{}, err
 	}
-	mech, err := chooseMechanism(ks, in.HsmkmsMechanism, tags[mechanismTag])
+	mech, err := s.chooseMechanism(ks, in.HsmkmsMechanism, tags[mechanismTag])
 	if err != nil {
 		return store.Key{}, err
 	}
@@ -123,8 +124,11 @@ func specNames() string {
 	return fmt.Sprint(names)
 }
 
-// chooseMechanism picks how a symmetric key protects data keys.
-func chooseMechanism(ks keySpec, field, tag string) (string, error) {
+// chooseMechanism picks how a symmetric key protects data keys: as asked,
+// or else aes-gcm when the token has it and the portable aes-cbc-hmac when
+// it has not. A mechanism the token lacks is refused here, not at the
+// first data key.
+func (s *Service) chooseMechanism(ks keySpec, field, tag string) (string, error) {
 	m := field
 	if m == "" {
 		m = tag
@@ -135,13 +139,46 @@ func chooseMechanism(ks keySpec, field, tag string) (string, error) {
 		}
 		return "", nil
 	}
+	caps, known := s.capabilities()
 	if m == "" {
-		return ciphertext.AESGCM.String(), nil
+		m = ciphertext.AESGCM.String()
+		if known && !caps.AESGCM {
+			m = ciphertext.AESCBCHMAC.String()
+		}
 	}
 	if _, err := ciphertext.ParseMechanism(m); err != nil {
-		return "", newErr(CodeValidation, "HsmkmsMechanism must be aes-gcm or aes-kw, not %q", m)
+		return "", newErr(CodeValidation, "HsmkmsMechanism must be aes-gcm, aes-kw or aes-cbc-hmac, not %q", m)
+	}
+	if known {
+		if lacks := mechanismLacks(caps, m); lacks != "" {
+			return "", newErr(CodeUnsupported, "the token cannot make %s keys: it lacks %s", m, lacks)
+		}
 	}
 	return m, nil
+}
+
+// capabilities returns the token's capabilities when the HSM reports them.
+func (s *Service) capabilities() (hsm.Capabilities, bool) {
+	ti, ok := s.hsm.(interface{ Capabilities() hsm.Capabilities })
+	if !ok {
+		return hsm.Capabilities{}, false
+	}
+	return ti.Capabilities(), true
+}
+
+// mechanismLacks names what the token lacks for keys of mechanism m ("" if
+// nothing). aes-kw keys also Encrypt with aes-gcm.
+func mechanismLacks(caps hsm.Capabilities, m string) string {
+	feature := map[string][]string{
+		"aes-gcm": {"aes-gcm"}, "aes-kw": {"aes-kw", "aes-gcm"}, "aes-cbc-hmac": {"aes-cbc-hmac"},
+	}[m]
+	var lacks []string
+	for _, f := range caps.Features() {
+		if slices.Contains(feature, f.Name) && !f.Supported {
+			lacks = append(lacks, f.Lacks)
+		}
+	}
+	return strings.Join(lacks, ", ")
 }
 
 // validTags merges tags into existing (nil for none), checking AWS's limits.
@@ -221,6 +258,9 @@ func (s *Service) makeMaterial(ctx context.Context, k store.Key, v store.Version
 	if ks := keySpecs[k.Spec]; ks.pair != "" {
 		_, err := s.hsm.CreateKeyPair(ctx, v.ObjectID, label, ks.pair)
 		return s.hsmErr(err, k.ID, v.Number)
+	}
+	if k.Mechanism == ciphertext.AESCBCHMAC.String() {
+		return s.hsmErr(s.hsm.CreatePortableKey(ctx, v.ObjectID, label), k.ID, v.Number)
 	}
 	return s.hsmErr(s.hsm.CreateMasterKey(ctx, v.ObjectID, label), k.ID, v.Number)
 }

@@ -371,9 +371,9 @@ func TestCreateKeyInvalid(t *testing.T) {
 		{"tag value of 257", CreateKeyInput{Tags: []Tag{{TagKey: "k", TagValue: strings.Repeat("v", 257)}}}, ErrValidation, `TagValue of "k" must be at most 256 characters`},
 		{"HsmkmsMechanism on an EC key", CreateKeyInput{KeySpec: "ECC_NIST_P256", HsmkmsMechanism: "aes-gcm"}, ErrValidation, "HsmkmsMechanism applies to SYMMETRIC_DEFAULT keys only"},
 		{"mechanism tag on an RSA key", CreateKeyInput{KeySpec: "RSA_2048", Tags: []Tag{{TagKey: "hsmkms:mechanism", TagValue: "aes-kw"}}}, ErrValidation, "HsmkmsMechanism applies to SYMMETRIC_DEFAULT keys only"},
-		{"bad mechanism name", CreateKeyInput{HsmkmsMechanism: "aes-cbc"}, ErrValidation, `HsmkmsMechanism must be aes-gcm or aes-kw, not "aes-cbc"`},
-		{"mechanism name is case-sensitive", CreateKeyInput{HsmkmsMechanism: "AES-KW"}, ErrValidation, `HsmkmsMechanism must be aes-gcm or aes-kw, not "AES-KW"`},
-		{"bad mechanism tag", CreateKeyInput{Tags: []Tag{{TagKey: "hsmkms:mechanism", TagValue: "des"}}}, ErrValidation, `HsmkmsMechanism must be aes-gcm or aes-kw, not "des"`},
+		{"bad mechanism name", CreateKeyInput{HsmkmsMechanism: "aes-cbc"}, ErrValidation, `HsmkmsMechanism must be aes-gcm, aes-kw or aes-cbc-hmac, not "aes-cbc"`},
+		{"mechanism name is case-sensitive", CreateKeyInput{HsmkmsMechanism: "AES-KW"}, ErrValidation, `HsmkmsMechanism must be aes-gcm, aes-kw or aes-cbc-hmac, not "AES-KW"`},
+		{"bad mechanism tag", CreateKeyInput{Tags: []Tag{{TagKey: "hsmkms:mechanism", TagValue: "des"}}}, ErrValidation, `HsmkmsMechanism must be aes-gcm, aes-kw or aes-cbc-hmac, not "des"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/service/ciphertext"
 	"github.com/hsmkms/hsmkms/service/store"
 )
 
@@ -132,6 +133,13 @@ func (s *Service) rollForward(ctx context.Context, k store.Key) (int, error) {
 // finishVersion makes a pending version's token object unless it exists
 // (its maker died after making it) and activates the version.
 func (s *Service) finishVersion(ctx context.Context, k store.Key, v store.Version) error {
+	if k.Mechanism == ciphertext.AESCBCHMAC.String() {
+		// Two objects: CreatePortableKey makes whichever is missing.
+		if err := s.makeMaterial(ctx, k, v); err != nil {
+			return err
+		}
+		return s.store.Update(ctx, func(tx store.Tx) error { return s.activate(tx, k.ID, v.Number) })
+	}
 	has, err := s.hsm.HasKey(ctx, v.ObjectID)
 	if err != nil {
 		return err

@@ -27,6 +27,10 @@ type HSM interface {
 	Unseal(ctx context.Context, id hsm.ObjectID, iv, aad, sealed []byte) ([]byte, error)
 	WrapDataKey(ctx context.Context, id hsm.ObjectID, n int) (dataKey, wrapped []byte, err error)
 	UnwrapDataKey(ctx context.Context, id hsm.ObjectID, wrapped []byte) ([]byte, error)
+	CreatePortableKey(ctx context.Context, id hsm.ObjectID, label string) error
+	SealPortable(ctx context.Context, id hsm.ObjectID, iv, header, context, plaintext []byte) ([]byte, error)
+	SealDataKeyPortable(ctx context.Context, id hsm.ObjectID, n int, iv, header, context []byte) (dataKey, sealed []byte, err error)
+	UnsealPortable(ctx context.Context, id hsm.ObjectID, iv, header, context, sealed []byte) ([]byte, error)
 	GenerateRandom(ctx context.Context, n int) ([]byte, error)
 	Sign(ctx context.Context, id hsm.ObjectID, alg hsm.SigningAlgorithm, digest []byte) ([]byte, error)
 	Verify(ctx context.Context, id hsm.ObjectID, alg hsm.SigningAlgorithm, digest, sig []byte) error

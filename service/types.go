@@ -63,7 +63,7 @@ type KeyMetadata struct {
 	SigningAlgorithms           []string   `json:"SigningAlgorithms,omitempty"`
 	MultiRegion                 bool       `json:"MultiRegion"`
 	// HsmkmsMechanism is hsmkms's own member: how data keys are protected
-	// on the token (aes-gcm or aes-kw). AWS clients ignore it.
+	// on the token (aes-gcm, aes-kw or aes-cbc-hmac). AWS clients ignore it.
 	HsmkmsMechanism string `json:"HsmkmsMechanism,omitempty"`
 	// CurrentKeyMaterialId names the version that encrypts now.
 	CurrentKeyMaterialId string `json:"CurrentKeyMaterialId,omitempty"`
@@ -84,7 +84,9 @@ type CreateKeyInput struct {
 	Policy string `json:"Policy"`
 	// BypassPolicyLockoutSafetyCheck is accepted and ignored.
 	BypassPolicyLockoutSafetyCheck bool `json:"BypassPolicyLockoutSafetyCheck"`
-	// HsmkmsMechanism chooses aes-gcm (default) or aes-kw for symmetric keys;
+	// HsmkmsMechanism chooses aes-gcm (the default where the token has it),
+	// aes-kw or aes-cbc-hmac (the default on tokens without AES-GCM) for
+	// symmetric keys;
 	// the tag "hsmkms:mechanism" does the same for clients that cannot send
 	// extra members.
 	HsmkmsMechanism string `json:"HsmkmsMechanism"`

@@ -75,30 +75,58 @@ const (
 	AESGCM Mechanism = 1
 	// AESKW: C_WrapKey with CKM_AES_KEY_WRAP (RFC 3394), no IV.
 	AESKW Mechanism = 2
+	// AESCBCHMAC: the portable mechanism for tokens without AES-GCM:
+	// C_Encrypt with CKM_AES_CBC_PAD and a 16-byte IV, then C_Sign with
+	// CKM_SHA256_HMAC under the version's HMAC key over the header, IV,
+	// ciphertext and context; Sealed is ciphertext || 32-byte MAC.
+	AESCBCHMAC Mechanism = 3
 )
 
-// String returns "aes-gcm" or "aes-kw", and "mechanism(0xNN)" for any other
-// value.
+// Sizes of the aes-cbc-hmac mechanism.
+const (
+	cbcIVSize = 16
+	cbcBlock  = 16
+	macSize   = 32
+)
+
+// String returns "aes-gcm", "aes-kw" or "aes-cbc-hmac", and
+// "mechanism(0xNN)" for any other value.
 func (m Mechanism) String() string {
 	switch m {
 	case AESGCM:
 		return "aes-gcm"
 	case AESKW:
 		return "aes-kw"
+	case AESCBCHMAC:
+		return "aes-cbc-hmac"
 	}
 	return fmt.Sprintf("mechanism(0x%02x)", byte(m))
 }
 
-// ParseMechanism returns the mechanism named exactly "aes-gcm" or "aes-kw";
-// any other name gives an error matching ErrUnknownMechanism.
+// ParseMechanism returns the mechanism named exactly "aes-gcm", "aes-kw"
+// or "aes-cbc-hmac"; any other name gives an error matching
+// ErrUnknownMechanism.
 func ParseMechanism(s string) (Mechanism, error) {
 	switch s {
 	case "aes-gcm":
 		return AESGCM, nil
 	case "aes-kw":
 		return AESKW, nil
+	case "aes-cbc-hmac":
+		return AESCBCHMAC, nil
 	}
-	return 0, fmt.Errorf("%w %q: want aes-gcm or aes-kw", ErrUnknownMechanism, s)
+	return 0, fmt.Errorf("%w %q: want aes-gcm, aes-kw or aes-cbc-hmac", ErrUnknownMechanism, s)
+}
+
+// ivSizeOf is the IV length a mechanism's blobs carry.
+func ivSizeOf(m Mechanism) int {
+	switch m {
+	case AESGCM:
+		return ivSize
+	case AESCBCHMAC:
+		return cbcIVSize
+	}
+	return 0
 }
 
 // Blob is a parsed ciphertext blob.
@@ -109,9 +137,11 @@ type Blob struct {
 	KeyID [16]byte
 	// Version is the key version (1, 2, …) that sealed the data.
 	Version uint32
-	// IV is the 12-byte GCM IV for aes-gcm and empty for aes-kw.
+	// IV is the 12-byte GCM IV for aes-gcm, the 16-byte CBC IV for
+	// aes-cbc-hmac, and empty for aes-kw.
 	IV []byte
-	// Sealed is ciphertext || tag (aes-gcm) or the wrapped data key (aes-kw).
+	// Sealed is ciphertext || tag (aes-gcm), the wrapped data key (aes-kw),
+	// or ciphertext || MAC (aes-cbc-hmac).
 	Sealed []byte
 }
 
@@ -129,9 +159,10 @@ func (b Blob) AppendHeader(dst []byte) []byte {
 }
 
 // Marshal validates b and returns its encoding. The IV must be 12 bytes for
-// aes-gcm and empty for aes-kw; Sealed must be 17 to 4112 bytes for aes-gcm,
-// and a multiple of 8 from 24 to 1032 bytes for aes-kw; Version must be at
-// least 1. Errors match ErrInvalid.
+// aes-gcm, 16 for aes-cbc-hmac and empty for aes-kw; Sealed must be 17 to
+// 4112 bytes for aes-gcm, a multiple of 8 from 24 to 1032 bytes for
+// aes-kw, and 16 to 4112 bytes of whole blocks and a 32-byte MAC for
+// aes-cbc-hmac; Version must be at least 1. Errors match ErrInvalid.
 func (b Blob) Marshal() ([]byte, error) {
 	if err := b.validate(); err != nil {
 		return nil, err
@@ -166,6 +197,15 @@ func (b Blob) validate() error {
 		if n := len(b.Sealed); n < minWrapped || n > maxWrapped || n%8 != 0 {
 			return invalid("aes-kw wrapped key is %d bytes, need a multiple of 8 from %d to %d", n, minWrapped, maxWrapped)
 		}
+	case AESCBCHMAC:
+		if len(b.IV) != cbcIVSize {
+			return invalid("aes-cbc-hmac IV is %d bytes, need %d", len(b.IV), cbcIVSize)
+		}
+		ct := len(b.Sealed) - macSize
+		if ct < cbcBlock || ct > maxPlaintext+cbcBlock || ct%cbcBlock != 0 {
+			return invalid("aes-cbc-hmac sealed value is %d bytes, need whole %d-byte blocks from %d to %d and a %d-byte MAC",
+				len(b.Sealed), cbcBlock, cbcBlock, maxPlaintext+cbcBlock, macSize)
+		}
 	default:
 		return invalid("unknown mechanism 0x%02x", byte(b.Mechanism))
 	}
@@ -194,16 +234,16 @@ func Parse(data []byte) (Blob, error) {
 		Version:   binary.BigEndian.Uint32(data[offVersion:HeaderSize]),
 	}
 	copy(b.KeyID[:], data[offKeyID:offVersion])
-	if b.Mechanism != AESGCM && b.Mechanism != AESKW {
+	if b.Mechanism != AESGCM && b.Mechanism != AESKW && b.Mechanism != AESCBCHMAC {
 		return Blob{}, invalid("unknown mechanism 0x%02x", byte(b.Mechanism))
 	}
 	rest := data[HeaderSize:]
-	if b.Mechanism == AESGCM {
-		if len(rest) < ivSize {
-			return Blob{}, invalid("truncated IV: %d bytes after the header, need %d", len(rest), ivSize)
+	if n := ivSizeOf(b.Mechanism); n > 0 {
+		if len(rest) < n {
+			return Blob{}, invalid("truncated IV: %d bytes after the header, need %d", len(rest), n)
 		}
-		b.IV = clone(rest[:ivSize])
-		rest = rest[ivSize:]
+		b.IV = clone(rest[:n])
+		rest = rest[n:]
 	}
 	b.Sealed = clone(rest)
 	if err := b.validate(); err != nil {

@@ -44,6 +44,16 @@ func kwBlob(sealed int) ciphertext.Blob {
 	}
 }
 
+func cbcBlob(sealed int) ciphertext.Blob {
+	return ciphertext.Blob{
+		Mechanism: ciphertext.AESCBCHMAC,
+		KeyID:     testKeyID,
+		Version:   2,
+		IV:        seq(0x20, 16),
+		Sealed:    seq(0x50, sealed),
+	}
+}
+
 func mustMarshal(t testing.TB, b ciphertext.Blob) []byte {
 	t.Helper()
 	out, err := b.Marshal()
@@ -80,15 +90,16 @@ func TestMechanismString(t *testing.T) {
 		{ciphertext.AESGCM, "aes-gcm"},
 		{ciphertext.AESKW, "aes-kw"},
 		{0, "mechanism(0x00)"},
-		{3, "mechanism(0x03)"},
+		{ciphertext.AESCBCHMAC, "aes-cbc-hmac"},
+		{4, "mechanism(0x04)"},
 		{0xff, "mechanism(0xff)"},
 	} {
 		if got := tc.m.String(); got != tc.want {
 			t.Errorf("Mechanism(%d).String() = %q, want %q", byte(tc.m), got, tc.want)
 		}
 	}
-	if ciphertext.AESGCM != 1 || ciphertext.AESKW != 2 {
-		t.Errorf("mechanism codes are %d and %d, want 1 and 2", ciphertext.AESGCM, ciphertext.AESKW)
+	if ciphertext.AESGCM != 1 || ciphertext.AESKW != 2 || ciphertext.AESCBCHMAC != 3 {
+		t.Errorf("mechanism codes are %d, %d and %d, want 1, 2 and 3", ciphertext.AESGCM, ciphertext.AESKW, ciphertext.AESCBCHMAC)
 	}
 }
 
@@ -106,6 +117,7 @@ func TestParseMechanism(t *testing.T) {
 		{"aes-kw ", 0, false},
 		{"aes-gcm\x00", 0, false},
 		{"mechanism(0x03)", 0, false},
+		{"aes-cbc-hmac", ciphertext.AESCBCHMAC, true},
 	} {
 		got, err := ciphertext.ParseMechanism(tc.in)
 		if tc.ok {
@@ -179,6 +191,8 @@ func TestRoundTrip(t *testing.T) {
 		{"aes-gcm largest", gcmBlob(4096 + 16)},
 		{"aes-gcm version max", maxVersion},
 		{"aes-kw smallest", kwBlob(24)},
+		{"aes-cbc-hmac smallest", cbcBlob(48)},
+		{"aes-cbc-hmac largest", cbcBlob(32 + 4096 + 16)},
 		{"aes-kw 32-byte data key", kwBlob(40)},
 		{"aes-kw largest", kwBlob(1032)},
 	} {
@@ -247,7 +261,11 @@ func TestMarshalRejects(t *testing.T) {
 		{"zero blob", ciphertext.Blob{}, "key version 0"},
 		{"version 0", with(gcmBlob(20), func(b *ciphertext.Blob) { b.Version = 0 }), "key version 0"},
 		{"mechanism 0", with(gcmBlob(20), func(b *ciphertext.Blob) { b.Mechanism = 0 }), "unknown mechanism 0x00"},
-		{"mechanism 3", with(kwBlob(24), func(b *ciphertext.Blob) { b.Mechanism = 3 }), "unknown mechanism 0x03"},
+		{"mechanism 4", with(kwBlob(24), func(b *ciphertext.Blob) { b.Mechanism = 4 }), "unknown mechanism 0x04"},
+		{"aes-cbc-hmac without IV", with(kwBlob(48), func(b *ciphertext.Blob) { b.Mechanism = ciphertext.AESCBCHMAC }), "aes-cbc-hmac IV is 0 bytes, need 16"},
+		{"aes-cbc-hmac short sealed", cbcBlob(47), "aes-cbc-hmac sealed value is 47 bytes"},
+		{"aes-cbc-hmac partial block", cbcBlob(32 + 17), "aes-cbc-hmac sealed value is 49 bytes"},
+		{"aes-cbc-hmac too long", cbcBlob(32 + 4096 + 32), "aes-cbc-hmac sealed value is 4160 bytes"},
 		{"aes-gcm no IV", with(gcmBlob(20), func(b *ciphertext.Blob) { b.IV = nil }), "aes-gcm IV is 0 bytes, need 12"},
 		{"aes-gcm IV 11", with(gcmBlob(20), func(b *ciphertext.Blob) { b.IV = seq(0, 11) }), "aes-gcm IV is 11 bytes"},
 		{"aes-gcm IV 13", with(gcmBlob(20), func(b *ciphertext.Blob) { b.IV = seq(0, 13) }), "aes-gcm IV is 13 bytes"},
@@ -309,7 +327,7 @@ func TestParseRejects(t *testing.T) {
 		{"format 0x02", set(gcm, 2, 0x02), "ciphertext: unsupported format version 2, want 1"},
 		{"format 0xff", set(kw, 2, 0xff), "unsupported format version 255"},
 		{"mechanism 0", set(gcm, 3, 0), "ciphertext: unknown mechanism 0x00"},
-		{"mechanism 3", set(gcm, 3, 3), "ciphertext: unknown mechanism 0x03"},
+		{"mechanism 4", set(gcm, 3, 4), "ciphertext: unknown mechanism 0x04"},
 		{"mechanism 0xff", set(kw, 3, 0xff), "ciphertext: unknown mechanism 0xff"},
 		{"aes-gcm version 0", edit(gcm, func(q []byte) []byte { copy(q[20:24], []byte{0, 0, 0, 0}); return q }), "ciphertext: key version 0"},
 		{"aes-kw version 0", edit(kw, func(q []byte) []byte { copy(q[20:24], []byte{0, 0, 0, 0}); return q }), "ciphertext: key version 0"},

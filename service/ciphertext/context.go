@@ -92,3 +92,14 @@ func AAD(b Blob, c Context) ([]byte, error) {
 	out = b.AppendHeader(out)
 	return c.appendCanonical(out)
 }
+
+// MACParts returns what an aes-cbc-hmac MAC covers besides the IV and the
+// ciphertext: the header, labelled as AAD's is ("hsmkms-v1" || b.Header()),
+// and c.Canonical(). Errors are Canonical's.
+func MACParts(b Blob, c Context) (header, context []byte, err error) {
+	header = b.AppendHeader(append(make([]byte, 0, len(aadLabel)+HeaderSize), aadLabel...))
+	if context, err = c.Canonical(); err != nil {
+		return nil, nil, err
+	}
+	return header, context, nil
+}
