@@ -109,7 +109,7 @@ func (c Capabilities) Features() []Feature {
 	return []Feature{
 		feature("master-keys", true, part{c.AESKeyGen, MechanismName(pkcs11.CKM_AES_KEY_GEN)}),
 		feature("rng", true, part{c.RNG, "a random number generator (CKF_RNG)"}),
-		feature("aes-gcm", true, part{c.AESGCM, MechanismName(pkcs11.CKM_AES_GCM) + " encrypt and decrypt"}),
+		feature("aes-gcm", false, part{c.AESGCM, MechanismName(pkcs11.CKM_AES_GCM) + " encrypt and decrypt"}),
 		feature("aes-kw", false, part{c.AESKeyWrap, MechanismName(pkcs11.CKM_AES_KEY_WRAP) + " wrap and unwrap"},
 			part{c.GenericKeyGen, MechanismName(pkcs11.CKM_GENERIC_SECRET_KEY_GEN)}),
 		feature("aes-cbc-hmac", false,
@@ -124,15 +124,22 @@ func (c Capabilities) Features() []Feature {
 	}
 }
 
-// Serviceable returns nil when hsmkms can serve from the token, and
-// otherwise an ErrMechanismUnsupported error naming every required
-// mechanism it lacks and what each is for.
+// Serviceable returns nil when hsmkms can serve from the token: it makes
+// master keys and random numbers, and protects data keys with aes-gcm or,
+// failing that, the portable aes-cbc-hmac. Otherwise it returns an
+// ErrMechanismUnsupported error naming every mechanism it lacks and what
+// each is for.
 func (c Capabilities) Serviceable() error {
 	var missing []string
+	byName := map[string]Feature{}
 	for _, f := range c.Features() {
+		byName[f.Name] = f
 		if f.Required && !f.Supported {
 			missing = append(missing, fmt.Sprintf("%s (%s)", f.Lacks, f.Name))
 		}
+	}
+	if gcm, portable := byName["aes-gcm"], byName["aes-cbc-hmac"]; !gcm.Supported && !portable.Supported {
+		missing = append(missing, fmt.Sprintf("%s (aes-gcm), or %s (aes-cbc-hmac)", gcm.Lacks, portable.Lacks))
 	}
 	if len(missing) == 0 {
 		return nil

@@ -21,8 +21,11 @@ import (
 type internalKeyRecord struct {
 	ID    hsm.ObjectID `json:"id"`
 	Ready bool         `json:"ready"`
-	Owner string       `json:"owner,omitempty"`
-	Until time.Time    `json:"until,omitzero"`
+	// Portable says the key is of the portable mechanism (a token without
+	// AES-GCM made it): secrets are then sealed with AES-CBC and HMAC.
+	Portable bool      `json:"portable,omitempty"`
+	Owner    string    `json:"owner,omitempty"`
+	Until    time.Time `json:"until,omitzero"`
 }
 
 // decodeInternalKey reads the setting; an earlier release kept the bare
@@ -40,16 +43,15 @@ func decodeInternalKey(b []byte) (internalKeyRecord, error) {
 // internal key.
 const internalKeyWait = 50 * time.Millisecond
 
-// internalKey returns the CKA_ID of the internal key, making the key the
-// first time.
-func (s *Service) internalKey(ctx context.Context) (hsm.ObjectID, error) {
-	if id := s.internal.Load(); id != nil {
-		return *id, nil
+// internalKey returns the internal key, making it the first time.
+func (s *Service) internalKey(ctx context.Context) (internalKeyRecord, error) {
+	if rec := s.internal.Load(); rec != nil {
+		return *rec, nil
 	}
 	for {
 		rec, mine, err := s.claimInternalKey(ctx)
 		if err != nil {
-			return rec.ID, storeErr(err)
+			return rec, storeErr(err)
 		}
 		if rec.Ready || mine {
 			return s.makeInternalKey(ctx, rec)
@@ -57,7 +59,7 @@ func (s *Service) internalKey(ctx context.Context) (hsm.ObjectID, error) {
 		// Another replica is making it.
 		select {
 		case <-ctx.Done():
-			return rec.ID, wrapErr(CodeDependency, ctx.Err(), "the internal key is being made by replica %s; try again later", rec.Owner)
+			return rec, wrapErr(CodeDependency, ctx.Err(), "the internal key is being made by replica %s; try again later", rec.Owner)
 		case <-time.After(internalKeyWait):
 		}
 	}
@@ -75,6 +77,8 @@ func (s *Service) claimInternalKey(ctx context.Context) (rec internalKeyRecord, 
 			if rec.ID, err = hsm.NewObjectID(); err != nil {
 				return err
 			}
+			caps, known := s.capabilities()
+			rec.Portable = known && !caps.AESGCM
 		case err != nil:
 			return err
 		default:
@@ -91,26 +95,34 @@ func (s *Service) claimInternalKey(ctx context.Context) (rec internalKeyRecord, 
 	return rec, mine, err
 }
 
-// makeInternalKey makes the internal key's object unless the token has it,
-// marks it ready and remembers its ID.
-func (s *Service) makeInternalKey(ctx context.Context, rec internalKeyRecord) (hsm.ObjectID, error) {
-	has, err := s.hsm.HasKey(ctx, rec.ID)
-	if err != nil {
-		return rec.ID, s.hsmErr(err, "", 0)
-	}
-	if !has {
-		if err := s.hsm.CreateMasterKey(ctx, rec.ID, "hsmkms/internal/v1"); err != nil {
-			return rec.ID, s.hsmErr(err, "", 0)
+// makeInternalKey makes the internal key's objects unless the token has
+// them, marks it ready and remembers it.
+func (s *Service) makeInternalKey(ctx context.Context, rec internalKeyRecord) (internalKeyRecord, error) {
+	const label = "hsmkms/internal/v1"
+	if rec.Portable {
+		// Makes whichever of its two objects is missing.
+		if err := s.hsm.CreatePortableKey(ctx, rec.ID, label); err != nil {
+			return rec, s.hsmErr(err, "", 0)
+		}
+	} else {
+		has, err := s.hsm.HasKey(ctx, rec.ID)
+		if err != nil {
+			return rec, s.hsmErr(err, "", 0)
+		}
+		if !has {
+			if err := s.hsm.CreateMasterKey(ctx, rec.ID, label); err != nil {
+				return rec, s.hsmErr(err, "", 0)
+			}
 		}
 	}
 	if !rec.Ready {
 		rec.Ready, rec.Owner, rec.Until = true, "", time.Time{}
 		if err := s.store.Update(ctx, func(tx store.Tx) error { return putInternalKey(tx, rec) }); err != nil {
-			return rec.ID, storeErr(err)
+			return rec, storeErr(err)
 		}
 	}
-	s.internal.Store(&rec.ID)
-	return rec.ID, nil
+	s.internal.Store(&rec)
+	return rec, nil
 }
 
 func putInternalKey(tx store.Tx, rec internalKeyRecord) error {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hsmkms/hsmkms/hsm"
 	"github.com/hsmkms/hsmkms/service/ciphertext"
+	"github.com/hsmkms/hsmkms/service/policy"
 	"github.com/hsmkms/hsmkms/service/store"
 )
 
@@ -186,5 +187,33 @@ func TestReconcileCompletesPortableVersion(t *testing.T) {
 	}
 	if out, err := f.svc.Decrypt(ctx, DecryptInput{CiphertextBlob: enc.CiphertextBlob}); err != nil || string(out.Plaintext) != "v2" {
 		t.Fatalf("Decrypt with the completed version: %v", err)
+	}
+}
+
+// TestPrincipalSecretsWithoutGCM: on a token without AES-GCM the internal
+// key is of the portable mechanism, and principals' secrets seal and open
+// with it.
+func TestPrincipalSecretsWithoutGCM(t *testing.T) {
+	f := newFixture(t, "", func(c *Config) { c.HSM = noGCM{c.HSM} })
+	out, err := f.svc.CreatePrincipal(systemContext(t.Context()), CreatePrincipalInput{Name: "app",
+		Statements: []policy.Statement{{Effect: "Allow", Actions: []string{"kms:Encrypt"}, Resources: []string{"*"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := f.svc.internalKey(t.Context())
+	if err != nil || !key.Portable {
+		t.Fatalf("internal key %+v, %v; want a portable one", key, err)
+	}
+	// A new Service (a restart) opens the sealed secret from the store.
+	cfg := f.svc.cfg
+	cfg.ReplicaID, cfg.Audit, cfg.Logger = "", nil, nil
+	svc, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Close)
+	creds, err := svc.Credentials(t.Context(), out.AccessKeyId)
+	if err != nil || creds.Secret != out.SecretAccessKey {
+		t.Fatalf("Credentials after a restart: %v (secret matches: %v)", err, creds.Secret == out.SecretAccessKey)
 	}
 }

@@ -164,12 +164,18 @@ func (s *Service) sealSecret(ctx context.Context, id, secret string) ([]byte, er
 	if err != nil {
 		return nil, err
 	}
-	iv, err := hsm.NewIV()
-	if err != nil {
-		return nil, wrapErr(CodeInternal, err, "no randomness for an IV")
+	var iv, sealed []byte
+	if key.Portable {
+		if iv, err = hsm.NewCBCIV(); err == nil {
+			sealed, err = s.hsm.SealPortable(ctx, key.ID, iv, principalAAD(id), nil, []byte(secret))
+		}
+	} else if iv, err = hsm.NewIV(); err == nil {
+		sealed, err = s.hsm.Seal(ctx, key.ID, iv, principalAAD(id), []byte(secret))
 	}
-	sealed, err := s.hsm.Seal(ctx, key, iv, principalAAD(id), []byte(secret))
-	if err != nil {
+	switch {
+	case err != nil && iv == nil:
+		return nil, wrapErr(CodeInternal, err, "no randomness for an IV")
+	case err != nil:
 		return nil, s.hsmErr(err, "", 0)
 	}
 	return append(iv, sealed...), nil
@@ -287,15 +293,24 @@ func (s *Service) unsealSecret(ctx context.Context, p store.Principal) (string, 
 	if ok && c.sealed == string(p.SealedSecret) {
 		return c.secret, nil
 	}
-	if len(p.SealedSecret) <= hsm.IVSize+hsm.TagSize {
-		return "", newErr(CodeInternal, "the stored secret of %s is damaged", p.AccessKeyID)
-	}
 	key, err := s.internalKey(ctx)
 	if err != nil {
 		return "", err
 	}
-	iv, sealed := p.SealedSecret[:hsm.IVSize], p.SealedSecret[hsm.IVSize:]
-	plain, err := s.hsm.Unseal(ctx, key, iv, principalAAD(p.AccessKeyID), sealed)
+	ivSize, overhead := hsm.IVSize, hsm.TagSize
+	if key.Portable {
+		ivSize, overhead = hsm.CBCIVSize, hsm.MACSize
+	}
+	if len(p.SealedSecret) <= ivSize+overhead {
+		return "", newErr(CodeInternal, "the stored secret of %s is damaged", p.AccessKeyID)
+	}
+	iv, sealed := p.SealedSecret[:ivSize], p.SealedSecret[ivSize:]
+	var plain []byte
+	if key.Portable {
+		plain, err = s.hsm.UnsealPortable(ctx, key.ID, iv, principalAAD(p.AccessKeyID), nil, sealed)
+	} else {
+		plain, err = s.hsm.Unseal(ctx, key.ID, iv, principalAAD(p.AccessKeyID), sealed)
+	}
 	if err != nil {
 		return "", s.hsmErr(err, "", 0)
 	}

@@ -205,8 +205,8 @@ func TestInternalKeyWaitsForItsMaker(t *testing.T) {
 	}
 	put(internalKeyRecord{ID: oid, Ready: true})
 	got, err := f.svc.internalKey(t.Context())
-	if err != nil || got != oid {
-		t.Fatalf("internalKey once ready = %x, %v; want %x", got, err, oid)
+	if err != nil || got.ID != oid {
+		t.Fatalf("internalKey once ready = %x, %v; want %x", got.ID, err, oid)
 	}
 }
 

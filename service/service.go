@@ -149,7 +149,7 @@ type Service struct {
 	// secrets caches principals' unsealed secrets, internal the CKA_ID of
 	// the key that seals them once it is known to exist (principals.go).
 	secrets  secretCache
-	internal atomic.Pointer[hsm.ObjectID]
+	internal atomic.Pointer[internalKeyRecord]
 	// leaseHeld is whether this replica held the maintenance lease at its
 	// last attempt (lease.go).
 	leaseHeld atomic.Bool

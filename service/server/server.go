@@ -323,7 +323,11 @@ func (s *Server) checkFeatures() error {
 		return err
 	}
 	for _, f := range caps.Features() {
-		if !f.Supported {
+		switch {
+		case f.Supported:
+		case f.Name == "aes-gcm":
+			s.log.Warn("the token lacks AES-GCM: new symmetric keys use aes-cbc-hmac (AES-CBC and HMAC-SHA-256 on the token)", "lacks", f.Lacks)
+		default:
 			s.log.Warn("the token does not allow a feature; requests that need it are refused", "feature", f.Name, "lacks", f.Lacks)
 		}
 	}
