@@ -35,7 +35,12 @@ var tokenFlagNames = []flagName{
 	{pkcs11.CKF_USER_PIN_FINAL_TRY, "USER_PIN_FINAL_TRY"},
 	{pkcs11.CKF_USER_PIN_LOCKED, "USER_PIN_LOCKED"},
 	{pkcs11.CKF_USER_PIN_TO_BE_CHANGED, "USER_PIN_TO_BE_CHANGED"},
+	{pkcs11.CKF_SO_PIN_COUNT_LOW, "SO_PIN_COUNT_LOW"},
+	{pkcs11.CKF_SO_PIN_FINAL_TRY, "SO_PIN_FINAL_TRY"},
 	{pkcs11.CKF_SO_PIN_LOCKED, "SO_PIN_LOCKED"},
+	{pkcs11.CKF_SO_PIN_TO_BE_CHANGED, "SO_PIN_TO_BE_CHANGED"},
+	{pkcs11.CKF_ERROR_STATE, "ERROR_STATE"},
+	{pkcs11.CKF_SECONDARY_AUTHENTICATION, "SECONDARY_AUTHENTICATION"},
 }
 
 var mechanismFlagNames = []flagName{
@@ -58,12 +63,18 @@ var mechanismFlagNames = []flagName{
 	{pkcs11.CKF_EC_COMPRESS, "EC_COMPRESS"},
 }
 
+// flagNames names the set bits of flags; bits with no name are shown in
+// hex, so that no flag a token sets goes unseen.
 func flagNames(flags uint, names []flagName) []string {
 	out := []string{}
 	for _, n := range names {
 		if flags&n.bit != 0 {
 			out = append(out, n.name)
+			flags &^= n.bit
 		}
+	}
+	if flags != 0 {
+		out = append(out, fmt.Sprintf("0x%x", flags))
 	}
 	return out
 }

@@ -5,7 +5,8 @@
 # server tests drive it), a C compiler for cgo, and Node.js with npm
 # (cli/esdk's interoperability test installs the AWS Encryption SDK for
 # JavaScript with npm), and PostgreSQL's server (the store tests start a
-# throwaway one with initdb and pg_ctl). On Debian/Ubuntu as root it installs them; elsewhere
+# throwaway one with initdb and pg_ctl), and openCryptoki (a second PKCS#11
+# implementation the tests run against). On Debian/Ubuntu as root it installs them; elsewhere
 # it says what is missing and fails.
 set -euo pipefail
 
@@ -30,13 +31,18 @@ for d in /usr/lib/postgresql/*/bin; do
   [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && found_pg=1
 done
 [ -n "$found_pg" ] || missing+=(postgresql)
+found_ock=
+for p in /usr/lib/*-linux-gnu/pkcs11/libopencryptoki.so /usr/lib64/opencryptoki/libopencryptoki.so; do
+  [ -e "$p" ] && found_ock=1
+done
+{ [ -n "$found_ock" ] && { command -v pkcsslotd >/dev/null || [ -x /usr/sbin/pkcsslotd ]; }; } || missing+=(opencryptoki)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 # de-duplicate
 read -r -a missing <<<"$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')"
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "hsmkms needs: ${missing[*]}. Install them as root (Debian/Ubuntu: apt-get install -y ${missing[*]}; Fedora: dnf install softhsm opensc gcc awscli nodejs npm postgresql-server; macOS: brew install softhsm opensc awscli node postgresql)." >&2
+  echo "hsmkms needs: ${missing[*]}. Install them as root (Debian/Ubuntu: apt-get install -y ${missing[*]}; Fedora: dnf install softhsm opensc gcc awscli nodejs npm postgresql-server opencryptoki; macOS: brew install softhsm opensc awscli node postgresql, and run the tests on Linux for openCryptoki)." >&2
   exit 1
 fi
 if ! command -v apt-get >/dev/null; then

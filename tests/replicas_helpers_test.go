@@ -32,12 +32,24 @@ type cluster struct {
 	t        testing.TB
 	s        *sandbox
 	pg       *pgtest.Server
-	tok      *softhsm.Token
+	tok      clusterToken
 	storeURL string // without the password, which is in pwFile
 	pwFile   string
 	dataDir  string // the embedded store's directory, when storeURL is ""
 	root     aws.Credentials
 	replicas []*replica
+}
+
+// clusterToken is the token the replicas serve from: a module, a label,
+// its PIN and what the module needs in the environment.
+type clusterToken struct {
+	ModulePath, Label, PIN string
+	Env                    []string
+}
+
+// softhsmToken is a SoftHSM2 token as a cluster's.
+func softhsmToken(tok *softhsm.Token) clusterToken {
+	return clusterToken{ModulePath: tok.ModulePath, Label: tok.Label, PIN: tok.PIN, Env: []string{tok.Env()}}
 }
 
 // replica is one server process of a cluster.
@@ -66,7 +78,7 @@ func newCluster(t testing.TB, n int) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.tok = tok
+	c.tok = softhsmToken(tok)
 	db := c.pg.NewDatabase(t)
 	c.storeURL = c.pg.URLWithoutPassword(db)
 	c.pwFile = filepath.Join(t.TempDir(), "pgpassword")
@@ -100,7 +112,7 @@ func (c *cluster) launch(i int) *replica {
 		args = append(args, "--store", c.storeURL, "--store-password-file", c.pwFile)
 	}
 	r.cmd = exec.Command(hsmkmsBin, args...)
-	r.cmd.Env = append(slices.Clone(c.s.env), c.tok.Env(), "HSMKMS_PIN="+softhsm.TestPIN,
+	r.cmd.Env = append(append(slices.Clone(c.s.env), c.tok.Env...), "HSMKMS_PIN="+c.tok.PIN,
 		"HSMKMS_ROOT_ACCESS_KEY_ID="+c.root.AccessKeyID, "HSMKMS_ROOT_SECRET_ACCESS_KEY="+c.root.SecretAccessKey)
 	r.cmd.Stdout, r.cmd.Stderr = &lockedBuffer{}, r.stderr
 	if err := r.cmd.Start(); err != nil {

@@ -28,7 +28,7 @@ func devCluster(t *testing.T, s *sandbox, devDir string, srv *server) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &cluster{t: t, s: s, tok: tok,
+	return &cluster{t: t, s: s, tok: softhsmToken(tok),
 		root: aws.Credentials{AccessKeyID: srv.exports["AWS_ACCESS_KEY_ID"], SecretAccessKey: srv.exports["AWS_SECRET_ACCESS_KEY"]}}
 }
 
