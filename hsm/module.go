@@ -54,7 +54,10 @@ func OpenModule(cfg ModuleConfig) (*Module, error) {
 		if isCode(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
 			return nil, fmt.Errorf("hsm: module %s is already initialised in this process by another owner", cfg.Path)
 		}
-		return nil, fmt.Errorf("hsm: initialising module %s: %w", cfg.Path, err)
+		// Modules fronting a daemon or a network device fail here when it is
+		// away: openCryptoki without pkcsslotd says CKR_FUNCTION_FAILED.
+		return nil, newError("initialise module", ErrUnavailable, fmt.Errorf(
+			"C_Initialize of %s failed (%w): is the service the module needs running (openCryptoki's pkcsslotd, Luna's NTLS link, nShield's hardserver)?", cfg.Path, err))
 	}
 	return m, nil
 }

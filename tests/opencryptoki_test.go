@@ -28,6 +28,15 @@ func TestOpenCryptoki(t *testing.T) {
 			t.Errorf("token info lacks %q: %v", want, info)
 		}
 	}
+	// Without its slot daemon the module cannot start: exit 5, naming it.
+	tok.StopDaemon()
+	down := s.run([]string{"HSMKMS_PIN=" + tok.PIN}, "token", "info", "--pkcs11-module", tok.ModulePath, "--token-label", tok.Label)
+	if down.code != 5 || !strings.Contains(down.stderr, "CKR_FUNCTION_FAILED") || !strings.Contains(down.stderr, "pkcsslotd") {
+		t.Errorf("token info with pkcsslotd down: want exit 5 naming CKR_FUNCTION_FAILED and pkcsslotd: %v", down)
+	}
+	if err := tok.StartDaemon(); err != nil {
+		t.Fatal(err)
+	}
 	c := &cluster{t: t, s: s, tok: clusterToken{ModulePath: tok.ModulePath, Label: tok.Label, PIN: tok.PIN},
 		root: aws.Credentials{AccessKeyID: "AKIAOPENCRYPTOKI0001", SecretAccessKey: "opencryptoki-root-secret-0001"}}
 	r := c.launch(0)
