@@ -78,6 +78,9 @@ func validSealedLen(m ciphertext.Mechanism, n int) bool {
 		return n >= 17 && n <= 4112
 	case ciphertext.AESKW:
 		return n >= 24 && n <= 1032 && n%8 == 0
+	case ciphertext.AESCBCHMAC: // whole 16-byte blocks (1 to 257) and a 32-byte MAC
+		ct := n - 32
+		return ct >= 16 && ct <= 4112 && ct%16 == 0
 	}
 	return false
 }

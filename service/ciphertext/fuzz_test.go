@@ -28,6 +28,8 @@ func validBlob(data []byte) bool {
 		return len(data) >= hdr+12 && validSealedLen(m, len(data)-hdr-12)
 	case ciphertext.AESKW:
 		return validSealedLen(m, len(data)-hdr)
+	case ciphertext.AESCBCHMAC:
+		return len(data) >= hdr+16 && validSealedLen(m, len(data)-hdr-16)
 	}
 	return false
 }
@@ -37,7 +39,8 @@ func validBlob(data []byte) bool {
 // the format's bounds, and what Parse accepts Marshal reproduces byte for
 // byte.
 func FuzzParse(f *testing.F) {
-	for _, b := range []ciphertext.Blob{gcmBlob(17), gcmBlob(48), gcmBlob(4112), kwBlob(24), kwBlob(40), kwBlob(1032)} {
+	for _, b := range []ciphertext.Blob{gcmBlob(17), gcmBlob(48), gcmBlob(4112), kwBlob(24), kwBlob(40), kwBlob(1032),
+		cbcBlob(48), cbcBlob(64), cbcBlob(4112 + 32)} {
 		enc, err := b.Marshal()
 		if err != nil {
 			f.Fatal(err)
@@ -55,7 +58,8 @@ func FuzzParse(f *testing.F) {
 		append(header(1, 7), seq(0, 11)...),         // aes-gcm, IV one byte short
 		append(header(1, 0), seq(0, 12+17)...),      // key version 0
 		append(header(2, 3), seq(0, 25)...),         // aes-kw, not a multiple of 8
-		append(header(3, 1), seq(0, 40)...),         // unknown mechanism
+		append(header(4, 1), seq(0, 40)...),         // unknown mechanism
+		append(header(3, 1), seq(0, 16+47)...),      // aes-cbc-hmac, a partial block
 		append([]byte("HK\x02\x01"), seq(0, 60)...), // format version 2
 		append(header(1, 1), make([]byte, ciphertext.MaxBlob)...), // over MaxBlob
 	} {
@@ -82,7 +86,7 @@ func FuzzParse(f *testing.F) {
 			b.Version != binary.BigEndian.Uint32(data[20:24]) || !validSealedLen(b.Mechanism, len(b.Sealed)) {
 			t.Fatalf("Parse accepted a blob outside the format: %d bytes, %+v", len(data), b)
 		}
-		if wantIV := map[ciphertext.Mechanism]int{ciphertext.AESGCM: 12, ciphertext.AESKW: 0}[b.Mechanism]; len(b.IV) != wantIV {
+		if wantIV := map[ciphertext.Mechanism]int{ciphertext.AESGCM: 12, ciphertext.AESKW: 0, ciphertext.AESCBCHMAC: 16}[b.Mechanism]; len(b.IV) != wantIV {
 			t.Fatalf("%v blob with a %d-byte IV", b.Mechanism, len(b.IV))
 		}
 		enc, err := b.Marshal()
