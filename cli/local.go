@@ -207,6 +207,10 @@ func doctorTable(w io.Writer, r doctorReport) {
 	for _, i := range r.Inconsistencies {
 		switch i.Kind {
 		case "missing-object":
+			if i.Part != "" {
+				row(w, "MISSING", fmt.Sprintf("key %s version %d: no %s key with CKA_ID %s on the token", i.KeyID, i.Number, strings.ToUpper(i.Part), i.Object))
+				break
+			}
 			row(w, "MISSING", fmt.Sprintf("key %s version %d: no object with CKA_ID %s on the token", i.KeyID, i.Number, i.Object))
 		default:
 			row(w, "UNRECORDED", fmt.Sprintf("object %q (CKA_ID %s) has no record in the store", i.Label, i.Object))

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/service/ciphertext"
 	"github.com/hsmkms/hsmkms/service/store"
 )
 
@@ -22,6 +23,9 @@ type Inconsistency struct {
 	Object string `json:"object_id"` // CKA_ID in hex
 	Label  string `json:"label,omitempty"`
 	State  string `json:"state,omitempty"` // the version's state in the store
+	// Part is the object an aes-cbc-hmac version lacks: "aes" or "hmac"
+	// ("" when it has none at all).
+	Part string `json:"part,omitempty"`
 }
 
 // CheckConsistency compares the store with the token by CKA_ID: versions
@@ -37,9 +41,9 @@ func (s *Service) CheckConsistency(ctx context.Context) ([]Inconsistency, error)
 	if err != nil {
 		return nil, s.hsmErr(err, "", 0)
 	}
-	onToken := map[string]hsm.Object{}
+	onToken := map[string][]hsm.Object{}
 	for _, o := range objects {
-		onToken[string(o.ID)] = o
+		onToken[string(o.ID)] = append(onToken[string(o.ID)], o)
 	}
 	known := map[string]bool{}
 	out := []Inconsistency{}
@@ -52,12 +56,15 @@ func (s *Service) CheckConsistency(ctx context.Context) ([]Inconsistency, error)
 			err = verr
 			return
 		}
+		portable := k.Mechanism == ciphertext.AESCBCHMAC.String()
 		for _, v := range vs {
 			known[string(v.ObjectID[:])] = true
-			_, present := onToken[string(v.ObjectID[:])]
-			if !present && v.State == store.VersionActive {
+			if v.State != store.VersionActive {
+				continue
+			}
+			for _, missing := range missingParts(onToken[string(v.ObjectID[:])], portable) {
 				out = append(out, Inconsistency{Kind: "missing-object", KeyID: k.ID, Number: v.Number,
-					Object: hsm.ObjectID(v.ObjectID).String(), State: string(v.State)})
+					Object: hsm.ObjectID(v.ObjectID).String(), State: string(v.State), Part: missing})
 			}
 		}
 	})
@@ -73,6 +80,34 @@ func (s *Service) CheckConsistency(ctx context.Context) ([]Inconsistency, error)
 		out = append(out, Inconsistency{Kind: "unrecorded-object", Object: hexID(o.ID), Label: o.Label})
 	}
 	return out, nil
+}
+
+// missingParts names what a version lacks on the token among objs, the
+// objects with its CKA_ID: "" for a version with no object at all, and
+// "hmac" or "aes" for an aes-cbc-hmac version missing one of its two.
+func missingParts(objs []hsm.Object, portable bool) []string {
+	if len(objs) == 0 {
+		return []string{""}
+	}
+	if !portable {
+		return nil
+	}
+	var hmac, aes bool
+	for _, o := range objs {
+		if strings.HasSuffix(o.Label, "/hmac") {
+			hmac = true
+		} else {
+			aes = true
+		}
+	}
+	var out []string
+	if !aes {
+		out = append(out, "aes")
+	}
+	if !hmac {
+		out = append(out, "hmac")
+	}
+	return out
 }
 
 func hexID(b []byte) string { return hex.EncodeToString(b) }

@@ -208,3 +208,40 @@ func TestPrincipalSecretsWithoutGCM(t *testing.T) {
 		t.Fatalf("Credentials after a restart: %v (secret matches: %v)", err, creds.Secret == out.SecretAccessKey)
 	}
 }
+
+// TestDoctorSeesAHalfPortableVersion: an active aes-cbc-hmac version with
+// its AES key but no HMAC key is reported, naming the missing part.
+func TestDoctorSeesAHalfPortableVersion(t *testing.T) {
+	f := newFixture(t, "")
+	key := f.createKey(t, CreateKeyInput{HsmkmsMechanism: "aes-cbc-hmac"})
+	// The package's token is shared by every test: only this store's
+	// versions are this test's to judge.
+	missing := func() []Inconsistency {
+		t.Helper()
+		all, err := f.svc.CheckConsistency(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []Inconsistency
+		for _, i := range all {
+			if i.Kind == "missing-object" {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
+	if got := missing(); len(got) != 0 {
+		t.Fatalf("a whole key misses %+v", got)
+	}
+	v := putPending(t, f, key, 2, "a-process-that-crashed", time.Time{})
+	if err := f.tok.CreateMasterKey(t.Context(), v.ObjectID, versionLabel(key, 2)); err != nil {
+		t.Fatal(err)
+	}
+	v.State = store.VersionActive
+	if err := f.svc.store.Update(t.Context(), func(tx store.Tx) error { return tx.PutVersion(v) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := missing(); len(got) != 1 || got[0].Part != "hmac" || got[0].Number != 2 || got[0].KeyID != key {
+		t.Fatalf("missing %+v; want version 2 of %s missing its hmac key", got, key)
+	}
+}
