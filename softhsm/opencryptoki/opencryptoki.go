@@ -6,7 +6,8 @@
 // openCryptoki keeps one configuration, one token store and one slot
 // daemon (pkcsslotd) per machine: there is no private token per test run.
 // Start therefore takes a machine-wide lock for the test's duration,
-// resets the soft token to its factory state, runs its own pkcsslotd in
+// refuses to run beside a slot daemon it did not start, resets the soft
+// token to its factory state, runs its own pkcsslotd in
 // the foreground and initialises the token with known PINs. It needs root
 // (the token store is root:pkcs11) and the Debian package opencryptoki,
 // which softhsm/deps.sh installs.
@@ -139,10 +140,11 @@ func (tok *Token) takeLock() error {
 	return nil
 }
 
-// reset stops every slot daemon, wipes the soft token to its factory state,
-// starts a daemon of its own and initialises the token with Label and PIN.
+// reset checks that no other slot daemon runs, wipes the soft token to its
+// factory state, starts a daemon of its own and initialises the token with
+// Label and PIN.
 func (tok *Token) reset() error {
-	if err := killDaemons(); err != nil {
+	if err := refuseForeignDaemon(); err != nil {
 		return err
 	}
 	olds, _ := filepath.Glob(filepath.Join(storeDir, "MK_*"))
@@ -239,18 +241,17 @@ func (tok *Token) StopDaemon() {
 	tok.daemon = nil
 }
 
-// killDaemons kills every pkcsslotd on the machine and waits until none is
-// left: a second daemon beside a lingering one breaks every C_Initialize.
-func killDaemons() error {
-	for range 100 {
-		out, _ := exec.Command("pgrep", "-x", "pkcsslotd").Output()
-		if len(bytes.TrimSpace(out)) == 0 {
-			return nil
-		}
-		_ = exec.Command("pkill", "-KILL", "-x", "pkcsslotd").Run()
-		time.Sleep(50 * time.Millisecond)
+// refuseForeignDaemon fails when a pkcsslotd this package did not start
+// runs: the test would share, and reset, a token someone else uses, and a
+// second daemon beside it breaks every C_Initialize. Only a daemon of our
+// own is ever stopped, by its PID.
+func refuseForeignDaemon() error {
+	out, _ := exec.Command("pgrep", "-x", "pkcsslotd").Output()
+	if pids := strings.Fields(string(out)); len(pids) > 0 {
+		return fmt.Errorf("a pkcsslotd this test did not start runs (pid %s): stop it first (systemctl stop pkcsslotd, or kill -KILL %s: it ignores SIGTERM while a process has the library loaded)",
+			strings.Join(pids, ", "), strings.Join(pids, " "))
 	}
-	return errors.New("pkcsslotd does not stop, even with SIGKILL")
+	return nil
 }
 
 // close stops the daemon and releases the lock; the token's objects stay
