@@ -229,3 +229,37 @@ func TestPortableUnsupported(t *testing.T) {
 		})
 	}
 }
+
+// TestPortableStaleMACHandle: when the HMAC key's cached handle goes stale
+// (the object was replaced), the operation re-finds it and succeeds.
+func TestPortableStaleMACHandle(t *testing.T) {
+	tok := openToken(t)
+	id := newPortableKey(t, tok)
+	iv := newCBCIV(t)
+	if _, err := tok.SealPortable(t.Context(), id, iv, []byte("h"), nil, []byte("p")); err != nil {
+		t.Fatal(err) // both handles are cached now
+	}
+	ctx, s := raw(t, tok), session(t, tok)
+	old, err := findOne(ctx, s, *macKey(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Replace the HMAC key behind the cache's back; the check below makes
+	// sure the new object did not get the old handle number.
+	if err := ctx.DestroyObject(s, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := tok.CreatePortableKey(t.Context(), id, "hsmkms/test/stale"); err != nil {
+		t.Fatal(err)
+	}
+	if now, err := findOne(ctx, s, *macKey(id)); err != nil || now == old {
+		t.Fatalf("the new HMAC key's handle %d, %v: the test needs one other than %d", now, err, old)
+	}
+	sealed, err := tok.SealPortable(t.Context(), id, iv, []byte("h"), nil, []byte("p"))
+	if err != nil {
+		t.Fatalf("SealPortable with a stale HMAC handle: %v", err)
+	}
+	if got, err := tok.UnsealPortable(t.Context(), id, iv, []byte("h"), nil, sealed); err != nil || string(got) != "p" {
+		t.Fatalf("UnsealPortable: %q, %v", got, err)
+	}
+}

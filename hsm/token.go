@@ -323,6 +323,11 @@ func (t *Token) settle(op string, s pkcs11.SessionHandle, key *keyRef, badInput,
 	case classStale:
 		if key != nil { // keyless operations (DestroyKey, Objects) find their objects anew
 			t.keys.forget(*key)
+			if key.keyType == pkcs11.CKK_AES {
+				// A portable version's HMAC key is used under its AES key's
+				// operation: its handle may be the stale one.
+				t.keys.forget(*macKey(key.id))
+			}
 		}
 		t.pool.put(s)
 		return true, newError(op, ErrToken, err)
