@@ -33,8 +33,11 @@ const (
 
 // NewIV returns a fresh random 12-byte GCM IV from the operating system's
 // generator. The token never makes IVs: SoftHSM2 uses whatever it is given.
-func NewIV() ([]byte, error) {
-	iv := make([]byte, IVSize)
+func NewIV() ([]byte, error) { return randomIV(IVSize) }
+
+// randomIV returns n random bytes from the operating system's generator.
+func randomIV(n int) ([]byte, error) {
+	iv := make([]byte, n)
 	if _, err := rand.Read(iv); err != nil {
 		return nil, fmt.Errorf("hsm: reading random bytes: %w", err)
 	}

@@ -149,21 +149,28 @@ func findObjects(p PKCS11, s pkcs11.SessionHandle, template []*pkcs11.Attribute,
 // can read, wrap or copy out. CKA_COPYABLE is PKCS#11 v2.40 and some tokens
 // reject it; createWithoutCopyable retries without it.
 func masterKeyTemplate(id ObjectID, label string) []*pkcs11.Attribute {
+	return secretKeyTemplate(id, label, pkcs11.CKK_AES, true, false)
+}
+
+// secretKeyTemplate is the template of a 256-bit secret token object of
+// keyType that nothing can read, wrap or copy out: one that encrypts,
+// decrypts, wraps and unwraps (crypt) or one that signs and verifies (mac).
+func secretKeyTemplate(id ObjectID, label string, keyType uint, crypt, mac bool) []*pkcs11.Attribute {
 	return []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, keyType),
 		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
 		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
-		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
-		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
-		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
-		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, crypt),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, crypt),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, crypt),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, crypt),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, mac),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, mac),
 		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_ID, id[:]),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),

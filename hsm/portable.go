@@ -2,7 +2,6 @@ package hsm
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 
@@ -30,38 +29,13 @@ const (
 
 // NewCBCIV returns a fresh random 16-byte IV from the operating system's
 // generator.
-func NewCBCIV() ([]byte, error) {
-	iv := make([]byte, CBCIVSize)
-	if _, err := rand.Read(iv); err != nil {
-		return nil, fmt.Errorf("hsm: reading random bytes: %w", err)
-	}
-	return iv, nil
-}
+func NewCBCIV() ([]byte, error) { return randomIV(CBCIVSize) }
 
 // macKeyTemplate is the template of a version's HMAC key: a 256-bit generic
 // secret that can sign and verify and nothing else, and that nothing can
 // read, wrap or copy out.
 func macKeyTemplate(id ObjectID, label string) []*pkcs11.Attribute {
-	return []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
-		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
-		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
-		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
-		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
-		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
-		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
-		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_ID, id[:]),
-		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
-		pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false),
-	}
+	return secretKeyTemplate(id, label, pkcs11.CKK_GENERIC_SECRET, false, true)
 }
 
 // CreatePortableKey makes the two objects of a portable-mechanism version
