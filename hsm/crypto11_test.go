@@ -14,7 +14,6 @@ import (
 	"testing"
 
 	"github.com/ThalesGroup/crypto11"
-	"github.com/hsmkms/hsmkms/softhsm"
 )
 
 // crypto11ChildEnv, when set to a key pair's CKA_ID in hex, makes the test
@@ -34,7 +33,7 @@ func crypto11Sign(idHex string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	ctx, err := crypto11.Configure(&crypto11.Config{Path: env.ModulePath, TokenLabel: testLabel, Pin: softhsm.TestPIN})
+	ctx, err := crypto11.Configure(&crypto11.Config{Path: env.ModulePath, TokenLabel: env.Label, Pin: env.PIN})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "crypto11.Configure:", err)
 		return 2
@@ -80,7 +79,8 @@ func TestCrypto11FindsAndSignsOurKeyPairs(t *testing.T) {
 			}
 			t.Cleanup(func() { tok.DestroyKey(t.Context(), id) })
 			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), crypto11ChildEnv+"="+id.String())
+			cmd.Env = append(append(os.Environ(), env.Env...), crypto11ChildEnv+"="+id.String(),
+				"HSMKMS_TEST_MODULE="+env.ModulePath, "HSMKMS_TEST_PIN="+env.PIN)
 			out, err := cmd.Output()
 			if err != nil {
 				var stderr string

@@ -44,7 +44,13 @@ func randomIV(n int) ([]byte, error) {
 	return iv, nil
 }
 
-func checkGCM(op string, iv, aad []byte) error {
+// checkGCM checks the inputs every aes-gcm operation shares, and that the
+// token has the mechanism: a token without it answers with a clear
+// ErrMechanismUnsupported, not whatever its C_EncryptInit returns.
+func (t *Token) checkGCM(op string, iv, aad []byte) error {
+	if err := requireMechanism(op, t.caps.AESGCM, pkcs11.CKM_AES_GCM); err != nil {
+		return err
+	}
 	if len(iv) != IVSize {
 		return invalidInput(op, "IV must be %d bytes, got %d", IVSize, len(iv))
 	}
@@ -60,7 +66,7 @@ func checkGCM(op string, iv, aad []byte) error {
 // AES-GCM on the token and returns ciphertext || 16-byte tag.
 func (t *Token) Seal(ctx context.Context, id ObjectID, iv, aad, plaintext []byte) ([]byte, error) {
 	const op = "seal"
-	if err := checkGCM(op, iv, aad); err != nil {
+	if err := t.checkGCM(op, iv, aad); err != nil {
 		return nil, err
 	}
 	if len(plaintext) == 0 || len(plaintext) > MaxPlaintext {
@@ -80,7 +86,7 @@ func (t *Token) Seal(ctx context.Context, id ObjectID, iv, aad, plaintext []byte
 // key mechanism. It returns the data key and ciphertext || tag.
 func (t *Token) SealDataKey(ctx context.Context, id ObjectID, n int, iv, aad []byte) (dataKey, sealed []byte, err error) {
 	const op = "seal data key"
-	if err := checkGCM(op, iv, aad); err != nil {
+	if err := t.checkGCM(op, iv, aad); err != nil {
 		return nil, nil, err
 	}
 	if n < 1 || n > MaxDataKey {
@@ -104,7 +110,7 @@ func (t *Token) SealDataKey(ctx context.Context, id ObjectID, n int, iv, aad []b
 // gives ErrInvalidCiphertext; the session stays usable.
 func (t *Token) Unseal(ctx context.Context, id ObjectID, iv, aad, sealed []byte) ([]byte, error) {
 	const op = "unseal"
-	if err := checkGCM(op, iv, aad); err != nil {
+	if err := t.checkGCM(op, iv, aad); err != nil {
 		return nil, err
 	}
 	if len(sealed) <= TagSize || len(sealed) > MaxPlaintext+TagSize {

@@ -42,8 +42,8 @@ func listObjectsWithTool(t *testing.T) []toolObject {
 		t.Fatalf("pkcs11-tool (OpenSC) is needed as an independent witness and was not found: run `make deps` (%v)", err)
 	}
 	cmd := exec.CommandContext(t.Context(), tool, "--module", env.ModulePath, "--login", "--pin", env.PIN,
-		"--token-label", testLabel, "--list-objects")
-	cmd.Env = append(os.Environ(), env.Env())
+		"--token-label", env.Label, "--list-objects")
+	cmd.Env = append(os.Environ(), env.Env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -92,8 +92,15 @@ func (t *Token) CreatePortableKey(ctx context.Context, id ObjectID, label string
 	})
 }
 
-// checkPortable checks the inputs every portable operation shares.
-func checkPortable(op string, iv, header, context []byte) error {
+// checkPortable checks the inputs every portable operation shares, and
+// that the token has both of its mechanisms.
+func (t *Token) checkPortable(op string, iv, header, context []byte) error {
+	if err := requireMechanism(op, t.caps.AESCBCPad, pkcs11.CKM_AES_CBC_PAD); err != nil {
+		return err
+	}
+	if err := requireMechanism(op, t.caps.HMACSHA256, pkcs11.CKM_SHA256_HMAC); err != nil {
+		return err
+	}
 	if len(iv) != CBCIVSize {
 		return invalidInput(op, "IV must be %d bytes, got %d", CBCIVSize, len(iv))
 	}
@@ -121,7 +128,7 @@ func macInput(header, iv, ct, context []byte) []byte {
 // the portable mechanism and returns ciphertext || MAC.
 func (t *Token) SealPortable(ctx context.Context, id ObjectID, iv, header, context, plaintext []byte) ([]byte, error) {
 	const op = "seal (portable)"
-	if err := checkPortable(op, iv, header, context); err != nil {
+	if err := t.checkPortable(op, iv, header, context); err != nil {
 		return nil, err
 	}
 	if len(plaintext) == 0 || len(plaintext) > MaxPlaintext {
@@ -141,7 +148,7 @@ func (t *Token) SealPortable(ctx context.Context, id ObjectID, iv, header, conte
 // data key and ciphertext || MAC.
 func (t *Token) SealDataKeyPortable(ctx context.Context, id ObjectID, n int, iv, header, context []byte) (dataKey, sealed []byte, err error) {
 	const op = "seal data key (portable)"
-	if err := checkPortable(op, iv, header, context); err != nil {
+	if err := t.checkPortable(op, iv, header, context); err != nil {
 		return nil, nil, err
 	}
 	if n < 1 || n > MaxDataKey {
@@ -193,7 +200,7 @@ func (t *Token) encryptThenMAC(s pkcs11.SessionHandle, h pkcs11.ObjectHandle, id
 // MAC, IV, header, context or key gives ErrInvalidCiphertext.
 func (t *Token) UnsealPortable(ctx context.Context, id ObjectID, iv, header, context, sealed []byte) ([]byte, error) {
 	const op = "unseal (portable)"
-	if err := checkPortable(op, iv, header, context); err != nil {
+	if err := t.checkPortable(op, iv, header, context); err != nil {
 		return nil, err
 	}
 	ctLen := len(sealed) - MACSize

@@ -29,7 +29,7 @@ var recAAD = []byte("hsmkms recovery test header")
 // ownTokenConfig points a Config at an own token and makes recovery fast.
 func ownTokenConfig(own *softhsm.Token) func(*Config) {
 	return func(c *Config) {
-		c.TokenLabel = own.Label
+		c.ModulePath, c.TokenLabel, c.PIN = own.ModulePath, own.Label, NewPIN(softhsm.TestPIN)
 		c.RecoverInterval = recoverInterval
 	}
 }
@@ -123,7 +123,7 @@ func counts(f *faulty, methods []string) map[string]int {
 // directory is back it recovers by itself (no restart): data sealed and
 // wrapped before the loss opens again and new seals work, Recoveries == 1.
 func TestVanishedTokenRecovers(t *testing.T) {
-	own := env.AddTestToken(t, "vanish")
+	own := soft.AddTestToken(t, "vanish")
 	// The kinds of call that first meet the vanished token.
 	detectors := []struct {
 		name string
@@ -261,7 +261,7 @@ func mapsEqual(a, b map[string]int) bool {
 // master key works.
 func TestReinitTokenRecovers(t *testing.T) {
 	ctx := t.Context()
-	own := env.AddTestToken(t, "reinit")
+	own := soft.AddTestToken(t, "reinit")
 	tok := openToken(t, ownTokenConfig(own))
 	id := newMasterKey(t, tok)
 	info0, err := tok.Info(ctx)
@@ -584,7 +584,7 @@ func TestOpenFailures(t *testing.T) {
 // harmless.
 func TestCloseWhileRecovering(t *testing.T) {
 	ctx := t.Context()
-	own := env.AddTestToken(t, "closerec")
+	own := soft.AddTestToken(t, "closerec")
 	tok := openToken(t, ownTokenConfig(own))
 	id := newMasterKey(t, tok)
 	sealRoundTrip(t, tok, id)

@@ -74,15 +74,17 @@ type Token struct {
 // ends. It fails t, naming the cause, when it cannot.
 func Start(t TB, label string) *Token {
 	t.Helper()
-	tok, err := start(label)
+	tok, err := New(label)
 	if err != nil {
 		t.Fatalf("opencryptoki: %v", err)
 	}
-	t.Cleanup(tok.close)
+	t.Cleanup(tok.Close)
 	return tok
 }
 
-func start(label string) (*Token, error) {
+// New prepares the soft token labelled label, as Start does, for a caller
+// without a testing.TB (a TestMain). Close undoes it.
+func New(label string) (*Token, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the soft token's store is root:pkcs11 and the slot daemon a system service: run the tests as root")
 	}
@@ -105,7 +107,7 @@ func start(label string) (*Token, error) {
 		return nil, err
 	}
 	if err := tok.reset(); err != nil {
-		tok.close()
+		tok.Close()
 		return nil, err
 	}
 	return tok, nil
@@ -254,9 +256,9 @@ func refuseForeignDaemon() error {
 	return nil
 }
 
-// close stops the daemon and releases the lock; the token's objects stay
+// Close stops the daemon and releases the lock; the token's objects stay
 // until the next Start resets it.
-func (tok *Token) close() {
+func (tok *Token) Close() {
 	tok.StopDaemon()
 	if tok.lock != nil {
 		_ = syscall.Flock(int(tok.lock.Fd()), syscall.LOCK_UN)
