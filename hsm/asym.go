@@ -87,10 +87,11 @@ func (t *Token) CreateKeyPair(ctx context.Context, id ObjectID, label string, sp
 			return err
 		}
 		m := []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}
-		pubH, _, err := t.p.GenerateKeyPair(s, m, pub, priv)
-		if isCode(err, pkcs11.CKR_ATTRIBUTE_TYPE_INVALID) || isCode(err, pkcs11.CKR_TEMPLATE_INCONSISTENT) {
-			pubH, _, err = t.p.GenerateKeyPair(s, m, pub, withoutCopyable(priv))
-		}
+		var pubH pkcs11.ObjectHandle
+		err := t.withCopyable(priv, func(priv []*pkcs11.Attribute) (err error) {
+			pubH, _, err = t.p.GenerateKeyPair(s, m, pub, priv)
+			return err
+		})
 		if err != nil {
 			return err
 		}

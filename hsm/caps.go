@@ -22,6 +22,12 @@ type Capabilities struct {
 	RSAPSS        bool `json:"rsa_pss"`         // CKM_RSA_PKCS_PSS sign+verify
 	AESCBCPad     bool `json:"aes_cbc_pad"`     // CKM_AES_CBC_PAD encrypt+decrypt: the portable mechanism
 	HMACSHA256    bool `json:"hmac_sha256"`     // CKM_SHA256_HMAC sign+verify: the portable mechanism's MAC
+	// GCMFault says why a listed CKM_AES_GCM is not used: its self-test
+	// through C_Encrypt and C_Decrypt failed (AESGCM is then false).
+	GCMFault string `json:"aes_gcm_fault,omitempty"`
+	// CopyableRefused is set once the token refused CKA_COPYABLE in a key
+	// template: keys are made without it from then on.
+	CopyableRefused bool `json:"copyable_refused,omitempty"`
 }
 
 // need is one mechanism and the flags an operation needs of it.
@@ -109,7 +115,7 @@ func (c Capabilities) Features() []Feature {
 	return []Feature{
 		feature("master-keys", true, part{c.AESKeyGen, MechanismName(pkcs11.CKM_AES_KEY_GEN)}),
 		feature("rng", true, part{c.RNG, "a random number generator (CKF_RNG)"}),
-		feature("aes-gcm", false, part{c.AESGCM, MechanismName(pkcs11.CKM_AES_GCM) + " encrypt and decrypt"}),
+		feature("aes-gcm", false, part{c.AESGCM, c.gcmLack()}),
 		feature("aes-kw", false, part{c.AESKeyWrap, MechanismName(pkcs11.CKM_AES_KEY_WRAP) + " wrap and unwrap"},
 			part{c.GenericKeyGen, MechanismName(pkcs11.CKM_GENERIC_SECRET_KEY_GEN)}),
 		feature("aes-cbc-hmac", false,
@@ -122,6 +128,84 @@ func (c Capabilities) Features() []Feature {
 			part{c.RSAPKCS, MechanismName(pkcs11.CKM_RSA_PKCS) + " sign and verify"}),
 		feature("rsa-pss", false, part{c.RSAPSS, MechanismName(pkcs11.CKM_RSA_PKCS_PSS) + " sign and verify"}),
 	}
+}
+
+// gcmLack names what the aes-gcm feature lacks: the mechanism, or a
+// working one.
+func (c Capabilities) gcmLack() string {
+	if c.GCMFault != "" {
+		return MechanismName(pkcs11.CKM_AES_GCM) + " that works through C_Encrypt (listed, but " + c.GCMFault + ")"
+	}
+	return MechanismName(pkcs11.CKM_AES_GCM) + " encrypt and decrypt"
+}
+
+// selfTest tries, on a session of its own, what the mechanism list cannot
+// tell: whether the token's AES-GCM works through C_Encrypt. A token whose
+// AES-GCM fails it is treated as one without AES-GCM.
+func (t *Token) selfTest() error {
+	if !t.caps.AESGCM {
+		return nil
+	}
+	s, err := t.p.OpenSession(t.slot, sessionFlags)
+	if err != nil {
+		return newError("self-test", ErrUnavailable, fmt.Errorf("C_OpenSession: %w", err))
+	}
+	// Closing the session ends whatever operation a failure left active,
+	// and destroys the session key.
+	defer t.p.CloseSession(s)
+	key, err := t.p.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
+	})
+	if err != nil {
+		// A token that makes no AES key fails its first master key
+		// with its own error; Serviceable names a missing mechanism.
+		t.log.Warn("self-test: no session AES key could be made", "error", err)
+		return nil
+	}
+	if fault := t.selfTestGCM(s, key); fault != "" {
+		t.caps.AESGCM, t.caps.GCMFault = false, fault
+		t.log.Warn("the token lists CKM_AES_GCM but it fails a self-test: keys use aes-cbc-hmac", "fault", fault)
+	}
+	return nil
+}
+
+// selfTestGCM seals and opens 32 bytes under key with CKM_AES_GCM and
+// returns why that failed, or "". Tokens list mechanisms their C_Encrypt cannot do: NSS's softoken
+// lists AES-GCM but answers C_Encrypt's length query with 0, so the call
+// that follows fails with CKR_BUFFER_TOO_SMALL. Such a token gets the
+// portable mechanism instead of failing every seal.
+func (t *Token) selfTestGCM(s pkcs11.SessionHandle, key pkcs11.ObjectHandle) string {
+	plain := make([]byte, 32)
+	iv, err := NewIV()
+	if err != nil {
+		return err.Error()
+	}
+	aad := []byte("hsmkms aes-gcm self-test")
+	sealed, err := t.gcmEncrypt(s, key, iv, aad, plain)
+	if err != nil {
+		return "its C_Encrypt failed: " + err.Error()
+	}
+	if len(sealed) != len(plain)+TagSize {
+		return fmt.Sprintf("its C_Encrypt of %d bytes gave %d, not %d", len(plain), len(sealed), len(plain)+TagSize)
+	}
+	params := pkcs11.NewGCMParams(iv, aad, TagSize*8)
+	defer params.Free()
+	if err := t.p.DecryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, key); err != nil {
+		return "its C_DecryptInit failed: " + err.Error()
+	}
+	opened, err := t.p.Decrypt(s, sealed)
+	if err != nil {
+		return "its C_Decrypt failed: " + err.Error()
+	}
+	if string(opened) != string(plain) {
+		return "its C_Decrypt did not give back what C_Encrypt sealed"
+	}
+	return ""
 }
 
 // Serviceable returns nil when hsmkms can serve from the token: it makes

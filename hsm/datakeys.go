@@ -48,8 +48,8 @@ func randomIV(n int) ([]byte, error) {
 // token has the mechanism: a token without it answers with a clear
 // ErrMechanismUnsupported, not whatever its C_EncryptInit returns.
 func (t *Token) checkGCM(op string, iv, aad []byte) error {
-	if err := requireMechanism(op, t.caps.AESGCM, pkcs11.CKM_AES_GCM); err != nil {
-		return err
+	if !t.caps.AESGCM {
+		return newError(op, ErrMechanismUnsupported, fmt.Errorf("the token lacks %s", t.caps.gcmLack()))
 	}
 	if len(iv) != IVSize {
 		return invalidInput(op, "IV must be %d bytes, got %d", IVSize, len(iv))

@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -42,12 +43,28 @@ type keyRef struct {
 const anyKeyType = ^uint(0)
 
 // secretKey is a version's AES key. A version of the portable mechanism
-// also has an HMAC key with the same CKA_ID (macKey): PKCS#11's CKA_ID
-// links the objects of one key, as it does a key pair's two halves.
+// also has an HMAC key (macKey), whose CKA_ID is the version's followed by
+// MACIDSuffix: NSS's softoken keeps one secret key per CKA_ID and replaces
+// the first with the second, so the two cannot share one as a key pair's
+// halves do.
 func secretKey(id ObjectID) *keyRef { return &keyRef{id, pkcs11.CKO_SECRET_KEY, pkcs11.CKK_AES} }
 func macKey(id ObjectID) *keyRef {
 	return &keyRef{id, pkcs11.CKO_SECRET_KEY, pkcs11.CKK_GENERIC_SECRET}
 }
+
+// MACIDSuffix ends the CKA_ID of a portable version's HMAC key.
+const MACIDSuffix = "/hmac"
+
+// ckaID is the object's CKA_ID.
+func (k keyRef) ckaID() []byte {
+	if k.keyType == pkcs11.CKK_GENERIC_SECRET {
+		return macID(k.id)
+	}
+	return k.id[:]
+}
+
+// macID is the CKA_ID of version id's HMAC key.
+func macID(id ObjectID) []byte { return append(id[:len(id):len(id)], MACIDSuffix...) }
 func privateKey(id ObjectID) *keyRef { return &keyRef{id, pkcs11.CKO_PRIVATE_KEY, anyKeyType} }
 func publicKey(id ObjectID) *keyRef  { return &keyRef{id, pkcs11.CKO_PUBLIC_KEY, anyKeyType} }
 
@@ -94,7 +111,7 @@ func (c *handleCache) reset() {
 func (k keyRef) template() []*pkcs11.Attribute {
 	t := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, k.class),
-		pkcs11.NewAttribute(pkcs11.CKA_ID, k.id[:]),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, k.ckaID()),
 	}
 	if k.keyType != anyKeyType {
 		t = append(t, pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, k.keyType))
@@ -149,13 +166,13 @@ func findObjects(p PKCS11, s pkcs11.SessionHandle, template []*pkcs11.Attribute,
 // can read, wrap or copy out. CKA_COPYABLE is PKCS#11 v2.40 and some tokens
 // reject it; createWithoutCopyable retries without it.
 func masterKeyTemplate(id ObjectID, label string) []*pkcs11.Attribute {
-	return secretKeyTemplate(id, label, pkcs11.CKK_AES, true, false)
+	return secretKeyTemplate(id[:], label, pkcs11.CKK_AES, true, false)
 }
 
 // secretKeyTemplate is the template of a 256-bit secret token object of
 // keyType that nothing can read, wrap or copy out: one that encrypts,
 // decrypts, wraps and unwraps (crypt) or one that signs and verifies (mac).
-func secretKeyTemplate(id ObjectID, label string, keyType uint, crypt, mac bool) []*pkcs11.Attribute {
+func secretKeyTemplate(ckaID []byte, label string, keyType uint, crypt, mac bool) []*pkcs11.Attribute {
 	return []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, keyType),
@@ -172,10 +189,48 @@ func secretKeyTemplate(id ObjectID, label string, keyType uint, crypt, mac bool)
 		pkcs11.NewAttribute(pkcs11.CKA_SIGN, mac),
 		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, mac),
 		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_ID, id[:]),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
 		pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false),
 	}
+}
+
+// generateKey runs C_GenerateKey with tmpl, or without its CKA_COPYABLE
+// on a token that refuses the attribute.
+func (t *Token) generateKey(s pkcs11.SessionHandle, mech []*pkcs11.Mechanism, tmpl []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
+	var h pkcs11.ObjectHandle
+	err := t.withCopyable(tmpl, func(tmpl []*pkcs11.Attribute) (err error) {
+		h, err = t.p.GenerateKey(s, mech, tmpl)
+		return err
+	})
+	return h, err
+}
+
+// withCopyable runs create with tmpl and, when the token refuses the
+// template's CKA_COPYABLE (PKCS#11 v2.40; older tokens predate it), with
+// tmpl without it, remembering the refusal. Tokens refuse it with
+// CKR_ATTRIBUTE_TYPE_INVALID or CKR_TEMPLATE_INCONSISTENT, or, NSS's
+// softoken for token objects, CKR_GENERAL_ERROR: that code is also
+// SoftHSM2's for a passing cross-process race, so it counts as a refusal
+// only when a second try fails the same way.
+func (t *Token) withCopyable(tmpl []*pkcs11.Attribute, create func([]*pkcs11.Attribute) error) error {
+	if t.noCopyable.Load() {
+		return create(withoutCopyable(tmpl))
+	}
+	err := create(tmpl)
+	if isCode(err, pkcs11.CKR_GENERAL_ERROR) {
+		err = create(tmpl)
+	}
+	if !isCode(err, pkcs11.CKR_ATTRIBUTE_TYPE_INVALID) && !isCode(err, pkcs11.CKR_TEMPLATE_INCONSISTENT) && !isCode(err, pkcs11.CKR_GENERAL_ERROR) {
+		return err
+	}
+	if err2 := create(withoutCopyable(tmpl)); err2 != nil {
+		return err
+	}
+	if !t.noCopyable.Swap(true) {
+		t.log.Warn("the token refuses CKA_COPYABLE: keys are made without it", "error", err)
+	}
+	return nil
 }
 
 // withoutCopyable drops CKA_COPYABLE from a template, for tokens that predate it.
@@ -209,10 +264,7 @@ func (t *Token) CreateMasterKey(ctx context.Context, id ObjectID, label string) 
 		mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}
 		tmpl := masterKeyTemplate(id, label)
 		return retryRace(func() error {
-			_, err := t.p.GenerateKey(s, mech, tmpl)
-			if isCode(err, pkcs11.CKR_ATTRIBUTE_TYPE_INVALID) || isCode(err, pkcs11.CKR_TEMPLATE_INCONSISTENT) {
-				_, err = t.p.GenerateKey(s, mech, withoutCopyable(tmpl))
-			}
+			_, err := t.generateKey(s, mech, tmpl)
 			return err
 		})
 	})
@@ -262,16 +314,20 @@ func (t *Token) checkToken() error {
 	return err
 }
 
-// DestroyKey destroys every object with CKA_ID id: a master key version or
-// both halves of a key pair. It is the only way key material leaves the token.
+// DestroyKey destroys every object of version id: a master key version
+// (and a portable version's HMAC key) or both halves of a key pair. It is the only way key material leaves the token.
 func (t *Token) DestroyKey(ctx context.Context, id ObjectID) error {
 	const op = "destroy key"
 	err := t.do(ctx, op, nil, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
 		t.objectMu.Lock()
 		defer t.objectMu.Unlock()
-		hs, err := findObjects(t.p, s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, id[:])}, 0)
-		if err != nil {
-			return err
+		var hs []pkcs11.ObjectHandle
+		for _, ckaID := range [][]byte{id[:], macID(id)} {
+			found, err := findObjects(t.p, s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID)}, 0)
+			if err != nil {
+				return err
+			}
+			hs = append(hs, found...)
 		}
 		if len(hs) == 0 {
 			return newError(op, ErrKeyNotFound, fmt.Errorf("CKA_ID %s", id))
@@ -291,7 +347,10 @@ func (t *Token) DestroyKey(ctx context.Context, id ObjectID) error {
 
 // Object describes a key object on the token, as `doctor` and tests see it.
 type Object struct {
+	// ID is the CKA_ID of the version the object belongs to: a portable
+	// version's HMAC key has that followed by MACIDSuffix, and MAC set.
 	ID               []byte `json:"id"`
+	MAC              bool   `json:"mac,omitempty"`
 	Label            string `json:"label"`
 	Class            string `json:"class"` // "secret", "private" or "public"
 	Sensitive        bool   `json:"sensitive"`
@@ -346,6 +405,9 @@ func (t *Token) describe(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) (o Objec
 		return o, false, nil
 	}
 	o.ID, o.Label = attrs[1].Value, string(attrs[2].Value)
+	if id, found := bytes.CutSuffix(o.ID, []byte(MACIDSuffix)); found && len(id) == len(ObjectID{}) {
+		o.ID, o.MAC = id, true
+	}
 	if class == pkcs11.CKO_PUBLIC_KEY {
 		return o, true, nil
 	}

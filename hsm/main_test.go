@@ -7,11 +7,13 @@ import (
 	"testing"
 
 	"github.com/hsmkms/hsmkms/softhsm"
+	"github.com/hsmkms/hsmkms/softhsm/nss"
 	"github.com/hsmkms/hsmkms/softhsm/opencryptoki"
 )
 
 // The package's tests run on the PKCS#11 implementation TokenEnv names:
-// SoftHSM2 when it is empty, openCryptoki's soft token, or NSS's softoken.
+// SoftHSM2 when it is empty (or softhsm2), openCryptoki's soft token
+// (opencryptoki), or NSS's softoken (nss).
 // `make test` runs the package once on each. What a token lacks is asserted
 // as ErrUnsupported through the probe, never assumed from its name.
 const TokenEnv = "HSMKMS_TEST_TOKEN"
@@ -22,6 +24,8 @@ type testToken struct {
 	ModulePath string
 	Label      string
 	PIN        string
+	// InitParams are the module's C_Initialize parameters (NSS's).
+	InitParams string
 	// Env is what a child process (pkcs11-tool, the crypto11 child) needs
 	// in its environment to see the same token.
 	Env []string
@@ -67,6 +71,18 @@ func openTestToken(impl string, st *softhsm.Token) (*testToken, func(), error) {
 	switch impl {
 	case "", "softhsm2":
 		return &testToken{Impl: "softhsm2", ModulePath: st.ModulePath, Label: testLabel, PIN: softhsm.TestPIN, Env: []string{st.Env()}}, func() {}, nil
+	case "nss":
+		dir, err := os.MkdirTemp("", "hsm-test-nss-")
+		if err != nil {
+			return nil, nil, err
+		}
+		n, err := nss.New(dir, testLabel, "nss-test-pin")
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, nil, err
+		}
+		return &testToken{Impl: impl, ModulePath: n.ModulePath, InitParams: n.InitParams, Label: testLabel, PIN: n.PIN},
+			func() { os.RemoveAll(dir) }, nil
 	case "opencryptoki":
 		oc, err := opencryptoki.New(testLabel)
 		if err != nil {
@@ -88,7 +104,7 @@ func crypto11Child(id string) int {
 
 // testConfig is a Config for the package's token.
 func testConfig() Config {
-	return Config{ModulePath: env.ModulePath, TokenLabel: env.Label, PIN: NewPIN(env.PIN)}
+	return Config{ModulePath: env.ModulePath, InitParams: env.InitParams, TokenLabel: env.Label, PIN: NewPIN(env.PIN)}
 }
 
 // openToken opens the package's token with cfg (testConfig when nil

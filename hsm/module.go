@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/miekg/pkcs11"
@@ -13,6 +14,12 @@ import (
 type ModuleConfig struct {
 	// Path of the PKCS#11 shared library.
 	Path string
+	// InitParams, when not empty, is passed to C_Initialize as a
+	// NUL-terminated string in CK_C_INITIALIZE_ARGS.pReserved, which the
+	// standard reserves but some modules read their configuration from:
+	// NSS's softoken takes "configdir='sql:DIR' …" there and nothing else.
+	// It is not a secret: it is logged and shown by diagnostics.
+	InitParams string
 	// Logger receives the module's events; nil means no logging.
 	Logger hclog.Logger
 	// Wrap, when set, wraps the loaded library before any call. Tests use it
@@ -29,6 +36,8 @@ type Module struct {
 	path string
 	p    PKCS11
 	log  hclog.Logger
+	// params is InitParams with its NUL, kept for every C_Initialize.
+	params []byte
 }
 
 // OpenModule loads the library at cfg.Path and initialises it.
@@ -48,8 +57,15 @@ func OpenModule(cfg ModuleConfig) (*Module, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
+	if strings.ContainsRune(cfg.InitParams, 0) {
+		p.Destroy()
+		return nil, errors.New("hsm: the module's initialisation parameters contain a NUL byte")
+	}
 	m := &Module{path: cfg.Path, p: p, log: log.Named("pkcs11")}
-	if err := p.Initialize(); err != nil {
+	if cfg.InitParams != "" {
+		m.params = append([]byte(cfg.InitParams), 0)
+	}
+	if err := m.initialize(); err != nil {
 		p.Destroy()
 		if isCode(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
 			return nil, fmt.Errorf("hsm: module %s is already initialised in this process by another owner", cfg.Path)
@@ -82,10 +98,21 @@ func (m *Module) reinitialize() error {
 	if err := m.p.Finalize(); err != nil && !isCode(err, pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED) {
 		m.log.Warn("finalize before re-initialise failed", "error", err)
 	}
-	if err := m.p.Initialize(); err != nil && !isCode(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+	if err := m.initialize(); err != nil && !isCode(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
 		return err
 	}
 	return nil
+}
+
+// initialize calls C_Initialize with OS locking and, when given, the
+// module's initialisation parameters. The parameters are Go memory passed
+// for the call's duration only: modules that read them (NSS) copy what
+// they parse.
+func (m *Module) initialize() error {
+	if m.params == nil {
+		return m.p.Initialize()
+	}
+	return m.p.Initialize(pkcs11.InitializeWithReserved(unsafe.Pointer(&m.params[0])))
 }
 
 // ModuleInfo describes the library (C_GetInfo).

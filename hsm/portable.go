@@ -32,10 +32,10 @@ const (
 func NewCBCIV() ([]byte, error) { return randomIV(CBCIVSize) }
 
 // macKeyTemplate is the template of a version's HMAC key: a 256-bit generic
-// secret that can sign and verify and nothing else, and that nothing can
-// read, wrap or copy out.
+// secret with CKA_ID id followed by MACIDSuffix that can sign and verify
+// and nothing else, and that nothing can read, wrap or copy out.
 func macKeyTemplate(id ObjectID, label string) []*pkcs11.Attribute {
-	return secretKeyTemplate(id, label, pkcs11.CKK_GENERIC_SECRET, false, true)
+	return secretKeyTemplate(macID(id), label, pkcs11.CKK_GENERIC_SECRET, false, true)
 }
 
 // CreatePortableKey makes the two objects of a portable-mechanism version
@@ -78,10 +78,7 @@ func (t *Token) CreatePortableKey(ctx context.Context, id ObjectID, label string
 			}
 			mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(k.mech, nil)}
 			err = retryRace(func() error {
-				_, err := t.p.GenerateKey(s, mech, k.tmpl)
-				if isCode(err, pkcs11.CKR_ATTRIBUTE_TYPE_INVALID) || isCode(err, pkcs11.CKR_TEMPLATE_INCONSISTENT) {
-					_, err = t.p.GenerateKey(s, mech, withoutCopyable(k.tmpl))
-				}
+				_, err := t.generateKey(s, mech, k.tmpl)
 				return err
 			})
 			if err != nil {

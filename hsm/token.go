@@ -16,6 +16,9 @@ import (
 type Config struct {
 	// ModulePath is the PKCS#11 library to load.
 	ModulePath string
+	// InitParams are the module's initialisation parameters (see
+	// ModuleConfig.InitParams); most modules take none.
+	InitParams string
 	// TokenLabel selects the token; TokenSerial, when set, must match too.
 	TokenLabel  string
 	TokenSerial string
@@ -63,6 +66,8 @@ type Token struct {
 	p    PKCS11
 	log  hclog.Logger
 	caps Capabilities
+	// noCopyable is set once the token refused CKA_COPYABLE.
+	noCopyable atomic.Bool
 
 	// mu is held for reading by every operation on the module and for
 	// writing while recovery finalises and re-initialises it: no PKCS#11
@@ -110,7 +115,7 @@ func Open(ctx context.Context, cfg Config) (*Token, error) {
 	if cfg.PIN.IsZero() {
 		return nil, newError("open token", ErrInvalidInput, errNoPIN)
 	}
-	m, err := OpenModule(ModuleConfig{Path: cfg.ModulePath, Logger: cfg.Logger, Wrap: cfg.Wrap})
+	m, err := OpenModule(ModuleConfig{Path: cfg.ModulePath, InitParams: cfg.InitParams, Logger: cfg.Logger, Wrap: cfg.Wrap})
 	if err != nil {
 		return nil, err
 	}
@@ -127,6 +132,10 @@ func Open(ctx context.Context, cfg Config) (*Token, error) {
 		return nil, err
 	}
 	if t.caps, err = probeCapabilities(m, t.slot); err != nil {
+		t.Close()
+		return nil, err
+	}
+	if err := t.selfTest(); err != nil {
 		t.Close()
 		return nil, err
 	}
@@ -207,7 +216,11 @@ func (t *Token) Close() error {
 func (t *Token) Module() *Module { return t.m }
 
 // Capabilities is what the token was found able to do when it was opened.
-func (t *Token) Capabilities() Capabilities { return t.caps }
+func (t *Token) Capabilities() Capabilities {
+	c := t.caps
+	c.CopyableRefused = t.noCopyable.Load()
+	return c
+}
 
 // Health returns the token's current state.
 func (t *Token) Health() Health { return *t.health.Load() }

@@ -83,7 +83,7 @@ func (s *Service) CheckConsistency(ctx context.Context) ([]Inconsistency, error)
 }
 
 // missingParts names what a version lacks on the token among objs, the
-// objects with its CKA_ID: "" for a version with no object at all, and
+// objects of its CKA_ID (hsm.Object.ID): "" for a version with no object at all, and
 // "hmac" or "aes" for an aes-cbc-hmac version missing one of its two.
 func missingParts(objs []hsm.Object, portable bool) []string {
 	if len(objs) == 0 {
@@ -94,7 +94,7 @@ func missingParts(objs []hsm.Object, portable bool) []string {
 	}
 	var hmac, aes bool
 	for _, o := range objs {
-		if strings.HasSuffix(o.Label, "/hmac") {
+		if o.MAC {
 			hmac = true
 		} else {
 			aes = true

@@ -6,7 +6,8 @@
 # (cli/esdk's interoperability test installs the AWS Encryption SDK for
 # JavaScript with npm), and PostgreSQL's server (the store tests start a
 # throwaway one with initdb and pg_ctl), and openCryptoki (a second PKCS#11
-# implementation the tests run against). On Debian/Ubuntu as root it installs them; elsewhere
+# implementation the tests run against), and NSS's softoken (libnss3, a
+# third one, loaded with initialisation parameters). On Debian/Ubuntu as root it installs them; elsewhere
 # it says what is missing and fails.
 set -euo pipefail
 
@@ -37,12 +38,18 @@ for p in /usr/lib/*-linux-gnu/pkcs11/libopencryptoki.so /usr/lib64/opencryptoki/
 done
 { [ -n "$found_ock" ] && { command -v pkcsslotd >/dev/null || [ -x /usr/sbin/pkcsslotd ]; }; } || missing+=(opencryptoki)
 
+found_nss=
+for p in /usr/lib/*-linux-gnu/libsoftokn3.so /usr/lib64/libsoftokn3.so; do
+  [ -e "$p" ] && found_nss=1
+done
+[ -n "$found_nss" ] || missing+=(libnss3)
+
 [ ${#missing[@]} -eq 0 ] && exit 0
 # de-duplicate
 read -r -a missing <<<"$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')"
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "hsmkms needs: ${missing[*]}. Install them as root (Debian/Ubuntu: apt-get install -y ${missing[*]}; Fedora: dnf install softhsm opensc gcc awscli nodejs npm postgresql-server opencryptoki; macOS: brew install softhsm opensc awscli node postgresql, and run the tests on Linux for openCryptoki)." >&2
+  echo "hsmkms needs: ${missing[*]}. Install them as root (Debian/Ubuntu: apt-get install -y ${missing[*]}; Fedora: dnf install softhsm opensc gcc awscli nodejs npm postgresql-server opencryptoki nss; macOS: brew install softhsm opensc awscli node postgresql, and run the tests on Linux for openCryptoki)." >&2
   exit 1
 fi
 if ! command -v apt-get >/dev/null; then
