@@ -102,4 +102,42 @@ func TestOpenCryptoki(t *testing.T) {
 			t.Errorf("Verify(%s): %v", alg, err)
 		}
 	}
+
+	daemonOutage(t, tok, s, r, k, id)
+}
+
+// daemonOutage stops pkcsslotd under the running server. openCryptoki
+// 3.8's slot daemon only hands the library its slot table at C_Initialize:
+// measured, every call of an initialised process (C_GetSlotList,
+// C_GetTokenInfo, C_OpenSession, C_GenerateRandom, crypto) keeps working
+// with the daemon killed. So the server stays ready and serves through the
+// outage, and what fails is a process that starts meanwhile: exit 5,
+// naming the daemon. Taking a server that can serve out of rotation would
+// turn a daemon restart into an outage.
+func daemonOutage(t *testing.T, tok *opencryptoki.Token, s *sandbox, r *replica, k *kms.Client, id *string) {
+	ctx := ctxT(t)
+	tok.StopDaemon()
+	defer func() {
+		if err := tok.StartDaemon(); err != nil {
+			t.Fatal(err)
+		}
+		again := s.run([]string{"HSMKMS_PIN=" + tok.PIN}, "token", "info", "--pkcs11-module", tok.ModulePath, "--token-label", tok.Label)
+		if again.code != 0 {
+			t.Errorf("token info after pkcsslotd came back: %v", again)
+		}
+	}()
+	if got := r.ready(); got != 200 {
+		t.Errorf("/readyz with pkcsslotd down = %d, want 200: the initialised module still serves", got)
+	}
+	dk, err := k.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: id, KeySpec: types.DataKeySpecAes256})
+	if err != nil {
+		t.Fatalf("GenerateDataKey with pkcsslotd down: %v", err)
+	}
+	if dec, err := k.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: dk.CiphertextBlob}); err != nil || !bytes.Equal(dec.Plaintext, dk.Plaintext) {
+		t.Errorf("Decrypt with pkcsslotd down: %v", err)
+	}
+	down := s.run([]string{"HSMKMS_PIN=" + tok.PIN}, "token", "info", "--pkcs11-module", tok.ModulePath, "--token-label", tok.Label)
+	if down.code != 5 || !strings.Contains(down.stderr, "pkcsslotd") {
+		t.Errorf("a process starting with pkcsslotd down: want exit 5 naming pkcsslotd: %v", down)
+	}
 }
