@@ -25,8 +25,12 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted" >&2; exit 1; fi
 	$(GO) vet ./...
 
+# The hsm package runs on SoftHSM2 with everything else, then on
+# openCryptoki's soft token and on NSS's softoken (HSMKMS_TEST_TOKEN).
 test: deps lint
 	$(GO) test -race -count=1 -timeout 20m ./...
+	HSMKMS_TEST_TOKEN=opencryptoki $(GO) test -race -count=1 -timeout 10m ./hsm/
+	HSMKMS_TEST_TOKEN=nss $(GO) test -race -count=1 -timeout 10m ./hsm/
 	@$(call fuzz_run,$(FUZZTIME_SHORT))
 
 # Native Go fuzzing of every parser of untrusted input, as package:target
@@ -62,13 +66,15 @@ fuzz: deps
 	@$(call fuzz_run,$(FUZZTIME))
 
 # Benchmarks, each a ratio measured in one run: the hsm package beside raw
-# miekg/pkcs11 calls, the key service beside the hsm package and on
+# miekg/pkcs11 calls (the portable mechanism on openCryptoki and NSS too), the key service beside the hsm package and on
 # PostgreSQL beside bbolt, the server beside the raw token and a null SigV4
 # server (tests/bench.sh), 1, 2 and 3 replicas (tests/bench-replicas.sh);
 # and how long a disable takes to reach another replica (p50, p99).
 BENCHTIME ?= 2s
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 ./hsm/ ./service/ ./cli/esdk/
+	HSMKMS_TEST_TOKEN=opencryptoki $(GO) test -run '^$$' -bench '^Benchmark(SealDataKey|Unseal)Portable$$' -benchtime $(BENCHTIME) -count 1 ./hsm/
+	HSMKMS_TEST_TOKEN=nss $(GO) test -run '^$$' -bench '^Benchmark(SealDataKey|Unseal)Portable$$' -benchtime $(BENCHTIME) -count 1 ./hsm/
 	$(GO) test -run '^$$' -bench DisableVisibility -benchtime 200x -count 1 ./tests/
 	bash tests/bench.sh
 	bash tests/bench-replicas.sh

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/hsmkms/hsmkms/softhsm"
@@ -72,6 +73,10 @@ func openTestToken(impl string, st *softhsm.Token) (*testToken, func(), error) {
 	case "", "softhsm2":
 		return &testToken{Impl: "softhsm2", ModulePath: st.ModulePath, Label: testLabel, PIN: softhsm.TestPIN, Env: []string{st.Env()}}, func() {}, nil
 	case "nss":
+		name, value, _ := strings.Cut(nss.FastPBE, "=")
+		if err := os.Setenv(name, value); err != nil {
+			return nil, nil, err
+		}
 		dir, err := os.MkdirTemp("", "hsm-test-nss-")
 		if err != nil {
 			return nil, nil, err
