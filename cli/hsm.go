@@ -16,9 +16,17 @@ func moduleFlag() cli.Flag {
 	return &cli.StringFlag{Name: "pkcs11-module", EnvVars: []string{"HSMKMS_PKCS11_MODULE"}, Required: true, Usage: "path of the PKCS#11 library"}
 }
 
+// initParamsFlag passes module-specific parameters to C_Initialize: most
+// modules take none; NSS's softoken takes its database there.
+func initParamsFlag() cli.Flag {
+	return &cli.StringFlag{Name: "pkcs11-init-params", EnvVars: []string{"HSMKMS_PKCS11_INIT_PARAMS"},
+		Usage: "parameters for the module's C_Initialize (pReserved), for modules that read their configuration there, e.g. NSS's libsoftokn3.so: \"configdir='sql:/etc/pki/nssdb' certPrefix='' keyPrefix='' secmod=''\""}
+}
+
 func tokenFlags() []cli.Flag {
 	return []cli.Flag{
 		moduleFlag(),
+		initParamsFlag(),
 		&cli.StringFlag{Name: "token-label", EnvVars: []string{"HSMKMS_TOKEN_LABEL"}, Required: true, Usage: "label of the token"},
 		&cli.StringFlag{Name: "token-serial", EnvVars: []string{"HSMKMS_TOKEN_SERIAL"}, Usage: "serial of the token, when labels are not unique"},
 		&cli.StringFlag{Name: "pin-file", EnvVars: []string{"HSMKMS_PIN_FILE"}, Usage: "file holding the user PIN (or set HSMKMS_PIN)"},
@@ -52,6 +60,7 @@ func openToken(c *cli.Context) (*hsm.Token, error) {
 	}
 	return hsm.Open(c.Context, hsm.Config{
 		ModulePath:  c.String("pkcs11-module"),
+		InitParams:  c.String("pkcs11-init-params"),
 		TokenLabel:  c.String("token-label"),
 		TokenSerial: c.String("token-serial"),
 		PIN:         pin,
@@ -67,14 +76,14 @@ func slotCommand() *cli.Command {
 		Subcommands: []*cli.Command{{
 			Name:   "list",
 			Usage:  "list slots and their tokens",
-			Flags:  []cli.Flag{moduleFlag()},
+			Flags:  []cli.Flag{moduleFlag(), initParamsFlag()},
 			Action: slotList,
 		}},
 	}
 }
 
 func slotList(c *cli.Context) error {
-	m, err := hsm.OpenModule(hsm.ModuleConfig{Path: c.String("pkcs11-module"), Logger: logger(c)})
+	m, err := hsm.OpenModule(hsm.ModuleConfig{Path: c.String("pkcs11-module"), InitParams: c.String("pkcs11-init-params"), Logger: logger(c)})
 	if err != nil {
 		return err
 	}

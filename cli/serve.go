@@ -89,6 +89,7 @@ func serverConfig(c *cli.Context) (server.Config, func(), *devState, error) {
 		Listen:          c.String("listen"),
 		DataDir:         c.String("data-dir"),
 		ModulePath:      c.String("pkcs11-module"),
+		InitParams:      c.String("pkcs11-init-params"),
 		TokenLabel:      c.String("token-label"),
 		TokenSerial:     c.String("token-serial"),
 		PoolSize:        c.Int("pool-size"),

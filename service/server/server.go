@@ -35,10 +35,12 @@ type Config struct {
 	// under DataDir, or a postgres:// URL for a database that several
 	// replicas share. StorePassword replaces the URL's password.
 	Store, StorePassword string
-	// The token: module, label (and serial), PIN, pool size.
-	ModulePath, TokenLabel, TokenSerial string
-	PIN                                 hsm.PIN
-	PoolSize                            int
+	// The token: module and its C_Initialize parameters, label (and
+	// serial), PIN, pool size.
+	ModulePath, InitParams  string
+	TokenLabel, TokenSerial string
+	PIN                     hsm.PIN
+	PoolSize                int
 	// Region and Account make ARNs.
 	Region, Account string
 	// TLSCert and TLSKey are PEM files; without them the server speaks plain
@@ -170,7 +172,7 @@ func checkTLS(cfg Config) error {
 func (s *Server) openBackends(ctx context.Context, metrics *api.Metrics) error {
 	cfg := s.cfg
 	var err error
-	s.tok, err = hsm.Open(ctx, hsm.Config{ModulePath: cfg.ModulePath, TokenLabel: cfg.TokenLabel,
+	s.tok, err = hsm.Open(ctx, hsm.Config{ModulePath: cfg.ModulePath, InitParams: cfg.InitParams, TokenLabel: cfg.TokenLabel,
 		TokenSerial: cfg.TokenSerial, PIN: cfg.PIN, PoolSize: cfg.PoolSize, Logger: cfg.Logger,
 		Observe: metrics.ObserveHSM})
 	if err != nil {
