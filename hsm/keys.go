@@ -51,6 +51,8 @@ func secretKey(id ObjectID) *keyRef { return &keyRef{id, pkcs11.CKO_SECRET_KEY, 
 func macKey(id ObjectID) *keyRef {
 	return &keyRef{id, pkcs11.CKO_SECRET_KEY, pkcs11.CKK_GENERIC_SECRET}
 }
+func privateKey(id ObjectID) *keyRef { return &keyRef{id, pkcs11.CKO_PRIVATE_KEY, anyKeyType} }
+func publicKey(id ObjectID) *keyRef  { return &keyRef{id, pkcs11.CKO_PUBLIC_KEY, anyKeyType} }
 
 // MACIDSuffix ends the CKA_ID of a portable version's HMAC key.
 const MACIDSuffix = "/hmac"
@@ -65,8 +67,6 @@ func (k keyRef) ckaID() []byte {
 
 // macID is the CKA_ID of version id's HMAC key.
 func macID(id ObjectID) []byte { return append(id[:len(id):len(id)], MACIDSuffix...) }
-func privateKey(id ObjectID) *keyRef { return &keyRef{id, pkcs11.CKO_PRIVATE_KEY, anyKeyType} }
-func publicKey(id ObjectID) *keyRef  { return &keyRef{id, pkcs11.CKO_PUBLIC_KEY, anyKeyType} }
 
 // handleCache maps CKA_IDs to object handles, so that the hot path never
 // searches the token. Entries are dropped when the token says a handle is
