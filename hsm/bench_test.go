@@ -48,22 +48,7 @@ var benchAAD = []byte("hsmkms-v1 benchmark header and context")
 func BenchmarkSealDataKey(b *testing.B) {
 	tok, id := benchToken(b)
 	iv := make([]byte, IVSize)
-	rawOp := func(b *testing.B, _ int) func() error {
-		p, s, h := rawSession(b, tok, id)
-		return func() error {
-			dk, err := p.GenerateRandom(s, 32)
-			if err != nil {
-				return err
-			}
-			params := pkcs11.NewGCMParams(iv, benchAAD, 128)
-			defer params.Free()
-			if err := p.EncryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, h); err != nil {
-				return err
-			}
-			_, err = p.Encrypt(s, dk)
-			return err
-		}
-	}
+	rawOp := rawSealDataKey(tok, id, iv)
 	hsmOp := func(b *testing.B, _ int) func() error {
 		return func() error {
 			_, _, err := tok.SealDataKey(b.Context(), id, 32, iv, benchAAD)
@@ -81,18 +66,7 @@ func BenchmarkUnseal(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rawOp := func(b *testing.B, _ int) func() error {
-		p, s, h := rawSession(b, tok, id)
-		return func() error {
-			params := pkcs11.NewGCMParams(iv, benchAAD, 128)
-			defer params.Free()
-			if err := p.DecryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, h); err != nil {
-				return err
-			}
-			_, err := p.Decrypt(s, sealed)
-			return err
-		}
-	}
+	rawOp := rawUnseal(tok, id, iv, sealed)
 	hsmOp := func(b *testing.B, _ int) func() error {
 		return func() error {
 			_, err := tok.Unseal(b.Context(), id, iv, benchAAD, sealed)
@@ -156,4 +130,60 @@ func BenchmarkUnwrapDataKey(b *testing.B) {
 		}
 	}
 	benchCompare(b, tok, rawOp, hsmOp)
+}
+
+// rawSealDataKey is the aes-gcm data key path as raw calls:
+// C_GenerateRandom(32) + C_EncryptInit/C_Encrypt (AES-GCM).
+func rawSealDataKey(tok *Token, id ObjectID, iv []byte) benchOp {
+	return func(b *testing.B, _ int) func() error {
+		p, s, h := rawSession(b, tok, id)
+		return func() error {
+			dk, err := p.GenerateRandom(s, 32)
+			if err != nil {
+				return err
+			}
+			params := pkcs11.NewGCMParams(iv, benchAAD, 128)
+			defer params.Free()
+			if err := p.EncryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, h); err != nil {
+				return err
+			}
+			_, err = p.Encrypt(s, dk)
+			return err
+		}
+	}
+}
+
+// rawUnseal is the aes-gcm open as raw calls: C_DecryptInit/C_Decrypt.
+func rawUnseal(tok *Token, id ObjectID, iv, sealed []byte) benchOp {
+	return func(b *testing.B, _ int) func() error {
+		p, s, h := rawSession(b, tok, id)
+		return func() error {
+			params := pkcs11.NewGCMParams(iv, benchAAD, 128)
+			defer params.Free()
+			if err := p.DecryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, h); err != nil {
+				return err
+			}
+			_, err := p.Decrypt(s, sealed)
+			return err
+		}
+	}
+}
+
+// BenchmarkRawToken measures the bare token operations behind the
+// server's GenerateDataKey (rawSealDataKey) and Decrypt (rawUnseal)
+// in-process at 1, 2 and 4 goroutines: the "raw" of the server benchmark's
+// bound, which tests/bench.sh takes as the best of the three.
+func BenchmarkRawToken(b *testing.B) {
+	tok, id := benchToken(b)
+	iv := make([]byte, IVSize)
+	_, sealed, err := tok.SealDataKey(b.Context(), id, 32, iv, benchAAD)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("op=GenerateDataKey", func(b *testing.B) {
+		benchcmp.Measure(b, benchcmp.Side{Name: "raw", Op: rawSealDataKey(tok, id, iv)}, 1, 2, 4)
+	})
+	b.Run("op=Decrypt", func(b *testing.B) {
+		benchcmp.Measure(b, benchcmp.Side{Name: "raw", Op: rawUnseal(tok, id, iv, sealed)}, 1, 2, 4)
+	})
 }

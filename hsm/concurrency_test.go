@@ -3,10 +3,13 @@ package hsm
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,10 +20,12 @@ import (
 
 // TestConcurrentMixedOperations proves that the Token is safe for
 // concurrent use (run it with -race): 32 goroutines share a pool of 4
-// sessions for a mix of every kind of operation, including rejected
+// sessions for a mix of every kind of operation the token has, with every
+// data-key mechanism and signing algorithm it has, including rejected
 // ciphertexts (which probe the token), with no error, every result checked,
 // the pool never above its bound, the token ready throughout, and no
-// session left borrowed at the end.
+// session left borrowed at the end. The operations of a feature the token
+// lacks are refused with ErrMechanismUnsupported, and left out of the mix.
 func TestConcurrentMixedOperations(t *testing.T) {
 	const (
 		poolSize   = 4
@@ -29,89 +34,110 @@ func TestConcurrentMixedOperations(t *testing.T) {
 	)
 	ctx := t.Context()
 	tok := openToken(t, func(c *Config) { c.PoolSize = poolSize })
-	master := newMasterKey(t, tok)
-	pair, err := NewObjectID()
-	if err != nil {
-		t.Fatal(err)
+	master := newVersionKey(t, tok)
+	// A key pair of each type the token makes.
+	var ecPair, rsaPair ObjectID
+	var ecPub *ecdsa.PublicKey
+	var rsaPub *rsa.PublicKey
+	if has(tok, "ecdsa") {
+		ecPair, ecPub = concurrentPair[*ecdsa.PublicKey](t, tok, ECP256)
 	}
-	pub, err := tok.CreateKeyPair(ctx, pair, "hsmkms/test/concurrent-ec", ECP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ecPub, ok := pub.(*ecdsa.PublicKey)
-	if !ok {
-		t.Fatalf("CreateKeyPair(ECP256) returned a %T", pub)
+	if has(tok, "rsa") {
+		rsaPair, rsaPub = concurrentPair[*rsa.PublicKey](t, tok, RSA2048)
 	}
 	absent, err := NewObjectID()
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	// Each operation checks its own result and returns an error if it is wrong.
-	ops := []struct {
-		name string
-		run  func(w, i int) error
-	}{
-		{"seal/unseal", func(w, i int) error {
-			pt := []byte(fmt.Sprintf("plaintext %d/%d", w, i))
-			aad := []byte(fmt.Sprintf("aad %d/%d", w, i))
-			iv, err := NewIV()
+	// Each operation checks its own result and returns an error if it is
+	// wrong. It runs only on a token with every feature it needs.
+	type mixedOp struct {
+		name  string
+		needs []string
+		run   func(w, i int) error
+	}
+	var ops []mixedOp
+	for _, m := range sealMechs {
+		ops = append(ops,
+			mixedOp{"seal/unseal " + m.feature, []string{m.feature}, func(w, i int) error {
+				pt := []byte(fmt.Sprintf("plaintext %d/%d", w, i))
+				aad := []byte(fmt.Sprintf("aad %d/%d", w, i))
+				iv, err := m.newIV()
+				if err != nil {
+					return err
+				}
+				sealed, err := m.seal(ctx, tok, master, iv, aad, pt)
+				if err != nil {
+					return err
+				}
+				if want := len(pt) + m.overhead(len(pt)); len(sealed) != want {
+					return fmt.Errorf("sealed %d bytes into %d, want %d", len(pt), len(sealed), want)
+				}
+				got, err := m.unseal(ctx, tok, master, iv, aad, sealed)
+				if err != nil {
+					return err
+				}
+				if !bytes.Equal(got, pt) {
+					return fmt.Errorf("unsealed %q, want %q", got, pt)
+				}
+				return nil
+			}},
+			mixedOp{"unseal tampered " + m.feature, []string{m.feature}, func(w, i int) error {
+				iv, err := m.newIV()
+				if err != nil {
+					return err
+				}
+				sealed, err := m.seal(ctx, tok, master, iv, recAAD, []byte("tamper with me"))
+				if err != nil {
+					return err
+				}
+				sealed[w%len(sealed)] ^= 0x01
+				if _, err := m.unseal(ctx, tok, master, iv, recAAD, sealed); !errors.Is(err, ErrInvalidCiphertext) {
+					return fmt.Errorf("unsealing a tampered value: err = %v, want ErrInvalidCiphertext", err)
+				}
+				return nil
+			}},
+			mixedOp{"seal data key " + m.feature, []string{m.feature}, func(w, i int) error {
+				iv, err := m.newIV()
+				if err != nil {
+					return err
+				}
+				dk, sealed, err := m.sealDataKey(ctx, tok, master, 32, iv, recAAD)
+				if err != nil {
+					return err
+				}
+				if len(dk) != 32 {
+					return fmt.Errorf("data key of %d bytes, want 32", len(dk))
+				}
+				got, err := m.unseal(ctx, tok, master, iv, recAAD, sealed)
+				if err != nil {
+					return err
+				}
+				if !bytes.Equal(got, dk) {
+					return fmt.Errorf("sealed data key unseals to %x, want %x", got, dk)
+				}
+				return nil
+			}},
+		)
+	}
+	// sign signs a digest of message w/i with alg under pair, checks it
+	// with Go's verify and with tok.Verify.
+	sign := func(pair ObjectID, alg SigningAlgorithm, goVerify func(digest, sig []byte) error) func(w, i int) error {
+		return func(w, i int) error {
+			digest := sha256.Sum256([]byte(fmt.Sprintf("message %d/%d", w, i)))
+			sig, err := tok.Sign(ctx, pair, alg, digest[:])
 			if err != nil {
 				return err
 			}
-			sealed, err := tok.Seal(ctx, master, iv, aad, pt)
-			if err != nil {
-				return err
+			if err := goVerify(digest[:], sig); err != nil {
+				return fmt.Errorf("the signature does not verify with Go's crypto: %w", err)
 			}
-			if len(sealed) != len(pt)+TagSize {
-				return fmt.Errorf("sealed %d bytes into %d", len(pt), len(sealed))
-			}
-			got, err := tok.Unseal(ctx, master, iv, aad, sealed)
-			if err != nil {
-				return err
-			}
-			if !bytes.Equal(got, pt) {
-				return fmt.Errorf("unsealed %q, want %q", got, pt)
-			}
-			return nil
-		}},
-		{"unseal tampered", func(w, i int) error {
-			iv, err := NewIV()
-			if err != nil {
-				return err
-			}
-			sealed, err := tok.Seal(ctx, master, iv, recAAD, []byte("tamper with me"))
-			if err != nil {
-				return err
-			}
-			sealed[w%len(sealed)] ^= 0x01
-			if _, err := tok.Unseal(ctx, master, iv, recAAD, sealed); !errors.Is(err, ErrInvalidCiphertext) {
-				return fmt.Errorf("unsealing a tampered value: err = %v, want ErrInvalidCiphertext", err)
-			}
-			return nil
-		}},
-		{"seal data key", func(w, i int) error {
-			iv, err := NewIV()
-			if err != nil {
-				return err
-			}
-			dk, sealed, err := tok.SealDataKey(ctx, master, 32, iv, recAAD)
-			if err != nil {
-				return err
-			}
-			if len(dk) != 32 {
-				return fmt.Errorf("data key of %d bytes, want 32", len(dk))
-			}
-			got, err := tok.Unseal(ctx, master, iv, recAAD, sealed)
-			if err != nil {
-				return err
-			}
-			if !bytes.Equal(got, dk) {
-				return fmt.Errorf("sealed data key unseals to %x, want %x", got, dk)
-			}
-			return nil
-		}},
-		{"wrap/unwrap data key", func(w, i int) error {
+			return tok.Verify(ctx, pair, alg, digest[:], sig)
+		}
+	}
+	ops = append(ops,
+		mixedOp{"wrap/unwrap data key", []string{"aes-kw"}, func(w, i int) error {
 			dk, wrapped, err := tok.WrapDataKey(ctx, master, 32)
 			if err != nil {
 				return err
@@ -128,7 +154,19 @@ func TestConcurrentMixedOperations(t *testing.T) {
 			}
 			return nil
 		}},
-		{"generate random", func(w, i int) error {
+		mixedOp{"sign ECDSA", []string{"ecdsa"}, sign(ecPair, ECDSASHA256, func(digest, sig []byte) error {
+			if !ecdsa.VerifyASN1(ecPub, digest, sig) {
+				return errors.New("crypto/ecdsa refuses it")
+			}
+			return nil
+		})},
+		mixedOp{"sign RSA PKCS #1 v1.5", []string{"rsa"}, sign(rsaPair, RSAPKCS1SHA256, func(digest, sig []byte) error {
+			return rsa.VerifyPKCS1v15(rsaPub, crypto.SHA256, digest, sig)
+		})},
+		mixedOp{"sign RSA-PSS", []string{"rsa", "rsa-pss"}, sign(rsaPair, RSAPSSSHA256, func(digest, sig []byte) error {
+			return rsa.VerifyPSS(rsaPub, crypto.SHA256, digest, sig, &rsa.PSSOptions{SaltLength: 32, Hash: crypto.SHA256})
+		})},
+		mixedOp{"generate random", nil, func(w, i int) error {
 			b, err := tok.GenerateRandom(ctx, 32)
 			if err != nil {
 				return err
@@ -138,18 +176,7 @@ func TestConcurrentMixedOperations(t *testing.T) {
 			}
 			return nil
 		}},
-		{"sign", func(w, i int) error {
-			digest := sha256.Sum256([]byte(fmt.Sprintf("message %d/%d", w, i)))
-			sig, err := tok.Sign(ctx, pair, ECDSASHA256, digest[:])
-			if err != nil {
-				return err
-			}
-			if !ecdsa.VerifyASN1(ecPub, digest[:], sig) {
-				return errors.New("signature does not verify with crypto/ecdsa")
-			}
-			return tok.Verify(ctx, pair, ECDSASHA256, digest[:], sig)
-		}},
-		{"has key", func(w, i int) error {
+		mixedOp{"has key", nil, func(w, i int) error {
 			if found, err := tok.HasKey(ctx, master); err != nil || !found {
 				return fmt.Errorf("HasKey(master) = %v, %v; want true", found, err)
 			}
@@ -158,7 +185,17 @@ func TestConcurrentMixedOperations(t *testing.T) {
 			}
 			return nil
 		}},
+	)
+	// What the token lacks is refused up front, and stays out of the mix.
+	var mix []mixedOp
+	for _, op := range ops {
+		if slices.ContainsFunc(op.needs, func(feature string) bool { return !has(tok, feature) }) {
+			t.Run("unsupported/"+op.name, func(t *testing.T) { wantKind(t, op.run(0, 0), ErrMechanismUnsupported) })
+			continue
+		}
+		mix = append(mix, op)
 	}
+	ops = mix
 
 	// Sample the pool while the workers run.
 	var samples, overBound atomic.Int64
@@ -223,7 +260,26 @@ func TestConcurrentMixedOperations(t *testing.T) {
 	if h := tok.Health(); !h.Ready || h.Recoveries != 0 {
 		t.Errorf("Health at the end = %+v, want ready with no recovery", h)
 	}
-	t.Logf("%d operations, %d pool samples, at most %d sessions open", done.Load(), samples.Load(), maxOpen.Load())
+	t.Logf("%d operations of %d kinds, %d pool samples, at most %d sessions open", done.Load(), len(ops), samples.Load(), maxOpen.Load())
+}
+
+// concurrentPair makes a key pair of spec and returns its CKA_ID and its
+// public key, of type K.
+func concurrentPair[K crypto.PublicKey](t *testing.T, tok *Token, spec KeySpec) (ObjectID, K) {
+	t.Helper()
+	id, err := NewObjectID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := tok.CreateKeyPair(t.Context(), id, "hsmkms/test/concurrent-"+string(spec), spec)
+	if err != nil {
+		t.Fatalf("CreateKeyPair(%s): %v", spec, err)
+	}
+	k, ok := pub.(K)
+	if !ok {
+		t.Fatalf("CreateKeyPair(%s) returned a %T", spec, pub)
+	}
+	return id, k
 }
 
 // holdOnlySession opens a faulty Token with one session and waitTimeout,
@@ -236,7 +292,7 @@ func holdOnlySession(t *testing.T, waitTimeout time.Duration) (*Token, *faulty, 
 		c.PoolSize = 1
 		c.WaitTimeout = waitTimeout
 	})
-	id := newMasterKey(t, tok)
+	id := newVersionKey(t, tok)
 	gate := f.setGate("GenerateRandom")
 	release := sync.OnceFunc(func() { close(gate) })
 	t.Cleanup(release)
@@ -258,27 +314,40 @@ func holdOnlySession(t *testing.T, waitTimeout time.Duration) (*Token, *faulty, 
 // TestPoolExhaustion proves that with the only session busy, every other
 // call fails with ErrPoolExhausted after the wait timeout without reaching
 // the module or marking the token unavailable, and that once the busy call
-// finishes (successfully) the pool serves calls again.
+// finishes (successfully) the pool serves calls again. The calls of a
+// data-key mechanism the token lacks do not wait: they are refused with
+// ErrMechanismUnsupported at once.
 func TestPoolExhaustion(t *testing.T) {
 	ctx := t.Context()
 	tok, f, id, release, held := holdOnlySession(t, 50*time.Millisecond)
-	iv := sealIV
-	calls := []struct {
+	type call struct {
 		name string
+		want error
 		call func() error
-	}{
-		{"seal", func() error { _, err := tok.Seal(ctx, id, iv, recAAD, []byte("x")); return err }},
-		{"seal data key", func() error { _, _, err := tok.SealDataKey(ctx, id, 32, iv, recAAD); return err }},
-		{"generate random", func() error { _, err := tok.GenerateRandom(ctx, 16); return err }},
-		{"has key", func() error { _, err := tok.HasKey(ctx, id); return err }},
 	}
-	module := []string{"EncryptInit", "GenerateRandom", "FindObjectsInit", "OpenSession"}
+	var calls []call
+	for _, m := range sealMechs {
+		iv, want := m.iv(t), kindOn(tok, m.feature, ErrPoolExhausted)
+		calls = append(calls,
+			call{"seal " + m.feature, want, func() error { _, err := m.seal(ctx, tok, id, iv, recAAD, []byte("x")); return err }},
+			call{"seal data key " + m.feature, want, func() error { _, _, err := m.sealDataKey(ctx, tok, id, 32, iv, recAAD); return err }},
+			call{"unseal " + m.feature, want, func() error {
+				_, err := m.unseal(ctx, tok, id, iv, recAAD, make([]byte, 2*cbcBlock+MACSize))
+				return err
+			}},
+		)
+	}
+	calls = append(calls,
+		call{"generate random", ErrPoolExhausted, func() error { _, err := tok.GenerateRandom(ctx, 16); return err }},
+		call{"has key", ErrPoolExhausted, func() error { _, err := tok.HasKey(ctx, id); return err }},
+	)
+	module := []string{"EncryptInit", "DecryptInit", "SignInit", "VerifyInit", "GenerateRandom", "FindObjectsInit", "OpenSession"}
 	for _, c := range calls {
 		t.Run(c.name, func(t *testing.T) {
 			before := counts(f, module)
 			var err error
 			returnsWithin(t, hangLimit, c.name, func() { err = c.call() })
-			wantErrKind(t, c.name, err, ErrPoolExhausted)
+			wantErrKind(t, c.name, err, c.want)
 			if after := counts(f, module); !mapsEqual(before, after) {
 				t.Fatalf("a call that got no session reached the module: %v, then %v", before, after)
 			}
@@ -307,7 +376,8 @@ func TestPoolExhaustion(t *testing.T) {
 // its context: cancelled before, cancelled while waiting, or past its
 // deadline, it returns long before the (one minute) wait timeout with an
 // *Error that matches the context's error (the code reports it as
-// ErrUnavailable), without marking the token unavailable.
+// ErrUnavailable), without marking the token unavailable. The call is a
+// seal with the token's data-key mechanism.
 func TestPoolWaitCancelled(t *testing.T) {
 	tok, f, id, release, held := holdOnlySession(t, time.Minute)
 	cases := []struct {
@@ -336,7 +406,7 @@ func TestPoolWaitCancelled(t *testing.T) {
 			encrypts := f.count("EncryptInit")
 			var err error
 			returnsWithin(t, hangLimit, "Seal with a cancelled context", func() {
-				_, err = tok.Seal(ctx, id, sealIV, recAAD, []byte("x"))
+				_, _, err = sealAny(ctx, tok, id, recAAD, []byte("x"))
 			})
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want it to match %v", err, tc.want)
@@ -363,7 +433,8 @@ func TestPoolWaitCancelled(t *testing.T) {
 // open gives back its pool slot: with a pool of one, the next call gets a
 // session instead of ErrPoolExhausted. A device-class refusal
 // (CKR_SESSION_COUNT) also sends the token into recovery, another
-// (CKR_HOST_MEMORY) does not.
+// (CKR_HOST_MEMORY) does not. The calls seal with the token's data-key
+// mechanism, whose first cryptographic call is C_EncryptInit.
 func TestPoolSessionOpenFailure(t *testing.T) {
 	cases := []struct {
 		name     string
@@ -381,11 +452,11 @@ func TestPoolSessionOpenFailure(t *testing.T) {
 				c.WaitTimeout = 50 * time.Millisecond
 				c.RecoverInterval = recoverInterval
 			})
-			id := newMasterKey(t, tok)
+			id := newVersionKey(t, tok)
 			// Evict the only session, so that the retry must open one.
 			f.inject("EncryptInit", pkcs11.Error(pkcs11.CKR_SESSION_HANDLE_INVALID))
 			f.inject("OpenSession", pkcs11.Error(tc.code))
-			_, err := tok.Seal(ctx, id, sealIV, recAAD, []byte("x"))
+			_, _, err := sealAny(ctx, tok, id, recAAD, []byte("x"))
 			wantErrKind(t, "Seal", err, ErrUnavailable)
 			var code pkcs11.Error
 			if !errors.As(err, &code) || uint(code) != tc.code {
@@ -414,13 +485,16 @@ func TestPoolSessionOpenFailure(t *testing.T) {
 	}
 }
 
-// TestConcurrentTokenObjects proves that master keys and key pairs made and
-// destroyed from several goroutines at once all succeed and all exist
-// afterwards. SoftHSM2 2.6.1 answers CKR_GENERAL_ERROR now and then when
-// sessions create token objects at the same instant; the Token serialises
-// them (before it did, this failed on every run).
+// TestConcurrentTokenObjects proves that master keys, portable versions and
+// key pairs (of the type the token makes) made and destroyed from several
+// goroutines at once all succeed and all exist afterwards. SoftHSM2 2.6.1
+// answers CKR_GENERAL_ERROR now and then when sessions create token objects
+// at the same instant; the Token serialises them (before it did, this
+// failed on every run).
 func TestConcurrentTokenObjects(t *testing.T) {
 	tok := openToken(t)
+	spec, pairs := testPairSpec(t, tok)
+	portable := has(tok, "aes-cbc-hmac")
 	const workers, each = 4, 12
 	made := make(chan ObjectID, workers*each)
 	var wg sync.WaitGroup
@@ -433,9 +507,12 @@ func TestConcurrentTokenObjects(t *testing.T) {
 					return
 				}
 				label := "hsmkms/concurrent/" + id.String()
-				if w == 0 && i%4 == 0 {
-					_, err = tok.CreateKeyPair(t.Context(), id, label, ECP256)
-				} else {
+				switch {
+				case w == 0 && i%4 == 0 && pairs:
+					_, err = tok.CreateKeyPair(t.Context(), id, label, spec)
+				case w == 1 && portable:
+					err = tok.CreatePortableKey(t.Context(), id, label)
+				default:
 					err = tok.CreateMasterKey(t.Context(), id, label)
 				}
 				if err != nil {

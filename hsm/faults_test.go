@@ -7,11 +7,11 @@ import (
 	"github.com/miekg/pkcs11"
 )
 
-// faulty wraps the real SoftHSM2 module and, on demand, makes chosen calls
-// fail with the return codes real HSMs produce and SoftHSM2 never does
-// (CKR_DEVICE_REMOVED, CKR_SESSION_HANDLE_INVALID, …). Calls without an
-// injected fault go to the real module. It also counts calls, so tests can
-// prove that bad input never reached the token.
+// faulty wraps the real module of the token under test and, on demand,
+// makes chosen calls fail with the return codes real HSMs produce and the
+// software tokens never do (CKR_DEVICE_REMOVED, CKR_SESSION_HANDLE_INVALID,
+// …). Calls without an injected fault go to the real module. It also counts
+// calls, so tests can prove that bad input never reached the token.
 type faulty struct {
 	PKCS11
 	mu     sync.Mutex
@@ -25,13 +25,22 @@ type faulty struct {
 	gate map[string]chan struct{}
 }
 
+// newFaulty returns a faulty wrapper hiding the mechanisms in hide (nil:
+// none); its wrap method goes in Config.Wrap.
+func newFaulty(hide map[uint]bool) *faulty {
+	if hide == nil {
+		hide = map[uint]bool{}
+	}
+	return &faulty{faults: map[string][]error{}, calls: map[string]int{}, hide: hide, gate: map[string]chan struct{}{}}
+}
+
+func (f *faulty) wrap(p PKCS11) PKCS11 { f.PKCS11 = p; return f }
+
 // openFaulty opens the package's token through a faulty wrapper.
 func openFaulty(t testing.TB, change ...func(*Config)) (*Token, *faulty) {
 	t.Helper()
-	f := &faulty{faults: map[string][]error{}, calls: map[string]int{}, hide: map[uint]bool{}, gate: map[string]chan struct{}{}}
-	change = append([]func(*Config){func(c *Config) {
-		c.Wrap = func(p PKCS11) PKCS11 { f.PKCS11 = p; return f }
-	}}, change...)
+	f := newFaulty(nil)
+	change = append([]func(*Config){func(c *Config) { c.Wrap = f.wrap }}, change...)
 	return openToken(t, change...), f
 }
 
@@ -199,6 +208,20 @@ func (f *faulty) SignInit(s pkcs11.SessionHandle, m []*pkcs11.Mechanism, o pkcs1
 		return err
 	}
 	return f.PKCS11.SignInit(s, m, o)
+}
+
+func (f *faulty) Sign(s pkcs11.SessionHandle, msg []byte) ([]byte, error) {
+	if err := f.hook("Sign"); err != nil {
+		return nil, err
+	}
+	return f.PKCS11.Sign(s, msg)
+}
+
+func (f *faulty) Verify(s pkcs11.SessionHandle, data, sig []byte) error {
+	if err := f.hook("Verify"); err != nil {
+		return err
+	}
+	return f.PKCS11.Verify(s, data, sig)
 }
 
 func (f *faulty) VerifyInit(s pkcs11.SessionHandle, m []*pkcs11.Mechanism, o pkcs11.ObjectHandle) error {

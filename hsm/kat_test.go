@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -14,16 +17,21 @@ import (
 	"github.com/miekg/pkcs11"
 )
 
-// Known-answer tests: the token's AES-GCM and AES key wrap, driven through
-// the package's API, give exactly what Go's crypto/cipher, a Go RFC 3394
-// reference and the published vectors give for the same key.
+// Known-answer tests: the token's AES-GCM, AES key wrap and portable
+// mechanism (AES-CBC-PAD then HMAC-SHA-256), driven through the package's
+// API, give exactly what Go's crypto/cipher and crypto/hmac, a Go RFC 3394
+// reference and the published vectors give for the same keys. On a token
+// without a mechanism, its operations are refused with
+// ErrMechanismUnsupported; the Go references are checked against the
+// published vectors on every token.
 
 // importKey creates a session secret key object of keyType with the known
-// value on session s and returns its CKA_ID and handle. This is test-only:
-// the package itself never imports key values. The object is a session
-// object (TOKEN=false); SoftHSM2 shows session objects to every session of
-// the application (TestKnownImportVisibleToOtherSessions checks it), so the
-// package's other pool sessions address it by CKA_ID while s stays
+// value on session s, for encryption and wrapping, and returns its CKA_ID
+// and handle. This is test-only: the package itself never imports key
+// values. The object is a session object (TOKEN=false); PKCS#11 shows
+// session objects to every session of the application
+// (TestKnownImportVisibleToOtherSessions checks that the token does), so
+// the package's other pool sessions address it by CKA_ID while s stays
 // borrowed. It is destroyed, and its cached handle forgotten, when the test
 // ends.
 func importKey(t testing.TB, tok *Token, s pkcs11.SessionHandle, keyType uint, value []byte) (ObjectID, pkcs11.ObjectHandle) {
@@ -32,38 +40,63 @@ func importKey(t testing.TB, tok *Token, s pkcs11.SessionHandle, keyType uint, v
 	if err != nil {
 		t.Fatal(err)
 	}
+	h := importObject(t, tok, s, *secretKey(id), keyType, value, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
+	})
+	return id, h
+}
+
+// importObject creates the session secret key object of keyType with the
+// known value, the CKA_ID of ref and the usages given, on session s, and
+// returns its handle. It is destroyed, and ref's cached handle forgotten,
+// when the test ends.
+func importObject(t testing.TB, tok *Token, s pkcs11.SessionHandle, ref keyRef, keyType uint, value []byte, usage []*pkcs11.Attribute) pkcs11.ObjectHandle {
+	t.Helper()
 	p := raw(t, tok)
-	h, err := p.CreateObject(s, []*pkcs11.Attribute{
+	h, err := p.CreateObject(s, append([]*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, keyType),
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
 		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
-		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
-		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
-		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
 		pkcs11.NewAttribute(pkcs11.CKA_VALUE, value),
-		pkcs11.NewAttribute(pkcs11.CKA_ID, id[:]),
-		pkcs11.NewAttribute(pkcs11.CKA_LABEL, "hsmkms-test/kat/"+id.String()),
-	})
+		pkcs11.NewAttribute(pkcs11.CKA_ID, ref.ckaID()),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, "hsmkms-test/kat/"+ref.id.String()),
+	}, usage...))
 	if err != nil {
 		t.Fatalf("C_CreateObject of a known key: %v", err)
 	}
 	t.Cleanup(func() {
-		tok.keys.forget(*secretKey(id))
+		tok.keys.forget(ref)
 		if err := p.DestroyObject(s, h); err != nil {
 			t.Errorf("destroying the imported key: %v", err)
 		}
 	})
-	return id, h
+	return h
 }
 
 // importAES imports a known AES key and returns its CKA_ID.
 func importAES(t testing.TB, tok *Token, s pkcs11.SessionHandle, value []byte) ObjectID {
 	t.Helper()
 	id, _ := importKey(t, tok, s, pkcs11.CKK_AES, value)
+	return id
+}
+
+// importPortable imports a portable version of known keys: the AES key,
+// and the HMAC key as the portable operations find it (macKey: a generic
+// secret with the version's CKA_ID followed by MACIDSuffix) that signs
+// and verifies, as macKeyTemplate makes it. It returns the version's CKA_ID.
+func importPortable(t testing.TB, tok *Token, s pkcs11.SessionHandle, aesKey, hmacKey []byte) ObjectID {
+	t.Helper()
+	id := importAES(t, tok, s, aesKey)
+	importObject(t, tok, s, *macKey(id), pkcs11.CKK_GENERIC_SECRET, hmacKey, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
+	})
 	return id
 }
 
@@ -148,38 +181,120 @@ func goKeyUnwrap(t testing.TB, kek, c []byte) ([]byte, bool) {
 	return r, subtle.ConstantTimeCompare(a, kwIV) == 1
 }
 
+// goMACInput is what the portable mechanism's HMAC covers, written out
+// from its description rather than with macInput: the header and the
+// ciphertext, each after its length as 4 big-endian bytes, the IV between
+// them and the context last.
+func goMACInput(header, iv, ct, context []byte) []byte {
+	var b bytes.Buffer
+	binary.Write(&b, binary.BigEndian, uint32(len(header)))
+	b.Write(header)
+	b.Write(iv)
+	binary.Write(&b, binary.BigEndian, uint32(len(ct)))
+	b.Write(ct)
+	b.Write(context)
+	return b.Bytes()
+}
+
+func goHMAC(key, msg []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write(msg)
+	return m.Sum(nil)
+}
+
+// goPortableSeal is the portable mechanism in Go: AES-CBC with PKCS #7
+// padding (crypto/cipher), then HMAC-SHA-256 (crypto/hmac).
+func goPortableSeal(t testing.TB, aesKey, hmacKey, iv, header, context, pt []byte) []byte {
+	t.Helper()
+	b, err := aes.NewCipher(aesKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pad := aes.BlockSize - len(pt)%aes.BlockSize
+	ct := append(bytes.Clone(pt), bytes.Repeat([]byte{byte(pad)}, pad)...)
+	cipher.NewCBCEncrypter(b, iv).CryptBlocks(ct, ct)
+	return append(ct, goHMAC(hmacKey, goMACInput(header, iv, ct, context))...)
+}
+
+// goPortableOpen opens what goPortableSeal or the token made: it checks
+// the MAC, decrypts and checks and strips the padding.
+func goPortableOpen(t testing.TB, aesKey, hmacKey, iv, header, context, sealed []byte) ([]byte, error) {
+	t.Helper()
+	if len(sealed) < MACSize+aes.BlockSize || (len(sealed)-MACSize)%aes.BlockSize != 0 {
+		return nil, fmt.Errorf("%d bytes is not whole blocks and a MAC", len(sealed))
+	}
+	ct, mac := sealed[:len(sealed)-MACSize], sealed[len(sealed)-MACSize:]
+	if !hmac.Equal(mac, goHMAC(hmacKey, goMACInput(header, iv, ct, context))) {
+		return nil, errors.New("the MAC does not match")
+	}
+	b, err := aes.NewCipher(aesKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt := make([]byte, len(ct))
+	cipher.NewCBCDecrypter(b, iv).CryptBlocks(pt, ct)
+	pad := int(pt[len(pt)-1])
+	if pad < 1 || pad > aes.BlockSize || !bytes.Equal(pt[len(pt)-pad:], bytes.Repeat([]byte{byte(pad)}, pad)) {
+		return nil, errors.New("bad PKCS #7 padding")
+	}
+	return pt[:len(pt)-pad], nil
+}
+
 // TestKnownImportVisibleToOtherSessions proves the premise of the known-answer
 // tests: a session object created on one pool session is found by CKA_ID on
-// another session and used by the package's API on yet another one.
+// another session and used by the package's API on yet another one, with
+// each data-key mechanism the token has (a mechanism it lacks is refused
+// with ErrMechanismUnsupported).
 func TestKnownImportVisibleToOtherSessions(t *testing.T) {
 	tok := openToken(t)
 	s1 := session(t, tok)
 	s2 := session(t, tok)
-	key := pattern(32, 1)
-	id, h := importKey(t, tok, s1, pkcs11.CKK_AES, key)
-	got, err := findOne(tok.p, s2, *secretKey(id))
-	if err != nil {
-		t.Fatalf("finding the session object from another session: %v", err)
+	aesKey, hmacKey := pattern(32, 1), pattern(32, 2)
+	id := importPortable(t, tok, s1, aesKey, hmacKey)
+	for _, ref := range []keyRef{*secretKey(id), *macKey(id)} {
+		h1, err := findOne(tok.p, s1, ref)
+		if err != nil {
+			t.Fatalf("finding the session object from its session: %v", err)
+		}
+		h2, err := findOne(tok.p, s2, ref)
+		if err != nil {
+			t.Fatalf("finding the session object from another session: %v", err)
+		}
+		if h2 != h1 {
+			t.Fatalf("another session found handle %d, the creator's %d", h2, h1)
+		}
 	}
-	if got != h {
-		t.Fatalf("another session found handle %d, the creator got %d", got, h)
+	// s1 and s2 are borrowed: the seals run on a third session.
+	aad, pt := []byte("aad"), []byte("plaintext")
+	goSeal := map[string]func(iv []byte) []byte{
+		"aes-gcm":      func(iv []byte) []byte { return goGCM(t, aesKey).Seal(nil, iv, pt, aad) },
+		"aes-cbc-hmac": func(iv []byte) []byte { return goPortableSeal(t, aesKey, hmacKey, iv, aad, nil, pt) },
 	}
-	// s1 and s2 are borrowed: Seal runs on a third session.
-	iv, aad, pt := pattern(IVSize, 3), []byte("aad"), []byte("plaintext")
-	sealed, err := tok.Seal(t.Context(), id, iv, aad, pt)
-	if err != nil {
-		t.Fatalf("Seal with the imported key: %v", err)
-	}
-	if want := goGCM(t, key).Seal(nil, iv, pt, aad); !bytes.Equal(sealed, want) {
-		t.Fatalf("Seal = %x, Go GCM = %x", sealed, want)
+	for _, m := range sealMechs {
+		t.Run(m.feature, func(t *testing.T) {
+			iv := pattern(m.ivSize, 3)
+			sealed, err := m.seal(t.Context(), tok, id, iv, aad, pt)
+			if !has(tok, m.feature) {
+				wantKind(t, err, ErrMechanismUnsupported)
+				return
+			}
+			if err != nil {
+				t.Fatalf("Seal%s with the imported key: %v", m.suffix, err)
+			}
+			if want := goSeal[m.feature](iv); !bytes.Equal(sealed, want) {
+				t.Fatalf("Seal%s = %x, Go = %x", m.suffix, sealed, want)
+			}
+		})
 	}
 }
 
 // TestKATSealMatchesGoGCM proves that Seal is AES-256-GCM with the caller's
 // IV and AAD and a 16-byte tag, byte for byte as Go's crypto/cipher and the
 // published GCM test case 16 compute it, and that Unseal opens Go's output.
+// A token without aes-gcm refuses both with ErrMechanismUnsupported.
 func TestKATSealMatchesGoGCM(t *testing.T) {
 	tok := openToken(t)
+	gcm := has(tok, "aes-gcm")
 	s := session(t, tok)
 	key := pattern(32, 0x40)
 	id := importAES(t, tok, s, key)
@@ -223,6 +338,12 @@ func TestKATSealMatchesGoGCM(t *testing.T) {
 				t.Fatalf("Go GCM disagrees with the published vector: %x", want)
 			}
 			got, err := tok.Seal(t.Context(), kid, tc.iv, tc.aad, tc.pt)
+			if !gcm {
+				wantKind(t, err, ErrMechanismUnsupported)
+				_, err = tok.Unseal(t.Context(), kid, tc.iv, tc.aad, want)
+				wantKind(t, err, ErrMechanismUnsupported)
+				return
+			}
 			if err != nil {
 				t.Fatalf("Seal: %v", err)
 			}
@@ -245,9 +366,11 @@ func TestKATSealMatchesGoGCM(t *testing.T) {
 
 // TestKATSealDataKeyOpensWithGoGCM proves that SealDataKey returns a data
 // key of the asked size and its AES-GCM seal under the master key: Go's GCM
-// with the same key, IV and AAD opens the sealed value to that data key.
+// with the same key, IV and AAD opens the sealed value to that data key. A
+// token without aes-gcm refuses it with ErrMechanismUnsupported.
 func TestKATSealDataKeyOpensWithGoGCM(t *testing.T) {
 	tok := openToken(t)
+	gcm := has(tok, "aes-gcm")
 	s := session(t, tok)
 	key := pattern(32, 0x90)
 	id := importAES(t, tok, s, key)
@@ -270,6 +393,10 @@ func TestKATSealDataKeyOpensWithGoGCM(t *testing.T) {
 				t.Fatal(err)
 			}
 			dk, sealed, err := tok.SealDataKey(t.Context(), id, tc.n, iv, tc.aad)
+			if !gcm {
+				wantKind(t, err, ErrMechanismUnsupported)
+				return
+			}
 			if err != nil {
 				t.Fatalf("SealDataKey: %v", err)
 			}
@@ -291,6 +418,140 @@ func TestKATSealDataKeyOpensWithGoGCM(t *testing.T) {
 	}
 }
 
+// TestKATSealPortableMatchesGo proves that SealPortable is AES-256-CBC with
+// PKCS #7 padding under the version's AES key and the caller's IV, followed
+// by HMAC-SHA-256 under its HMAC key over the header, the IV, the
+// ciphertext and the context as the format lays them out: byte for byte
+// what Go's crypto/cipher and crypto/hmac give, with the CBC blocks of the
+// published NIST SP 800-38A F.2.5 vector. UnsealPortable opens Go's output.
+// A token without aes-cbc-hmac refuses both with ErrMechanismUnsupported.
+func TestKATSealPortableMatchesGo(t *testing.T) {
+	tok := openToken(t)
+	s := session(t, tok)
+	portable := has(tok, "aes-cbc-hmac")
+	aesKey, hmacKey := pattern(32, 0x50), pattern(32, 0x60)
+	id := importPortable(t, tok, s, aesKey, hmacKey)
+
+	tests := []struct {
+		name                    string
+		pt, header, context, iv []byte
+		aesKey                  []byte // when not the shared imported key
+		known                   string // the published CBC ciphertext the sealed value starts with
+	}{
+		{name: "pt1/header1", pt: pattern(1, 1), header: pattern(1, 2), iv: pattern(CBCIVSize, 3)},
+		{name: "pt15/header16/context8", pt: pattern(15, 4), header: pattern(16, 5), context: pattern(8, 6), iv: pattern(CBCIVSize, 7)},
+		// A whole block gets a whole block of padding.
+		{name: "pt16/header13", pt: pattern(16, 8), header: pattern(13, 9), iv: pattern(CBCIVSize, 10)},
+		{name: "pt17/header5/context3", pt: pattern(17, 11), header: pattern(5, 12), context: pattern(3, 13), iv: pattern(CBCIVSize, 14)},
+		{name: "pt32-zero/iv-zero", pt: make([]byte, 32), header: make([]byte, 20), iv: make([]byte, CBCIVSize)},
+		{name: "pt4096/header1/context-max-1", pt: pattern(MaxPlaintext, 15), header: pattern(1, 16), context: pattern(MaxAAD-1, 17), iv: pattern(CBCIVSize, 18)},
+		{name: "pt4096/header-max", pt: pattern(MaxPlaintext, 19), header: pattern(MaxAAD, 20), iv: pattern(CBCIVSize, 21)},
+		{
+			// NIST SP 800-38A, F.2.5 CBC-AES256.Encrypt: four blocks, and
+			// the padding block CBC-PAD adds after them.
+			name:   "sp800-38a-f.2.5",
+			aesKey: unhex(t, "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4"),
+			iv:     unhex(t, "000102030405060708090a0b0c0d0e0f"),
+			pt: unhex(t, "6bc1bee22e409f96e93d7e117393172a ae2d8a571e03ac9c9eb76fac45af8e51"+
+				"30c81c46a35ce411e5fbc1191a0a52ef f69f2445df4f9b17ad2b417be66c3710"),
+			header: []byte("sp800-38a"),
+			known: "f58c4c04d6e5f1ba779eabfb5f7bfbd6 9cfc4e967edb808d679f777bc6702c7d" +
+				"39f23369a9d9bacfa530e26304231461 b2eb05e2c39be9fcda6c19078c6a9d1b",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			kid, key := id, aesKey
+			if tc.aesKey != nil {
+				kid, key = importPortable(t, tok, s, tc.aesKey, hmacKey), tc.aesKey
+			}
+			want := goPortableSeal(t, key, hmacKey, tc.iv, tc.header, tc.context, tc.pt)
+			if tc.known != "" {
+				if known := unhex(t, tc.known); !bytes.Equal(want[:len(known)], known) {
+					t.Fatalf("Go AES-CBC disagrees with the published vector: %x", want[:len(known)])
+				}
+			}
+			got, err := tok.SealPortable(t.Context(), kid, tc.iv, tc.header, tc.context, tc.pt)
+			if !portable {
+				wantKind(t, err, ErrMechanismUnsupported)
+				_, err = tok.UnsealPortable(t.Context(), kid, tc.iv, tc.header, tc.context, want)
+				wantKind(t, err, ErrMechanismUnsupported)
+				return
+			}
+			if err != nil {
+				t.Fatalf("SealPortable: %v", err)
+			}
+			if n := (len(tc.pt)/cbcBlock+1)*cbcBlock + MACSize; len(got) != n {
+				t.Fatalf("SealPortable returned %d bytes, want %d", len(got), n)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("SealPortable differs from Go's AES-CBC and HMAC:\n got %x\nwant %x", got, want)
+			}
+			plain, err := tok.UnsealPortable(t.Context(), kid, tc.iv, tc.header, tc.context, want)
+			if err != nil {
+				t.Fatalf("UnsealPortable of Go's output: %v", err)
+			}
+			if !bytes.Equal(plain, tc.pt) {
+				t.Fatalf("UnsealPortable of Go's output = %x, want %x", plain, tc.pt)
+			}
+		})
+	}
+}
+
+// TestKATSealDataKeyPortableOpensWithGo proves that SealDataKeyPortable
+// returns a data key of the asked size and its portable seal under the
+// version: Go's HMAC-SHA-256 and AES-CBC with the same keys, IV, header and
+// context verify and open the sealed value to that data key. A token
+// without aes-cbc-hmac refuses it with ErrMechanismUnsupported.
+func TestKATSealDataKeyPortableOpensWithGo(t *testing.T) {
+	tok := openToken(t)
+	s := session(t, tok)
+	portable := has(tok, "aes-cbc-hmac")
+	aesKey, hmacKey := pattern(32, 0xa0), pattern(32, 0xb0)
+	id := importPortable(t, tok, s, aesKey, hmacKey)
+
+	tests := []struct {
+		name            string
+		n               int
+		header, context []byte
+	}{
+		{"1-byte", 1, []byte("h"), nil},
+		{"16-byte", 16, pattern(16, 1), []byte("context")},
+		{"32-byte", 32, []byte(`{"key":"arn:hsmkms:key/1","v":1}`), []byte{0, 1, 0, 1, 'k', 0, 1, 'v'}},
+		{"1024-byte/header-max", MaxDataKey, pattern(MaxAAD, 2), nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			iv, err := NewCBCIV()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dk, sealed, err := tok.SealDataKeyPortable(t.Context(), id, tc.n, iv, tc.header, tc.context)
+			if !portable {
+				wantKind(t, err, ErrMechanismUnsupported)
+				return
+			}
+			if err != nil {
+				t.Fatalf("SealDataKeyPortable: %v", err)
+			}
+			if len(dk) != tc.n {
+				t.Fatalf("data key has %d bytes, want %d", len(dk), tc.n)
+			}
+			opened, err := goPortableOpen(t, aesKey, hmacKey, iv, tc.header, tc.context, sealed)
+			if err != nil {
+				t.Fatalf("Go cannot open the sealed data key: %v", err)
+			}
+			if !bytes.Equal(opened, dk) {
+				t.Fatalf("Go opens to %x, data key is %x", opened, dk)
+			}
+			plain, err := tok.UnsealPortable(t.Context(), id, iv, tc.header, tc.context, sealed)
+			if err != nil || !bytes.Equal(plain, dk) {
+				t.Fatalf("UnsealPortable = %x, %v; want the data key", plain, err)
+			}
+		})
+	}
+}
+
 // rfc3394KEK is the 256-bit KEK of RFC 3394 §4.3, §4.5 and §4.6.
 const rfc3394KEK = "000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F"
 
@@ -298,6 +559,8 @@ const rfc3394KEK = "000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D
 // the package calls it (wrapObject, UnwrapDataKey), is RFC 3394: wrapping
 // the RFC's key data under the RFC's 256-bit KEK gives the published
 // ciphertext, and UnwrapDataKey of that ciphertext gives the key data back.
+// A token without aes-kw refuses WrapDataKey and UnwrapDataKey of the
+// published values with ErrMechanismUnsupported.
 func TestVectorAESKeyWrapRFC3394(t *testing.T) {
 	tok := openToken(t)
 	s := session(t, tok)
@@ -307,6 +570,7 @@ func TestVectorAESKeyWrapRFC3394(t *testing.T) {
 	if err != nil {
 		t.Fatalf("finding the KEK: %v", err)
 	}
+	kw := has(tok, "aes-kw")
 
 	tests := []struct {
 		name, data, wrapped string
@@ -327,6 +591,13 @@ func TestVectorAESKeyWrapRFC3394(t *testing.T) {
 			}
 			if ref, ok := goKeyUnwrap(t, kek, want); !ok || !bytes.Equal(ref, data) {
 				t.Fatalf("Go reference unwrap = %x (integrity %v), want %x", ref, ok, data)
+			}
+			if !kw {
+				_, _, err := tok.WrapDataKey(t.Context(), kekID, len(data))
+				wantKind(t, err, ErrMechanismUnsupported)
+				_, err = tok.UnwrapDataKey(t.Context(), kekID, want)
+				wantKind(t, err, ErrMechanismUnsupported)
+				return
 			}
 
 			_, dkH := importKey(t, tok, s, pkcs11.CKK_GENERIC_SECRET, data)
@@ -352,16 +623,24 @@ func TestVectorAESKeyWrapRFC3394(t *testing.T) {
 // TestKATWrapDataKeyUnwrapsWithGo proves that WrapDataKey returns a data key
 // and its RFC 3394 wrap under the master key: the Go reference unwraps the
 // value with the KEK, passes the integrity check and gives the data key, and
-// UnwrapDataKey agrees.
+// UnwrapDataKey agrees. A token without aes-kw refuses WrapDataKey, and
+// UnwrapDataKey of the Go reference's wrap, with ErrMechanismUnsupported.
 func TestKATWrapDataKeyUnwrapsWithGo(t *testing.T) {
 	tok := openToken(t)
 	s := session(t, tok)
 	kek := pattern(32, 0x33)
 	id := importAES(t, tok, s, kek)
+	kw := has(tok, "aes-kw")
 
 	for _, n := range []int{16, 24, 32, 64, MaxDataKey} {
 		t.Run(fmt.Sprintf("%d-bytes", n), func(t *testing.T) {
 			dk, wrapped, err := tok.WrapDataKey(t.Context(), id, n)
+			if !kw {
+				wantKind(t, err, ErrMechanismUnsupported)
+				_, err = tok.UnwrapDataKey(t.Context(), id, goKeyWrap(t, kek, pattern(n, 0x44)))
+				wantKind(t, err, ErrMechanismUnsupported)
+				return
+			}
 			if err != nil {
 				t.Fatalf("WrapDataKey(%d): %v", n, err)
 			}

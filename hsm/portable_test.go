@@ -3,6 +3,7 @@ package hsm
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/miekg/pkcs11"
@@ -188,27 +189,218 @@ func TestPortableKeyCompletes(t *testing.T) {
 		t.Fatalf("after a second CreatePortableKey: %q, %v (the HMAC key must not change)", got, err)
 	}
 	ctx, s := raw(t, tok), session(t, tok)
-	if n := rawCount(t, ctx, s, id); n != 2 {
-		t.Errorf("%d objects with the version's CKA_ID, want 2 (AES and HMAC)", n)
+	// The AES key has the version's CKA_ID, the HMAC key that and MACIDSuffix.
+	count := func() (int, int) { return countByID(t, ctx, s, id[:]), countByID(t, ctx, s, macID(id)) }
+	if aes, mac := count(); aes != 1 || mac != 1 {
+		t.Errorf("%d AES and %d HMAC objects for the version, want 1 of each", aes, mac)
 	}
 	if err := tok.DestroyKey(t.Context(), id); err != nil {
 		t.Fatal(err)
 	}
-	if n := rawCount(t, ctx, s, id); n != 0 {
-		t.Errorf("%d objects left after DestroyKey, want 0", n)
+	if aes, mac := count(); aes != 0 || mac != 0 {
+		t.Errorf("%d AES and %d HMAC objects left after DestroyKey, want none", aes, mac)
 	}
 }
 
 // TestExtractPortableMACKeyRefused: the HMAC key is as unreadable as a
-// master key: the same attacks get the same refusals.
+// master key: every raw PKCS#11 way of getting it out is refused, with the
+// very code the same attack on the version's AES key gets, and leaves the
+// key as it was. The same reads and wraps work on an extractable key (the
+// refusals come from the keys' flags, not from a broken call).
 func TestExtractPortableMACKeyRefused(t *testing.T) {
 	tok := openToken(t)
-	id, other := newPortableKey(t, tok), newMasterKey(t, tok)
-	attacks := append([]attack{
-		readAttack("read CKA_VALUE", pkcs11.CKA_VALUE),
-		wrapAttack("wrap under a master key with CKM_AES_KEY_WRAP_PAD", pkcs11.CKM_AES_KEY_WRAP_PAD),
-	}, changeAttacks...)
-	runAttacks(t, tok, *macKey(id), other, attacks)
+	id, wrappingID := newPortableKey(t, tok), newMasterKey(t, tok)
+	ctx, s := raw(t, tok), session(t, tok)
+	wrapping, err := findOne(ctx, s, *secretKey(wrappingID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	attacks := macAttacks(t, tok)
+	mac, aes := *macKey(id), *secretKey(id)
+	for _, a := range attacks {
+		t.Run(a.name, func(t *testing.T) {
+			codes := map[string]pkcs11.Error{}
+			for _, k := range []struct {
+				name string
+				ref  keyRef
+			}{{"HMAC key", mac}, {"AES key", aes}} {
+				h, err := findOne(ctx, s, k.ref)
+				if err != nil {
+					t.Fatal(err)
+				}
+				code, ok := refusal(a.run(ctx, s, h, wrapping))
+				if !ok || !slices.Contains(a.want, code) {
+					t.Fatalf("%s: the token answered %v; want a refusal, one of %v", k.name, code, a.want)
+				}
+				codes[k.name] = code
+			}
+			if codes["HMAC key"] != codes["AES key"] {
+				t.Errorf("refused with %v, the AES key with %v: want the same refusal", codes["HMAC key"], codes["AES key"])
+			}
+			t.Logf("refused with %v", codes["HMAC key"])
+		})
+	}
+	for _, ref := range []keyRef{mac, aes} {
+		checkUnextractable(t, tok, ctx, s, ref)
+		if n := countByID(t, ctx, s, ref.ckaID()); n != 1 {
+			t.Errorf("%d objects with CKA_ID %x after the attacks, want 1 (no copy)", n, ref.ckaID())
+		}
+	}
+
+	// The control: an extractable, readable session key of the same kind.
+	control, err := ctx.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_GENERIC_SECRET_KEY_GEN, nil)}, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
+	})
+	if err != nil {
+		t.Fatalf("generating the control key: %v", err)
+	}
+	t.Cleanup(func() { _ = ctx.DestroyObject(s, control) })
+	for _, a := range attacks {
+		if a.control {
+			if err := a.run(ctx, s, control, wrapping); err != nil {
+				t.Errorf("%s on the extractable control key: %v", a.name, err)
+			}
+		}
+	}
+}
+
+// macAttack is one raw PKCS#11 way of getting a secret key out of the
+// token, and the refusals PKCS#11 allows for it.
+type macAttack struct {
+	name string
+	run  func(ctx *pkcs11.Ctx, s pkcs11.SessionHandle, key, wrapping pkcs11.ObjectHandle) error
+	want []pkcs11.Error
+	// control: the attack succeeds on an extractable, non-sensitive key.
+	control bool
+}
+
+// macAttacks are the attacks on tok's secret keys: read the value; wrap it
+// under a master key with every AES wrapping mechanism tok lists for
+// wrapping (those it does not list are refused too, as unknown); copy it
+// with new flags; set new flags on it.
+func macAttacks(t *testing.T, tok *Token) []macAttack {
+	t.Helper()
+	mechs, err := tok.Mechanisms(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	attacks := []macAttack{{name: "read CKA_VALUE", control: true,
+		want: []pkcs11.Error{pkcs11.CKR_ATTRIBUTE_SENSITIVE},
+		run: func(ctx *pkcs11.Ctx, s pkcs11.SessionHandle, key, _ pkcs11.ObjectHandle) error {
+			_, err := ctx.GetAttributeValue(s, key, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)})
+			return err
+		}}}
+	iv := make([]byte, 16)
+	for _, w := range []struct {
+		mech  uint
+		param []byte
+	}{
+		{pkcs11.CKM_AES_KEY_WRAP, nil}, {pkcs11.CKM_AES_KEY_WRAP_PAD, nil}, {ckmAESKeyWrapKWP, nil},
+		{pkcs11.CKM_AES_CBC_PAD, iv}, {pkcs11.CKM_AES_CBC, iv}, {pkcs11.CKM_AES_ECB, nil},
+	} {
+		listed := slices.ContainsFunc(mechs, func(m Mechanism) bool {
+			return m.Type == w.mech && slices.Contains(m.Flags, "WRAP")
+		})
+		a := macAttack{name: "wrap with " + MechanismName(w.mech), control: listed,
+			want: []pkcs11.Error{pkcs11.CKR_KEY_UNEXTRACTABLE},
+			run: func(ctx *pkcs11.Ctx, s pkcs11.SessionHandle, key, wrapping pkcs11.ObjectHandle) error {
+				_, err := ctx.WrapKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(w.mech, w.param)}, wrapping, key)
+				return err
+			}}
+		if !listed {
+			// Not a wrapping mechanism of this token: refused as such,
+			// or (tokens that wrap with more than they list) as the key's.
+			a.name += " (not listed for wrapping)"
+			a.want = append(a.want, pkcs11.CKR_MECHANISM_INVALID)
+		}
+		attacks = append(attacks, a)
+	}
+	// PKCS#11 v2.40 refuses changes to an object that is not modifiable or
+	// not copyable with CKR_ACTION_PROHIBITED; v2.20, which has neither
+	// that code nor CKA_COPYABLE, with CKR_ATTRIBUTE_READ_ONLY, as it does
+	// turning CKA_EXTRACTABLE on or CKA_SENSITIVE off in any version.
+	changed := []pkcs11.Error{pkcs11.CKR_ACTION_PROHIBITED, pkcs11.CKR_ATTRIBUTE_READ_ONLY}
+	for _, c := range []struct {
+		name string
+		copy bool
+		attr []*pkcs11.Attribute
+	}{
+		{"copy with CKA_EXTRACTABLE=true", true, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true)}},
+		{"copy as a session object with CKA_SENSITIVE=false", true, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false), pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false)}},
+		{"set CKA_EXTRACTABLE=true", false, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true)}},
+		{"set CKA_SENSITIVE=false", false, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false)}},
+	} {
+		attacks = append(attacks, macAttack{name: c.name, want: changed,
+			run: func(ctx *pkcs11.Ctx, s pkcs11.SessionHandle, key, _ pkcs11.ObjectHandle) error {
+				if c.copy {
+					_, err := ctx.CopyObject(s, key, c.attr)
+					return err
+				}
+				return ctx.SetAttributeValue(s, key, c.attr)
+			}})
+	}
+	return attacks
+}
+
+// refusal returns the PKCS#11 code of err, and whether err is one.
+func refusal(err error) (pkcs11.Error, bool) {
+	var code pkcs11.Error
+	return code, errors.As(err, &code)
+}
+
+// checkUnextractable checks that the key ref names is sensitive, always
+// was, never was extractable and cannot be modified or copied. CKA_COPYABLE
+// is read only where the token knows it: one that refused it in the key's
+// template (CopyableRefused) answers CKR_ATTRIBUTE_TYPE_INVALID for it.
+func checkUnextractable(t *testing.T, tok *Token, ctx *pkcs11.Ctx, s pkcs11.SessionHandle, ref keyRef) {
+	t.Helper()
+	h, err := findOne(ctx, s, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []struct {
+		name string
+		attr uint
+		want bool
+	}{
+		{"CKA_SENSITIVE", pkcs11.CKA_SENSITIVE, true},
+		{"CKA_EXTRACTABLE", pkcs11.CKA_EXTRACTABLE, false},
+		{"CKA_ALWAYS_SENSITIVE", pkcs11.CKA_ALWAYS_SENSITIVE, true},
+		{"CKA_NEVER_EXTRACTABLE", pkcs11.CKA_NEVER_EXTRACTABLE, true},
+		{"CKA_MODIFIABLE", pkcs11.CKA_MODIFIABLE, false},
+		{"CKA_COPYABLE", pkcs11.CKA_COPYABLE, false},
+	} {
+		attrs, err := ctx.GetAttributeValue(s, h, []*pkcs11.Attribute{pkcs11.NewAttribute(w.attr, nil)})
+		if w.attr == pkcs11.CKA_COPYABLE && tok.Capabilities().CopyableRefused {
+			if code, _ := refusal(err); code != pkcs11.CKR_ATTRIBUTE_TYPE_INVALID {
+				t.Errorf("%s on a token that refused it: %v, want CKR_ATTRIBUTE_TYPE_INVALID", w.name, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("reading %s: %v", w.name, err)
+			continue
+		}
+		if got := attrBool(attrs[0].Value); got != w.want {
+			t.Errorf("%s is %v, want %v", w.name, got, w.want)
+		}
+	}
+}
+
+// countByID counts the objects, token and session, with CKA_ID ckaID.
+func countByID(t *testing.T, ctx *pkcs11.Ctx, s pkcs11.SessionHandle, ckaID []byte) int {
+	t.Helper()
+	hs, err := findObjects(ctx, s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID)}, 0)
+	if err != nil {
+		t.Fatalf("searching CKA_ID %x: %v", ckaID, err)
+	}
+	return len(hs)
 }
 
 // TestPortableUnsupported: a token without CBC-PAD or HMAC refuses to make
@@ -231,12 +423,14 @@ func TestPortableUnsupported(t *testing.T) {
 }
 
 // TestPortableStaleMACHandle: when the HMAC key's cached handle goes stale
-// (the object was replaced), the operation re-finds it and succeeds.
+// (the object was replaced), the operation finds both of the version's
+// keys again and succeeds, with the new HMAC key.
 func TestPortableStaleMACHandle(t *testing.T) {
-	tok := openToken(t)
+	tok, f := openFaulty(t)
 	id := newPortableKey(t, tok)
 	iv := newCBCIV(t)
-	if _, err := tok.SealPortable(t.Context(), id, iv, []byte("h"), nil, []byte("p")); err != nil {
+	before, err := tok.SealPortable(t.Context(), id, iv, []byte("h"), nil, []byte("p"))
+	if err != nil {
 		t.Fatal(err) // both handles are cached now
 	}
 	ctx, s := raw(t, tok), session(t, tok)
@@ -244,22 +438,54 @@ func TestPortableStaleMACHandle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Replace the HMAC key behind the cache's back; the check below makes
-	// sure the new object did not get the old handle number.
+	// Replace the HMAC key behind the cache's back. A token that gives a
+	// new object the lowest free handle (openCryptoki does) would give the
+	// new key the old one's number, and the cached handle would not be
+	// stale but name it: a session object holds that number while the new
+	// key is made, and is destroyed after, so that the old number names
+	// nothing. The checks below make sure of both.
 	if err := ctx.DestroyObject(s, old); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := ctx.CreateObject(s, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_DATA),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, "hsmkms/test/handle holder"),
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := tok.CreatePortableKey(t.Context(), id, "hsmkms/test/stale"); err != nil {
 		t.Fatal(err)
 	}
+	if err := ctx.DestroyObject(s, holder); err != nil {
+		t.Fatal(err)
+	}
 	if now, err := findOne(ctx, s, *macKey(id)); err != nil || now == old {
 		t.Fatalf("the new HMAC key's handle %d, %v: the test needs one other than %d", now, err, old)
 	}
+	_, err = ctx.GetAttributeValue(s, old, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, nil)})
+	if code, _ := refusal(err); code != pkcs11.CKR_OBJECT_HANDLE_INVALID {
+		t.Fatalf("the old handle after C_DestroyObject: %v, want CKR_OBJECT_HANDLE_INVALID", err)
+	}
+
+	finds, signs := f.count("FindObjectsInit"), f.count("SignInit")
 	sealed, err := tok.SealPortable(t.Context(), id, iv, []byte("h"), nil, []byte("p"))
 	if err != nil {
 		t.Fatalf("SealPortable with a stale HMAC handle: %v", err)
 	}
+	// C_SignInit met the stale handle; the retry found both keys again.
+	if n := f.count("SignInit") - signs; n != 2 {
+		t.Errorf("C_SignInit called %d times, want 2 (the stale handle, then the new one)", n)
+	}
+	if n := f.count("FindObjectsInit") - finds; n != 2 {
+		t.Errorf("C_FindObjectsInit called %d times, want 2 (the AES and the HMAC key)", n)
+	}
 	if got, err := tok.UnsealPortable(t.Context(), id, iv, []byte("h"), nil, sealed); err != nil || string(got) != "p" {
 		t.Fatalf("UnsealPortable: %q, %v", got, err)
+	}
+	// The new HMAC key is in use: what the old one sealed no longer opens.
+	if _, err := tok.UnsealPortable(t.Context(), id, iv, []byte("h"), nil, before); !errors.Is(err, ErrInvalidCiphertext) {
+		t.Errorf("UnsealPortable of a value sealed under the destroyed HMAC key: %v, want ErrInvalidCiphertext", err)
 	}
 }

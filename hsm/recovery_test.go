@@ -2,9 +2,11 @@ package hsm
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -26,10 +28,49 @@ const hangLimit = 10 * time.Second
 // recAAD is the AAD of every seal in these tests.
 var recAAD = []byte("hsmkms recovery test header")
 
-// ownTokenConfig points a Config at an own token and makes recovery fast.
+// addOwnToken adds a SoftHSM2 token of the test's own to the package's
+// store (soft.AddTestToken), whatever the implementation under test.
+func addOwnToken(t *testing.T, prefix string) *softhsm.Token {
+	t.Helper()
+	loadEnvModuleFirst(t)
+	return soft.AddTestToken(t, prefix)
+}
+
+// envModuleLoaded is done once the module under test was loaded.
+var envModuleLoaded sync.Once
+
+// loadEnvModuleFirst loads, initialises and unloads the module under test
+// once, before a test loads SoftHSM2 into the process. openCryptoki 3.8.1
+// needs it: its C_Initialize loads the STDLL of every configured slot, the
+// TPM one (libpkcs11_tpm.so) among them, which runs a GCC transactional
+// memory block (libitm) in ST_Initialize; in a process that loaded and
+// unloaded SoftHSM2 (C++) before it first loaded openCryptoki, the second
+// load and C_Initialize of openCryptoki dies there with SIGSEGV. Loaded
+// first, it does not (C_Finalize and C_Initialize on the loaded library,
+// what recovery does, never did).
+func loadEnvModuleFirst(t testing.TB) {
+	t.Helper()
+	if env.Impl == "softhsm2" {
+		return
+	}
+	envModuleLoaded.Do(func() {
+		m, err := OpenModule(moduleConfig())
+		if err != nil {
+			t.Fatalf("OpenModule: %v", err)
+		}
+		if err := m.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	})
+}
+
+// ownTokenConfig points a Config at an own SoftHSM2 token, whatever the
+// implementation under test, and makes recovery fast. SoftHSM2 takes no
+// initialisation parameters (it refuses a non-NULL pReserved), so those of
+// the implementation under test are dropped.
 func ownTokenConfig(own *softhsm.Token) func(*Config) {
 	return func(c *Config) {
-		c.ModulePath, c.TokenLabel, c.PIN = own.ModulePath, own.Label, NewPIN(softhsm.TestPIN)
+		c.ModulePath, c.InitParams, c.TokenLabel, c.PIN = own.ModulePath, "", own.Label, NewPIN(own.PIN)
 		c.RecoverInterval = recoverInterval
 	}
 }
@@ -80,30 +121,40 @@ func freshIV() []byte {
 	return iv
 }
 
-// sealRoundTrip seals a fresh plaintext under id and checks that it unseals.
+// sealRoundTrip seals a fresh plaintext under id with the token's data-key
+// mechanism (id as newDataKeyKey makes it) and checks that it unseals.
 func sealRoundTrip(t *testing.T, tok *Token, id ObjectID) {
 	t.Helper()
 	pt := []byte("a value sealed after the event")
-	iv := freshIV()
-	sealed, err := tok.Seal(t.Context(), id, iv, recAAD, pt)
+	iv, sealed, err := sealAny(t.Context(), tok, id, recAAD, pt)
 	if err != nil {
-		t.Fatalf("Seal: %v", err)
+		t.Fatalf("seal: %v", err)
 	}
-	got, err := tok.Unseal(t.Context(), id, iv, recAAD, sealed)
+	got, err := unsealAny(t.Context(), tok, id, iv, recAAD, sealed)
 	if err != nil {
-		t.Fatalf("Unseal: %v", err)
+		t.Fatalf("unseal: %v", err)
 	}
 	if !bytes.Equal(got, pt) {
 		t.Fatalf("Unseal = %q, want %q", got, pt)
 	}
 }
 
-// wantErrKind fails the test unless err is an *Error of kind.
+// errorKinds are the kinds an *Error has, exactly one each.
+var errorKinds = []error{ErrInvalidInput, ErrInvalidCiphertext, ErrKeyNotFound, ErrDuplicateKey, ErrUnavailable,
+	ErrInvalidSignature, ErrMechanismUnsupported, ErrPoolExhausted, ErrLogin, ErrClosed, ErrToken}
+
+// wantErrKind fails the test unless err is an *Error of kind, and of no
+// other kind.
 func wantErrKind(t *testing.T, what string, err, kind error) {
 	t.Helper()
 	var e *Error
 	if !errors.Is(err, kind) || !errors.As(err, &e) {
 		t.Fatalf("%s: err = %v, want an *Error of kind %q", what, err, kind)
+	}
+	for _, k := range errorKinds {
+		if k != kind && errors.Is(err, k) {
+			t.Fatalf("%s: err = %v is of kind %q too, want %q only", what, err, k, kind)
+		}
 	}
 }
 
@@ -123,7 +174,7 @@ func counts(f *faulty, methods []string) map[string]int {
 // directory is back it recovers by itself (no restart): data sealed and
 // wrapped before the loss opens again and new seals work, Recoveries == 1.
 func TestVanishedTokenRecovers(t *testing.T) {
-	own := soft.AddTestToken(t, "vanish")
+	own := addOwnToken(t, "vanish")
 	// The kinds of call that first meet the vanished token.
 	detectors := []struct {
 		name string
@@ -238,7 +289,7 @@ func TestVanishedTokenRecovers(t *testing.T) {
 	}
 }
 
-// sealIV is a fixed IV for values sealed once per test; fresh seals use mustIV.
+// sealIV is a fixed IV for values sealed once per test; fresh seals use freshIV.
 var sealIV = bytes.Repeat([]byte{7}, IVSize)
 
 func mapsEqual(a, b map[string]int) bool {
@@ -261,7 +312,7 @@ func mapsEqual(a, b map[string]int) bool {
 // master key works.
 func TestReinitTokenRecovers(t *testing.T) {
 	ctx := t.Context()
-	own := soft.AddTestToken(t, "reinit")
+	own := addOwnToken(t, "reinit")
 	tok := openToken(t, ownTokenConfig(own))
 	id := newMasterKey(t, tok)
 	info0, err := tok.Info(ctx)
@@ -326,208 +377,383 @@ func TestReinitTokenRecovers(t *testing.T) {
 	sealRoundTrip(t, tok, newMasterKey(t, tok))
 }
 
-// TestFaultInjection drives the error handling of do/settle with the
-// return codes real HSMs produce and SoftHSM2 never does, injected in front
-// of the real module. Each case proves the outcome (success or the typed
-// error and its PKCS#11 code), exactly which module calls the attempt made
-// (evictions, re-logins, re-finds), whether the Token went into recovery
-// (and then came back by itself, failing fast meanwhile), and that the
-// Token works afterwards with no session left borrowed.
-func TestFaultInjection(t *testing.T) {
-	ck := func(code uint) error { return pkcs11.Error(code) }
-	type faultCase struct {
-		name   string
-		faults map[string][]error
-		// unseal makes the call an Unseal; otherwise it is a Seal.
-		unseal bool
-		// kind is the error kind wanted, nil for success; code the PKCS#11
-		// code the error must carry.
-		kind error
-		code uint
-		// recovers: the Token goes unavailable and recovers by itself.
-		recovers bool
-		// calls are the exact increments of the counted methods during the
-		// call; methods not named must not be called.
-		calls map[string]int
+// dataMech is one of the mechanisms that protect data keys, as the fault
+// tests drive it: how to make its key, seal and unseal, and which counted
+// module calls one seal and one unseal make, in order.
+type dataMech struct {
+	feature string // as Features names it
+	// keys is the number of token objects one operation uses (and
+	// re-finds when a handle goes stale).
+	keys                   int
+	sealCalls, unsealCalls []string
+	newKey                 func(t testing.TB, tok *Token) ObjectID
+	newIV                  func() []byte
+	seal                   func(ctx context.Context, tok *Token, id ObjectID, iv, pt []byte) ([]byte, error)
+	unseal                 func(ctx context.Context, tok *Token, id ObjectID, iv, sealed []byte) ([]byte, error)
+}
+
+// dataMechs are aes-gcm and the portable aes-cbc-hmac; tests run each the
+// token has and assert that the others are refused.
+var dataMechs = []dataMech{
+	{feature: "aes-gcm", keys: 1,
+		sealCalls: []string{"EncryptInit", "Encrypt"}, unsealCalls: []string{"DecryptInit", "Decrypt"},
+		newKey: newMasterKey, newIV: freshIV,
+		seal: func(ctx context.Context, tok *Token, id ObjectID, iv, pt []byte) ([]byte, error) {
+			return tok.Seal(ctx, id, iv, recAAD, pt)
+		},
+		unseal: func(ctx context.Context, tok *Token, id ObjectID, iv, sealed []byte) ([]byte, error) {
+			return tok.Unseal(ctx, id, iv, recAAD, sealed)
+		}},
+	// The AES key and the HMAC key; C_Sign and C_Verify under the latter.
+	{feature: "aes-cbc-hmac", keys: 2,
+		sealCalls:   []string{"EncryptInit", "Encrypt", "SignInit", "Sign"},
+		unsealCalls: []string{"VerifyInit", "Verify", "DecryptInit", "Decrypt"},
+		newKey:      newPortableKey, newIV: freshCBCIV,
+		seal: func(ctx context.Context, tok *Token, id ObjectID, iv, pt []byte) ([]byte, error) {
+			return tok.SealPortable(ctx, id, iv, recAAD, nil, pt)
+		},
+		unseal: func(ctx context.Context, tok *Token, id ObjectID, iv, sealed []byte) ([]byte, error) {
+			return tok.UnsealPortable(ctx, id, iv, recAAD, nil, sealed)
+		}},
+}
+
+// freshCBCIV is freshIV for the portable mechanism.
+func freshCBCIV() []byte {
+	iv, err := NewCBCIV()
+	if err != nil {
+		panic(err)
 	}
-	cases := []faultCase{
-		{name: "device removed on Encrypt",
-			faults: map[string][]error{"Encrypt": {ck(pkcs11.CKR_DEVICE_REMOVED)}},
-			kind:   ErrUnavailable, code: pkcs11.CKR_DEVICE_REMOVED, recovers: true,
-			calls: map[string]int{"EncryptInit": 1, "Encrypt": 1, "CloseSession": 1}},
-		{name: "token not present on Encrypt",
-			faults: map[string][]error{"Encrypt": {ck(pkcs11.CKR_TOKEN_NOT_PRESENT)}},
-			kind:   ErrUnavailable, code: pkcs11.CKR_TOKEN_NOT_PRESENT, recovers: true,
-			calls: map[string]int{"EncryptInit": 1, "Encrypt": 1, "CloseSession": 1}},
-		// A broken session is closed (evicted) and the call retried on a new one.
-		{name: "session handle invalid on EncryptInit",
-			faults: map[string][]error{"EncryptInit": {ck(pkcs11.CKR_SESSION_HANDLE_INVALID)}},
-			calls:  map[string]int{"EncryptInit": 2, "Encrypt": 1, "CloseSession": 1, "OpenSession": 1}},
-		{name: "session closed on EncryptInit",
-			faults: map[string][]error{"EncryptInit": {ck(pkcs11.CKR_SESSION_CLOSED)}},
-			calls:  map[string]int{"EncryptInit": 2, "Encrypt": 1, "CloseSession": 1, "OpenSession": 1}},
-		{name: "operation active on EncryptInit",
-			faults: map[string][]error{"EncryptInit": {ck(pkcs11.CKR_OPERATION_ACTIVE)}},
-			calls:  map[string]int{"EncryptInit": 2, "Encrypt": 1, "CloseSession": 1, "OpenSession": 1}},
-		// A lost login is restored once (SoftHSM2 answers ALREADY_LOGGED_IN).
-		{name: "user not logged in on EncryptInit",
-			faults: map[string][]error{"EncryptInit": {ck(pkcs11.CKR_USER_NOT_LOGGED_IN)}},
-			calls:  map[string]int{"EncryptInit": 2, "Encrypt": 1, "Login": 1}},
-		// A stale handle is re-found by CKA_ID on the same session.
-		{name: "key handle invalid on EncryptInit",
-			faults: map[string][]error{"EncryptInit": {ck(pkcs11.CKR_KEY_HANDLE_INVALID)}},
-			calls:  map[string]int{"EncryptInit": 2, "Encrypt": 1, "FindObjectsInit": 1}},
-		{name: "object handle invalid on EncryptInit",
-			faults: map[string][]error{"EncryptInit": {ck(pkcs11.CKR_OBJECT_HANDLE_INVALID)}},
-			calls:  map[string]int{"EncryptInit": 2, "Encrypt": 1, "FindObjectsInit": 1}},
-		{name: "object handle invalid on DecryptInit",
-			faults: map[string][]error{"DecryptInit": {ck(pkcs11.CKR_OBJECT_HANDLE_INVALID)}}, unseal: true,
-			calls: map[string]int{"DecryptInit": 2, "Decrypt": 1, "FindObjectsInit": 1}},
-		// The same fault twice: one retry only, a typed error, no recovery.
-		{name: "session handle invalid twice",
-			faults: map[string][]error{"EncryptInit": {ck(pkcs11.CKR_SESSION_HANDLE_INVALID), ck(pkcs11.CKR_SESSION_HANDLE_INVALID)}},
-			kind:   ErrToken, code: pkcs11.CKR_SESSION_HANDLE_INVALID,
-			calls: map[string]int{"EncryptInit": 2, "CloseSession": 2, "OpenSession": 1}},
-		{name: "key handle invalid twice",
-			faults: map[string][]error{"EncryptInit": {ck(pkcs11.CKR_KEY_HANDLE_INVALID), ck(pkcs11.CKR_KEY_HANDLE_INVALID)}},
-			kind:   ErrToken, code: pkcs11.CKR_KEY_HANDLE_INVALID,
-			calls: map[string]int{"EncryptInit": 2, "FindObjectsInit": 1}},
-		{name: "user not logged in twice",
-			faults: map[string][]error{"EncryptInit": {ck(pkcs11.CKR_USER_NOT_LOGGED_IN), ck(pkcs11.CKR_USER_NOT_LOGGED_IN)}},
-			kind:   ErrToken, code: pkcs11.CKR_USER_NOT_LOGGED_IN,
-			calls: map[string]int{"EncryptInit": 2, "Login": 2}},
-		// A PIN refused on re-login is reported and never retried.
-		{name: "pin incorrect on re-login",
-			faults: map[string][]error{
-				"EncryptInit": {ck(pkcs11.CKR_USER_NOT_LOGGED_IN)},
-				"Login":       {ck(pkcs11.CKR_PIN_INCORRECT)},
-			},
-			kind: ErrLogin, code: pkcs11.CKR_PIN_INCORRECT,
-			calls: map[string]int{"EncryptInit": 1, "Login": 1}},
-		// CKR_GENERAL_ERROR is settled by probing the token.
-		{name: "general error on Decrypt, token healthy",
-			faults: map[string][]error{"Decrypt": {ck(pkcs11.CKR_GENERAL_ERROR)}}, unseal: true,
-			kind: ErrInvalidCiphertext, code: pkcs11.CKR_GENERAL_ERROR,
-			calls: map[string]int{"DecryptInit": 1, "Decrypt": 1, "GetTokenInfo": 1}},
-		{name: "general error on Decrypt, token gone",
-			faults: map[string][]error{
-				"Decrypt":      {ck(pkcs11.CKR_GENERAL_ERROR)},
-				"GetTokenInfo": {ck(pkcs11.CKR_GENERAL_ERROR)},
-			}, unseal: true,
-			kind: ErrUnavailable, code: pkcs11.CKR_GENERAL_ERROR, recovers: true,
-			calls: map[string]int{"DecryptInit": 1, "Decrypt": 1, "GetTokenInfo": 1, "CloseSession": 1}},
+	return iv
+}
+
+// eachDataMech runs fn in a subtest for each data-key mechanism the token
+// under test has, after checking that those it lacks are refused with
+// ErrMechanismUnsupported before any call reaches the module. The token it
+// asks is closed before fn runs: a process opens a module once at a time.
+func eachDataMech(t *testing.T, fn func(t *testing.T, dm dataMech)) {
+	t.Helper()
+	f := newFaulty(nil)
+	cfg := testConfig()
+	cfg.Wrap = f.wrap
+	tok, err := Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
 	}
-	counted := []string{"EncryptInit", "Encrypt", "DecryptInit", "Decrypt", "FindObjectsInit",
-		"OpenSession", "CloseSession", "Login", "GetTokenInfo", "GenerateRandom"}
-
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx := t.Context()
-			tok, f := openFaulty(t, func(c *Config) { c.RecoverInterval = recoverInterval })
-			id := newMasterKey(t, tok)
-			pt := []byte("fault injection plaintext")
-			// Warm up: the handle is cached and one idle session is open.
-			sealed, err := tok.Seal(ctx, id, sealIV, recAAD, pt)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := tok.Unseal(ctx, id, sealIV, recAAD, sealed); err != nil {
-				t.Fatal(err)
-			}
-			if st := tok.PoolStats(); st.Open != 1 || st.InUse != 0 {
-				t.Fatalf("PoolStats after warm-up = %+v, want 1 open, 0 in use", st)
-			}
-			// Recovery stops at C_Initialize until released, so the
-			// unavailable state can be observed.
-			gate := f.setGate("Initialize")
-			release := sync.OnceFunc(func() { close(gate) })
-			t.Cleanup(release)
-			inits := f.count("Initialize")
-
-			before := counts(f, counted)
-			for method, errs := range tc.faults {
-				f.inject(method, errs...)
-			}
-			iv := freshIV()
-			var out []byte
-			returnsWithin(t, hangLimit, "the call", func() {
-				if tc.unseal {
-					out, err = tok.Unseal(ctx, id, sealIV, recAAD, sealed)
-				} else {
-					out, err = tok.Seal(ctx, id, iv, recAAD, pt)
-				}
-			})
-			after := counts(f, counted)
-			for _, m := range counted {
-				if got := after[m] - before[m]; got != tc.calls[m] {
-					t.Errorf("%s called %d times during the call, want %d", m, got, tc.calls[m])
-				}
-			}
-			for method := range tc.faults {
-				if n := f.pending(method); n != 0 {
-					t.Errorf("%d injected %s faults left unused", n, method)
-				}
-			}
-
-			if tc.kind == nil {
-				if err != nil {
-					t.Fatalf("call failed: %v; want a transparent retry", err)
-				}
-				if tc.unseal && !bytes.Equal(out, pt) {
-					t.Fatalf("Unseal = %q, want %q", out, pt)
-				}
-				if !tc.unseal {
-					got, err := tok.Unseal(ctx, id, iv, recAAD, out)
-					if err != nil || !bytes.Equal(got, pt) {
-						t.Fatalf("Unseal of the retried seal = %q, %v; want %q", got, err, pt)
-					}
-				}
-			} else {
-				wantErrKind(t, "the call", err, tc.kind)
-				var code pkcs11.Error
-				if !errors.As(err, &code) || uint(code) != tc.code {
-					t.Fatalf("err = %v carries code %v, want %v", err, code, pkcs11.Error(tc.code))
-				}
-				if out != nil {
-					t.Fatalf("a failed call returned %x", out)
-				}
-			}
-
-			h := tok.Health()
-			if tc.recovers {
-				if h.Ready || h.Reason == "" {
-					t.Fatalf("Health after a device error = %+v, want not ready with a reason", h)
-				}
-				enc := f.count("EncryptInit")
-				_, err := tok.Seal(ctx, id, freshIV(), recAAD, pt)
-				wantErrKind(t, "Seal while recovering", err, ErrUnavailable)
-				if n := f.count("EncryptInit") - enc; n != 0 {
-					t.Fatalf("Seal while recovering called EncryptInit %d times, want 0 (fail fast)", n)
-				}
-				release()
-				h = waitReady(t, tok)
-				if h.Recoveries != 1 || h.Reason != "" {
-					t.Fatalf("Health after recovery = %+v, want ready with 1 recovery", h)
-				}
-				if n := f.count("Initialize") - inits; n != 1 {
-					t.Fatalf("recovery initialised the module %d times, want 1", n)
-				}
-			} else {
-				if !h.Ready || h.Recoveries != 0 {
-					t.Fatalf("Health = %+v, want ready with no recovery", h)
-				}
-				if n := f.count("Initialize") - inits; n != 0 {
-					t.Fatalf("the module was re-initialised %d times, want 0", n)
-				}
-			}
-			sealRoundTrip(t, tok, id)
-			if got, err := tok.Unseal(ctx, id, sealIV, recAAD, sealed); err != nil || !bytes.Equal(got, pt) {
-				t.Fatalf("Unseal of the warm-up value afterwards = %q, %v; want %q", got, err, pt)
-			}
-			if st := tok.PoolStats(); st.InUse != 0 || st.Open > st.Size {
-				t.Fatalf("PoolStats afterwards = %+v, want nothing in use", st)
+	var have []dataMech
+	for _, dm := range dataMechs {
+		if has(tok, dm.feature) {
+			have = append(have, dm)
+			continue
+		}
+		t.Run(dm.feature+" unsupported", func(t *testing.T) {
+			var id ObjectID
+			before := f.total()
+			_, err := dm.seal(t.Context(), tok, id, dm.newIV(), []byte("x"))
+			wantErrKind(t, "seal", err, ErrMechanismUnsupported)
+			_, err = dm.unseal(t.Context(), tok, id, dm.newIV(), make([]byte, 64))
+			wantErrKind(t, "unseal", err, ErrMechanismUnsupported)
+			if n := f.total() - before; n != 0 {
+				t.Errorf("refused calls made %d module calls", n)
 			}
 		})
+	}
+	if err := tok.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	for _, dm := range have {
+		t.Run(dm.feature, func(t *testing.T) { fn(t, dm) })
+	}
+}
+
+// faultCase is one fault injected in front of the real module, and what
+// the Token must make of it.
+type faultCase struct {
+	name   string
+	faults map[string][]error
+	// unseal makes the call an unseal; otherwise it is a seal.
+	unseal bool
+	// kind is the error kind wanted, nil for success; code the PKCS#11
+	// code the error must carry.
+	kind error
+	code uint
+	// recovers: the Token goes unavailable and recovers by itself.
+	recovers bool
+	// attempts lists how each attempt at the operation ends: at the call
+	// named (which failed), or "" for one that ran to the end. With the
+	// mechanism's call sequence it gives the calls the operation makes.
+	attempts []string
+	// refinds is how often the operation's keys are found again by CKA_ID
+	// (one C_FindObjectsInit per key each time).
+	refinds int
+	// calls are the exact increments of the other counted methods; those
+	// not named must not be called.
+	calls map[string]int
+}
+
+// faultCounted are the methods whose calls the fault cases count.
+var faultCounted = []string{"EncryptInit", "Encrypt", "DecryptInit", "Decrypt", "SignInit", "Sign", "VerifyInit", "Verify",
+	"FindObjectsInit", "OpenSession", "CloseSession", "Login", "GetTokenInfo", "GenerateRandom"}
+
+// wantCalls is the exact increments of faultCounted that tc makes with dm.
+func (tc faultCase) wantCalls(t *testing.T, dm dataMech) map[string]int {
+	t.Helper()
+	seq := dm.sealCalls
+	if tc.unseal {
+		seq = dm.unsealCalls
+	}
+	want := map[string]int{}
+	for m, n := range tc.calls {
+		want[m] += n
+	}
+	want["FindObjectsInit"] += tc.refinds * dm.keys
+	for _, end := range tc.attempts {
+		n := len(seq)
+		if end != "" {
+			if n = slices.Index(seq, end) + 1; n == 0 {
+				t.Fatalf("case %q: an attempt ends at %s, which %s does not call", tc.name, end, dm.feature)
+			}
+		}
+		for _, m := range seq[:n] {
+			want[m]++
+		}
+	}
+	return want
+}
+
+// ck is a PKCS#11 return code as the module returns it.
+func ck(code uint) error { return pkcs11.Error(code) }
+
+// faultCases apply to every data-key mechanism: each calls C_EncryptInit,
+// C_Encrypt, C_DecryptInit and C_Decrypt.
+var faultCases = []faultCase{
+	{name: "device removed on Encrypt",
+		faults: map[string][]error{"Encrypt": {ck(pkcs11.CKR_DEVICE_REMOVED)}},
+		kind:   ErrUnavailable, code: pkcs11.CKR_DEVICE_REMOVED, recovers: true,
+		attempts: []string{"Encrypt"}, calls: map[string]int{"CloseSession": 1}},
+	{name: "token not present on Encrypt",
+		faults: map[string][]error{"Encrypt": {ck(pkcs11.CKR_TOKEN_NOT_PRESENT)}},
+		kind:   ErrUnavailable, code: pkcs11.CKR_TOKEN_NOT_PRESENT, recovers: true,
+		attempts: []string{"Encrypt"}, calls: map[string]int{"CloseSession": 1}},
+	// A broken session is closed (evicted) and the call retried on a new one.
+	{name: "session handle invalid on EncryptInit",
+		faults:   map[string][]error{"EncryptInit": {ck(pkcs11.CKR_SESSION_HANDLE_INVALID)}},
+		attempts: []string{"EncryptInit", ""}, calls: map[string]int{"CloseSession": 1, "OpenSession": 1}},
+	{name: "session closed on EncryptInit",
+		faults:   map[string][]error{"EncryptInit": {ck(pkcs11.CKR_SESSION_CLOSED)}},
+		attempts: []string{"EncryptInit", ""}, calls: map[string]int{"CloseSession": 1, "OpenSession": 1}},
+	{name: "operation active on EncryptInit",
+		faults:   map[string][]error{"EncryptInit": {ck(pkcs11.CKR_OPERATION_ACTIVE)}},
+		attempts: []string{"EncryptInit", ""}, calls: map[string]int{"CloseSession": 1, "OpenSession": 1}},
+	// A lost login is restored once: the software tokens, whose login
+	// was never lost, answer CKR_USER_ALREADY_LOGGED_IN, taken as success.
+	{name: "user not logged in on EncryptInit",
+		faults:   map[string][]error{"EncryptInit": {ck(pkcs11.CKR_USER_NOT_LOGGED_IN)}},
+		attempts: []string{"EncryptInit", ""}, calls: map[string]int{"Login": 1}},
+	// A stale handle is re-found by CKA_ID on the same session.
+	{name: "key handle invalid on EncryptInit",
+		faults:   map[string][]error{"EncryptInit": {ck(pkcs11.CKR_KEY_HANDLE_INVALID)}},
+		attempts: []string{"EncryptInit", ""}, refinds: 1},
+	{name: "object handle invalid on EncryptInit",
+		faults:   map[string][]error{"EncryptInit": {ck(pkcs11.CKR_OBJECT_HANDLE_INVALID)}},
+		attempts: []string{"EncryptInit", ""}, refinds: 1},
+	{name: "object handle invalid on DecryptInit",
+		faults: map[string][]error{"DecryptInit": {ck(pkcs11.CKR_OBJECT_HANDLE_INVALID)}}, unseal: true,
+		attempts: []string{"DecryptInit", ""}, refinds: 1},
+	// The same fault twice: one retry only, a typed error, no recovery.
+	{name: "session handle invalid twice",
+		faults: map[string][]error{"EncryptInit": {ck(pkcs11.CKR_SESSION_HANDLE_INVALID), ck(pkcs11.CKR_SESSION_HANDLE_INVALID)}},
+		kind:   ErrToken, code: pkcs11.CKR_SESSION_HANDLE_INVALID,
+		attempts: []string{"EncryptInit", "EncryptInit"}, calls: map[string]int{"CloseSession": 2, "OpenSession": 1}},
+	{name: "key handle invalid twice",
+		faults: map[string][]error{"EncryptInit": {ck(pkcs11.CKR_KEY_HANDLE_INVALID), ck(pkcs11.CKR_KEY_HANDLE_INVALID)}},
+		kind:   ErrToken, code: pkcs11.CKR_KEY_HANDLE_INVALID,
+		attempts: []string{"EncryptInit", "EncryptInit"}, refinds: 1},
+	{name: "user not logged in twice",
+		faults: map[string][]error{"EncryptInit": {ck(pkcs11.CKR_USER_NOT_LOGGED_IN), ck(pkcs11.CKR_USER_NOT_LOGGED_IN)}},
+		kind:   ErrToken, code: pkcs11.CKR_USER_NOT_LOGGED_IN,
+		attempts: []string{"EncryptInit", "EncryptInit"}, calls: map[string]int{"Login": 2}},
+	// A PIN refused on re-login is reported and never retried.
+	{name: "pin incorrect on re-login",
+		faults: map[string][]error{
+			"EncryptInit": {ck(pkcs11.CKR_USER_NOT_LOGGED_IN)},
+			"Login":       {ck(pkcs11.CKR_PIN_INCORRECT)},
+		},
+		kind: ErrLogin, code: pkcs11.CKR_PIN_INCORRECT,
+		attempts: []string{"EncryptInit"}, calls: map[string]int{"Login": 1}},
+	// CKR_GENERAL_ERROR is settled by probing the token.
+	{name: "general error on Decrypt, token healthy",
+		faults: map[string][]error{"Decrypt": {ck(pkcs11.CKR_GENERAL_ERROR)}}, unseal: true,
+		kind: ErrInvalidCiphertext, code: pkcs11.CKR_GENERAL_ERROR,
+		attempts: []string{"Decrypt"}, calls: map[string]int{"GetTokenInfo": 1}},
+	{name: "general error on Decrypt, token gone",
+		faults: map[string][]error{
+			"Decrypt":      {ck(pkcs11.CKR_GENERAL_ERROR)},
+			"GetTokenInfo": {ck(pkcs11.CKR_GENERAL_ERROR)},
+		}, unseal: true,
+		kind: ErrUnavailable, code: pkcs11.CKR_GENERAL_ERROR, recovers: true,
+		attempts: []string{"Decrypt"}, calls: map[string]int{"GetTokenInfo": 1, "CloseSession": 1}},
+}
+
+// macFaultCases are faults in the portable mechanism's HMAC calls, under
+// its second key.
+var macFaultCases = []faultCase{
+	// A stale HMAC key handle drops both of the version's handles.
+	{name: "key handle invalid on SignInit",
+		faults:   map[string][]error{"SignInit": {ck(pkcs11.CKR_KEY_HANDLE_INVALID)}},
+		attempts: []string{"SignInit", ""}, refinds: 1},
+	{name: "key handle invalid on VerifyInit",
+		faults: map[string][]error{"VerifyInit": {ck(pkcs11.CKR_KEY_HANDLE_INVALID)}}, unseal: true,
+		attempts: []string{"VerifyInit", ""}, refinds: 1},
+	{name: "session handle invalid on Sign",
+		faults:   map[string][]error{"Sign": {ck(pkcs11.CKR_SESSION_HANDLE_INVALID)}},
+		attempts: []string{"Sign", ""}, calls: map[string]int{"CloseSession": 1, "OpenSession": 1}},
+	{name: "device removed on Verify",
+		faults: map[string][]error{"Verify": {ck(pkcs11.CKR_DEVICE_REMOVED)}}, unseal: true,
+		kind: ErrUnavailable, code: pkcs11.CKR_DEVICE_REMOVED, recovers: true,
+		attempts: []string{"Verify"}, calls: map[string]int{"CloseSession": 1}},
+	// Not CKR_SIGNATURE_INVALID: the token is probed, and healthy, so the
+	// input is to blame.
+	{name: "general error on Verify, token healthy",
+		faults: map[string][]error{"Verify": {ck(pkcs11.CKR_GENERAL_ERROR)}}, unseal: true,
+		kind: ErrInvalidCiphertext, code: pkcs11.CKR_GENERAL_ERROR,
+		attempts: []string{"Verify"}, calls: map[string]int{"GetTokenInfo": 1}},
+}
+
+// TestFaultInjection drives the error handling of do/settle with the
+// return codes real HSMs produce and the software tokens never do,
+// injected in front of the real module, for each data-key mechanism the
+// token has (those it lacks are refused up front). Each case proves the
+// outcome (success or the typed error and its PKCS#11 code), exactly which
+// module calls the attempt made (evictions, re-logins, re-finds), whether
+// the Token went into recovery (and then came back by itself, failing fast
+// meanwhile), and that the Token works afterwards with no session left
+// borrowed.
+func TestFaultInjection(t *testing.T) {
+	eachDataMech(t, func(t *testing.T, dm dataMech) {
+		cases := faultCases
+		if dm.keys > 1 {
+			cases = append(slices.Clone(cases), macFaultCases...)
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) { runFaultCase(t, dm, tc) })
+		}
+	})
+}
+
+// runFaultCase runs one fault case on dm.
+func runFaultCase(t *testing.T, dm dataMech, tc faultCase) {
+	ctx := t.Context()
+	tok, f := openFaulty(t, func(c *Config) { c.RecoverInterval = recoverInterval })
+	id := dm.newKey(t, tok)
+	pt := []byte("fault injection plaintext")
+	// Warm up: the handles are cached and one idle session is open.
+	warmIV := dm.newIV()
+	sealed, err := dm.seal(ctx, tok, id, warmIV, pt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dm.unseal(ctx, tok, id, warmIV, sealed); err != nil {
+		t.Fatal(err)
+	}
+	if st := tok.PoolStats(); st.Open != 1 || st.InUse != 0 {
+		t.Fatalf("PoolStats after warm-up = %+v, want 1 open, 0 in use", st)
+	}
+	// Recovery stops at C_Initialize until released, so the unavailable
+	// state can be observed.
+	gate := f.setGate("Initialize")
+	release := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(release)
+	inits := f.count("Initialize")
+
+	want := tc.wantCalls(t, dm)
+	before := counts(f, faultCounted)
+	for method, errs := range tc.faults {
+		f.inject(method, errs...)
+	}
+	iv := dm.newIV()
+	var out []byte
+	returnsWithin(t, hangLimit, "the call", func() {
+		if tc.unseal {
+			out, err = dm.unseal(ctx, tok, id, warmIV, sealed)
+		} else {
+			out, err = dm.seal(ctx, tok, id, iv, pt)
+		}
+	})
+	after := counts(f, faultCounted)
+	for _, m := range faultCounted {
+		if got := after[m] - before[m]; got != want[m] {
+			t.Errorf("%s called %d times during the call, want %d", m, got, want[m])
+		}
+	}
+	for method := range tc.faults {
+		if n := f.pending(method); n != 0 {
+			t.Errorf("%d injected %s faults left unused", n, method)
+		}
+	}
+
+	if tc.kind == nil {
+		if err != nil {
+			t.Fatalf("call failed: %v; want a transparent retry", err)
+		}
+		if tc.unseal && !bytes.Equal(out, pt) {
+			t.Fatalf("unseal = %q, want %q", out, pt)
+		}
+		if !tc.unseal {
+			got, err := dm.unseal(ctx, tok, id, iv, out)
+			if err != nil || !bytes.Equal(got, pt) {
+				t.Fatalf("unseal of the retried seal = %q, %v; want %q", got, err, pt)
+			}
+		}
+	} else {
+		wantErrKind(t, "the call", err, tc.kind)
+		var code pkcs11.Error
+		if !errors.As(err, &code) || uint(code) != tc.code {
+			t.Fatalf("err = %v carries code %v, want %v", err, code, pkcs11.Error(tc.code))
+		}
+		if out != nil {
+			t.Fatalf("a failed call returned %x", out)
+		}
+	}
+
+	h := tok.Health()
+	if tc.recovers {
+		if h.Ready || h.Reason == "" {
+			t.Fatalf("Health after a device error = %+v, want not ready with a reason", h)
+		}
+		// Counted calls only: the recovery loop calls C_Initialize meanwhile.
+		calls := counts(f, faultCounted)
+		_, err := dm.seal(ctx, tok, id, dm.newIV(), pt)
+		wantErrKind(t, "seal while recovering", err, ErrUnavailable)
+		if now := counts(f, faultCounted); !mapsEqual(calls, now) {
+			t.Fatalf("seal while recovering reached the module: %v, then %v (want fail fast)", calls, now)
+		}
+		release()
+		h = waitReady(t, tok)
+		if h.Recoveries != 1 || h.Reason != "" {
+			t.Fatalf("Health after recovery = %+v, want ready with 1 recovery", h)
+		}
+		if n := f.count("Initialize") - inits; n != 1 {
+			t.Fatalf("recovery initialised the module %d times, want 1", n)
+		}
+	} else {
+		if !h.Ready || h.Recoveries != 0 {
+			t.Fatalf("Health = %+v, want ready with no recovery", h)
+		}
+		if n := f.count("Initialize") - inits; n != 0 {
+			t.Fatalf("the module was re-initialised %d times, want 0", n)
+		}
+	}
+	iv = dm.newIV()
+	if again, err := dm.seal(ctx, tok, id, iv, pt); err != nil {
+		t.Fatalf("seal afterwards: %v", err)
+	} else if got, err := dm.unseal(ctx, tok, id, iv, again); err != nil || !bytes.Equal(got, pt) {
+		t.Fatalf("unseal afterwards = %q, %v; want %q", got, err, pt)
+	}
+	if got, err := dm.unseal(ctx, tok, id, warmIV, sealed); err != nil || !bytes.Equal(got, pt) {
+		t.Fatalf("unseal of the warm-up value afterwards = %q, %v; want %q", got, err, pt)
+	}
+	if st := tok.PoolStats(); st.InUse != 0 || st.Open > st.Size {
+		t.Fatalf("PoolStats afterwards = %+v, want nothing in use", st)
 	}
 }
 
@@ -543,7 +769,7 @@ func TestOpenFailures(t *testing.T) {
 		code    uint // 0: no PKCS#11 code required
 		mention string
 	}{
-		{"wrong PIN", func(c *Config) { c.PIN = NewPIN("999999") }, ErrLogin, pkcs11.CKR_PIN_INCORRECT, testLabel},
+		{"wrong PIN", func(c *Config) { c.PIN = NewPIN("999999") }, ErrLogin, pkcs11.CKR_PIN_INCORRECT, env.Label},
 		{"unknown label", func(c *Config) { c.TokenLabel = "no-such-token-label" }, ErrUnavailable, 0, "no-such-token-label"},
 		{"unknown serial", func(c *Config) { c.TokenSerial = "0000111122223333" }, ErrUnavailable, 0, "0000111122223333"},
 	}
@@ -568,12 +794,14 @@ func TestOpenFailures(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.mention) {
 				t.Fatalf("Open: err = %q, want it to name %q", err, tc.mention)
 			}
-			if strings.Contains(err.Error(), softhsm.TestPIN) || strings.Contains(err.Error(), "999999") {
+			if strings.Contains(err.Error(), env.PIN) || strings.Contains(err.Error(), "999999") {
 				t.Fatalf("Open: err = %q shows a PIN", err)
 			}
 			// The failed Open finalised the module: opening again works.
+			// (It also logs in, which resets the token's count of failed
+			// logins: openCryptoki locks the PIN after three in a row.)
 			good := openToken(t)
-			sealRoundTrip(t, good, newMasterKey(t, good))
+			sealRoundTrip(t, good, newDataKeyKey(t, good))
 		})
 	}
 }
@@ -584,7 +812,7 @@ func TestOpenFailures(t *testing.T) {
 // harmless.
 func TestCloseWhileRecovering(t *testing.T) {
 	ctx := t.Context()
-	own := soft.AddTestToken(t, "closerec")
+	own := addOwnToken(t, "closerec")
 	tok := openToken(t, ownTokenConfig(own))
 	id := newMasterKey(t, tok)
 	sealRoundTrip(t, tok, id)
@@ -611,28 +839,52 @@ func TestCloseWhileRecovering(t *testing.T) {
 
 // TestCallsAfterClose proves that every operation on a closed Token fails
 // with ErrClosed, without a panic and without calling the module, and that
-// Close is idempotent.
+// Close is idempotent. An operation whose mechanism the token lacks fails
+// as it did before Close, with ErrMechanismUnsupported: that is known
+// without the token.
 func TestCallsAfterClose(t *testing.T) {
 	ctx := t.Context()
 	tok, f := openFaulty(t)
-	id := newMasterKey(t, tok)
+	// Keys and values of each feature the token has, made before Close;
+	// for the others, values of the right size that never reach a token.
+	master := newMasterKey(t, tok)
+	var (
+		portable        ObjectID
+		sealed, psealed = make([]byte, 32), make([]byte, 48)
+		wrapped         = make([]byte, 40)
+		err             error
+	)
+	if has(tok, "aes-gcm") {
+		if sealed, err = tok.Seal(ctx, master, sealIV, recAAD, []byte("sealed before Close")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pIV := freshCBCIV()
+	if has(tok, "aes-cbc-hmac") {
+		portable = newPortableKey(t, tok)
+		if psealed, err = tok.SealPortable(ctx, portable, pIV, recAAD, nil, []byte("sealed before Close")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if has(tok, "aes-kw") {
+		if _, wrapped, err = tok.WrapDataKey(ctx, master, 32); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A key pair of a kind the token makes.
+	spec, alg := ECP256, ECDSASHA256
+	if !has(tok, "ecdsa") {
+		spec, alg = RSA2048, RSAPKCS1SHA256
+	}
 	pair, err := NewObjectID()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tok.CreateKeyPair(ctx, pair, "hsmkms/test/closed-ec", ECP256); err != nil {
-		t.Fatal(err)
-	}
-	sealed, err := tok.Seal(ctx, id, sealIV, recAAD, []byte("sealed before Close"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, wrapped, err := tok.WrapDataKey(ctx, id, 32)
-	if err != nil {
+	if _, err := tok.CreateKeyPair(ctx, pair, "hsmkms/test/closed-pair", spec); err != nil {
 		t.Fatal(err)
 	}
 	digest := sha256.Sum256([]byte("signed after Close"))
-	sig, err := tok.Sign(ctx, pair, ECDSASHA256, digest[:])
+	sig, err := tok.Sign(ctx, pair, alg, digest[:])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -640,35 +892,55 @@ func TestCallsAfterClose(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 	every := []string{"OpenSession", "CloseSession", "Login", "GetTokenInfo", "FindObjectsInit", "EncryptInit",
-		"Encrypt", "DecryptInit", "Decrypt", "GenerateRandom", "GenerateKey", "WrapKey", "UnwrapKey", "SignInit", "VerifyInit", "Initialize"}
+		"Encrypt", "DecryptInit", "Decrypt", "GenerateRandom", "GenerateKey", "WrapKey", "UnwrapKey", "SignInit",
+		"Sign", "VerifyInit", "Verify", "Initialize", "GetMechanismList"}
 	before := counts(f, every)
 	nid, _ := NewObjectID()
 	iv := freshIV()
 
 	calls := []struct {
-		name string
-		call func() error
+		name    string
+		feature string // the feature the call needs, "" for none
+		call    func() error
 	}{
-		{"seal", func() error { _, err := tok.Seal(ctx, id, iv, recAAD, []byte("x")); return err }},
-		{"unseal", func() error { _, err := tok.Unseal(ctx, id, sealIV, recAAD, sealed); return err }},
-		{"seal data key", func() error { _, _, err := tok.SealDataKey(ctx, id, 32, iv, recAAD); return err }},
-		{"wrap data key", func() error { _, _, err := tok.WrapDataKey(ctx, id, 32); return err }},
-		{"unwrap data key", func() error { _, err := tok.UnwrapDataKey(ctx, id, wrapped); return err }},
-		{"generate random", func() error { _, err := tok.GenerateRandom(ctx, 16); return err }},
-		{"has key", func() error { _, err := tok.HasKey(ctx, id); return err }},
-		{"create master key", func() error { return tok.CreateMasterKey(ctx, nid, "hsmkms/test/closed") }},
-		{"create key pair", func() error { _, err := tok.CreateKeyPair(ctx, nid, "hsmkms/test/closed", ECP256); return err }},
-		{"destroy key", func() error { return tok.DestroyKey(ctx, id) }},
-		{"public key", func() error { _, err := tok.PublicKey(ctx, pair); return err }},
-		{"sign", func() error { _, err := tok.Sign(ctx, pair, ECDSASHA256, digest[:]); return err }},
-		{"verify", func() error { return tok.Verify(ctx, pair, ECDSASHA256, digest[:], sig) }},
-		{"info", func() error { _, err := tok.Info(ctx); return err }},
-		{"mechanisms", func() error { _, err := tok.Mechanisms(ctx); return err }},
-		{"objects", func() error { _, err := tok.Objects(ctx); return err }},
+		{"seal", "aes-gcm", func() error { _, err := tok.Seal(ctx, master, iv, recAAD, []byte("x")); return err }},
+		{"unseal", "aes-gcm", func() error { _, err := tok.Unseal(ctx, master, sealIV, recAAD, sealed); return err }},
+		{"seal data key", "aes-gcm", func() error { _, _, err := tok.SealDataKey(ctx, master, 32, iv, recAAD); return err }},
+		{"wrap data key", "aes-kw", func() error { _, _, err := tok.WrapDataKey(ctx, master, 32); return err }},
+		{"unwrap data key", "aes-kw", func() error { _, err := tok.UnwrapDataKey(ctx, master, wrapped); return err }},
+		{"create portable key", "aes-cbc-hmac", func() error { return tok.CreatePortableKey(ctx, nid, "hsmkms/test/closed") }},
+		{"seal portable", "aes-cbc-hmac", func() error {
+			_, err := tok.SealPortable(ctx, portable, freshCBCIV(), recAAD, nil, []byte("x"))
+			return err
+		}},
+		{"seal data key portable", "aes-cbc-hmac", func() error {
+			_, _, err := tok.SealDataKeyPortable(ctx, portable, 32, freshCBCIV(), recAAD, nil)
+			return err
+		}},
+		{"unseal portable", "aes-cbc-hmac", func() error {
+			_, err := tok.UnsealPortable(ctx, portable, pIV, recAAD, nil, psealed)
+			return err
+		}},
+		{"generate random", "", func() error { _, err := tok.GenerateRandom(ctx, 16); return err }},
+		{"has key", "", func() error { _, err := tok.HasKey(ctx, master); return err }},
+		{"create master key", "", func() error { return tok.CreateMasterKey(ctx, nid, "hsmkms/test/closed") }},
+		{"create EC key pair", "ecdsa", func() error { _, err := tok.CreateKeyPair(ctx, nid, "hsmkms/test/closed", ECP256); return err }},
+		{"create RSA key pair", "rsa", func() error { _, err := tok.CreateKeyPair(ctx, nid, "hsmkms/test/closed", RSA2048); return err }},
+		{"destroy key", "", func() error { return tok.DestroyKey(ctx, master) }},
+		{"public key", "", func() error { _, err := tok.PublicKey(ctx, pair); return err }},
+		{"sign", "", func() error { _, err := tok.Sign(ctx, pair, alg, digest[:]); return err }},
+		{"verify", "", func() error { return tok.Verify(ctx, pair, alg, digest[:], sig) }},
+		{"info", "", func() error { _, err := tok.Info(ctx); return err }},
+		{"mechanisms", "", func() error { _, err := tok.Mechanisms(ctx); return err }},
+		{"objects", "", func() error { _, err := tok.Objects(ctx); return err }},
 	}
 	for _, c := range calls {
 		t.Run(c.name, func(t *testing.T) {
-			wantErrKind(t, c.name+" after Close", c.call(), ErrClosed)
+			want := ErrClosed
+			if c.feature != "" && !has(tok, c.feature) {
+				want = ErrMechanismUnsupported
+			}
+			wantErrKind(t, c.name+" after Close", c.call(), want)
 		})
 	}
 	if after := counts(f, every); !mapsEqual(before, after) {
@@ -693,18 +965,18 @@ func TestCloseDuringFailingCall(t *testing.T) {
 		t.Run(fmt.Sprintf("round %d", round), func(t *testing.T) {
 			ctx := t.Context()
 			tok, f := openFaulty(t, func(c *Config) { c.RecoverInterval = recoverInterval })
-			id := newMasterKey(t, tok)
+			id := newDataKeyKey(t, tok)
 			sealRoundTrip(t, tok, id)
 
+			// Both data-key mechanisms call C_Encrypt once.
 			f.inject("Encrypt", pkcs11.Error(pkcs11.CKR_DEVICE_REMOVED))
 			gate := f.setGate("Encrypt")
 			release := sync.OnceFunc(func() { close(gate) })
 			t.Cleanup(release)
 			encrypts, inits := f.count("Encrypt"), f.count("Initialize")
 			sealErr := make(chan error, 1)
-			iv := freshIV()
 			go func() {
-				_, err := tok.Seal(ctx, id, iv, recAAD, []byte("in flight"))
+				_, _, err := sealAny(ctx, tok, id, recAAD, []byte("in flight"))
 				sealErr <- err
 			}()
 			waitFor(t, "the call to reach C_Encrypt", func() bool { return f.count("Encrypt") == encrypts+1 })
@@ -731,8 +1003,8 @@ func TestCloseDuringFailingCall(t *testing.T) {
 			if n := f.count("Initialize") - inits; n != 0 {
 				t.Fatalf("C_Initialize was called %d times after Close began, want 0", n)
 			}
-			_, err = tok.Seal(ctx, id, freshIV(), recAAD, []byte("x"))
-			wantErrKind(t, "Seal after Close", err, ErrClosed)
+			_, _, err = sealAny(ctx, tok, id, recAAD, []byte("x"))
+			wantErrKind(t, "seal after Close", err, ErrClosed)
 		})
 	}
 }

@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
-# The server benchmark of `make bench`: with one load generator (hsmkms
-# bench, 16 concurrent clients) it measures, in one run,
-#   (a) the raw token operation behind an unauthenticated endpoint,
-#   (b) a null server that verifies SigV4 and answers without the token,
-#   (c) hsmkms serve,
-# for GenerateDataKey and Decrypt, and prints c against the composed bound
-# 1/(1/a + 1/b).
+# The server benchmark of `make bench`, as the throughput issue defines it:
+#   raw   the bare PKCS#11 operation in-process (hsm's BenchmarkRawToken:
+#         the calls hsm/benchcmp's raw side makes), best of 1, 2 and 4
+#         goroutines;
+#   null  a server that only verifies SigV4 and answers (bench-target);
+#   c     hsmkms serve with its audit log on;
+# null and c loaded by one lean SigV4 generator (hsmkms bench), for
+# GenerateDataKey and Decrypt, at 16 clients (c against the bound
+# 1/(1/raw + 1/null)) and at 1 client (c's p50 against p50(null) + 1/raw
+# at one goroutine). The server's peak RSS over the run is printed last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=bin/hsmkms
+go=${GO:-go}
 duration=${BENCH_DURATION:-8s}
 concurrency=${BENCH_CONCURRENCY:-16}
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
+
+# raw first, alone on the machine: op goroutines rate, one line each.
+"$go" test -run '^$' -bench '^BenchmarkRawToken$' -benchtime "${BENCH_RAW_TIME:-3s}" -count 1 ./hsm/ |
+  sed -n 's|^BenchmarkRawToken/op=\([A-Za-z]*\)/goroutines=\([0-9]*\)[^ ]* .* \([0-9.e+]*\) raw-op/s.*|\1 \2 \3|p' >"$work/raw"
+[ "$(wc -l <"$work/raw")" -eq 6 ] || { echo "BenchmarkRawToken printed no rates" >&2; exit 1; }
 
 eval "$(softhsm/mktoken.sh "$work/softhsm" bench 2>/dev/null)"
 export HSMKMS_PIN=1234
@@ -30,37 +39,59 @@ endpoint_of() { # waits for a file's first line
   echo "no endpoint in $1" >&2; cat "$work/err" >&2; exit 1
 }
 
-# One at a time: SoftHSM2 processes that open a new token at the same
-# instant can miss it.
-"$bin" bench-target --mode token >"$work/token.url" 2>>"$work/err" & pids+=($!)
-token=$(endpoint_of "$work/token.url")
 "$bin" bench-target --mode null >"$work/null.url" 2>>"$work/err" & pids+=($!)
 null=$(endpoint_of "$work/null.url")
 "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" --audit-log "$work/audit.log" 2>"$work/serve.err" & pids+=($!)
+serve_pid=$!
 for _ in $(seq 100); do grep -q "serving the KMS API at" "$work/serve.err" && break; sleep 0.1; done
 hsmkms=$(sed -n 's/.*serving the KMS API at //p' "$work/serve.err")
 [ -n "$hsmkms" ] || { cat "$work/serve.err" >&2; exit 1; }
 
-run() { # endpoint op [key-id]
-  local args=(--endpoint "$1" --op "$2" --concurrency "$concurrency" --duration "$duration")
-  [ -n "${3:-}" ] && args+=(--key-id "$3")
+run() { # endpoint op concurrency [key-id]
+  local args=(--endpoint "$1" --op "$2" --concurrency "$3" --duration "$duration")
+  [ -n "${4:-}" ] && args+=(--key-id "$4")
   "$bin" --output json bench "${args[@]}"
 }
-field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 
 dummy=00000000-0000-0000-0000-000000000000
-printf '%-16s %10s %10s %10s %10s %8s %9s %9s\n' op a:token b:null c:hsmkms bound c/bound p50_ms p99_ms
 for op in GenerateDataKey Decrypt; do
-  a=$(run "$token" $op $dummy); b=$(run "$null" $op $dummy); c=$(run "$hsmkms" $op)
-  ra=$(echo "$a" | field rate_per_second); rb=$(echo "$b" | field rate_per_second); rc=$(echo "$c" | field rate_per_second)
-  errs=$(( $(echo "$a" | field errors) + $(echo "$b" | field errors) + $(echo "$c" | field errors) ))
-  python3 - "$op" "$ra" "$rb" "$rc" "$(echo "$c" | field p50_ms)" "$(echo "$c" | field p99_ms)" "$errs" <<'PY'
-import sys
-op, a, b, c, p50, p99, errs = sys.argv[1], *map(float, sys.argv[2:7]), int(sys.argv[7])
-bound = 1 / (1 / a + 1 / b)
-print(f"{op:<16} {a:10.0f} {b:10.0f} {c:10.0f} {bound:10.0f} {c / bound:8.2f} {p50:9.2f} {p99:9.2f}" + (f"  ERRORS {errs}" if errs else ""))
-PY
+  for n in "$concurrency" 1; do
+    run "$null" $op "$n" $dummy >"$work/null.$op.$n"
+    run "$hsmkms" $op "$n" >"$work/c.$op.$n"
+  done
 done
+rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$serve_pid/status")
+
+python3 - "$work" "$concurrency" "$rss_kib" <<'PY'
+import json, sys
+work, n, rss = sys.argv[1], sys.argv[2], int(sys.argv[3])
+raw = {}
+for line in open(f"{work}/raw"):
+    op, g, rate = line.split()
+    raw.setdefault(op, {})[int(g)] = float(rate)
+def load(name):
+    return json.load(open(f"{work}/{name}"))
+errors = 0
+print(f"{n} clients")
+print(f"{'op':<16} {'raw':>8} {'(g)':>3} {'null':>8} {'c':>8} {'bound':>8} {'c/bound':>8} {'p50_ms':>7} {'p99_ms':>7}")
+for op in ("GenerateDataKey", "Decrypt"):
+    g, r = max(raw[op].items(), key=lambda kv: kv[1])
+    nl, c = load(f"null.{op}.{n}"), load(f"c.{op}.{n}")
+    errors += nl["errors"] + c["errors"]
+    bound = 1 / (1 / r + 1 / nl["rate_per_second"])
+    print(f"{op:<16} {r:8.0f} {g:3d} {nl['rate_per_second']:8.0f} {c['rate_per_second']:8.0f} {bound:8.0f} {c['rate_per_second'] / bound:8.2f} {c['p50_ms']:7.3f} {c['p99_ms']:7.3f}")
+print("1 client")
+print(f"{'op':<16} {'1/raw_ms':>8} {'null_p50':>8} {'c_p50':>8} {'bound_ms':>8} {'c/bound':>8} {'c_p99':>7}")
+for op in ("GenerateDataKey", "Decrypt"):
+    lat = 1000 / raw[op][1]
+    nl, c = load(f"null.{op}.1"), load(f"c.{op}.1")
+    errors += nl["errors"] + c["errors"]
+    bound = nl["p50_ms"] + lat
+    print(f"{op:<16} {lat:8.3f} {nl['p50_ms']:8.3f} {c['p50_ms']:8.3f} {bound:8.3f} {c['p50_ms'] / bound:8.2f} {c['p99_ms']:7.3f}")
+print(f"server peak RSS {rss / 1024:.1f} MiB")
+if errors:
+    sys.exit(f"{errors} requests failed")
+PY
 
 # Files: hsmkms encrypt and decrypt of a 2 GiB file through the server,
 # with the peak resident memory of each (GNU time's maximum RSS).

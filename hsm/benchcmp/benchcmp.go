@@ -71,6 +71,25 @@ func Compare(b *testing.B, base, cand Side, goroutines ...int) {
 	}
 }
 
+// Measure runs side alone at each number of goroutines in a sub-benchmark
+// and reports <name>-op/s: a rate to compare with one measured elsewhere
+// (the server benchmark's bound takes the raw token's rate from here).
+func Measure(b *testing.B, side Side, goroutines ...int) {
+	for _, g := range goroutines {
+		b.Run(fmt.Sprintf("goroutines=%d", g), func(b *testing.B) {
+			fns := make([]func() error, g)
+			for w := range g {
+				fns[w] = side.Op(b, w)
+			}
+			b.ResetTimer()
+			d := run(b, fns, b.N)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/d.Seconds(), side.Name+"-op/s")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
 // run runs n operations spread over len(fns) goroutines and returns the
 // wall time they took.
 func run(b *testing.B, fns []func() error, n int) time.Duration {
