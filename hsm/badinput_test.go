@@ -191,14 +191,7 @@ func newVersionKey(t testing.TB, tok *Token) ObjectID {
 	if !has(tok, "aes-cbc-hmac") {
 		return newMasterKey(t, tok)
 	}
-	id, err := NewObjectID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tok.CreatePortableKey(t.Context(), id, "hsmkms/test/"+id.String()); err != nil {
-		t.Fatalf("CreatePortableKey: %v", err)
-	}
-	return id
+	return newPortableKey(t, tok)
 }
 
 // roundTrip proves that tok still seals and unseals under version id

@@ -166,14 +166,7 @@ func newDataKeyKey(t testing.TB, tok *Token) ObjectID {
 	if has(tok, "aes-gcm") {
 		return newMasterKey(t, tok)
 	}
-	id, err := NewObjectID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tok.CreatePortableKey(t.Context(), id, "hsmkms/test/"+id.String()); err != nil {
-		t.Fatalf("CreatePortableKey: %v", err)
-	}
-	return id
+	return newPortableKey(t, tok)
 }
 
 // sealAny seals plaintext under id with the token's data-key mechanism,
