@@ -26,10 +26,11 @@ lint:
 	$(GO) vet ./...
 
 # The hsm package runs on SoftHSM2 with everything else, then on
-# openCryptoki's soft token (HSMKMS_TEST_TOKEN; NSS: see tests/nss_test.go).
+# openCryptoki's soft token and NSS's softoken (HSMKMS_TEST_TOKEN).
 test: deps lint
 	$(GO) test -race -count=1 -timeout 20m ./...
 	HSMKMS_TEST_TOKEN=opencryptoki $(GO) test -race -count=1 -timeout 10m ./hsm/
+	HSMKMS_TEST_TOKEN=nss $(GO) test -race -count=1 -timeout 10m ./hsm/
 	@$(call fuzz_run,$(FUZZTIME_SHORT))
 
 # Native Go fuzzing of every parser of untrusted input, as package:target

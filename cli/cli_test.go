@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/hsmkms/hsmkms/hsm"
 	"os"
 	"path/filepath"
 	"slices"
@@ -141,7 +142,7 @@ func TestCLITokenInfo(t *testing.T) {
 				Token struct {
 					Label string `json:"label"`
 				} `json:"token"`
-				Capabilities map[string]bool `json:"capabilities"`
+				Capabilities map[string]any `json:"capabilities"`
 			}
 			if err := json.Unmarshal([]byte(out), &r); err != nil {
 				t.Fatalf("not JSON: %v: %q", err, out)
@@ -149,8 +150,14 @@ func TestCLITokenInfo(t *testing.T) {
 			if r.Token.Label != cliLabel || r.Module.Path != tok.ModulePath || r.Module.Cryptoki == "" {
 				t.Errorf("report %+v", r)
 			}
-			if !r.Capabilities["aes_gcm"] || !r.Capabilities["aes_key_wrap"] || !r.Capabilities["rng"] {
-				t.Errorf("capabilities %v", r.Capabilities)
+			for _, c := range []string{"aes_gcm", "aes_key_wrap", "rng"} {
+				if r.Capabilities[c] != true {
+					t.Errorf("capabilities %v: %s is not true", r.Capabilities, c)
+				}
+			}
+			// SoftHSM2 makes generic secrets of any length hsmkms asks.
+			if r.Capabilities["generic_key_max"] != float64(hsm.MaxDataKey) {
+				t.Errorf("capabilities %v: generic_key_max is not %d", r.Capabilities, hsm.MaxDataKey)
 			}
 		}},
 	} {

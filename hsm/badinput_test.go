@@ -129,7 +129,7 @@ var sealMechs = []sealMech{
 		}},
 	{feature: "aes-cbc-hmac", suffix: "Portable", ivSize: CBCIVSize, newIV: NewCBCIV,
 		overhead: func(n int) int { return cbcBlock - n%cbcBlock + MACSize },
-		rejects:  []string{"VerifyInit", "Verify"}, never: []string{"DecryptInit", "Decrypt"},
+		rejects:  []string{"SignInit", "Sign"}, never: []string{"DecryptInit", "Decrypt"},
 		seal: func(ctx context.Context, tok *Token, id ObjectID, iv, aad, pt []byte) ([]byte, error) {
 			return tok.SealPortable(ctx, id, iv, aad, nil, pt)
 		},
@@ -437,8 +437,10 @@ func TestBadInputBoundariesAccepted(t *testing.T) {
 	}})
 	tests = append(tests,
 		tc{"WrapDataKey/16", "aes-kw", func() error { _, _, err := tok.WrapDataKey(ctx, id, 16); return err }},
-		tc{"WrapDataKey/1024+Unwrap", "aes-kw", func() error {
-			dk, w, err := tok.WrapDataKey(ctx, id, MaxDataKey)
+		tc{"WrapDataKey/longest+Unwrap", "aes-kw", func() error {
+			// MaxDataKey, or less where the token makes no generic
+			// secret that long (TestGenericKeyMax).
+			dk, w, err := tok.WrapDataKey(ctx, id, min(MaxDataKey, max(16, tok.Capabilities().GenericKeyMax)))
 			if err != nil {
 				return err
 			}
@@ -502,7 +504,7 @@ type unsealCase struct {
 // oversized sealed value with ErrInvalidCiphertext: each byte flipped in
 // turn, each truncation, appended bytes, a wrong IV or AAD, another key's
 // value. Plausible lengths reach the token exactly once (aes-gcm's C_Decrypt
-// fails; the portable mechanism's C_Verify fails and nothing is decrypted),
+// fails; the portable mechanism's MAC, from C_Sign, does not match and nothing is decrypted),
 // with no retry and no eviction; the rest never do. After each case the one
 // pooled session still seals and unseals. A mechanism the token lacks is
 // refused with ErrMechanismUnsupported.
@@ -648,7 +650,10 @@ func TestTamperUnwrapDataKey(t *testing.T) {
 		return dk, w
 	}
 	dk, w := wrap(id, 32)
-	_, bigW := wrap(id, MaxDataKey)
+	// The longest wrapped key, made up to the longest length with bytes
+	// of no meaning where the token makes no 1024-byte data key.
+	_, bigW := wrap(id, min(MaxDataKey, max(16, tok.Capabilities().GenericKeyMax)))
+	bigW = append(bigW, pattern(MaxDataKey+wrapOverhead-len(bigW), 0x5a)...)
 	_, otherW := wrap(other, 32)
 
 	type tc struct {
@@ -671,7 +676,7 @@ func TestTamperUnwrapDataKey(t *testing.T) {
 		tc{"len-4096", make([]byte, 4096), false},
 		tc{"trunc-block-24", bytes.Clone(w[:24]), true},
 		tc{"trunc-block-32", bytes.Clone(w[:32]), true},
-		tc{"trunc-block-1024", bytes.Clone(bigW[:MaxDataKey]), true},
+		tc{"trunc-block-1024", bytes.Clone(bigW[:MaxDataKey]), !kw || tok.Capabilities().GenericKeyMax >= MaxDataKey-wrapOverhead},
 		tc{"append-block-48", append(bytes.Clone(w), make([]byte, 8)...), true},
 		tc{"wrapped-under-other-master", otherW, true},
 		tc{"zeros-40", make([]byte, 40), true},

@@ -25,6 +25,13 @@ type Capabilities struct {
 	// GCMFault says why a listed CKM_AES_GCM is not used: its self-test
 	// through C_Encrypt and C_Decrypt failed (AESGCM is then false).
 	GCMFault string `json:"aes_gcm_fault,omitempty"`
+	// ExtractFault says how the token let a sensitive, unextractable key
+	// out in the self-test at open ("" when it refused every attempt).
+	// hsmkms serve refuses such a token unless told it is for development.
+	ExtractFault string `json:"extract_fault,omitempty"`
+	// GenericKeyMax is the longest generic secret, in bytes, the token
+	// made in the self-test (of 16 to 1024): the longest aes-kw data key.
+	GenericKeyMax int `json:"generic_key_max,omitempty"`
 	// CopyableRefused is set once the token refused CKA_COPYABLE in a key
 	// template: keys are made without it from then on.
 	CopyableRefused bool `json:"copyable_refused,omitempty"`
@@ -82,7 +89,8 @@ func probeCapabilities(m *Module, slot uint) (Capabilities, error) {
 // Feature is something hsmkms does with a token, and whether this token
 // lets it.
 type Feature struct {
-	// Name is short: master-keys, rng, aes-gcm (data keys and Encrypt),
+	// Name is short: master-keys, unextractable-keys (the token keeps
+	// them in), rng, aes-gcm (data keys and Encrypt),
 	// aes-kw, aes-cbc-hmac (data keys on tokens without AES-GCM), ecdsa,
 	// rsa, rsa-pss (signing keys).
 	Name      string `json:"name"`
@@ -114,6 +122,7 @@ func (c Capabilities) Features() []Feature {
 	}
 	return []Feature{
 		feature("master-keys", true, part{c.AESKeyGen, MechanismName(pkcs11.CKM_AES_KEY_GEN)}),
+		feature("unextractable-keys", true, part{c.ExtractFault == "", "keys that stay unextractable (" + c.ExtractFault + ")"}),
 		feature("rng", true, part{c.RNG, "a random number generator (CKF_RNG)"}),
 		feature("aes-gcm", false, part{c.AESGCM, c.gcmLack()}),
 		feature("aes-kw", false, part{c.AESKeyWrap, MechanismName(pkcs11.CKM_AES_KEY_WRAP) + " wrap and unwrap"},
@@ -140,38 +149,117 @@ func (c Capabilities) gcmLack() string {
 }
 
 // selfTest tries, on a session of its own, what the mechanism list cannot
-// tell: whether the token's AES-GCM works through C_Encrypt. A token whose
-// AES-GCM fails it is treated as one without AES-GCM.
+// tell: whether the token keeps a key unextractable, whether its AES-GCM
+// works through C_Encrypt, and how long a generic secret it makes. A token
+// whose AES-GCM fails is treated as one without AES-GCM; one that lets an
+// unextractable key out gets ExtractFault, and hsmkms serve refuses it.
 func (t *Token) selfTest() error {
-	if !t.caps.AESGCM {
-		return nil
-	}
 	s, err := t.p.OpenSession(t.slot, sessionFlags)
 	if err != nil {
 		return newError("self-test", ErrUnavailable, fmt.Errorf("C_OpenSession: %w", err))
 	}
 	// Closing the session ends whatever operation a failure left active,
-	// and destroys the session key.
+	// and destroys the session keys.
 	defer t.p.CloseSession(s)
-	key, err := t.p.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+	if !t.caps.AESKeyGen {
+		return nil
+	}
+	key, err := t.p.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, selfTestKeyTemplate(
 		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
 		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
-	})
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
+	))
 	if err != nil {
 		// A token that makes no AES key fails its first master key
 		// with its own error; Serviceable names a missing mechanism.
 		t.log.Warn("self-test: no session AES key could be made", "error", err)
 		return nil
 	}
-	if fault := t.selfTestGCM(s, key); fault != "" {
-		t.caps.AESGCM, t.caps.GCMFault = false, fault
-		t.log.Warn("the token lists CKM_AES_GCM but it fails a self-test: keys use aes-cbc-hmac", "fault", fault)
+	if fault := t.selfTestExtract(s, key); fault != "" {
+		t.caps.ExtractFault = fault
+		t.log.Error("the token lets an unextractable key out: master keys on it are not protected", "fault", fault)
+	}
+	if t.caps.AESGCM {
+		if fault := t.selfTestGCM(s, key); fault != "" {
+			t.caps.AESGCM, t.caps.GCMFault = false, fault
+			t.log.Warn("the token lists CKM_AES_GCM but it fails a self-test: keys use aes-cbc-hmac", "fault", fault)
+		}
+	}
+	if t.caps.GenericKeyGen {
+		t.caps.GenericKeyMax = t.selfTestGenericMax(s)
 	}
 	return nil
+}
+
+// selfTestKeyTemplate is a 32-byte AES session key with attrs.
+func selfTestKeyTemplate(attrs ...*pkcs11.Attribute) []*pkcs11.Attribute {
+	return append([]*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+	}, attrs...)
+}
+
+// selfTestExtract makes a session key the way master keys are made
+// (sensitive, unextractable) and tries to get it out: wrap it under
+// wrapper with each wrapping mechanism the token lists, and turn
+// CKA_EXTRACTABLE back on. It returns what succeeded, or "". PKCS#11 says
+// a token must refuse both; NSS's softoken (3.87) does neither: it wraps
+// such a key with CKM_AES_KEY_WRAP or CKM_AES_CBC_PAD and lets
+// C_SetAttributeValue set CKA_EXTRACTABLE to true.
+func (t *Token) selfTestExtract(s pkcs11.SessionHandle, wrapper pkcs11.ObjectHandle) string {
+	key, err := t.p.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, selfTestKeyTemplate(
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+	))
+	if err != nil {
+		t.log.Warn("self-test: no unextractable session AES key could be made", "error", err)
+		return ""
+	}
+	var faults []string
+	wraps := []struct {
+		ok   bool
+		mech *pkcs11.Mechanism
+	}{
+		{t.caps.AESKeyWrap, pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_WRAP, nil)},
+		{t.caps.AESCBCPad, pkcs11.NewMechanism(pkcs11.CKM_AES_CBC_PAD, make([]byte, cbcBlock))},
+	}
+	for _, w := range wraps {
+		if !w.ok {
+			continue
+		}
+		if _, err := t.p.WrapKey(s, []*pkcs11.Mechanism{w.mech}, wrapper, key); err == nil {
+			faults = append(faults, "C_WrapKey with "+MechanismName(w.mech.Mechanism)+" wrapped a key whose CKA_EXTRACTABLE is false")
+		}
+	}
+	if _, err := t.p.GetAttributeValue(s, key, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)}); err == nil {
+		faults = append(faults, "C_GetAttributeValue read CKA_VALUE of a sensitive key")
+	}
+	if err := t.p.SetAttributeValue(s, key, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true)}); err == nil {
+		faults = append(faults, "C_SetAttributeValue set CKA_EXTRACTABLE back to true")
+	}
+	return strings.Join(faults, "; ")
+}
+
+// genericSizes are the data key lengths WrapDataKey may be asked for that
+// selfTestGenericMax tries, longest first.
+var genericSizes = []int{MaxDataKey, 512, 256, 128, 64, 32, 16}
+
+// selfTestGenericMax returns the longest of genericSizes the token makes
+// as a generic secret session key, or 0. Mechanism info cannot tell it:
+// NSS's softoken lists CKM_GENERIC_SECRET_KEY_GEN with a maximum of 32 yet
+// makes 256 bytes, and refuses 512 with CKR_TEMPLATE_INCONSISTENT.
+func (t *Token) selfTestGenericMax(s pkcs11.SessionHandle) int {
+	for _, n := range genericSizes {
+		h, err := t.p.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_GENERIC_SECRET_KEY_GEN, nil)}, dataKeyTemplate(n))
+		if err == nil {
+			t.destroySessionKey(s, h)
+			return n
+		}
+	}
+	return 0
 }
 
 // selfTestGCM seals and opens 32 bytes under key with CKM_AES_GCM and

@@ -78,7 +78,9 @@ func crypto11Sign(idHex string) int {
 // each algorithm; our Verify on the token and Go's crypto, under the public
 // key hsm returned, both accept the signature, and our Verify refuses it
 // with a flipped byte. A key type or algorithm the token lacks (openCryptoki
-// has no EC) is refused with ErrMechanismUnsupported instead.
+// has no EC) is refused with ErrMechanismUnsupported instead. A module
+// that needs C_Initialize parameters (NSS) refuses crypto11, which has no
+// way to pass them, with CKR_ARGUMENTS_BAD.
 func TestCrypto11FindsAndSignsOurKeyPairs(t *testing.T) {
 	tok := openToken(t)
 	for _, c := range []asymCase{asymCases[0], asymCases[2], asymCases[3]} {
@@ -114,7 +116,16 @@ func TestCrypto11FindsAndSignsOurKeyPairs(t *testing.T) {
 				if ee, ok := err.(*exec.ExitError); ok {
 					stderr = string(ee.Stderr)
 				}
+				if env.InitParams != "" && strings.Contains(stderr, "CKR_ARGUMENTS_BAD") {
+					// crypto11 passes no C_Initialize parameters, so a
+					// module that needs them (NSS) refuses it: that is
+					// the outcome here, and the test's only one.
+					return
+				}
 				t.Fatalf("crypto11 child: %v: %s", err, stderr)
+			}
+			if env.InitParams != "" {
+				t.Fatalf("crypto11 loaded a module that needs C_Initialize parameters without them")
 			}
 			sig, err := hex.DecodeString(strings.TrimSpace(string(out)))
 			if err != nil {

@@ -174,8 +174,14 @@ func (t *Token) WrapDataKey(ctx context.Context, id ObjectID, n int) (dataKey, w
 	if err := checkWrapSize(op, n); err != nil {
 		return nil, nil, err
 	}
-	if err := requireMechanism(op, t.caps.AESKeyWrap && t.caps.GenericKeyGen, pkcs11.CKM_AES_KEY_WRAP); err != nil {
+	if err := requireMechanism(op, t.caps.AESKeyWrap, pkcs11.CKM_AES_KEY_WRAP); err != nil {
 		return nil, nil, err
+	}
+	if err := requireMechanism(op, t.caps.GenericKeyGen, pkcs11.CKM_GENERIC_SECRET_KEY_GEN); err != nil {
+		return nil, nil, err
+	}
+	if n > t.caps.GenericKeyMax {
+		return nil, nil, newError(op, ErrMechanismUnsupported, fmt.Errorf("the token makes generic secrets of at most %d bytes, not %d", t.caps.GenericKeyMax, n))
 	}
 	err = t.do(ctx, op, secretKey(id), nil, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
 		dk, err := t.p.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_GENERIC_SECRET_KEY_GEN, nil)}, dataKeyTemplate(n))
@@ -210,6 +216,12 @@ func (t *Token) UnwrapDataKey(ctx context.Context, id ObjectID, wrapped []byte) 
 	}
 	if err := requireMechanism(op, t.caps.AESKeyWrap, pkcs11.CKM_AES_KEY_WRAP); err != nil {
 		return nil, err
+	}
+	// A token that makes no generic secret this long unwraps none either
+	// (NSS: CKR_TEMPLATE_INCONSISTENT past 256 bytes), and WrapDataKey on
+	// it never made one: the value is not a data key of this token's.
+	if n := len(wrapped) - wrapOverhead; t.caps.GenericKeyGen && n > t.caps.GenericKeyMax {
+		return nil, newError(op, ErrInvalidCiphertext, fmt.Errorf("a %d-byte data key is longer than any this token makes (%d bytes)", n, t.caps.GenericKeyMax))
 	}
 	var dataKey []byte
 	err := t.do(ctx, op, secretKey(id), ErrInvalidCiphertext, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {

@@ -641,6 +641,15 @@ func TestKATWrapDataKeyUnwrapsWithGo(t *testing.T) {
 				wantKind(t, err, ErrMechanismUnsupported)
 				return
 			}
+			if n > tok.Capabilities().GenericKeyMax {
+				// The token makes no generic secret this long
+				// (TestGenericKeyMax), and unwraps none: no data
+				// key of this token's is that long.
+				wantKind(t, err, ErrMechanismUnsupported)
+				_, err = tok.UnwrapDataKey(t.Context(), id, goKeyWrap(t, kek, pattern(n, 0x44)))
+				wantKind(t, err, ErrInvalidCiphertext)
+				return
+			}
 			if err != nil {
 				t.Fatalf("WrapDataKey(%d): %v", n, err)
 			}

@@ -376,9 +376,10 @@ type mechNeed struct {
 // from the table Open probes with so that each checks the other. The rng
 // feature needs the token's CKF_RNG flag, no mechanism.
 var featureNeeds = map[string][]mechNeed{
-	"master-keys": {{pkcs11.CKM_AES_KEY_GEN, pkcs11.CKF_GENERATE}},
-	"rng":         nil,
-	"aes-gcm":     {{pkcs11.CKM_AES_GCM, pkcs11.CKF_ENCRYPT | pkcs11.CKF_DECRYPT}},
+	"master-keys":        {{pkcs11.CKM_AES_KEY_GEN, pkcs11.CKF_GENERATE}},
+	"unextractable-keys": nil,
+	"rng":                nil,
+	"aes-gcm":            {{pkcs11.CKM_AES_GCM, pkcs11.CKF_ENCRYPT | pkcs11.CKF_DECRYPT}},
 	"aes-kw": {{pkcs11.CKM_AES_KEY_WRAP, pkcs11.CKF_WRAP | pkcs11.CKF_UNWRAP},
 		{pkcs11.CKM_GENERIC_SECRET_KEY_GEN, pkcs11.CKF_GENERATE}},
 	"aes-cbc-hmac": {{pkcs11.CKM_AES_CBC_PAD, pkcs11.CKF_ENCRYPT | pkcs11.CKF_DECRYPT},
@@ -399,6 +400,12 @@ type listing struct {
 	// gcmFault is the self-test's verdict on a listed AES-GCM: the one
 	// capability the list cannot tell.
 	gcmFault string
+	// extractFault is the self-test's verdict on whether the token keeps
+	// keys in; TestExtractSelfTestAgrees checks it against attacks.
+	extractFault string
+	// genericMax is the self-test's longest generic secret;
+	// TestGenericKeyMax checks it against the token.
+	genericMax int
 }
 
 // listed reads tok's listing through the raw module, beneath any faulty
@@ -410,7 +417,8 @@ func listed(t *testing.T, tok *Token, hide map[uint]bool) listing {
 	if err != nil {
 		t.Fatalf("C_GetMechanismList: %v", err)
 	}
-	l := listing{mechs: map[uint]uint{}, gcmFault: tok.Capabilities().GCMFault}
+	caps := tok.Capabilities()
+	l := listing{mechs: map[uint]uint{}, gcmFault: caps.GCMFault, extractFault: caps.ExtractFault, genericMax: caps.GenericKeyMax}
 	for _, m := range list {
 		if hide[m.Mechanism] {
 			continue
@@ -447,6 +455,9 @@ func (l listing) lacks(feature string) []string {
 	if feature == "rng" && !l.rng {
 		out = append(out, "CKF_RNG")
 	}
+	if feature == "unextractable-keys" && l.extractFault != "" {
+		out = append(out, lackNames(l.extractFault)...)
+	}
 	return out
 }
 
@@ -467,12 +478,24 @@ func (l listing) capabilities() Capabilities {
 		AESCBCPad:     h(pkcs11.CKM_AES_CBC_PAD, pkcs11.CKF_ENCRYPT|pkcs11.CKF_DECRYPT),
 		HMACSHA256:    h(pkcs11.CKM_SHA256_HMAC, pkcs11.CKF_SIGN|pkcs11.CKF_VERIFY),
 		GCMFault:      l.gcmFault,
+		ExtractFault:  l.extractFault,
+		GenericKeyMax: l.genericKeyMax(),
 	}
+}
+
+// genericKeyMax is the longest data key WrapDataKey can make: 0 without
+// CKM_GENERIC_SECRET_KEY_GEN, else the longest of genericSizes the token
+// makes (the raw module tells, in the test).
+func (l listing) genericKeyMax() int {
+	if !l.has(mechNeed{pkcs11.CKM_GENERIC_SECRET_KEY_GEN, pkcs11.CKF_GENERATE}) {
+		return 0
+	}
+	return l.genericMax
 }
 
 // lackNames finds the mechanism and flag names s mentions, sorted, once each.
 func lackNames(s string) []string {
-	names := regexp.MustCompile(`CK[MF]_[A-Z0-9_]+`).FindAllString(s, -1)
+	names := regexp.MustCompile(`CK[MFA]_[A-Z0-9_]+`).FindAllString(s, -1)
 	slices.Sort(names)
 	return slices.Compact(names)
 }
@@ -505,7 +528,7 @@ func checkFeatures(t *testing.T, caps Capabilities, l listing) {
 		if got := lackNames(f.Lacks); !slices.Equal(got, lacks) {
 			t.Errorf("feature %s: Lacks %q names %v, want %v", f.Name, f.Lacks, got, lacks)
 		}
-		if want := f.Name == "master-keys" || f.Name == "rng"; f.Required != want {
+		if want := f.Name == "master-keys" || f.Name == "rng" || f.Name == "unextractable-keys"; f.Required != want {
 			t.Errorf("feature %s: Required = %v, want %v", f.Name, f.Required, want)
 		}
 	}
@@ -515,7 +538,7 @@ func checkFeatures(t *testing.T, caps Capabilities, l listing) {
 		}
 	}
 	var missing []string
-	for _, name := range []string{"master-keys", "rng"} {
+	for _, name := range []string{"master-keys", "unextractable-keys", "rng"} {
 		missing = append(missing, l.lacks(name)...)
 	}
 	if gcm, portable := l.lacks("aes-gcm"), l.lacks("aes-cbc-hmac"); len(gcm) > 0 && len(portable) > 0 {
@@ -539,6 +562,11 @@ func checkFeatures(t *testing.T, caps Capabilities, l listing) {
 // featureUses run, for each feature, the operations it enables and return
 // the error of the first one it gates.
 var featureUses = map[string]func(t *testing.T, tok *Token) error{
+	"unextractable-keys": func(t *testing.T, tok *Token) error {
+		id := newMasterKey(t, tok)
+		ctx, s := raw(t, tok), session(t, tok)
+		return extractOut(t, ctx, s, rawHandle(t, ctx, s, id, pkcs11.CKO_SECRET_KEY))
+	},
 	"master-keys": func(t *testing.T, tok *Token) error {
 		id, _ := NewObjectID()
 		return tok.CreateMasterKey(t.Context(), id, "hsmkms/test/features")
@@ -603,6 +631,40 @@ var featureUses = map[string]func(t *testing.T, tok *Token) error{
 	},
 }
 
+// errExtracted: a key whose CKA_EXTRACTABLE is false came out.
+var errExtracted = errors.New("an unextractable key came out of the token")
+
+// extractOut tries what the self-test tries, on key: wrap it under a
+// session AES key with CKM_AES_KEY_WRAP and CKM_AES_CBC_PAD, and set its
+// CKA_EXTRACTABLE to true. It returns errExtracted if any of it worked.
+func extractOut(t *testing.T, ctx *pkcs11.Ctx, s pkcs11.SessionHandle, key pkcs11.ObjectHandle) error {
+	t.Helper()
+	wrapper, err := ctx.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
+	})
+	if err != nil {
+		t.Fatalf("a session wrapping key: %v", err)
+	}
+	defer ctx.DestroyObject(s, wrapper)
+	var out []string
+	for _, m := range []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_WRAP, nil), pkcs11.NewMechanism(pkcs11.CKM_AES_CBC_PAD, make([]byte, 16))} {
+		if _, err := ctx.WrapKey(s, []*pkcs11.Mechanism{m}, wrapper, key); err == nil {
+			out = append(out, "wrapped with "+MechanismName(m.Mechanism))
+		}
+	}
+	if err := ctx.SetAttributeValue(s, key, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true)}); err == nil {
+		out = append(out, "CKA_EXTRACTABLE set to true")
+	}
+	if len(out) > 0 {
+		return fmt.Errorf("%w: %s", errExtracted, strings.Join(out, ", "))
+	}
+	return nil
+}
+
 // signWith makes a key pair of spec and signs and verifies with alg.
 func signWith(t *testing.T, tok *Token, spec KeySpec, alg SigningAlgorithm) error {
 	id, _ := NewObjectID()
@@ -638,6 +700,13 @@ func TestCapabilities(t *testing.T) {
 			for _, feat := range tok.Capabilities().Features() {
 				t.Run(feat.Name, func(t *testing.T) {
 					err := featureUses[feat.Name](t, tok)
+					if feat.Name == "unextractable-keys" && !feat.Supported {
+						// The self-test's verdict holds for a master key.
+						if !errors.Is(err, errExtracted) {
+							t.Errorf("the self-test found %q, yet a master key stayed in: %v", tok.Capabilities().ExtractFault, err)
+						}
+						return
+					}
 					if lacks := l.lacks(feat.Name); len(lacks) == 0 {
 						if err != nil {
 							t.Errorf("%s is supported, but: %v", feat.Name, err)
@@ -724,6 +793,47 @@ func TestCapabilities(t *testing.T) {
 				tc.check(t, tok, f, l)
 			}
 		})
+	}
+}
+
+// TestGenericKeyMax proves the self-test's GenericKeyMax right on the token
+// under test: WrapDataKey makes a data key that long; every longer size it
+// may be asked for is refused as ErrMechanismUnsupported before any call
+// reaches the token; and the token itself refuses the next longer size.
+func TestGenericKeyMax(t *testing.T) {
+	tok, f := openFaulty(t)
+	max := tok.Capabilities().GenericKeyMax
+	if !has(tok, "aes-kw") {
+		_, _, err := tok.WrapDataKey(t.Context(), newMasterKey(t, tok), 32)
+		wantUnsupportedOneOf(t, "WrapDataKey", err, []string{"CKM_AES_KEY_WRAP", "CKM_GENERIC_SECRET_KEY_GEN"})
+		return
+	}
+	if !slices.Contains(genericSizes, max) {
+		t.Fatalf("GenericKeyMax = %d, not one of %v", max, genericSizes)
+	}
+	id := newMasterKey(t, tok)
+	if _, _, err := tok.WrapDataKey(t.Context(), id, max); err != nil {
+		t.Fatalf("WrapDataKey(%d), the longest the self-test found: %v", max, err)
+	}
+	for _, n := range genericSizes {
+		if n <= max {
+			continue
+		}
+		gen := f.count("GenerateKey")
+		_, _, err := tok.WrapDataKey(t.Context(), id, n)
+		wantUnsupported(t, fmt.Sprintf("WrapDataKey(%d)", n), err, fmt.Sprintf("at most %d bytes", max))
+		if got := f.count("GenerateKey") - gen; got != 0 {
+			t.Errorf("WrapDataKey(%d) called C_GenerateKey %d times", n, got)
+		}
+	}
+	if max < MaxDataKey {
+		next := genericSizes[slices.Index(genericSizes, max)-1]
+		ctx, s := raw(t, tok), session(t, tok)
+		h, err := ctx.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_GENERIC_SECRET_KEY_GEN, nil)}, dataKeyTemplate(next))
+		if err == nil {
+			ctx.DestroyObject(s, h)
+			t.Errorf("the token made a %d-byte generic secret, yet GenericKeyMax = %d", next, max)
+		}
 	}
 }
 

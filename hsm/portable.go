@@ -2,6 +2,7 @@ package hsm
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
 
@@ -212,14 +213,21 @@ func (t *Token) UnsealPortable(ctx context.Context, id ObjectID, iv, header, con
 		if err != nil {
 			return err
 		}
-		if err := t.p.VerifyInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)}, mh); err != nil {
+		// The MAC is computed on the token with C_Sign and compared here
+		// in constant time rather than checked with C_Verify: NSS's
+		// softoken answers a C_Verify that does not match with whatever
+		// error its thread last set (CKR_BUFFER_TOO_SMALL, or
+		// CKR_DEVICE_ERROR, which would send the Token into recovery),
+		// so a token's verify failure cannot be told from a fault.
+		if err := t.p.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)}, mh); err != nil {
 			return err
 		}
-		if err := t.p.Verify(s, macInput(header, iv, ct, context), mac); err != nil {
-			if isCode(err, pkcs11.CKR_SIGNATURE_INVALID) || isCode(err, pkcs11.CKR_SIGNATURE_LEN_RANGE) {
-				return newError(op, ErrInvalidCiphertext, fmt.Errorf("the MAC does not match"))
-			}
+		want, err := t.p.Sign(s, macInput(header, iv, ct, context))
+		if err != nil {
 			return err
+		}
+		if subtle.ConstantTimeCompare(want, mac) != 1 {
+			return newError(op, ErrInvalidCiphertext, fmt.Errorf("the MAC does not match"))
 		}
 		if err := t.p.DecryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_CBC_PAD, iv)}, h); err != nil {
 			return err

@@ -1,6 +1,8 @@
 package hsm
 
 import (
+	"crypto/subtle"
+	"errors"
 	"testing"
 
 	"github.com/hsmkms/hsmkms/hsm/benchcmp"
@@ -57,7 +59,7 @@ func BenchmarkSealDataKeyPortable(b *testing.B) {
 	benchCompare(b, tok, rawOp, hsmOp)
 }
 
-// BenchmarkUnsealPortable: C_Verify (HMAC-SHA-256) + C_Decrypt
+// BenchmarkUnsealPortable: C_Sign (HMAC-SHA-256) + C_Decrypt
 // (AES-CBC-PAD) of a sealed data key, beside the same raw calls.
 func BenchmarkUnsealPortable(b *testing.B) {
 	tok := openToken(b, func(c *Config) { c.PoolSize = 4 })
@@ -71,16 +73,20 @@ func BenchmarkUnsealPortable(b *testing.B) {
 	rawOp := func(b *testing.B, _ int) func() error {
 		p, s, h, mh := rawPortable(b, tok, id)
 		return func() error {
-			if err := p.VerifyInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)}, mh); err != nil {
+			if err := p.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)}, mh); err != nil {
 				return err
 			}
-			if err := p.Verify(s, macInput(benchHeader, iv, ct, benchContext), mac); err != nil {
+			got, err := p.Sign(s, macInput(benchHeader, iv, ct, benchContext))
+			if err != nil {
 				return err
+			}
+			if subtle.ConstantTimeCompare(got, mac) != 1 {
+				return errors.New("MAC mismatch")
 			}
 			if err := p.DecryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_CBC_PAD, iv)}, h); err != nil {
 				return err
 			}
-			_, err := p.Decrypt(s, ct)
+			_, err = p.Decrypt(s, ct)
 			return err
 		}
 	}

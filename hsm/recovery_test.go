@@ -404,10 +404,11 @@ var dataMechs = []dataMech{
 		unseal: func(ctx context.Context, tok *Token, id ObjectID, iv, sealed []byte) ([]byte, error) {
 			return tok.Unseal(ctx, id, iv, recAAD, sealed)
 		}},
-	// The AES key and the HMAC key; C_Sign and C_Verify under the latter.
+	// The AES key and the HMAC key; C_Sign under the latter both ways
+	// (unseal compares the MAC itself: see UnsealPortable).
 	{feature: "aes-cbc-hmac", keys: 2,
 		sealCalls:   []string{"EncryptInit", "Encrypt", "SignInit", "Sign"},
-		unsealCalls: []string{"VerifyInit", "Verify", "DecryptInit", "Decrypt"},
+		unsealCalls: []string{"SignInit", "Sign", "DecryptInit", "Decrypt"},
 		newKey:      newPortableKey, newIV: freshCBCIV,
 		seal: func(ctx context.Context, tok *Token, id ObjectID, iv, pt []byte) ([]byte, error) {
 			return tok.SealPortable(ctx, id, iv, recAAD, nil, pt)
@@ -601,22 +602,21 @@ var macFaultCases = []faultCase{
 	{name: "key handle invalid on SignInit",
 		faults:   map[string][]error{"SignInit": {ck(pkcs11.CKR_KEY_HANDLE_INVALID)}},
 		attempts: []string{"SignInit", ""}, refinds: 1},
-	{name: "key handle invalid on VerifyInit",
-		faults: map[string][]error{"VerifyInit": {ck(pkcs11.CKR_KEY_HANDLE_INVALID)}}, unseal: true,
-		attempts: []string{"VerifyInit", ""}, refinds: 1},
+	{name: "key handle invalid on SignInit, unsealing",
+		faults: map[string][]error{"SignInit": {ck(pkcs11.CKR_KEY_HANDLE_INVALID)}}, unseal: true,
+		attempts: []string{"SignInit", ""}, refinds: 1},
 	{name: "session handle invalid on Sign",
 		faults:   map[string][]error{"Sign": {ck(pkcs11.CKR_SESSION_HANDLE_INVALID)}},
 		attempts: []string{"Sign", ""}, calls: map[string]int{"CloseSession": 1, "OpenSession": 1}},
-	{name: "device removed on Verify",
-		faults: map[string][]error{"Verify": {ck(pkcs11.CKR_DEVICE_REMOVED)}}, unseal: true,
+	{name: "device removed on Sign, unsealing",
+		faults: map[string][]error{"Sign": {ck(pkcs11.CKR_DEVICE_REMOVED)}}, unseal: true,
 		kind: ErrUnavailable, code: pkcs11.CKR_DEVICE_REMOVED, recovers: true,
-		attempts: []string{"Verify"}, calls: map[string]int{"CloseSession": 1}},
-	// Not CKR_SIGNATURE_INVALID: the token is probed, and healthy, so the
-	// input is to blame.
-	{name: "general error on Verify, token healthy",
-		faults: map[string][]error{"Verify": {ck(pkcs11.CKR_GENERAL_ERROR)}}, unseal: true,
+		attempts: []string{"Sign"}, calls: map[string]int{"CloseSession": 1}},
+	// The token is probed, and healthy, so the input is to blame.
+	{name: "general error on Sign, unsealing, token healthy",
+		faults: map[string][]error{"Sign": {ck(pkcs11.CKR_GENERAL_ERROR)}}, unseal: true,
 		kind: ErrInvalidCiphertext, code: pkcs11.CKR_GENERAL_ERROR,
-		attempts: []string{"Verify"}, calls: map[string]int{"GetTokenInfo": 1}},
+		attempts: []string{"Sign"}, calls: map[string]int{"GetTokenInfo": 1}},
 }
 
 // TestFaultInjection drives the error handling of do/settle with the

@@ -47,6 +47,10 @@ type Config struct {
 	// HTTP, which it allows only on a loopback address unless InsecureHTTP.
 	TLSCert, TLSKey string
 	InsecureHTTP    bool
+	// InsecureToken serves from a token whose self-test found that it lets
+	// unextractable keys out (hsm.Capabilities.ExtractFault), which Start
+	// otherwise refuses: for development tokens only.
+	InsecureToken bool
 	// Audit receives the audit trail (JSON lines).
 	Audit io.Writer
 	// Logger receives the server's logs.
@@ -321,6 +325,10 @@ func (s *Server) closeBackends() error {
 // lacks, and logs each optional feature the token does not allow.
 func (s *Server) checkFeatures() error {
 	caps := s.tok.Capabilities()
+	if caps.ExtractFault != "" && s.cfg.InsecureToken {
+		s.log.Warn("serving from a token that lets unextractable keys out, as asked (--insecure-token): its master keys are not protected", "fault", caps.ExtractFault)
+		caps.ExtractFault = ""
+	}
 	if err := caps.Serviceable(); err != nil {
 		return err
 	}
