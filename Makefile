@@ -46,6 +46,7 @@ FUZZ_TARGETS := \
 	./service/auth:FuzzParseAuthorization \
 	./service/api:FuzzDecodeInput \
 	./service/policy:FuzzGlobMatch \
+	./service/audit:FuzzLineMatchesHclog \
 	./cli/esdk:FuzzReadHeader \
 	./cli/esdk:FuzzDecrypt \
 	./cli/esdk:FuzzRoundTrip

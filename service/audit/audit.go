@@ -1,14 +1,21 @@
 // Package audit owns the audit trail: one structured record per key
-// service operation, allowed or denied, written as a JSON line through
-// go-hclog. A record names who did what to which key version from where
-// and how it ended; it never holds plaintext, data keys, PINs or secrets.
+// service operation, allowed or denied, written as a JSON line in go-hclog's
+// JSON line format. A record names who did what to which key version from
+// where and how it ended; it never holds plaintext, data keys, PINs or
+// secrets.
+//
+// Log returns only once its record has been handed to the writer (for a
+// file, written to it: the same durability as a log line), so a request is
+// answered only after its record is out. Records of concurrent requests
+// are written together (group commit): while one caller writes a batch,
+// the records that arrive meanwhile gather in the next, which the first
+// of their callers writes as soon as the writer is free.
 package audit
 
 import (
 	"io"
+	"sync"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
 )
 
 // Outcomes of an audited operation.
@@ -46,62 +53,78 @@ type Record struct {
 	Suppressed int
 }
 
-// Logger writes audit records.
+// Logger writes audit records. Its methods are safe for concurrent use;
+// it never calls the writer's Write from two goroutines at once.
 type Logger struct {
-	l hclog.Logger
+	w   io.Writer // nil: Discard
+	now func() time.Time
+
+	mu      sync.Mutex
+	done    *sync.Cond // broadcast when a batch has been written
+	pending []byte     // the records of the batch being gathered
+	spare   []byte     // the buffer of the last batch written, for reuse
+	batch   uint64     // the number of the batch being gathered
+	written uint64     // the number of the last batch written
+	writing bool       // a caller is writing a batch
+
+	// lines hold the lines being encoded, one per concurrent Log call:
+	// encoding happens outside mu.
+	lines sync.Pool
 }
 
 // New returns a Logger writing JSON lines to w.
 func New(w io.Writer) *Logger {
-	return &Logger{l: hclog.New(&hclog.LoggerOptions{
-		Name:       "audit",
-		Output:     w,
-		JSONFormat: true,
-		Level:      hclog.Info,
-		TimeFn:     func() time.Time { return time.Now().UTC() },
-	})}
+	l := &Logger{w: w, now: time.Now, batch: 1}
+	l.done = sync.NewCond(&l.mu)
+	l.lines.New = func() any { b := make([]byte, 0, 1024); return &b }
+	return l
 }
 
 // Discard returns a Logger that writes nothing.
-func Discard() *Logger { return &Logger{l: hclog.NewNullLogger()} }
+func Discard() *Logger { return &Logger{} }
 
-// Log writes one record as the "audit" object of an hclog JSON line,
-// before it returns: a request is answered only once its record is out.
-// The record is one plain struct field: hclog then encodes one value
-// instead of eleven, and encoding/json walks the struct once, where a
-// json.Marshaler's output is encoded and then scanned again. Each halves
-// the cost of auditing a request (measured: 4.8 µs → 2.6 µs per record).
+// Log writes one record as the "audit" object of a JSON line, before it
+// returns. A write error is not reported: as with any log line, the
+// writer's own failure is the operator's to see (a full disk).
 func (l *Logger) Log(r Record) {
-	l.l.Info("audit", "audit", line{
-		Time:              r.Time.UTC().Format(time.RFC3339Nano),
-		RequestID:         r.RequestID,
-		Principal:         r.Principal,
-		Action:            r.Action,
-		KeyID:             r.KeyID,
-		KeyVersion:        r.KeyVersion,
-		Alias:             r.Alias,
-		EncryptionContext: r.EncryptionContext,
-		Source:            r.Source,
-		Outcome:           r.Outcome,
-		ErrorType:         r.ErrorType,
-		Subject:           r.Subject,
-		Suppressed:        r.Suppressed,
-	})
+	if l.w == nil {
+		return
+	}
+	buf := l.lines.Get().(*[]byte)
+	line := appendLine((*buf)[:0], l.now(), r)
+	l.mu.Lock()
+	l.pending = append(l.pending, line...)
+	mine := l.batch
+	*buf = line
+	l.lines.Put(buf)
+	for l.written < mine {
+		if l.writing {
+			l.done.Wait()
+			continue
+		}
+		l.writeBatch()
+	}
+	l.mu.Unlock()
 }
 
-// line is a record as it is written.
-type line struct {
-	Time              string            `json:"time"`
-	RequestID         string            `json:"request_id"`
-	Principal         string            `json:"principal"`
-	Action            string            `json:"action"`
-	KeyID             string            `json:"key_id,omitempty"`
-	KeyVersion        uint32            `json:"key_version,omitempty"`
-	Alias             string            `json:"alias,omitempty"`
-	EncryptionContext map[string]string `json:"encryption_context,omitempty"`
-	Source            string            `json:"source,omitempty"`
-	Outcome           string            `json:"outcome"`
-	ErrorType         string            `json:"error_type,omitempty"`
-	Subject           string            `json:"subject,omitempty"`
-	Suppressed        int               `json:"suppressed,omitempty"`
+// writeBatch writes the batch being gathered, without holding l.mu while
+// it writes, and wakes its callers. l.mu is held on entry and on return.
+func (l *Logger) writeBatch() {
+	out, n := l.pending, l.batch
+	l.pending, l.spare = l.spare[:0], nil
+	l.batch++
+	l.writing = true
+	l.mu.Unlock()
+	_, _ = l.w.Write(out)
+	l.mu.Lock()
+	l.writing = false
+	l.written = n
+	if cap(out) <= maxSpare {
+		l.spare = out[:0]
+	}
+	l.done.Broadcast()
 }
+
+// maxSpare bounds the buffer kept between batches: a burst of large
+// records does not pin its memory.
+const maxSpare = 256 << 10

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -141,19 +142,28 @@ func TestAuditLogOutcomeConstants(t *testing.T) {
 	}
 }
 
-// lineWriter records each Write call. It has no lock of its own on
-// purpose: the race detector then reports any two Writes the Logger lets
-// overlap.
-type lineWriter struct{ writes []string }
+// lineWriter records each Write call and fails the test's check if two
+// overlap. It has no lock around its slice on purpose: the race detector
+// then reports any two Writes the Logger lets overlap.
+type lineWriter struct {
+	writes   []string
+	inFlight atomic.Int32
+	overlap  atomic.Bool
+}
 
 func (w *lineWriter) Write(p []byte) (int, error) {
+	if w.inFlight.Add(1) != 1 {
+		w.overlap.Store(true)
+	}
+	defer w.inFlight.Add(-1)
 	w.writes = append(w.writes, string(p))
 	return len(p), nil
 }
 
 // TestAuditLogConcurrent proves that concurrent Log calls write whole
-// lines, one Write per record and never two Writes at once, so that no
-// record is split, interleaved or lost.
+// lines, several records to a Write at most (group commit) but never two
+// Writes at once, so that no record is split, interleaved, duplicated or
+// lost.
 func TestAuditLogConcurrent(t *testing.T) {
 	for _, tt := range []struct {
 		name                string
@@ -181,30 +191,92 @@ func TestAuditLogConcurrent(t *testing.T) {
 				})
 			}
 			wg.Wait()
-			want := tt.goroutines * tt.perG
-			if len(w.writes) != want {
-				t.Fatalf("%d writes, want %d (one per record)", len(w.writes), want)
+			if w.overlap.Load() {
+				t.Fatal("two Writes overlapped")
 			}
+			want := tt.goroutines * tt.perG
 			seen := map[string]bool{}
 			for _, chunk := range w.writes {
-				if strings.Count(chunk, "\n") != 1 || !strings.HasSuffix(chunk, "\n") {
-					t.Fatalf("a write is not exactly one line: %q", chunk)
+				if !strings.HasSuffix(chunk, "\n") {
+					t.Fatalf("a write does not end a line: %q", chunk)
 				}
-				m := decodeLines(t, chunk)[0]
-				id, _ := m["request_id"].(string)
-				if seen[id] {
-					t.Fatalf("request %q written twice", id)
-				}
-				seen[id] = true
-				if got := m["encryption_context"]; len(ec) > 0 && len(got.(map[string]any)) != len(ec) {
-					t.Fatalf("request %q: encryption context has %d entries, want %d", id, len(got.(map[string]any)), len(ec))
+				for _, m := range decodeLines(t, chunk) {
+					id, _ := m["request_id"].(string)
+					if seen[id] {
+						t.Fatalf("request %q written twice", id)
+					}
+					seen[id] = true
+					if got := m["encryption_context"]; len(ec) > 0 && len(got.(map[string]any)) != len(ec) {
+						t.Fatalf("request %q: encryption context has %d entries, want %d", id, len(got.(map[string]any)), len(ec))
+					}
 				}
 			}
 			if len(seen) != want {
 				t.Fatalf("%d distinct records, want %d", len(seen), want)
 			}
+			t.Logf("%d records in %d writes", want, len(w.writes))
 		})
 	}
+}
+
+// idWriter records the request IDs it has been written.
+type idWriter struct {
+	mu      sync.Mutex
+	written map[string]bool
+	writes  int
+}
+
+func (w *idWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.writes++
+	defer w.mu.Unlock()
+	for line := range strings.SplitSeq(strings.TrimSuffix(string(p), "\n"), "\n") {
+		var m struct {
+			Audit struct {
+				RequestID string `json:"request_id"`
+			} `json:"audit"`
+		}
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			return 0, err
+		}
+		w.written[m.Audit.RequestID] = true
+	}
+	return len(p), nil
+}
+
+func (w *idWriter) has(id string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.written[id]
+}
+
+// TestAuditLogReturnsAfterWrite proves the guarantee requests rely on:
+// Log returns only once the writer has its record, also when records of
+// concurrent callers are written together.
+func TestAuditLogReturnsAfterWrite(t *testing.T) {
+	w := &idWriter{written: map[string]bool{}}
+	l := audit.New(w)
+	var wg sync.WaitGroup
+	var early atomic.Int32
+	for g := range 16 {
+		wg.Go(func() {
+			for i := range 20 {
+				id := fmt.Sprintf("g%d-r%d", g, i)
+				l.Log(audit.Record{Time: time.Now(), RequestID: id, Principal: "p", Action: "kms:Decrypt", Outcome: audit.Allowed})
+				if !w.has(id) {
+					early.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := early.Load(); n != 0 {
+		t.Fatalf("Log returned %d times before the writer had the record", n)
+	}
+	if len(w.written) != 16*20 {
+		t.Fatalf("%d records written, want %d", len(w.written), 16*20)
+	}
+	t.Logf("%d records in %d writes", len(w.written), w.writes)
 }
 
 // TestAuditDiscard proves that Discard's Logger writes nothing anywhere:
