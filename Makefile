@@ -44,6 +44,7 @@ FUZZ_TARGETS := \
 	./service/ciphertext:FuzzParse \
 	./service/ciphertext:FuzzCanonical \
 	./service/auth:FuzzParseAuthorization \
+	./service/auth:FuzzVerifyMatchesSDK \
 	./service/api:FuzzDecodeInput \
 	./service/policy:FuzzGlobMatch \
 	./service/audit:FuzzLineMatchesHclog \
