@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -56,6 +57,7 @@ func serveCommand() *cli.Command {
 }
 
 func serve(c *cli.Context) error {
+	setServerGC()
 	cfg, closeAudit, dev, err := serverConfig(c)
 	if err != nil {
 		return err
@@ -82,6 +84,21 @@ func serve(c *cli.Context) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	return srv.Shutdown(shutdownCtx)
+}
+
+// serverGCPercent is the garbage collector's target for hsmkms serve when
+// the environment sets no GOGC. The server's live heap is small (a few MB)
+// and every request allocates about 10 KB, so with Go's default of 100 it
+// collects some twenty times a second under load; 400 trades ≈ 10 MB of
+// peak RSS for ≈ 5 % of its CPU per request (measured at 16 clients on
+// SoftHSM2; README "Sizing").
+const serverGCPercent = 400
+
+// setServerGC applies serverGCPercent unless GOGC is set.
+func setServerGC() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(serverGCPercent)
+	}
 }
 
 // serverConfig reads the flags; the returned func closes the audit file.

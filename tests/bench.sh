@@ -8,7 +8,9 @@
 # null and c loaded by one lean SigV4 generator (hsmkms bench), for
 # GenerateDataKey and Decrypt, at 16 clients (c against the bound
 # 1/(1/raw + 1/null)) and at 1 client (c's p50 against p50(null) + 1/raw
-# at one goroutine). The server's peak RSS over the run is printed last.
+# at one goroutine). Beside them: the server's allocations per request
+# (BenchmarkServer's handler, -benchmem), its peak RSS over the run, and
+# its RSS early and late in a 60 s run (no growth expected).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=bin/hsmkms
@@ -24,6 +26,12 @@ trap cleanup EXIT
 "$go" test -run '^$' -bench '^BenchmarkRawToken$' -benchtime "${BENCH_RAW_TIME:-3s}" -count 1 ./hsm/ |
   sed -n 's|^BenchmarkRawToken/op=\([A-Za-z]*\)/goroutines=\([0-9]*\)[^ ]* .* \([0-9.e+]*\) raw-op/s.*|\1 \2 \3|p' >"$work/raw"
 [ "$(wc -l <"$work/raw")" -eq 6 ] || { echo "BenchmarkRawToken printed no rates" >&2; exit 1; }
+
+# Allocations per request: the server's handler alone, in process
+# (service/server's BenchmarkServer/op=…/handler, -benchmem).
+"$go" test -run '^$' -bench 'BenchmarkServer/op=.*/handler' -benchtime "${BENCH_ALLOC_N:-20000x}" -count 1 ./service/server/ |
+  sed -n 's|^BenchmarkServer/op=\([A-Za-z]*\)/handler[^ ]* .* \([0-9]*\) B/op *\([0-9]*\) allocs/op.*|\1 \2 \3|p' >"$work/allocs"
+[ "$(wc -l <"$work/allocs")" -eq 2 ] || { echo "BenchmarkServer printed no allocations" >&2; exit 1; }
 
 eval "$(softhsm/mktoken.sh "$work/softhsm" bench 2>/dev/null)"
 export HSMKMS_PIN=1234
@@ -62,9 +70,24 @@ for op in GenerateDataKey Decrypt; do
 done
 rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$serve_pid/status")
 
-python3 - "$work" "$concurrency" "$rss_kib" <<'PY'
+# Memory over a long run: GenerateDataKey at full concurrency for
+# BENCH_LONG (60 s), the server's resident set read after its first tenth
+# and at its end.
+long=${BENCH_LONG:-60}
+"$bin" --output json bench --endpoint "$hsmkms" --op GenerateDataKey --concurrency "$concurrency" --duration "${long}s" >"$work/long" &
+long_pid=$!
+sleep "$((long / 10))"
+rss_early=$(awk '/VmRSS/ {print $2}' "/proc/$serve_pid/status")
+wait "$long_pid"
+rss_late=$(awk '/VmRSS/ {print $2}' "/proc/$serve_pid/status")
+
+python3 - "$work" "$concurrency" "$rss_kib" "$rss_early" "$rss_late" "$long" <<'PY'
 import json, sys
-work, n, rss = sys.argv[1], sys.argv[2], int(sys.argv[3])
+work, n, rss, early, late, long = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+allocs = {}
+for line in open(f"{work}/allocs"):
+    op, b, a = line.split()
+    allocs[op] = (int(b), int(a))
 raw = {}
 for line in open(f"{work}/raw"):
     op, g, rate = line.split()
@@ -73,13 +96,13 @@ def load(name):
     return json.load(open(f"{work}/{name}"))
 errors = 0
 print(f"{n} clients")
-print(f"{'op':<16} {'raw':>8} {'(g)':>3} {'null':>8} {'c':>8} {'bound':>8} {'c/bound':>8} {'p50_ms':>7} {'p99_ms':>7}")
+print(f"{'op':<16} {'raw':>8} {'(g)':>3} {'null':>8} {'c':>8} {'bound':>8} {'c/bound':>8} {'p50_ms':>7} {'p99_ms':>7} {'allocs':>6} {'B/req':>6}")
 for op in ("GenerateDataKey", "Decrypt"):
     g, r = max(raw[op].items(), key=lambda kv: kv[1])
     nl, c = load(f"null.{op}.{n}"), load(f"c.{op}.{n}")
     errors += nl["errors"] + c["errors"]
     bound = 1 / (1 / r + 1 / nl["rate_per_second"])
-    print(f"{op:<16} {r:8.0f} {g:3d} {nl['rate_per_second']:8.0f} {c['rate_per_second']:8.0f} {bound:8.0f} {c['rate_per_second'] / bound:8.2f} {c['p50_ms']:7.3f} {c['p99_ms']:7.3f}")
+    print(f"{op:<16} {r:8.0f} {g:3d} {nl['rate_per_second']:8.0f} {c['rate_per_second']:8.0f} {bound:8.0f} {c['rate_per_second'] / bound:8.2f} {c['p50_ms']:7.3f} {c['p99_ms']:7.3f} {allocs[op][1]:6d} {allocs[op][0]:6d}")
 print("1 client")
 print(f"{'op':<16} {'1/raw_ms':>8} {'null_p50':>8} {'c_p50':>8} {'bound_ms':>8} {'c/bound':>8} {'c_p99':>7}")
 for op in ("GenerateDataKey", "Decrypt"):
@@ -89,6 +112,9 @@ for op in ("GenerateDataKey", "Decrypt"):
     bound = nl["p50_ms"] + lat
     print(f"{op:<16} {lat:8.3f} {nl['p50_ms']:8.3f} {c['p50_ms']:8.3f} {bound:8.3f} {c['p50_ms'] / bound:8.2f} {c['p99_ms']:7.3f}")
 print(f"server peak RSS {rss / 1024:.1f} MiB")
+lg = load("long")
+errors += lg["errors"]
+print(f"{long} s of GenerateDataKey at {n} clients ({lg['rate_per_second']:.0f}/s): RSS {early / 1024:.1f} MiB after {int(long) // 10} s, {late / 1024:.1f} MiB at the end ({(late - early) / early * 100:+.1f} %)")
 if errors:
     sys.exit(f"{errors} requests failed")
 PY

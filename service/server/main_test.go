@@ -80,7 +80,7 @@ var rootCreds = aws.Credentials{AccessKeyID: rootID, SecretAccessKey: rootSecret
 // the package's token (change may pick another) and the root credentials,
 // and shuts it down when the test ends. Only one server runs at a time:
 // the process has one PKCS#11 module.
-func startServer(t *testing.T, change ...func(*Config)) *testServer {
+func startServer(t testing.TB, change ...func(*Config)) *testServer {
 	t.Helper()
 	ts := &testServer{audit: &syncBuffer{}, logs: &syncBuffer{}}
 	cfg := Config{
@@ -176,7 +176,7 @@ func isA[T error](err error) bool {
 
 // signedRequest builds a POST / for target with body, signed with creds as
 // at time at by the SDK's v4 signer. An empty target sends no X-Amz-Target.
-func (ts *testServer) signedRequest(t *testing.T, target string, body []byte, creds aws.Credentials, at time.Time) *http.Request {
+func (ts *testServer) signedRequest(t testing.TB, target string, body []byte, creds aws.Credentials, at time.Time) *http.Request {
 	t.Helper()
 	req := ts.unsignedRequest(t, target, body)
 	sum := sha256.Sum256(body)
@@ -187,7 +187,7 @@ func (ts *testServer) signedRequest(t *testing.T, target string, body []byte, cr
 }
 
 // unsignedRequest builds a POST / for target with body and no signature.
-func (ts *testServer) unsignedRequest(t *testing.T, target string, body []byte) *http.Request {
+func (ts *testServer) unsignedRequest(t testing.TB, target string, body []byte) *http.Request {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, ts.endpoint+"/", bytes.NewReader(body))
 	if err != nil {
