@@ -30,7 +30,7 @@ trap cleanup EXIT
 # Allocations per request: the server's handler alone, in process
 # (service/server's BenchmarkServer/op=…/handler, -benchmem).
 "$go" test -run '^$' -bench 'BenchmarkServer/op=.*/handler' -benchtime "${BENCH_ALLOC_N:-20000x}" -count 1 ./service/server/ |
-  sed -n 's|^BenchmarkServer/op=\([A-Za-z]*\)/handler[^ ]* .* \([0-9]*\) B/op *\([0-9]*\) allocs/op.*|\1 \2 \3|p' >"$work/allocs"
+  sed -n 's|^BenchmarkServer/op=\([A-Za-z]*\)/handler[^ ]* .* \([0-9]*\) B/op[[:space:]]*\([0-9]*\) allocs/op.*|\1 \2 \3|p' >"$work/allocs"
 [ "$(wc -l <"$work/allocs")" -eq 2 ] || { echo "BenchmarkServer printed no allocations" >&2; exit 1; }
 
 eval "$(softhsm/mktoken.sh "$work/softhsm" bench 2>/dev/null)"
