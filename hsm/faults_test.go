@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"strings"
 	"sync"
 	"testing"
 
@@ -23,6 +24,9 @@ type faulty struct {
 	// gate, when set for a method, is received from before the call
 	// proceeds: a test holds a session busy by not sending.
 	gate map[string]chan struct{}
+	// nulPad, when set, pads the strings of C_GetTokenInfo and
+	// C_GetSlotInfo with NULs instead of blanks, as some modules do.
+	nulPad bool
 }
 
 // newFaulty returns a faulty wrapper hiding the mechanisms in hide (nil:
@@ -100,7 +104,29 @@ func (f *faulty) GetTokenInfo(slot uint) (pkcs11.TokenInfo, error) {
 	if err := f.hook("GetTokenInfo"); err != nil {
 		return pkcs11.TokenInfo{}, err
 	}
-	return f.PKCS11.GetTokenInfo(slot)
+	ti, err := f.PKCS11.GetTokenInfo(slot)
+	if f.nulPad {
+		ti.Label, ti.SerialNumber, ti.ManufacturerID, ti.Model = nulPadded(ti.Label, 32), nulPadded(ti.SerialNumber, 16),
+			nulPadded(ti.ManufacturerID, 32), nulPadded(ti.Model, 16)
+	}
+	return ti, err
+}
+
+func (f *faulty) GetSlotInfo(slot uint) (pkcs11.SlotInfo, error) {
+	si, err := f.PKCS11.GetSlotInfo(slot)
+	if f.nulPad {
+		si.SlotDescription, si.ManufacturerID = nulPadded(si.SlotDescription, 64), nulPadded(si.ManufacturerID, 32)
+	}
+	return si, err
+}
+
+// nulPadded is s without its blanks, padded to n bytes with NULs.
+func nulPadded(s string, n int) string {
+	s = strings.TrimRight(s, " ")
+	if len(s) >= n {
+		return s
+	}
+	return s + strings.Repeat("\x00", n-len(s))
 }
 
 func (f *faulty) GetMechanismList(slot uint) ([]*pkcs11.Mechanism, error) {

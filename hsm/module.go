@@ -133,8 +133,8 @@ func (m *Module) Info() (ModuleInfo, error) {
 	return ModuleInfo{
 		Path:               m.path,
 		CryptokiVersion:    fmt.Sprintf("%d.%d", i.CryptokiVersion.Major, i.CryptokiVersion.Minor),
-		Manufacturer:       strings.TrimSpace(i.ManufacturerID),
-		LibraryDescription: strings.TrimSpace(i.LibraryDescription),
+		Manufacturer:       unpad(i.ManufacturerID),
+		LibraryDescription: unpad(i.LibraryDescription),
 		LibraryVersion:     fmt.Sprintf("%d.%d", i.LibraryVersion.Major, i.LibraryVersion.Minor),
 	}, nil
 }
@@ -181,8 +181,8 @@ func (m *Module) Slots() ([]Slot, error) {
 		}
 		s := Slot{
 			ID:           id,
-			Description:  strings.TrimSpace(si.SlotDescription),
-			Manufacturer: strings.TrimSpace(si.ManufacturerID),
+			Description:  unpad(si.SlotDescription),
+			Manufacturer: unpad(si.ManufacturerID),
 			Flags:        flagNames(si.Flags, slotFlagNames),
 		}
 		if si.Flags&pkcs11.CKF_TOKEN_PRESENT != 0 {
@@ -204,10 +204,10 @@ func (m *Module) tokenInfo(slot uint) (TokenInfo, error) {
 	}
 	return TokenInfo{
 		SlotID:             slot,
-		Label:              strings.TrimSpace(ti.Label),
-		Serial:             strings.TrimSpace(ti.SerialNumber),
-		Manufacturer:       strings.TrimSpace(ti.ManufacturerID),
-		Model:              strings.TrimSpace(ti.Model),
+		Label:              unpad(ti.Label),
+		Serial:             unpad(ti.SerialNumber),
+		Manufacturer:       unpad(ti.ManufacturerID),
+		Model:              unpad(ti.Model),
 		Flags:              flagNames(ti.Flags, tokenFlagNames),
 		Initialized:        ti.Flags&pkcs11.CKF_TOKEN_INITIALIZED != 0,
 		SessionCount:       ti.SessionCount,

@@ -1143,3 +1143,41 @@ func TestFlagNames(t *testing.T) {
 		})
 	}
 }
+
+// TestNULPaddedTokenStrings: a module that pads its fixed-length strings
+// with NULs instead of blanks still has its token found by label, and the
+// label, serial and descriptions are reported without the padding.
+func TestNULPaddedTokenStrings(t *testing.T) {
+	f := newFaulty(nil)
+	f.nulPad = true
+	tok := openToken(t, func(c *Config) { c.Wrap = f.wrap })
+	info, err := tok.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]string{"label": info.Label, "serial": info.Serial, "manufacturer": info.Manufacturer, "model": info.Model} {
+		if strings.ContainsRune(v, 0) || v == "" {
+			t.Errorf("token %s %q keeps the padding or is empty", name, v)
+		}
+	}
+	if info.Label != env.Label {
+		t.Errorf("label %q, want %q", info.Label, env.Label)
+	}
+	slots, err := tok.m.Slots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, s := range slots {
+		if strings.ContainsRune(s.Description, 0) || strings.ContainsRune(s.Manufacturer, 0) {
+			t.Errorf("slot %d: description %q, manufacturer %q keep NULs", s.ID, s.Description, s.Manufacturer)
+		}
+		if s.Token != nil && strings.ContainsRune(s.Token.Label, 0) {
+			t.Errorf("slot %d: token label %q keeps NULs", s.ID, s.Token.Label)
+		}
+		found = found || (s.Token != nil && s.Token.Label == env.Label)
+	}
+	if !found {
+		t.Errorf("Slots lists no token labelled %q: %+v", env.Label, slots)
+	}
+}

@@ -2,6 +2,8 @@ package hsm
 
 import (
 	"fmt"
+	"strings"
+	"unicode"
 
 	"github.com/miekg/pkcs11"
 )
@@ -124,4 +126,11 @@ func MechanismName(m uint) string {
 		return n
 	}
 	return fmt.Sprintf("0x%08X", m)
+}
+
+// unpad removes the padding of a PKCS#11 fixed-length string (a label,
+// serial, manufacturer or description): blanks, as the standard says, and
+// NULs, which some modules pad with instead.
+func unpad(s string) string {
+	return strings.TrimFunc(s, func(r rune) bool { return r == 0 || unicode.IsSpace(r) })
 }

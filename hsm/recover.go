@@ -1,7 +1,6 @@
 package hsm
 
 import (
-	"strings"
 	"time"
 )
 
@@ -70,4 +69,4 @@ func (t *Token) reconnect() error {
 	return t.connect()
 }
 
-func trim(s string) string { return strings.TrimSpace(s) }
+func trim(s string) string { return unpad(s) }
