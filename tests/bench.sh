@@ -10,7 +10,9 @@
 # 1/(1/raw + 1/null)) and at 1 client (c's p50 against p50(null) + 1/raw
 # at one goroutine). Beside them: the server's allocations per request
 # (BenchmarkServer's handler, -benchmem), its peak RSS over the run, and
-# its RSS early and late in a 60 s run (no growth expected).
+# its RSS early and late in a 60 s run (no growth expected); and, for one
+# client, tok_p50: the token behind a bare HTTP endpoint (bench-target
+# --mode token), which shows what the token costs inside any server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=bin/hsmkms
@@ -49,6 +51,11 @@ endpoint_of() { # waits for a file's first line
 
 "$bin" bench-target --mode null >"$work/null.url" 2>>"$work/err" & pids+=($!)
 null=$(endpoint_of "$work/null.url")
+# The token behind an HTTP endpoint without authentication or audit: an
+# extra column for one client (the floor any server of this token has),
+# never the bound.
+HSMKMS_TOKEN_LABEL=bench "$bin" bench-target --mode token >"$work/tok.url" 2>>"$work/err" & pids+=($!)
+tok=$(endpoint_of "$work/tok.url")
 "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" --audit-log "$work/audit.log" 2>"$work/serve.err" & pids+=($!)
 serve_pid=$!
 for _ in $(seq 100); do grep -q "serving the KMS API at" "$work/serve.err" && break; sleep 0.1; done
@@ -67,6 +74,7 @@ for op in GenerateDataKey Decrypt; do
     run "$null" $op "$n" $dummy >"$work/null.$op.$n"
     run "$hsmkms" $op "$n" >"$work/c.$op.$n"
   done
+  run "$tok" $op 1 $dummy >"$work/tok.$op.1"
 done
 rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$serve_pid/status")
 
@@ -104,13 +112,13 @@ for op in ("GenerateDataKey", "Decrypt"):
     bound = 1 / (1 / r + 1 / nl["rate_per_second"])
     print(f"{op:<16} {r:8.0f} {g:3d} {nl['rate_per_second']:8.0f} {c['rate_per_second']:8.0f} {bound:8.0f} {c['rate_per_second'] / bound:8.2f} {c['p50_ms']:7.3f} {c['p99_ms']:7.3f} {allocs[op][1]:6d} {allocs[op][0]:6d}")
 print("1 client")
-print(f"{'op':<16} {'1/raw_ms':>8} {'null_p50':>8} {'c_p50':>8} {'bound_ms':>8} {'c/bound':>8} {'c_p99':>7}")
+print(f"{'op':<16} {'1/raw_ms':>8} {'null_p50':>8} {'c_p50':>8} {'bound_ms':>8} {'c/bound':>8} {'c_p99':>7} {'tok_p50':>7}")
 for op in ("GenerateDataKey", "Decrypt"):
     lat = 1000 / raw[op][1]
-    nl, c = load(f"null.{op}.1"), load(f"c.{op}.1")
-    errors += nl["errors"] + c["errors"]
+    nl, c, tk = load(f"null.{op}.1"), load(f"c.{op}.1"), load(f"tok.{op}.1")
+    errors += nl["errors"] + c["errors"] + tk["errors"]
     bound = nl["p50_ms"] + lat
-    print(f"{op:<16} {lat:8.3f} {nl['p50_ms']:8.3f} {c['p50_ms']:8.3f} {bound:8.3f} {c['p50_ms'] / bound:8.2f} {c['p99_ms']:7.3f}")
+    print(f"{op:<16} {lat:8.3f} {nl['p50_ms']:8.3f} {c['p50_ms']:8.3f} {bound:8.3f} {c['p50_ms'] / bound:8.2f} {c['p99_ms']:7.3f} {tk['p50_ms']:7.3f}")
 print(f"server peak RSS {rss / 1024:.1f} MiB")
 lg = load("long")
 errors += lg["errors"]
