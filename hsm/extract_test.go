@@ -547,14 +547,10 @@ func TestExtractControlKeySucceeds(t *testing.T) {
 	wrappingID := newMasterKey(t, tok)
 	ctx, s := raw(t, tok), session(t, tok)
 	wrapping := rawHandle(t, ctx, s, wrappingID, pkcs11.CKO_SECRET_KEY)
-	key, err := ctx.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+	key, err := ctx.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, selfTestKeyTemplate(
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
-	})
+	))
 	if err != nil {
 		t.Fatalf("generating the control key: %v", err)
 	}

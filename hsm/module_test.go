@@ -639,13 +639,8 @@ var errExtracted = errors.New("an unextractable key came out of the token")
 // CKA_EXTRACTABLE to true. It returns errExtracted if any of it worked.
 func extractOut(t *testing.T, ctx *pkcs11.Ctx, s pkcs11.SessionHandle, key pkcs11.ObjectHandle) error {
 	t.Helper()
-	wrapper, err := ctx.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
-	})
+	wrapper, err := ctx.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)},
+		selfTestKeyTemplate(pkcs11.NewAttribute(pkcs11.CKA_WRAP, true)))
 	if err != nil {
 		t.Fatalf("a session wrapping key: %v", err)
 	}
