@@ -190,7 +190,7 @@ func TestPortableKeyCompletes(t *testing.T) {
 	}
 	ctx, s := raw(t, tok), session(t, tok)
 	// The AES key has the version's CKA_ID, the HMAC key that and MACIDSuffix.
-	count := func() (int, int) { return countByID(t, ctx, s, id[:]), countByID(t, ctx, s, macID(id)) }
+	count := func() (int, int) { return countByCKAID(t, ctx, s, id[:]), countByCKAID(t, ctx, s, macID(id)) }
 	if aes, mac := count(); aes != 1 || mac != 1 {
 		t.Errorf("%d AES and %d HMAC objects for the version, want 1 of each", aes, mac)
 	}
@@ -231,7 +231,7 @@ func TestExtractPortableMACKeyRefused(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				code, ok := refusal(a.run(ctx, s, h, wrapping))
+				code, ok := ckr(a.run(ctx, s, h, wrapping))
 				if !ok || !slices.Contains(a.want, code) {
 					t.Fatalf("%s: the token answered %v; want a refusal, one of %v", k.name, code, a.want)
 				}
@@ -245,7 +245,7 @@ func TestExtractPortableMACKeyRefused(t *testing.T) {
 	}
 	for _, ref := range []keyRef{mac, aes} {
 		checkUnextractable(t, tok, ctx, s, ref)
-		if n := countByID(t, ctx, s, ref.ckaID()); n != 1 {
+		if n := countByCKAID(t, ctx, s, ref.ckaID()); n != 1 {
 			t.Errorf("%d objects with CKA_ID %x after the attacks, want 1 (no copy)", n, ref.ckaID())
 		}
 	}
@@ -351,59 +351,14 @@ func macAttacks(t *testing.T, tok *Token) []macAttack {
 	return attacks
 }
 
-// refusal returns the PKCS#11 code of err, and whether err is one.
-func refusal(err error) (pkcs11.Error, bool) {
-	var code pkcs11.Error
-	return code, errors.As(err, &code)
-}
-
-// checkUnextractable checks that the key ref names is sensitive, always
-// was, never was extractable and cannot be modified or copied. CKA_COPYABLE
-// is read only where the token knows it: one that refused it in the key's
-// template (CopyableRefused) answers CKR_ATTRIBUTE_TYPE_INVALID for it.
+// checkUnextractable is checkKeyFlags for the key ref names.
 func checkUnextractable(t *testing.T, tok *Token, ctx *pkcs11.Ctx, s pkcs11.SessionHandle, ref keyRef) {
 	t.Helper()
 	h, err := findOne(ctx, s, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range []struct {
-		name string
-		attr uint
-		want bool
-	}{
-		{"CKA_SENSITIVE", pkcs11.CKA_SENSITIVE, true},
-		{"CKA_EXTRACTABLE", pkcs11.CKA_EXTRACTABLE, false},
-		{"CKA_ALWAYS_SENSITIVE", pkcs11.CKA_ALWAYS_SENSITIVE, true},
-		{"CKA_NEVER_EXTRACTABLE", pkcs11.CKA_NEVER_EXTRACTABLE, true},
-		{"CKA_MODIFIABLE", pkcs11.CKA_MODIFIABLE, false},
-		{"CKA_COPYABLE", pkcs11.CKA_COPYABLE, false},
-	} {
-		attrs, err := ctx.GetAttributeValue(s, h, []*pkcs11.Attribute{pkcs11.NewAttribute(w.attr, nil)})
-		if w.attr == pkcs11.CKA_COPYABLE && tok.Capabilities().CopyableRefused {
-			if code, _ := refusal(err); code != pkcs11.CKR_ATTRIBUTE_TYPE_INVALID {
-				t.Errorf("%s on a token that refused it: %v, want CKR_ATTRIBUTE_TYPE_INVALID", w.name, err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("reading %s: %v", w.name, err)
-			continue
-		}
-		if got := attrBool(attrs[0].Value); got != w.want {
-			t.Errorf("%s is %v, want %v", w.name, got, w.want)
-		}
-	}
-}
-
-// countByID counts the objects, token and session, with CKA_ID ckaID.
-func countByID(t *testing.T, ctx *pkcs11.Ctx, s pkcs11.SessionHandle, ckaID []byte) int {
-	t.Helper()
-	hs, err := findObjects(ctx, s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, ckaID)}, 0)
-	if err != nil {
-		t.Fatalf("searching CKA_ID %x: %v", ckaID, err)
-	}
-	return len(hs)
+	checkKeyFlags(t, tok, ctx, s, h)
 }
 
 // TestPortableUnsupported: a token without CBC-PAD or HMAC refuses to make
@@ -468,7 +423,7 @@ func TestPortableStaleMACHandle(t *testing.T) {
 		t.Fatalf("the new HMAC key's handle %d, %v: the test needs one other than %d", now, err, old)
 	}
 	_, err = ctx.GetAttributeValue(s, old, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, nil)})
-	if code, _ := refusal(err); code != pkcs11.CKR_OBJECT_HANDLE_INVALID {
+	if code, _ := ckr(err); code != pkcs11.CKR_OBJECT_HANDLE_INVALID {
 		t.Fatalf("the old handle after C_DestroyObject: %v, want CKR_OBJECT_HANDLE_INVALID", err)
 	}
 
