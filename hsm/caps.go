@@ -206,9 +206,8 @@ func selfTestKeyTemplate(attrs ...*pkcs11.Attribute) []*pkcs11.Attribute {
 // (sensitive, unextractable) and tries to get it out: wrap it under
 // wrapper with each wrapping mechanism the token lists, and turn
 // CKA_EXTRACTABLE back on. It returns what succeeded, or "". PKCS#11 says
-// a token must refuse both; NSS's softoken (3.87) does neither: it wraps
-// such a key with CKM_AES_KEY_WRAP or CKM_AES_CBC_PAD and lets
-// C_SetAttributeValue set CKA_EXTRACTABLE to true.
+// a token must refuse all of it; NSS's softoken (3.87) wraps such a key
+// with CKM_AES_KEY_WRAP or CKM_AES_CBC_PAD (it refuses the rest).
 func (t *Token) selfTestExtract(s pkcs11.SessionHandle, wrapper pkcs11.ObjectHandle) string {
 	key, err := t.p.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, selfTestKeyTemplate(
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),

@@ -213,11 +213,10 @@ func newKeyPair(t *testing.T, tok *Token, spec KeySpec) ObjectID {
 }
 
 // keepsKeysIn reports whether the token refuses to let an unextractable
-// key out, as its self-test found. When it does not (NSS's softoken
-// wraps such keys and lets CKA_EXTRACTABLE be set again), the refusals
-// the extraction tests assert cannot hold: instead they assert here that
-// the self-test's verdict is true of a master key and that Serviceable
-// refuses the token for it.
+// key out, as its self-test found. When it does not (NSS's softoken wraps
+// such keys), the refusals the extraction tests assert cannot hold:
+// instead they assert here that the self-test's verdict is true of a
+// master key and that Serviceable refuses the token for it.
 func keepsKeysIn(t *testing.T, tok *Token) bool {
 	t.Helper()
 	fault := tok.Capabilities().ExtractFault

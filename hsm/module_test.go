@@ -127,13 +127,13 @@ func TestModuleSlotsAndMechanisms(t *testing.T) {
 		got, want any
 	}{
 		{"slot ID of the token", tok.SlotID, s.ID},
-		{"slot description", s.Description, trim(rawSlot.SlotDescription)},
-		{"slot manufacturer", s.Manufacturer, trim(rawSlot.ManufacturerID)},
+		{"slot description", s.Description, unpad(rawSlot.SlotDescription)},
+		{"slot manufacturer", s.Manufacturer, unpad(rawSlot.ManufacturerID)},
 		{"slot flags", s.Flags, flagNames(rawSlot.Flags, slotFlagNames)},
-		{"label", tok.Label, trim(rawTok.Label)},
-		{"serial", tok.Serial, trim(rawTok.SerialNumber)},
-		{"manufacturer", tok.Manufacturer, trim(rawTok.ManufacturerID)},
-		{"model", tok.Model, trim(rawTok.Model)},
+		{"label", tok.Label, unpad(rawTok.Label)},
+		{"serial", tok.Serial, unpad(rawTok.SerialNumber)},
+		{"manufacturer", tok.Manufacturer, unpad(rawTok.ManufacturerID)},
+		{"model", tok.Model, unpad(rawTok.Model)},
 		{"token flags", tok.Flags, flagNames(rawTok.Flags, tokenFlagNames)},
 		{"initialized", tok.Initialized, rawTok.Flags&pkcs11.CKF_TOKEN_INITIALIZED != 0},
 		{"max sessions", tok.MaxSessionCount, rawTok.MaxSessionCount},
@@ -198,7 +198,7 @@ func TestModuleSlotsAndMechanisms(t *testing.T) {
 		t.Fatalf("C_GetInfo: %v", err)
 	}
 	want := ModuleInfo{Path: env.ModulePath, CryptokiVersion: version(rawInfo.CryptokiVersion),
-		Manufacturer: trim(rawInfo.ManufacturerID), LibraryDescription: trim(rawInfo.LibraryDescription),
+		Manufacturer: unpad(rawInfo.ManufacturerID), LibraryDescription: unpad(rawInfo.LibraryDescription),
 		LibraryVersion: version(rawInfo.LibraryVersion)}
 	if info != want {
 		t.Errorf("Info() = %+v, the module says %+v", info, want)

@@ -69,4 +69,3 @@ func (t *Token) reconnect() error {
 	return t.connect()
 }
 
-func trim(s string) string { return unpad(s) }

@@ -424,8 +424,8 @@ func (t *Token) probe() error {
 	if err != nil {
 		return fmt.Errorf("C_GetTokenInfo: %w", err)
 	}
-	if trim(ti.Label) != t.info.Label || trim(ti.SerialNumber) != t.info.Serial {
-		return fmt.Errorf("the token in slot %d changed (now %q, serial %q)", t.slot, trim(ti.Label), trim(ti.SerialNumber))
+	if unpad(ti.Label) != t.info.Label || unpad(ti.SerialNumber) != t.info.Serial {
+		return fmt.Errorf("the token in slot %d changed (now %q, serial %q)", t.slot, unpad(ti.Label), unpad(ti.SerialNumber))
 	}
 	return nil
 }
