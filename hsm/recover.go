@@ -68,4 +68,3 @@ func (t *Token) reconnect() error {
 	}
 	return t.connect()
 }
-
