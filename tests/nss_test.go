@@ -62,7 +62,7 @@ func TestNSS(t *testing.T) {
 	r := c.launch(0)
 	r.waitServing()
 	ctx := ctxT(t)
-	k := r.kms(c.root)
+	k := r.userKMS(c.root)
 	key, err := k.CreateKey(ctx, &kms.CreateKeyInput{})
 	if err != nil {
 		t.Fatal(err)

@@ -42,7 +42,7 @@ func TestOpenCryptoki(t *testing.T) {
 	r := c.launch(0)
 	r.waitServing()
 	ctx := ctxT(t)
-	k := r.kms(c.root)
+	k := r.userKMS(c.root)
 
 	out, err := k.CreateKey(ctx, &kms.CreateKeyInput{})
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
@@ -172,6 +173,20 @@ func (r *replica) stop() {
 	if code := r.cmd.ProcessState.ExitCode(); code != 0 {
 		r.c.t.Errorf("replica %d exited %d on SIGTERM\nstderr:\n%s", r.n, code, r.stderr)
 	}
+}
+
+// userKMS is the aws-sdk-go-v2 KMS client as a user configures it:
+// config.LoadDefaultConfig with the SDK's own retryer, HTTP client and
+// timeouts, given only the replica's endpoint, a region and creds (a user
+// would have them in the environment or ~/.aws). Interop tests use it.
+func (r *replica) userKMS(creds aws.Credentials) *kms.Client {
+	r.c.t.Helper()
+	cfg, err := config.LoadDefaultConfig(context.Background(), config.WithRegion(clusterRegion),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(creds.AccessKeyID, creds.SecretAccessKey, "")))
+	if err != nil {
+		r.c.t.Fatalf("config.LoadDefaultConfig: %v", err)
+	}
+	return kms.NewFromConfig(cfg, func(o *kms.Options) { o.BaseEndpoint = aws.String(r.endpoint) })
 }
 
 // kms is the real aws-sdk-go-v2 client of one replica with creds and no
