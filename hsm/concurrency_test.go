@@ -74,14 +74,7 @@ func TestConcurrentMixedOperations(t *testing.T) {
 				if want := len(pt) + m.overhead(len(pt)); len(sealed) != want {
 					return fmt.Errorf("sealed %d bytes into %d, want %d", len(pt), len(sealed), want)
 				}
-				got, err := m.unseal(ctx, tok, master, iv, aad, sealed)
-				if err != nil {
-					return err
-				}
-				if !bytes.Equal(got, pt) {
-					return fmt.Errorf("unsealed %q, want %q", got, pt)
-				}
-				return nil
+				return unsealsTo(ctx, tok, m, master, iv, aad, sealed, pt)
 			}},
 			mixedOp{"unseal tampered " + m.feature, []string{m.feature}, func(w, i int) error {
 				iv, err := m.newIV()
@@ -110,14 +103,7 @@ func TestConcurrentMixedOperations(t *testing.T) {
 				if len(dk) != 32 {
 					return fmt.Errorf("data key of %d bytes, want 32", len(dk))
 				}
-				got, err := m.unseal(ctx, tok, master, iv, recAAD, sealed)
-				if err != nil {
-					return err
-				}
-				if !bytes.Equal(got, dk) {
-					return fmt.Errorf("sealed data key unseals to %x, want %x", got, dk)
-				}
-				return nil
+				return unsealsTo(ctx, tok, m, master, iv, recAAD, sealed, dk)
 			}},
 		)
 	}
@@ -536,4 +522,16 @@ func TestConcurrentTokenObjects(t *testing.T) {
 			t.Errorf("object %s: HasKey = %v, %v", id, has, err)
 		}
 	}
+}
+
+// unsealsTo unseals sealed with m and fails unless it gives want.
+func unsealsTo(ctx context.Context, tok *Token, m sealMech, id ObjectID, iv, aad, sealed, want []byte) error {
+	got, err := m.unseal(ctx, tok, id, iv, aad, sealed)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got, want) {
+		return fmt.Errorf("unsealed %x, want %x", got, want)
+	}
+	return nil
 }
