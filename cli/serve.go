@@ -102,6 +102,14 @@ func setServerGC() {
 	}
 }
 
+// adaptProcs says whether serve may lower GOMAXPROCS while it has at most
+// one request in flight (server.Config.AdaptProcs): yes, unless the
+// environment sets GOMAXPROCS, which then holds.
+func adaptProcs() bool {
+	_, set := os.LookupEnv("GOMAXPROCS")
+	return !set
+}
+
 // serverConfig reads the flags; the returned func closes the audit file.
 // With --dev it sets up the dev token and data dir first.
 func serverConfig(c *cli.Context) (server.Config, func(), *devState, error) {
@@ -121,6 +129,7 @@ func serverConfig(c *cli.Context) (server.Config, func(), *devState, error) {
 		InsecureToken:   c.Bool("insecure-token"),
 		Logger:          logger(c),
 		MetricsListen:   metricsListen(c),
+		AdaptProcs:      adaptProcs(),
 		MetricsOptional: !c.IsSet("metrics-listen"),
 		RootAccessKeyID: os.Getenv("HSMKMS_ROOT_ACCESS_KEY_ID"),
 		RootSecret:      os.Getenv("HSMKMS_ROOT_SECRET_ACCESS_KEY"),

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -45,7 +46,11 @@ func NewMetrics(pool PoolStats) *Metrics {
 		}, []string{"key_id", "version"}),
 	}
 	m.reg.MustRegister(m.requests, m.latency, m.hsmCalls, m.seals,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		// GOMAXPROCS is shown because hsmkms serve changes it with the load
+		// (server.Config.AdaptProcs).
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/sched/gomaxprocs:threads$`)})),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if pool != nil {
 		gauge := func(name, help string, f func() int) prometheus.GaugeFunc {
 			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(f()) })

@@ -64,6 +64,11 @@ type Config struct {
 	// taken by another server on the host).
 	MetricsListen   string
 	MetricsOptional bool
+	// AdaptProcs lowers GOMAXPROCS to one while at most one request is in
+	// flight and restores the runtime's default when more arrive (see
+	// procs). It changes the whole process: hsmkms serve sets it unless
+	// GOMAXPROCS is set; servers inside another program leave it off.
+	AdaptProcs bool
 	// wrapHSM, set only by tests, wraps the token the service uses, to
 	// inject faults into the real token's calls.
 	wrapHSM func(service.HSM) service.HSM
@@ -92,6 +97,8 @@ type Server struct {
 	metrics         *http.Server
 	metricsListener net.Listener
 	metricsDone     chan error
+	// procs adapts GOMAXPROCS to the load, with Config.AdaptProcs.
+	procs *procs
 	// RootCredentials is the path of the root credentials file this start
 	// wrote, or "" when none was written.
 	RootCredentials string
@@ -215,6 +222,11 @@ func (s *Server) listen(h http.Handler) error {
 		return fmt.Errorf("server: %w", err)
 	}
 	s.listener = l
+	if s.cfg.AdaptProcs {
+		if s.procs = newProcs(); s.procs != nil {
+			h = s.procs.wrap(h)
+		}
+	}
 	s.http = &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -232,6 +244,9 @@ func (s *Server) listen(h http.Handler) error {
 		}
 		s.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		l = tls.NewListener(l, s.http.TLSConfig)
+	}
+	if s.procs != nil {
+		s.procs.start()
 	}
 	go func() { s.done <- s.http.Serve(l) }()
 	s.log.Info("serving", "address", l.Addr().String(), "tls", s.cfg.TLSCert != "")
@@ -303,6 +318,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
 	if serr := <-s.done; !errors.Is(serr, http.ErrServerClosed) && serr != nil {
 		err = errors.Join(err, serr)
+	}
+	if s.procs != nil {
+		s.procs.close()
 	}
 	return errors.Join(err, s.shutdownMetrics(ctx), s.closeBackends())
 }
