@@ -8,7 +8,10 @@
 # null and c loaded by one lean SigV4 generator (hsmkms bench), for
 # GenerateDataKey and Decrypt, at 16 clients (c against the bound
 # 1/(1/raw + 1/null)) and at 1 client (c's p50 against p50(null) + 1/raw
-# at one goroutine). Beside them: the server's allocations per request
+# at one goroutine). null and c take turns in BENCH_SLICES slices of
+# BENCH_SLICE each, so that a neighbour's load on this shared machine
+# weighs on both alike: a rate is all requests over all slices' time, a
+# p50 or p99 the slices' mean weighted by their requests. Beside them: the server's allocations per request
 # (BenchmarkServer's handler, -benchmem), its peak RSS over the run, and
 # its RSS early and late in a 60 s run (no growth expected); and, for one
 # client, tok_p50: the token behind a bare HTTP endpoint (bench-target
@@ -17,7 +20,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=bin/hsmkms
 go=${GO:-go}
-duration=${BENCH_DURATION:-8s}
+slice=${BENCH_SLICE:-2s}
+slices=${BENCH_SLICES:-4}
 concurrency=${BENCH_CONCURRENCY:-16}
 work=$(mktemp -d)
 pids=()
@@ -62,19 +66,20 @@ for _ in $(seq 100); do grep -q "serving the KMS API at" "$work/serve.err" && br
 hsmkms=$(sed -n 's/.*serving the KMS API at //p' "$work/serve.err")
 [ -n "$hsmkms" ] || { cat "$work/serve.err" >&2; exit 1; }
 
-run() { # endpoint op concurrency [key-id]
-  local args=(--endpoint "$1" --op "$2" --concurrency "$3" --duration "$duration")
-  [ -n "${4:-}" ] && args+=(--key-id "$4")
-  "$bin" --output json bench "${args[@]}"
+run() { # out endpoint op concurrency key-id: appends one slice's result
+  "$bin" --output json bench --endpoint "$2" --op "$3" --concurrency "$4" --duration "$slice" --key-id "$5" >>"$1"
 }
 
 dummy=00000000-0000-0000-0000-000000000000
+key=$(HSMKMS_ENDPOINT=$hsmkms "$bin" --output json key create --description "hsmkms bench" | python3 -c 'import json, sys; print(json.load(sys.stdin)["KeyId"])')
 for op in GenerateDataKey Decrypt; do
   for n in "$concurrency" 1; do
-    run "$null" $op "$n" $dummy >"$work/null.$op.$n"
-    run "$hsmkms" $op "$n" >"$work/c.$op.$n"
+    for _ in $(seq "$slices"); do
+      run "$work/null.$op.$n" "$null" $op "$n" $dummy
+      run "$work/c.$op.$n" "$hsmkms" $op "$n" "$key"
+      [ "$n" = 1 ] && run "$work/tok.$op.1" "$tok" $op 1 $dummy
+    done
   done
-  run "$tok" $op 1 $dummy >"$work/tok.$op.1"
 done
 rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$serve_pid/status")
 
@@ -101,7 +106,19 @@ for line in open(f"{work}/raw"):
     op, g, rate = line.split()
     raw.setdefault(op, {})[int(g)] = float(rate)
 def load(name):
-    return json.load(open(f"{work}/{name}"))
+    """The slices of one target: requests and errors summed, the rate
+    over their total time, p50 and p99 weighted by requests."""
+    text, dec, runs, i = open(f"{work}/{name}").read(), json.JSONDecoder(), [], 0
+    while text[i:].strip():
+        r, i = dec.raw_decode(text, len(text) - len(text[i:].lstrip()))
+        runs.append(r)
+    n = sum(r["requests"] for r in runs)
+    seconds = sum(r["requests"] / r["rate_per_second"] for r in runs if r["requests"])
+    out = {"requests": n, "errors": sum(r["errors"] for r in runs),
+           "rate_per_second": n / seconds if seconds else 0.0}
+    for p in ("p50_ms", "p99_ms"):
+        out[p] = sum(r[p] * r["requests"] for r in runs) / n if n else 0.0
+    return out
 errors = 0
 print(f"{n} clients")
 print(f"{'op':<16} {'raw':>8} {'(g)':>3} {'null':>8} {'c':>8} {'bound':>8} {'c/bound':>8} {'p50_ms':>7} {'p99_ms':>7} {'allocs':>6} {'B/req':>6}")
