@@ -584,9 +584,18 @@ func TestDeriveSigningKey(t *testing.T) {
 	}
 	c := newSigningKeys(2)
 	for range 2 {
-		if got := c.get(secret, [8]byte([]byte(date)), region); !bytes.Equal(got, want) {
-			t.Fatalf("cached key = %x, want %x", got, want)
+		k := c.get(secret, [8]byte([]byte(date)), region)
+		if !bytes.Equal(k.key, want) {
+			t.Fatalf("cached key = %x, want %x", k.key, want)
 		}
+		// A reused HMAC is keyed with the signing key, reset: the
+		// second round reuses the first's.
+		m := k.mac()
+		m.Write([]byte("string to sign"))
+		if got, wantMAC := m.Sum(nil), step(want, "string to sign"); !bytes.Equal(got, wantMAC) {
+			t.Fatalf("HMAC of a cached key = %x, want %x", got, wantMAC)
+		}
+		k.macs.Put(m)
 	}
 }
 
