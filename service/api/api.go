@@ -270,13 +270,20 @@ func quoteTarget(t string) string {
 
 const contentType = "application/x-amz-json-1.1"
 
+// contentTypeValue is the header value of every JSON response; nothing
+// writes to it.
+var contentTypeValue = []string{contentType}
+
 func writeJSON(w http.ResponseWriter, id string, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
 		status, body = http.StatusInternalServerError, []byte(`{"__type":"KMSInternalException","message":"encoding the response failed"}`)
 	}
-	w.Header().Set("Content-Type", contentType)
-	w.Header().Set("X-Amzn-RequestId", id)
+	// Assigned rather than Set: the names are canonical already, and the
+	// content type's value is shared, not a new slice per response.
+	h := w.Header()
+	h["Content-Type"] = contentTypeValue
+	h["X-Amzn-Requestid"] = []string{id}
 	w.WriteHeader(status)
 	w.Write(body)
 }
@@ -295,8 +302,14 @@ func writeError(w http.ResponseWriter, id string, status int, code, msg string) 
 func newRequestID() string {
 	var b [16]byte
 	rand.Read(b[:])
-	h := hex.EncodeToString(b[:])
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	hex.Encode(s[9:13], b[4:6])
+	hex.Encode(s[14:18], b[6:8])
+	hex.Encode(s[19:23], b[8:10])
+	hex.Encode(s[24:], b[10:])
+	s[8], s[13], s[18], s[23] = '-', '-', '-', '-'
+	return string(s[:])
 }
 
 // sourceAddr is the client's IP address, the unit of the failure limit.
