@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/hsmkms/hsmkms/cli/esdk"
 	"github.com/urfave/cli/v2"
@@ -17,9 +20,15 @@ import (
 func encryptFileCommand() *cli.Command {
 	return leaf{name: "encrypt", usage: "encrypt a file in the AWS Encryption SDK format (streamed)", run: encryptFile,
 		description: "Writes --out atomically: a temporary file renamed into place, nothing partial left on failure.\n" +
-			"The result decrypts with hsmkms decrypt and with any AWS Encryption SDK pointed at this server.",
+			"The result decrypts with hsmkms decrypt and with any AWS Encryption SDK pointed at this server.\n" +
+			"With --key given more than once, the data key is encrypted under each (the first makes it), so the\n" +
+			"file decrypts through any one of them, as with the SDKs' KMS keyrings.",
 		flags: []cli.Flag{
-			keyFlag("the KMS key: ID, ARN, alias or alias ARN (required)"),
+			&cli.StringSliceFlag{Name: "key", EnvVars: envVars("key"),
+				Usage: "the KMS key: ID, ARN, alias or alias ARN (required; repeatable: the file opens with any of them)"},
+			&cli.StringFlag{Name: "algorithm", Value: esdk.SuiteSigned.Name, EnvVars: envVars("algorithm"),
+				Usage: "algorithm suite: " + esdk.SuiteSigned.Name + " (0x0578: key commitment and an ECDSA P-384 signature, the SDKs' default) " +
+					"or " + esdk.SuiteUnsigned.Name + " (0x0478: key commitment, no signature, for readers that want none)"},
 			&cli.StringFlag{Name: "in", EnvVars: envVars("in"), Usage: "file to encrypt, or - for standard input (required)"},
 			&cli.StringFlag{Name: "out", EnvVars: envVars("out"), Usage: "file to write, or - for standard output (required)"},
 			contextFlag("context", "encryption context pair KEY=VALUE (repeatable); decryption checks it is in the file"),
@@ -29,8 +38,20 @@ func encryptFileCommand() *cli.Command {
 
 func decryptFileCommand() *cli.Command {
 	return leaf{name: "decrypt", usage: "decrypt a file made by hsmkms encrypt or an AWS Encryption SDK (streamed)", run: decryptFile,
-		description: "Writes --out atomically; plaintext of a frame is written only after its tag verified.",
+		description: "Accepts every AWS Encryption SDK message of provider aws-kms: format versions 1 and 2, framed or not,\n" +
+			"signed (0x0578, 0x0378, 0x0346, 0x0214) or not. Suites without key commitment (version 1) only with\n" +
+			"--commitment-policy require-encrypt-allow-decrypt, to read or migrate old files.\n" +
+			"Writes --out atomically: a temporary file renamed into place only once every frame, the signature of a\n" +
+			"signed message and the tag of non-framed content verified; nothing partial is left on failure.\n" +
+			"To standard output (--out -), plaintext can only stream before the message's end is checked, so a\n" +
+			"signed or non-framed message is refused there unless --allow-unverified-stream: its plaintext would\n" +
+			"be out before the signature or tag that authenticates it. Framed unsigned messages stream frame by\n" +
+			"frame, each verified before it is written.",
 		flags: []cli.Flag{
+			&cli.StringFlag{Name: "commitment-policy", Value: esdk.RequireEncryptRequireDecrypt.String(), EnvVars: envVars("commitment-policy"),
+				Usage: "require-encrypt-require-decrypt (committing suites only) or require-encrypt-allow-decrypt (also the older suites)"},
+			&cli.BoolFlag{Name: "allow-unverified-stream", EnvVars: envVars("allow-unverified-stream"),
+				Usage: "with --out -, stream signed and non-framed messages, whose plaintext is out before their end is verified"},
 			&cli.StringFlag{Name: "in", EnvVars: envVars("in"), Usage: "file to decrypt, or - for standard input (required)"},
 			&cli.StringFlag{Name: "out", EnvVars: envVars("out"), Usage: "file to write, or - for standard output (required)"},
 			contextFlag("context", "pair KEY=VALUE that the file's encryption context must hold (repeatable)"),
@@ -38,9 +59,19 @@ func decryptFileCommand() *cli.Command {
 }
 
 func encryptFile(c *cli.Context, _ []string) error {
-	key := c.String("key")
-	if key == "" {
-		return usagef("encrypt needs --key")
+	keys := c.StringSlice("key")
+	if len(keys) == 0 || slices.Contains(keys, "") {
+		return usagef("encrypt needs --key (one or more)")
+	}
+	if len(keys) > esdk.MaxEncryptedDataKeys {
+		return usagef("encrypt takes at most %d --key", esdk.MaxEncryptedDataKeys)
+	}
+	suite, err := esdk.ParseSuite(c.String("algorithm"))
+	if err == nil && !suite.Committing() {
+		err = fmt.Errorf("suite %s does not commit to its key", suite)
+	}
+	if err != nil {
+		return usagef("--algorithm: give %s or %s (%v)", esdk.SuiteSigned.Name, esdk.SuiteUnsigned.Name, err)
 	}
 	encCtx, err := encryptionContext(c, "context")
 	if err != nil {
@@ -51,10 +82,10 @@ func encryptFile(c *cli.Context, _ []string) error {
 		return err
 	}
 	return transform(c, func(r io.Reader, w io.Writer) error {
-		_, err := esdk.Encrypt(c.Context, esdk.SDKKMS{Client: client}, key, encCtx, r, w,
-			esdk.WithFrameLength(c.Int("frame-length")))
+		_, err := esdk.Encrypt(c.Context, esdk.SDKKMS{Client: client}, keys[0], encCtx, r, w,
+			esdk.WithFrameLength(c.Int("frame-length")), esdk.WithSuite(suite), esdk.WithAdditionalKeys(keys[1:]...))
 		if err != nil {
-			return keyErr(key, err)
+			return keyErr(strings.Join(keys, ", "), err)
 		}
 		return nil
 	})
@@ -65,12 +96,26 @@ func decryptFile(c *cli.Context, _ []string) error {
 	if err != nil {
 		return err
 	}
+	policy, err := esdk.ParseCommitmentPolicy(c.String("commitment-policy"))
+	if err != nil {
+		return usagef("--commitment-policy: %v", err)
+	}
+	streaming := c.String("out") == "-" && !c.Bool("allow-unverified-stream")
 	client, err := kmsClient(c)
 	if err != nil {
 		return err
 	}
 	return transform(c, func(r io.Reader, w io.Writer) error {
-		h, err := esdk.Decrypt(c.Context, esdk.SDKKMS{Client: client}, r, w)
+		h, err := esdk.Decrypt(c.Context, esdk.SDKKMS{Client: client}, r, w, esdk.WithCommitmentPolicy(policy),
+			esdk.WithHeaderCheck(func(h esdk.Header) error {
+				switch {
+				case streaming && h.Suite.Signed():
+					return fmt.Errorf("the message is signed (%s): its plaintext would reach standard output before the signature is verified; write it to a file with --out FILE, or give --allow-unverified-stream", h.Suite)
+				case streaming && h.FrameLength == 0:
+					return errors.New("the message is not framed: its plaintext would reach standard output before its tag is verified; write it to a file with --out FILE, or give --allow-unverified-stream")
+				}
+				return nil
+			}))
 		if err != nil {
 			return fmt.Errorf("decrypting %s: %w", c.String("in"), err)
 		}

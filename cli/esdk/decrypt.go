@@ -7,184 +7,155 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 )
 
-// Decrypt reads one message from r and writes its plaintext to w, frame by
-// frame, holding one frame in memory. It checks, in this order: the header's
-// form and bounds (version 2, suite 0x0478, framed, 1 to
-// MaxEncryptedDataKeys data keys all of provider "aws-kms", frame length up
-// to MaxFrameLength), the data key (KMS Decrypt of each encrypted data key
-// in turn, with its ARN and the header's encryption context), the key
-// commitment, the header authentication tag, then each frame's sequence
-// number, IV and tag before any of that frame's plaintext is written, and
-// finally that the final frame ends the input.
+// DecryptOption adjusts Decrypt.
+type DecryptOption func(*decryptOptions)
+
+type decryptOptions struct {
+	policy   CommitmentPolicy
+	onHeader func(Header) error
+}
+
+// WithCommitmentPolicy sets which suites Decrypt accepts (default
+// RequireEncryptRequireDecrypt: the committing suites only).
+func WithCommitmentPolicy(p CommitmentPolicy) DecryptOption {
+	return func(o *decryptOptions) { o.policy = p }
+}
+
+// WithHeaderCheck calls check with the authenticated header before any
+// plaintext is written; an error from it ends Decrypt with that error.
+func WithHeaderCheck(check func(Header) error) DecryptOption {
+	return func(o *decryptOptions) { o.onHeader = check }
+}
+
+// maxSingleBlock is the largest non-framed content the format allows
+// (message-body.md: 2^36 - 32 bytes, the AES-GCM limit).
+const maxSingleBlock = 1<<36 - 32
+
+// Decrypt reads one message from r and writes its plaintext to w,
+// holding at most one frame (or, for non-framed content, 64 KiB) in
+// memory. It checks, in this order: the header's form and bounds (a known
+// suite of the version it belongs to, allowed by the commitment policy, 1
+// to MaxEncryptedDataKeys data keys all of provider "aws-kms", frame length
+// up to MaxFrameLength), the data key (KMS Decrypt of each encrypted data
+// key in turn, with its ARN and the header's encryption context), the key
+// commitment of a committing suite, the header authentication tag, then
+// each frame's sequence number, IV and tag before any of that frame's
+// plaintext is written; finally, before the last frame's plaintext, the
+// signature of a signed suite and that nothing follows the message.
+// Non-framed content is written as it is decrypted and its tag checked at
+// its end.
 //
-// On error, w holds the plaintext of the frames authenticated so far (none
-// when the error comes before the body); a caller must discard it. The
-// Header is returned once it is authenticated, with or without an error
-// later in the body; before that it is the zero Header.
-func Decrypt(ctx context.Context, kms KMS, r io.Reader, w io.Writer) (Header, error) {
+// On error, w holds plaintext that must be discarded: of the frames
+// authenticated so far, or of non-framed content not yet authenticated
+// (none when the error comes before the body). The Header is returned
+// once it is authenticated, with or without an error later in the body;
+// before that it is the zero Header.
+func Decrypt(ctx context.Context, kms KMS, r io.Reader, w io.Writer, opts ...DecryptOption) (Header, error) {
+	var o decryptOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	br := bufio.NewReaderSize(r, 32<<10)
-	h, body, tag, err := readHeader(br)
+	h, body, auth, err := readHeader(br)
 	if err != nil {
 		return Header{}, err
+	}
+	if !h.Suite.Committing() && o.policy != RequireEncryptAllowDecrypt {
+		return Header{}, fmt.Errorf("%w: algorithm suite %s does not commit to its data key; decrypt it with the commitment policy %s (to read or migrate old files)",
+			ErrUnsupported, h.Suite, RequireEncryptAllowDecrypt)
+	}
+	m := &messageReader{r: br}
+	var v *verifier
+	if h.Suite.Signed() {
+		if v, err = newVerifier(h.Suite, h.EncryptionContext[PublicKeyContextKey]); err != nil {
+			return Header{}, err
+		}
+		v.sum.Write(body)
+		v.sum.Write(auth)
+		m.sum = v.sum
 	}
 	k, arn, err := openDataKey(ctx, kms, h, body)
 	if err != nil {
 		return Header{}, err
 	}
-	// The header authentication tag: AES-GCM with an all-zero IV over an
-	// empty ciphertext, AAD = the header body.
-	var iv [ivLen]byte
-	if _, err := k.aead.Open(nil, iv[:], tag, body); err != nil {
+	iv, tag := make([]byte, ivLen), auth
+	if h.Version == 1 {
+		iv, tag = auth[:ivLen], auth[ivLen:]
+	}
+	if _, err := k.aead.Open(nil, iv, tag, body); err != nil {
 		return Header{}, fmt.Errorf("%w: the header authentication tag does not verify", ErrAuthentication)
 	}
 	h.KeyARN = arn
-	return h, decryptBody(k, h.MessageID[:], int(h.FrameLength), br, w)
+	if o.onHeader != nil {
+		if err := o.onHeader(h); err != nil {
+			return h, err
+		}
+	}
+	end := func() error { return endMessage(br, v) }
+	if h.FrameLength == 0 {
+		return h, decryptSingle(k, h.MessageID, m, w, end)
+	}
+	return h, decryptFrames(k, h.MessageID, int(h.FrameLength), m, w, end)
 }
 
-// headerReader reads header fields from the input and keeps the bytes of
-// the header body, which the header tag authenticates.
-type headerReader struct {
+// messageReader reads the message body, adding what it reads to the
+// running hash of a signed message.
+type messageReader struct {
 	r   *bufio.Reader
-	raw []byte
-	err error
+	sum hash.Hash // nil for an unsigned suite
 }
 
-func (hr *headerReader) bytes(n int) []byte {
-	if hr.err != nil {
-		return nil
-	}
-	start := len(hr.raw)
-	hr.raw = append(hr.raw, make([]byte, n)...)
-	if _, err := io.ReadFull(hr.r, hr.raw[start:]); err != nil {
+// read fills b, reporting the end of the input as truncation at where.
+func (m *messageReader) read(b []byte, where string) error {
+	if _, err := io.ReadFull(m.r, b); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			err = fmt.Errorf("%w: the input ends inside the header", ErrTruncated)
+			return fmt.Errorf("%w: the input ends %s", ErrTruncated, where)
 		}
-		hr.err = err
-		return nil
+		return fmt.Errorf("esdk: reading the message: %w", err)
 	}
-	return hr.raw[start:]
+	if m.sum != nil {
+		m.sum.Write(b)
+	}
+	return nil
 }
 
-func (hr *headerReader) u8() byte {
-	if b := hr.bytes(1); b != nil {
-		return b[0]
-	}
-	return 0
-}
-
-func (hr *headerReader) u16() uint16 {
-	if b := hr.bytes(2); b != nil {
-		return binary.BigEndian.Uint16(b)
-	}
-	return 0
-}
-
-func (hr *headerReader) u32() uint32 {
-	if b := hr.bytes(4); b != nil {
-		return binary.BigEndian.Uint32(b)
-	}
-	return 0
-}
-
-// readHeader parses a version 2.0 header and returns it with the raw header
-// body and the header authentication tag. Every length it reads is bounded
-// (uint16 fields, at most MaxEncryptedDataKeys keys), so a hostile header
-// cannot make it allocate more than a few MiB.
-func readHeader(r *bufio.Reader) (h Header, body, tag []byte, err error) {
-	hr := &headerReader{r: r}
-	fail := func(e error) (Header, []byte, []byte, error) { return Header{}, nil, nil, e }
-	switch v := hr.u8(); {
-	case hr.err != nil:
-		return fail(hr.err)
-	case v == 'A':
-		return fail(fmt.Errorf("%w: the input starts with %q, so it may be Base64-encoded; decode it first", ErrMalformed, 'A'))
-	case v == 0x01:
-		return fail(fmt.Errorf("%w: message format version 1; only version 2 (suite 0x0478) is accepted", ErrUnsupported))
-	case v != formatVersion:
-		return fail(fmt.Errorf("%w: message format version 0x%02x", ErrMalformed, v))
-	}
-	switch s := hr.u16(); {
-	case hr.err != nil:
-		return fail(hr.err)
-	case s != SuiteID:
-		return fail(fmt.Errorf("%w: algorithm suite 0x%04x; only 0x%04x (AES-256-GCM, HKDF-SHA512, key commitment, no signature) is accepted", ErrUnsupported, s, SuiteID))
-	}
-	h.SuiteID = SuiteID
-	copy(h.MessageID[:], hr.bytes(messageIDLen))
-	ecBytes := hr.bytes(int(hr.u16()))
-	if hr.err != nil {
-		return fail(hr.err)
-	}
-	if h.EncryptionContext, err = parseContext(ecBytes); err != nil {
-		return fail(err)
-	}
-	// The AWS Encryption SDK's default CMM refuses a verification key in
-	// the context of an unsigned suite.
-	if _, ok := h.EncryptionContext[ReservedContextPrefix+"public-key"]; ok {
-		return fail(fmt.Errorf("%w: the encryption context holds a signature key, but suite 0x0478 is unsigned", ErrMalformed))
-	}
-	switch n := hr.u16(); {
-	case hr.err != nil:
-		return fail(hr.err)
-	case n == 0:
-		return fail(fmt.Errorf("%w: no encrypted data keys", ErrMalformed))
-	case n > MaxEncryptedDataKeys:
-		return fail(fmt.Errorf("%w: %d encrypted data keys; at most %d are accepted", ErrUnsupported, n, MaxEncryptedDataKeys))
-	default:
-		for range n {
-			id := string(hr.bytes(int(hr.u16())))
-			if hr.err == nil && id != ProviderID {
-				return fail(fmt.Errorf("%w: an encrypted data key of provider %q; only %q is accepted", ErrUnsupported, id, ProviderID))
-			}
-			info := string(hr.bytes(int(hr.u16())))
-			ct := hr.bytes(int(hr.u16()))
-			if hr.err != nil {
-				return fail(hr.err)
-			}
-			h.EncryptedDataKeys = append(h.EncryptedDataKeys, EncryptedDataKey{ProviderID: id, ProviderInfo: info, Ciphertext: append([]byte(nil), ct...)})
+// endMessage reads the footer of a signed message and verifies its
+// signature, then checks that nothing follows.
+func endMessage(r *bufio.Reader, v *verifier) error {
+	if v != nil {
+		var n [2]byte
+		if _, err := io.ReadFull(r, n[:]); err != nil {
+			return fmt.Errorf("%w: the input ends before the signature", ErrTruncated)
+		}
+		size := int(binary.BigEndian.Uint16(n[:]))
+		if size == 0 || size > maxSignatureLen {
+			return fmt.Errorf("%w: a %d-byte signature; an ECDSA signature is 8 to %d bytes", ErrMalformed, size, maxSignatureLen)
+		}
+		sig := make([]byte, size)
+		if _, err := io.ReadFull(r, sig); err != nil {
+			return fmt.Errorf("%w: the input ends inside the signature", ErrTruncated)
+		}
+		if err := v.verify(sig); err != nil {
+			return err
 		}
 	}
-	switch ct := hr.u8(); {
-	case hr.err != nil:
-		return fail(hr.err)
-	case ct == contentUnframed:
-		return fail(fmt.Errorf("%w: non-framed content; only framed messages are accepted", ErrUnsupported))
-	case ct != contentFramed:
-		return fail(fmt.Errorf("%w: content type 0x%02x", ErrMalformed, ct))
+	if _, err := r.ReadByte(); err == nil {
+		return fmt.Errorf("%w: data follows the end of the message", ErrMalformed)
+	} else if !errors.Is(err, io.EOF) {
+		return fmt.Errorf("esdk: reading the message: %w", err)
 	}
-	switch fl := hr.u32(); {
-	case hr.err != nil:
-		return fail(hr.err)
-	case fl == 0:
-		return fail(fmt.Errorf("%w: frame length 0 in a framed message", ErrMalformed))
-	case fl > MaxFrameLength:
-		return fail(fmt.Errorf("%w: frame length %d; at most %d is accepted", ErrUnsupported, fl, MaxFrameLength))
-	default:
-		h.FrameLength = fl
-	}
-	hr.bytes(keyLen) // the suite data: the commit key
-	if hr.err != nil {
-		return fail(hr.err)
-	}
-	body = hr.raw
-	tag = make([]byte, tagLen)
-	if _, err := io.ReadFull(r, tag); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			err = fmt.Errorf("%w: the input ends inside the header", ErrTruncated)
-		}
-		return fail(err)
-	}
-	return h, body, tag, nil
+	return nil
 }
 
 // openDataKey decrypts the encrypted data keys in turn with KMS until one
-// yields a data key whose commit key matches the header's, and returns the
-// derived keys and that data key's ARN. It zeroes the plaintext data keys.
+// yields a data key (whose commit key, for a committing suite, matches the
+// header's), and returns the derived keys and that data key's ARN. It
+// zeroes the plaintext data keys.
 func openDataKey(ctx context.Context, kms KMS, h Header, body []byte) (keys, string, error) {
-	commit := body[len(body)-keyLen:]
 	var errs []error
 	for _, e := range h.EncryptedDataKeys {
 		if !validKeyARN(e.ProviderInfo) {
@@ -197,14 +168,14 @@ func openDataKey(ctx context.Context, kms KMS, h Header, body []byte) (keys, str
 			errs = append(errs, fmt.Errorf("%s: %w", e.ProviderInfo, err))
 			continue
 		}
-		k, err := deriveKeys(dataKey, h.MessageID[:])
+		k, err := deriveKeys(h.Suite, dataKey, h.MessageID)
 		clear(dataKey)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", e.ProviderInfo, err))
 			continue
 		}
 		// Key commitment, compared in constant time.
-		if subtle.ConstantTimeCompare(k.commit, commit) != 1 {
+		if h.Suite.Committing() && subtle.ConstantTimeCompare(k.commit, body[len(body)-commitLen:]) != 1 {
 			return keys{}, "", fmt.Errorf("%w: the data key of %s does not match the message's key commitment", ErrAuthentication, e.ProviderInfo)
 		}
 		return k, e.ProviderInfo, nil
@@ -212,9 +183,9 @@ func openDataKey(ctx context.Context, kms KMS, h Header, body []byte) (keys, str
 	return keys{}, "", fmt.Errorf("%w: %w", ErrDataKey, errors.Join(errs...))
 }
 
-// decryptBody reads, authenticates and writes the frames, then checks that
-// nothing follows the final frame.
-func decryptBody(k keys, messageID []byte, frameLength int, r *bufio.Reader, w io.Writer) error {
+// decryptFrames reads, authenticates and writes the frames; before the
+// final frame's plaintext it calls end.
+func decryptFrames(k keys, messageID []byte, frameLength int, m *messageReader, w io.Writer, end func() error) error {
 	buf := make([]byte, frameLength+tagLen)
 	defer clear(buf)
 	var (
@@ -222,21 +193,22 @@ func decryptBody(k keys, messageID []byte, frameLength int, r *bufio.Reader, w i
 		fields [4 + ivLen + 4]byte
 	)
 	for seq := uint32(1); ; seq++ {
+		where := fmt.Sprintf("at frame %d, before the final frame", seq)
 		// A regular frame starts with its sequence number; the final frame
 		// with the end marker, then its sequence number.
-		if err := readBody(r, fields[:4], seq); err != nil {
+		if err := m.read(fields[:4], where); err != nil {
 			return err
 		}
 		final := binary.BigEndian.Uint32(fields[:4]) == seqEnd
 		if final {
-			if err := readBody(r, fields[:4], seq); err != nil {
+			if err := m.read(fields[:4], where); err != nil {
 				return err
 			}
 		}
 		if got := binary.BigEndian.Uint32(fields[:4]); got != seq {
 			return fmt.Errorf("%w: frame %d has sequence number %d (frames reordered, dropped or repeated)", ErrAuthentication, seq, got)
 		}
-		if err := readBody(r, fields[4:4+ivLen], seq); err != nil {
+		if err := m.read(fields[4:4+ivLen], where); err != nil {
 			return err
 		}
 		if want := frameIV(seq); [ivLen]byte(fields[4:4+ivLen]) != want {
@@ -244,7 +216,7 @@ func decryptBody(k keys, messageID []byte, frameLength int, r *bufio.Reader, w i
 		}
 		n := frameLength
 		if final {
-			if err := readBody(r, fields[4+ivLen:], seq); err != nil {
+			if err := m.read(fields[4+ivLen:], where); err != nil {
 				return err
 			}
 			c := binary.BigEndian.Uint32(fields[4+ivLen:])
@@ -254,20 +226,18 @@ func decryptBody(k keys, messageID []byte, frameLength int, r *bufio.Reader, w i
 			n = int(c)
 		}
 		sealed := buf[:n+tagLen]
-		if err := readBody(r, sealed, seq); err != nil {
+		if err := m.read(sealed, where); err != nil {
 			return err
 		}
 		iv := frameIV(seq)
-		aad = bodyAAD(aad, messageID, final, seq, n)
+		aad = bodyAAD(aad, messageID, aadContent(true, final), seq, uint64(n))
 		plain, err := k.aead.Open(sealed[:0], iv[:], sealed, aad)
 		if err != nil {
 			return fmt.Errorf("%w: frame %d does not verify", ErrAuthentication, seq)
 		}
 		if final {
-			if _, err := r.ReadByte(); err == nil {
-				return fmt.Errorf("%w: data follows the final frame", ErrMalformed)
-			} else if !errors.Is(err, io.EOF) {
-				return fmt.Errorf("esdk: reading the message: %w", err)
+			if err := end(); err != nil {
+				return err
 			}
 		}
 		if _, err := w.Write(plain); err != nil {
@@ -279,14 +249,39 @@ func decryptBody(k keys, messageID []byte, frameLength int, r *bufio.Reader, w i
 	}
 }
 
-// readBody fills b from the body of a message, reporting the end of the
-// input as truncation.
-func readBody(r io.Reader, b []byte, seq uint32) error {
-	if _, err := io.ReadFull(r, b); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return fmt.Errorf("%w: the input ends at frame %d, before the final frame", ErrTruncated, seq)
-		}
-		return fmt.Errorf("esdk: reading the message: %w", err)
+// decryptSingle reads non-framed content: IV, length, ciphertext and tag,
+// decrypting the ciphertext 64 KiB at a time; its plaintext is written
+// before the tag is checked at the end, then end is called.
+func decryptSingle(k keys, messageID []byte, m *messageReader, w io.Writer, end func() error) error {
+	const where = "inside the non-framed content"
+	var fields [ivLen + 8]byte
+	if err := m.read(fields[:], where); err != nil {
+		return err
 	}
-	return nil
+	n := binary.BigEndian.Uint64(fields[ivLen:])
+	if n > maxSingleBlock {
+		return fmt.Errorf("%w: non-framed content of %d bytes; the format allows at most %d", ErrMalformed, n, uint64(maxSingleBlock))
+	}
+	o := newGCMOpener(k.block, fields[:ivLen], bodyAAD(nil, messageID, aadSingle, 1, n))
+	buf := make([]byte, 64<<10)
+	defer clear(buf)
+	for rest := n; rest > 0; {
+		chunk := buf[:min(uint64(len(buf)), rest)]
+		if err := m.read(chunk, where); err != nil {
+			return err
+		}
+		o.open(chunk, chunk)
+		if _, err := w.Write(chunk); err != nil {
+			return fmt.Errorf("esdk: writing the plaintext: %w", err)
+		}
+		rest -= uint64(len(chunk))
+	}
+	tag := make([]byte, tagLen)
+	if err := m.read(tag, where); err != nil {
+		return err
+	}
+	if err := o.close(tag); err != nil {
+		return fmt.Errorf("%w: the non-framed content does not verify", ErrAuthentication)
+	}
+	return end()
 }

@@ -75,6 +75,8 @@ func (l layout) frameEnd(i, msgLen int) int {
 func encryptBytes(t *testing.T, kms KMS, encCtx map[string]string, plain []byte, opts ...Option) ([]byte, Header) {
 	t.Helper()
 	var out bytes.Buffer
+	// Unsigned unless told: the layout helpers know no footer.
+	opts = append([]Option{WithSuite(SuiteUnsigned)}, opts...)
 	h, err := Encrypt(t.Context(), kms, "alias/test", encCtx, bytes.NewReader(plain), &out, opts...)
 	if err != nil {
 		t.Fatalf("Encrypt: %v", err)
@@ -107,8 +109,8 @@ func TestRoundTrip(t *testing.T) {
 				if !bytes.Equal(out.Bytes(), plain) {
 					t.Fatalf("decrypted %d bytes, want %d equal bytes", out.Len(), size)
 				}
-				if dh.KeyARN != testARN || eh.KeyARN != testARN || dh.MessageID != eh.MessageID ||
-					dh.FrameLength != uint32(frame) || dh.SuiteID != SuiteID || !maps.Equal(dh.EncryptionContext, encCtx) ||
+				if dh.KeyARN != testARN || eh.KeyARN != testARN || !bytes.Equal(dh.MessageID, eh.MessageID) ||
+					dh.FrameLength != uint32(frame) || dh.SuiteID != SuiteUnsigned.ID || !maps.Equal(dh.EncryptionContext, encCtx) ||
 					len(dh.EncryptedDataKeys) != 1 || dh.EncryptedDataKeys[0].ProviderID != "aws-kms" || dh.EncryptedDataKeys[0].ProviderInfo != testARN {
 					t.Fatalf("headers differ:\nencrypt %+v\ndecrypt %+v", eh, dh)
 				}
@@ -322,10 +324,12 @@ func TestTamperCases(t *testing.T) {
 		want    error
 		written int // frames whose plaintext may be released
 	}{
-		{"version 1", set(0, 0x01), ErrUnsupported, 0},
+		{"version 1", set(0, 0x01), ErrMalformed, 0}, // its second byte is the type, 0x80
+		{"unknown suite", set(1, 0x09, 0x99), ErrUnsupported, 0},
+		{"version 1 suite", set(1, 0x03, 0x78), ErrMalformed, 0},
 		{"version 3", set(0, 0x03), ErrMalformed, 0},
 		{"base64", func(m []byte) []byte { return []byte("AgR4" + string(m[4:])) }, ErrMalformed, 0},
-		{"signed suite 0x0578", set(1, 0x05, 0x78), ErrUnsupported, 0},
+		{"signed suite 0x0578 without its key", set(1, 0x05, 0x78), ErrMalformed, 0},
 		{"message ID", flip(3 + 7), ErrAuthentication, 0},
 		{"encryption context value", flip(o.edkCount - 1), ErrDataKey, 0},
 		{"encryption context length", set(o.ecLen, 0xff, 0xff), nil, 0},
@@ -336,7 +340,7 @@ func TestTamperCases(t *testing.T) {
 		{"provider info", flip(o.edk - 3), ErrDataKey, 0},
 		{"provider info not an ARN", set(o.providerInfo, 'x'), ErrDataKey, 0},
 		{"encrypted data key", flip(o.edk + 3), ErrDataKey, 0},
-		{"non-framed", set(o.contentType, 0x01), ErrUnsupported, 0},
+		{"non-framed with a frame length", set(o.contentType, 0x01), ErrMalformed, 0},
 		{"frame length", set(o.frameLength, 0, 0, 0, 17), ErrAuthentication, 0},
 		{"frame length 0", set(o.frameLength, 0, 0, 0, 0), ErrMalformed, 0},
 		{"frame length 4 GiB", set(o.frameLength, 0xff, 0xff, 0xff, 0xff), ErrUnsupported, 0},
@@ -480,7 +484,7 @@ func reseal(t *testing.T, fake *fakeKMS, msg []byte, change func(*Header)) []byt
 	}
 	l := offsetsOf(msg)
 	e := fake.entries[string(h.EncryptedDataKeys[0].Ciphertext)]
-	k, err := deriveKeys(bytes.Clone(e.key), h.MessageID[:])
+	k, err := deriveKeys(SuiteUnsigned, bytes.Clone(e.key), h.MessageID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -585,11 +589,11 @@ func TestDecryptCommitment(t *testing.T) {
 	plain := pattern(100)
 	msg, h := encryptBytes(t, fake, nil, plain)
 	o := offsetsOf(msg)
-	k, err := deriveKeys(fake.fixed, h.MessageID[:])
+	k, err := deriveKeys(SuiteUnsigned, fake.fixed, h.MessageID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := deriveKeys(pattern(33)[1:], h.MessageID[:])
+	other, err := deriveKeys(SuiteUnsigned, pattern(33)[1:], h.MessageID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -635,7 +639,7 @@ func TestDecryptContextOrder(t *testing.T) {
 			m := tc.mutate(bytes.Clone(swapped))
 			// Authentic headers: recompute the tag over the altered body.
 			e := fake.entries[string(m[o.edk:o.contentType])]
-			k, err := deriveKeys(bytes.Clone(e.key), m[3:35])
+			k, err := deriveKeys(SuiteUnsigned, bytes.Clone(e.key), m[3:35])
 			if err != nil {
 				t.Fatal(err)
 			}

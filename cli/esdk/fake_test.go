@@ -54,6 +54,24 @@ func (f *fakeKMS) GenerateDataKey(_ context.Context, _ string, encCtx map[string
 	return key, blob, f.arn, nil
 }
 
+// Encrypt stores dataKey under a random blob for keyID: its ARN when it is
+// one, the fake's ARN otherwise.
+func (f *fakeKMS) Encrypt(_ context.Context, keyID string, dataKey []byte, encCtx map[string]string) ([]byte, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return nil, "", f.fail
+	}
+	arn := f.arn
+	if validKeyARN(keyID) {
+		arn = keyID
+	}
+	blob := make([]byte, 40)
+	rand.Read(blob)
+	f.entries[string(blob)] = fakeEntry{key: bytes.Clone(dataKey), arn: arn, encCtx: maps.Clone(encCtx)}
+	return blob, arn, nil
+}
+
 func (f *fakeKMS) Decrypt(_ context.Context, blob []byte, keyARN string, encCtx map[string]string) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -1,17 +1,20 @@
 // Package esdk owns hsmkms's file encryption format: the AWS Encryption SDK
-// message format, version 2, with algorithm suite 0x0478
-// (AES-256-GCM, HKDF-SHA512 key derivation, key commitment, no signature),
-// framed and streamed in constant memory. Every message carries exactly one
-// encrypted data key of provider "aws-kms": the ciphertext blob of a KMS
-// GenerateDataKey call, with the key's ARN as provider information. Files it
-// writes decrypt with the AWS Encryption SDKs pointed at hsmkms, and the
-// other way round.
+// message format. It writes version 2 messages with a committing suite,
+// 0x0578 (AES-256-GCM, HKDF-SHA512, key commitment, ECDSA P-384
+// signature; the SDKs' default) or 0x0478 (the same without a signature),
+// framed and streamed in constant memory. It reads what the SDKs write:
+// versions 1 and 2, every suite (those without key commitment only under
+// RequireEncryptAllowDecrypt), framed and non-framed content. Every
+// encrypted data key is of provider "aws-kms": the ciphertext blob of a
+// KMS GenerateDataKey or Encrypt call, with the key's ARN as provider
+// information. Files it writes decrypt with the AWS Encryption SDKs pointed
+// at hsmkms, and the other way round.
 //
 // The normative reference is the AWS Encryption SDK specification
 // (github.com/awslabs/aws-encryption-sdk-specification): data-format/
-// message-header.md, message-body.md and message-body-aad.md,
-// framework/algorithm-suites.md, client-apis/key-derivation.md, encrypt.md
-// and decrypt.md.
+// message-header.md, message-body.md, message-body-aad.md and
+// message-footer.md, framework/algorithm-suites.md,
+// client-apis/key-derivation.md, encrypt.md and decrypt.md.
 package esdk
 
 import (
@@ -24,10 +27,11 @@ import (
 	"unicode/utf8"
 )
 
-// Format constants of message format version 2 with suite 0x0478.
+// Format constants.
 const (
-	// SuiteID is ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY, the only suite
-	// this package writes or reads.
+	// SuiteID is the suite of SuiteUnsigned.
+	//
+	// Deprecated: use SuiteSigned or SuiteUnsigned.
 	SuiteID uint16 = 0x0478
 	// ProviderID is the key provider ID of AWS KMS encrypted data keys.
 	ProviderID = "aws-kms"
@@ -44,17 +48,20 @@ const (
 	// the AWS Encryption SDK itself; Encrypt refuses them.
 	ReservedContextPrefix = "aws-crypto-"
 
-	formatVersion   = 0x02
-	contentFramed   = 0x02
-	contentUnframed = 0x01
-	messageIDLen    = 32
-	keyLen          = 32 // data key, derived key and commit key lengths
-	ivLen           = 12
-	tagLen          = 16
-	seqEnd          = 0xFFFFFFFF
+	formatVersion    = 0x02
+	typeCustomerAEAD = 0x80 // the message type of version 1
+	contentFramed    = 0x02
+	contentUnframed  = 0x01
+	messageIDLen     = 32 // version 2
+	messageIDLenV1   = 16
+	commitLen        = 32
+	ivLen            = 12
+	tagLen           = 16
+	seqEnd           = 0xFFFFFFFF
 
 	aadFrame      = "AWSKMSEncryptionClient Frame"
 	aadFinalFrame = "AWSKMSEncryptionClient Final Frame"
+	aadSingle     = "AWSKMSEncryptionClient Single Block"
 )
 
 // Errors that Decrypt wraps; test them with errors.Is.
@@ -84,11 +91,17 @@ type EncryptedDataKey struct {
 
 // Header is the authenticated part of a message that callers may use.
 type Header struct {
-	SuiteID           uint16
-	MessageID         [messageIDLen]byte
+	Version byte // message format version, 1 or 2
+	Suite   Suite
+	SuiteID uint16 // Suite.ID
+	// MessageID is 32 bytes in version 2, 16 in version 1.
+	MessageID []byte
+	// EncryptionContext holds, for a signed suite, the verification key
+	// (PublicKeyContextKey) beside the writer's pairs.
 	EncryptionContext map[string]string
 	EncryptedDataKeys []EncryptedDataKey
-	FrameLength       uint32
+	// FrameLength is 0 for non-framed content.
+	FrameLength uint32
 	// KeyARN is the KMS key whose data key encrypted the message: the one
 	// GenerateDataKey used, or the one whose encrypted data key Decrypt
 	// opened.
@@ -98,7 +111,10 @@ type Header struct {
 // serializeContext returns the header AAD field of ctx: the key-value pairs
 // length, then (when ctx is not empty) the pair count and the pairs sorted by
 // the keys' UTF-8 bytes, each key and value prefixed by its uint16 length.
-func serializeContext(ctx map[string]string) ([]byte, error) {
+//
+// The reserved prefix is refused unless reserved, which Encrypt sets once
+// it has added its own entry.
+func serializeContext(ctx map[string]string, reserved bool) ([]byte, error) {
 	if len(ctx) == 0 {
 		return []byte{0, 0}, nil
 	}
@@ -109,7 +125,7 @@ func serializeContext(ctx map[string]string) ([]byte, error) {
 	pairs = binary.BigEndian.AppendUint16(pairs, uint16(len(ctx)))
 	for _, k := range slices.Sorted(maps.Keys(ctx)) {
 		v := ctx[k]
-		if strings.HasPrefix(k, ReservedContextPrefix) {
+		if !reserved && strings.HasPrefix(k, ReservedContextPrefix) {
 			return nil, fmt.Errorf("esdk: encryption context key %q: the prefix %q is reserved for the AWS Encryption SDK", k, ReservedContextPrefix)
 		}
 		if !utf8.ValidString(k) || !utf8.ValidString(v) {
@@ -214,15 +230,23 @@ func frameIV(seq uint32) [ivLen]byte {
 	return iv
 }
 
-// bodyAAD is the message body AAD of a frame: message ID, body AAD content
-// string, sequence number (uint32) and plaintext length (uint64).
-func bodyAAD(dst []byte, messageID []byte, final bool, seq uint32, n int) []byte {
-	dst = append(dst[:0], messageID...)
-	if final {
-		dst = append(dst, aadFinalFrame...)
-	} else {
-		dst = append(dst, aadFrame...)
+// aadContent is the body AAD content string of a frame or of non-framed
+// content.
+func aadContent(framed, final bool) string {
+	switch {
+	case !framed:
+		return aadSingle
+	case final:
+		return aadFinalFrame
 	}
+	return aadFrame
+}
+
+// bodyAAD is the message body AAD: message ID, body AAD content string,
+// sequence number (uint32) and plaintext length (uint64).
+func bodyAAD(dst []byte, messageID []byte, content string, seq uint32, n uint64) []byte {
+	dst = append(dst[:0], messageID...)
+	dst = append(dst, content...)
 	dst = binary.BigEndian.AppendUint32(dst, seq)
-	return binary.BigEndian.AppendUint64(dst, uint64(n))
+	return binary.BigEndian.AppendUint64(dst, n)
 }

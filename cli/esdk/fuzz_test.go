@@ -19,7 +19,7 @@ import (
 // message (kat_test.go): fuzzing runs deterministic, and every seed made
 // here decrypts under fuzzKMS.
 var (
-	fuzzDataKey = countUp(0x40, keyLen)
+	fuzzDataKey = countUp(0x40, 32)
 	fuzzBlob    = countUp(0xa0, 16)
 	fuzzMsgID   = countUp(0x00, messageIDLen)
 )
@@ -45,6 +45,10 @@ func (k *fuzzKMS) GenerateDataKey(context.Context, string, map[string]string) ([
 	return bytes.Clone(fuzzDataKey), bytes.Clone(fuzzBlob), testARN, nil
 }
 
+func (k *fuzzKMS) Encrypt(context.Context, string, []byte, map[string]string) ([]byte, string, error) {
+	return bytes.Clone(fuzzBlob), testARN, nil
+}
+
 func (k *fuzzKMS) Decrypt(_ context.Context, blob []byte, _ string, _ map[string]string) ([]byte, error) {
 	k.calls++
 	k.maxBlob = max(k.maxBlob, len(blob))
@@ -56,7 +60,7 @@ func (k *fuzzKMS) Decrypt(_ context.Context, blob []byte, _ string, _ map[string
 func fuzzEncrypt(encCtx map[string]string, plain []byte, frame int) ([]byte, error) {
 	var out bytes.Buffer
 	fixed := func(o *options) { o.random = bytes.NewReader(fuzzMsgID) }
-	_, err := Encrypt(context.Background(), &fuzzKMS{}, "alias/fuzz", encCtx, bytes.NewReader(plain), &out, WithFrameLength(frame), fixed)
+	_, err := Encrypt(context.Background(), &fuzzKMS{}, "alias/fuzz", encCtx, bytes.NewReader(plain), &out, WithFrameLength(frame), WithSuite(SuiteUnsigned), fixed)
 	return out.Bytes(), err
 }
 
@@ -80,11 +84,11 @@ func fuzzRawContext(pairs ...string) []byte {
 // data key and message ID, with any fields: Decrypt's checks, not the
 // header tag, must be what refuses the bad ones.
 func fuzzHeader(edks []EncryptedDataKey, rawCtx []byte, frame uint32) []byte {
-	k, err := deriveKeys(fuzzDataKey, fuzzMsgID)
+	k, err := deriveKeys(SuiteUnsigned, fuzzDataKey, fuzzMsgID)
 	if err != nil {
 		panic(err) // only a data key of another length fails, and this one is 32 bytes
 	}
-	h := Header{SuiteID: SuiteID, MessageID: [messageIDLen]byte(fuzzMsgID), EncryptedDataKeys: edks, FrameLength: frame}
+	h := Header{Version: 2, Suite: SuiteUnsigned, SuiteID: SuiteUnsigned.ID, MessageID: fuzzMsgID, EncryptedDataKeys: edks, FrameLength: frame}
 	body := headerBody(h, rawCtx, k.commit)
 	return append(body, k.headerTag(body)...)
 }
@@ -136,7 +140,7 @@ func fuzzSeeds(f *testing.F) [][]byte {
 		seeds = append(seeds, append(hdr, katBody...))
 	}
 	unframed := bytes.Clone(kat)
-	unframed[len(kat)-len(katBody)-tagLen-keyLen-4-1] = contentUnframed
+	unframed[len(kat)-len(katBody)-tagLen-commitLen-4-1] = contentUnframed
 	seeds = append(seeds, unframed, []byte{}, []byte{0x01}, []byte("AgR4"), kat[:1], kat[:3], append([]byte{2, 0x01, 0x78}, kat[3:]...))
 	return seeds
 }
@@ -170,7 +174,7 @@ func allocatedWithin(limit uint64, run func()) (uint64, bool) {
 // The largest header body: version, suite, message ID, context, eight
 // keys of three uint16-prefixed fields, content type, frame length,
 // commit key.
-const maxHeaderBody = 1 + 2 + messageIDLen + 2 + 0xFFFF + 2 + MaxEncryptedDataKeys*3*(2+0xFFFF) + 1 + 4 + keyLen
+const maxHeaderBody = 1 + 2 + messageIDLen + 2 + 0xFFFF + 2 + MaxEncryptedDataKeys*3*(2+0xFFFF) + 1 + 4 + commitLen
 
 // allocSlack covers allocation not proportional to the input: one field
 // of up to 64 KiB claimed but not present, and the per-span granularity
@@ -211,24 +215,36 @@ func FuzzReadHeader(f *testing.F) {
 				t.Fatalf("readHeader accepted the data key %q, %d-byte info, %d-byte blob", e.ProviderID, len(e.ProviderInfo), len(e.Ciphertext))
 			}
 		}
-		if h.FrameLength < 1 || h.FrameLength > MaxFrameLength || h.SuiteID != SuiteID {
-			t.Fatalf("readHeader accepted frame length %d, suite 0x%04x", h.FrameLength, h.SuiteID)
+		s, known := SuiteByID(h.SuiteID)
+		if h.FrameLength > MaxFrameLength || !known || s != h.Suite || s.Version != h.Version {
+			t.Fatalf("readHeader accepted frame length %d, suite 0x%04x in version %d", h.FrameLength, h.SuiteID, h.Version)
 		}
 		for k, v := range h.EncryptionContext {
-			if !utf8.ValidString(k) || !utf8.ValidString(v) || k == ReservedContextPrefix+"public-key" {
+			if !utf8.ValidString(k) || !utf8.ValidString(v) {
 				t.Fatalf("readHeader accepted the context pair %q=%q", k, v)
 			}
 		}
-		if len(body) > maxHeaderBody || len(tag) != tagLen || !bytes.HasPrefix(data, append(bytes.Clone(body), tag...)) {
-			t.Fatalf("readHeader returned a %d-byte body and %d-byte tag that are not the input's start", len(body), len(tag))
+		if _, has := h.EncryptionContext[PublicKeyContextKey]; has != s.Signed() {
+			t.Fatalf("readHeader accepted suite %s with a signature key in the context: %v", s, has)
 		}
-		if rest := src.Len() + br.Buffered(); rest != len(data)-len(body)-tagLen {
-			t.Fatalf("readHeader consumed %d bytes of a %d-byte header", len(data)-rest, len(body)+tagLen)
+		authLen := tagLen
+		if h.Version == 1 {
+			authLen += ivLen
 		}
-		// Nothing of the header is lost: its fields, with the context's
-		// bytes as written (their order is the writer's), are the body.
+		if len(body) > maxHeaderBody || len(tag) != authLen || !bytes.HasPrefix(data, append(bytes.Clone(body), tag...)) {
+			t.Fatalf("readHeader returned a %d-byte body and %d-byte authentication that are not the input's start", len(body), len(tag))
+		}
+		if rest := src.Len() + br.Buffered(); rest != len(data)-len(body)-authLen {
+			t.Fatalf("readHeader consumed %d bytes of a %d-byte header", len(data)-rest, len(body)+authLen)
+		}
+		if h.Version != 2 {
+			return
+		}
+		// Nothing of a version 2 header is lost: its fields, with the
+		// context's bytes as written (their order is the writer's), are
+		// the body.
 		ecEnd := 1 + 2 + messageIDLen + 2 + int(binary.BigEndian.Uint16(body[1+2+messageIDLen:]))
-		again := headerBody(h, body[1+2+messageIDLen:ecEnd], body[len(body)-keyLen:])
+		again := headerBody(h, body[1+2+messageIDLen:ecEnd], body[len(body)-commitLen:])
 		if !bytes.Equal(again, body) {
 			t.Fatalf("the parsed header re-serializes as\n% x\nnot\n% x", again, body)
 		}
@@ -249,7 +265,8 @@ func FuzzDecrypt(f *testing.F) {
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		kms := &fuzzKMS{}
 		var out bytes.Buffer
-		h, err := Decrypt(context.Background(), kms, bytes.NewReader(msg), &out)
+		// The permissive policy reaches the version 1 parsers too.
+		h, err := Decrypt(context.Background(), kms, bytes.NewReader(msg), &out, WithCommitmentPolicy(RequireEncryptAllowDecrypt))
 		// The output buffer grows with the plaintext, itself bounded by
 		// the input.
 		limit := 64*uint64(len(msg)) + allocSlack + 32<<10 // bufio's buffer
@@ -257,7 +274,7 @@ func FuzzDecrypt(f *testing.F) {
 			limit += uint64(h.FrameLength) + tagLen
 		}
 		if alloc, ok := allocatedWithin(limit, func() {
-			Decrypt(context.Background(), &fuzzKMS{}, bytes.NewReader(msg), io.Discard)
+			Decrypt(context.Background(), &fuzzKMS{}, bytes.NewReader(msg), io.Discard, WithCommitmentPolicy(RequireEncryptAllowDecrypt))
 		}); !ok {
 			t.Fatalf("Decrypt allocated %d bytes for a %d-byte message of frame length %d", alloc, len(msg), h.FrameLength)
 		}
@@ -276,15 +293,18 @@ func FuzzDecrypt(f *testing.F) {
 				t.Fatalf("Decrypt error %v is none of the package's errors", err)
 			}
 			switch {
-			case h.FrameLength == 0 && out.Len() != 0:
+			case h.Version == 0 && out.Len() != 0:
 				t.Fatalf("Decrypt wrote %d bytes before the header authenticated (%v)", out.Len(), err)
 			case h.FrameLength != 0 && out.Len()%int(h.FrameLength) != 0:
 				t.Fatalf("Decrypt wrote %d bytes, not whole frames of %d (%v)", out.Len(), h.FrameLength, err)
 			}
 			return
 		}
-		if len(h.EncryptedDataKeys) < 1 || h.FrameLength < 1 || !validKeyARN(h.KeyARN) || kms.calls < 1 {
+		if len(h.EncryptedDataKeys) < 1 || !validKeyARN(h.KeyARN) || kms.calls < 1 {
 			t.Fatalf("Decrypt succeeded with header %+v after %d KMS calls", h, kms.calls)
+		}
+		if h.FrameLength == 0 || h.Suite != SuiteUnsigned {
+			return // the layout below is that of framed, unsigned messages
 		}
 		_, body, _, err := readHeader(bufio.NewReader(bytes.NewReader(msg)))
 		if err != nil {
@@ -350,7 +370,7 @@ func FuzzRoundTrip(f *testing.F) {
 			if err != nil || !bytes.Equal(out.Bytes(), plain) {
 				t.Fatalf("%s: %d bytes decrypted to %d bytes (%v)", read, len(plain), out.Len(), err)
 			}
-			if h.FrameLength != uint32(frameLen) || h.KeyARN != testARN || h.MessageID != [messageIDLen]byte(fuzzMsgID) ||
+			if h.FrameLength != uint32(frameLen) || h.KeyARN != testARN || !bytes.Equal(h.MessageID, fuzzMsgID) ||
 				(len(encCtx) > 0 || len(h.EncryptionContext) > 0) && !maps.Equal(h.EncryptionContext, encCtx) {
 				t.Fatalf("%s: the header came back as %+v", read, h)
 			}

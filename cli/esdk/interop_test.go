@@ -182,7 +182,7 @@ func TestInteropJavaScript(t *testing.T) {
 	}
 	checkNodeHeader := func(t *testing.T, h nodeHeader, encCtx map[string]string) {
 		t.Helper()
-		if h.Version != 2 || h.SuiteID != int(SuiteID) || !maps.Equal(h.EncryptionContext, encCtx) ||
+		if h.Version != 2 || h.SuiteID != int(SuiteUnsigned.ID) || !maps.Equal(h.EncryptionContext, encCtx) ||
 			len(h.EDKs) != 1 || h.EDKs[0].ProviderID != ProviderID || h.EDKs[0].ProviderInfo != arn {
 			t.Fatalf("the JavaScript SDK saw header %+v; want version 2, suite 0x0478, context %v, one aws-kms key %s", h, encCtx, arn)
 		}
@@ -216,7 +216,7 @@ func TestInteropJavaScript(t *testing.T) {
 			}
 			if tc.goEnc {
 				var msg bytes.Buffer
-				h, err := Encrypt(t.Context(), sdk, "alias/esdk-interop", tc.encCtx, bytes.NewReader(plain), &msg, WithFrameLength(tc.frame))
+				h, err := Encrypt(t.Context(), sdk, "alias/esdk-interop", tc.encCtx, bytes.NewReader(plain), &msg, WithFrameLength(tc.frame), WithSuite(SuiteUnsigned))
 				if err != nil {
 					t.Fatalf("Encrypt: %v", err)
 				}
@@ -265,7 +265,7 @@ func TestInteropJavaScript(t *testing.T) {
 	// side wrote the message.
 	t.Run("wrong context refused by KMS", func(t *testing.T) {
 		var msg bytes.Buffer
-		if _, err := Encrypt(t.Context(), sdk, arn, map[string]string{"purpose": "a"}, bytes.NewReader(plain1k), &msg); err != nil {
+		if _, err := Encrypt(t.Context(), sdk, arn, map[string]string{"purpose": "a"}, bytes.NewReader(plain1k), &msg, WithSuite(SuiteUnsigned)); err != nil {
 			t.Fatal(err)
 		}
 		blob := msg.Bytes()

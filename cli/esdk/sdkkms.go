@@ -48,3 +48,18 @@ func (s SDKKMS) Decrypt(ctx context.Context, blob []byte, keyARN string, encCtx 
 	}
 	return out.Plaintext, nil
 }
+
+// Encrypt calls Encrypt with the data key as plaintext and the encryption
+// context, and returns the ciphertext blob and the key ARN, as the AWS
+// Encryption SDK's KMS keyring does for the keys beside its generator.
+func (s SDKKMS) Encrypt(ctx context.Context, keyID string, dataKey []byte, encCtx map[string]string) ([]byte, string, error) {
+	out, err := s.Client.Encrypt(ctx, &kms.EncryptInput{
+		KeyId:             aws.String(keyID),
+		Plaintext:         dataKey,
+		EncryptionContext: encCtx,
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return out.CiphertextBlob, aws.ToString(out.KeyId), nil
+}
