@@ -109,11 +109,15 @@ type messageReader struct {
 	sum hash.Hash // nil for an unsigned suite
 }
 
-// read fills b, reporting the end of the input as truncation at where.
-func (m *messageReader) read(b []byte, where string) error {
+// read fills b, reporting the end of the input as truncation in frame
+// seq, or in non-framed content when seq is 0.
+func (m *messageReader) read(b []byte, seq uint32) error {
 	if _, err := io.ReadFull(m.r, b); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return fmt.Errorf("%w: the input ends %s", ErrTruncated, where)
+			if seq == 0 {
+				return fmt.Errorf("%w: the input ends inside the non-framed content", ErrTruncated)
+			}
+			return fmt.Errorf("%w: the input ends at frame %d, before the final frame", ErrTruncated, seq)
 		}
 		return fmt.Errorf("esdk: reading the message: %w", err)
 	}
@@ -193,22 +197,21 @@ func decryptFrames(k keys, messageID []byte, frameLength int, m *messageReader, 
 		fields [4 + ivLen + 4]byte
 	)
 	for seq := uint32(1); ; seq++ {
-		where := fmt.Sprintf("at frame %d, before the final frame", seq)
 		// A regular frame starts with its sequence number; the final frame
 		// with the end marker, then its sequence number.
-		if err := m.read(fields[:4], where); err != nil {
+		if err := m.read(fields[:4], seq); err != nil {
 			return err
 		}
 		final := binary.BigEndian.Uint32(fields[:4]) == seqEnd
 		if final {
-			if err := m.read(fields[:4], where); err != nil {
+			if err := m.read(fields[:4], seq); err != nil {
 				return err
 			}
 		}
 		if got := binary.BigEndian.Uint32(fields[:4]); got != seq {
 			return fmt.Errorf("%w: frame %d has sequence number %d (frames reordered, dropped or repeated)", ErrAuthentication, seq, got)
 		}
-		if err := m.read(fields[4:4+ivLen], where); err != nil {
+		if err := m.read(fields[4:4+ivLen], seq); err != nil {
 			return err
 		}
 		if want := frameIV(seq); [ivLen]byte(fields[4:4+ivLen]) != want {
@@ -216,7 +219,7 @@ func decryptFrames(k keys, messageID []byte, frameLength int, m *messageReader, 
 		}
 		n := frameLength
 		if final {
-			if err := m.read(fields[4+ivLen:], where); err != nil {
+			if err := m.read(fields[4+ivLen:], seq); err != nil {
 				return err
 			}
 			c := binary.BigEndian.Uint32(fields[4+ivLen:])
@@ -226,7 +229,7 @@ func decryptFrames(k keys, messageID []byte, frameLength int, m *messageReader, 
 			n = int(c)
 		}
 		sealed := buf[:n+tagLen]
-		if err := m.read(sealed, where); err != nil {
+		if err := m.read(sealed, seq); err != nil {
 			return err
 		}
 		iv := frameIV(seq)
@@ -253,9 +256,8 @@ func decryptFrames(k keys, messageID []byte, frameLength int, m *messageReader, 
 // decrypting the ciphertext 64 KiB at a time; its plaintext is written
 // before the tag is checked at the end, then end is called.
 func decryptSingle(k keys, messageID []byte, m *messageReader, w io.Writer, end func() error) error {
-	const where = "inside the non-framed content"
 	var fields [ivLen + 8]byte
-	if err := m.read(fields[:], where); err != nil {
+	if err := m.read(fields[:], 0); err != nil {
 		return err
 	}
 	n := binary.BigEndian.Uint64(fields[ivLen:])
@@ -267,7 +269,7 @@ func decryptSingle(k keys, messageID []byte, m *messageReader, w io.Writer, end 
 	defer clear(buf)
 	for rest := n; rest > 0; {
 		chunk := buf[:min(uint64(len(buf)), rest)]
-		if err := m.read(chunk, where); err != nil {
+		if err := m.read(chunk, 0); err != nil {
 			return err
 		}
 		o.open(chunk, chunk)
@@ -277,7 +279,7 @@ func decryptSingle(k keys, messageID []byte, m *messageReader, w io.Writer, end 
 		rest -= uint64(len(chunk))
 	}
 	tag := make([]byte, tagLen)
-	if err := m.read(tag, where); err != nil {
+	if err := m.read(tag, 0); err != nil {
 		return err
 	}
 	if err := o.close(tag); err != nil {

@@ -85,9 +85,11 @@ func SuiteByID(id uint16) (Suite, bool) {
 	return Suite{}, false
 }
 
-// ParseSuite returns the suite a user names: its SDK name (any case, with
-// or without the JavaScript SDK's "ALG_" prefix) or its ID in hex
-// ("0x0578").
+// ParseSuite returns the suite a user names, in any case: its ID in hex
+// ("0x0578"), its name in the AWS Encryption SDK for Python and the
+// aws-encryption-cli (AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384), the
+// same with the Java and .NET SDKs' "ALG_" prefix, or the JavaScript SDK's
+// (ALG_AES256_GCM_IV12_TAG16_HKDF_SHA512_COMMIT_KEY_ECDSA_P384).
 func ParseSuite(name string) (Suite, error) {
 	n := strings.ToUpper(strings.TrimSpace(name))
 	if hex, ok := strings.CutPrefix(n, "0X"); ok {
@@ -97,13 +99,23 @@ func ParseSuite(name string) (Suite, error) {
 			}
 		}
 	}
-	n = strings.TrimPrefix(n, "ALG_")
 	for _, s := range suites {
-		if n == s.Name {
+		if suiteKey(n) == suiteKey(s.Name) {
 			return s, nil
 		}
 	}
 	return Suite{}, fmt.Errorf("esdk: unknown algorithm suite %q; give %s or %s", name, SuiteSigned.Name, SuiteUnsigned.Name)
+}
+
+// suiteKey is a suite name without what distinguishes the SDKs' spellings
+// of it: the "ALG_" prefix, "AES256" for "AES_256", and the IV and tag
+// lengths (12 and 16 in every suite), which only some names spell out.
+func suiteKey(upper string) string {
+	k := strings.TrimPrefix(upper, "ALG_")
+	for _, bits := range []string{"128", "192", "256"} {
+		k = strings.Replace(k, "AES"+bits, "AES_"+bits, 1)
+	}
+	return strings.Replace(k, "_IV12_TAG16", "", 1)
 }
 
 // CommitmentPolicy says which suites Decrypt accepts, with the AWS
