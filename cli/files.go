@@ -11,7 +11,6 @@ import (
 
 	"github.com/hsmkms/hsmkms/cli/esdk"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/term"
 )
 
 // File encryption: the AWS Encryption SDK message format (package esdk),
@@ -19,20 +18,26 @@ import (
 
 func encryptFileCommand() *cli.Command {
 	return leaf{name: "encrypt", usage: "encrypt a file in the AWS Encryption SDK format (streamed)", run: encryptFile,
-		description: "Writes --out atomically: a temporary file renamed into place, nothing partial left on failure.\n" +
+		description: "Writes an AWS Encryption SDK message of format version 2, framed, with suite 0x0578 (key\n" +
+			"commitment and an ECDSA P-384 signature, the SDKs' default) or, with --algorithm, 0x0478 (key\n" +
+			"commitment, no signature).\n" +
+			"Writes --out atomically: a temporary file (mode 0600) renamed into place, nothing partial left on failure.\n" +
 			"The result decrypts with hsmkms decrypt and with any AWS Encryption SDK pointed at this server.\n" +
-			"With --key given more than once, the data key is encrypted under each (the first makes it), so the\n" +
-			"file decrypts through any one of them, as with the SDKs' KMS keyrings.",
+			"With --key given more than once, the data key is encrypted under each (the first makes it with\n" +
+			"GenerateDataKey, the others with Encrypt), so the file decrypts through any one of them, as with the\n" +
+			"SDKs' KMS keyrings.",
 		flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "key", EnvVars: envVars("key"),
-				Usage: "the KMS key: ID, ARN, alias or alias ARN (required; repeatable: the file opens with any of them)"},
+				Usage: "the KMS key: ID, ARN, alias or alias ARN (required; repeatable, up to 8: the file opens with any of them)"},
 			&cli.StringFlag{Name: "algorithm", Value: esdk.SuiteSigned.Name, EnvVars: envVars("algorithm"),
 				Usage: "algorithm suite: " + esdk.SuiteSigned.Name + " (0x0578: key commitment and an ECDSA P-384 signature, the SDKs' default) " +
-					"or " + esdk.SuiteUnsigned.Name + " (0x0478: key commitment, no signature, for readers that want none)"},
+					"or " + esdk.SuiteUnsigned.Name + " (0x0478: key commitment, no signature, for readers that want none); " +
+					"also the ID (0x0478) or the JavaScript SDK's ALG_ name. Suites without key commitment are refused"},
 			&cli.StringFlag{Name: "in", EnvVars: envVars("in"), Usage: "file to encrypt, or - for standard input (required)"},
 			&cli.StringFlag{Name: "out", EnvVars: envVars("out"), Usage: "file to write, or - for standard output (required)"},
 			contextFlag("context", "encryption context pair KEY=VALUE (repeatable); decryption checks it is in the file"),
 			&cli.IntFlag{Name: "frame-length", Value: esdk.DefaultFrameLength, EnvVars: envVars("frame-length"), Usage: "plaintext bytes per frame"},
+			recursiveFlag(), suffixFlag(".encrypted", "added to each output file name"), quietFlag(),
 		}}.command()
 }
 
@@ -41,8 +46,9 @@ func decryptFileCommand() *cli.Command {
 		description: "Accepts every AWS Encryption SDK message of provider aws-kms: format versions 1 and 2, framed or not,\n" +
 			"signed (0x0578, 0x0378, 0x0346, 0x0214) or not. Suites without key commitment (version 1) only with\n" +
 			"--commitment-policy require-encrypt-allow-decrypt, to read or migrate old files.\n" +
-			"Writes --out atomically: a temporary file renamed into place only once every frame, the signature of a\n" +
-			"signed message and the tag of non-framed content verified; nothing partial is left on failure.\n" +
+			"Writes --out atomically: a temporary file (mode 0600) renamed into place only once every frame, the\n" +
+			"signature of a signed message and the tag of non-framed content verified; on failure nothing partial\n" +
+			"is left and an existing file is left as it was.\n" +
 			"To standard output (--out -), plaintext can only stream before the message's end is checked, so a\n" +
 			"signed or non-framed message is refused there unless --allow-unverified-stream: its plaintext would\n" +
 			"be out before the signature or tag that authenticates it. Framed unsigned messages stream frame by\n" +
@@ -55,6 +61,7 @@ func decryptFileCommand() *cli.Command {
 			&cli.StringFlag{Name: "in", EnvVars: envVars("in"), Usage: "file to decrypt, or - for standard input (required)"},
 			&cli.StringFlag{Name: "out", EnvVars: envVars("out"), Usage: "file to write, or - for standard output (required)"},
 			contextFlag("context", "pair KEY=VALUE that the file's encryption context must hold (repeatable)"),
+			recursiveFlag(), suffixFlag("", "added to each output file name (default: .encrypted removed, or else .decrypted added)"), quietFlag(),
 		}}.command()
 }
 
@@ -73,15 +80,23 @@ func encryptFile(c *cli.Context, _ []string) error {
 	if err != nil {
 		return usagef("--algorithm: give %s or %s (%v)", esdk.SuiteSigned.Name, esdk.SuiteUnsigned.Name, err)
 	}
+	if n := c.Int("frame-length"); n < 1 || n > esdk.MaxFrameLength {
+		return usagef("--frame-length %d: give 1 to %d", n, esdk.MaxFrameLength)
+	}
 	encCtx, err := encryptionContext(c, "context")
 	if err != nil {
 		return err
+	}
+	for k := range encCtx {
+		if strings.HasPrefix(k, esdk.ReservedContextPrefix) {
+			return usagef("--context %s: keys starting %q belong to the AWS Encryption SDK", k, esdk.ReservedContextPrefix)
+		}
 	}
 	client, err := kmsClient(c)
 	if err != nil {
 		return err
 	}
-	return transform(c, func(r io.Reader, w io.Writer) error {
+	return runFiles(c, "encrypted", encryptedName(c.String("suffix")), func(r io.Reader, w io.Writer) error {
 		_, err := esdk.Encrypt(c.Context, esdk.SDKKMS{Client: client}, keys[0], encCtx, r, w,
 			esdk.WithFrameLength(c.Int("frame-length")), esdk.WithSuite(suite), esdk.WithAdditionalKeys(keys[1:]...))
 		if err != nil {
@@ -105,9 +120,16 @@ func decryptFile(c *cli.Context, _ []string) error {
 	if err != nil {
 		return err
 	}
-	return transform(c, func(r io.Reader, w io.Writer) error {
-		h, err := esdk.Decrypt(c.Context, esdk.SDKKMS{Client: client}, r, w, esdk.WithCommitmentPolicy(policy),
+	return runFiles(c, "decrypted", decryptedName(c.String("suffix"), c.IsSet("suffix")), func(r io.Reader, w io.Writer) error {
+		_, err := esdk.Decrypt(c.Context, esdk.SDKKMS{Client: client}, r, w, esdk.WithCommitmentPolicy(policy),
 			esdk.WithHeaderCheck(func(h esdk.Header) error {
+				// Checked before any plaintext is out, standard output
+				// included.
+				for k, v := range want {
+					if got, ok := h.EncryptionContext[k]; !ok || got != v {
+						return fmt.Errorf("the encryption context lacks %s=%s", k, v)
+					}
+				}
 				switch {
 				case streaming && h.Suite.Signed():
 					return fmt.Errorf("the message is signed (%s): its plaintext would reach standard output before the signature is verified; write it to a file with --out FILE, or give --allow-unverified-stream", h.Suite)
@@ -116,13 +138,11 @@ func decryptFile(c *cli.Context, _ []string) error {
 				}
 				return nil
 			}))
+		if err != nil && c.Bool("recursive") {
+			return err // the tree's report names the file
+		}
 		if err != nil {
 			return fmt.Errorf("decrypting %s: %w", c.String("in"), err)
-		}
-		for k, v := range want {
-			if got, ok := h.EncryptionContext[k]; !ok || got != v {
-				return fmt.Errorf("decrypting %s: the encryption context lacks %s=%s", c.String("in"), k, v)
-			}
 		}
 		return nil
 	})
@@ -141,16 +161,15 @@ func transform(c *cli.Context, fn func(io.Reader, io.Writer) error) error {
 		return err
 	}
 	defer in.Close()
-	r := io.Reader(in)
-	if f, ok := c.App.ErrWriter.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		p := &progress{w: f, total: size}
-		defer p.done()
-		r = io.TeeReader(in, p)
-	}
+	bar := newFileProgress(c, filepath.Base(inPath), size)
+	r := bar.reader(in)
 	if outPath == "-" {
-		return fn(r, c.App.Writer)
+		err = fn(r, c.App.Writer)
+	} else {
+		err = writeAtomically(outPath, func(w io.Writer) error { return fn(r, w) })
 	}
-	return writeAtomically(outPath, func(w io.Writer) error { return fn(r, w) })
+	bar.end(err == nil)
+	return err
 }
 
 func openInput(c *cli.Context, path string) (io.ReadCloser, int64, error) {
@@ -193,37 +212,6 @@ func writeAtomically(path string, write func(io.Writer) error) (err error) {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
-}
-
-// progress prints how much of the input was read, at most every MiB.
-type progress struct {
-	w           io.Writer
-	total, read int64
-	shown       int64
-}
-
-func (p *progress) Write(b []byte) (int, error) {
-	p.read += int64(len(b))
-	if p.read-p.shown >= 1<<20 {
-		p.shown = p.read
-		p.print()
-	}
-	return len(b), nil
-}
-
-func (p *progress) print() {
-	if p.total > 0 {
-		fmt.Fprintf(p.w, "\r%s / %s (%d%%)", size(p.read), size(p.total), p.read*100/p.total)
-		return
-	}
-	fmt.Fprintf(p.w, "\r%s", size(p.read))
-}
-
-func (p *progress) done() {
-	if p.shown > 0 {
-		p.print()
-		fmt.Fprintln(p.w)
-	}
 }
 
 func size(n int64) string {

@@ -109,9 +109,11 @@ func TestREADMEQuickstart(t *testing.T) {
 		t.Fatalf("the last line is not an audit record (%v): %q", err, last)
 	}
 	a := rec.Audit
+	// The file is signed (the default suite), so its context also holds
+	// the verification key, as the README says.
 	if a.Action != "kms:Decrypt" || a.KeyVersion != 1 || a.Outcome != "allowed" ||
-		len(a.EncryptionContext) != 1 || a.EncryptionContext["team"] != "finance" {
-		t.Errorf("the last audit record is not the allowed kms:Decrypt of key version 1 with context team=finance: %s", last)
+		len(a.EncryptionContext) != 2 || a.EncryptionContext["team"] != "finance" || a.EncryptionContext["aws-crypto-public-key"] == "" {
+		t.Errorf("the last audit record is not the allowed kms:Decrypt of key version 1 with context team=finance and the file's verification key: %s", last)
 	}
 	if keyID != "" && a.KeyID != keyID {
 		t.Errorf("the audit record names key %q, the quickstart created %q", a.KeyID, keyID)
