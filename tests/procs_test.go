@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -25,13 +24,7 @@ var gomaxprocsLine = regexp.MustCompile(`(?m)^go_sched_gomaxprocs_threads ([0-9]
 // /metrics shows which.
 func TestServeAdaptsGOMAXPROCS(t *testing.T) {
 	t.Parallel()
-	s := newSandbox(t)
-	devDir := filepath.Join(t.TempDir(), "dev")
-	port, mport := freePort(t), freePort(t)
-	srv := s.startServer("", hsmkmsBin, "serve", "--dev", "--dev-dir", devDir, "--listen", "127.0.0.1:"+port,
-		"--metrics-listen", "127.0.0.1:"+mport)
-	e := newSecEnv(s, srv, devDir)
-	metricsURL := "http://127.0.0.1:" + mport + "/metrics"
+	e, metricsURL := startSecDevMetrics(t)
 	client := e.kms(e.root, "")
 	key, err := client.CreateKey(t.Context(), &kms.CreateKeyInput{})
 	if err != nil {

@@ -73,6 +73,18 @@ func startSecDev(t *testing.T) *secEnv {
 	return newSecEnv(s, s.startDev(devDir), devDir)
 }
 
+// startSecDevMetrics is startSecDev with a metrics listener; it returns
+// the metrics URL beside the environment.
+func startSecDevMetrics(t *testing.T) (*secEnv, string) {
+	t.Helper()
+	s := newSandbox(t)
+	devDir := filepath.Join(t.TempDir(), "dev")
+	port, mport := freePort(t), freePort(t)
+	srv := s.startServer("", hsmkmsBin, "serve", "--dev", "--dev-dir", devDir, "--listen", "127.0.0.1:"+port,
+		"--metrics-listen", "127.0.0.1:"+mport)
+	return newSecEnv(s, srv, devDir), "http://127.0.0.1:" + mport + "/metrics"
+}
+
 func newSecEnv(s *sandbox, srv *server, devDir string) *secEnv {
 	return &secEnv{s: s, srv: srv, devDir: devDir, endpoint: srv.exports["HSMKMS_ENDPOINT"], region: srv.exports["AWS_REGION"],
 		root: aws.Credentials{AccessKeyID: srv.exports["AWS_ACCESS_KEY_ID"], SecretAccessKey: srv.exports["AWS_SECRET_ACCESS_KEY"]}}

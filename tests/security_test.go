@@ -948,12 +948,7 @@ func TestSecurityClientAbort(t *testing.T) {
 // listener, not to API clients.
 func TestSecurityMetrics(t *testing.T) {
 	t.Parallel()
-	s := newSandbox(t)
-	devDir := filepath.Join(t.TempDir(), "dev")
-	port, mport := freePort(t), freePort(t)
-	srv := s.startServer("", hsmkmsBin, "serve", "--dev", "--dev-dir", devDir, "--listen", "127.0.0.1:"+port,
-		"--metrics-listen", "127.0.0.1:"+mport)
-	e := newSecEnv(s, srv, devDir)
+	e, metricsURL := startSecDevMetrics(t)
 	if _, err := e.kms(e.root, "").ListKeys(t.Context(), &kms.ListKeysInput{}); err != nil {
 		t.Fatalf("ListKeys: %v", err)
 	}
@@ -970,7 +965,7 @@ func TestSecurityMetrics(t *testing.T) {
 		status int
 	}{
 		{"API listener", e.endpoint + "/metrics", http.StatusNotFound},
-		{"metrics listener", "http://127.0.0.1:" + mport + "/metrics", http.StatusOK},
+		{"metrics listener", metricsURL, http.StatusOK},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
