@@ -166,7 +166,9 @@ func transform(c *cli.Context, fn func(io.Reader, io.Writer) error) error {
 	if outPath == "-" {
 		err = fn(r, c.App.Writer)
 	} else {
-		err = writeAtomically(outPath, func(w io.Writer) error { return fn(r, w) })
+		temps, stop := watchInterrupts(c)
+		defer stop()
+		err = writeAtomically(temps, outPath, func(w io.Writer) error { return fn(r, w) })
 	}
 	bar.end(err == nil)
 	return err
@@ -190,16 +192,17 @@ func openInput(c *cli.Context, path string) (io.ReadCloser, int64, error) {
 
 // writeAtomically makes path hold what write writes, or leaves it as it
 // was: the bytes go to a temporary file beside it (mode 0600), synced and
-// renamed into place only on success.
-func writeAtomically(path string, write func(io.Writer) error) (err error) {
+// renamed into place only on success. temps removes it on an interrupt.
+func writeAtomically(temps *tempFiles, path string, write func(io.Writer) error) (err error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".hsmkms-*")
 	if err != nil {
-		return err
+		return fmt.Errorf("writing %s: %w", path, unwrapPath(err))
 	}
+	temps.add(tmp.Name())
 	defer func() {
 		if err != nil {
 			tmp.Close()
-			os.Remove(tmp.Name())
+			temps.finish(tmp.Name(), func() error { return os.Remove(tmp.Name()) })
 		}
 	}()
 	if err := write(tmp); err != nil {
@@ -211,7 +214,17 @@ func writeAtomically(path string, write func(io.Writer) error) (err error) {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	return temps.finish(tmp.Name(), func() error { return os.Rename(tmp.Name(), path) })
+}
+
+// unwrapPath drops the temporary file's name from a *PathError: the user
+// named the target, not it.
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 func size(n int64) string {

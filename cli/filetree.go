@@ -56,6 +56,8 @@ func transformTree(c *cli.Context, verb, inDir, outDir string, names treeNames, 
 	if err := checkTree(inDir, outDir); err != nil {
 		return err
 	}
+	temps, stop := watchInterrupts(c)
+	defer stop()
 	var results []treeResult
 	failed := 0
 	report := func(r treeResult) {
@@ -95,7 +97,7 @@ func transformTree(c *cli.Context, verb, inDir, outDir string, names treeNames, 
 			return nil
 		}
 		out := filepath.Join(outDir, names(rel))
-		n, err := transformFile(path, out, fn)
+		n, err := transformFile(temps, path, out, fn)
 		if err != nil {
 			report(treeResult{In: path, Out: out, Status: "failed", Error: err.Error()})
 			return nil
@@ -145,14 +147,14 @@ func checkTree(inDir, outDir string) error {
 
 // transformFile runs fn from the file in to the file out, written
 // atomically, and returns the bytes read.
-func transformFile(in, out string, fn func(io.Reader, io.Writer) error) (int64, error) {
+func transformFile(temps *tempFiles, in, out string, fn func(io.Reader, io.Writer) error) (int64, error) {
 	f, err := os.Open(in)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
 	cr := &countReader{r: f}
-	err = writeAtomically(out, func(w io.Writer) error { return fn(cr, w) })
+	err = writeAtomically(temps, out, func(w io.Writer) error { return fn(cr, w) })
 	return cr.n, err
 }
 
