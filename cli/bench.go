@@ -55,11 +55,16 @@ func bench(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	body, err := benchBody(c, cl)
+	cleanup := func() error { return nil }
+	body, err := benchBody(c, cl, &cleanup)
 	if err != nil {
 		return err
 	}
 	res := cl.load(c.Context, "TrentService."+c.String("op"), body, c.Int("concurrency"), c.Duration("duration"))
+	if err := cleanup(); err != nil {
+		// The run itself succeeded: say what is left, do not fail it.
+		fmt.Fprintf(c.App.ErrWriter, "hsmkms: the run's key is left: scheduling its deletion failed: %v\n", err)
+	}
 	res.Op = c.String("op")
 	return printOut(c, res, func(w io.Writer) {
 		row(w, "OP", "CONCURRENCY", "REQUESTS", "RATE/S", "P50 MS", "P99 MS", "ERRORS")
@@ -70,8 +75,9 @@ func bench(c *cli.Context) error {
 	})
 }
 
-// benchBody builds the one request body every call of the run sends.
-func benchBody(c *cli.Context, cl *leanClient) ([]byte, error) {
+// benchBody builds the one request body every call of the run sends; when
+// it creates a key for the run it sets *cleanup to schedule its deletion.
+func benchBody(c *cli.Context, cl *leanClient, cleanup *func() error) ([]byte, error) {
 	keyID := c.String("key-id")
 	op := c.String("op")
 	if keyID == "" && op != "GenerateRandom" {
@@ -80,6 +86,14 @@ func benchBody(c *cli.Context, cl *leanClient) ([]byte, error) {
 			return nil, fmt.Errorf("creating a key for the run: %w", err)
 		}
 		keyID = out.KeyMetadata.KeyId
+		// The run's own key is scheduled for deletion after the run (the
+		// shortest window), not left behind by every run; --key-id
+		// reuses one.
+		*cleanup = func() error {
+			var done service.ScheduleKeyDeletionOutput
+			return cl.call(context.WithoutCancel(c.Context), "TrentService.ScheduleKeyDeletion",
+				service.ScheduleKeyDeletionInput{KeyId: keyID, PendingWindowInDays: 7}, &done)
+		}
 	}
 	ec := map[string]string{"purpose": "bench"}
 	switch op {

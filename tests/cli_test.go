@@ -234,3 +234,28 @@ func TestExitCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchLeavesNoKey proves that hsmkms bench, when it creates a key for
+// its run, schedules that key's deletion at the end (issue 18), and that
+// with --key-id it creates none.
+func TestBenchLeavesNoKey(t *testing.T) {
+	s := newSandbox(t)
+	srv := s.startDev(filepath.Join(t.TempDir(), "dev"))
+	env := srv.clientEnv()
+	mine := createKey(s, env, "bench's own")
+	s.must(env, "bench", "--op", "GenerateDataKey", "--concurrency", "2", "--duration", "300ms", "--key-id", mine)
+	s.must(env, "bench", "--op", "Decrypt", "--concurrency", "2", "--duration", "300ms")
+	keys := decode[[]keyView](t, s.run(env, "--output", "json", "key", "list"))
+	if len(keys) != 2 {
+		t.Fatalf("want the given key and one the second run made, got %d keys", len(keys))
+	}
+	for _, k := range keys {
+		d := describeKey(s, env, k.KeyId)
+		switch {
+		case k.KeyId == mine && d.KeyState != "Enabled":
+			t.Errorf("the key given with --key-id is %s", d.KeyState)
+		case k.KeyId != mine && (d.KeyState != "PendingDeletion" || d.DeletionDate == nil):
+			t.Errorf("the run's own key %s is %s, want PendingDeletion", k.KeyId, d.KeyState)
+		}
+	}
+}

@@ -165,3 +165,23 @@ func TestFilesCheckedBeforePlaintext(t *testing.T) {
 		})
 	}
 }
+
+// TestFilesPlainErrors proves the errors of two common slips name what is
+// wrong (issue 18): decrypting a file that is not encrypted, and writing
+// into a directory that does not exist (named by the target, not by a
+// temporary file).
+func TestFilesPlainErrors(t *testing.T) {
+	f := newFilesEnv(t)
+	key, _ := f.key(t, "files errors")
+	notMsg := f.write(t, "notes.txt", []byte("quarterly "+filesMarker))
+	r := f.run(t, nil, "decrypt", "--in", notMsg, "--out", f.path("notes.out"))
+	if r.code != 1 || !strings.Contains(r.stderr, "is not an AWS Encryption SDK message") {
+		t.Fatalf("want exit 1 saying the file is not an encrypted message: %v", r)
+	}
+	noPlaintext(t, r)
+	target := filepath.Join(f.path("missing-dir"), "out.enc")
+	r = f.run(t, nil, "encrypt", "--key", key, "--in", notMsg, "--out", target)
+	if r.code != 1 || !strings.Contains(r.stderr, "writing "+target+": ") || strings.Contains(r.stderr, ".hsmkms-") {
+		t.Fatalf("want exit 1 naming %s, not a temporary file: %v", target, r)
+	}
+}

@@ -67,7 +67,7 @@ func readHeader(r *bufio.Reader) (h Header, body, auth []byte, err error) {
 	case v == 'A':
 		return fail(fmt.Errorf("%w: the input starts with %q, so it may be Base64-encoded; decode it first", ErrMalformed, 'A'))
 	case v != 1 && v != 2:
-		return fail(fmt.Errorf("%w: message format version 0x%02x", ErrMalformed, v))
+		return fail(fmt.Errorf("%w: the input is not an AWS Encryption SDK message: it starts with 0x%02x, and a message starts with 0x01 or 0x02", ErrMalformed, v))
 	default:
 		h.Version = v
 	}
