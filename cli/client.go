@@ -1,19 +1,22 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/hsmkms/hsmkms/service/api/adminclient"
 	"github.com/urfave/cli/v2"
 )
 
 // clientFlags are the flags of every command that talks to a server.
-// Credentials come from the AWS SDK's default chain (AWS_ACCESS_KEY_ID and
-// AWS_SECRET_ACCESS_KEY, AWS_PROFILE and the shared files), or from
-// --credentials-file, such as the root-credentials file a server writes.
+// Credentials come from --credentials-file (such as the root-credentials
+// file a server writes), which then wins over the environment, or else
+// from the AWS SDK's default chain (AWS_ACCESS_KEY_ID and
+// AWS_SECRET_ACCESS_KEY, AWS_PROFILE and the shared files).
 func clientFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "endpoint", EnvVars: []string{"HSMKMS_ENDPOINT"}, Usage: "server URL, e.g. http://127.0.0.1:8080"},
@@ -40,9 +43,12 @@ func awsConfig(c *cli.Context) (aws.Config, error) {
 				return aws.Config{}, err
 			}
 		}
-		opts = append(opts, config.WithSharedCredentialsFiles([]string{f}), config.WithSharedConfigFiles([]string{}))
-	}
-	if p := c.String("profile"); p != "" {
+		fileOpts, err := credentialsFileOptions(c, f)
+		if err != nil {
+			return aws.Config{}, err
+		}
+		opts = append(opts, fileOpts...)
+	} else if p := c.String("profile"); p != "" {
 		opts = append(opts, config.WithSharedConfigProfile(p))
 	}
 	cfg, err := config.LoadDefaultConfig(c.Context, opts...)
@@ -50,6 +56,32 @@ func awsConfig(c *cli.Context) (aws.Config, error) {
 		return cfg, fmt.Errorf("loading AWS configuration: %w", err)
 	}
 	return cfg, nil
+}
+
+// credentialsFileOptions makes an explicit --credentials-file win over the
+// caller's own AWS settings, as a flag should: its profile (--profile, or
+// default) is read from it alone, and neither AWS_ACCESS_KEY_ID and
+// AWS_SECRET_ACCESS_KEY nor AWS_PROFILE nor the shared config file apply.
+func credentialsFileOptions(c *cli.Context, file string) ([]func(*config.LoadOptions) error, error) {
+	profile := c.String("profile")
+	if profile == "" {
+		profile = "default"
+	}
+	sc, err := config.LoadSharedConfigProfile(c.Context, profile, func(o *config.LoadSharedConfigOptions) {
+		o.CredentialsFiles, o.ConfigFiles = []string{file}, []string{}
+	})
+	if err == nil && !sc.Credentials.HasKeys() {
+		err = errors.New("it has no aws_access_key_id and aws_secret_access_key")
+	}
+	if err != nil {
+		return nil, cli.Exit(fmt.Sprintf("hsmkms: --credentials-file %s, profile %s: %v", file, profile, err), ExitAuth)
+	}
+	return []func(*config.LoadOptions) error{
+		config.WithCredentialsProvider(credentials.StaticCredentialsProvider{Value: sc.Credentials}),
+		config.WithSharedConfigProfile(profile),
+		config.WithSharedCredentialsFiles([]string{file}),
+		config.WithSharedConfigFiles([]string{}),
+	}, nil
 }
 
 // loadCredentials returns the credentials the SDK chain finds.

@@ -2,6 +2,8 @@ package tests
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -257,5 +259,43 @@ func TestBenchLeavesNoKey(t *testing.T) {
 		case k.KeyId != mine && (d.KeyState != "PendingDeletion" || d.DeletionDate == nil):
 			t.Errorf("the run's own key %s is %s, want PendingDeletion", k.KeyId, d.KeyState)
 		}
+	}
+}
+
+// TestCredentialsFileWins proves an explicit --credentials-file wins over
+// the caller's own AWS settings (issue 18): with AWS_PROFILE naming a
+// profile that exists nowhere and other keys in AWS_ACCESS_KEY_ID, the
+// file's [default] (or --profile's) section is used; a profile missing
+// from the file is an authentication error naming it.
+func TestCredentialsFileWins(t *testing.T) {
+	s := newSandbox(t)
+	srv := s.startDev(filepath.Join(t.TempDir(), "dev"))
+	env := srv.clientEnv()
+	root := fmt.Sprintf("aws_access_key_id = %s\naws_secret_access_key = %s\n", srv.exports["AWS_ACCESS_KEY_ID"], srv.exports["AWS_SECRET_ACCESS_KEY"])
+	f := filepath.Join(t.TempDir(), "credentials")
+	if err := os.WriteFile(f, []byte("[default]\n"+root+"[ops]\n"+root), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	theirs := append(slices.Clone(env), "AWS_PROFILE=prod",
+		"AWS_ACCESS_KEY_ID=AKIAOTHERPERSONSKEY0", "AWS_SECRET_ACCESS_KEY=not-the-servers-secret-at-all-000000000")
+	if r := s.run(theirs, "key", "list"); r.code == 0 {
+		t.Fatalf("the caller's own settings reached the server as valid credentials: %v", r)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"default section", nil, 0, ""},
+		{"named profile", []string{"--profile", "ops"}, 0, ""},
+		{"missing profile", []string{"--profile", "nope"}, 3, "profile nope"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := s.run(theirs, append([]string{"key", "list", "--credentials-file", f}, tc.args...)...)
+			if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
+				t.Fatalf("want exit %d and %q: %v", tc.code, tc.want, r)
+			}
+		})
 	}
 }
