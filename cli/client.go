@@ -19,7 +19,7 @@ import (
 // AWS_SECRET_ACCESS_KEY, AWS_PROFILE and the shared files).
 func clientFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "endpoint", EnvVars: []string{"HSMKMS_ENDPOINT"}, Usage: "server URL, e.g. http://127.0.0.1:8080"},
+		&cli.StringFlag{Name: "endpoint", EnvVars: []string{"HSMKMS_ENDPOINT"}, Usage: "server URL, e.g. https://kms.example:8443 (host:port alone: http on loopback, https elsewhere)"},
 		&cli.StringFlag{Name: "region", Value: "us-east-1", EnvVars: []string{"HSMKMS_REGION"}, Usage: "region the server signs for"},
 		&cli.StringFlag{Name: "credentials-file", EnvVars: []string{"HSMKMS_CREDENTIALS_FILE"}, Usage: "AWS shared credentials file to read ([default] or --profile)"},
 		// The PIN flag's name is an alias, so that one habit (or one
@@ -27,15 +27,25 @@ func clientFlags() []cli.Flag {
 		&cli.BoolFlag{Name: allowInsecureCredentialsFile, Aliases: []string{allowInsecurePINFile}, EnvVars: []string{"HSMKMS_ALLOW_INSECURE_CREDENTIALS_FILE"},
 			Usage: "read a --credentials-file that group or others can access (refused by default)"},
 		&cli.StringFlag{Name: "profile", EnvVars: []string{"HSMKMS_PROFILE"}, Usage: "profile of the credentials file"},
+		caBundleFlag(),
 	}
 }
 
 // awsConfig loads the SDK configuration: region, credentials, endpoint.
 func awsConfig(c *cli.Context) (aws.Config, error) {
-	if c.String("endpoint") == "" {
-		return aws.Config{}, cli.Exit("hsmkms: give --endpoint or set HSMKMS_ENDPOINT", ExitUsage)
+	if _, err := endpointURL(c.String("endpoint")); err != nil {
+		return aws.Config{}, err
 	}
-	opts := []func(*config.LoadOptions) error{config.WithRegion(c.String("region"))}
+	opts := []func(*config.LoadOptions) error{config.WithRegion(c.String("region")),
+		config.WithRetryer(noCertificateRetries)}
+	ca, err := caBundle(c)
+	if err != nil {
+		return aws.Config{}, err
+	}
+	if ca != nil {
+		defer ca.Close()
+		opts = append(opts, config.WithCustomCABundle(ca))
+	}
 	if f := c.String("credentials-file"); f != "" {
 		// Checked before the SDK reads the file, and so before any request.
 		if !c.Bool(allowInsecureCredentialsFile) {
@@ -103,7 +113,11 @@ func kmsClient(c *cli.Context) (*kms.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return kms.NewFromConfig(cfg, func(o *kms.Options) { o.BaseEndpoint = aws.String(c.String("endpoint")) }), nil
+	endpoint, err := endpointURL(c.String("endpoint"))
+	if err != nil {
+		return nil, err
+	}
+	return kms.NewFromConfig(cfg, func(o *kms.Options) { o.BaseEndpoint = aws.String(endpoint) }), nil
 }
 
 // adminClient calls the server's admin operations.
@@ -112,5 +126,13 @@ func adminClient(c *cli.Context) (*adminclient.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return adminclient.New(c.String("endpoint"), c.String("region"), creds), nil
+	endpoint, err := endpointURL(c.String("endpoint"))
+	if err != nil {
+		return nil, err
+	}
+	cl := adminclient.New(endpoint, c.String("region"), creds)
+	if cl.HTTP, err = adminHTTP(c); err != nil {
+		return nil, err
+	}
+	return cl, nil
 }

@@ -23,6 +23,10 @@ func exitCode(err error, stderr io.Writer) int {
 		}
 		return ec.ExitCode()
 	}
+	if certificateError(err) {
+		fmt.Fprintf(stderr, "hsmkms: the server's TLS certificate is not trusted (%v): give --ca-bundle FILE with the CA that signed it, or use the host name the certificate names\n", certificateCause(err))
+		return ExitUnavailable
+	}
 	fmt.Fprintf(stderr, "hsmkms: %v\n", err)
 	code := apiCode(err)
 	switch {

@@ -1,0 +1,116 @@
+package tests
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// privateCA writes, under dir, a CA certificate (ca.pem) and a server key
+// pair for 127.0.0.1 signed by it (cert.pem, key.pem).
+func privateCA(t *testing.T, dir string) (ca, cert, key string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hsmkms test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caTmpl, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	return write("ca.pem", "CERTIFICATE", caDER), write("cert.pem", "CERTIFICATE", srvDER), write("key.pem", "PRIVATE KEY", keyDER)
+}
+
+// TestClientPrivateCA proves the client commands, the KMS ones and the
+// admin ones, trust a private CA with --ca-bundle (or HSMKMS_CA_BUNDLE),
+// and without it fail at once (no retries) with one line naming the flag
+// and exit 5 (issue 18).
+func TestClientPrivateCA(t *testing.T) {
+	s := newSandbox(t)
+	dir := t.TempDir()
+	ca, cert, key := privateCA(t, dir)
+	port := freePort(t)
+	srv := s.startServer("", hsmkmsBin, "serve", "--dev", "--dev-dir", filepath.Join(dir, "dev"), "--listen", "127.0.0.1:"+port,
+		"--tls-cert", cert, "--tls-key", key)
+	env := slices.DeleteFunc(srv.clientEnv(), func(e string) bool { return strings.HasPrefix(e, "HSMKMS_ENDPOINT=") })
+	env = append(env, "HSMKMS_ENDPOINT=https://127.0.0.1:"+port, "AWS_CA_BUNDLE=")
+
+	start := time.Now()
+	r := s.run(env, "key", "list")
+	if r.code != 5 || !strings.Contains(r.stderr, "--ca-bundle") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Fatalf("want exit 5 and one line naming --ca-bundle: %v", r)
+	}
+	if strings.Contains(r.stderr, "attempts") {
+		t.Errorf("a certificate error was retried: %v", r)
+	}
+	t.Logf("refused in %v", time.Since(start))
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+	}{
+		{"flag", nil, []string{"--ca-bundle", ca}},
+		{"environment", []string{"HSMKMS_CA_BUNDLE=" + ca}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := s.run(append(slices.Clone(env), tc.env...), append([]string{"key", "list"}, tc.args...)...)
+			if r.code != 0 {
+				t.Fatalf("want exit 0 trusting the CA: %v", r)
+			}
+			// The admin operations use their own client: same trust.
+			r = s.run(append(slices.Clone(env), tc.env...), append([]string{"principal", "list"}, tc.args...)...)
+			if r.code != 0 {
+				t.Fatalf("principal list: want exit 0 trusting the CA: %v", r)
+			}
+		})
+	}
+}
+
+// TestClientEndpointForms proves --endpoint without a scheme works on
+// loopback (taken as http://) and a malformed one is a usage error saying
+// what to give.
+func TestClientEndpointForms(t *testing.T) {
+	s := newSandbox(t)
+	srv := s.startDev(filepath.Join(t.TempDir(), "dev"))
+	env := srv.clientEnv()
+	hostPort := strings.TrimPrefix(srv.exports["HSMKMS_ENDPOINT"], "http://")
+	if r := s.run(env, "key", "list", "--endpoint", hostPort); r.code != 0 {
+		t.Fatalf("--endpoint %s: %v", hostPort, r)
+	}
+	for _, bad := range []string{"ftp://" + hostPort, "http://", "https:///x"} {
+		if r := s.run(env, "key", "list", "--endpoint", bad); r.code != 2 || !strings.Contains(r.stderr, "is not a server URL") {
+			t.Errorf("--endpoint %s: want exit 2 saying it is not a server URL: %v", bad, r)
+		}
+	}
+}
