@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -43,8 +44,7 @@ func awsConfig(c *cli.Context) (aws.Config, error) {
 		return aws.Config{}, err
 	}
 	if ca != nil {
-		defer ca.Close()
-		opts = append(opts, config.WithCustomCABundle(ca))
+		opts = append(opts, config.WithCustomCABundle(bytes.NewReader(ca)))
 	}
 	if f := c.String("credentials-file"); f != "" {
 		// Checked before the SDK reads the file, and so before any request.

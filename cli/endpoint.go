@@ -48,33 +48,29 @@ func caBundleFlag() cli.Flag {
 		Usage: "PEM file of the CA that signed the server's certificate, for a private CA (AWS_CA_BUNDLE is honoured too)"}
 }
 
-// caBundle opens --ca-bundle, if given.
-func caBundle(c *cli.Context) (*os.File, error) {
+// caBundle reads --ca-bundle: nil when it is not given.
+func caBundle(c *cli.Context) ([]byte, error) {
 	p := c.String("ca-bundle")
 	if p == "" {
 		return nil, nil
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, cli.Exit(fmt.Sprintf("hsmkms: --ca-bundle: %v", err), ExitUsage)
-	}
-	return f, nil
-}
-
-// adminHTTP is the admin client's HTTP client: --ca-bundle's CAs, if any.
-func adminHTTP(c *cli.Context) (*http.Client, error) {
-	client := &http.Client{Timeout: time.Minute}
-	p := c.String("ca-bundle")
-	if p == "" {
-		return client, nil
 	}
 	pem, err := os.ReadFile(p)
 	if err != nil {
 		return nil, cli.Exit(fmt.Sprintf("hsmkms: --ca-bundle: %v", err), ExitUsage)
 	}
+	return pem, nil
+}
+
+// adminHTTP is the admin client's HTTP client: --ca-bundle's CAs, if any.
+func adminHTTP(c *cli.Context) (*http.Client, error) {
+	client := &http.Client{Timeout: time.Minute}
+	pem, err := caBundle(c)
+	if err != nil || pem == nil {
+		return client, err
+	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, cli.Exit(fmt.Sprintf("hsmkms: --ca-bundle %s holds no PEM certificate", p), ExitUsage)
+		return nil, cli.Exit(fmt.Sprintf("hsmkms: --ca-bundle %s holds no PEM certificate", c.String("ca-bundle")), ExitUsage)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
