@@ -6,9 +6,11 @@ import (
 	"github.com/hsmkms/hsmkms/service/store"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/hsmkms/hsmkms/hsm"
 	"github.com/hsmkms/hsmkms/service/api/adminclient"
 	"github.com/urfave/cli/v2"
@@ -35,7 +37,7 @@ func exitCode(err error, stderr io.Writer) int {
 	case errors.Is(err, hsm.ErrKeyNotFound), code == "NotFoundException":
 		return ExitNotFound
 	case errors.Is(err, hsm.ErrUnavailable), errors.Is(err, store.ErrUnavailable),
-		code == "DependencyTimeoutException", unreachable(err):
+		code == "DependencyTimeoutException", unreachable(err), isNotKMS(err):
 		return ExitUnavailable
 	}
 	return ExitError
@@ -65,6 +67,25 @@ func apiCode(err error) string {
 	return ""
 }
 
+// notKMS describes an answer that is not the KMS protocol's (a web
+// server, a proxy's error page): the SDK calls it "UnknownError".
+func notKMS(err error) (string, bool) {
+	var re *smithyhttp.ResponseError
+	if !errors.As(err, &re) || re.Response == nil {
+		return "", false
+	}
+	ct := re.Response.Header.Get("Content-Type")
+	if strings.HasPrefix(ct, "application/x-amz-json") || strings.HasPrefix(ct, "application/json") {
+		return "", false
+	}
+	if ct == "" {
+		ct = "no content type"
+	}
+	return fmt.Sprintf("the endpoint did not answer as a KMS server (HTTP %d, %s): check --endpoint", re.HTTPStatusCode(), ct), true
+}
+
+func isNotKMS(err error) bool { _, ok := notKMS(err); return ok }
+
 // unreachable reports whether err is a failure to connect to the server.
 func unreachable(err error) bool {
 	if errors.Is(err, syscall.ECONNREFUSED) {
@@ -91,6 +112,9 @@ func (e *callError) Unwrap() error { return e.err }
 // connection to the connection's error, leaving out the SDK's wrapping
 // (operation, request ID, attempts).
 func brief(err error) string {
+	if msg, ok := notKMS(err); ok {
+		return msg
+	}
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
 		if msg := ae.ErrorMessage(); msg != "" {

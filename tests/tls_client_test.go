@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -112,5 +113,28 @@ func TestClientEndpointForms(t *testing.T) {
 		if r := s.run(env, "key", "list", "--endpoint", bad); r.code != 2 || !strings.Contains(r.stderr, "is not a server URL") {
 			t.Errorf("--endpoint %s: want exit 2 saying it is not a server URL: %v", bad, r)
 		}
+	}
+}
+
+// TestClientNotKMS proves that an endpoint which is not a KMS server (a
+// web server answering HTML) is named as such, exit 5, instead of the
+// SDK's "UnknownError: UnknownError" (issue 18).
+func TestClientNotKMS(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte("<html>not here</html>"))
+	})}
+	go web.Serve(l)
+	t.Cleanup(func() { web.Close() })
+	s := newSandbox(t)
+	env := []string{"AWS_ACCESS_KEY_ID=AKIAEXAMPLEEXAMPLE00", "AWS_SECRET_ACCESS_KEY=example-secret-example-secret-example00"}
+	r := s.run(env, "key", "list", "--endpoint", "http://"+l.Addr().String())
+	if r.code != 5 || !strings.Contains(r.stderr, "did not answer as a KMS server (HTTP 404, text/html)") || strings.Contains(r.stderr, "UnknownError") {
+		t.Fatalf("want exit 5 saying the endpoint is not a KMS: %v", r)
 	}
 }
