@@ -71,7 +71,8 @@ func apiCode(err error) string {
 // server, a proxy's error page): the SDK calls it "UnknownError".
 func notKMS(err error) (string, bool) {
 	var re *smithyhttp.ResponseError
-	if !errors.As(err, &re) || re.Response == nil {
+	// A failure before any answer (nothing listening) has status 0.
+	if !errors.As(err, &re) || re.Response == nil || re.HTTPStatusCode() == 0 {
 		return "", false
 	}
 	ct := re.Response.Header.Get("Content-Type")
