@@ -58,11 +58,13 @@ func serveCommand() *cli.Command {
 
 func serve(c *cli.Context) error {
 	setServerGC()
-	cfg, closeAudit, dev, err := serverConfig(c)
+	cfg, trail, dev, err := serverConfig(c)
 	if err != nil {
 		return err
 	}
-	defer closeAudit()
+	defer trail.close()
+	stopHUP := reopenOnHangup(c, trail)
+	defer stopHUP()
 	if dev != nil {
 		defer dev.remove()
 	}
@@ -112,7 +114,7 @@ func adaptProcs() bool {
 
 // serverConfig reads the flags; the returned func closes the audit file.
 // With --dev it sets up the dev token and data dir first.
-func serverConfig(c *cli.Context) (server.Config, func(), *devState, error) {
+func serverConfig(c *cli.Context) (server.Config, *auditTrail, *devState, error) {
 	cfg := server.Config{
 		Listen:          c.String("listen"),
 		DataDir:         c.String("data-dir"),
@@ -161,7 +163,7 @@ func serverConfig(c *cli.Context) (server.Config, func(), *devState, error) {
 		}
 		cfg.PIN = pin
 	}
-	audit, closeAudit, err := openAudit(auditPath, c.App.Writer)
+	audit, closeAudit, reopen, err := openAudit(auditPath, c.App.Writer)
 	if err != nil {
 		if dev != nil {
 			dev.remove()
@@ -169,7 +171,7 @@ func serverConfig(c *cli.Context) (server.Config, func(), *devState, error) {
 		return cfg, nil, nil, err
 	}
 	cfg.Audit = audit
-	return cfg, closeAudit, dev, nil
+	return cfg, &auditTrail{path: auditPath, close: closeAudit, reopen: reopen}, dev, nil
 }
 
 // metricsListen is --metrics-listen, "" when it is off.
@@ -190,13 +192,46 @@ func optional(flags []cli.Flag) []cli.Flag {
 	return flags
 }
 
-func openAudit(path string, stdout io.Writer) (io.Writer, func(), error) {
+// auditTrail is serve's audit output: how to close it and reopen it.
+type auditTrail struct {
+	path   string
+	close  func()
+	reopen func() error
+}
+
+// reopenOnHangup reopens the audit file on each SIGHUP (log rotation)
+// until stop; a failure is reported and the old file kept.
+func reopenOnHangup(c *cli.Context, t *auditTrail) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				if err := t.reopen(); err != nil {
+					fmt.Fprintf(c.App.ErrWriter, "hsmkms: SIGHUP: could not reopen the audit log %s, still writing the old one: %v\n", t.path, err)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
+}
+
+// openAudit opens the audit trail: standard output for "-", or the file,
+// which reopen opens anew by its path (SIGHUP, for log rotation).
+func openAudit(path string, stdout io.Writer) (w io.Writer, closeFn func(), reopen func() error, err error) {
 	if path == "-" || path == "" {
-		return stdout, func() {}, nil
+		return stdout, func() {}, func() error { return nil }, nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := openAuditFile(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("opening the audit log: %w", err)
+		return nil, nil, nil, err
 	}
-	return f, func() { f.Close() }, nil
+	return f, f.close, f.reopen, nil
 }

@@ -1,0 +1,74 @@
+package tests
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestAuditReopenOnHangup proves serve reopens its audit file on SIGHUP
+// (issue 18): after the file is moved away, as logrotate does, and the
+// server signalled, new records go to a new file at the path, the moved
+// one keeps the old records, and the server keeps serving.
+func TestAuditReopenOnHangup(t *testing.T) {
+	s := newSandbox(t)
+	dir := t.TempDir()
+	auditLog := filepath.Join(dir, "audit.log")
+	srv := s.startServer("", hsmkmsBin, "serve", "--dev", "--dev-dir", filepath.Join(dir, "dev"),
+		"--listen", "127.0.0.1:"+freePort(t), "--audit-log", auditLog)
+	env := srv.clientEnv()
+	first := createKey(s, env, "before rotation")
+	waitContains(t, auditLog, first)
+
+	rotated := auditLog + ".1"
+	if err := os.Rename(auditLog, rotated); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	// The reopen is asynchronous: keys made until the new file appears
+	// may land in either file; the one made after it must be in the new.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(auditLog); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new audit file at %s after SIGHUP; server stderr:\n%s", auditLog, srv.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	second := createKey(s, env, "after rotation")
+	waitContains(t, auditLog, second)
+	old, err := os.ReadFile(rotated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(old), first) || strings.Contains(string(old), second) {
+		t.Errorf("the moved file holds the first key %v and the second %v; want only the first",
+			strings.Contains(string(old), first), strings.Contains(string(old), second))
+	}
+	if st, err := os.Stat(auditLog); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("the new audit file: %v, %v; want mode 0600", st, err)
+	}
+}
+
+// waitContains waits until the file at path holds s.
+func waitContains(t *testing.T, path, s string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if b, err := os.ReadFile(path); err == nil && strings.Contains(string(b), s) {
+			return
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(path)
+			t.Fatalf("%s never held %q:\n%s", path, s, b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
