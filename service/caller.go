@@ -11,8 +11,9 @@ import (
 
 // Caller is who asks for an operation, as the API layer authenticated it.
 type Caller struct {
-	// AccessKeyID names the principal in audit records.
+	// AccessKeyID names the principal in audit records, with Name.
 	AccessKeyID string
+	Name        string
 	// Statements is the principal's policy.
 	Statements []policy.Statement
 	// Source is the caller's network address; RequestID ties the audit
@@ -54,11 +55,12 @@ type op struct {
 func (s *Service) begin(ctx context.Context, action string) *op {
 	c, ok := callerFrom(ctx)
 	return &op{s: s, ctx: ctx, caller: c, known: ok, rec: audit.Record{
-		Time:      s.now(),
-		RequestID: c.RequestID,
-		Principal: c.AccessKeyID,
-		Action:    action,
-		Source:    c.Source,
+		Time:          s.now(),
+		RequestID:     c.RequestID,
+		Principal:     c.AccessKeyID,
+		PrincipalName: c.Name,
+		Action:        action,
+		Source:        c.Source,
 	}}
 }
 

@@ -245,6 +245,7 @@ func (s *Service) DeletePrincipal(ctx context.Context, in DeletePrincipalInput) 
 // Credentials are what the API layer needs to authenticate a principal.
 type Credentials struct {
 	AccessKeyID string
+	Name        string // the principal's name, for audit records
 	Secret      string
 	Statements  []policy.Statement
 }
@@ -283,7 +284,7 @@ func (s *Service) Credentials(ctx context.Context, id string) (Credentials, erro
 	if err != nil {
 		return Credentials{}, err
 	}
-	return Credentials{AccessKeyID: id, Secret: secret, Statements: p.Statements}, nil
+	return Credentials{AccessKeyID: id, Name: p.Name, Secret: secret, Statements: p.Statements}, nil
 }
 
 func (s *Service) unsealSecret(ctx context.Context, p store.Principal) (string, error) {

@@ -3,6 +3,7 @@ package tests
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -71,4 +72,22 @@ func waitContains(t *testing.T, path, s string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestAuditNamesPrincipal proves an audit record names the principal by
+// its name beside its access key ID (issue 18).
+func TestAuditNamesPrincipal(t *testing.T) {
+	s := newSandbox(t)
+	dir := t.TempDir()
+	auditLog := filepath.Join(dir, "audit.log")
+	srv := s.startServer("", hsmkmsBin, "serve", "--dev", "--dev-dir", filepath.Join(dir, "dev"),
+		"--listen", "127.0.0.1:"+freePort(t), "--audit-log", auditLog)
+	env := srv.clientEnv()
+	key := createKey(s, env, "named principal")
+	p := decode[struct{ AccessKeyId, SecretAccessKey string }](t,
+		s.run(env, "--output", "json", "principal", "create", "billing-app", "--allow", "kms:GenerateDataKey="+key))
+	appEnv := append(slices.Clone(env), "AWS_ACCESS_KEY_ID="+p.AccessKeyId, "AWS_SECRET_ACCESS_KEY="+p.SecretAccessKey)
+	s.must(appEnv, "datakey", "--key", key)
+	want := `"principal":"` + p.AccessKeyId + `","principal_name":"billing-app","action":"kms:GenerateDataKey"`
+	waitContains(t, auditLog, want)
 }

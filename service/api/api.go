@@ -114,7 +114,7 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, id, target stri
 	if err != nil {
 		return h.refuse(w, id, target, source, service.Cancelled(ctx, err))
 	}
-	ctx = service.WithCaller(ctx, service.Caller{AccessKeyID: creds.AccessKeyID, Statements: creds.Statements,
+	ctx = service.WithCaller(ctx, service.Caller{AccessKeyID: creds.AccessKeyID, Name: creds.Name, Statements: creds.Statements,
 		Source: source, RequestID: id})
 	out, err := rt.call(ctx, h.cfg.Service, body)
 	if err != nil {

@@ -31,13 +31,16 @@ const (
 
 // Record is one audited operation.
 type Record struct {
-	Time       time.Time
-	RequestID  string
-	Principal  string // the access key ID, or "system" for the service's own work
-	Action     string // e.g. kms:Decrypt
-	KeyID      string
-	KeyVersion uint32
-	Alias      string // the alias the caller named the key by, if any
+	Time      time.Time
+	RequestID string
+	Principal string // the access key ID, or "system" for the service's own work
+	// PrincipalName is the principal's name (principal create NAME), when
+	// the request was authenticated: easier to read than its key ID.
+	PrincipalName string
+	Action        string // e.g. kms:Decrypt
+	KeyID         string
+	KeyVersion    uint32
+	Alias         string // the alias the caller named the key by, if any
 	// EncryptionContext is logged as AWS CloudTrail logs it: it is
 	// authenticated data, not a secret.
 	EncryptionContext map[string]string

@@ -28,6 +28,7 @@ func appendLine(dst []byte, now time.Time, r Record) []byte {
 	dst = append(dst, '"')
 	dst = appendField(dst, "request_id", r.RequestID, false)
 	dst = appendField(dst, "principal", r.Principal, false)
+	dst = appendField(dst, "principal_name", r.PrincipalName, true)
 	dst = appendField(dst, "action", r.Action, false)
 	dst = appendField(dst, "key_id", r.KeyID, true)
 	if r.KeyVersion != 0 {

@@ -13,6 +13,7 @@ type hclogLine struct {
 	Time              string            `json:"time"`
 	RequestID         string            `json:"request_id"`
 	Principal         string            `json:"principal"`
+	PrincipalName     string            `json:"principal_name,omitempty"`
 	Action            string            `json:"action"`
 	KeyID             string            `json:"key_id,omitempty"`
 	KeyVersion        uint32            `json:"key_version,omitempty"`
@@ -32,7 +33,7 @@ func viaHclog(now time.Time, r Record) []byte {
 	l := hclog.New(&hclog.LoggerOptions{Name: "audit", Output: &buf, JSONFormat: true, Level: hclog.Info,
 		TimeFn: func() time.Time { return now.UTC() }})
 	l.Info("audit", "audit", hclogLine{
-		Time: r.Time.UTC().Format(time.RFC3339Nano), RequestID: r.RequestID, Principal: r.Principal,
+		Time: r.Time.UTC().Format(time.RFC3339Nano), RequestID: r.RequestID, Principal: r.Principal, PrincipalName: r.PrincipalName,
 		Action: r.Action, KeyID: r.KeyID, KeyVersion: r.KeyVersion, Alias: r.Alias,
 		EncryptionContext: r.EncryptionContext, Source: r.Source, Outcome: r.Outcome,
 		ErrorType: r.ErrorType, Subject: r.Subject, Suppressed: r.Suppressed,
@@ -43,7 +44,7 @@ func viaHclog(now time.Time, r Record) []byte {
 var lineCases = []Record{
 	{},
 	{Time: time.Date(2026, 3, 4, 5, 6, 7, 890123456, time.FixedZone("CET", 3600)), RequestID: "req-1",
-		Principal: "AKIAEXAMPLE", Action: "kms:Decrypt", KeyID: "1234abcd-12ab-34cd-56ef-1234567890ab",
+		Principal: "AKIAEXAMPLE", PrincipalName: "app \"billing\"\n", Action: "kms:Decrypt", KeyID: "1234abcd-12ab-34cd-56ef-1234567890ab",
 		KeyVersion: 4294967295, Alias: "alias/app", EncryptionContext: map[string]string{"b": "2", "a": "1", "": ""},
 		Source: "10.0.0.1:4242", Outcome: Failed, ErrorType: "InvalidCiphertextException", Subject: "AKIAOTHER", Suppressed: 17},
 	{Time: time.Unix(0, 0), RequestID: "r\n{\"outcome\":\"allowed\"}", Principal: "p\"q\\", Action: "<&>",
