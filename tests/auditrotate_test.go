@@ -15,11 +15,7 @@ import (
 // server signalled, new records go to a new file at the path, the moved
 // one keeps the old records, and the server keeps serving.
 func TestAuditReopenOnHangup(t *testing.T) {
-	s := newSandbox(t)
-	dir := t.TempDir()
-	auditLog := filepath.Join(dir, "audit.log")
-	srv := s.startServer("", hsmkmsBin, "serve", "--dev", "--dev-dir", filepath.Join(dir, "dev"),
-		"--listen", "127.0.0.1:"+freePort(t), "--audit-log", auditLog)
+	s, srv, auditLog := startAuditDev(t)
 	env := srv.clientEnv()
 	first := createKey(s, env, "before rotation")
 	waitContains(t, auditLog, first)
@@ -58,6 +54,18 @@ func TestAuditReopenOnHangup(t *testing.T) {
 	}
 }
 
+// startAuditDev starts a dev server writing its audit trail to a file of
+// the test's, and returns the file's path.
+func startAuditDev(t *testing.T) (*sandbox, *server, string) {
+	t.Helper()
+	s := newSandbox(t)
+	dir := t.TempDir()
+	auditLog := filepath.Join(dir, "audit.log")
+	srv := s.startServer("", hsmkmsBin, "serve", "--dev", "--dev-dir", filepath.Join(dir, "dev"),
+		"--listen", "127.0.0.1:"+freePort(t), "--audit-log", auditLog)
+	return s, srv, auditLog
+}
+
 // waitContains waits until the file at path holds s.
 func waitContains(t *testing.T, path, s string) {
 	t.Helper()
@@ -77,11 +85,7 @@ func waitContains(t *testing.T, path, s string) {
 // TestAuditNamesPrincipal proves an audit record names the principal by
 // its name beside its access key ID (issue 18).
 func TestAuditNamesPrincipal(t *testing.T) {
-	s := newSandbox(t)
-	dir := t.TempDir()
-	auditLog := filepath.Join(dir, "audit.log")
-	srv := s.startServer("", hsmkmsBin, "serve", "--dev", "--dev-dir", filepath.Join(dir, "dev"),
-		"--listen", "127.0.0.1:"+freePort(t), "--audit-log", auditLog)
+	s, srv, auditLog := startAuditDev(t)
 	env := srv.clientEnv()
 	key := createKey(s, env, "named principal")
 	p := decode[struct{ AccessKeyId, SecretAccessKey string }](t,
