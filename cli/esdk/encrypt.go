@@ -61,7 +61,7 @@ func Encrypt(ctx context.Context, kms KMS, keyID string, encCtx map[string]strin
 	if _, err := serializeContext(encCtx, false); err != nil {
 		return Header{}, err
 	}
-	h := Header{Version: formatVersion, Suite: o.suite, SuiteID: o.suite.ID, EncryptionContext: maps.Clone(encCtx),
+	h := Header{Version: formatVersion, Suite: o.suite, EncryptionContext: maps.Clone(encCtx),
 		FrameLength: uint32(o.frameLength), MessageID: make([]byte, messageIDLen)}
 	if h.EncryptionContext == nil {
 		h.EncryptionContext = map[string]string{}
@@ -159,7 +159,7 @@ func addDataKey(h *Header, arn string, blob []byte) error {
 // frame length, and the suite data (the commit key).
 func headerBody(h Header, aad, commit []byte) []byte {
 	b := []byte{h.Version}
-	b = binary.BigEndian.AppendUint16(b, h.SuiteID)
+	b = binary.BigEndian.AppendUint16(b, h.Suite.ID)
 	b = append(b, h.MessageID[:]...)
 	b = append(b, aad...)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(h.EncryptedDataKeys)))

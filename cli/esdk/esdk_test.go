@@ -110,7 +110,7 @@ func TestRoundTrip(t *testing.T) {
 					t.Fatalf("decrypted %d bytes, want %d equal bytes", out.Len(), size)
 				}
 				if dh.KeyARN != testARN || eh.KeyARN != testARN || !bytes.Equal(dh.MessageID, eh.MessageID) ||
-					dh.FrameLength != uint32(frame) || dh.SuiteID != SuiteUnsigned.ID || !maps.Equal(dh.EncryptionContext, encCtx) ||
+					dh.FrameLength != uint32(frame) || dh.Suite.ID != SuiteUnsigned.ID || !maps.Equal(dh.EncryptionContext, encCtx) ||
 					len(dh.EncryptedDataKeys) != 1 || dh.EncryptedDataKeys[0].ProviderID != "aws-kms" || dh.EncryptedDataKeys[0].ProviderInfo != testARN {
 					t.Fatalf("headers differ:\nencrypt %+v\ndecrypt %+v", eh, dh)
 				}

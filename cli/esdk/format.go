@@ -29,10 +29,6 @@ import (
 
 // Format constants.
 const (
-	// SuiteID is the suite of SuiteUnsigned.
-	//
-	// Deprecated: use SuiteSigned or SuiteUnsigned.
-	SuiteID uint16 = 0x0478
 	// ProviderID is the key provider ID of AWS KMS encrypted data keys.
 	ProviderID = "aws-kms"
 	// DefaultFrameLength is the frame length the specification sets as
@@ -93,7 +89,6 @@ type EncryptedDataKey struct {
 type Header struct {
 	Version byte // message format version, 1 or 2
 	Suite   Suite
-	SuiteID uint16 // Suite.ID
 	// MessageID is 32 bytes in version 2, 16 in version 1.
 	MessageID []byte
 	// EncryptionContext holds, for a signed suite, the verification key

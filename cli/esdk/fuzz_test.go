@@ -88,7 +88,7 @@ func fuzzHeader(edks []EncryptedDataKey, rawCtx []byte, frame uint32) []byte {
 	if err != nil {
 		panic(err) // only a data key of another length fails, and this one is 32 bytes
 	}
-	h := Header{Version: 2, Suite: SuiteUnsigned, SuiteID: SuiteUnsigned.ID, MessageID: fuzzMsgID, EncryptedDataKeys: edks, FrameLength: frame}
+	h := Header{Version: 2, Suite: SuiteUnsigned, MessageID: fuzzMsgID, EncryptedDataKeys: edks, FrameLength: frame}
 	body := headerBody(h, rawCtx, k.commit)
 	return append(body, k.headerTag(body)...)
 }
@@ -215,9 +215,9 @@ func FuzzReadHeader(f *testing.F) {
 				t.Fatalf("readHeader accepted the data key %q, %d-byte info, %d-byte blob", e.ProviderID, len(e.ProviderInfo), len(e.Ciphertext))
 			}
 		}
-		s, known := SuiteByID(h.SuiteID)
+		s, known := SuiteByID(h.Suite.ID)
 		if h.FrameLength > MaxFrameLength || !known || s != h.Suite || s.Version != h.Version {
-			t.Fatalf("readHeader accepted frame length %d, suite 0x%04x in version %d", h.FrameLength, h.SuiteID, h.Version)
+			t.Fatalf("readHeader accepted frame length %d, suite 0x%04x in version %d", h.FrameLength, h.Suite.ID, h.Version)
 		}
 		for k, v := range h.EncryptionContext {
 			if !utf8.ValidString(k) || !utf8.ValidString(v) {

@@ -87,7 +87,7 @@ func readHeader(r *bufio.Reader) (h Header, body, auth []byte, err error) {
 	case s.Version != h.Version:
 		return fail(fmt.Errorf("%w: algorithm suite %s in a version %d message; it belongs to version %d", ErrMalformed, s, h.Version, s.Version))
 	}
-	h.Suite, h.SuiteID = s, s.ID
+	h.Suite = s
 	idLen := messageIDLen
 	if h.Version == 1 {
 		idLen = messageIDLenV1

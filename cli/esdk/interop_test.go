@@ -377,9 +377,9 @@ func decryptChecked(t *testing.T, kms KMS, msg []byte, s Suite, frameLength int,
 	if !bytes.Equal(out.Bytes(), plain) {
 		t.Errorf("decrypted %d bytes, not the %d bytes encrypted", out.Len(), len(plain))
 	}
-	if h.Version != s.Version || h.SuiteID != s.ID || h.Suite.ID != s.ID || h.FrameLength != uint32(frameLength) || h.KeyARN != keyARN {
+	if h.Version != s.Version || h.Suite.ID != s.ID || h.FrameLength != uint32(frameLength) || h.KeyARN != keyARN {
 		t.Errorf("Decrypt saw version %d, suite 0x%04X, frame length %d, key %s; want %d, 0x%04X, %d, %s",
-			h.Version, h.SuiteID, h.FrameLength, h.KeyARN, s.Version, s.ID, frameLength, keyARN)
+			h.Version, h.Suite.ID, h.FrameLength, h.KeyARN, s.Version, s.ID, frameLength, keyARN)
 	}
 	checkContext(t, "Decrypt's", h.EncryptionContext, s, encCtx)
 }

@@ -179,7 +179,7 @@ func headerBodyOf(t testing.TB, h Header, commit []byte) []byte {
 	if h.Version == 1 {
 		b = append(b, typeCustomerAEAD)
 	}
-	b = binary.BigEndian.AppendUint16(b, h.SuiteID)
+	b = binary.BigEndian.AppendUint16(b, h.Suite.ID)
 	b = append(b, h.MessageID...)
 	b = append(b, aad...)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(h.EncryptedDataKeys)))
@@ -395,9 +395,6 @@ func TestSuiteByID(t *testing.T) {
 	}
 	if SuiteSigned.ID != 0x0578 || SuiteUnsigned.ID != 0x0478 {
 		t.Errorf("SuiteSigned 0x%04X, SuiteUnsigned 0x%04X; want 0x0578 and 0x0478", SuiteSigned.ID, SuiteUnsigned.ID)
-	}
-	if SuiteID != SuiteUnsigned.ID {
-		t.Errorf("SuiteID 0x%04X is not SuiteUnsigned's", SuiteID)
 	}
 }
 
@@ -654,8 +651,8 @@ func TestSuitesRoundTrip(t *testing.T) {
 					if !bytes.Equal(out, plain) {
 						t.Fatalf("decrypted %d bytes, want %d equal bytes", len(out), size)
 					}
-					if h.Suite != s || h.SuiteID != spec.id || h.Version != spec.version || h.FrameLength != uint32(frame) {
-						t.Errorf("header: suite %v (0x%04X), version %d, frame length %d; want 0x%04X, %d, %d", h.Suite, h.SuiteID, h.Version, h.FrameLength, spec.id, spec.version, frame)
+					if h.Suite != s || h.Suite.ID != spec.id || h.Version != spec.version || h.FrameLength != uint32(frame) {
+						t.Errorf("header: suite %v (0x%04X), version %d, frame length %d; want 0x%04X, %d, %d", h.Suite, h.Suite.ID, h.Version, h.FrameLength, spec.id, spec.version, frame)
 					}
 					if wantID := map[byte]int{1: 16, 2: 32}[spec.version]; len(h.MessageID) != wantID || !bytes.Equal(h.MessageID, p.header.MessageID) {
 						t.Errorf("message ID of %d bytes, want %d", len(h.MessageID), wantID)
@@ -699,7 +696,7 @@ func TestSuitesRoundTrip(t *testing.T) {
 						if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "require-encrypt-allow-decrypt") {
 							t.Errorf("suite without commitment under the default policy: error %v, want ErrUnsupported naming require-encrypt-allow-decrypt", err)
 						}
-						if len(out) != 0 || len(kms.asked) != 0 || h.KeyARN != "" || h.SuiteID != 0 {
+						if len(out) != 0 || len(kms.asked) != 0 || h.KeyARN != "" || h.Suite.ID != 0 {
 							t.Errorf("refused message wrote %d bytes, asked KMS for %v and returned header %+v", len(out), kms.asked, h)
 						}
 					}
@@ -740,8 +737,8 @@ func TestEncryptSuites(t *testing.T) {
 				if len(encCtx) != 1 {
 					t.Errorf("Encrypt changed the caller's context: %v", encCtx)
 				}
-				if msg[0] != 2 || binary.BigEndian.Uint16(msg[1:]) != tc.suite || eh.SuiteID != tc.suite || eh.Suite.ID != tc.suite || eh.Version != 2 {
-					t.Fatalf("message starts %x, header suite 0x%04X version %d; want version 2 and suite 0x%04X", msg[:3], eh.SuiteID, eh.Version, tc.suite)
+				if msg[0] != 2 || binary.BigEndian.Uint16(msg[1:]) != tc.suite || eh.Suite.ID != tc.suite || eh.Version != 2 {
+					t.Fatalf("message starts %x, header suite 0x%04X version %d; want version 2 and suite 0x%04X", msg[:3], eh.Suite.ID, eh.Version, tc.suite)
 				}
 				p := partsOf(t, msg, size) // fails unless the footer is exactly the rest
 				pub, has := eh.EncryptionContext[PublicKeyContextKey]
@@ -1064,7 +1061,7 @@ func TestNonFramed(t *testing.T) {
 				t.Run(tc.name, func(t *testing.T) {
 					h, out, err := decryptMsg(t, fake, tc.alter(bytes.Clone(msg)), allowV1)
 					if tc.want == nil {
-						if err != nil || !bytes.Equal(out, plain) || h.FrameLength != 0 || h.SuiteID != id {
+						if err != nil || !bytes.Equal(out, plain) || h.FrameLength != 0 || h.Suite.ID != id {
 							t.Fatalf("Decrypt: %v, %d bytes, header %+v", err, len(out), h)
 						}
 						return
@@ -1494,7 +1491,7 @@ func TestHeaderCheck(t *testing.T) {
 					if writtenBefore != 0 {
 						t.Errorf("%d plaintext bytes written before the check", writtenBefore)
 					}
-					if got.KeyARN != suiteARN2 || got.SuiteID != p.header.SuiteID || got.FrameLength != p.header.FrameLength ||
+					if got.KeyARN != suiteARN2 || got.Suite.ID != p.header.Suite.ID || got.FrameLength != p.header.FrameLength ||
 						!maps.Equal(got.EncryptionContext, p.header.EncryptionContext) || !bytes.Equal(got.MessageID, p.header.MessageID) {
 						t.Errorf("check saw %+v; want the message's header opened with %s", got, suiteARN2)
 					}
