@@ -146,27 +146,18 @@ func checkTree(inDir, outDir string) error {
 }
 
 // transformFile runs fn from the file in to the file out, written
-// atomically, and returns the bytes read.
+// atomically, and returns the input's size.
 func transformFile(temps *tempFiles, in, out string, fn func(io.Reader, io.Writer) error) (int64, error) {
 	f, err := os.Open(in)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	cr := &countReader{r: f}
-	err = writeAtomically(temps, out, func(w io.Writer) error { return fn(cr, w) })
-	return cr.n, err
-}
-
-type countReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), writeAtomically(temps, out, func(w io.Writer) error { return fn(f, w) })
 }
 
 func printTreeResult(w io.Writer, r treeResult) {
