@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 )
 
@@ -74,6 +73,7 @@ func Decrypt(ctx context.Context, kms KMS, r io.Reader, w io.Writer, opts ...Dec
 		if v, err = newVerifier(h.Suite, h.EncryptionContext[PublicKeyContextKey]); err != nil {
 			return Header{}, err
 		}
+		defer v.close()
 		v.sum.Write(body)
 		v.sum.Write(auth)
 		m.sum = v.sum
@@ -106,7 +106,7 @@ func Decrypt(ctx context.Context, kms KMS, r io.Reader, w io.Writer, opts ...Dec
 // running hash of a signed message.
 type messageReader struct {
 	r   *bufio.Reader
-	sum hash.Hash // nil for an unsigned suite
+	sum *hashPipe // nil for an unsigned suite
 }
 
 // read fills b, reporting the end of the input as truncation in frame

@@ -72,6 +72,7 @@ func Encrypt(ctx context.Context, kms KMS, keyID string, encCtx map[string]strin
 		if sign, err = newSigner(o.suite, o.random); err != nil {
 			return Header{}, err
 		}
+		defer sign.close()
 		if h.EncryptionContext[PublicKeyContextKey], err = sign.publicKey(); err != nil {
 			return Header{}, err
 		}

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
-	"hash"
 	"io"
 )
 
@@ -24,7 +23,7 @@ const maxSignatureLen = 128
 type signer struct {
 	suite Suite
 	key   *ecdsa.PrivateKey
-	sum   hash.Hash
+	sum   *hashPipe
 }
 
 func newSigner(s Suite, random io.Reader) (*signer, error) {
@@ -32,8 +31,11 @@ func newSigner(s Suite, random io.Reader) (*signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("esdk: making the message's signing key: %w", err)
 	}
-	return &signer{suite: s, key: key, sum: s.hash.New()}, nil
+	return &signer{suite: s, key: key, sum: newHashPipe(s.hash.New())}, nil
 }
+
+// close ends the signer's hashing goroutine.
+func (s *signer) close() { s.sum.close() }
 
 // publicKey is the verification key as the encryption context carries it.
 func (s *signer) publicKey() (string, error) {
@@ -61,7 +63,7 @@ func (s *signer) footer(random io.Reader) ([]byte, error) {
 // verifier checks a message's signature against the key in its header.
 type verifier struct {
 	key *ecdsa.PublicKey
-	sum hash.Hash
+	sum *hashPipe
 }
 
 // newVerifier parses the verification key of a signed suite's message.
@@ -83,8 +85,11 @@ func newVerifier(s Suite, encoded string) (*verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: the signature key in the encryption context: %v", ErrMalformed, err)
 	}
-	return &verifier{key: key, sum: s.hash.New()}, nil
+	return &verifier{key: key, sum: newHashPipe(s.hash.New())}, nil
 }
+
+// close ends the verifier's hashing goroutine.
+func (v *verifier) close() { v.sum.close() }
 
 // verify checks sig over the hash of the message before its footer.
 func (v *verifier) verify(sig []byte) error {
