@@ -33,7 +33,14 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "key-id", Usage: "key to use (default: create one)"},
 			&cli.IntFlag{Name: "concurrency", Value: 16, Usage: "concurrent clients"},
 			&cli.DurationFlag{Name: "duration", Value: 10 * time.Second, Usage: "how long to load"},
+			&cli.StringFlag{Name: "xks", EnvVars: envVars("bench-xks"),
+				Usage: "load the XKS proxy API at this URL (serve --xks-listen) instead: --op Encrypt or Decrypt through an external key store the run makes and deletes"},
 		),
+		Description: "Each client sends the same request over and over; every request is signed afresh.\n" +
+			"With --xks URL the run creates a key and an external key store with one credential\n" +
+			"through the admin API, loads the XKS proxy API's Encrypt or Decrypt (SigV4 for\n" +
+			"kms-xks-proxy, over host and x-amz-date, as AWS KMS signs), then deletes the store\n" +
+			"and schedules the key's deletion.",
 		Action: bench,
 	}
 }
@@ -56,11 +63,22 @@ func bench(c *cli.Context) error {
 		return err
 	}
 	cleanup := func() error { return nil }
-	body, err := benchBody(c, cl, &cleanup)
+	var send sender
+	if c.String("xks") != "" {
+		send, err = xksBench(c, cl, &cleanup)
+	} else {
+		var body []byte
+		if body, err = benchBody(c, cl, &cleanup); err == nil {
+			send = cl.kmsSender("TrentService."+c.String("op"), body)
+		}
+	}
 	if err != nil {
+		if cerr := cleanup(); cerr != nil {
+			fmt.Fprintf(c.App.ErrWriter, "hsmkms: cleaning up after the failed set-up: %v\n", cerr)
+		}
 		return err
 	}
-	res := cl.load(c.Context, "TrentService."+c.String("op"), body, c.Int("concurrency"), c.Duration("duration"))
+	res := load(c.Context, send, c.Int("concurrency"), c.Duration("duration"))
 	if err := cleanup(); err != nil {
 		// The run itself succeeded: say what is left, do not fail it.
 		fmt.Fprintf(c.App.ErrWriter, "hsmkms: the run's key is left: scheduling its deletion failed: %v\n", err)
@@ -185,9 +203,21 @@ func payloadHash(body []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// load runs concurrency clients sending body to target for d.
-func (l *leanClient) load(ctx context.Context, target string, body []byte, concurrency int, d time.Duration) benchResult {
+// sender sends a run's request once, from client number w, and returns
+// the status and response body.
+type sender func(ctx context.Context, w int) (int, []byte, error)
+
+// kmsSender sends body for target, the clients taking the endpoints in
+// turn.
+func (l *leanClient) kmsSender(target string, body []byte) sender {
 	hash := payloadHash(body)
+	return func(ctx context.Context, w int) (int, []byte, error) {
+		return l.sendTo(ctx, l.endpoints[w%len(l.endpoints)], target, body, hash)
+	}
+}
+
+// load runs concurrency clients calling send for d.
+func load(ctx context.Context, send sender, concurrency int, d time.Duration) benchResult {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var (
@@ -199,12 +229,11 @@ func (l *leanClient) load(ctx context.Context, target string, body []byte, concu
 	)
 	start := time.Now()
 	for w := range concurrency {
-		endpoint := l.endpoints[w%len(l.endpoints)]
 		wg.Go(func() {
 			local := make([]time.Duration, 0, 4096)
 			for ctx.Err() == nil {
 				t := time.Now()
-				status, data, err := l.sendTo(ctx, endpoint, target, body, hash)
+				status, data, err := send(ctx, w)
 				if ctx.Err() != nil {
 					break // the run ended mid-request: not an error of the server
 				}

@@ -19,7 +19,7 @@ import (
 func clientCommands() []*cli.Command {
 	return []*cli.Command{keyCommand(), aliasCommand(), principalCommand(),
 		datakeyCommand(), encryptValueCommand(), decryptValueCommand(), reEncryptCommand(),
-		encryptFileCommand(), decryptFileCommand()}
+		encryptFileCommand(), decryptFileCommand(), xksCommand()}
 }
 
 // envVars returns the environment variable of the flag called name:

@@ -38,6 +38,16 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "audit-log", Value: "-", EnvVars: env("AUDIT_LOG"), Usage: "audit trail file (JSON lines), or - for standard output"},
 		&cli.StringFlag{Name: "metrics-listen", Value: defaultMetricsListen, EnvVars: env("METRICS_LISTEN"),
 			Usage: "address of the plain-HTTP listener serving GET /metrics, or off; the metrics name keys, so keep it on loopback or a private network"},
+		&cli.StringFlag{Name: "xks-listen", EnvVars: env("XKS_LISTEN"),
+			Usage: "address of the XKS proxy API listener, for AWS KMS external key stores (off unless given)"},
+		&cli.StringFlag{Name: "xks-tls-cert", EnvVars: env("XKS_TLS_CERT"), Usage: "PEM certificate of the XKS listener (required off loopback)"},
+		&cli.StringFlag{Name: "xks-tls-key", EnvVars: env("XKS_TLS_KEY"), Usage: "PEM private key of --xks-tls-cert"},
+		&cli.StringFlag{Name: "xks-client-ca", EnvVars: env("XKS_CLIENT_CA"),
+			Usage: "PEM CA certificates a client certificate must chain to on the XKS listener (mutual TLS; AWS KMS's chain to Amazon Trust Services)"},
+		&cli.StringFlag{Name: "xks-client-subject", EnvVars: env("XKS_CLIENT_SUBJECT"),
+			Usage: "subject common name the XKS client certificate must have, e.g. cks.kms.eu-west-1.amazonaws.com"},
+		&cli.StringSliceFlag{Name: "xks-region", EnvVars: env("XKS_REGION"),
+			Usage: "AWS region an XKS request's signature may be scoped to (repeatable; default any)"},
 	), storeFlags()...)
 }
 
@@ -133,6 +143,9 @@ func serverConfig(c *cli.Context) (server.Config, *auditTrail, *devState, error)
 		MetricsListen:   metricsListen(c),
 		AdaptProcs:      adaptProcs(),
 		MetricsOptional: !c.IsSet("metrics-listen"),
+		XKS: server.XKSConfig{Listen: c.String("xks-listen"), TLSCert: c.String("xks-tls-cert"), TLSKey: c.String("xks-tls-key"),
+			ClientCA: c.String("xks-client-ca"), ClientSubject: c.String("xks-client-subject"), Regions: c.StringSlice("xks-region"),
+			Model: "hsmkms " + Version},
 		RootAccessKeyID: os.Getenv("HSMKMS_ROOT_ACCESS_KEY_ID"),
 		RootSecret:      os.Getenv("HSMKMS_ROOT_SECRET_ACCESS_KEY"),
 	}

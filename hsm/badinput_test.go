@@ -232,7 +232,7 @@ func healthy(t testing.TB, tok *Token, f *faulty) {
 // TestPortableBadInputBeforeToken refuses already.
 var portableCovered = map[string]bool{
 	"SealPortable/iv-12": true, "SealPortable/aad-nil": true, "SealPortable/plaintext-nil": true,
-	"SealPortable/plaintext-4097": true, "SealDataKeyPortable/size-1025": true,
+	"SealPortable/plaintext-max+1": true, "SealDataKeyPortable/size-1025": true,
 }
 
 // TestBadInputNeverReachesToken proves that every caller-made value out of
@@ -265,7 +265,7 @@ func TestBadInputNeverReachesToken(t *testing.T) {
 		b    []byte
 	}
 	aads := []named{{"nil", nil}, {"empty", []byte{}}, {"max+1", make([]byte, MaxAAD+1)}}
-	pts := []named{{"nil", nil}, {"empty", []byte{}}, {"4097", make([]byte, MaxPlaintext+1)}}
+	pts := []named{{"nil", nil}, {"empty", []byte{}}, {"max+1", make([]byte, MaxPlaintext+1)}}
 	for _, m := range sealMechs {
 		want := kindOn(tok, m.feature, ErrInvalidInput)
 		goodIV := m.iv(t)

@@ -16,8 +16,10 @@ const (
 	IVSize = 12
 	// TagSize is the GCM tag appended to every sealed value.
 	TagSize = 16
-	// MaxPlaintext bounds Seal's input: Encrypt takes up to 4 KiB.
-	MaxPlaintext = 4096
+	// MaxPlaintext bounds what the seal operations take. The key service
+	// applies the API's own limit first: 4096 bytes for KMS Encrypt, 4300
+	// for the XKS proxy API (which requires at least that).
+	MaxPlaintext = 8192
 	// MaxDataKey bounds a data key: 1 to 1024 bytes, as GenerateDataKey's
 	// NumberOfBytes.
 	MaxDataKey = 1024
@@ -79,6 +81,32 @@ func (t *Token) Seal(ctx context.Context, id ObjectID, iv, aad, plaintext []byte
 		return err
 	})
 	return sealed, err
+}
+
+// SealWithTokenIV seals plaintext (1 to MaxPlaintext bytes) under the
+// master key id with AES-GCM on the token, under a 12-byte IV drawn from
+// the token's generator in the same session: the XKS proxy API wants the
+// IV made by the key manager. It returns the IV and ciphertext || tag.
+func (t *Token) SealWithTokenIV(ctx context.Context, id ObjectID, aad, plaintext []byte) (iv, sealed []byte, err error) {
+	const op = "seal with token IV"
+	if err := t.checkGCM(op, make([]byte, IVSize), aad); err != nil {
+		return nil, nil, err
+	}
+	if len(plaintext) == 0 || len(plaintext) > MaxPlaintext {
+		return nil, nil, invalidInput(op, "plaintext must be 1 to %d bytes, got %d", MaxPlaintext, len(plaintext))
+	}
+	err = t.do(ctx, op, secretKey(id), nil, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		var err error
+		if iv, err = t.p.GenerateRandom(s, IVSize); err != nil {
+			return err
+		}
+		sealed, err = t.gcmEncrypt(s, h, iv, aad, plaintext)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return iv, sealed, nil
 }
 
 // SealDataKey draws n random bytes (1 to 1024) from the token's generator

@@ -310,9 +310,9 @@ func TestKATSealMatchesGoGCM(t *testing.T) {
 		{name: "pt16/aad16", pt: pattern(16, 4), aad: pattern(16, 5), iv: pattern(IVSize, 6)},
 		{name: "pt32/aad13", pt: pattern(32, 7), aad: pattern(13, 8), iv: pattern(IVSize, 9)},
 		{name: "pt32/aad-max", pt: pattern(32, 10), aad: pattern(MaxAAD, 11), iv: pattern(IVSize, 12)},
-		{name: "pt4096/aad1", pt: pattern(MaxPlaintext, 13), aad: pattern(1, 14), iv: pattern(IVSize, 15)},
-		{name: "pt4096/aad100", pt: pattern(MaxPlaintext, 16), aad: pattern(100, 17), iv: pattern(IVSize, 18)},
-		{name: "pt4096/aad-max", pt: pattern(MaxPlaintext, 19), aad: pattern(MaxAAD, 20), iv: pattern(IVSize, 21)},
+		{name: "ptmax/aad1", pt: pattern(MaxPlaintext, 13), aad: pattern(1, 14), iv: pattern(IVSize, 15)},
+		{name: "ptmax/aad100", pt: pattern(MaxPlaintext, 16), aad: pattern(100, 17), iv: pattern(IVSize, 18)},
+		{name: "ptmax/aad-max", pt: pattern(MaxPlaintext, 19), aad: pattern(MaxAAD, 20), iv: pattern(IVSize, 21)},
 		{name: "pt17/aad-zero-bytes", pt: make([]byte, 17), aad: make([]byte, 20), iv: make([]byte, IVSize)},
 		{
 			// McGrew & Viega, "The Galois/Counter Mode of Operation", test case 16.
@@ -361,6 +361,57 @@ func TestKATSealMatchesGoGCM(t *testing.T) {
 				t.Fatalf("Unseal of Go's output = %x, want %x", plain, tc.pt)
 			}
 		})
+	}
+}
+
+// TestKATSealWithTokenIVOpensWithGoGCM proves that SealWithTokenIV seals
+// under an IV it returns: Go's GCM with the same key, that IV and the AAD
+// opens it. The IVs of successive seals differ, and bad input is refused
+// before any PKCS#11 call.
+func TestKATSealWithTokenIVOpensWithGoGCM(t *testing.T) {
+	tok, f := openFaulty(t)
+	s := session(t, tok)
+	key := pattern(32, 0x41)
+	id := importAES(t, tok, s, key)
+	g := goGCM(t, key)
+	if !has(tok, "aes-gcm") {
+		_, _, err := tok.SealWithTokenIV(t.Context(), id, []byte("aad"), []byte("pt"))
+		wantKind(t, err, ErrMechanismUnsupported)
+		return
+	}
+	seen := map[string]bool{}
+	for _, n := range []int{1, 16, 4300, MaxPlaintext} {
+		pt, aad := pattern(n, 7), pattern(2+n%100+1, 8)
+		iv, sealed, err := tok.SealWithTokenIV(t.Context(), id, aad, pt)
+		if err != nil {
+			t.Fatalf("SealWithTokenIV(%d bytes): %v", n, err)
+		}
+		if len(iv) != IVSize || seen[string(iv)] {
+			t.Fatalf("IV %x: want %d fresh bytes", iv, IVSize)
+		}
+		seen[string(iv)] = true
+		plain, err := g.Open(nil, iv, sealed, aad)
+		if err != nil || !bytes.Equal(plain, pt) {
+			t.Fatalf("Go GCM opens the %d-byte seal to %d bytes, %v", n, len(plain), err)
+		}
+	}
+	before := f.count("GenerateRandom") + f.count("EncryptInit")
+	for _, tc := range []struct {
+		name    string
+		aad, pt []byte
+	}{
+		{"aad-nil", nil, []byte("pt")},
+		{"aad-max+1", make([]byte, MaxAAD+1), []byte("pt")},
+		{"plaintext-empty", []byte("aad"), nil},
+		{"plaintext-max+1", []byte("aad"), make([]byte, MaxPlaintext+1)},
+	} {
+		_, _, err := tok.SealWithTokenIV(t.Context(), id, tc.aad, tc.pt)
+		if !errors.Is(err, ErrInvalidInput) {
+			t.Errorf("%s: err = %v, want ErrInvalidInput", tc.name, err)
+		}
+	}
+	if after := f.count("GenerateRandom") + f.count("EncryptInit"); after != before {
+		t.Fatalf("bad input reached the token: %d calls", after-before)
 	}
 }
 
@@ -444,8 +495,8 @@ func TestKATSealPortableMatchesGo(t *testing.T) {
 		{name: "pt16/header13", pt: pattern(16, 8), header: pattern(13, 9), iv: pattern(CBCIVSize, 10)},
 		{name: "pt17/header5/context3", pt: pattern(17, 11), header: pattern(5, 12), context: pattern(3, 13), iv: pattern(CBCIVSize, 14)},
 		{name: "pt32-zero/iv-zero", pt: make([]byte, 32), header: make([]byte, 20), iv: make([]byte, CBCIVSize)},
-		{name: "pt4096/header1/context-max-1", pt: pattern(MaxPlaintext, 15), header: pattern(1, 16), context: pattern(MaxAAD-1, 17), iv: pattern(CBCIVSize, 18)},
-		{name: "pt4096/header-max", pt: pattern(MaxPlaintext, 19), header: pattern(MaxAAD, 20), iv: pattern(CBCIVSize, 21)},
+		{name: "ptmax/header1/context-max-1", pt: pattern(MaxPlaintext, 15), header: pattern(1, 16), context: pattern(MaxAAD-1, 17), iv: pattern(CBCIVSize, 18)},
+		{name: "ptmax/header-max", pt: pattern(MaxPlaintext, 19), header: pattern(MaxAAD, 20), iv: pattern(CBCIVSize, 21)},
 		{
 			// NIST SP 800-38A, F.2.5 CBC-AES256.Encrypt: four blocks, and
 			// the padding block CBC-PAD adds after them.

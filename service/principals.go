@@ -160,6 +160,12 @@ func (s *Service) putPrincipal(ctx context.Context, id, secret, name string, stm
 // key, as stored: the IV, then the sealed bytes. A fresh IV makes the bytes
 // differ each time, which is what tells the secret cache a secret changed.
 func (s *Service) sealSecret(ctx context.Context, id, secret string) ([]byte, error) {
+	return s.sealInternal(ctx, principalAAD(id), secret)
+}
+
+// sealInternal seals a secret under the internal key, bound to aad, and
+// returns the IV followed by the sealed bytes.
+func (s *Service) sealInternal(ctx context.Context, aad []byte, secret string) ([]byte, error) {
 	key, err := s.internalKey(ctx)
 	if err != nil {
 		return nil, err
@@ -167,10 +173,10 @@ func (s *Service) sealSecret(ctx context.Context, id, secret string) ([]byte, er
 	var iv, sealed []byte
 	if key.Portable {
 		if iv, err = hsm.NewCBCIV(); err == nil {
-			sealed, err = s.hsm.SealPortable(ctx, key.ID, iv, principalAAD(id), nil, []byte(secret))
+			sealed, err = s.hsm.SealPortable(ctx, key.ID, iv, aad, nil, []byte(secret))
 		}
 	} else if iv, err = hsm.NewIV(); err == nil {
-		sealed, err = s.hsm.Seal(ctx, key.ID, iv, principalAAD(id), []byte(secret))
+		sealed, err = s.hsm.Seal(ctx, key.ID, iv, aad, []byte(secret))
 	}
 	switch {
 	case err != nil && iv == nil:
@@ -288,10 +294,17 @@ func (s *Service) Credentials(ctx context.Context, id string) (Credentials, erro
 }
 
 func (s *Service) unsealSecret(ctx context.Context, p store.Principal) (string, error) {
+	return s.unsealInternal(ctx, p.AccessKeyID, principalAAD(p.AccessKeyID), p.SealedSecret)
+}
+
+// unsealInternal opens what sealInternal made of the secret of access key
+// ID id, through the secret cache: the token is asked only for sealed bytes
+// it has not opened before.
+func (s *Service) unsealInternal(ctx context.Context, id string, aad, stored []byte) (string, error) {
 	s.secrets.mu.RLock()
-	c, ok := s.secrets.m[p.AccessKeyID]
+	c, ok := s.secrets.m[id]
 	s.secrets.mu.RUnlock()
-	if ok && c.sealed == string(p.SealedSecret) {
+	if ok && c.sealed == string(stored) {
 		return c.secret, nil
 	}
 	key, err := s.internalKey(ctx)
@@ -302,15 +315,15 @@ func (s *Service) unsealSecret(ctx context.Context, p store.Principal) (string, 
 	if key.Portable {
 		ivSize, overhead = hsm.CBCIVSize, hsm.MACSize
 	}
-	if len(p.SealedSecret) <= ivSize+overhead {
-		return "", newErr(CodeInternal, "the stored secret of %s is damaged", p.AccessKeyID)
+	if len(stored) <= ivSize+overhead {
+		return "", newErr(CodeInternal, "the stored secret of %s is damaged", id)
 	}
-	iv, sealed := p.SealedSecret[:ivSize], p.SealedSecret[ivSize:]
+	iv, sealed := stored[:ivSize], stored[ivSize:]
 	var plain []byte
 	if key.Portable {
-		plain, err = s.hsm.UnsealPortable(ctx, key.ID, iv, principalAAD(p.AccessKeyID), nil, sealed)
+		plain, err = s.hsm.UnsealPortable(ctx, key.ID, iv, aad, nil, sealed)
 	} else {
-		plain, err = s.hsm.Unseal(ctx, key.ID, iv, principalAAD(p.AccessKeyID), sealed)
+		plain, err = s.hsm.Unseal(ctx, key.ID, iv, aad, sealed)
 	}
 	if err != nil {
 		return "", s.hsmErr(err, "", 0)
@@ -319,7 +332,7 @@ func (s *Service) unsealSecret(ctx context.Context, p store.Principal) (string, 
 	if s.secrets.m == nil {
 		s.secrets.m = map[string]cachedSecret{}
 	}
-	s.secrets.m[p.AccessKeyID] = cachedSecret{sealed: string(p.SealedSecret), secret: string(plain)}
+	s.secrets.m[id] = cachedSecret{sealed: string(stored), secret: string(plain)}
 	s.secrets.mu.Unlock()
 	return string(plain), nil
 }

@@ -23,6 +23,7 @@ type HSM interface {
 	HasKey(ctx context.Context, id hsm.ObjectID) (bool, error)
 	DestroyKey(ctx context.Context, id hsm.ObjectID) error
 	Seal(ctx context.Context, id hsm.ObjectID, iv, aad, plaintext []byte) ([]byte, error)
+	SealWithTokenIV(ctx context.Context, id hsm.ObjectID, aad, plaintext []byte) (iv, sealed []byte, err error)
 	SealDataKey(ctx context.Context, id hsm.ObjectID, n int, iv, aad []byte) (dataKey, sealed []byte, err error)
 	Unseal(ctx context.Context, id hsm.ObjectID, iv, aad, sealed []byte) ([]byte, error)
 	WrapDataKey(ctx context.Context, id hsm.ObjectID, n int) (dataKey, wrapped []byte, err error)
@@ -150,6 +151,8 @@ type Service struct {
 	// the key that seals them once it is known to exist (principals.go).
 	secrets  secretCache
 	internal atomic.Pointer[internalKeyRecord]
+	// xksHealth is the last XKS health check (xkscrypto.go).
+	xksHealth xksHealthCache
 	// leaseHeld is whether this replica held the maintenance lease at its
 	// last attempt (lease.go).
 	leaseHeld atomic.Bool

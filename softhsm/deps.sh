@@ -18,6 +18,9 @@ command -v gcc >/dev/null || missing+=(gcc)
 command -v aws >/dev/null || missing+=(awscli)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+# curl signs XKS proxy API requests with --aws-sigv4 (7.75 or later) in the
+# XKS tests: a SigV4 signer independent of hsmkms's and the AWS SDK's.
+command -v curl >/dev/null || missing+=(curl)
 found_module=
 for p in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so \
          /usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so /usr/lib64/pkcs11/libsofthsm2.so \

@@ -55,6 +55,13 @@ var fuzzBodies = map[string]struct{ valid, invalid string }{
 	"DeletePrincipal":                 {`{"AccessKeyId":"AKIAEXAMPLE0000000001"}`, `{"AccessKeyId":"AKIA\udc00"}`},
 	"GetTokenInfo":                    {`{}`, `[]`},
 	"BackupStore":                     {`{}`, `[]`},
+	"CreateXksStore":                  {`{"Prefix":"example/uri/path/prefix"}`, `{"Prefix":7}`},
+	"ListXksStores":                   {`{}`, `[]`},
+	"DeleteXksStore":                  {`{"Prefix":"a/b"}`, `{"Prefix":"a","Prefix":"b"}`},
+	"AllowXksKey":                     {`{"Prefix":"a","ExternalKeyId":"app","Usage":["ENCRYPT","DECRYPT"]}`, `{"Usage":"ENCRYPT"}`},
+	"DenyXksKey":                      {`{"Prefix":"a","ExternalKeyId":"app"}`, `{"ExternalKeyId":["app"]}`},
+	"AddXksCredential":                {`{"Prefix":"a"}`, `{"Prefix":null,"Prefix":"a"}`},
+	"RemoveXksCredential":             {`{"Prefix":"a","AccessKeyId":"MUBSXM6K3KMXHN6RRCXI7TWQH4"}`, `{"AccessKeyId":{}}`},
 }
 
 // fuzzTextSeeds are bodies around the text rules, sent to every kind of

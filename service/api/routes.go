@@ -87,6 +87,13 @@ func routes() map[string]route {
 		adminPrefix + "DeletePrincipal":               fast(callNoOutput((*service.Service).DeletePrincipal)),
 		adminPrefix + "GetTokenInfo":                  fast(call((*service.Service).GetTokenInfo)),
 		adminPrefix + "BackupStore":                   bulk(call((*service.Service).BackupStore)),
+		adminPrefix + "CreateXksStore":                fast(call((*service.Service).CreateXKSStore)),
+		adminPrefix + "ListXksStores":                 fast(call((*service.Service).ListXKSStores)),
+		adminPrefix + "DeleteXksStore":                fast(callNoOutput((*service.Service).DeleteXKSStore)),
+		adminPrefix + "AllowXksKey":                   fast(callNoOutput((*service.Service).AllowXKSKey)),
+		adminPrefix + "DenyXksKey":                    fast(callNoOutput((*service.Service).DenyXKSKey)),
+		adminPrefix + "AddXksCredential":              slow(call((*service.Service).AddXKSCredential)),
+		adminPrefix + "RemoveXksCredential":           fast(callNoOutput((*service.Service).RemoveXKSCredential)),
 	}
 }
 

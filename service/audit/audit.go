@@ -44,9 +44,14 @@ type Record struct {
 	// EncryptionContext is logged as AWS CloudTrail logs it: it is
 	// authenticated data, not a secret.
 	EncryptionContext map[string]string
-	Source            string // the caller's network address
-	Outcome           string
-	ErrorType         string // the AWS error type when not allowed
+	// RequestMetadata is, for a call of the XKS proxy API, the
+	// requestMetadata AWS KMS sent (awsPrincipalArn, kmsKeyArn,
+	// kmsOperation, kmsRequestId, kmsViaService, …): it ties the record to
+	// the AWS CloudTrail entry of the KMS call behind it.
+	RequestMetadata map[string]string
+	Source          string // the caller's network address
+	Outcome         string
+	ErrorType       string // the AWS error type when not allowed
 	// Subject is the principal an administrative operation acts on (the
 	// access key ID created, deleted or whose secret was rotated).
 	Subject string

@@ -36,23 +36,8 @@ func appendLine(dst []byte, now time.Time, r Record) []byte {
 		dst = strconv.AppendUint(dst, uint64(r.KeyVersion), 10)
 	}
 	dst = appendField(dst, "alias", r.Alias, true)
-	if len(r.EncryptionContext) > 0 {
-		dst = append(dst, `,"encryption_context":{`...)
-		keys := make([]string, 0, len(r.EncryptionContext))
-		for k := range r.EncryptionContext {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys) // as encoding/json orders a map's keys
-		for i, k := range keys {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendString(dst, k)
-			dst = append(dst, ':')
-			dst = appendString(dst, r.EncryptionContext[k])
-		}
-		dst = append(dst, '}')
-	}
+	dst = appendMap(dst, "encryption_context", r.EncryptionContext)
+	dst = appendMap(dst, "request_metadata", r.RequestMetadata)
 	dst = appendField(dst, "source", r.Source, true)
 	dst = appendField(dst, "outcome", r.Outcome, false)
 	dst = appendField(dst, "error_type", r.ErrorType, true)
@@ -62,6 +47,31 @@ func appendLine(dst []byte, now time.Time, r Record) []byte {
 		dst = strconv.AppendInt(dst, int64(r.Suppressed), 10)
 	}
 	return append(dst, "}}\n"...)
+}
+
+// appendMap appends ,"name":{…} with m's entries in key order, as
+// encoding/json writes a map, or nothing for an empty m.
+func appendMap(dst []byte, name string, m map[string]string) []byte {
+	if len(m) == 0 {
+		return dst
+	}
+	dst = append(dst, ',', '"')
+	dst = append(dst, name...)
+	dst = append(dst, '"', ':', '{')
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, k)
+		dst = append(dst, ':')
+		dst = appendString(dst, m[k])
+	}
+	return append(dst, '}')
 }
 
 // appendField appends ,"name":value, or nothing for an empty value when

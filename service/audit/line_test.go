@@ -19,6 +19,7 @@ type hclogLine struct {
 	KeyVersion        uint32            `json:"key_version,omitempty"`
 	Alias             string            `json:"alias,omitempty"`
 	EncryptionContext map[string]string `json:"encryption_context,omitempty"`
+	RequestMetadata   map[string]string `json:"request_metadata,omitempty"`
 	Source            string            `json:"source,omitempty"`
 	Outcome           string            `json:"outcome"`
 	ErrorType         string            `json:"error_type,omitempty"`
@@ -35,7 +36,7 @@ func viaHclog(now time.Time, r Record) []byte {
 	l.Info("audit", "audit", hclogLine{
 		Time: r.Time.UTC().Format(time.RFC3339Nano), RequestID: r.RequestID, Principal: r.Principal, PrincipalName: r.PrincipalName,
 		Action: r.Action, KeyID: r.KeyID, KeyVersion: r.KeyVersion, Alias: r.Alias,
-		EncryptionContext: r.EncryptionContext, Source: r.Source, Outcome: r.Outcome,
+		EncryptionContext: r.EncryptionContext, RequestMetadata: r.RequestMetadata, Source: r.Source, Outcome: r.Outcome,
 		ErrorType: r.ErrorType, Subject: r.Subject, Suppressed: r.Suppressed,
 	})
 	return buf.Bytes()
@@ -51,6 +52,9 @@ var lineCases = []Record{
 		EncryptionContext: map[string]string{"a\nb": "c\r\n\"d\"", "ünï": "<&>", "\u2028": "\u2029\x00\x1f\x7f\b\f\t"},
 		Source:            "\xff\xfe invalid \xc3", Outcome: Denied, Suppressed: -3},
 	{Time: time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC), KeyID: "k", EncryptionContext: map[string]string{}, Outcome: Allowed},
+	{Time: time.Date(2026, 12, 4, 1, 2, 3, 0, time.UTC), Action: "xks:Encrypt", KeyID: "k", Outcome: Allowed,
+		RequestMetadata: map[string]string{"kmsRequestId": "4112f4d6-db54-4af4-ae30-c55a22a8dfae", "kmsOperation": "Encrypt",
+			"awsPrincipalArn": "arn:aws:iam::123456789012:user/Alice", "kmsViaService": "ebs\n<&>\u2028"}},
 }
 
 // TestLineMatchesHclog proves that appendLine writes byte for byte the
@@ -74,7 +78,7 @@ func FuzzLineMatchesHclog(f *testing.F) {
 	f.Fuzz(func(t *testing.T, id, principal, action, keyID, alias, ck, cv, source, outcome, errType string, version uint32, suppressed int, nanos int64) {
 		now := time.Unix(0, nanos)
 		r := Record{Time: time.Unix(0, nanos/3), RequestID: id, Principal: principal, Action: action, KeyID: keyID,
-			KeyVersion: version, Alias: alias, EncryptionContext: map[string]string{ck: cv, cv: ck}, Source: source,
+			KeyVersion: version, Alias: alias, EncryptionContext: map[string]string{ck: cv, cv: ck}, RequestMetadata: map[string]string{cv: id}, Source: source,
 			Outcome: outcome, ErrorType: errType, Subject: alias, Suppressed: suppressed}
 		if got, want := appendLine(nil, now, r), viaHclog(now, r); !bytes.Equal(got, want) {
 			t.Fatalf("\n got %s\nwant %s", got, want)

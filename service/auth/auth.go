@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -79,19 +80,38 @@ type Credentials interface {
 // Verifier checks SigV4 signatures.
 type Verifier struct {
 	creds   Credentials
+	service string
 	region  string
-	maxSkew time.Duration
-	now     func() time.Time
-	keys    *signingKeys
-	limiter *failureLimiter
-	log     hclog.Logger
+	regions []string
+	// signedOnly: verify against the SignedHeaders listed (Config).
+	signedOnly bool
+	maxSkew    time.Duration
+	now        func() time.Time
+	keys       *signingKeys
+	limiter    *failureLimiter
+	log        hclog.Logger
 }
 
 // Config configures a Verifier.
 type Config struct {
 	Credentials Credentials
-	// Region is the only region a credential scope may name.
-	Region string
+	// Service is the service a credential scope must name: "kms" (the
+	// default) or "kms-xks-proxy" for the XKS proxy API.
+	Service string
+	// Region is the only region a credential scope may name. Without it,
+	// Regions is the list of those it may name, and without either any
+	// well-formed region name will do (AWS KMS calls an XKS proxy from
+	// whichever region the KMS key lives in).
+	Region  string
+	Regions []string
+	// SignedHeadersOnly verifies a request against exactly the headers
+	// its SignedHeaders lists (host and x-amz-date still required),
+	// instead of also requiring every x-amz-* header and Content-Type to
+	// be signed. The XKS proxy API needs it: AWS KMS signs host and
+	// x-amz-date only and sends Content-Type unsigned. It is safe there
+	// because the operation is in the signed path; the KMS API keeps the
+	// strict rule, its operation being in X-Amz-Target.
+	SignedHeadersOnly bool
 	// MaxSkew bounds the difference between X-Amz-Date and the clock
 	// (default 5 minutes, as AWS).
 	MaxSkew time.Duration
@@ -123,8 +143,12 @@ func New(cfg Config) *Verifier {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	return &Verifier{creds: cfg.Credentials, region: cfg.Region, maxSkew: cfg.MaxSkew, now: cfg.Now,
-		keys: newSigningKeys(signingKeyCacheSize), limiter: newFailureLimiter(cfg.FailureRate, cfg.FailureBurst, cfg.Now), log: cfg.Logger}
+	if cfg.Service == "" {
+		cfg.Service = serviceName
+	}
+	return &Verifier{creds: cfg.Credentials, service: cfg.Service, region: cfg.Region, regions: slices.Clone(cfg.Regions),
+		signedOnly: cfg.SignedHeadersOnly, maxSkew: cfg.MaxSkew, now: cfg.Now,
+		keys: newSigningKeys(signingKeyCacheSize, cfg.Service), limiter: newFailureLimiter(cfg.FailureRate, cfg.FailureBurst, cfg.Now), log: cfg.Logger}
 }
 
 // authorization is a parsed Authorization header.
@@ -142,9 +166,16 @@ type authorization struct {
 // the claimed access key ID, the unit of the failure budget. A correctly
 // signed request is never refused because of other requests' failures.
 func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte, source string) (service.Credentials, error) {
-	creds, err := v.verify(ctx, r, body)
+	return v.VerifyWith(ctx, r, body, source, v.creds)
+}
+
+// VerifyWith is Verify with the credentials looked up in creds instead of
+// the Verifier's own: the XKS proxy API looks them up in the external key
+// store its request's path names.
+func (v *Verifier) VerifyWith(ctx context.Context, r *http.Request, body []byte, source string, creds Credentials) (service.Credentials, error) {
+	found, err := v.verify(ctx, r, body, creds)
 	if err == nil {
-		return creds, nil
+		return found, nil
 	}
 	// ae is declared past the success return: errors.As takes its address,
 	// which would otherwise cost every verified request an allocation.
@@ -161,7 +192,7 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte, sou
 				"source", source, "access_key_id", ae.AccessKeyID)
 		}
 	}
-	return creds, err
+	return found, err
 }
 
 // RefusedUnverified counts a request from source refused before its
@@ -177,7 +208,7 @@ func (v *Verifier) RefusedUnverified(source string) (audit bool, suppressed int)
 	return verdict.audit, verdict.suppressed
 }
 
-func (v *Verifier) verify(ctx context.Context, r *http.Request, body []byte) (service.Credentials, error) {
+func (v *Verifier) verify(ctx context.Context, r *http.Request, body []byte, lookup Credentials) (service.Credentials, error) {
 	if len(r.Header.Values("Authorization")) > 1 {
 		return service.Credentials{}, &Error{Code: CodeIncomplete, Message: "the request has more than one Authorization header"}
 	}
@@ -194,17 +225,19 @@ func (v *Verifier) verify(ctx context.Context, r *http.Request, body []byte) (se
 		// presented with one so.
 		return fail(CodeUnknownClient, "The security token included in the request is invalid.")
 	}
-	if a.service != serviceName {
-		return fail(CodeInvalid, "Credential should be scoped to correct service: '%s'.", serviceName)
+	if a.service != v.service {
+		return fail(CodeInvalid, "Credential should be scoped to correct service: '%s'.", v.service)
 	}
-	if a.region != v.region {
+	if !v.regionAllowed(a.region) {
 		return fail(CodeInvalid, "Credential should be scoped to a valid region, not '%s'.", a.region)
 	}
 	if !slices.Contains(a.signedHeaders, "host") || !slices.Contains(a.signedHeaders, "x-amz-date") {
 		return fail(CodeIncomplete, "SignedHeaders must include host and x-amz-date.")
 	}
-	if unsigned := unsignedHeaders(r.Header, a.signedHeaders); unsigned != "" {
-		return fail(CodeIncomplete, "Every x-amz-* header and Content-Type must be signed; not in SignedHeaders: %s.", unsigned)
+	if !v.signedOnly {
+		if unsigned := unsignedHeaders(r.Header, a.signedHeaders); unsigned != "" {
+			return fail(CodeIncomplete, "Every x-amz-* header and Content-Type must be signed; not in SignedHeaders: %s.", unsigned)
+		}
 	}
 	t, err := time.Parse(amzDateFormat, r.Header.Get(headerDate))
 	if err != nil {
@@ -228,7 +261,7 @@ func (v *Verifier) verify(ctx context.Context, r *http.Request, body []byte) (se
 	if a.accessKeyID == Malformed {
 		return fail(CodeUnknownClient, "The security token included in the request is invalid.")
 	}
-	creds, err := v.creds.Credentials(ctx, a.accessKeyID)
+	creds, err := lookup.Credentials(ctx, a.accessKeyID)
 	if errors.Is(err, service.ErrUnknownPrincipal) {
 		return fail(CodeUnknownClient, "The security token included in the request is invalid.")
 	}
@@ -243,6 +276,21 @@ func (v *Verifier) verify(ctx context.Context, r *http.Request, body []byte) (se
 		return fail(CodeInvalid, "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.")
 	}
 	return creds, nil
+}
+
+// regionRE is a well-formed AWS region name: us-east-1, us-gov-west-1,
+// cn-north-1, us-isob-east-1.
+var regionRE = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
+
+// regionAllowed reports whether a credential scope may name region.
+func (v *Verifier) regionAllowed(region string) bool {
+	switch {
+	case v.region != "":
+		return region == v.region
+	case len(v.regions) > 0:
+		return slices.Contains(v.regions, region)
+	}
+	return len(region) <= 64 && regionRE.MatchString(region)
 }
 
 // unsignedHeaders names, in a comma-separated list, the headers of h that

@@ -73,18 +73,18 @@ func (v *Verifier) expectedSignature(ctx context.Context, r *http.Request, a aut
 		// Not a time X-Amz-Date can carry; signed as the signer
 		// would, without an entry in the cache.
 		date = t.AppendFormat(nil, "20060102")
-		key = &signingKey{key: deriveSigningKey(secret, string(date), a.region)}
+		key = &signingKey{key: deriveSigningKey(secret, string(date), a.region, v.service)}
 	}
 
 	// The string to sign goes to the HMAC through an interface, so it
 	// escapes: it has its own small buffer rather than stack, and the
 	// MAC is summed into it once written.
-	sts := make([]byte, 0, len(algorithm)+len(amzDateFormat)+len(date)+len(a.region)+len(serviceName)+hex.EncodedLen(sha256.Size)+len("\n\n//\n/aws4_request"))
+	sts := make([]byte, 0, len(algorithm)+len(amzDateFormat)+len(date)+len(a.region)+len(v.service)+hex.EncodedLen(sha256.Size)+len("\n\n//\n/aws4_request"))
 	sts = append(sts, algorithm...)
 	sts = append(sts, '\n')
 	sts = t.AppendFormat(sts, amzDateFormat)
 	sts = append(sts, '\n')
-	sts = appendScope(sts, date, a.region)
+	sts = appendScope(sts, date, a.region, v.service)
 	sts = append(sts, '\n')
 	sts = hex.AppendEncode(sts, digest[:])
 
@@ -95,13 +95,13 @@ func (v *Verifier) expectedSignature(ctx context.Context, r *http.Request, a aut
 	return sig, nil
 }
 
-// appendScope appends the credential scope date/region/kms/aws4_request.
-func appendScope(b, date []byte, region string) []byte {
+// appendScope appends the credential scope date/region/service/aws4_request.
+func appendScope(b, date []byte, region, service string) []byte {
 	b = append(b, date...)
 	b = append(b, '/')
 	b = append(b, region...)
 	b = append(b, '/')
-	b = append(b, serviceName...)
+	b = append(b, service...)
 	return append(b, "/aws4_request"...)
 }
 
@@ -479,9 +479,10 @@ func headerValues(h http.Header, name string) []string {
 // It is reached through a pointer from the Verifier so that printing a
 // Verifier prints an address, not keys.
 type signingKeys struct {
-	size int
-	mu   sync.RWMutex
-	m    map[signingKeyID]*signingKey
+	size    int
+	service string // every key is for this service
+	mu      sync.RWMutex
+	m       map[signingKeyID]*signingKey
 }
 
 // signingKey is a derived signing key with the HMACs keyed with it, for
@@ -507,8 +508,8 @@ type signingKeyID struct {
 	region string
 }
 
-func newSigningKeys(size int) *signingKeys {
-	return &signingKeys{size: size, m: make(map[signingKeyID]*signingKey)}
+func newSigningKeys(size int, service string) *signingKeys {
+	return &signingKeys{size: size, service: service, m: make(map[signingKeyID]*signingKey)}
 }
 
 // get returns the signing key of secret for date (yyyymmdd) and region.
@@ -529,7 +530,7 @@ func (c *signingKeys) get(secret string, date [8]byte, region string) *signingKe
 	if ok {
 		return key
 	}
-	key = &signingKey{key: deriveSigningKey(secret, string(date[:]), region)}
+	key = &signingKey{key: deriveSigningKey(secret, string(date[:]), region, c.service)}
 	// The region is the client's text, a slice of its Authorization
 	// header: keep a copy, not the header.
 	id.region = strings.Clone(region)
@@ -543,11 +544,11 @@ func (c *signingKeys) get(secret string, date [8]byte, region string) *signingKe
 }
 
 // deriveSigningKey is SigV4's kSigning = HMAC(HMAC(HMAC(HMAC("AWS4"+secret,
-// date), region), "kms"), "aws4_request").
-func deriveSigningKey(secret, date, region string) []byte {
+// date), region), service), "aws4_request").
+func deriveSigningKey(secret, date, region, service string) []byte {
 	k := hmacSHA256([]byte("AWS4"+secret), date)
 	k = hmacSHA256(k, region)
-	k = hmacSHA256(k, serviceName)
+	k = hmacSHA256(k, service)
 	return hmacSHA256(k, "aws4_request")
 }
 

@@ -529,7 +529,7 @@ func TestSigningKeyCache(t *testing.T) {
 	at := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 	p := principals{}
 	v := verifierFor(testRegion, at, p)
-	v.keys = newSigningKeys(4)
+	v.keys = newSigningKeys(4, serviceName)
 	for i := range 10 {
 		id := fmt.Sprintf("AKIACACHE%011d", i)
 		p[id] = fmt.Sprintf("secret-%d-0123456789abcdefghijklmnopq", i)
@@ -562,7 +562,7 @@ func TestSigningKeyCache(t *testing.T) {
 		t.Fatalf("the rotated secret's signature after rotating back: %q, want %s", code, CodeInvalid)
 	}
 
-	key := deriveSigningKey(rotated.SecretAccessKey, "20250304", testRegion)
+	key := deriveSigningKey(rotated.SecretAccessKey, "20250304", testRegion, serviceName)
 	for _, format := range []string{"%v", "%+v", "%#v"} {
 		s := fmt.Sprintf(format, v)
 		for _, secret := range []string{rotated.SecretAccessKey, hex.EncodeToString(key), fmt.Sprint(key), strings.Trim(fmt.Sprint(key), "[]")} {
@@ -579,10 +579,10 @@ func TestDeriveSigningKey(t *testing.T) {
 	secret, date, region := "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "20120215", "us-east-1"
 	step := func(k []byte, s string) []byte { m := hmac.New(sha256.New, k); m.Write([]byte(s)); return m.Sum(nil) }
 	want := step(step(step(step([]byte("AWS4"+secret), date), region), "kms"), "aws4_request")
-	if got := deriveSigningKey(secret, date, region); !bytes.Equal(got, want) {
+	if got := deriveSigningKey(secret, date, region, serviceName); !bytes.Equal(got, want) {
 		t.Fatalf("deriveSigningKey = %x, want %x", got, want)
 	}
-	c := newSigningKeys(2)
+	c := newSigningKeys(2, serviceName)
 	for range 2 {
 		k := c.get(secret, [8]byte([]byte(date)), region)
 		if !bytes.Equal(k.key, want) {
@@ -617,7 +617,7 @@ func TestSigningKeyCacheConcurrent(t *testing.T) {
 		reqs = append(reqs, signedRequest{r, body})
 	}
 	v := verifierFor(testRegion, at, p)
-	v.keys = newSigningKeys(3)
+	v.keys = newSigningKeys(3, serviceName)
 	var wg sync.WaitGroup
 	errs := make(chan string, 4*len(reqs))
 	for w := range 4 {

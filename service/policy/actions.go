@@ -88,6 +88,19 @@ const (
 	// of the embedded store: every key record and every sealed principal
 	// secret, though nothing that decrypts without the token.
 	ActionBackupStore = AdminPrefix + "BackupStore"
+	// ActionCreateXksStore is the administrative action that makes a
+	// logical external key store (an XKS proxy API path prefix).
+	ActionCreateXksStore = AdminPrefix + "CreateXksStore"
+	// ActionListXksStores is the administrative action that lists external
+	// key stores, their keys and their credentials' IDs.
+	ActionListXksStores = AdminPrefix + "ListXksStores"
+	// ActionDeleteXksStore is the administrative action that deletes an
+	// external key store.
+	ActionDeleteXksStore = AdminPrefix + "DeleteXksStore"
+	// ActionUpdateXksStore is the administrative action that changes an
+	// external key store: its allowed keys and its credentials. Whoever
+	// has it can let AWS KMS use a key, so it is apart from the others.
+	ActionUpdateXksStore = AdminPrefix + "UpdateXksStore"
 )
 
 // The two action namespaces. Action patterns match case-insensitively from
@@ -113,6 +126,7 @@ var knownActions = [...]string{
 	ActionTagResource, ActionUntagResource, ActionListResourceTags,
 	ActionCreatePrincipal, ActionListPrincipals, ActionDeletePrincipal,
 	ActionGetTokenInfo, ActionBackupStore,
+	ActionCreateXksStore, ActionListXksStores, ActionDeleteXksStore, ActionUpdateXksStore,
 }
 
 // KnownActions returns every action hsmkms checks, in a new slice.

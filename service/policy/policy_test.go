@@ -644,8 +644,8 @@ func TestValidate(t *testing.T) {
 
 func TestKnownActions(t *testing.T) {
 	all := KnownActions()
-	if len(all) != 34 {
-		t.Errorf("%d known actions, want 34", len(all))
+	if len(all) != 38 {
+		t.Errorf("%d known actions, want 38", len(all))
 	}
 	seen := map[string]bool{}
 	for _, a := range all {
@@ -656,7 +656,7 @@ func TestKnownActions(t *testing.T) {
 		if !ok || name == "" || strings.Contains(name, ":") {
 			t.Errorf("action %q lacks the kms: or hsmkms: prefix or a name", a)
 		}
-		if admin := strings.Contains(a, "Principal") || strings.Contains(a, "TokenInfo") || strings.Contains(a, "BackupStore"); admin != strings.HasPrefix(a, "hsmkms:") {
+		if admin := strings.Contains(a, "Principal") || strings.Contains(a, "TokenInfo") || strings.Contains(a, "BackupStore") || strings.Contains(a, "XksStore"); admin != strings.HasPrefix(a, "hsmkms:") {
 			t.Errorf("action %q: administrative actions, and only they, are hsmkms: actions", a)
 		}
 		if seen[strings.ToLower(a)] {

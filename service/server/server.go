@@ -69,6 +69,8 @@ type Config struct {
 	// procs). It changes the whole process: hsmkms serve sets it unless
 	// GOMAXPROCS is set; servers inside another program leave it off.
 	AdaptProcs bool
+	// XKS configures the XKS proxy API's listener (none by default).
+	XKS XKSConfig
 	// wrapHSM, set only by tests, wraps the token the service uses, to
 	// inject faults into the real token's calls.
 	wrapHSM func(service.HSM) service.HSM
@@ -97,6 +99,10 @@ type Server struct {
 	metrics         *http.Server
 	metricsListener net.Listener
 	metricsDone     chan error
+	// xks serves the XKS proxy API on its own listener, when there is one.
+	xks         *http.Server
+	xksListener net.Listener
+	xksDone     chan error
 	// procs adapts GOMAXPROCS to the load, with Config.AdaptProcs.
 	procs *procs
 	// RootCredentials is the path of the root credentials file this start
@@ -116,6 +122,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, errors.New("server: a data directory is required")
 	}
 	if err := checkTLS(cfg); err != nil {
+		return nil, err
+	}
+	if err := checkXKS(cfg); err != nil {
 		return nil, err
 	}
 	// One audit logger for the API and the service: one writer of lines.
@@ -154,8 +163,13 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.listenMetrics(metrics); err != nil {
 		return nil, err
 	}
+	if err := s.listenXKS(); err != nil {
+		s.shutdownMetrics(ctx)
+		return nil, err
+	}
 	if err := s.listen(handler); err != nil {
 		s.shutdownMetrics(ctx)
+		s.shutdownXKS(ctx)
 		return nil, err
 	}
 	return s, nil
@@ -322,7 +336,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.procs != nil {
 		s.procs.close()
 	}
-	return errors.Join(err, s.shutdownMetrics(ctx), s.closeBackends())
+	return errors.Join(err, s.shutdownXKS(ctx), s.shutdownMetrics(ctx), s.closeBackends())
 }
 
 func (s *Server) closeBackends() error {

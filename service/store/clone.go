@@ -29,3 +29,23 @@ func (p Principal) Clone() Principal {
 	}
 	return p
 }
+
+// Clone returns a copy of s that shares no memory with it.
+func (s XKSStore) Clone() XKSStore {
+	s.Credentials = slices.Clone(s.Credentials)
+	for i, c := range s.Credentials {
+		c.SealedSecret = slices.Clone(c.SealedSecret)
+		s.Credentials[i] = c
+	}
+	s.Keys = slices.Clone(s.Keys)
+	for i, k := range s.Keys {
+		k.Usage = slices.Clone(k.Usage)
+		s.Keys[i] = k
+	}
+	s.Statements = slices.Clone(s.Statements)
+	for i, st := range s.Statements {
+		st.Actions, st.Resources = slices.Clone(st.Actions), slices.Clone(st.Resources)
+		s.Statements[i] = st
+	}
+	return s
+}

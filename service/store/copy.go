@@ -17,6 +17,7 @@ type Counts struct {
 	Aliases    int `json:"aliases"`
 	Principals int `json:"principals"`
 	Settings   int `json:"settings"`
+	XKSStores  int `json:"xks_stores"`
 }
 
 // transientSettings are settings that describe running processes, not
@@ -33,10 +34,12 @@ type snapshot struct {
 	aliases    []Alias
 	principals []Principal
 	settings   map[string][]byte
+	xksStores  []XKSStore
 }
 
 func (s *snapshot) counts() Counts {
-	return Counts{len(s.keys), len(s.versions), len(s.aliases), len(s.principals), len(s.settings)}
+	return Counts{Keys: len(s.keys), Versions: len(s.versions), Aliases: len(s.aliases), Principals: len(s.principals),
+		Settings: len(s.settings), XKSStores: len(s.xksStores)}
 }
 
 // Copy copies every record of src into dst, which must be empty, and then
@@ -95,6 +98,9 @@ func read(ctx context.Context, s Store) (*snapshot, error) {
 		if snap.settings, err = tx.Settings(); err != nil {
 			return err
 		}
+		if snap.xksStores, err = tx.XKSStores("", 0); err != nil {
+			return err
+		}
 		for _, name := range transientSettings {
 			delete(snap.settings, name)
 		}
@@ -116,7 +122,11 @@ func isEmpty(tx Tx) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return len(keys)+len(aliases)+len(principals) == 0, nil
+	stores, err := tx.XKSStores("", 1)
+	if err != nil {
+		return false, err
+	}
+	return len(keys)+len(aliases)+len(principals)+len(stores) == 0, nil
 }
 
 func write(tx Tx, s *snapshot) error {
@@ -138,6 +148,12 @@ func write(tx Tx, s *snapshot) error {
 	}
 	for _, p := range s.principals {
 		if err := tx.CreatePrincipal(p); err != nil {
+			return err
+		}
+	}
+	for _, x := range s.xksStores {
+		x.Revision = 0
+		if _, err := tx.PutXKSStore(x); err != nil {
 			return err
 		}
 	}
@@ -179,6 +195,22 @@ func same(a, b *snapshot) error {
 		if x.AccessKeyID != y.AccessKeyID || !slices.Equal(x.SealedSecret, y.SealedSecret) ||
 			!slices.EqualFunc(x.Statements, y.Statements, policy.Statement.Equal) {
 			return fmt.Errorf("principal %s", x.AccessKeyID)
+		}
+	}
+	for i := range a.xksStores {
+		x, y := a.xksStores[i], b.xksStores[i]
+		if x.Prefix != y.Prefix || len(x.Credentials) != len(y.Credentials) || len(x.Keys) != len(y.Keys) {
+			return fmt.Errorf("external key store %s", x.Prefix)
+		}
+		for j := range x.Credentials {
+			if x.Credentials[j].AccessKeyID != y.Credentials[j].AccessKeyID || !slices.Equal(x.Credentials[j].SealedSecret, y.Credentials[j].SealedSecret) {
+				return fmt.Errorf("external key store %s credential %s", x.Prefix, x.Credentials[j].AccessKeyID)
+			}
+		}
+		for j := range x.Keys {
+			if x.Keys[j].ExternalID != y.Keys[j].ExternalID || !slices.Equal(x.Keys[j].Usage, y.Keys[j].Usage) {
+				return fmt.Errorf("external key store %s key %s", x.Prefix, x.Keys[j].ExternalID)
+			}
 		}
 	}
 	for name, v := range a.settings {

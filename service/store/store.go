@@ -101,6 +101,17 @@ type Tx interface {
 	PutPrincipal(p Principal) error
 	DeletePrincipal(accessKeyID string) error
 
+	// XKSStore reads the logical external key store of a URI path prefix.
+	XKSStore(prefix string) (XKSStore, error)
+	// XKSStores lists external key stores by prefix.
+	XKSStores(after string, limit int) ([]XKSStore, error)
+	// PutXKSStore creates s when s.Revision is 0 (ErrExists if the prefix is
+	// taken), and otherwise replaces the stored one only if its revision
+	// equals s.Revision (else ErrConflict; ErrNotFound if there is none). It
+	// returns the new revision, old+1 (1 on create).
+	PutXKSStore(s XKSStore) (uint64, error)
+	DeleteXKSStore(prefix string) error
+
 	// Setting and PutSetting hold small service-wide values (the internal
 	// key's version, a schema version).
 	Setting(name string) ([]byte, error)
@@ -202,4 +213,45 @@ type Principal struct {
 	SealedSecret []byte             `json:"sealed_secret"`
 	Statements   []policy.Statement `json:"statements"`
 	CreatedAt    time.Time          `json:"created_at"`
+}
+
+// XKSStore is a logical external key store: one URI path prefix of the XKS
+// proxy API that an AWS KMS external key store points at, the credentials
+// AWS KMS signs its requests with, and the keys it may use. It is one
+// record, changed by compare-and-set on Revision, so that credentials
+// and the allow-list change together on every replica.
+type XKSStore struct {
+	// Prefix is the URI path prefix without slashes at either end and
+	// without the "/kms/xks/v1" tail, e.g. "example/uri/path/prefix".
+	Prefix    string    `json:"prefix"`
+	Revision  uint64    `json:"revision"`
+	CreatedAt time.Time `json:"created_at"`
+	// Credentials are the SigV4 credentials the store accepts (AWS KMS
+	// rotates them by adding one, switching to it, removing the old one).
+	Credentials []XKSCredential `json:"credentials,omitempty"`
+	// Keys is the allow-list, ordered by ExternalID.
+	Keys []XKSKey `json:"keys,omitempty"`
+	// Statements, when not empty, is the secondary authorisation: a
+	// request is allowed only if they allow its kmsOperation for its
+	// awsPrincipalArn and kmsViaService (see the service's XKS operations).
+	Statements []policy.Statement `json:"statements,omitempty"`
+}
+
+// XKSCredential is one SigV4 credential of an external key store.
+type XKSCredential struct {
+	AccessKeyID string `json:"access_key_id"`
+	// SealedSecret is the raw secret access key sealed under the service's
+	// internal key on the token, as a principal's.
+	SealedSecret []byte    `json:"sealed_secret"`
+	CreatedAt    time.Time `json:"created_at"`
+}
+
+// XKSKey is one entry of an external key store's allow-list.
+type XKSKey struct {
+	// ExternalID is what AWS KMS names the key by: an hsmkms key's UUID or
+	// an alias name without "alias/".
+	ExternalID string `json:"external_id"`
+	// Usage lists what AWS KMS may do with it: ENCRYPT, DECRYPT, both or
+	// neither.
+	Usage []string `json:"usage"`
 }

@@ -27,7 +27,10 @@ var (
 	bucketAliases    = []byte("aliases")
 	bucketPrincipals = []byte("principals")
 	bucketSettings   = []byte("settings")
-	allBuckets       = [][]byte{bucketKeys, bucketVersions, bucketAliases, bucketPrincipals, bucketSettings}
+	// bucketXKSStores holds the external key stores by prefix. Open
+	// creates it in files made before it existed.
+	bucketXKSStores = []byte("xks_stores")
+	allBuckets      = [][]byte{bucketKeys, bucketVersions, bucketAliases, bucketPrincipals, bucketSettings, bucketXKSStores}
 )
 
 // Store is a store.Store backed by a bbolt file. It is safe for concurrent

@@ -184,3 +184,40 @@ func (t *tx) Settings() (map[string][]byte, error) {
 	})
 	return out, err
 }
+
+// XKSStore returns the external key store with the given prefix.
+func (t *tx) XKSStore(prefix string) (store.XKSStore, error) {
+	var buf keyBuf
+	return getCached(t, bucketXKSStores, append(buf[:0], prefix...), func() string { return "external key store " + prefix }, store.XKSStore.Clone)
+}
+
+// XKSStores lists external key stores by prefix.
+func (t *tx) XKSStores(after string, limit int) ([]store.XKSStore, error) {
+	return list[store.XKSStore](t, bucketXKSStores, after, limit, "external key store")
+}
+
+// PutXKSStore creates or compare-and-sets s on its revision.
+func (t *tx) PutXKSStore(s store.XKSStore) (uint64, error) {
+	what := "external key store " + s.Prefix
+	p := createOnly
+	if s.Revision != 0 {
+		cur, err := getJSON[struct{ Revision uint64 }](t, bucketXKSStores, []byte(s.Prefix), func() string { return what })
+		if err != nil {
+			return 0, err
+		}
+		if cur.Revision != s.Revision {
+			return 0, fmt.Errorf("%s: revision %d, stored %d: %w", what, s.Revision, cur.Revision, store.ErrConflict)
+		}
+		p = replaceOnly
+	}
+	s.Revision++
+	if err := putJSON(t, bucketXKSStores, []byte(s.Prefix), s, what, p); err != nil {
+		return 0, err
+	}
+	return s.Revision, nil
+}
+
+// DeleteXKSStore removes an external key store.
+func (t *tx) DeleteXKSStore(prefix string) error {
+	return del(t, bucketXKSStores, []byte(prefix), "external key store "+prefix)
+}

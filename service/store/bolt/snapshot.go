@@ -79,6 +79,10 @@ func countRecords(t *tx, c *store.Counts) error {
 	if err != nil {
 		return err
 	}
-	c.Aliases, c.Principals, c.Settings = len(aliases), len(principals), len(settings)
+	stores, err := t.XKSStores("", 0)
+	if err != nil {
+		return err
+	}
+	c.Aliases, c.Principals, c.Settings, c.XKSStores = len(aliases), len(principals), len(settings), len(stores)
 	return nil
 }

@@ -94,7 +94,10 @@ func get(t *tx, bucket, k []byte, what func() string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	data := b.Get(k)
+	var data []byte
+	if b != nil { // nil: a read-only file older than the bucket
+		data = b.Get(k)
+	}
 	if data == nil {
 		return nil, fmt.Errorf("%s: %w", what(), store.ErrNotFound)
 	}
@@ -199,6 +202,9 @@ func list[T any](t *tx, bucket []byte, after string, limit int, what string) ([]
 		return nil, err
 	}
 	out := []T{}
+	if b == nil { // a read-only file older than the bucket
+		return out, nil
+	}
 	c := b.Cursor()
 	k, v := c.Seek([]byte(after))
 	if k != nil && string(k) == after {

@@ -113,6 +113,7 @@ const (
 	itemAlias     = 'a'
 	itemPrincipal = 'p'
 	itemSetting   = 's'
+	itemXKSStore  = 'x'
 )
 
 // itemBuf holds an item name without allocating for the usual lengths.

@@ -39,6 +39,9 @@ func TestCopyFromBolt(t *testing.T) {
 		return errors.Join(tx.CreateAlias(store.Alias{Name: "alias/a", KeyID: "k1", CreatedAt: when}),
 			tx.CreatePrincipal(store.Principal{AccessKeyID: "AKIA1", Name: "p", SealedSecret: []byte{1, 2},
 				Statements: []policy.Statement{{Effect: "Allow", Actions: []string{"kms:*"}, Resources: []string{"*"}}}}),
+			putXKS(tx, store.XKSStore{Prefix: "a/b", CreatedAt: when,
+				Credentials: []store.XKSCredential{{AccessKeyID: "ABCDEFGHIJKLMNOPQRSTUVWXYZ", SealedSecret: []byte{3, 4}, CreatedAt: when}},
+				Keys:        []store.XKSKey{{ExternalID: "k1", Usage: []string{"DECRYPT", "ENCRYPT"}}}}),
 			tx.PutSetting("internal-key", []byte(`{"id":[1],"ready":true}`)),
 			tx.PutSetting("lease/maintenance", []byte(`{"owner":"x"}`)))
 	})
@@ -47,7 +50,7 @@ func TestCopyFromBolt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (store.Counts{Keys: 2, Versions: 4, Aliases: 1, Principals: 1, Settings: 1}); n != want {
+	if want := (store.Counts{Keys: 2, Versions: 4, Aliases: 1, Principals: 1, Settings: 1, XKSStores: 1}); n != want {
 		t.Errorf("Copy = %+v, want %+v (the lease is not data)", n, want)
 	}
 	k, err := keyOf(dst, "k2")
@@ -57,4 +60,9 @@ func TestCopyFromBolt(t *testing.T) {
 	if _, err := store.Copy(context.Background(), dst, src); !errors.Is(err, store.ErrNotEmpty) {
 		t.Errorf("a second Copy into the same store: %v, want store.ErrNotEmpty", err)
 	}
+}
+
+func putXKS(tx store.Tx, s store.XKSStore) error {
+	_, err := tx.PutXKSStore(s)
+	return err
 }

@@ -414,6 +414,60 @@ func (t *tx) PutPrincipal(p store.Principal) error {
 // DeletePrincipal removes a principal.
 func (t *tx) DeletePrincipal(id string) error { return deleteNamed(t, principals, id) }
 
+var xksStores = named{itemXKSStore, "hsmkms_xks_stores", "prefix", "external key store"}
+
+// XKSStore returns the external key store with the given prefix.
+func (t *tx) XKSStore(prefix string) (store.XKSStore, error) {
+	return getNamed(t, xksStores, prefix, store.XKSStore.Clone)
+}
+
+// XKSStores lists external key stores by prefix.
+func (t *tx) XKSStores(after string, limit int) ([]store.XKSStore, error) {
+	return listNamed[store.XKSStore](t, xksStores, after, limit)
+}
+
+// PutXKSStore creates s, or compare-and-sets it on its revision.
+func (t *tx) PutXKSStore(s store.XKSStore) (uint64, error) {
+	what := "external key store " + s.Prefix
+	it := string(item(nil, itemXKSStore, s.Prefix))
+	old := s.Revision
+	s.Revision++
+	rec, err := json.Marshal(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s: encode: %w", what, err)
+	}
+	if old == 0 {
+		n, err := t.exec(it, "INSERT INTO hsmkms_xks_stores (prefix, revision, record) VALUES ($1, 1, $2) ON CONFLICT DO NOTHING", s.Prefix, rec)
+		if err == nil && n == 0 {
+			err = fmt.Errorf("%s: %w", what, store.ErrExists)
+		}
+		if err != nil {
+			return 0, err
+		}
+		return s.Revision, nil
+	}
+	n, err := t.exec(it, "UPDATE hsmkms_xks_stores SET revision = $2, record = $3 WHERE prefix = $1 AND revision = $4",
+		s.Prefix, int64(s.Revision), rec, int64(old))
+	if err != nil {
+		return 0, err
+	}
+	if n == 1 {
+		return s.Revision, nil
+	}
+	var stored int64
+	err = t.pg.QueryRow(t.pgCtx, "SELECT revision FROM hsmkms_xks_stores WHERE prefix = $1", s.Prefix).Scan(&stored)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	if err != nil {
+		return 0, t.fail(err)
+	}
+	return 0, fmt.Errorf("%s: revision %d, stored %d: %w", what, old, stored, store.ErrConflict)
+}
+
+// DeleteXKSStore removes an external key store.
+func (t *tx) DeleteXKSStore(prefix string) error { return deleteNamed(t, xksStores, prefix) }
+
 // Setting returns a setting's value.
 func (t *tx) Setting(name string) ([]byte, error) {
 	var buf itemBuf

@@ -10,6 +10,7 @@ func testPagination(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Keys", func(t *testing.T) { paginate(t, open, keyKind) })
 	t.Run("Aliases", func(t *testing.T) { paginate(t, open, aliasKind) })
 	t.Run("Principals", func(t *testing.T) { paginate(t, open, principalKind) })
+	t.Run("XKSStores", func(t *testing.T) { paginate(t, open, xksKind) })
 }
 
 // paginate checks a kind's list: byte order of identities, after, limit,

@@ -1,0 +1,186 @@
+package xks
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+)
+
+// The request and response bodies of the four operations, as the spec
+// names their members. Unknown members are accepted: AWS KMS may add
+// some (the spec says so of requestMetadata).
+
+// metadataRequest is GetKeyMetadata's and GetHealthStatus's body.
+type metadataRequest struct {
+	RequestMetadata json.RawMessage `json:"requestMetadata"`
+}
+
+type encryptRequest struct {
+	RequestMetadata json.RawMessage `json:"requestMetadata"`
+	Plaintext       *string         `json:"plaintext"`
+	AAD             *string         `json:"additionalAuthenticatedData"`
+	Algorithm       *string         `json:"encryptionAlgorithm"`
+	CDIVAlgorithm   *string         `json:"ciphertextDataIntegrityValueAlgorithm"`
+}
+
+type decryptRequest struct {
+	RequestMetadata json.RawMessage `json:"requestMetadata"`
+	Ciphertext      *string         `json:"ciphertext"`
+	Metadata        *string         `json:"ciphertextMetadata"`
+	Algorithm       *string         `json:"encryptionAlgorithm"`
+	AAD             *string         `json:"additionalAuthenticatedData"`
+	IV              *string         `json:"initializationVector"`
+	Tag             *string         `json:"authenticationTag"`
+}
+
+type keyMetadataResponse struct {
+	KeySpec   string   `json:"keySpec"`
+	KeyUsage  []string `json:"keyUsage"`
+	KeyStatus string   `json:"keyStatus"`
+}
+
+type encryptResponse struct {
+	Ciphertext string `json:"ciphertext"`
+	Metadata   string `json:"ciphertextMetadata,omitempty"`
+	IV         string `json:"initializationVector"`
+	Tag        string `json:"authenticationTag"`
+	CDIV       string `json:"ciphertextDataIntegrityValue,omitempty"`
+}
+
+type decryptResponse struct {
+	Plaintext string `json:"plaintext"`
+}
+
+type healthResponse struct {
+	FleetSize   int           `json:"xksProxyFleetSize"`
+	ProxyVendor string        `json:"xksProxyVendor"`
+	ProxyModel  string        `json:"xksProxyModel"`
+	EKMVendor   string        `json:"ekmVendor"`
+	EKMFleet    []ekmFleetHSM `json:"ekmFleetDetails"`
+}
+
+type ekmFleetHSM struct {
+	ID           string `json:"id"`
+	Model        string `json:"model"`
+	HealthStatus string `json:"healthStatus"`
+}
+
+type errorResponse struct {
+	Name    string `json:"errorName"`
+	Message string `json:"errorMessage,omitempty"`
+}
+
+// inputError is a request body that is not the operation's: a
+// ValidationException, or an UnsupportedOperationException for a value
+// the spec allows but hsmkms does not take.
+type inputError struct {
+	name, msg string
+}
+
+func (e *inputError) Error() string { return e.name + ": " + e.msg }
+
+func invalid(format string, args ...any) error {
+	return &inputError{ErrValidation, fmt.Sprintf(format, args...)}
+}
+
+func unsupported(format string, args ...any) error {
+	return &inputError{ErrUnsupported, fmt.Sprintf(format, args...)}
+}
+
+// decodeBody decodes a JSON object into v.
+func decodeBody(body []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(body))
+	if err := d.Decode(v); err != nil {
+		return invalid("the request body is not the operation's JSON object: %v", err)
+	}
+	if d.More() {
+		return invalid("the request body holds more than one JSON value")
+	}
+	return nil
+}
+
+// field decodes a required Base64 member.
+func field(name string, v *string) ([]byte, error) {
+	if v == nil {
+		return nil, invalid("%s is required", name)
+	}
+	return optional(name, v)
+}
+
+// optional decodes an optional Base64 member (nil when absent).
+func optional(name string, v *string) ([]byte, error) {
+	if v == nil {
+		return nil, nil
+	}
+	b, err := base64.StdEncoding.Strict().DecodeString(*v)
+	if err != nil {
+		return nil, invalid("%s is not Base64", name)
+	}
+	return b, nil
+}
+
+// checkAlgorithm checks encryptionAlgorithm: AES_GCM, the only one of v1.
+func checkAlgorithm(v *string) error {
+	switch {
+	case v == nil:
+		return invalid("encryptionAlgorithm is required")
+	case *v != "AES_GCM":
+		return unsupported("encryptionAlgorithm %q is not supported; use AES_GCM", truncate(*v))
+	}
+	return nil
+}
+
+// Limits on requestMetadata, which goes into the audit trail as sent: the
+// spec's ARNs are up to 2048 characters.
+const (
+	maxMetadataFields = 32
+	maxMetadataValue  = 2048
+)
+
+// requestMetadata checks the requestMetadata object and returns its
+// string members for the audit record. kmsRequestId and kmsOperation are
+// required of every call; awsPrincipalArn of the key operations.
+func requestMetadata(raw json.RawMessage, keyOp bool) (map[string]string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, invalid("requestMetadata is required")
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return nil, invalid("requestMetadata is not a JSON object")
+	}
+	if len(fields) > maxMetadataFields {
+		return nil, invalid("requestMetadata has %d members; hsmkms takes up to %d", len(fields), maxMetadataFields)
+	}
+	out := make(map[string]string, len(fields))
+	for k, v := range fields {
+		var s string
+		if json.Unmarshal(v, &s) != nil {
+			continue // not a string: no field of the spec, nothing to audit
+		}
+		if len(k) > 128 || len(s) > maxMetadataValue {
+			return nil, invalid("requestMetadata member %q is longer than %d characters", truncate(k), maxMetadataValue)
+		}
+		out[k] = s
+	}
+	required := []string{"kmsRequestId", "kmsOperation"}
+	if keyOp {
+		required = append(required, "awsPrincipalArn")
+	}
+	for _, k := range required {
+		if out[k] == "" {
+			return nil, invalid("requestMetadata.%s is required", k)
+		}
+	}
+	return out, nil
+}
+
+// truncate bounds a caller's value quoted in a message.
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

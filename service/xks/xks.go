@@ -1,0 +1,356 @@
+// Package xks owns the XKS proxy API listener's HTTP surface: the four
+// operations of AWS KMS's External Key Store proxy API v1 (GetKeyMetadata,
+// Encrypt, Decrypt, GetHealthStatus), all POSTs under
+// /<prefix>/kms/xks/v1/, and GET /ping for load balancers.
+//
+// Each prefix is a logical external key store of the key service, with
+// its own SigV4 credentials (service "kms-xks-proxy") and allow-list of
+// keys. A request is routed by its path, read within a body limit,
+// authenticated against the credentials of its path's store, decoded, and
+// handed to the key service; the service's errors are mapped to the
+// spec's error names here, once. Every call is audited, with the
+// requestMetadata AWS KMS sent.
+package xks
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hsmkms/hsmkms/service"
+	"github.com/hsmkms/hsmkms/service/audit"
+	"github.com/hsmkms/hsmkms/service/auth"
+)
+
+// Limits of a request: the body holds at most 8 KiB of plaintext and
+// 16 KiB of AAD in Base64 and a few ARNs; every call must answer well
+// within AWS KMS's 250 ms.
+const (
+	maxBody = 96 << 10
+	timeout = 10 * time.Second
+)
+
+// Config wires a Handler.
+type Config struct {
+	Service *service.Service
+	// Verifier checks SigV4 for service kms-xks-proxy, with the signed
+	// headers as listed (auth.Config.Service, SignedHeadersOnly).
+	Verifier *auth.Verifier
+	// Audit receives a record for every request refused before it reached
+	// the service; the service audits the rest.
+	Audit  *audit.Logger
+	Logger hclog.Logger
+	// Model is the xksProxyModel GetHealthStatus reports ("hsmkms 1.2.3").
+	Model string
+}
+
+// Handler serves the XKS proxy API.
+type Handler struct {
+	cfg Config
+}
+
+// New returns a Handler.
+func New(cfg Config) *Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Audit == nil {
+		cfg.Audit = audit.Discard()
+	}
+	if cfg.Model == "" {
+		cfg.Model = "hsmkms"
+	}
+	return &Handler{cfg: cfg}
+}
+
+// ServeHTTP answers one request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := newRequestID()
+	if r.URL.Path == "/ping" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, "ok\n")
+		return
+	}
+	t, ok := parsePath(r.URL.Path)
+	if !ok {
+		writeError(w, id, ErrInvalidURIPath, "the URI path is not one of the XKS proxy API's")
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeErrorStatus(w, id, http.StatusMethodNotAllowed, ErrValidation, "XKS proxy API operations are POST requests")
+		return
+	}
+	h.serve(w, r, id, t)
+}
+
+// serve answers a POST to an XKS operation.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id string, t target) {
+	source := sourceAddr(r)
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	exists, err := h.cfg.Service.HasXKSStore(ctx, t.prefix)
+	if err != nil {
+		h.fail(w, id, err)
+		return
+	}
+	if !exists {
+		writeError(w, id, ErrInvalidURIPath, "no external key store has this URI path")
+		h.unverified(id, t, source, ErrInvalidURIPath)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, id, ErrUnsupported, "the request body is larger than hsmkms accepts")
+			h.unverified(id, t, source, ErrUnsupported)
+			return
+		}
+		writeError(w, id, ErrValidation, "the request body could not be read")
+		h.unverified(id, t, source, ErrValidation)
+		return
+	}
+	creds, err := h.cfg.Verifier.VerifyWith(ctx, r, body, source, storeCredentials{h.cfg.Service, t.prefix})
+	if err != nil {
+		h.refuse(w, id, t, source, service.Cancelled(ctx, err))
+		return
+	}
+	ctx = service.WithCaller(ctx, service.Caller{AccessKeyID: creds.AccessKeyID, Name: creds.Name, Source: source, RequestID: id})
+	out, err := h.call(ctx, t, body)
+	if err != nil {
+		var ie *inputError
+		if errors.As(err, &ie) {
+			// Refused before the service, which audits the rest.
+			writeError(w, id, ie.name, ie.msg)
+			h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Principal: creds.AccessKeyID, PrincipalName: creds.Name,
+				Action: t.action(), Source: source, Outcome: audit.Failed, ErrorType: ie.name})
+			return
+		}
+		h.fail(w, id, err)
+		return
+	}
+	writeJSON(w, id, http.StatusOK, out)
+}
+
+// call decodes the body of t's operation and calls the key service.
+func (h *Handler) call(ctx context.Context, t target, body []byte) (any, error) {
+	switch t.op {
+	case opMetadata:
+		var in metadataRequest
+		if err := decodeBody(body, &in); err != nil {
+			return nil, err
+		}
+		md, err := requestMetadata(in.RequestMetadata, true)
+		if err != nil {
+			return nil, err
+		}
+		out, err := h.cfg.Service.XKSGetKeyMetadata(ctx, service.XKSRequest{Prefix: t.prefix, ExternalKeyID: t.keyID, Metadata: md})
+		if err != nil {
+			return nil, err
+		}
+		return keyMetadataResponse{KeySpec: out.KeySpec, KeyUsage: out.KeyUsage, KeyStatus: out.KeyStatus}, nil
+	case opEncrypt:
+		return h.encrypt(ctx, t, body)
+	case opDecrypt:
+		return h.decrypt(ctx, t, body)
+	default: // opHealth
+		var in metadataRequest
+		if err := decodeBody(body, &in); err != nil {
+			return nil, err
+		}
+		md, err := requestMetadata(in.RequestMetadata, false)
+		if err != nil {
+			return nil, err
+		}
+		hh, err := h.cfg.Service.XKSHealth(ctx, service.XKSRequest{Prefix: t.prefix, Metadata: md})
+		if err != nil {
+			return nil, err
+		}
+		return healthResponse{FleetSize: 1, ProxyVendor: "hsmkms", ProxyModel: h.cfg.Model, EKMVendor: hh.Vendor,
+			EKMFleet: []ekmFleetHSM{{ID: hh.ID, Model: hh.Model, HealthStatus: hh.Status}}}, nil
+	}
+}
+
+func (h *Handler) encrypt(ctx context.Context, t target, body []byte) (any, error) {
+	var in encryptRequest
+	if err := decodeBody(body, &in); err != nil {
+		return nil, err
+	}
+	md, err := requestMetadata(in.RequestMetadata, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkAlgorithm(in.Algorithm); err != nil {
+		return nil, err
+	}
+	cdiv := false
+	if in.CDIVAlgorithm != nil {
+		if *in.CDIVAlgorithm != "SHA_256" {
+			return nil, unsupported("ciphertextDataIntegrityValueAlgorithm %q is not supported; use SHA_256", truncate(*in.CDIVAlgorithm))
+		}
+		cdiv = true
+	}
+	plain, err := field("plaintext", in.Plaintext)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(plain)
+	aad, err := optional("additionalAuthenticatedData", in.AAD)
+	if err != nil {
+		return nil, err
+	}
+	out, err := h.cfg.Service.XKSEncrypt(ctx, service.XKSRequest{Prefix: t.prefix, ExternalKeyID: t.keyID, Metadata: md},
+		service.XKSEncryptInput{Plaintext: plain, AAD: aad, CDIV: cdiv})
+	if err != nil {
+		return nil, err
+	}
+	resp := encryptResponse{Ciphertext: b64(out.Ciphertext), Metadata: b64(out.Metadata), IV: b64(out.IV), Tag: b64(out.Tag)}
+	if cdiv {
+		resp.CDIV = b64(out.CDIV)
+	}
+	return resp, nil
+}
+
+func (h *Handler) decrypt(ctx context.Context, t target, body []byte) (any, error) {
+	var in decryptRequest
+	if err := decodeBody(body, &in); err != nil {
+		return nil, err
+	}
+	md, err := requestMetadata(in.RequestMetadata, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkAlgorithm(in.Algorithm); err != nil {
+		return nil, err
+	}
+	var dec service.XKSDecryptInput
+	for _, f := range []struct {
+		name     string
+		v        *string
+		dst      *[]byte
+		required bool
+	}{
+		{"ciphertext", in.Ciphertext, &dec.Ciphertext, true},
+		{"initializationVector", in.IV, &dec.IV, true},
+		{"authenticationTag", in.Tag, &dec.Tag, true},
+		{"ciphertextMetadata", in.Metadata, &dec.Metadata, false},
+		{"additionalAuthenticatedData", in.AAD, &dec.AAD, false},
+	} {
+		var err error
+		if f.required {
+			*f.dst, err = field(f.name, f.v)
+		} else {
+			*f.dst, err = optional(f.name, f.v)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	plain, err := h.cfg.Service.XKSDecrypt(ctx, service.XKSRequest{Prefix: t.prefix, ExternalKeyID: t.keyID, Metadata: md}, dec)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(plain)
+	return decryptResponse{Plaintext: b64(plain)}, nil
+}
+
+// storeCredentials looks up credentials within one external key store.
+type storeCredentials struct {
+	svc    *service.Service
+	prefix string
+}
+
+func (c storeCredentials) Credentials(ctx context.Context, id string) (service.Credentials, error) {
+	return c.svc.XKSCredentials(ctx, c.prefix, id)
+}
+
+// refuse answers a request that failed authentication with 401
+// AuthenticationFailedException, auditing it within the failure budget.
+func (h *Handler) refuse(w http.ResponseWriter, id string, t target, source string, err error) {
+	var ae *auth.Error
+	if !errors.As(err, &ae) {
+		name := h.fail(w, id, err)
+		h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Action: t.action(), Source: source,
+			Outcome: audit.Failed, ErrorType: name})
+		return
+	}
+	if !ae.Unaudited {
+		h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Principal: ae.AccessKeyID, Action: t.action(),
+			Source: source, Outcome: audit.Denied, ErrorType: ErrAuthenticationFail, Suppressed: ae.Suppressed})
+	}
+	writeError(w, id, ErrAuthenticationFail, ae.Message)
+}
+
+// unverified audits a request refused before its signature was checked,
+// within its source's failure budget: anyone can send these.
+func (h *Handler) unverified(id string, t target, source, name string) {
+	if audited, suppressed := h.cfg.Verifier.RefusedUnverified(source); audited {
+		h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Action: t.action(), Source: source,
+			Outcome: audit.Failed, ErrorType: name, Suppressed: suppressed})
+	}
+}
+
+// fail answers a key service error with its XKS name and status, and
+// returns the name.
+func (h *Handler) fail(w http.ResponseWriter, id string, err error) string {
+	if service.CodeOf(err) == service.CodeCancelled {
+		h.cfg.Logger.Debug("XKS request cancelled by the client", "request_id", id)
+		writeErrorStatus(w, id, statusClientClosed, ErrInternal, "the request was cancelled")
+		return ErrInternal
+	}
+	name := nameOf(err)
+	if name == ErrInternal {
+		h.cfg.Logger.Error("XKS request failed", "request_id", id, "error", err)
+	}
+	writeError(w, id, name, service.MessageOf(err))
+	return name
+}
+
+// statusClientClosed answers a request its client abandoned (nginx's 499,
+// for a proxy's logs; nobody reads it).
+const statusClientClosed = 499
+
+func writeJSON(w http.ResponseWriter, id string, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status, body = http.StatusInternalServerError, []byte(`{"errorName":"InternalException","errorMessage":"encoding the response failed"}`)
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json")
+	hd.Set("X-Request-Id", id)
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+func writeError(w http.ResponseWriter, id, name, msg string) {
+	writeErrorStatus(w, id, statusOf(name), name, msg)
+}
+
+func writeErrorStatus(w http.ResponseWriter, id string, status int, name, msg string) {
+	writeJSON(w, id, status, errorResponse{Name: name, Message: printable(msg)})
+}
+
+// newRequestID returns a random request ID.
+func newRequestID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// sourceAddr is the client's IP address, the unit of the failure budget.
+func sourceAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
