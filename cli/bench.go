@@ -35,12 +35,15 @@ func benchCommand() *cli.Command {
 			&cli.DurationFlag{Name: "duration", Value: 10 * time.Second, Usage: "how long to load"},
 			&cli.StringFlag{Name: "xks", EnvVars: envVars("bench-xks"),
 				Usage: "load the XKS proxy API at this URL (serve --xks-listen) instead: --op Encrypt or Decrypt through an external key store the run makes and deletes"},
+			&cli.StringFlag{Name: "xks-prefix", EnvVars: envVars("bench-xks-prefix"),
+				Usage: "with --xks: use this existing external key store and --key-id (an external key ID), signing with the client's credentials as the store's; nothing is made or deleted"},
 		),
 		Description: "Each client sends the same request over and over; every request is signed afresh.\n" +
 			"With --xks URL the run creates a key and an external key store with one credential\n" +
 			"through the admin API, loads the XKS proxy API's Encrypt or Decrypt (SigV4 for\n" +
 			"kms-xks-proxy, over host and x-amz-date, as AWS KMS signs), then deletes the store\n" +
-			"and schedules the key's deletion.",
+			"and schedules the key's deletion. With --xks-prefix and --key-id it uses an existing\n" +
+			"store and key instead, signing with the credentials given (an XKS credential).",
 		Action: bench,
 	}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,14 +25,17 @@ import (
 //     touching the token (the cost of HTTP, JSON and signatures);
 //   - token: performs only the token operation (seal a fresh 32-byte data
 //     key for GenerateDataKey, unseal one for Decrypt) with no HTTP auth
-//     (the cost of the token).
+//     (the cost of the token);
+//   - xks-null: null for the XKS proxy API: verifies SigV4 for
+//     kms-xks-proxy as the XKS listener does and answers Encrypt and
+//     Decrypt with canned responses.
 func benchTargetCommand() *cli.Command {
 	return &cli.Command{
 		Name:   "bench-target",
 		Usage:  "serve a reference endpoint for benchmarks (null or token)",
 		Hidden: true,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "mode", Value: "null", Usage: "null or token"},
+			&cli.StringFlag{Name: "mode", Value: "null", Usage: "null, token or xks-null"},
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:0"},
 			&cli.StringFlag{Name: "region", Value: "us-east-1"},
 			// The token flags, optional here: only the token mode needs them.
@@ -51,6 +55,8 @@ func benchTarget(c *cli.Context) error {
 	switch c.String("mode") {
 	case "null":
 		h = nullTarget(c)
+	case "xks-null":
+		h = xksNullTarget()
 	case "token":
 		tok, err := openToken(c)
 		if err != nil {
@@ -64,7 +70,7 @@ func benchTarget(c *cli.Context) error {
 		defer cleanup()
 		h = th
 	default:
-		return cli.Exit("hsmkms: --mode must be null or token", ExitUsage)
+		return cli.Exit("hsmkms: --mode must be null, token or xks-null", ExitUsage)
 	}
 	l, err := net.Listen("tcp", c.String("listen"))
 	if err != nil {
@@ -107,6 +113,34 @@ func nullTarget(c *cli.Context) http.Handler {
 			return
 		}
 		writeCanned(w, r.Header.Get("X-Amz-Target"), make([]byte, 32))
+	})
+}
+
+// xksNullTarget verifies XKS requests signed with the environment's
+// credentials and answers with canned JSON of the operation's shape.
+func xksNullTarget() http.Handler {
+	v := auth.New(auth.Config{Service: "kms-xks-proxy", SignedHeadersOnly: true})
+	creds := staticCredentials{os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")}
+	b64 := func(n int) string { return base64.StdEncoding.EncodeToString(make([]byte, n)) }
+	encrypted, _ := json.Marshal(map[string]string{"ciphertext": b64(32), "ciphertextMetadata": b64(5),
+		"initializationVector": b64(12), "authenticationTag": b64(16)})
+	decrypted, _ := json.Marshal(map[string]string{"plaintext": b64(32)})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if _, err := v.VerifyWith(r.Context(), r, body, r.RemoteAddr, creds); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if strings.HasSuffix(r.URL.Path, "/decrypt") {
+			w.Write(decrypted)
+			return
+		}
+		w.Write(encrypted)
 	})
 }
 

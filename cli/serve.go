@@ -85,6 +85,9 @@ func serve(c *cli.Context) error {
 		return err
 	}
 	fmt.Fprintf(c.App.ErrWriter, "hsmkms: serving the KMS API at %s\n", srv.Endpoint())
+	if x := srv.XKSEndpoint(); x != "" {
+		fmt.Fprintf(c.App.ErrWriter, "hsmkms: serving the XKS proxy API at %s\n", x)
+	}
 	if dev != nil {
 		printDevEnv(c.App.Writer, c.App.ErrWriter, srv.Endpoint(), c.String("region"), cfg, dev)
 	}

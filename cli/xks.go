@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/hsmkms/hsmkms/service"
+	"github.com/hsmkms/hsmkms/service/policy"
 	"github.com/urfave/cli/v2"
 )
 
@@ -27,6 +28,19 @@ func xksCommand() *cli.Command {
 					leaf{name: "list", usage: "list external key stores, their keys and credential IDs", run: xksStoreList}.command(),
 					leaf{name: "delete", usage: "delete an external key store: AWS KMS's calls to it fail at once (the keys stay)",
 						args: []string{"PREFIX"}, flags: []cli.Flag{yesFlag()}, run: xksStoreDelete}.command(),
+					leaf{name: "policy", usage: "restrict who AWS KMS may act for through an external key store (secondary authorisation)",
+						args: []string{"PREFIX"}, run: xksStorePolicy,
+						description: "The statements are the principals' policy language, applied to AWS KMS's requestMetadata:\n" +
+							"the action is kms: and the kmsOperation (kms:Decrypt, kms:GenerateDataKey, kms:DescribeKey, ...),\n" +
+							"the resources are the awsPrincipalArn and via:<kmsViaService> when AWS KMS acts for a service.\n" +
+							"E.g. --allow kms:*=arn:aws:iam::111122223333:* allows any principal of that account;\n" +
+							"a Deny on via:ebs refuses calls made for EBS. With a policy, a call must be allowed by it;\n" +
+							"--clear removes it (the allow-list alone decides). GetHealthStatus is never restricted.",
+						flags: []cli.Flag{
+							&cli.StringFlag{Name: "policy", EnvVars: envVars("policy"), Usage: "file holding the policy statements (JSON array), or - for standard input"},
+							&cli.StringSliceFlag{Name: "allow", EnvVars: envVars("allow"), Usage: "ACTION=RESOURCE to allow, e.g. kms:Decrypt=arn:aws:iam::111122223333:role/app (repeatable)"},
+							&cli.BoolFlag{Name: "clear", Usage: "remove the store's policy"},
+						}}.command(),
 				},
 			},
 			{
@@ -132,6 +146,33 @@ func xksStoreDelete(c *cli.Context, args []string) error {
 		Deleted bool   `json:"Deleted"`
 	}{p, true}
 	return printOut(c, v, func(w io.Writer) { fmt.Fprintf(w, "external key store %s deleted\n", p) })
+}
+
+func xksStorePolicy(c *cli.Context, args []string) error {
+	stmts := []policy.Statement{}
+	if !c.Bool("clear") {
+		var err error
+		if stmts, err = readPolicy(c); err != nil {
+			return err
+		}
+	} else if c.IsSet("policy") || c.IsSet("allow") {
+		return usagef("--clear takes no --policy or --allow")
+	}
+	cl, err := adminClient(c)
+	if err != nil {
+		return err
+	}
+	in := service.XKSPolicyInput{Prefix: args[0], Statements: stmts}
+	if err := cl.Call(c.Context, "HsmkmsAdmin.SetXksPolicy", in, nil); err != nil {
+		return xksErr("external key store "+args[0], err)
+	}
+	return printOut(c, in, func(w io.Writer) {
+		if len(stmts) == 0 {
+			fmt.Fprintf(w, "external key store %s has no policy: its allow-list alone decides\n", args[0])
+			return
+		}
+		fmt.Fprintf(w, "external key store %s: %s\n", args[0], policyText(stmts))
+	})
 }
 
 func xksKeyAllow(c *cli.Context, args []string) error {

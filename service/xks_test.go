@@ -340,3 +340,67 @@ func TestXKSHealthCached(t *testing.T) {
 		t.Fatalf("a check 11 s later made %d seals, want 1, %v", counter.seals.Load()-first, err)
 	}
 }
+
+// TestXKSSecondaryAuthorisation applies a store's policy to AWS KMS's
+// requestMetadata: the kmsOperation as the action, the principal ARN and
+// via:<service> as the resources; the health check is never restricted.
+func TestXKSSecondaryAuthorisation(t *testing.T) {
+	x := newXKSFixture(t)
+	ctx := xksCaller(t, "XKSCRED")
+	err := x.svc.SetXKSPolicy(xksAdmin(t), XKSPolicyInput{Prefix: "p", Statements: []policy.Statement{
+		{Effect: "Allow", Actions: []string{"kms:*"}, Resources: []string{"arn:aws:iam::111122223333:*"}},
+		{Effect: "Deny", Actions: []string{"kms:Decrypt"}, Resources: []string{"via:ebs"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := func(op, principal, via string) map[string]string {
+		m := map[string]string{"kmsOperation": op, "awsPrincipalArn": principal, "kmsRequestId": "r"}
+		if via != "" {
+			m["kmsViaService"] = via
+		}
+		return m
+	}
+	alice, mallory := "arn:aws:iam::111122223333:user/alice", "arn:aws:iam::444455556666:user/mallory"
+	enc, err := x.svc.XKSEncrypt(ctx, XKSRequest{Prefix: "p", ExternalKeyID: x.id, Metadata: md("Encrypt", alice, "")}, XKSEncryptInput{Plaintext: []byte("k")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := XKSDecryptInput{Ciphertext: enc.Ciphertext, Metadata: enc.Metadata, IV: enc.IV, Tag: enc.Tag}
+	for _, tc := range []struct {
+		name string
+		md   map[string]string
+		code Code
+	}{
+		{"allowed principal", md("Decrypt", alice, ""), ""},
+		{"allowed principal via s3", md("Decrypt", alice, "s3"), ""},
+		{"other account", md("Decrypt", mallory, ""), CodeAccessDenied},
+		{"denied service", md("Decrypt", alice, "ebs"), CodeAccessDenied},
+		{"unknown operation", md("BulkDecrypt", alice, ""), ""}, // kms:* matches it
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := x.svc.XKSDecrypt(ctx, XKSRequest{Prefix: "p", ExternalKeyID: x.id, Metadata: tc.md}, dec)
+			if tc.code == "" && err != nil {
+				t.Fatal(err)
+			}
+			if tc.code != "" {
+				wantCode(t, err, tc.code)
+			}
+		})
+	}
+	if _, err := x.svc.XKSHealth(ctx, XKSRequest{Prefix: "p", Metadata: map[string]string{"kmsOperation": "KmsHealthCheck"}}); err != nil {
+		t.Fatalf("health under a policy: %v", err)
+	}
+	for _, bad := range [][]policy.Statement{
+		{{Effect: "Allow", Actions: []string{"hsmkms:*"}, Resources: []string{"*"}}},
+		{{Effect: "Maybe", Actions: []string{"kms:*"}, Resources: []string{"*"}}},
+	} {
+		wantCode(t, x.svc.SetXKSPolicy(xksAdmin(t), XKSPolicyInput{Prefix: "p", Statements: bad}), CodeValidation)
+	}
+	if err := x.svc.SetXKSPolicy(xksAdmin(t), XKSPolicyInput{Prefix: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.svc.XKSDecrypt(ctx, XKSRequest{Prefix: "p", ExternalKeyID: x.id, Metadata: md("Decrypt", mallory, "ebs")}, dec); err != nil {
+		t.Fatalf("after clearing the policy: %v", err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/service/policy"
 	"github.com/hsmkms/hsmkms/service/store"
 )
 
@@ -358,6 +359,9 @@ func (s *Service) xksKey(tx store.Tx, o *op, req XKSRequest) (store.Key, []strin
 	if err != nil {
 		return store.Key{}, nil, err
 	}
+	if err := xksAuthorize(rec, req); err != nil {
+		return store.Key{}, nil, err
+	}
 	i := slices.IndexFunc(rec.Keys, func(k store.XKSKey) bool { return k.ExternalID == req.ExternalKeyID })
 	if i < 0 {
 		return store.Key{}, nil, newErr(CodeNotFound, "the external key store %s has no key %s", req.Prefix, req.ExternalKeyID)
@@ -373,6 +377,24 @@ func (s *Service) xksKey(tx store.Tx, o *op, req XKSRequest) (store.Key, []strin
 	}
 	o.rec.KeyID = k.ID
 	return k, slices.Clone(rec.Keys[i].Usage), nil
+}
+
+// xksAuthorize applies a store's secondary authorisation (SetXKSPolicy)
+// to a key operation's requestMetadata.
+func xksAuthorize(rec store.XKSStore, req XKSRequest) error {
+	if len(rec.Statements) == 0 {
+		return nil
+	}
+	op, principal := req.Metadata["kmsOperation"], req.Metadata["awsPrincipalArn"]
+	resources := []string{principal}
+	if via := req.Metadata["kmsViaService"]; via != "" {
+		resources = append(resources, "via:"+via)
+	}
+	d := policy.Decide(rec.Statements, policy.Request{Action: policy.KMSPrefix + op, Resources: resources})
+	if d.Allowed {
+		return nil
+	}
+	return newErr(CodeAccessDenied, "the external key store %s does not allow %s by %s: %s", req.Prefix, op, principal, d.Reason)
 }
 
 // xksUsable is xksKey for an operation: the store must allow usage and

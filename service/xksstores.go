@@ -53,6 +53,8 @@ type XKSStoreEntry struct {
 	CreatedAt   time.Time            `json:"CreatedAt"`
 	Credentials []XKSCredentialEntry `json:"Credentials"`
 	Keys        []XKSKeyEntry        `json:"Keys"`
+	// Statements is the store's secondary authorisation (SetXKSPolicy).
+	Statements []policy.Statement `json:"Statements"`
 }
 
 // XKSCredentialEntry names a credential of an external key store.
@@ -112,6 +114,12 @@ type XKSKeyInput struct {
 type XKSCredentialInput struct {
 	Prefix      string `json:"Prefix"`
 	AccessKeyID string `json:"AccessKeyId"`
+}
+
+// XKSPolicyInput is SetXKSPolicy's request.
+type XKSPolicyInput struct {
+	Prefix     string             `json:"Prefix"`
+	Statements []policy.Statement `json:"Statements"`
 }
 
 // NormalizeXKSPrefix returns prefix without slashes at either end or the
@@ -329,6 +337,43 @@ func (s *Service) RemoveXKSCredential(ctx context.Context, in XKSCredentialInput
 	})
 }
 
+// SetXKSPolicy sets an external key store's secondary authorisation:
+// statements in the policy language of principals, applied to what AWS KMS
+// says of each call in its requestMetadata. The action is "kms:" and the
+// kmsOperation (kms:Decrypt, kms:GenerateDataKey, kms:DescribeKey, …); the
+// resources a statement's patterns are matched against are the
+// awsPrincipalArn and, when AWS KMS acts for another service,
+// "via:" and the kmsViaService (via:ebs). With statements, a call is
+// allowed only if one allows it and none denies it; with none (the
+// default, and what an empty list sets) the allow-list alone decides.
+// GetHealthStatus is never subject to it, as the spec requires.
+func (s *Service) SetXKSPolicy(ctx context.Context, in XKSPolicyInput) (err error) {
+	o := s.begin(ctx, policy.ActionUpdateXksStore)
+	defer func() { err = o.end(err) }()
+	if err := o.authorize(nil, ""); err != nil {
+		return err
+	}
+	p, err := NormalizeXKSPrefix(in.Prefix)
+	if err != nil {
+		return err
+	}
+	o.rec.Subject = p
+	if err := policy.Validate(in.Statements); err != nil {
+		return newErr(CodeValidation, "%v", err)
+	}
+	for i, st := range in.Statements {
+		for _, a := range st.Actions {
+			if !strings.HasPrefix(strings.ToLower(a), policy.KMSPrefix) {
+				return newErr(CodeValidation, "statement %d: action %q: an external key store's policy names kms: actions (the kmsOperation of AWS KMS's calls)", i, a)
+			}
+		}
+	}
+	return s.updateXKSStore(ctx, p, func(_ store.Tx, rec *store.XKSStore) error {
+		rec.Statements = slices.Clone(in.Statements)
+		return nil
+	})
+}
+
 // updateXKSStore reads the store of prefix p, lets change alter it and
 // writes it back in the same transaction.
 func (s *Service) updateXKSStore(ctx context.Context, p string, change func(store.Tx, *store.XKSStore) error) error {
@@ -410,7 +455,10 @@ func xksKeyRef(externalID string) keyRef {
 
 func xksEntry(r store.XKSStore) XKSStoreEntry {
 	e := XKSStoreEntry{Prefix: r.Prefix, URIPath: XKSURIPath(r.Prefix), CreatedAt: r.CreatedAt,
-		Credentials: []XKSCredentialEntry{}, Keys: []XKSKeyEntry{}}
+		Credentials: []XKSCredentialEntry{}, Keys: []XKSKeyEntry{}, Statements: slices.Clone(r.Statements)}
+	if e.Statements == nil {
+		e.Statements = []policy.Statement{}
+	}
 	for _, c := range r.Credentials {
 		e.Credentials = append(e.Credentials, XKSCredentialEntry{AccessKeyID: c.AccessKeyID, CreatedAt: c.CreatedAt})
 	}

@@ -2,13 +2,19 @@ package tests
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net/http"
 	"os"
 	"os/exec"
@@ -300,6 +306,16 @@ func TestXKSProxyAPI(t *testing.T) {
 		x.s.must(x.env, "xks", "key", "allow", x.prefix, x.keyID)
 	})
 
+	t.Run("secondary authorisation", func(t *testing.T) {
+		x.s.must(x.env, "xks", "store", "policy", x.prefix, "--allow", "kms:*=arn:aws:iam::999999999999:*")
+		body := map[string]any{"requestMetadata": meta("DescribeKey")} // Alice is of account 123456789012
+		wantXKS(t, x.sdkCall(t, x.cred, x.keyPath+"/metadata", body, now()), 403, "AccessDeniedException")
+		health := map[string]any{"requestMetadata": map[string]any{"kmsRequestId": "h3", "kmsOperation": "KmsHealthCheck"}}
+		wantXKS(t, x.sdkCall(t, x.cred, "/"+x.prefix+"/kms/xks/v1/health", health, now()), 200, "")
+		x.s.must(x.env, "xks", "store", "policy", x.prefix, "--clear")
+		wantXKS(t, x.sdkCall(t, x.cred, x.keyPath+"/metadata", body, now()), 200, "")
+	})
+
 	t.Run("disabled key", func(t *testing.T) {
 		x.s.must(x.env, "key", "disable", x.keyID, "--yes")
 		r := x.sdkCall(t, x.cred, x.keyPath+"/metadata", map[string]any{"requestMetadata": meta("DescribeKey")}, now())
@@ -354,4 +370,147 @@ func TestXKSProxyAPI(t *testing.T) {
 			t.Fatal("the audit trail holds a plaintext or a credential secret")
 		}
 	})
+}
+
+// clientCert writes a client key pair with subject CN=cn, signed by a new
+// CA of its own, and returns the CA's and the pair's PEM files.
+func clientCert(t *testing.T, dir, name, cn string) (ca, cert, key string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name + " CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caTmpl, &k.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(k)
+	caKeyDER, _ := x509.MarshalPKCS8PrivateKey(caKey)
+	write := func(file, typ string, der []byte) string {
+		p := filepath.Join(dir, name+"-"+file)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("ca-key.pem", "PRIVATE KEY", caKeyDER)
+	return write("ca.pem", "CERTIFICATE", caDER), write("cert.pem", "CERTIFICATE", der), write("key.pem", "PRIVATE KEY", keyDER)
+}
+
+// TestXKSMutualTLS proves that with --xks-client-ca and
+// --xks-client-subject only a client certificate chained to that CA with
+// that subject completes the handshake.
+func TestXKSMutualTLS(t *testing.T) {
+	s := newSandbox(t)
+	dir := t.TempDir()
+	ca, cert, key := privateCA(t, dir)
+	const subject = "cks.kms.eu-west-1.amazonaws.com"
+	kmsCA, kmsCert, kmsKey := clientCert(t, dir, "kms", subject)
+	_, otherCert, otherKey := clientCert(t, dir, "other", subject) // right name, wrong CA
+	// Wrong name, right CA: a second leaf of kms's CA.
+	wrongName := signedBy(t, dir, kmsCA, "cks.kms.us-east-1.amazonaws.com")
+	port := freePort(t)
+	s.startServer("", hsmkmsBin, "serve", "--dev", "--dev-dir", filepath.Join(dir, "dev"), "--listen", "127.0.0.1:"+freePort(t),
+		"--xks-listen", "127.0.0.1:"+port, "--xks-tls-cert", cert, "--xks-tls-key", key,
+		"--xks-client-ca", kmsCA, "--xks-client-subject", subject)
+	pemCA, _ := os.ReadFile(ca)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pemCA)
+	ping := func(certs ...tls.Certificate) error {
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: certs}}}
+		resp, err := c.Get("https://127.0.0.1:" + port + "/ping")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	load := func(cert, key string) tls.Certificate {
+		c, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if err := ping(load(kmsCert, kmsKey)); err != nil {
+		t.Fatalf("AWS KMS's certificate: %v", err)
+	}
+	for name, certs := range map[string][]tls.Certificate{
+		"no certificate": nil,
+		"another CA":     {load(otherCert, otherKey)},
+		"another name":   {load(wrongName[0], wrongName[1])},
+	} {
+		if err := ping(certs...); err == nil {
+			t.Errorf("%s: the handshake completed", name)
+		}
+	}
+}
+
+// signedBy writes a client key pair with subject CN=cn signed by the CA
+// whose PEM file is caPath (its key beside it, as clientCert writes it).
+func signedBy(t *testing.T, dir, caPath, cn string) [2]string {
+	t.Helper()
+	caCert, err := tls.LoadX509KeyPair(caPath, strings.TrimSuffix(caPath, "ca.pem")+"ca-key.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, _ := x509.ParseCertificate(caCert.Certificate[0])
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &k.PublicKey, caCert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(k)
+	certPath, keyPath := filepath.Join(dir, "wrong-name-cert.pem"), filepath.Join(dir, "wrong-name-key.pem")
+	os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+	return [2]string{certPath, keyPath}
+}
+
+// TestBenchXKS runs `hsmkms bench --xks` for Encrypt and Decrypt: it loads
+// the XKS listener without errors and leaves no external key store, and
+// its key scheduled for deletion.
+func TestBenchXKS(t *testing.T) {
+	s := newSandbox(t)
+	xksPort := freePort(t)
+	srv := s.startServer("", hsmkmsBin, "serve", "--dev", "--dev-dir", filepath.Join(t.TempDir(), "dev"),
+		"--listen", "127.0.0.1:"+freePort(t), "--xks-listen", "127.0.0.1:"+xksPort)
+	env := srv.clientEnv()
+	for _, op := range []string{"Encrypt", "Decrypt"} {
+		res := decode[struct {
+			Requests int `json:"requests"`
+			Errors   int `json:"errors"`
+		}](t, s.run(env, "--output", "json", "bench", "--xks", "http://127.0.0.1:"+xksPort, "--op", op,
+			"--concurrency", "2", "--duration", "300ms"))
+		if res.Requests == 0 || res.Errors != 0 {
+			t.Fatalf("bench --xks --op %s: %+v", op, res)
+		}
+	}
+	if stores := decode[[]map[string]any](t, s.run(env, "--output", "json", "xks", "store", "list")); len(stores) != 0 {
+		t.Fatalf("bench left external key stores: %v", stores)
+	}
+	for _, k := range decode[[]keyView](t, s.run(env, "--output", "json", "key", "list")) {
+		if d := describeKey(s, env, k.KeyId); d.KeyState != "PendingDeletion" {
+			t.Errorf("the run's key %s is %s, want PendingDeletion", k.KeyId, d.KeyState)
+		}
+	}
+	r := s.run(env, "bench", "--xks", "http://127.0.0.1:"+xksPort, "--op", "GenerateDataKey")
+	if r.code != 2 || !strings.Contains(r.stderr, "Encrypt or Decrypt") {
+		t.Fatalf("bench --xks --op GenerateDataKey: %v", r)
+	}
 }

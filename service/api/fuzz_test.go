@@ -61,6 +61,7 @@ var fuzzBodies = map[string]struct{ valid, invalid string }{
 	"AllowXksKey":                     {`{"Prefix":"a","ExternalKeyId":"app","Usage":["ENCRYPT","DECRYPT"]}`, `{"Usage":"ENCRYPT"}`},
 	"DenyXksKey":                      {`{"Prefix":"a","ExternalKeyId":"app"}`, `{"ExternalKeyId":["app"]}`},
 	"AddXksCredential":                {`{"Prefix":"a"}`, `{"Prefix":null,"Prefix":"a"}`},
+	"SetXksPolicy":                    {`{"Prefix":"a","Statements":[{"effect":"Allow","actions":["kms:Decrypt"],"resources":["arn:aws:iam::111122223333:*"]}]}`, `{"Statements":{}}`},
 	"RemoveXksCredential":             {`{"Prefix":"a","AccessKeyId":"MUBSXM6K3KMXHN6RRCXI7TWQH4"}`, `{"AccessKeyId":{}}`},
 }
 

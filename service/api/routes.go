@@ -94,6 +94,7 @@ func routes() map[string]route {
 		adminPrefix + "DenyXksKey":                    fast(callNoOutput((*service.Service).DenyXKSKey)),
 		adminPrefix + "AddXksCredential":              slow(call((*service.Service).AddXKSCredential)),
 		adminPrefix + "RemoveXksCredential":           fast(callNoOutput((*service.Service).RemoveXKSCredential)),
+		adminPrefix + "SetXksPolicy":                  fast(callNoOutput((*service.Service).SetXKSPolicy)),
 	}
 }
 
