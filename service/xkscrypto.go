@@ -123,18 +123,6 @@ func (s *Service) XKSCredentials(ctx context.Context, prefix, accessKeyID string
 	return Credentials{AccessKeyID: accessKeyID, Name: "xks/" + prefix, Secret: secret}, nil
 }
 
-// HasXKSStore reports whether an external key store has the prefix.
-func (s *Service) HasXKSStore(ctx context.Context, prefix string) (bool, error) {
-	err := s.store.View(ctx, func(tx store.Tx) error {
-		_, err := tx.XKSStore(prefix)
-		return err
-	})
-	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
-	}
-	return err == nil, storeErrOrNil(err)
-}
-
 // XKSGetKeyMetadata describes an allowed key as the XKS spec does: AES_256,
 // the usages the store allows it, ENABLED or DISABLED.
 func (s *Service) XKSGetKeyMetadata(ctx context.Context, req XKSRequest) (out XKSKeyMetadata, err error) {

@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base32"
 	"encoding/base64"
 	"errors"
@@ -408,15 +407,12 @@ func xksStoreErr(err error, p string) error {
 
 // newXKSCredential draws an access key ID (26 characters of A-Z 2-7, from
 // 16 bytes) and a secret (32 bytes in unpadded standard Base64, 43
-// characters) from the token's generator, or the system's when the token
-// has none: AWS KMS takes 20-30 and 43-64 characters.
+// characters) from the token's generator: AWS KMS takes 20-30 and 43-64
+// characters.
 func (s *Service) newXKSCredential(ctx context.Context) (id, secret string, err error) {
 	b, err := s.hsm.GenerateRandom(ctx, 16+32)
 	if err != nil {
-		b = make([]byte, 16+32)
-		if _, rerr := rand.Read(b); rerr != nil {
-			return "", "", wrapErr(CodeInternal, rerr, "no randomness for a credential")
-		}
+		return "", "", s.hsmErr(err, "", 0)
 	}
 	defer clear(b)
 	id = base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:16])

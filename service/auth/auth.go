@@ -2,8 +2,11 @@
 // Version 4 on every API request (service "kms"), as AWS applies it: a
 // single, strictly formed Authorization header, every x-amz-* header and
 // Content-Type signed, no session token for a long-term key, bounded clock
-// skew. It bounds the audit volume of failed attempts per source address
-// and per claimed access key ID without ever refusing a valid signature.
+// skew. Configured for service "kms-xks-proxy", any region and the
+// SignedHeaders as listed (Config), it verifies the calls AWS KMS makes to
+// the XKS proxy API. It bounds the audit volume of failed attempts per
+// source address and per claimed access key ID without ever refusing a
+// valid signature.
 // The expected signature is computed directly from the request, without
 // re-signing it: the canonical request is built as aws-sdk-go-v2's signer
 // (aws/signer/v4) builds it, with its escaping, whitespace and
@@ -94,23 +97,35 @@ type Verifier struct {
 
 // Config configures a Verifier.
 type Config struct {
+	// Credentials is where Verify looks principals up. VerifyWith is
+	// given its own lookup: a Verifier used only through it needs none.
 	Credentials Credentials
 	// Service is the service a credential scope must name: "kms" (the
 	// default) or "kms-xks-proxy" for the XKS proxy API.
 	Service string
-	// Region is the only region a credential scope may name. Without it,
-	// Regions is the list of those it may name, and without either any
-	// well-formed region name will do (AWS KMS calls an XKS proxy from
-	// whichever region the KMS key lives in).
-	Region  string
+	// Region, when set, is the only region a credential scope may name:
+	// the KMS API's own region.
+	Region string
+	// Regions, when Region is not set, lists the regions a credential
+	// scope may name. Without either, any well-formed region name will
+	// do (see regionRE): AWS KMS signs its calls to an XKS proxy for the
+	// region the KMS key is in, and one proxy may serve several.
 	Regions []string
 	// SignedHeadersOnly verifies a request against exactly the headers
-	// its SignedHeaders lists (host and x-amz-date still required),
+	// its SignedHeaders lists (host and x-amz-date still required)
 	// instead of also requiring every x-amz-* header and Content-Type to
 	// be signed. The XKS proxy API needs it: AWS KMS signs host and
-	// x-amz-date only and sends Content-Type unsigned. It is safe there
-	// because the operation is in the signed path; the KMS API keeps the
-	// strict rule, its operation being in X-Amz-Target.
+	// x-amz-date only and sends Content-Type: application/json unsigned.
+	//
+	// It is safe there because an XKS request is wholly signed without
+	// its headers: the method, the path (which names the key store, the
+	// key and the operation), the query and the body's hash are always
+	// in the canonical request; an unsigned X-Amz-Content-Sha256 must
+	// still match the body and an X-Amz-Security-Token is still refused;
+	// and the XKS handler reads no other header. The KMS API must keep
+	// the strict rule: its operation is the X-Amz-Target header, so a
+	// DescribeKey signed over host and x-amz-date alone could be re-sent
+	// as ScheduleKeyDeletion under the same signature.
 	SignedHeadersOnly bool
 	// MaxSkew bounds the difference between X-Amz-Date and the clock
 	// (default 5 minutes, as AWS).
@@ -170,9 +185,16 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte, sou
 }
 
 // VerifyWith is Verify with the credentials looked up in creds instead of
-// the Verifier's own: the XKS proxy API looks them up in the external key
-// store its request's path names.
+// the Verifier's own (Config.Credentials): the XKS proxy API looks them up
+// in the external key store its request's path names. Its failures count
+// against the same failure budget as Verify's, and the signing keys it
+// derives go to the same cache.
 func (v *Verifier) VerifyWith(ctx context.Context, r *http.Request, body []byte, source string, creds Credentials) (service.Credentials, error) {
+	if creds == nil {
+		// A Verifier configured without Credentials, called through
+		// Verify: the server's mistake, not the client's failure.
+		return service.Credentials{}, errors.New("auth: no credentials lookup to verify the request with")
+	}
 	found, err := v.verify(ctx, r, body, creds)
 	if err == nil {
 		return found, nil
@@ -228,8 +250,8 @@ func (v *Verifier) verify(ctx context.Context, r *http.Request, body []byte, loo
 	if a.service != v.service {
 		return fail(CodeInvalid, "Credential should be scoped to correct service: '%s'.", v.service)
 	}
-	if !v.regionAllowed(a.region) {
-		return fail(CodeInvalid, "Credential should be scoped to a valid region, not '%s'.", a.region)
+	if refusal := v.regionRefusal(a.region); refusal != "" {
+		return fail(CodeInvalid, refusal, a.region)
 	}
 	if !slices.Contains(a.signedHeaders, "host") || !slices.Contains(a.signedHeaders, "x-amz-date") {
 		return fail(CodeIncomplete, "SignedHeaders must include host and x-amz-date.")
@@ -278,19 +300,36 @@ func (v *Verifier) verify(ctx context.Context, r *http.Request, body []byte, loo
 	return creds, nil
 }
 
-// regionRE is a well-formed AWS region name: us-east-1, us-gov-west-1,
-// cn-north-1, us-isob-east-1.
-var regionRE = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
+// regionRE is a well-formed AWS region name, up to maxRegionLen bytes:
+// lower-case words joined by hyphens, the first of two letters or more,
+// then a number, as every partition's name pattern has them (us-east-1,
+// us-gov-west-1, cn-north-1, us-isob-east-1, eu-isoe-west-1,
+// eusc-de-east-1). It only keeps text that cannot be a region out of the
+// credential scope: the signature, derived with the region, is what
+// proves the client meant it.
+var regionRE = regexp.MustCompile(`^[a-z]{2,}(-[a-z]+)+-[0-9]+$`)
 
-// regionAllowed reports whether a credential scope may name region.
-func (v *Verifier) regionAllowed(region string) bool {
+const maxRegionLen = 64
+
+// regionRefusal returns the message format, with a %s for the region,
+// refusing a credential scope that names region, or "" if the scope may
+// name it. The KMS API's message is AWS's.
+func (v *Verifier) regionRefusal(region string) string {
 	switch {
 	case v.region != "":
-		return region == v.region
+		if region == v.region {
+			return ""
+		}
+		return "Credential should be scoped to a valid region, not '%s'."
 	case len(v.regions) > 0:
-		return slices.Contains(v.regions, region)
+		if slices.Contains(v.regions, region) {
+			return ""
+		}
+		return "Credential should be scoped to an allowed region, not '%s'."
+	case len(region) <= maxRegionLen && regionRE.MatchString(region):
+		return ""
 	}
-	return len(region) <= 64 && regionRE.MatchString(region)
+	return "Credential should be scoped to a valid region name, not '%s'."
 }
 
 // unsignedHeaders names, in a comma-separated list, the headers of h that

@@ -18,10 +18,11 @@ import (
 
 // This file computes the SigV4 signature a request should carry, directly
 // from the request, in the form aws-sdk-go-v2's signer (aws/signer/v4 and
-// aws/signer/internal/v4) gives it for service "kms" with URI path escaping
-// on. Verify used to sign a copy of the request with that signer; the
-// tests keep that computation as the oracle this one must equal, on every
-// input, including the ones it refuses.
+// aws/signer/internal/v4) gives it for the Verifier's service ("kms" or
+// "kms-xks-proxy") with URI path escaping on. Verify used to sign a copy
+// of the request with that signer; the tests keep that computation as the
+// oracle this one must equal, on every input, including the ones it
+// refuses.
 
 // ignored reports whether h, lower case, names a header the SDK's signer
 // never signs (v4Internal.IgnoredHeaders). A client that lists one in
@@ -469,11 +470,11 @@ func headerValues(h http.Header, name string) []string {
 }
 
 // signingKeys caches SigV4 signing keys, each derived by four HMACs from a
-// secret, a day and a region (the service is always kms). An entry is
-// found by the SHA-256 of the secret, never the secret: a new secret for
-// the same access key ID (a principal re-created, a root secret changed)
-// is a new entry, honoured at once, and the old secret's signing key is
-// never used again. The cache starts over when full: re-deriving is four
+// secret, a day and a region (the service is the Verifier's, the same for
+// every key of a cache). An entry is found by the SHA-256 of the secret,
+// never the secret: a new secret for the same access key ID (a principal
+// re-created, a root secret changed) is a new entry, honoured at once, and
+// the old secret's signing key is never used again. The cache starts over when full: re-deriving is four
 // HMACs, nothing to preserve at any cost.
 //
 // It is reached through a pointer from the Verifier so that printing a

@@ -104,8 +104,10 @@ func (p *procs) run() {
 				continue
 			}
 			if calm++; calm >= p.quiet && !p.low.Load() {
-				p.setOne()
+				// Marked first: a request arriving meanwhile must find it
+				// low and wake run, which then raises it again.
 				p.low.Store(true)
+				p.setOne()
 			}
 		}
 	}

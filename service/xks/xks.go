@@ -97,16 +97,6 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id string, t tar
 	source := sourceAddr(r)
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	exists, err := h.cfg.Service.HasXKSStore(ctx, t.prefix)
-	if err != nil {
-		h.fail(w, id, err)
-		return
-	}
-	if !exists {
-		writeError(w, id, ErrInvalidURIPath, "no external key store has this URI path")
-		h.unverified(id, t, source, ErrInvalidURIPath)
-		return
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -119,7 +109,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id string, t tar
 		h.unverified(id, t, source, ErrValidation)
 		return
 	}
+	// The store is found with the credential: one read, and a path
+	// prefix no store has is told apart only to a signed request.
 	creds, err := h.cfg.Verifier.VerifyWith(ctx, r, body, source, storeCredentials{h.cfg.Service, t.prefix})
+	if errors.Is(err, service.ErrNoXKSStore) {
+		writeError(w, id, ErrInvalidURIPath, "no external key store has this URI path")
+		h.unverified(id, t, source, ErrInvalidURIPath)
+		return
+	}
 	if err != nil {
 		h.refuse(w, id, t, source, service.Cancelled(ctx, err))
 		return
