@@ -163,6 +163,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.listenMetrics(metrics); err != nil {
 		return nil, err
 	}
+	if cfg.AdaptProcs {
+		// One controller for both listeners: it counts the requests in
+		// flight on either.
+		s.procs = newProcs()
+	}
 	if err := s.listenXKS(); err != nil {
 		s.shutdownMetrics(ctx)
 		return nil, err
@@ -236,10 +241,8 @@ func (s *Server) listen(h http.Handler) error {
 		return fmt.Errorf("server: %w", err)
 	}
 	s.listener = l
-	if s.cfg.AdaptProcs {
-		if s.procs = newProcs(); s.procs != nil {
-			h = s.procs.wrap(h)
-		}
+	if s.procs != nil {
+		h = s.procs.wrap(h)
 	}
 	s.http = &http.Server{
 		Handler:           h,

@@ -108,7 +108,10 @@ func (s *Server) listenXKS() error {
 	}
 	v := auth.New(auth.Config{Service: "kms-xks-proxy", Regions: x.Regions, SignedHeadersOnly: true,
 		Logger: s.cfg.Logger.Named("xks-auth")})
-	h := xks.New(xks.Config{Service: s.svc, Verifier: v, Audit: s.audit, Logger: s.cfg.Logger.Named("xks"), Model: x.Model})
+	var h http.Handler = xks.New(xks.Config{Service: s.svc, Verifier: v, Audit: s.audit, Logger: s.cfg.Logger.Named("xks"), Model: x.Model})
+	if s.procs != nil {
+		h = s.procs.wrap(h)
+	}
 	var tc *tls.Config
 	if x.TLSCert != "" {
 		var err error

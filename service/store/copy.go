@@ -45,7 +45,8 @@ func (s *snapshot) counts() Counts {
 // Copy copies every record of src into dst, which must be empty, and then
 // reads dst back to check that it holds exactly what src held. It reads src
 // in one transaction and writes dst in one, so that dst ends with all of a
-// consistent state of src or nothing. Key revisions start again at 1.
+// consistent state of src or nothing. Key and external key store
+// revisions start again at 1.
 func Copy(ctx context.Context, dst, src Store) (Counts, error) {
 	from, err := read(ctx, src)
 	if err != nil {
@@ -166,7 +167,7 @@ func write(tx Tx, s *snapshot) error {
 }
 
 // same reports the first difference between two snapshots, ignoring key
-// revisions (a copy starts them again).
+// and external key store revisions (a copy starts them again).
 func same(a, b *snapshot) error {
 	if a.counts() != b.counts() {
 		return fmt.Errorf("counts %+v, want %+v", b.counts(), a.counts())
@@ -198,13 +199,17 @@ func same(a, b *snapshot) error {
 		}
 	}
 	for i := range a.xksStores {
+		// Everything but the revision: the statements are its secondary
+		// authorisation, and a copy that lost them would allow more.
 		x, y := a.xksStores[i], b.xksStores[i]
-		if x.Prefix != y.Prefix || len(x.Credentials) != len(y.Credentials) || len(x.Keys) != len(y.Keys) {
+		if x.Prefix != y.Prefix || !x.CreatedAt.Equal(y.CreatedAt) || len(x.Credentials) != len(y.Credentials) ||
+			len(x.Keys) != len(y.Keys) || !slices.EqualFunc(x.Statements, y.Statements, policy.Statement.Equal) {
 			return fmt.Errorf("external key store %s", x.Prefix)
 		}
 		for j := range x.Credentials {
-			if x.Credentials[j].AccessKeyID != y.Credentials[j].AccessKeyID || !slices.Equal(x.Credentials[j].SealedSecret, y.Credentials[j].SealedSecret) {
-				return fmt.Errorf("external key store %s credential %s", x.Prefix, x.Credentials[j].AccessKeyID)
+			c, d := x.Credentials[j], y.Credentials[j]
+			if c.AccessKeyID != d.AccessKeyID || !slices.Equal(c.SealedSecret, d.SealedSecret) || !c.CreatedAt.Equal(d.CreatedAt) {
+				return fmt.Errorf("external key store %s credential %s", x.Prefix, c.AccessKeyID)
 			}
 		}
 		for j := range x.Keys {

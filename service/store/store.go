@@ -1,11 +1,12 @@
 // Package store owns what the key service persists: keys, key versions,
-// aliases, principals and settings, behind a transactional Store interface.
+// aliases, principals, external key stores and settings, behind a
+// transactional Store interface.
 //
 // The interface is shaped for a shared SQL store with several replicas as
 // much as for the embedded bbolt file: every change runs in a transaction,
-// records carry a revision and PutKey is a compare-and-set on it, and
-// nothing the service needs to be correct lives only in one process's
-// memory. Package storetest holds the conformance suite every
+// records carry a revision and PutKey and PutXKSStore are a compare-and-set
+// on it, and nothing the service needs to be correct lives only in one
+// process's memory. Package storetest holds the conformance suite every
 // implementation runs.
 package store
 

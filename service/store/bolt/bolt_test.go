@@ -160,9 +160,16 @@ func TestOpenFails(t *testing.T) {
 
 func TestErrorsNameIdentity(t *testing.T) {
 	s := openTemp(t)
+	putXKS := func(prefix string, rev uint64) func(store.Tx) error {
+		return func(tx store.Tx) error {
+			_, err := tx.PutXKSStore(store.XKSStore{Prefix: prefix, Revision: rev})
+			return err
+		}
+	}
 	mustUpdate(t, s, func(tx store.Tx) error {
 		_, err := tx.PutKey(store.Key{ID: "key-1"})
-		return errors.Join(err, tx.CreateAlias(store.Alias{Name: "alias/taken"}))
+		_, err2 := tx.PutXKSStore(store.XKSStore{Prefix: "xks/taken"})
+		return errors.Join(err, err2, tx.CreateAlias(store.Alias{Name: "alias/taken"}))
 	})
 	for _, tc := range []struct {
 		fn       func(store.Tx) error
@@ -178,6 +185,11 @@ func TestErrorsNameIdentity(t *testing.T) {
 		{func(tx store.Tx) error { return tx.PutAlias(store.Alias{Name: "alias/none"}) }, store.ErrNotFound, "alias/none"},
 		{func(tx store.Tx) error { return tx.DeletePrincipal("AKIANONE") }, store.ErrNotFound, "AKIANONE"},
 		{func(tx store.Tx) error { _, err := tx.Setting("nothing"); return err }, store.ErrNotFound, "nothing"},
+		{func(tx store.Tx) error { _, err := tx.XKSStore("xks/none"); return err }, store.ErrNotFound, "external key store xks/none"},
+		{putXKS("xks/taken", 0), store.ErrExists, "xks/taken"},
+		{putXKS("xks/taken", 7), store.ErrConflict, "xks/taken"},
+		{putXKS("xks/none", 1), store.ErrNotFound, "xks/none"},
+		{func(tx store.Tx) error { return tx.DeleteXKSStore("xks/none") }, store.ErrNotFound, "xks/none"},
 	} {
 		err := s.Update(context.Background(), tc.fn)
 		if !errors.Is(err, tc.want) || !strings.Contains(fmt.Sprint(err), tc.identity) {

@@ -26,8 +26,9 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 	return time.Since(start)
 }
 
-// TestHotReadsSkipTheDatabase: once a key and its version are cached, a
-// View of them begins no database transaction.
+// TestHotReadsSkipTheDatabase: once a key, its version and an external key
+// store (which every XKS request reads) are cached, a View of them begins
+// no database transaction.
 func TestHotReadsSkipTheDatabase(t *testing.T) {
 	srv := pgtest.Start(t)
 	// A long MaxStale: a follower delayed by a loaded machine must not make
@@ -35,12 +36,16 @@ func TestHotReadsSkipTheDatabase(t *testing.T) {
 	s := openDB(t, srv, Config{MaxStale: time.Hour})
 	mustUpdate(t, s, func(tx store.Tx) error {
 		_, err := tx.PutKey(newKey("k1"))
-		return errors.Join(err, tx.PutVersion(store.Version{KeyID: "k1", Number: 1, State: store.VersionActive}))
+		_, err2 := tx.PutXKSStore(store.XKSStore{Prefix: "x", Keys: []store.XKSKey{{ExternalID: "k1", Usage: []string{"ENCRYPT"}}}})
+		return errors.Join(err, err2, tx.PutVersion(store.Version{KeyID: "k1", Number: 1, State: store.VersionActive}))
 	})
 	read := func() error {
 		return s.View(context.Background(), func(tx store.Tx) error {
 			_, err := tx.Key("k1")
 			if err != nil {
+				return err
+			}
+			if _, err := tx.XKSStore("x"); err != nil {
 				return err
 			}
 			_, err = tx.Version("k1", 1)
@@ -61,7 +66,7 @@ func TestHotReadsSkipTheDatabase(t *testing.T) {
 		}
 	}
 	if n := s.began.Load() - before; n != 0 {
-		t.Errorf("1000 Views of a cached key and version began %d database transactions, want 0", n)
+		t.Errorf("1000 Views of a cached key, version and external key store began %d database transactions, want 0", n)
 	}
 }
 
@@ -94,31 +99,46 @@ func TestOtherReplicasWritesSeen(t *testing.T) {
 	b := openDB(t, srv, Config{URL: url})
 	mustUpdate(t, a, func(tx store.Tx) error {
 		_, err := tx.PutKey(newKey("k1"))
-		return errors.Join(err, tx.CreateAlias(store.Alias{Name: "alias/a", KeyID: "k1"}),
+		_, err2 := tx.PutXKSStore(store.XKSStore{Prefix: "x/1", Keys: []store.XKSKey{{ExternalID: "k1"}}})
+		_, err3 := tx.PutXKSStore(store.XKSStore{Prefix: "x/2"})
+		return errors.Join(err, err2, err3, tx.CreateAlias(store.Alias{Name: "alias/a", KeyID: "k1"}),
 			tx.CreatePrincipal(store.Principal{AccessKeyID: "AKIA1", Name: "p"}),
 			tx.PutSetting("s", []byte("1")))
 	})
-	read := func(s store.Store) (k store.Key, al store.Alias, perr error, set []byte) {
+	type state struct {
+		k          store.Key
+		al         store.Alias
+		perr       error
+		set        []byte
+		xks        store.XKSStore
+		xksGoneErr error
+	}
+	read := func(s store.Store) (st state) {
 		_ = s.View(context.Background(), func(tx store.Tx) error {
-			k, _ = tx.Key("k1")
-			al, _ = tx.Alias("alias/a")
-			_, perr = tx.Principal("AKIA1")
-			set, _ = tx.Setting("s")
+			st.k, _ = tx.Key("k1")
+			st.al, _ = tx.Alias("alias/a")
+			_, st.perr = tx.Principal("AKIA1")
+			st.set, _ = tx.Setting("s")
+			st.xks, _ = tx.XKSStore("x/1")
+			_, st.xksGoneErr = tx.XKSStore("x/2")
 			return nil
 		})
 		return
 	}
-	read(b) // b caches all four
+	read(b) // b caches every one
 	k, _ := keyOf(a, "k1")
 	k.State = store.KeyDisabled
 	mustUpdate(t, a, func(tx store.Tx) error {
 		_, err := tx.PutKey(k)
-		return errors.Join(err, tx.PutAlias(store.Alias{Name: "alias/a", KeyID: "k2"}),
-			tx.DeletePrincipal("AKIA1"), tx.PutSetting("s", []byte("2")))
+		_, err2 := tx.PutXKSStore(store.XKSStore{Prefix: "x/1", Revision: 1, Keys: []store.XKSKey{{ExternalID: "k2"}}})
+		return errors.Join(err, err2, tx.PutAlias(store.Alias{Name: "alias/a", KeyID: "k2"}),
+			tx.DeletePrincipal("AKIA1"), tx.PutSetting("s", []byte("2")), tx.DeleteXKSStore("x/2"))
 	})
 	took := waitFor(t, 5*time.Second, "b sees a's writes", func() bool {
-		k, al, perr, set := read(b)
-		return k.State == store.KeyDisabled && al.KeyID == "k2" && errors.Is(perr, store.ErrNotFound) && string(set) == "2"
+		st := read(b)
+		return st.k.State == store.KeyDisabled && st.al.KeyID == "k2" && errors.Is(st.perr, store.ErrNotFound) &&
+			string(st.set) == "2" && st.xks.Revision == 2 && len(st.xks.Keys) == 1 && st.xks.Keys[0].ExternalID == "k2" &&
+			errors.Is(st.xksGoneErr, store.ErrNotFound)
 	})
 	t.Logf("b saw a's writes after %s", took)
 }

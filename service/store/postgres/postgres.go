@@ -1,6 +1,6 @@
 // Package postgres owns the shared store: a store.Store kept in PostgreSQL,
 // so that several hsmkms replicas serving one HSM share their keys,
-// versions, aliases, principals and settings.
+// versions, aliases, principals, external key stores and settings.
 //
 // Records are kept as the same JSON the bolt store writes, one table per
 // kind. Writes run in REPEATABLE READ transactions that end by raising the

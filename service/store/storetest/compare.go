@@ -40,21 +40,54 @@ func normPrincipal(p store.Principal) store.Principal {
 	if len(p.SealedSecret) == 0 {
 		p.SealedSecret = nil
 	}
-	sts := make([]policy.Statement, 0, len(p.Statements))
-	for _, s := range p.Statements {
+	p.Statements, p.CreatedAt = normStatements(p.Statements), normTime(p.CreatedAt)
+	return p
+}
+
+// normStatements returns a normalised copy of sts; it never changes sts.
+func normStatements(sts []policy.Statement) []policy.Statement {
+	if len(sts) == 0 {
+		return nil
+	}
+	out := make([]policy.Statement, 0, len(sts))
+	for _, s := range sts {
 		if len(s.Actions) == 0 {
 			s.Actions = nil
 		}
 		if len(s.Resources) == 0 {
 			s.Resources = nil
 		}
-		sts = append(sts, s)
+		out = append(out, s)
 	}
-	if len(sts) == 0 {
-		sts = nil
+	return out
+}
+
+// normXKSStore normalises a copy of s, revision left out: the tests that
+// care check it on its own.
+func normXKSStore(s store.XKSStore) store.XKSStore {
+	s = s.Clone()
+	s.Revision = 0
+	s.CreatedAt = normTime(s.CreatedAt)
+	for i, c := range s.Credentials {
+		if len(c.SealedSecret) == 0 {
+			c.SealedSecret = nil
+		}
+		c.CreatedAt = normTime(c.CreatedAt)
+		s.Credentials[i] = c
 	}
-	p.Statements, p.CreatedAt = sts, normTime(p.CreatedAt)
-	return p
+	for i := range s.Keys {
+		if len(s.Keys[i].Usage) == 0 {
+			s.Keys[i].Usage = nil
+		}
+	}
+	if len(s.Credentials) == 0 {
+		s.Credentials = nil
+	}
+	if len(s.Keys) == 0 {
+		s.Keys = nil
+	}
+	s.Statements = normStatements(s.Statements)
+	return s
 }
 
 // same fails unless got equals want after norm.

@@ -1,6 +1,7 @@
 // Package storetest owns the conformance suite that every store.Store
 // implementation runs: Run checks each Tx method, the error sentinels, the
-// compare-and-set on keys, pagination, transactions and copy isolation.
+// compare-and-set on keys and external key stores, pagination,
+// transactions, copy isolation and store.Copy.
 package storetest
 
 import (

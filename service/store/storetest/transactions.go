@@ -15,6 +15,7 @@ type snapshot struct {
 	Versions   map[string][]store.Version
 	Aliases    []store.Alias
 	Principals []store.Principal
+	XKSStores  []store.XKSStore
 	Settings   map[string]string
 }
 
@@ -23,7 +24,8 @@ func seed(t *testing.T, s store.Store) snapshot {
 	t.Helper()
 	update(t, s, func(tx store.Tx) error {
 		_, err := tx.PutKey(newKey("k0", 0))
-		return errors.Join(err,
+		_, err2 := tx.PutXKSStore(newXKSStore("xks/old", 0))
+		return errors.Join(err, err2,
 			tx.PutVersion(newVersion("k0", 1, 0)),
 			tx.CreateAlias(newAlias("alias/old", 0)),
 			tx.CreatePrincipal(newPrincipal("AKIAOLD", 0)),
@@ -49,6 +51,9 @@ func take(t *testing.T, s store.Store) snapshot {
 			return err
 		}
 		if snap.Principals, err = tx.Principals("", 0); err != nil {
+			return err
+		}
+		if snap.XKSStores, err = tx.XKSStores("", 0); err != nil {
 			return err
 		}
 		for _, name := range []string{"s", "t"} {
@@ -83,6 +88,14 @@ var writes = []struct {
 	{"CreatePrincipal", func(tx store.Tx) error { return tx.CreatePrincipal(newPrincipal("AKIANEW", 0)) }},
 	{"PutPrincipal", func(tx store.Tx) error { return tx.PutPrincipal(newPrincipal("AKIAOLD", 1)) }},
 	{"DeletePrincipal", func(tx store.Tx) error { return tx.DeletePrincipal("AKIAOLD") }},
+	{"PutXKSStore(create)", func(tx store.Tx) error { _, err := tx.PutXKSStore(newXKSStore("xks/new", 0)); return err }},
+	{"PutXKSStore(replace)", func(tx store.Tx) error {
+		s := newXKSStore("xks/old", 1)
+		s.Revision = 1
+		_, err := tx.PutXKSStore(s)
+		return err
+	}},
+	{"DeleteXKSStore", func(tx store.Tx) error { return tx.DeleteXKSStore("xks/old") }},
 	{"PutSetting(replace)", func(tx store.Tx) error { return tx.PutSetting("s", []byte("new")) }},
 	{"PutSetting(create)", func(tx store.Tx) error { return tx.PutSetting("t", []byte("new")) }},
 }
