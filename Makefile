@@ -45,6 +45,8 @@ FUZZ_TARGETS := \
 	./service/ciphertext:FuzzCanonical \
 	./service/auth:FuzzParseAuthorization \
 	./service/auth:FuzzVerifyMatchesSDK \
+	./service/auth:FuzzXKSVerify \
+	./service/xks:FuzzRequest \
 	./service/api:FuzzDecodeInput \
 	./service/policy:FuzzGlobMatch \
 	./service/audit:FuzzLineMatchesHclog \
