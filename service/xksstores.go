@@ -137,21 +137,32 @@ func NormalizeXKSPrefix(prefix string) (string, error) {
 	return p, nil
 }
 
+// beginXKSAdmin starts an administrative operation on the external key
+// store of prefix: it authorises the caller for action and checks the
+// prefix, which it returns normalised and records as the subject.
+func (s *Service) beginXKSAdmin(ctx context.Context, action, prefix string) (*op, string, error) {
+	o := s.begin(ctx, action)
+	if err := o.authorize(nil, ""); err != nil {
+		return o, "", err
+	}
+	p, err := NormalizeXKSPrefix(prefix)
+	if err != nil {
+		return o, "", err
+	}
+	o.rec.Subject = p
+	return o, p, nil
+}
+
 // XKSURIPath is the XksProxyUriPath of the store with the given prefix.
 func XKSURIPath(prefix string) string { return "/" + prefix + XKSPathTail }
 
 // CreateXKSStore makes an external key store with no credential and no key.
 func (s *Service) CreateXKSStore(ctx context.Context, in XKSStoreInput) (out XKSStoreEntry, err error) {
-	o := s.begin(ctx, policy.ActionCreateXksStore)
+	o, p, err := s.beginXKSAdmin(ctx, policy.ActionCreateXksStore, in.Prefix)
 	defer func() { err = o.end(err) }()
-	if err := o.authorize(nil, ""); err != nil {
-		return out, err
-	}
-	p, err := NormalizeXKSPrefix(in.Prefix)
 	if err != nil {
 		return out, err
 	}
-	o.rec.Subject = p
 	rec := store.XKSStore{Prefix: p, CreatedAt: s.now().UTC()}
 	err = s.store.Update(ctx, func(tx store.Tx) error {
 		_, err := tx.PutXKSStore(rec)
@@ -191,16 +202,11 @@ func (s *Service) ListXKSStores(ctx context.Context, _ ListXKSStoresInput) (out 
 // DeleteXKSStore deletes an external key store: AWS KMS's requests to its
 // path fail at once. The keys themselves are untouched.
 func (s *Service) DeleteXKSStore(ctx context.Context, in XKSStoreInput) (err error) {
-	o := s.begin(ctx, policy.ActionDeleteXksStore)
+	o, p, err := s.beginXKSAdmin(ctx, policy.ActionDeleteXksStore, in.Prefix)
 	defer func() { err = o.end(err) }()
-	if err := o.authorize(nil, ""); err != nil {
-		return err
-	}
-	p, err := NormalizeXKSPrefix(in.Prefix)
 	if err != nil {
 		return err
 	}
-	o.rec.Subject = p
 	err = s.store.Update(ctx, func(tx store.Tx) error { return tx.DeleteXKSStore(p) })
 	return xksStoreErr(err, p)
 }
@@ -212,17 +218,12 @@ func (s *Service) DeleteXKSStore(ctx context.Context, in XKSStoreInput) (err err
 // re-pointing it re-points AWS KMS. The key must be a symmetric AES-GCM
 // key when it is allowed.
 func (s *Service) AllowXKSKey(ctx context.Context, in AllowXKSKeyInput) (err error) {
-	o := s.begin(ctx, policy.ActionUpdateXksStore)
+	o, p, err := s.beginXKSAdmin(ctx, policy.ActionUpdateXksStore, in.Prefix)
 	defer func() { err = o.end(err) }()
-	if err := o.authorize(nil, ""); err != nil {
-		return err
-	}
-	externalID := in.ExternalKeyID
-	p, err := NormalizeXKSPrefix(in.Prefix)
 	if err != nil {
 		return err
 	}
-	o.rec.Subject = p
+	externalID := in.ExternalKeyID
 	usage, err := xksUsages(in.Usage)
 	if err != nil {
 		return err
@@ -255,17 +256,12 @@ func (s *Service) AllowXKSKey(ctx context.Context, in AllowXKSKeyInput) (err err
 
 // DenyXKSKey removes a key from an external key store's allow-list.
 func (s *Service) DenyXKSKey(ctx context.Context, in XKSKeyInput) (err error) {
-	o := s.begin(ctx, policy.ActionUpdateXksStore)
+	o, p, err := s.beginXKSAdmin(ctx, policy.ActionUpdateXksStore, in.Prefix)
 	defer func() { err = o.end(err) }()
-	if err := o.authorize(nil, ""); err != nil {
-		return err
-	}
-	externalID := in.ExternalKeyID
-	p, err := NormalizeXKSPrefix(in.Prefix)
 	if err != nil {
 		return err
 	}
-	o.rec.Subject = p
+	externalID := in.ExternalKeyID
 	return s.updateXKSStore(ctx, p, func(_ store.Tx, rec *store.XKSStore) error {
 		i := slices.IndexFunc(rec.Keys, func(k store.XKSKey) bool { return k.ExternalID == externalID })
 		if i < 0 {
@@ -281,16 +277,11 @@ func (s *Service) DenyXKSKey(ctx context.Context, in XKSKeyInput) (err error) {
 // access key ID is 26 base32 characters and the secret 32 random bytes in
 // Base64 (43 characters), both from the token's generator.
 func (s *Service) AddXKSCredential(ctx context.Context, in XKSStoreInput) (out XKSProxyCredential, err error) {
-	o := s.begin(ctx, policy.ActionUpdateXksStore)
+	o, p, err := s.beginXKSAdmin(ctx, policy.ActionUpdateXksStore, in.Prefix)
 	defer func() { err = o.end(err) }()
-	if err := o.authorize(nil, ""); err != nil {
-		return out, err
-	}
-	p, err := NormalizeXKSPrefix(in.Prefix)
 	if err != nil {
 		return out, err
 	}
-	o.rec.Subject = p
 	id, secret, err := s.newXKSCredential(ctx)
 	if err != nil {
 		return out, err
@@ -315,17 +306,12 @@ func (s *Service) AddXKSCredential(ctx context.Context, in XKSStoreInput) (out X
 // RemoveXKSCredential removes a credential: requests signed with it fail
 // from then on, on every replica.
 func (s *Service) RemoveXKSCredential(ctx context.Context, in XKSCredentialInput) (err error) {
-	o := s.begin(ctx, policy.ActionUpdateXksStore)
+	o, p, err := s.beginXKSAdmin(ctx, policy.ActionUpdateXksStore, in.Prefix)
 	defer func() { err = o.end(err) }()
-	if err := o.authorize(nil, ""); err != nil {
-		return err
-	}
-	accessKeyID := in.AccessKeyID
-	p, err := NormalizeXKSPrefix(in.Prefix)
 	if err != nil {
 		return err
 	}
-	o.rec.Subject = p
+	accessKeyID := in.AccessKeyID
 	return s.updateXKSStore(ctx, p, func(_ store.Tx, rec *store.XKSStore) error {
 		i := slices.IndexFunc(rec.Credentials, func(c store.XKSCredential) bool { return c.AccessKeyID == accessKeyID })
 		if i < 0 {
@@ -347,16 +333,11 @@ func (s *Service) RemoveXKSCredential(ctx context.Context, in XKSCredentialInput
 // default, and what an empty list sets) the allow-list alone decides.
 // GetHealthStatus is never subject to it, as the spec requires.
 func (s *Service) SetXKSPolicy(ctx context.Context, in XKSPolicyInput) (err error) {
-	o := s.begin(ctx, policy.ActionUpdateXksStore)
+	o, p, err := s.beginXKSAdmin(ctx, policy.ActionUpdateXksStore, in.Prefix)
 	defer func() { err = o.end(err) }()
-	if err := o.authorize(nil, ""); err != nil {
-		return err
-	}
-	p, err := NormalizeXKSPrefix(in.Prefix)
 	if err != nil {
 		return err
 	}
-	o.rec.Subject = p
 	if err := policy.Validate(in.Statements); err != nil {
 		return newErr(CodeValidation, "%v", err)
 	}
