@@ -299,6 +299,13 @@ func TestXKSProxyAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("credentials are per store", func(t *testing.T) {
+		x.s.must(x.env, "xks", "store", "create", "other/prefix")
+		x.s.must(x.env, "xks", "key", "allow", "other/prefix", x.keyID)
+		r := x.sdkCall(t, x.cred, "/other/prefix/kms/xks/v1/keys/"+x.keyID+"/metadata", map[string]any{"requestMetadata": meta("DescribeKey")}, now())
+		wantXKS(t, r, 401, "AuthenticationFailedException")
+	})
+
 	t.Run("usage", func(t *testing.T) {
 		x.s.must(x.env, "xks", "key", "allow", x.prefix, x.keyID, "--usage", "DECRYPT")
 		r := x.sdkCall(t, x.cred, x.keyPath+"/encrypt", map[string]any{"requestMetadata": meta("Encrypt"), "plaintext": b64s(plain), "encryptionAlgorithm": "AES_GCM"}, now())
