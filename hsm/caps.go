@@ -78,7 +78,7 @@ func probeCapabilities(m *Module, slot uint) (Capabilities, error) {
 			n.set(&caps)
 		}
 	}
-	ti, err := m.p.GetTokenInfo(slot)
+	ti, err := getTokenInfo(m.p, slot)
 	if err != nil {
 		return Capabilities{}, fmt.Errorf("hsm: C_GetTokenInfo: %w", err)
 	}

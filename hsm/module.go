@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
@@ -198,7 +199,7 @@ func (m *Module) Slots() ([]Slot, error) {
 }
 
 func (m *Module) tokenInfo(slot uint) (TokenInfo, error) {
-	ti, err := m.p.GetTokenInfo(slot)
+	ti, err := getTokenInfo(m.p, slot)
 	if err != nil {
 		return TokenInfo{}, fmt.Errorf("hsm: C_GetTokenInfo(%d): %w", slot, err)
 	}
@@ -284,4 +285,25 @@ func (m *Module) Mechanisms(slot uint) ([]Mechanism, error) {
 		})
 	}
 	return out, nil
+}
+
+// tokenInfoRetries are the pauses before asking C_GetTokenInfo again after
+// CKR_GENERAL_ERROR. SoftHSM2 answers that while another process sharing
+// the token directory rewrites the token's file (measured: a replica of
+// TestReplicas failed to start so in about 1 run in 16, three replicas
+// starting at once).
+var tokenInfoRetries = [...]time.Duration{10 * time.Millisecond, 50 * time.Millisecond, 200 * time.Millisecond}
+
+// getTokenInfo is C_GetTokenInfo, asked again after a transient
+// CKR_GENERAL_ERROR.
+func getTokenInfo(p PKCS11, slot uint) (pkcs11.TokenInfo, error) {
+	ti, err := p.GetTokenInfo(slot)
+	for _, d := range tokenInfoRetries {
+		if !errors.Is(err, pkcs11.Error(pkcs11.CKR_GENERAL_ERROR)) {
+			break
+		}
+		time.Sleep(d)
+		ti, err = p.GetTokenInfo(slot)
+	}
+	return ti, err
 }

@@ -586,13 +586,22 @@ var faultCases = []faultCase{
 		faults: map[string][]error{"Decrypt": {ck(pkcs11.CKR_GENERAL_ERROR)}}, unseal: true,
 		kind: ErrInvalidCiphertext, code: pkcs11.CKR_GENERAL_ERROR,
 		attempts: []string{"Decrypt"}, calls: map[string]int{"GetTokenInfo": 1}},
+	// A token that is gone answers every C_GetTokenInfo so; one answer
+	// (another SoftHSM2 process rewriting the token file) is asked again.
 	{name: "general error on Decrypt, token gone",
+		faults: map[string][]error{
+			"Decrypt":      {ck(pkcs11.CKR_GENERAL_ERROR)},
+			"GetTokenInfo": slices.Repeat([]error{ck(pkcs11.CKR_GENERAL_ERROR)}, 1+len(tokenInfoRetries)),
+		}, unseal: true,
+		kind: ErrUnavailable, code: pkcs11.CKR_GENERAL_ERROR, recovers: true,
+		attempts: []string{"Decrypt"}, calls: map[string]int{"GetTokenInfo": 1 + len(tokenInfoRetries), "CloseSession": 1}},
+	{name: "general error on Decrypt, token busy a moment",
 		faults: map[string][]error{
 			"Decrypt":      {ck(pkcs11.CKR_GENERAL_ERROR)},
 			"GetTokenInfo": {ck(pkcs11.CKR_GENERAL_ERROR)},
 		}, unseal: true,
-		kind: ErrUnavailable, code: pkcs11.CKR_GENERAL_ERROR, recovers: true,
-		attempts: []string{"Decrypt"}, calls: map[string]int{"GetTokenInfo": 1, "CloseSession": 1}},
+		kind: ErrInvalidCiphertext, code: pkcs11.CKR_GENERAL_ERROR,
+		attempts: []string{"Decrypt"}, calls: map[string]int{"GetTokenInfo": 2}},
 }
 
 // macFaultCases are faults in the portable mechanism's HMAC calls, under
@@ -1006,5 +1015,32 @@ func TestCloseDuringFailingCall(t *testing.T) {
 			_, _, err = sealAny(ctx, tok, id, recAAD, []byte("x"))
 			wantErrKind(t, "seal after Close", err, ErrClosed)
 		})
+	}
+}
+
+// TestReindex proves that Reindex re-initialises the module once per
+// ReindexInterval, and that keys and operations work after it.
+func TestReindex(t *testing.T) {
+	tok, f := openFaulty(t)
+	ctx := t.Context()
+	id := newMasterKey(t, tok)
+	inits := f.count("Initialize")
+	if err := tok.Reindex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.count("Initialize"); got != inits+1 {
+		t.Fatalf("C_Initialize ran %d times on Reindex, want 1", got-inits)
+	}
+	if err := tok.Reindex(ctx); err != nil || f.count("Initialize") != inits+1 {
+		t.Fatalf("a second Reindex within the interval: %v, %d C_Initialize", err, f.count("Initialize")-inits)
+	}
+	if ok, err := tok.HasKey(ctx, id); !ok || err != nil {
+		t.Fatalf("HasKey after Reindex = %v, %v", ok, err)
+	}
+	if _, err := tok.GenerateRandom(ctx, 16); err != nil {
+		t.Fatalf("GenerateRandom after Reindex: %v", err)
+	}
+	if h := tok.Health(); !h.Ready {
+		t.Fatalf("Health after Reindex = %+v", h)
 	}
 }

@@ -33,6 +33,9 @@ type Config struct {
 	// RecoverInterval is the least time between two attempts to re-initialise
 	// a lost module (default 1s).
 	RecoverInterval time.Duration
+	// ReindexInterval is the least time between two re-readings of the
+	// token asked for with Reindex (default 10s).
+	ReindexInterval time.Duration
 	// Logger receives events; nil means none. PINs are never logged.
 	Logger hclog.Logger
 	// Wrap wraps the loaded library; tests use it to inject faults.
@@ -51,6 +54,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.RecoverInterval <= 0 {
 		c.RecoverInterval = time.Second
+	}
+	if c.ReindexInterval <= 0 {
+		c.ReindexInterval = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()
@@ -88,9 +94,11 @@ type Token struct {
 
 	health     atomic.Pointer[Health]
 	recovering atomic.Bool
-	closing    chan struct{}
-	closeOnce  sync.Once
-	wg         sync.WaitGroup
+	// reindexed is when Reindex last re-initialised the module (Unix ns).
+	reindexed atomic.Int64
+	closing   chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
 }
 
 // Health is the token's state as callers (readiness probes) see it.
@@ -420,7 +428,7 @@ func (t *Token) sessionError(op string, err error) error {
 // fails when removed. A token with another label or serial in the same slot
 // counts as lost too.
 func (t *Token) probe() error {
-	ti, err := t.p.GetTokenInfo(t.slot)
+	ti, err := getTokenInfo(t.p, t.slot)
 	if err != nil {
 		return fmt.Errorf("C_GetTokenInfo: %w", err)
 	}

@@ -33,7 +33,7 @@ type Inconsistency struct {
 // labelled hsmkms/ that no record names (left by a crash, or by another
 // store on the same token). It changes nothing.
 func (s *Service) CheckConsistency(ctx context.Context) ([]Inconsistency, error) {
-	lister, ok := s.hsm.(ObjectLister)
+	lister, ok := s.cfg.HSM.(ObjectLister)
 	if !ok {
 		return nil, newErr(CodeUnsupported, "this HSM cannot list its objects")
 	}

@@ -159,7 +159,7 @@ func (s *Service) chooseMechanism(ks keySpec, field, tag string) (string, error)
 
 // capabilities returns the token's capabilities when the HSM reports them.
 func (s *Service) capabilities() (hsm.Capabilities, bool) {
-	ti, ok := s.hsm.(interface{ Capabilities() hsm.Capabilities })
+	ti, ok := s.cfg.HSM.(interface{ Capabilities() hsm.Capabilities })
 	if !ok {
 		return hsm.Capabilities{}, false
 	}

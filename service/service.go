@@ -139,6 +139,8 @@ const DefaultRotateAfterSeals = 1 << 30
 type Service struct {
 	cfg   Config
 	store store.Store
+	// hsm is cfg.HSM behind withReindex; what it is besides an HSM
+	// (TokenInspector, ObjectLister) is asked of cfg.HSM.
 	hsm   HSM
 	log   hclog.Logger
 	audit *audit.Logger
@@ -175,7 +177,7 @@ func New(cfg Config) (*Service, error) {
 		cfg:   cfg,
 		arn:   "arn:aws:kms:" + cfg.Region + ":" + cfg.Account + ":",
 		store: cfg.Store,
-		hsm:   cfg.HSM,
+		hsm:   withReindex(cfg.HSM),
 		log:   cfg.Logger.Named("service"),
 		audit: cfg.Audit,
 		now:   cfg.Now,

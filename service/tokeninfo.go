@@ -34,7 +34,7 @@ func (s *Service) GetTokenInfo(ctx context.Context, _ GetTokenInfoInput) (out Ge
 	if err := o.authorize(nil, ""); err != nil {
 		return out, err
 	}
-	ti, ok := s.hsm.(TokenInspector)
+	ti, ok := s.cfg.HSM.(TokenInspector)
 	if !ok {
 		return out, newErr(CodeUnsupported, "this HSM does not describe itself")
 	}

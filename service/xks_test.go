@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -402,5 +403,59 @@ func TestXKSSecondaryAuthorisation(t *testing.T) {
 	}
 	if _, err := x.svc.XKSDecrypt(ctx, XKSRequest{Prefix: "p", ExternalKeyID: x.id, Metadata: md("Decrypt", mallory, "ebs")}, dec); err != nil {
 		t.Fatalf("after clearing the policy: %v", err)
+	}
+}
+
+// missingOnce is a token that reports key material missing on the first
+// seal after each reindex is armed, as a SoftHSM2 replica that indexed
+// another's new object file too early does until re-initialised.
+type missingOnce struct {
+	HSM
+	missing   atomic.Bool
+	reindexes atomic.Int32
+	stuck     bool // missing even after a reindex
+}
+
+func (m *missingOnce) Seal(ctx context.Context, id hsm.ObjectID, iv, aad, plaintext []byte) ([]byte, error) {
+	if m.missing.Load() {
+		return nil, fmt.Errorf("seal: %w", hsm.ErrKeyNotFound)
+	}
+	return m.HSM.Seal(ctx, id, iv, aad, plaintext)
+}
+
+func (m *missingOnce) Reindex(context.Context) error {
+	m.reindexes.Add(1)
+	if !m.stuck {
+		m.missing.Store(false)
+	}
+	return nil
+}
+
+// TestReindexOnMissingKey proves that a key version the token reports
+// missing is tried once more after the token re-read its objects: the
+// operation succeeds when the re-reading finds it, and fails as missing
+// key material, after one re-reading, when it does not.
+func TestReindexOnMissingKey(t *testing.T) {
+	for _, stuck := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stuck=%v", stuck), func(t *testing.T) {
+			var m *missingOnce
+			f := newFixture(t, "", func(c *Config) { m = &missingOnce{HSM: c.HSM, stuck: stuck}; c.HSM = m })
+			id := f.createKey(t, CreateKeyInput{})
+			m.missing.Store(true)
+			_, err := f.svc.Encrypt(admin(t), EncryptInput{KeyId: id, Plaintext: []byte("x")})
+			if m.reindexes.Load() != 1 {
+				t.Fatalf("%d reindexes, want 1", m.reindexes.Load())
+			}
+			if !stuck {
+				if err != nil {
+					t.Fatalf("Encrypt after a reindex: %v", err)
+				}
+				return
+			}
+			wantCode(t, err, CodeInternal)
+			if !strings.Contains(err.Error(), "missing from the HSM") {
+				t.Fatalf("err = %v", err)
+			}
+		})
 	}
 }

@@ -282,7 +282,7 @@ func (c *xksHealthCache) get(ctx context.Context, s *Service) (XKSHealth, error)
 // checkHealth seals and opens a fixed value with the internal key.
 func (s *Service) checkHealth(ctx context.Context) (XKSHealth, error) {
 	h := XKSHealth{ID: "token", Model: "PKCS#11 token", Vendor: "unknown", Status: "ACTIVE"}
-	if ti, ok := s.hsm.(TokenInspector); ok {
+	if ti, ok := s.cfg.HSM.(TokenInspector); ok {
 		if info, err := ti.Info(ctx); err == nil {
 			h.ID = strings.TrimSpace(info.Label) + "/" + strings.TrimSpace(info.Serial)
 			h.Model = strings.TrimSpace(info.Model) + " firmware " + info.FirmwareVersion

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/hsmkms/hsmkms/service"
 	"github.com/hsmkms/hsmkms/service/policy"
@@ -24,13 +25,38 @@ func rootStatements() []policy.Statement {
 // principal (the service audits and logs both). Without them, a first start
 // generates credentials and writes them once to DataDir/root-credentials
 // (mode 0600); a later one keeps the root it finds.
+// rootWait bounds how long a start waits on a token or store that answers
+// "try again later" while it makes sure of the root principal: replicas
+// started at the same instant wait for the one making the internal key,
+// and a SoftHSM2 process that read the token file while another rewrote
+// it recovers in milliseconds (measured in TestReplicas).
+const rootWait = 30 * time.Second
+
+// ensureRootWaiting is EnsureRoot, tried again while it fails with
+// DependencyTimeoutException, for up to rootWait.
+func (s *Server) ensureRootWaiting(ctx context.Context, id, secret string) (service.RootChange, error) {
+	deadline := time.Now().Add(rootWait)
+	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 2*time.Second) {
+		ch, err := s.svc.EnsureRoot(ctx, id, secret, rootStatements())
+		if !errors.Is(err, service.ErrDependency) || time.Now().Add(pause).After(deadline) {
+			return ch, err
+		}
+		s.log.Info("the root principal must wait; trying again", "in", pause, "error", err)
+		select {
+		case <-ctx.Done():
+			return ch, err
+		case <-time.After(pause):
+		}
+	}
+}
+
 func (s *Server) ensureRoot(ctx context.Context) error {
 	id, secret := s.cfg.RootAccessKeyID, s.cfg.RootSecret
 	if (id == "") != (secret == "") {
 		return errors.New("server: give both HSMKMS_ROOT_ACCESS_KEY_ID and HSMKMS_ROOT_SECRET_ACCESS_KEY, or neither")
 	}
 	if id != "" {
-		ch, err := s.svc.EnsureRoot(ctx, id, secret, rootStatements())
+		ch, err := s.ensureRootWaiting(ctx, id, secret)
 		if err != nil {
 			s.logCause("the root principal from the environment", err)
 			return fmt.Errorf("server: the root principal from the environment: %w", err)
@@ -64,7 +90,7 @@ func (s *Server) ensureRoot(ctx context.Context) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("server: writing root credentials: %w", err)
 	}
-	if _, err := s.svc.EnsureRoot(ctx, id, secret, rootStatements()); err != nil {
+	if _, err := s.ensureRootWaiting(ctx, id, secret); err != nil {
 		os.Remove(path)
 		return err
 	}

@@ -1,0 +1,103 @@
+package service
+
+import (
+	"context"
+	"crypto"
+	"errors"
+
+	"github.com/hsmkms/hsmkms/hsm"
+)
+
+// Reindexer is an HSM that can be made to read its token afresh;
+// *hsm.Token is one (hsm.Token.Reindex says why SoftHSM2 needs it).
+type Reindexer interface {
+	Reindex(ctx context.Context) error
+}
+
+// reindexing is the HSM the service uses: an operation with a key version
+// the store holds as active that the token reports missing is tried once
+// more after the token re-read its objects. Another replica may have made
+// the version a moment ago; a version that is really gone fails twice.
+type reindexing struct {
+	HSM
+	r Reindexer
+}
+
+// withReindex wraps h when it can reindex.
+func withReindex(h HSM) HSM {
+	if r, ok := h.(Reindexer); ok {
+		return reindexing{HSM: h, r: r}
+	}
+	return h
+}
+
+// retry runs op, and once more after a reindex if it found no key.
+func retry[T any](ctx context.Context, r Reindexer, op func() (T, error)) (T, error) {
+	v, err := op()
+	if !errors.Is(err, hsm.ErrKeyNotFound) {
+		return v, err
+	}
+	if rerr := r.Reindex(ctx); rerr != nil {
+		return v, err
+	}
+	return op()
+}
+
+// retry2 is retry for operations with two results.
+func retry2(ctx context.Context, r Reindexer, op func() ([]byte, []byte, error)) ([]byte, []byte, error) {
+	type pair struct{ a, b []byte }
+	p, err := retry(ctx, r, func() (pair, error) {
+		a, b, err := op()
+		return pair{a, b}, err
+	})
+	return p.a, p.b, err
+}
+
+func (h reindexing) Seal(ctx context.Context, id hsm.ObjectID, iv, aad, plaintext []byte) ([]byte, error) {
+	return retry(ctx, h.r, func() ([]byte, error) { return h.HSM.Seal(ctx, id, iv, aad, plaintext) })
+}
+
+func (h reindexing) SealWithTokenIV(ctx context.Context, id hsm.ObjectID, aad, plaintext []byte) ([]byte, []byte, error) {
+	return retry2(ctx, h.r, func() ([]byte, []byte, error) { return h.HSM.SealWithTokenIV(ctx, id, aad, plaintext) })
+}
+
+func (h reindexing) SealDataKey(ctx context.Context, id hsm.ObjectID, n int, iv, aad []byte) ([]byte, []byte, error) {
+	return retry2(ctx, h.r, func() ([]byte, []byte, error) { return h.HSM.SealDataKey(ctx, id, n, iv, aad) })
+}
+
+func (h reindexing) Unseal(ctx context.Context, id hsm.ObjectID, iv, aad, sealed []byte) ([]byte, error) {
+	return retry(ctx, h.r, func() ([]byte, error) { return h.HSM.Unseal(ctx, id, iv, aad, sealed) })
+}
+
+func (h reindexing) WrapDataKey(ctx context.Context, id hsm.ObjectID, n int) ([]byte, []byte, error) {
+	return retry2(ctx, h.r, func() ([]byte, []byte, error) { return h.HSM.WrapDataKey(ctx, id, n) })
+}
+
+func (h reindexing) UnwrapDataKey(ctx context.Context, id hsm.ObjectID, wrapped []byte) ([]byte, error) {
+	return retry(ctx, h.r, func() ([]byte, error) { return h.HSM.UnwrapDataKey(ctx, id, wrapped) })
+}
+
+func (h reindexing) SealPortable(ctx context.Context, id hsm.ObjectID, iv, header, context, plaintext []byte) ([]byte, error) {
+	return retry(ctx, h.r, func() ([]byte, error) { return h.HSM.SealPortable(ctx, id, iv, header, context, plaintext) })
+}
+
+func (h reindexing) SealDataKeyPortable(ctx context.Context, id hsm.ObjectID, n int, iv, header, context []byte) ([]byte, []byte, error) {
+	return retry2(ctx, h.r, func() ([]byte, []byte, error) { return h.HSM.SealDataKeyPortable(ctx, id, n, iv, header, context) })
+}
+
+func (h reindexing) UnsealPortable(ctx context.Context, id hsm.ObjectID, iv, header, context, sealed []byte) ([]byte, error) {
+	return retry(ctx, h.r, func() ([]byte, error) { return h.HSM.UnsealPortable(ctx, id, iv, header, context, sealed) })
+}
+
+func (h reindexing) Sign(ctx context.Context, id hsm.ObjectID, alg hsm.SigningAlgorithm, digest []byte) ([]byte, error) {
+	return retry(ctx, h.r, func() ([]byte, error) { return h.HSM.Sign(ctx, id, alg, digest) })
+}
+
+func (h reindexing) Verify(ctx context.Context, id hsm.ObjectID, alg hsm.SigningAlgorithm, digest, sig []byte) error {
+	_, err := retry(ctx, h.r, func() (struct{}, error) { return struct{}{}, h.HSM.Verify(ctx, id, alg, digest, sig) })
+	return err
+}
+
+func (h reindexing) PublicKey(ctx context.Context, id hsm.ObjectID) (crypto.PublicKey, error) {
+	return retry(ctx, h.r, func() (crypto.PublicKey, error) { return h.HSM.PublicKey(ctx, id) })
+}
