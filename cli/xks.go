@@ -20,7 +20,7 @@ func xksCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name:  "store",
-				Usage: "create, list and delete external key stores (one URI path prefix each)",
+				Usage: "create, list and delete external key stores (one URI path prefix each), and set their policy",
 				Subcommands: []*cli.Command{
 					leaf{name: "create", usage: "create an external key store at a URI path prefix", args: []string{"PREFIX"}, run: xksStoreCreate,
 						description: "PREFIX is the path before /kms/xks/v1, e.g. example/uri/path/prefix: AWS KMS's\n" +

@@ -34,6 +34,29 @@ type decryptRequest struct {
 	Tag             *string         `json:"authenticationTag"`
 }
 
+// cryptoRequest is Encrypt's or Decrypt's request: what they share.
+type cryptoRequest interface {
+	common() (metadata json.RawMessage, algorithm *string)
+}
+
+func (r *encryptRequest) common() (json.RawMessage, *string) { return r.RequestMetadata, r.Algorithm }
+func (r *decryptRequest) common() (json.RawMessage, *string) { return r.RequestMetadata, r.Algorithm }
+
+// decodeCrypto decodes an Encrypt or Decrypt body into in and checks
+// what they share: the requestMetadata of a key operation and the
+// encryptionAlgorithm. It returns the requestMetadata for the audit.
+func decodeCrypto(body []byte, in cryptoRequest) (map[string]string, error) {
+	if err := decodeBody(body, in); err != nil {
+		return nil, err
+	}
+	raw, alg := in.common()
+	md, err := requestMetadata(raw, true)
+	if err != nil {
+		return nil, err
+	}
+	return md, checkAlgorithm(alg)
+}
+
 type keyMetadataResponse struct {
 	KeySpec   string   `json:"keySpec"`
 	KeyUsage  []string `json:"keyUsage"`

@@ -179,14 +179,8 @@ func (h *Handler) call(ctx context.Context, t target, body []byte) (any, error) 
 
 func (h *Handler) encrypt(ctx context.Context, t target, body []byte) (any, error) {
 	var in encryptRequest
-	if err := decodeBody(body, &in); err != nil {
-		return nil, err
-	}
-	md, err := requestMetadata(in.RequestMetadata, true)
+	md, err := decodeCrypto(body, &in)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkAlgorithm(in.Algorithm); err != nil {
 		return nil, err
 	}
 	cdiv := false
@@ -219,14 +213,8 @@ func (h *Handler) encrypt(ctx context.Context, t target, body []byte) (any, erro
 
 func (h *Handler) decrypt(ctx context.Context, t target, body []byte) (any, error) {
 	var in decryptRequest
-	if err := decodeBody(body, &in); err != nil {
-		return nil, err
-	}
-	md, err := requestMetadata(in.RequestMetadata, true)
+	md, err := decodeCrypto(body, &in)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkAlgorithm(in.Algorithm); err != nil {
 		return nil, err
 	}
 	var dec service.XKSDecryptInput
