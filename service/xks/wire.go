@@ -1,7 +1,6 @@
 package xks
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -111,14 +110,11 @@ func unsupported(format string, args ...any) error {
 	return &inputError{ErrUnsupported, fmt.Sprintf(format, args...)}
 }
 
-// decodeBody decodes a JSON object into v.
+// decodeBody decodes a JSON value into v; json.Unmarshal refuses anything
+// after it but white space.
 func decodeBody(body []byte, v any) error {
-	d := json.NewDecoder(bytes.NewReader(body))
-	if err := d.Decode(v); err != nil {
+	if err := json.Unmarshal(body, v); err != nil {
 		return invalid("the request body is not the operation's JSON object: %v", err)
-	}
-	if d.More() {
-		return invalid("the request body holds more than one JSON value")
 	}
 	return nil
 }
@@ -168,23 +164,9 @@ func requestMetadata(raw json.RawMessage, keyOp bool) (map[string]string, error)
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, invalid("requestMetadata is required")
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
-		return nil, invalid("requestMetadata is not a JSON object")
-	}
-	if len(fields) > maxMetadataFields {
-		return nil, invalid("requestMetadata has %d members; hsmkms takes up to %d", len(fields), maxMetadataFields)
-	}
-	out := make(map[string]string, len(fields))
-	for k, v := range fields {
-		var s string
-		if json.Unmarshal(v, &s) != nil {
-			continue // not a string: no field of the spec, nothing to audit
-		}
-		if len(k) > 128 || len(s) > maxMetadataValue {
-			return nil, invalid("requestMetadata member %q is longer than %d characters", truncate(k), maxMetadataValue)
-		}
-		out[k] = s
+	out, err := metadataFields(raw)
+	if err != nil {
+		return nil, err
 	}
 	required := []string{"kmsRequestId", "kmsOperation"}
 	if keyOp {
@@ -193,6 +175,39 @@ func requestMetadata(raw json.RawMessage, keyOp bool) (map[string]string, error)
 	for _, k := range required {
 		if out[k] == "" {
 			return nil, invalid("requestMetadata.%s is required", k)
+		}
+	}
+	return out, nil
+}
+
+// metadataFields returns the string members of a requestMetadata object,
+// bounded. Every member AWS KMS sends today is a string, decoded in one
+// pass; an object with members of other types (a future field) is decoded
+// member by member, keeping the strings.
+func metadataFields(raw json.RawMessage) (map[string]string, error) {
+	var out map[string]string
+	if json.Unmarshal(raw, &out) != nil {
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &fields); err != nil {
+			return nil, invalid("requestMetadata is not a JSON object")
+		}
+		out = make(map[string]string, len(fields))
+		for k, v := range fields {
+			var s string
+			if json.Unmarshal(v, &s) == nil {
+				out[k] = s
+			}
+		}
+	}
+	if out == nil {
+		return nil, invalid("requestMetadata is not a JSON object")
+	}
+	if len(out) > maxMetadataFields {
+		return nil, invalid("requestMetadata has %d members; hsmkms takes up to %d", len(out), maxMetadataFields)
+	}
+	for k, v := range out {
+		if len(k) > 128 || len(v) > maxMetadataValue {
+			return nil, invalid("requestMetadata member %q is longer than %d characters", truncate(k), maxMetadataValue)
 		}
 	}
 	return out, nil
