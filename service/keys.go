@@ -540,19 +540,33 @@ func (s *Service) UntagResource(ctx context.Context, in UntagResourceInput) (err
 }
 
 // ListResourceTags lists a key's tags by tag key.
-func (s *Service) ListResourceTags(ctx context.Context, in KeyIDInput) (out ListResourceTagsOutput, err error) {
+func (s *Service) ListResourceTags(ctx context.Context, in ListResourceTagsInput) (out ListResourceTagsOutput, err error) {
 	o := s.begin(ctx, "kms:ListResourceTags")
 	defer func() { err = o.end(err) }()
+	limit := in.Limit
+	switch {
+	case limit == 0:
+		limit = maxTagsPage
+	case limit < 1 || limit > maxTagsPage:
+		return out, newErr(CodeValidation, "1 validation error detected: Value '%d' at 'limit' failed to satisfy constraint: Member must have value between 1 and %d", limit, maxTagsPage)
+	}
 	k, err := s.authorizedKey(ctx, o, in.KeyId)
 	if err != nil {
 		return out, err
 	}
 	out.Tags = []Tag{}
 	for _, key := range slices.Sorted(maps.Keys(k.Tags)) {
-		out.Tags = append(out.Tags, Tag{TagKey: key, TagValue: k.Tags[key]})
+		if in.Marker == "" || key > in.Marker {
+			out.Tags = append(out.Tags, Tag{TagKey: key, TagValue: k.Tags[key]})
+		}
 	}
+	out.Tags, out.Truncated, out.NextMarker = page(out.Tags, limit, func(t Tag) string { return t.TagKey })
 	return out, nil
 }
+
+// maxTagsPage is ListResourceTags' largest and default Limit, as AWS KMS
+// has it.
+const maxTagsPage = 50
 
 // hsmErr maps a token failure to the error a client sees.
 func (s *Service) hsmErr(err error, keyID string, version uint32) error {

@@ -297,7 +297,7 @@ func TestCreateKey(t *testing.T) {
 			if len(vs) != 1 || vs[0].State != store.VersionActive || vs[0].Number != 1 || !ksOnToken(t, f, m.KeyId) {
 				t.Errorf("versions %+v, want one active on the token", vs)
 			}
-			tags, err := f.svc.ListResourceTags(ctx, KeyIDInput{KeyId: m.KeyId})
+			tags, err := f.svc.ListResourceTags(ctx, ListResourceTagsInput{KeyId: m.KeyId})
 			ksMust(t, "ListResourceTags", err)
 			if len(tags.Tags) != len(c.in.Tags) {
 				t.Errorf("%d tags, want %d", len(tags.Tags), len(c.in.Tags))
@@ -586,7 +586,7 @@ func TestTagResource(t *testing.T) {
 	id := f.createKey(t, CreateKeyInput{Tags: []Tag{{TagKey: "team", TagValue: "a"}, {TagKey: "env", TagValue: "dev"}}})
 	ksMust(t, "CreateAlias", f.svc.CreateAlias(ctx, AliasInput{AliasName: "alias/tagged", TargetKeyId: id}))
 	tagsOf := func() map[string]string {
-		out, err := f.svc.ListResourceTags(ctx, KeyIDInput{KeyId: id})
+		out, err := f.svc.ListResourceTags(ctx, ListResourceTagsInput{KeyId: id})
 		ksMust(t, "ListResourceTags", err)
 		m := map[string]string{}
 		for i, tg := range out.Tags {
@@ -658,7 +658,7 @@ func TestTagResource(t *testing.T) {
 	if got := tagsOf(); len(got) != 50 || got["team"] != "c" {
 		t.Errorf("%d tags (team=%q), want 50 with team=c", len(got), got["team"])
 	}
-	_, err := f.svc.ListResourceTags(ctx, KeyIDInput{KeyId: "not-a-key"})
+	_, err := f.svc.ListResourceTags(ctx, ListResourceTagsInput{KeyId: "not-a-key"})
 	ksWantErr(t, "ListResourceTags of nothing", err, ErrNotFound, "")
 }
 
@@ -751,7 +751,7 @@ var ksOps = []ksOp{
 		return s.UntagResource(ctx, UntagResourceInput{KeyId: id, TagKeys: []string{"keep"}})
 	}},
 	{"kms:ListResourceTags", true, func(ctx context.Context, s *Service, id string, _ *ksAuthzEnv) error {
-		_, err := s.ListResourceTags(ctx, KeyIDInput{KeyId: id})
+		_, err := s.ListResourceTags(ctx, ListResourceTagsInput{KeyId: id})
 		return err
 	}},
 	{"kms:Encrypt", true, func(ctx context.Context, s *Service, id string, _ *ksAuthzEnv) error {
@@ -1010,5 +1010,54 @@ func TestAuthzDenyWins(t *testing.T) {
 				ksWantDenied(t, f, mark, cl.name, action, who, "")
 			}
 		})
+	}
+}
+
+// TestListResourceTagsPages pages through a key's tags with Limit and
+// Marker as AWS KMS does: pages in key order without repeats, NextMarker
+// while Truncated, Limit 1 to 50 (50 by default).
+func TestListResourceTagsPages(t *testing.T) {
+	f := newFixture(t, "")
+	ctx := admin(t)
+	var tags []Tag
+	for i := range 45 { // a key has at most 50 tags
+		tags = append(tags, Tag{TagKey: fmt.Sprintf("k%02d", i), TagValue: "v"})
+	}
+	id := f.createKey(t, CreateKeyInput{})
+	ksMust(t, "TagResource", f.svc.TagResource(ctx, TagResourceInput{KeyId: id, Tags: tags}))
+	for _, tc := range []struct {
+		limit int
+		pages []int
+	}{{0, []int{45}}, {20, []int{20, 20, 5}}, {51, nil}, {1, nil}} {
+		if tc.limit == 51 {
+			_, err := f.svc.ListResourceTags(ctx, ListResourceTagsInput{KeyId: id, Limit: 51})
+			if CodeOf(err) != CodeValidation {
+				t.Fatalf("Limit 51: %v, want ValidationException", err)
+			}
+			continue
+		}
+		var got []string
+		var sizes []int
+		for marker := ""; ; {
+			out, err := f.svc.ListResourceTags(ctx, ListResourceTagsInput{KeyId: id, Limit: tc.limit, Marker: marker})
+			ksMust(t, "ListResourceTags", err)
+			sizes = append(sizes, len(out.Tags))
+			for _, tg := range out.Tags {
+				got = append(got, tg.TagKey)
+			}
+			if !out.Truncated {
+				if out.NextMarker != "" {
+					t.Fatalf("NextMarker %q on the last page", out.NextMarker)
+				}
+				break
+			}
+			marker = out.NextMarker
+		}
+		if len(got) != 45 || !slices.IsSorted(got) || len(slices.Compact(slices.Clone(got))) != 45 {
+			t.Fatalf("limit %d: %d tags %v", tc.limit, len(got), got)
+		}
+		if tc.pages != nil && !slices.Equal(sizes, tc.pages) {
+			t.Fatalf("limit %d: pages of %v, want %v", tc.limit, sizes, tc.pages)
+		}
 	}
 }

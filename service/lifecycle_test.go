@@ -266,7 +266,7 @@ func TestLifecycleStateMatrix(t *testing.T) {
 			}},
 		{name: "ListResourceTags", want: nf(map[string]*Error{}),
 			call: func(ctx context.Context, s *Service, k ksStateKey, state string) error {
-				out, err := s.ListResourceTags(ctx, KeyIDInput{KeyId: k.id})
+				out, err := s.ListResourceTags(ctx, ListResourceTagsInput{KeyId: k.id})
 				if err == nil && (len(out.Tags) != 1 || out.Tags[0] != Tag{TagKey: "state", TagValue: state}) {
 					return fmt.Errorf("tags %+v", out.Tags)
 				}

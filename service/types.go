@@ -348,8 +348,18 @@ type UntagResourceInput struct {
 	TagKeys []string `json:"TagKeys"`
 }
 
+// ListResourceTagsInput is ListResourceTags' request.
+type ListResourceTagsInput struct {
+	KeyId string `json:"KeyId"`
+	// Limit is 1 to 50 (default 50); Marker is the NextMarker of the
+	// page before.
+	Limit  int    `json:"Limit"`
+	Marker string `json:"Marker"`
+}
+
 // ListResourceTagsOutput is ListResourceTags' response.
 type ListResourceTagsOutput struct {
-	Tags      []Tag `json:"Tags"`
-	Truncated bool  `json:"Truncated"`
+	Tags       []Tag  `json:"Tags"`
+	Truncated  bool   `json:"Truncated"`
+	NextMarker string `json:"NextMarker,omitempty"`
 }

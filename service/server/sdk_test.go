@@ -435,6 +435,21 @@ func TestSDKOperations(t *testing.T) {
 		if want := map[string]string{"hsmkms:mechanism": "aes-kw", "team": "b"}; !mapEqual(got, want) || out.Truncated {
 			t.Fatalf("ListResourceTags = %v (truncated %v), want %v", got, out.Truncated, want)
 		}
+		// The SDK's paginator, one tag a page: Limit and Marker honoured.
+		var paged []string
+		for p := kms.NewListResourceTagsPaginator(c, &kms.ListResourceTagsInput{KeyId: aws.String(keys.kw), Limit: aws.Int32(1)}); p.HasMorePages(); {
+			pg, err := p.NextPage(ctx)
+			if err != nil {
+				t.Fatalf("ListResourceTags page: %v", err)
+			}
+			if len(pg.Tags) != 1 {
+				t.Fatalf("a page of Limit 1 holds %d tags", len(pg.Tags))
+			}
+			paged = append(paged, aws.ToString(pg.Tags[0].TagKey))
+		}
+		if !slices.Equal(paged, []string{"hsmkms:mechanism", "team"}) {
+			t.Fatalf("pages %v", paged)
+		}
 	})
 
 	t.Run("typed errors", func(t *testing.T) { sdkErrors(t, c, keys) })
