@@ -484,9 +484,15 @@ func TestAuditOneRecordPerOperation(t *testing.T) {
 				return err
 			}},
 		{name: "ListResourceTags", who: N, action: "kms:ListResourceTags", outcome: dn, errType: CodeAccessDenied, keyID: sym,
-			call: func(c context.Context) error { _, err := s.ListResourceTags(c, ListResourceTagsInput{KeyId: sym}); return err }},
+			call: func(c context.Context) error {
+				_, err := s.ListResourceTags(c, ListResourceTagsInput{KeyId: sym})
+				return err
+			}},
 		{name: "ListResourceTags missing", who: A, action: "kms:ListResourceTags", outcome: fl, errType: CodeNotFound,
-			call: func(c context.Context) error { _, err := s.ListResourceTags(c, ListResourceTagsInput{KeyId: missing}); return err }},
+			call: func(c context.Context) error {
+				_, err := s.ListResourceTags(c, ListResourceTagsInput{KeyId: missing})
+				return err
+			}},
 	}
 
 	covered := map[string]bool{}
