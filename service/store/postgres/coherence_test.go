@@ -283,3 +283,31 @@ func TestPasswordNeverShown(t *testing.T) {
 		})
 	}
 }
+
+// TestRetryWait: the wait before another attempt is never zero, doubles
+// its ceiling with each attempt and never passes maxRetryWait.
+func TestRetryWait(t *testing.T) {
+	tests := []struct {
+		attempt int
+		ceil    time.Duration
+	}{
+		{1, 2 * time.Millisecond},
+		{2, 4 * time.Millisecond},
+		{5, 32 * time.Millisecond},
+		{6, maxRetryWait},
+		{maxAttempts, maxRetryWait},
+	}
+	for _, tt := range tests {
+		var longest time.Duration
+		for range 2000 {
+			w := retryWait(tt.attempt)
+			if w <= 0 || w > tt.ceil {
+				t.Fatalf("retryWait(%d) = %v, want in (0, %v]", tt.attempt, w, tt.ceil)
+			}
+			longest = max(longest, w)
+		}
+		if longest <= tt.ceil/2 {
+			t.Errorf("retryWait(%d): longest of 2000 waits %v, want above %v", tt.attempt, longest, tt.ceil/2)
+		}
+	}
+}

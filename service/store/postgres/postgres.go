@@ -77,8 +77,24 @@ func (c *Config) defaults() {
 // connectTimeout bounds a new connection's set-up when the URL sets none.
 const connectTimeout = 3 * time.Second
 
-// maxAttempts bounds how often Update runs fn when it loses races.
-const maxAttempts = 20
+// maxAttempts bounds how often Update runs fn when it loses races, and
+// maxRetryWait the random wait before one more attempt. The waits double
+// from 2 ms up to the cap, so 40 attempts span about 1.5 s on average:
+// enough for tens of writers on one record, from every replica, to get
+// through one after another. (20 attempts with waits growing by 2 ms
+// each ran out once in CI, with eight writers on one record on a loaded
+// machine.)
+const (
+	maxAttempts  = 40
+	maxRetryWait = 64 * time.Millisecond
+)
+
+// retryWait is a random wait before attempt+1: full jitter, so writers
+// that lost the same race do not meet again.
+func retryWait(attempt int) time.Duration {
+	ceil := min(time.Millisecond<<min(attempt, 7), maxRetryWait)
+	return time.Duration(rand.Int64N(int64(ceil)) + 1)
+}
 
 // Store is a store.Store in a PostgreSQL database. It is safe for
 // concurrent use, and several processes may share one database.
@@ -180,11 +196,12 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 		if err == nil || !retryable(err) || attempt == maxAttempts {
 			return err
 		}
-		wait := time.Duration(rand.Int64N(int64(attempt) * int64(2*time.Millisecond)))
+		timer := time.NewTimer(retryWait(attempt))
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return ctx.Err()
-		case <-time.After(wait):
+		case <-timer.C:
 		}
 	}
 }
