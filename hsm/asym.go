@@ -6,9 +6,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/x509"
 	"encoding/asn1"
 	"fmt"
 	"math/big"
+	"slices"
 
 	"github.com/miekg/pkcs11"
 )
@@ -18,9 +20,11 @@ type KeySpec string
 
 // The key pairs the token makes.
 const (
-	ECP256  KeySpec = "EC_P256"
-	ECP384  KeySpec = "EC_P384"
-	RSA2048 KeySpec = "RSA_2048"
+	ECP256      KeySpec = "EC_P256"
+	ECP384      KeySpec = "EC_P384"
+	ECP521      KeySpec = "EC_P521"
+	ECSecp256k1 KeySpec = "EC_SECP256K1"
+	RSA2048     KeySpec = "RSA_2048"
 	RSA3072 KeySpec = "RSA_3072"
 	RSA4096 KeySpec = "RSA_4096"
 )
@@ -32,25 +36,92 @@ type SigningAlgorithm string
 const (
 	ECDSASHA256     SigningAlgorithm = "ECDSA_SHA_256"
 	ECDSASHA384     SigningAlgorithm = "ECDSA_SHA_384"
+	ECDSASHA512     SigningAlgorithm = "ECDSA_SHA_512"
 	RSAPSSSHA256    SigningAlgorithm = "RSASSA_PSS_SHA_256"
 	RSAPKCS1SHA256  SigningAlgorithm = "RSASSA_PKCS1_V1_5_SHA_256"
 	maxSignatureLen                  = 512 // RSA-4096
 )
 
 var (
-	oidP256 = asn1.ObjectIdentifier{1, 2, 840, 10045, 3, 1, 7}
-	oidP384 = asn1.ObjectIdentifier{1, 3, 132, 0, 34}
+	oidP256      = asn1.ObjectIdentifier{1, 2, 840, 10045, 3, 1, 7}
+	oidP384      = asn1.ObjectIdentifier{1, 3, 132, 0, 34}
+	oidP521      = asn1.ObjectIdentifier{1, 3, 132, 0, 35}
+	oidSecp256k1 = asn1.ObjectIdentifier{1, 3, 132, 0, 10}
+	oidECPublic  = asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}
 	// sha256DigestInfo is the DER prefix PKCS #1 v1.5 puts before a SHA-256
 	// digest; CKM_RSA_PKCS signs whatever it is given.
 	sha256DigestInfo = []byte{0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20}
 )
 
-// CreateKeyPair generates a key pair of spec inside the token: the private
-// half sensitive and never extractable, both halves with CKA_ID id.
+// curve is a named curve the token may make EC key pairs on.
+type curve struct {
+	name string
+	oid  asn1.ObjectIdentifier
+	size int            // bytes of the order: each half of a raw signature
+	std  elliptic.Curve // nil where Go's crypto has none (secp256k1)
+}
+
+// curves are the curves hsmkms makes keys on; the token's mechanism list
+// promises P-256 and P-384 with CKM_EC_KEY_PAIR_GEN, and the self-test at
+// open tries extraCurves.
+var curves = []curve{
+	{"P-256", oidP256, 32, elliptic.P256()},
+	{"P-384", oidP384, 48, elliptic.P384()},
+	{"P-521", oidP521, 66, elliptic.P521()},
+	{"secp256k1", oidSecp256k1, 32, nil},
+}
+
+var extraCurves = curves[2:]
+
+// curveOf finds the curve of DER-encoded CKA_EC_PARAMS.
+func curveOf(params []byte) (curve, error) {
+	var oid asn1.ObjectIdentifier
+	if _, err := asn1.Unmarshal(params, &oid); err != nil {
+		return curve{}, fmt.Errorf("CKA_EC_PARAMS: %w", err)
+	}
+	for _, c := range curves {
+		if c.oid.Equal(oid) {
+			return c, nil
+		}
+	}
+	return curve{}, fmt.Errorf("unsupported curve %v", oid)
+}
+
+// PairUsage is what a key pair's private half does.
+type PairUsage int
+
+// The usages of key pairs.
+const (
+	PairSign    PairUsage = iota // sign and verify
+	PairEncrypt                  // encrypt and decrypt (RSA only)
+)
+
+// CreateKeyPair generates a signing key pair of spec inside the token: the
+// private half sensitive and never extractable, both halves with CKA_ID id.
 func (t *Token) CreateKeyPair(ctx context.Context, id ObjectID, label string, spec KeySpec) (crypto.PublicKey, error) {
+	return t.createKeyPair(ctx, id, label, spec, PairSign)
+}
+
+// CreateEncryptionKeyPair generates an RSA key pair of spec that encrypts
+// and decrypts (and does nothing else) inside the token: the private half
+// sensitive and never extractable, both halves with CKA_ID id.
+func (t *Token) CreateEncryptionKeyPair(ctx context.Context, id ObjectID, label string, spec KeySpec) (crypto.PublicKey, error) {
+	return t.createKeyPair(ctx, id, label, spec, PairEncrypt)
+}
+
+func (t *Token) createKeyPair(ctx context.Context, id ObjectID, label string, spec KeySpec, usage PairUsage) (crypto.PublicKey, error) {
 	const op = "create key pair"
 	if len(label) == 0 || len(label) > MaxLabel {
 		return nil, invalidInput(op, "label must be 1 to %d bytes", MaxLabel)
+	}
+	sign, crypt := usage == PairSign, usage == PairEncrypt
+	if crypt {
+		if spec != RSA2048 && spec != RSA3072 && spec != RSA4096 {
+			return nil, invalidInput(op, "%s key pairs cannot encrypt", spec)
+		}
+		if err := requireMechanism(op, t.caps.RSAOAEP, pkcs11.CKM_RSA_PKCS_OAEP); err != nil {
+			return nil, err
+		}
 	}
 	mech, pubAttrs, err := t.pairMechanism(op, spec)
 	if err != nil {
@@ -63,8 +134,8 @@ func (t *Token) CreateKeyPair(ctx context.Context, id ObjectID, label string, sp
 	}
 	pub := append(append([]*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
-		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, sign),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, crypt),
 		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
 	}, common...), pubAttrs...)
 	priv := append([]*pkcs11.Attribute{
@@ -73,8 +144,8 @@ func (t *Token) CreateKeyPair(ctx context.Context, id ObjectID, label string, sp
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
-		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, sign),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, crypt),
 		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
 		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false),
@@ -102,10 +173,13 @@ func (t *Token) CreateKeyPair(ctx context.Context, id ObjectID, label string, sp
 }
 
 func (t *Token) pairMechanism(op string, spec KeySpec) (uint, []*pkcs11.Attribute, error) {
-	ec := func(oid asn1.ObjectIdentifier) (uint, []*pkcs11.Attribute, error) {
-		params, _ := asn1.Marshal(oid)
-		return pkcs11.CKM_EC_KEY_PAIR_GEN, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, params)},
-			requireMechanism(op, t.caps.ECKeyGen && t.caps.ECDSA, pkcs11.CKM_EC_KEY_PAIR_GEN)
+	ec := func(c curve) (uint, []*pkcs11.Attribute, error) {
+		params, _ := asn1.Marshal(c.oid)
+		err := requireMechanism(op, t.caps.ECKeyGen && t.caps.ECDSA, pkcs11.CKM_EC_KEY_PAIR_GEN)
+		if err == nil && slices.ContainsFunc(extraCurves, func(e curve) bool { return e.name == c.name }) && !slices.Contains(t.caps.Curves, c.name) {
+			err = newError(op, ErrMechanismUnsupported, fmt.Errorf("the token makes no EC key pairs on %s", c.name))
+		}
+		return pkcs11.CKM_EC_KEY_PAIR_GEN, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, params)}, err
 	}
 	rsaBits := func(bits int) (uint, []*pkcs11.Attribute, error) {
 		return pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, []*pkcs11.Attribute{
@@ -116,9 +190,13 @@ func (t *Token) pairMechanism(op string, spec KeySpec) (uint, []*pkcs11.Attribut
 	}
 	switch spec {
 	case ECP256:
-		return ec(oidP256)
+		return ec(curves[0])
 	case ECP384:
-		return ec(oidP384)
+		return ec(curves[1])
+	case ECP521:
+		return ec(curves[2])
+	case ECSecp256k1:
+		return ec(curves[3])
 	case RSA2048:
 		return rsaBits(2048)
 	case RSA3072:
@@ -130,7 +208,8 @@ func (t *Token) pairMechanism(op string, spec KeySpec) (uint, []*pkcs11.Attribut
 }
 
 // PublicKey returns the public half of the key pair id as an
-// *ecdsa.PublicKey or *rsa.PublicKey.
+// *ecdsa.PublicKey, an *rsa.PublicKey or, on curves Go's crypto lacks, an
+// *ECPublicKey.
 func (t *Token) PublicKey(ctx context.Context, id ObjectID) (crypto.PublicKey, error) {
 	var key crypto.PublicKey
 	err := t.do(ctx, "get public key", publicKey(id), nil, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
@@ -173,27 +252,57 @@ func (t *Token) readPublicKey(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) (cr
 	return nil, fmt.Errorf("unsupported key type %d", attrUint(kt[0].Value))
 }
 
+// ECPublicKey is the public half of an EC key pair on a curve Go's crypto
+// lacks (secp256k1).
+type ECPublicKey struct {
+	Curve string // the curve's name, as Capabilities.Curves has it
+	// Params is the DER-encoded named-curve OID, Point the uncompressed
+	// point (0x04 || X || Y).
+	Params, Point []byte
+}
+
 // parseECPoint decodes CKA_EC_PARAMS (a named-curve OID) and CKA_EC_POINT
 // (an uncompressed point, DER-wrapped in an OCTET STRING by v2.20+ tokens).
-func parseECPoint(params, point []byte) (*ecdsa.PublicKey, error) {
-	var oid asn1.ObjectIdentifier
-	if _, err := asn1.Unmarshal(params, &oid); err != nil {
-		return nil, fmt.Errorf("CKA_EC_PARAMS: %w", err)
-	}
-	var curve elliptic.Curve
-	switch {
-	case oid.Equal(oidP256):
-		curve = elliptic.P256()
-	case oid.Equal(oidP384):
-		curve = elliptic.P384()
-	default:
-		return nil, fmt.Errorf("unsupported curve %v", oid)
+func parseECPoint(params, point []byte) (crypto.PublicKey, error) {
+	c, err := curveOf(params)
+	if err != nil {
+		return nil, err
 	}
 	var raw []byte
 	if rest, err := asn1.Unmarshal(point, &raw); err != nil || len(rest) > 0 {
 		raw = point // some tokens return the bare point
 	}
-	return ecdsa.ParseUncompressedPublicKey(curve, raw)
+	if c.std != nil {
+		return ecdsa.ParseUncompressedPublicKey(c.std, raw)
+	}
+	if len(raw) != 1+2*c.size || raw[0] != 4 {
+		return nil, fmt.Errorf("CKA_EC_POINT is not an uncompressed point on %s", c.name)
+	}
+	return &ECPublicKey{Curve: c.name, Params: params, Point: raw}, nil
+}
+
+// MarshalPublicKey encodes a public key PublicKey returned as a DER
+// SubjectPublicKeyInfo, as AWS KMS's GetPublicKey returns it.
+func MarshalPublicKey(pub crypto.PublicKey) ([]byte, error) {
+	ec, ok := pub.(*ECPublicKey)
+	if !ok {
+		return x509.MarshalPKIXPublicKey(pub)
+	}
+	// RFC 5480: the algorithm is id-ecPublicKey with the curve's OID as
+	// its parameters; the key is the point as a BIT STRING.
+	return asn1.Marshal(struct {
+		Algorithm struct {
+			Algorithm  asn1.ObjectIdentifier
+			Parameters asn1.RawValue
+		}
+		PublicKey asn1.BitString
+	}{
+		Algorithm: struct {
+			Algorithm  asn1.ObjectIdentifier
+			Parameters asn1.RawValue
+		}{oidECPublic, asn1.RawValue{FullBytes: ec.Params}},
+		PublicKey: asn1.BitString{Bytes: ec.Point, BitLength: 8 * len(ec.Point)},
+	})
 }
 
 type signParams struct {
@@ -205,11 +314,8 @@ type signParams struct {
 
 func signingParams(op string, alg SigningAlgorithm, caps Capabilities) (signParams, error) {
 	switch alg {
-	case ECDSASHA256, ECDSASHA384:
-		n := 32
-		if alg == ECDSASHA384 {
-			n = 48
-		}
+	case ECDSASHA256, ECDSASHA384, ECDSASHA512:
+		n := map[SigningAlgorithm]int{ECDSASHA256: 32, ECDSASHA384: 48, ECDSASHA512: 64}[alg]
 		return signParams{mech: pkcs11.NewMechanism(pkcs11.CKM_ECDSA, nil), digestLen: n, ec: true},
 			requireMechanism(op, caps.ECDSA, pkcs11.CKM_ECDSA)
 	case RSAPKCS1SHA256:
@@ -313,15 +419,15 @@ func (t *Token) rawECDSA(s pkcs11.SessionHandle, h pkcs11.ObjectHandle, der []by
 	if rest, err := asn1.Unmarshal(der, &es); err != nil || len(rest) > 0 || es.R == nil || es.S == nil || es.R.Sign() <= 0 || es.S.Sign() <= 0 {
 		return nil, newError("verify", ErrInvalidSignature, fmt.Errorf("not a DER ECDSA signature"))
 	}
-	pub, err := t.readPublicKey(s, h)
+	a, err := t.p.GetAttributeValue(s, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, nil)})
 	if err != nil {
 		return nil, err
 	}
-	ec, ok := pub.(*ecdsa.PublicKey)
-	if !ok {
-		return nil, newError("verify", ErrInvalidInput, fmt.Errorf("key is not an EC key"))
+	c, err := curveOf(a[0].Value)
+	if err != nil {
+		return nil, newError("verify", ErrInvalidInput, err)
 	}
-	size := (ec.Curve.Params().BitSize + 7) / 8
+	size := c.size
 	if es.R.BitLen() > size*8 || es.S.BitLen() > size*8 {
 		return nil, newError("verify", ErrInvalidSignature, fmt.Errorf("signature values out of range"))
 	}

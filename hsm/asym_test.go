@@ -13,6 +13,9 @@ import (
 	"encoding/asn1"
 	"errors"
 	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -38,14 +41,19 @@ var asymCases = []asymCase{
 	{RSA2048, RSAPSSSHA256, "", 2048},
 	{RSA3072, RSAPSSSHA256, "", 3072},
 	{RSA4096, RSAPKCS1SHA256, "", 4096},
+	{ECP521, ECDSASHA512, "P-521", 0},
 }
 
 func (c asymCase) name() string { return string(c.spec) + "/" + string(c.alg) }
 
 // digest returns the hash of msg that c's algorithm signs.
 func (c asymCase) digest(msg string) []byte {
-	if c.alg == ECDSASHA384 {
+	switch c.alg {
+	case ECDSASHA384:
 		d := sha512.Sum384([]byte(msg))
+		return d[:]
+	case ECDSASHA512:
+		d := sha512.Sum512([]byte(msg))
 		return d[:]
 	}
 	d := sha256.Sum256([]byte(msg))
@@ -55,7 +63,7 @@ func (c asymCase) digest(msg string) []byte {
 // goVerify checks sig with Go's crypto, independently of the token.
 func (c asymCase) goVerify(pub crypto.PublicKey, digest, sig []byte) error {
 	switch c.alg {
-	case ECDSASHA256, ECDSASHA384:
+	case ECDSASHA256, ECDSASHA384, ECDSASHA512:
 		if !ecdsa.VerifyASN1(pub.(*ecdsa.PublicKey), digest, sig) {
 			return errors.New("ecdsa.VerifyASN1 rejected the signature")
 		}
@@ -75,11 +83,8 @@ func (c asymCase) goSign(t *testing.T, digest []byte) []byte {
 	var sig []byte
 	var err error
 	switch c.alg {
-	case ECDSASHA256, ECDSASHA384:
-		curve := elliptic.P256()
-		if c.curve == "P-384" {
-			curve = elliptic.P384()
-		}
+	case ECDSASHA256, ECDSASHA384, ECDSASHA512:
+		curve := map[string]elliptic.Curve{"P-256": elliptic.P256(), "P-384": elliptic.P384(), "P-521": elliptic.P521()}[c.curve]
 		var k *ecdsa.PrivateKey
 		if k, err = ecdsa.GenerateKey(curve, rand.Reader); err == nil {
 			sig, err = ecdsa.SignASN1(rand.Reader, k, digest)
@@ -121,6 +126,12 @@ func (c asymCase) checkPublicKey(t *testing.T, pub crypto.PublicKey) {
 // keyFeature names the feature (as Features names it) a token needs to
 // make key pairs of spec.
 func keyFeature(spec KeySpec) string {
+	switch spec {
+	case ECP521:
+		return "ecdsa-p521"
+	case ECSecp256k1:
+		return "ecdsa-secp256k1"
+	}
 	if strings.HasPrefix(string(spec), "EC_") {
 		return "ecdsa"
 	}
@@ -130,7 +141,7 @@ func keyFeature(spec KeySpec) string {
 // keyMechs are the mechanisms the error of a refused CreateKeyPair(spec)
 // may name: what keyFeature(spec) needs.
 func keyMechs(spec KeySpec) []uint {
-	if keyFeature(spec) == "ecdsa" {
+	if strings.HasPrefix(keyFeature(spec), "ecdsa") {
 		return []uint{pkcs11.CKM_EC_KEY_PAIR_GEN, pkcs11.CKM_ECDSA}
 	}
 	return []uint{pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11.CKM_RSA_PKCS}
@@ -140,7 +151,7 @@ func keyMechs(spec KeySpec) []uint {
 // and algMech the mechanism a refusal names.
 func algFeature(alg SigningAlgorithm) string {
 	switch alg {
-	case ECDSASHA256, ECDSASHA384:
+	case ECDSASHA256, ECDSASHA384, ECDSASHA512:
 		return "ecdsa"
 	case RSAPSSSHA256:
 		return "rsa-pss"
@@ -150,7 +161,7 @@ func algFeature(alg SigningAlgorithm) string {
 
 func algMech(alg SigningAlgorithm) uint {
 	switch alg {
-	case ECDSASHA256, ECDSASHA384:
+	case ECDSASHA256, ECDSASHA384, ECDSASHA512:
 		return pkcs11.CKM_ECDSA
 	case RSAPSSSHA256:
 		return pkcs11.CKM_RSA_PKCS_PSS
@@ -354,10 +365,10 @@ func TestAsymSignVerifyInvalidInput(t *testing.T) {
 		{"sign RSASSA_PSS with a 33-byte digest", "rsa-pss", sign(rsaKey, RSAPSSSHA256, make([]byte, 33))},
 		{"verify ECDSA_SHA_256 with a 31-byte digest", "ecdsa", verify(other, ECDSASHA256, d32[:31], ecSig)},
 		{"verify RSASSA_PKCS1 with a 64-byte digest", "rsa", verify(rsaKey, RSAPKCS1SHA256, make([]byte, 64), rsaSig)},
-		{"sign with an unknown algorithm", "", sign(other, "ECDSA_SHA_512", make([]byte, 64))},
+		{"sign with an unknown algorithm", "", sign(other, "ECDSA_SHA_224", make([]byte, 28))},
 		{"sign with an empty algorithm", "", sign(rsaKey, "", d32[:])},
 		{"verify with an unknown algorithm", "", verify(rsaKey, "RSASSA_PSS_SHA_512", d32[:], rsaSig)},
-		{"create an unknown key spec", "", create("x", "EC_P521")},
+		{"create an unknown key spec", "", create("x", "EC_P192")},
 		{"create an empty key spec", "", create("x", "")},
 		{"create RSA_1024", "", create("x", "RSA_1024")},
 		// The label is checked first, whatever the spec.
@@ -684,4 +695,70 @@ func TestAsymVerifyMalformedSignature(t *testing.T) {
 	if h := tok.Health(); !h.Ready {
 		t.Errorf("token not ready after malformed signatures: %+v", h)
 	}
+}
+
+// TestSecp256k1VerifiesWithOpenSSL proves, where the token has secp256k1
+// (Go's crypto has not), that its public key encodes as a SubjectPublicKeyInfo
+// OpenSSL reads as secp256k1, that OpenSSL verifies the token's signature
+// with it and rejects a flipped one, and that tok.Verify agrees. A token
+// without the curve refuses the key pair, naming it.
+func TestSecp256k1VerifiesWithOpenSSL(t *testing.T) {
+	tok := openToken(t)
+	ctx := t.Context()
+	id, err := NewObjectID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := tok.CreateKeyPair(ctx, id, "hsmkms/test/secp256k1", ECSecp256k1)
+	if !has(tok, "ecdsa-secp256k1") {
+		wantKind(t, err, ErrMechanismUnsupported)
+		return
+	}
+	if err != nil {
+		t.Fatalf("CreateKeyPair: %v", err)
+	}
+	t.Cleanup(func() { _ = tok.DestroyKey(ctx, id) })
+	ec, ok := pub.(*ECPublicKey)
+	if !ok || ec.Curve != "secp256k1" || len(ec.Point) != 65 {
+		t.Fatalf("public key %#v, want a secp256k1 *ECPublicKey", pub)
+	}
+	der, err := MarshalPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pubFile := write("pub.der", der)
+	text, err := exec.Command("openssl", "pkey", "-pubin", "-inform", "DER", "-in", pubFile, "-noout", "-text").CombinedOutput()
+	if err != nil || !strings.Contains(string(text), "secp256k1") {
+		t.Fatalf("openssl pkey: %v\n%s", err, text)
+	}
+	digest := sha256.Sum256([]byte("signed on secp256k1"))
+	sig, err := tok.Sign(ctx, id, ECDSASHA256, digest[:])
+	if err != nil {
+		t.Fatalf("Sign: %v", err)
+	}
+	if err := tok.Verify(ctx, id, ECDSASHA256, digest[:], sig); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	verify := func(sig []byte) (string, error) {
+		out, err := exec.Command("openssl", "pkeyutl", "-verify", "-pubin", "-keyform", "DER", "-inkey", pubFile,
+			"-in", write("digest", digest[:]), "-sigfile", write("sig", sig)).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := verify(sig); err != nil || !strings.Contains(out, "Signature Verified Successfully") {
+		t.Fatalf("openssl rejects the token's signature: %v\n%s", err, out)
+	}
+	flipped := bytes.Clone(sig)
+	flipped[len(flipped)-1] ^= 1
+	if out, err := verify(flipped); err == nil {
+		t.Fatalf("openssl accepts a flipped signature:\n%s", out)
+	}
+	wantKind(t, tok.Verify(ctx, id, ECDSASHA256, digest[:], flipped), ErrInvalidSignature)
 }

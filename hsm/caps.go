@@ -1,7 +1,9 @@
 package hsm
 
 import (
+	"encoding/asn1"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/miekg/pkcs11"
@@ -21,7 +23,15 @@ type Capabilities struct {
 	RSAPKCS       bool `json:"rsa_pkcs"`        // CKM_RSA_PKCS sign+verify
 	RSAPSS        bool `json:"rsa_pss"`         // CKM_RSA_PKCS_PSS sign+verify
 	AESCBCPad     bool `json:"aes_cbc_pad"`     // CKM_AES_CBC_PAD encrypt+decrypt: the portable mechanism
-	HMACSHA256    bool `json:"hmac_sha256"`     // CKM_SHA256_HMAC sign+verify: the portable mechanism's MAC
+	HMACSHA256    bool `json:"hmac_sha256"`     // CKM_SHA256_HMAC sign+verify: the portable mechanism's MAC, HMAC_256 keys
+	HMACSHA224    bool `json:"hmac_sha224"`     // CKM_SHA224_HMAC sign+verify: HMAC_224 keys
+	HMACSHA384    bool `json:"hmac_sha384"`     // CKM_SHA384_HMAC sign+verify: HMAC_384 keys
+	HMACSHA512    bool `json:"hmac_sha512"`     // CKM_SHA512_HMAC sign+verify: HMAC_512 keys
+	RSAOAEP       bool `json:"rsa_oaep"`        // CKM_RSA_PKCS_OAEP encrypt+decrypt: RSA encryption keys
+	RSAX509       bool `json:"rsa_x509"`        // CKM_RSA_X_509 decrypt: RSAES_OAEP_SHA_256 where OAEP takes only SHA-1
+	// Curves lists the named curves, beyond P-256 and P-384, the token
+	// made a key pair on in the self-test: "P-521", "secp256k1".
+	Curves []string `json:"curves,omitempty"`
 	// GCMFault says why a listed CKM_AES_GCM is not used: its self-test
 	// through C_Encrypt and C_Decrypt failed (AESGCM is then false).
 	GCMFault string `json:"aes_gcm_fault,omitempty"`
@@ -35,6 +45,9 @@ type Capabilities struct {
 	// CopyableRefused is set once the token refused CKA_COPYABLE in a key
 	// template: keys are made without it from then on.
 	CopyableRefused bool `json:"copyable_refused,omitempty"`
+	// OAEPSHA1Only is set once the token refused CKM_RSA_PKCS_OAEP with
+	// SHA-256: RSAES_OAEP_SHA_256 then decrypts with CKM_RSA_X_509.
+	OAEPSHA1Only bool `json:"oaep_sha1_only,omitempty"`
 }
 
 // need is one mechanism and the flags an operation needs of it.
@@ -57,6 +70,11 @@ var needs = []need{
 	{pkcs11.CKM_RSA_PKCS_PSS, pkcs11.CKF_SIGN | pkcs11.CKF_VERIFY, "RSA PSS signing", func(c *Capabilities) { c.RSAPSS = true }},
 	{pkcs11.CKM_AES_CBC_PAD, pkcs11.CKF_ENCRYPT | pkcs11.CKF_DECRYPT, "AES-CBC encryption", func(c *Capabilities) { c.AESCBCPad = true }},
 	{pkcs11.CKM_SHA256_HMAC, pkcs11.CKF_SIGN | pkcs11.CKF_VERIFY, "HMAC-SHA-256", func(c *Capabilities) { c.HMACSHA256 = true }},
+	{pkcs11.CKM_SHA224_HMAC, pkcs11.CKF_SIGN | pkcs11.CKF_VERIFY, "HMAC-SHA-224", func(c *Capabilities) { c.HMACSHA224 = true }},
+	{pkcs11.CKM_SHA384_HMAC, pkcs11.CKF_SIGN | pkcs11.CKF_VERIFY, "HMAC-SHA-384", func(c *Capabilities) { c.HMACSHA384 = true }},
+	{pkcs11.CKM_SHA512_HMAC, pkcs11.CKF_SIGN | pkcs11.CKF_VERIFY, "HMAC-SHA-512", func(c *Capabilities) { c.HMACSHA512 = true }},
+	{pkcs11.CKM_RSA_PKCS_OAEP, pkcs11.CKF_ENCRYPT | pkcs11.CKF_DECRYPT, "RSA OAEP encryption", func(c *Capabilities) { c.RSAOAEP = true }},
+	{pkcs11.CKM_RSA_X_509, pkcs11.CKF_DECRYPT, "raw RSA decryption", func(c *Capabilities) { c.RSAX509 = true }},
 }
 
 // probeCapabilities reads the token's mechanisms once, at open. It fails
@@ -136,7 +154,35 @@ func (c Capabilities) Features() []Feature {
 		feature("rsa", false, part{c.RSAKeyGen, MechanismName(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN)},
 			part{c.RSAPKCS, MechanismName(pkcs11.CKM_RSA_PKCS) + " sign and verify"}),
 		feature("rsa-pss", false, part{c.RSAPSS, MechanismName(pkcs11.CKM_RSA_PKCS_PSS) + " sign and verify"}),
+		feature("rsa-oaep", false, part{c.RSAKeyGen, MechanismName(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN)},
+			part{c.RSAOAEP, MechanismName(pkcs11.CKM_RSA_PKCS_OAEP) + " encrypt and decrypt"}),
+		feature("hmac", false, part{c.GenericKeyGen, MechanismName(pkcs11.CKM_GENERIC_SECRET_KEY_GEN)},
+			part{c.HMACSHA224, MechanismName(pkcs11.CKM_SHA224_HMAC) + " sign and verify"},
+			part{c.HMACSHA256, MechanismName(pkcs11.CKM_SHA256_HMAC) + " sign and verify"},
+			part{c.HMACSHA384, MechanismName(pkcs11.CKM_SHA384_HMAC) + " sign and verify"},
+			part{c.HMACSHA512, MechanismName(pkcs11.CKM_SHA512_HMAC) + " sign and verify"}),
+		c.curveFeature("ecdsa-p521", "P-521"),
+		c.curveFeature("ecdsa-secp256k1", "secp256k1"),
 	}
+}
+
+// curveFeature is ECDSA signing on an extra curve: the self-test made a
+// key pair on it.
+func (c Capabilities) curveFeature(name, curve string) Feature {
+	f := Feature{Name: name, Supported: true}
+	var lacks []string
+	if !c.ECKeyGen {
+		lacks = append(lacks, MechanismName(pkcs11.CKM_EC_KEY_PAIR_GEN))
+	}
+	if !c.ECDSA {
+		lacks = append(lacks, MechanismName(pkcs11.CKM_ECDSA)+" sign and verify")
+	}
+	if len(lacks) == 0 && !slices.Contains(c.Curves, curve) {
+		lacks = append(lacks, "EC key pairs on "+curve)
+	}
+	f.Supported = len(lacks) == 0
+	f.Lacks = strings.Join(lacks, ", ")
+	return f
 }
 
 // gcmLack names what the aes-gcm feature lacks: the mechanism, or a
@@ -161,6 +207,7 @@ func (t *Token) selfTest() error {
 	// Closing the session ends whatever operation a failure left active,
 	// and destroys the session keys.
 	defer t.p.CloseSession(s)
+	t.caps.Curves = t.selfTestCurves(s)
 	if !t.caps.AESKeyGen {
 		return nil
 	}
@@ -190,6 +237,36 @@ func (t *Token) selfTest() error {
 		t.caps.GenericKeyMax = t.selfTestGenericMax(s)
 	}
 	return nil
+}
+
+// selfTestCurves returns the extra curves (extraCurves) the token makes a
+// session key pair on. Mechanism info cannot tell: it gives only a range
+// of key sizes, and SoftHSM2's depends on its OpenSSL build.
+func (t *Token) selfTestCurves(s pkcs11.SessionHandle) []string {
+	if !t.caps.ECKeyGen || !t.caps.ECDSA {
+		return nil
+	}
+	var out []string
+	for _, c := range extraCurves {
+		params, _ := asn1.Marshal(c.oid)
+		pub, priv, err := t.p.GenerateKeyPair(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_EC_KEY_PAIR_GEN, nil)},
+			[]*pkcs11.Attribute{
+				pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+				pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
+				pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, params),
+			},
+			[]*pkcs11.Attribute{
+				pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+				pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
+			})
+		if err != nil {
+			continue
+		}
+		t.destroySessionKey(s, pub)
+		t.destroySessionKey(s, priv)
+		out = append(out, c.name)
+	}
+	return out
 }
 
 // selfTestKeyTemplate is a 32-byte AES session key with attrs.

@@ -186,7 +186,7 @@ func words(s string) []string {
 // module, independently of tok's handle cache.
 func rawHandle(t *testing.T, ctx *pkcs11.Ctx, s pkcs11.SessionHandle, id ObjectID, class uint) pkcs11.ObjectHandle {
 	t.Helper()
-	h, err := findOne(ctx, s, keyRef{id, class, anyKeyType})
+	h, err := findOne(ctx, s, keyRef{id: id, class: class, keyType: anyKeyType})
 	if err != nil {
 		t.Fatalf("finding %s of class %d: %v", id, class, err)
 	}

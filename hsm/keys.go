@@ -37,6 +37,9 @@ type keyRef struct {
 	id      ObjectID
 	class   uint
 	keyType uint // anyKeyType, or the CKA_KEY_TYPE to match
+	// suffixed marks a portable version's HMAC key, whose CKA_ID is id
+	// followed by MACIDSuffix.
+	suffixed bool
 }
 
 // anyKeyType matches every CKA_KEY_TYPE (CKK_RSA is 0, so 0 cannot).
@@ -47,19 +50,31 @@ const anyKeyType = ^uint(0)
 // MACIDSuffix: NSS's softoken keeps one secret key per CKA_ID and replaces
 // the first with the second, so the two cannot share one as a key pair's
 // halves do.
-func secretKey(id ObjectID) *keyRef { return &keyRef{id, pkcs11.CKO_SECRET_KEY, pkcs11.CKK_AES} }
-func macKey(id ObjectID) *keyRef {
-	return &keyRef{id, pkcs11.CKO_SECRET_KEY, pkcs11.CKK_GENERIC_SECRET}
+func secretKey(id ObjectID) *keyRef {
+	return &keyRef{id: id, class: pkcs11.CKO_SECRET_KEY, keyType: pkcs11.CKK_AES}
 }
-func privateKey(id ObjectID) *keyRef { return &keyRef{id, pkcs11.CKO_PRIVATE_KEY, anyKeyType} }
-func publicKey(id ObjectID) *keyRef  { return &keyRef{id, pkcs11.CKO_PUBLIC_KEY, anyKeyType} }
+func macKey(id ObjectID) *keyRef {
+	return &keyRef{id: id, class: pkcs11.CKO_SECRET_KEY, keyType: pkcs11.CKK_GENERIC_SECRET, suffixed: true}
+}
+
+// hmacKey is an HMAC key version's generic secret, under the version's
+// own CKA_ID.
+func hmacKey(id ObjectID) *keyRef {
+	return &keyRef{id: id, class: pkcs11.CKO_SECRET_KEY, keyType: pkcs11.CKK_GENERIC_SECRET}
+}
+func privateKey(id ObjectID) *keyRef {
+	return &keyRef{id: id, class: pkcs11.CKO_PRIVATE_KEY, keyType: anyKeyType}
+}
+func publicKey(id ObjectID) *keyRef {
+	return &keyRef{id: id, class: pkcs11.CKO_PUBLIC_KEY, keyType: anyKeyType}
+}
 
 // MACIDSuffix ends the CKA_ID of a portable version's HMAC key.
 const MACIDSuffix = "/hmac"
 
 // ckaID is the object's CKA_ID.
 func (k keyRef) ckaID() []byte {
-	if k.keyType == pkcs11.CKK_GENERIC_SECRET {
+	if k.suffixed {
 		return macID(k.id)
 	}
 	return k.id[:]
@@ -339,7 +354,7 @@ func (t *Token) DestroyKey(ctx context.Context, id ObjectID) error {
 		}
 		return nil
 	})
-	for _, k := range []*keyRef{secretKey(id), macKey(id), privateKey(id), publicKey(id)} {
+	for _, k := range []*keyRef{secretKey(id), macKey(id), hmacKey(id), privateKey(id), publicKey(id)} {
 		t.keys.forget(*k)
 	}
 	return err

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -390,7 +391,23 @@ var featureNeeds = map[string][]mechNeed{
 	"rsa": {{pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11.CKF_GENERATE_KEY_PAIR},
 		{pkcs11.CKM_RSA_PKCS, pkcs11.CKF_SIGN | pkcs11.CKF_VERIFY}},
 	"rsa-pss": {{pkcs11.CKM_RSA_PKCS_PSS, pkcs11.CKF_SIGN | pkcs11.CKF_VERIFY}},
+	"rsa-oaep": {{pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11.CKF_GENERATE_KEY_PAIR},
+		{pkcs11.CKM_RSA_PKCS_OAEP, pkcs11.CKF_ENCRYPT | pkcs11.CKF_DECRYPT}},
+	"hmac": {{pkcs11.CKM_GENERIC_SECRET_KEY_GEN, pkcs11.CKF_GENERATE},
+		{pkcs11.CKM_SHA224_HMAC, pkcs11.CKF_SIGN | pkcs11.CKF_VERIFY},
+		{pkcs11.CKM_SHA256_HMAC, pkcs11.CKF_SIGN | pkcs11.CKF_VERIFY},
+		{pkcs11.CKM_SHA384_HMAC, pkcs11.CKF_SIGN | pkcs11.CKF_VERIFY},
+		{pkcs11.CKM_SHA512_HMAC, pkcs11.CKF_SIGN | pkcs11.CKF_VERIFY}},
+	// The curve features also need the self-test to make a key pair on
+	// their curve (listing.curves): the list cannot tell.
+	"ecdsa-p521": {{pkcs11.CKM_EC_KEY_PAIR_GEN, pkcs11.CKF_GENERATE_KEY_PAIR},
+		{pkcs11.CKM_ECDSA, pkcs11.CKF_SIGN | pkcs11.CKF_VERIFY}},
+	"ecdsa-secp256k1": {{pkcs11.CKM_EC_KEY_PAIR_GEN, pkcs11.CKF_GENERATE_KEY_PAIR},
+		{pkcs11.CKM_ECDSA, pkcs11.CKF_SIGN | pkcs11.CKF_VERIFY}},
 }
+
+// featureCurve is the curve a curve feature needs the self-test to have made.
+var featureCurve = map[string]string{"ecdsa-p521": "P-521", "ecdsa-secp256k1": "secp256k1"}
 
 // listing is what a token says of itself through the raw module: its
 // mechanisms with their flags (less those a test hides) and its RNG flag.
@@ -406,6 +423,9 @@ type listing struct {
 	// genericMax is the self-test's longest generic secret;
 	// TestGenericKeyMax checks it against the token.
 	genericMax int
+	// curves are the self-test's extra curves; TestCurvesSelfTestAgrees
+	// checks them against the token.
+	curves []string
 }
 
 // listed reads tok's listing through the raw module, beneath any faulty
@@ -418,7 +438,7 @@ func listed(t *testing.T, tok *Token, hide map[uint]bool) listing {
 		t.Fatalf("C_GetMechanismList: %v", err)
 	}
 	caps := tok.Capabilities()
-	l := listing{mechs: map[uint]uint{}, gcmFault: caps.GCMFault, extractFault: caps.ExtractFault, genericMax: caps.GenericKeyMax}
+	l := listing{mechs: map[uint]uint{}, gcmFault: caps.GCMFault, extractFault: caps.ExtractFault, genericMax: caps.GenericKeyMax, curves: caps.Curves}
 	for _, m := range list {
 		if hide[m.Mechanism] {
 			continue
@@ -477,10 +497,25 @@ func (l listing) capabilities() Capabilities {
 		RSAPSS:        h(pkcs11.CKM_RSA_PKCS_PSS, pkcs11.CKF_SIGN|pkcs11.CKF_VERIFY),
 		AESCBCPad:     h(pkcs11.CKM_AES_CBC_PAD, pkcs11.CKF_ENCRYPT|pkcs11.CKF_DECRYPT),
 		HMACSHA256:    h(pkcs11.CKM_SHA256_HMAC, pkcs11.CKF_SIGN|pkcs11.CKF_VERIFY),
+		HMACSHA224:    h(pkcs11.CKM_SHA224_HMAC, pkcs11.CKF_SIGN|pkcs11.CKF_VERIFY),
+		HMACSHA384:    h(pkcs11.CKM_SHA384_HMAC, pkcs11.CKF_SIGN|pkcs11.CKF_VERIFY),
+		HMACSHA512:    h(pkcs11.CKM_SHA512_HMAC, pkcs11.CKF_SIGN|pkcs11.CKF_VERIFY),
+		RSAOAEP:       h(pkcs11.CKM_RSA_PKCS_OAEP, pkcs11.CKF_ENCRYPT|pkcs11.CKF_DECRYPT),
+		RSAX509:       h(pkcs11.CKM_RSA_X_509, pkcs11.CKF_DECRYPT),
+		Curves:        l.ecCurves(),
 		GCMFault:      l.gcmFault,
 		ExtractFault:  l.extractFault,
 		GenericKeyMax: l.genericKeyMax(),
 	}
+}
+
+// ecCurves are the extra curves the token has with EC key generation
+// and ECDSA listed (none when a test hides either).
+func (l listing) ecCurves() []string {
+	if !l.has(mechNeed{pkcs11.CKM_EC_KEY_PAIR_GEN, pkcs11.CKF_GENERATE_KEY_PAIR}) || !l.has(mechNeed{pkcs11.CKM_ECDSA, pkcs11.CKF_SIGN | pkcs11.CKF_VERIFY}) {
+		return nil
+	}
+	return l.curves
 }
 
 // genericKeyMax is the longest data key WrapDataKey can make: 0 without
@@ -522,7 +557,8 @@ func checkFeatures(t *testing.T, caps Capabilities, l listing) {
 		}
 		seen[f.Name] = true
 		lacks := sorted(l.lacks(f.Name))
-		if f.Supported != (len(lacks) == 0) {
+		curveOK := featureCurve[f.Name] == "" || slices.Contains(l.ecCurves(), featureCurve[f.Name])
+		if f.Supported != (len(lacks) == 0 && curveOK) {
 			t.Errorf("feature %+v: supported = %v, but the token lacks %v", f, f.Supported, lacks)
 		}
 		if got := lackNames(f.Lacks); !slices.Equal(got, lacks) {
@@ -629,6 +665,38 @@ var featureUses = map[string]func(t *testing.T, tok *Token) error{
 		}
 		return signWith(t, tok, RSA2048, RSAPSSSHA256)
 	},
+	"ecdsa-p521":      func(t *testing.T, tok *Token) error { return signWith(t, tok, ECP521, ECDSASHA512) },
+	"ecdsa-secp256k1": func(t *testing.T, tok *Token) error { return signWith(t, tok, ECSecp256k1, ECDSASHA256) },
+	"rsa-oaep": func(t *testing.T, tok *Token) error {
+		id, _ := NewObjectID()
+		if _, err := tok.CreateEncryptionKeyPair(t.Context(), id, "hsmkms/test/features", RSA2048); err != nil {
+			return err
+		}
+		ct, err := tok.EncryptOAEP(t.Context(), id, RSAOAEPSHA1, []byte("plaintext"))
+		if err != nil {
+			return err
+		}
+		if got, err := tok.DecryptOAEP(t.Context(), id, RSAOAEPSHA1, ct); err != nil || string(got) != "plaintext" {
+			t.Errorf("DecryptOAEP = %q, %v", got, err)
+		}
+		return nil
+	},
+	"hmac": func(t *testing.T, tok *Token) error {
+		for _, alg := range []MACAlgorithm{HMACSHA224, HMACSHA256, HMACSHA384, HMACSHA512} {
+			id, _ := NewObjectID()
+			if err := tok.CreateHMACKey(t.Context(), id, "hsmkms/test/features", alg); err != nil {
+				return err
+			}
+			mac, err := tok.GenerateMAC(t.Context(), id, alg, []byte("message"))
+			if err != nil {
+				return err
+			}
+			if err := tok.VerifyMAC(t.Context(), id, alg, []byte("message"), mac); err != nil {
+				t.Errorf("VerifyMAC(%s): %v", alg, err)
+			}
+		}
+		return nil
+	},
 }
 
 // errExtracted: a key whose CKA_EXTRACTABLE is false came out.
@@ -666,12 +734,12 @@ func signWith(t *testing.T, tok *Token, spec KeySpec, alg SigningAlgorithm) erro
 	if _, err := tok.CreateKeyPair(t.Context(), id, "hsmkms/test/features", spec); err != nil {
 		return err
 	}
-	digest := sha256.Sum256([]byte("features"))
-	sig, err := tok.Sign(t.Context(), id, alg, digest[:])
+	digest := asymCase{alg: alg}.digest("features")
+	sig, err := tok.Sign(t.Context(), id, alg, digest)
 	if err != nil {
 		return err
 	}
-	if err := tok.Verify(t.Context(), id, alg, digest[:], sig); err != nil {
+	if err := tok.Verify(t.Context(), id, alg, digest, sig); err != nil {
 		t.Errorf("Verify(%s): %v", alg, err)
 	}
 	return nil
@@ -699,6 +767,13 @@ func TestCapabilities(t *testing.T) {
 						// The self-test's verdict holds for a master key.
 						if !errors.Is(err, errExtracted) {
 							t.Errorf("the self-test found %q, yet a master key stayed in: %v", tok.Capabilities().ExtractFault, err)
+						}
+						return
+					}
+					if c := featureCurve[feat.Name]; c != "" && len(l.lacks(feat.Name)) == 0 && !slices.Contains(l.ecCurves(), c) {
+						// The mechanisms are there, the curve is not.
+						if !errors.Is(err, ErrMechanismUnsupported) || !strings.Contains(err.Error(), c) {
+							t.Errorf("%s: the token makes no key pairs on %s, yet: %v", feat.Name, c, err)
 						}
 						return
 					}
@@ -780,7 +855,7 @@ func TestCapabilities(t *testing.T) {
 				t.Fatalf("Open: %v", err)
 			}
 			l := listed(t, tok, hide)
-			if got, want := tok.Capabilities(), l.capabilities(); got != want {
+			if got, want := tok.Capabilities(), l.capabilities(); !reflect.DeepEqual(got, want) {
 				t.Errorf("Capabilities() = %+v, the listing implies %+v", got, want)
 			}
 			checkFeatures(t, tok.Capabilities(), l)

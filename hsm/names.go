@@ -98,6 +98,7 @@ var mechanismNames = map[uint]string{
 	pkcs11.CKM_SHA256:                 "CKM_SHA256",
 	pkcs11.CKM_SHA384:                 "CKM_SHA384",
 	pkcs11.CKM_SHA512:                 "CKM_SHA512",
+	pkcs11.CKM_SHA224_HMAC:            "CKM_SHA224_HMAC",
 	pkcs11.CKM_SHA256_HMAC:            "CKM_SHA256_HMAC",
 	pkcs11.CKM_SHA384_HMAC:            "CKM_SHA384_HMAC",
 	pkcs11.CKM_SHA512_HMAC:            "CKM_SHA512_HMAC",

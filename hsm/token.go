@@ -74,6 +74,9 @@ type Token struct {
 	caps Capabilities
 	// noCopyable is set once the token refused CKA_COPYABLE.
 	noCopyable atomic.Bool
+	// oaepSHA1Only is set once the token refused CKM_RSA_PKCS_OAEP with a
+	// hash other than SHA-1.
+	oaepSHA1Only atomic.Bool
 
 	// mu is held for reading by every operation on the module and for
 	// writing while recovery finalises and re-initialises it: no PKCS#11
@@ -227,6 +230,7 @@ func (t *Token) Module() *Module { return t.m }
 func (t *Token) Capabilities() Capabilities {
 	c := t.caps
 	c.CopyableRefused = t.noCopyable.Load()
+	c.OAEPSHA1Only = t.oaepSHA1Only.Load()
 	return c
 }
 

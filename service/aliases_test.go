@@ -251,7 +251,7 @@ func TestDeleteAlias(t *testing.T) {
 			c.setup(id)
 			ksWantErr(t, "DeleteAlias", f.svc.DeleteAlias(ctx, DeleteAliasInput{AliasName: name}), nil, "")
 			_, err := f.svc.DescribeKey(ctx, KeyIDInput{KeyId: name})
-			ksWantErr(t, "DescribeKey by the deleted alias", err, ErrNotFound, "Alias '"+ksAliasARN(name)+"' is not found.")
+			ksWantErr(t, "DescribeKey by the deleted alias", err, ErrNotFound, "Alias "+ksAliasARN(name)+" is not found.")
 			if m := ksDescribe(t, f, other); m.KeyId != id || m.KeyState != c.name {
 				t.Errorf("the other alias: %+v", m)
 			}
@@ -349,7 +349,7 @@ func TestListAliases(t *testing.T) {
 		{"limit 1001", ListAliasesInput{Limit: 1001}, ErrValidation, "1 validation error detected: Value '1001' at 'limit' failed to satisfy constraint: Member must have value between 1 and 1000"},
 		{"negative limit", ListAliasesInput{KeyId: a, Limit: -5}, ErrValidation, ""},
 		{"unknown key", ListAliasesInput{KeyId: uuid.NewString()}, ErrNotFound, ""},
-		{"unknown alias", ListAliasesInput{KeyId: "alias/zzz"}, ErrNotFound, "Alias '" + ksAliasARN("alias/zzz") + "' is not found."},
+		{"unknown alias", ListAliasesInput{KeyId: "alias/zzz"}, ErrNotFound, "Alias " + ksAliasARN("alias/zzz") + " is not found."},
 		{"malformed key", ListAliasesInput{KeyId: "nope"}, ErrNotFound, "Invalid keyId 'nope'"},
 	}
 	for _, c := range errCases {

@@ -337,7 +337,8 @@ func TestBadRequests(t *testing.T) {
 		{"Encrypt context 8192 bytes", enc(EncryptInput{KeyId: gcm, Plaintext: []byte("x"), EncryptionContext: ctxOfSize(8192)}), nil},
 		{"Encrypt aes-kw context 8193 bytes", enc(EncryptInput{KeyId: kw, Plaintext: []byte("x"), EncryptionContext: ctxOfSize(8193)}), ErrValidation},
 		{"Encrypt empty context key", enc(EncryptInput{KeyId: gcm, Plaintext: []byte("x"), EncryptionContext: map[string]string{"": "v"}}), ErrValidation},
-		{"Encrypt RSAES_OAEP_SHA_256", enc(EncryptInput{KeyId: gcm, Plaintext: []byte("x"), EncryptionAlgorithm: "RSAES_OAEP_SHA_256"}), ErrValidation},
+		{"Encrypt RSAES_OAEP_SHA_256 with a symmetric key", enc(EncryptInput{KeyId: gcm, Plaintext: []byte("x"), EncryptionAlgorithm: "RSAES_OAEP_SHA_256"}), ErrInvalidKeyUsage},
+		{"Encrypt with an unknown algorithm", enc(EncryptInput{KeyId: gcm, Plaintext: []byte("x"), EncryptionAlgorithm: "AES_GCM"}), ErrValidation},
 		{"Encrypt SYMMETRIC_DEFAULT", enc(EncryptInput{KeyId: gcm, Plaintext: []byte("x"), EncryptionAlgorithm: "SYMMETRIC_DEFAULT"}), nil},
 		{"Decrypt context 8193 bytes", dec(DecryptInput{CiphertextBlob: blob, EncryptionContext: ctxOfSize(8193)}), ErrValidation},
 		{"Decrypt empty context key", dec(DecryptInput{CiphertextBlob: blob, EncryptionContext: map[string]string{"": "v"}}), ErrValidation},
@@ -351,10 +352,10 @@ func TestBadRequests(t *testing.T) {
 			return err
 		}, ErrValidation},
 		{"Decrypt RSAES_OAEP_SHA_256", dec(DecryptInput{CiphertextBlob: blob, EncryptionAlgorithm: "RSAES_OAEP_SHA_256"}), ErrValidation},
-		{"ReEncrypt RSAES_OAEP_SHA_256", func() error {
+		{"ReEncrypt RSAES_OAEP_SHA_256 to a symmetric key", func() error {
 			_, err := k.svc.ReEncrypt(admin(t), ReEncryptInput{CiphertextBlob: blob, DestinationKeyId: gcm, DestinationEncryptionAlgorithm: "RSAES_OAEP_SHA_256"})
 			return err
-		}, ErrValidation},
+		}, ErrInvalidKeyUsage},
 		{"ReEncrypt bad destination context", func() error {
 			_, err := k.svc.ReEncrypt(admin(t), ReEncryptInput{CiphertextBlob: blob, DestinationKeyId: gcm, DestinationEncryptionContext: map[string]string{"": "v"}})
 			return err

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/hsmkms/hsmkms/hsm"
@@ -19,7 +20,8 @@ const (
 )
 
 // Encrypt seals up to 4096 bytes under a key's current version with
-// AES-GCM on the token, bound to the encryption context.
+// AES-GCM on the token, bound to the encryption context; under an RSA
+// encryption key it encrypts with RSAES-OAEP instead.
 func (s *Service) Encrypt(ctx context.Context, in EncryptInput) (out EncryptOutput, err error) {
 	o := s.begin(ctx, "kms:Encrypt")
 	defer func() { err = o.end(err) }()
@@ -27,31 +29,34 @@ func (s *Service) Encrypt(ctx context.Context, in EncryptInput) (out EncryptOutp
 	if len(in.Plaintext) == 0 || len(in.Plaintext) > maxPlaintext {
 		return out, newErr(CodeValidation, "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length between 1 and %d", maxPlaintext)
 	}
-	if err := checkAlgorithm(in.EncryptionAlgorithm); err != nil {
+	if err := checkAlgorithm("encryptionAlgorithm", in.EncryptionAlgorithm); err != nil {
 		return out, err
 	}
-	k, v, err := s.encryptionKey(ctx, o, in.KeyId)
+	k, v, err := s.encryptionKey(ctx, o, in.KeyId, true)
 	if err != nil {
 		return out, err
 	}
-	blob, err := s.seal(ctx, k, v, in.EncryptionContext, s.sealPlaintext(ctx, v, in.Plaintext))
+	alg, err := keyAlgorithm(k, in.EncryptionAlgorithm)
 	if err != nil {
 		return out, err
 	}
-	return EncryptOutput{CiphertextBlob: blob, KeyId: s.keyARN(k.ID), EncryptionAlgorithm: symmetricAlg}, nil
-}
-
-func checkAlgorithm(alg string) error {
-	if alg != "" && alg != symmetricAlg {
-		return newErr(CodeValidation, "EncryptionAlgorithm %s is not supported; use %s", alg, symmetricAlg)
+	var blob []byte
+	if asymmetricEncryption(k) {
+		blob, err = s.encryptAsymmetric(ctx, k, v, alg, in.EncryptionContext, in.Plaintext)
+	} else {
+		blob, err = s.seal(ctx, k, v, in.EncryptionContext, s.sealPlaintext(ctx, v, in.Plaintext))
 	}
-	return nil
+	if err != nil {
+		return out, err
+	}
+	return EncryptOutput{CiphertextBlob: blob, KeyId: s.keyARN(k.ID), EncryptionAlgorithm: alg}, nil
 }
 
 // encryptionKey resolves, authorises and checks the key named by ident and
 // returns its current version: the hot path reads two or three records and
-// never searches the token.
-func (s *Service) encryptionKey(ctx context.Context, o *op, ident string) (store.Key, store.Version, error) {
+// never searches the token. Only Encrypt and ReEncrypt (asymmetric) take
+// an RSA encryption key; data keys need a symmetric one.
+func (s *Service) encryptionKey(ctx context.Context, o *op, ident string, asymmetric bool) (store.Key, store.Version, error) {
 	var kv keyVersion
 	ref, err := s.parseKeyRef("keyId", ident)
 	if err != nil {
@@ -67,6 +72,9 @@ func (s *Service) encryptionKey(ctx context.Context, o *op, ident string) (store
 		}
 		if err := s.usable(k, UsageEncrypt); err != nil {
 			return err
+		}
+		if !asymmetric && k.Spec != SpecSymmetric {
+			return newErr(CodeInvalidKeyUsage, "%s key KeySpec is %s which is not valid for %s.", s.keyARN(k.ID), k.Spec, strings.TrimPrefix(o.rec.Action, "kms:"))
 		}
 		kv.k = k
 		kv.v, err = tx.Version(k.ID, k.CurrentVersion)
@@ -180,7 +188,7 @@ func (s *Service) generateDataKey(ctx context.Context, action string, in Generat
 	if err != nil {
 		return out, err
 	}
-	k, v, err := s.encryptionKey(ctx, o, in.KeyId)
+	k, v, err := s.encryptionKey(ctx, o, in.KeyId, false)
 	if err != nil {
 		return out, err
 	}
@@ -233,14 +241,27 @@ func (s *Service) Decrypt(ctx context.Context, in DecryptInput) (out DecryptOutp
 	o := s.begin(ctx, "kms:Decrypt")
 	defer func() { err = o.end(err) }()
 	o.withContext(in.EncryptionContext)
-	if err := checkAlgorithm(in.EncryptionAlgorithm); err != nil {
+	if err := checkAlgorithm("encryptionAlgorithm", in.EncryptionAlgorithm); err != nil {
 		return out, err
 	}
-	plain, k, v, err := s.open(ctx, o, "kms:Decrypt", in.CiphertextBlob, in.KeyId, in.EncryptionContext)
+	plain, k, v, err := s.openAny(ctx, o, "kms:Decrypt", in.CiphertextBlob, in.KeyId, in.EncryptionAlgorithm, in.EncryptionContext)
 	if err != nil {
 		return out, err
 	}
-	return DecryptOutput{KeyId: s.keyARN(k.ID), Plaintext: plain, EncryptionAlgorithm: symmetricAlg, KeyMaterialId: materialID(v.Number)}, nil
+	alg := in.EncryptionAlgorithm
+	if alg == "" {
+		alg = symmetricAlg
+	}
+	return DecryptOutput{KeyId: s.keyARN(k.ID), Plaintext: plain, EncryptionAlgorithm: alg, KeyMaterialId: materialID(v.Number)}, nil
+}
+
+// openAny opens a ciphertext: an hsmkms blob for SYMMETRIC_DEFAULT (the
+// default), a bare RSAES-OAEP ciphertext for the RSA algorithms.
+func (s *Service) openAny(ctx context.Context, o *op, action string, data []byte, keyID, alg string, encCtx map[string]string) ([]byte, store.Key, store.Version, error) {
+	if alg == "" || alg == symmetricAlg {
+		return s.open(ctx, o, action, data, keyID, encCtx)
+	}
+	return s.openAsymmetric(ctx, o, action, data, keyID, alg, encCtx)
 }
 
 // open parses, authorises and unseals a blob.
@@ -328,6 +349,9 @@ func (s *Service) blobKey(ctx context.Context, o *op, action string, b ciphertex
 		if err := s.usable(k, UsageEncrypt); err != nil {
 			return err
 		}
+		if k.Spec != SpecSymmetric {
+			return newErr(CodeInvalidCipher, "%s is an asymmetric key: decrypt its ciphertexts with its EncryptionAlgorithm", s.keyARN(k.ID))
+		}
 		v, err := tx.Version(k.ID, b.Version)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err // the store failed: not the ciphertext's fault
@@ -356,10 +380,10 @@ func (s *Service) ReEncrypt(ctx context.Context, in ReEncryptInput) (out ReEncry
 	o := s.begin(ctx, "kms:ReEncrypt")
 	defer func() { err = o.end(err) }()
 	o.withContext(in.DestinationEncryptionContext)
-	if err := errors.Join(checkAlgorithm(in.SourceEncryptionAlgorithm), checkAlgorithm(in.DestinationEncryptionAlgorithm)); err != nil {
+	if err := errors.Join(checkAlgorithm("sourceEncryptionAlgorithm", in.SourceEncryptionAlgorithm), checkAlgorithm("destinationEncryptionAlgorithm", in.DestinationEncryptionAlgorithm)); err != nil {
 		return out, newErr(CodeValidation, "%v", err)
 	}
-	plain, src, _, err := s.open(ctx, o, "kms:ReEncryptFrom", in.CiphertextBlob, in.SourceKeyId, in.SourceEncryptionContext)
+	plain, src, _, err := s.openAny(ctx, o, "kms:ReEncryptFrom", in.CiphertextBlob, in.SourceKeyId, in.SourceEncryptionAlgorithm, in.SourceEncryptionContext)
 	if err != nil {
 		return out, err
 	}
@@ -367,19 +391,32 @@ func (s *Service) ReEncrypt(ctx context.Context, in ReEncryptInput) (out ReEncry
 	// From here the record names the destination key: drop the alias the
 	// caller may have named the source by.
 	o.rec.Action, o.rec.Alias = "kms:ReEncryptTo", ""
-	k, v, err := s.encryptionKey(ctx, o, in.DestinationKeyId)
+	k, v, err := s.encryptionKey(ctx, o, in.DestinationKeyId, true)
 	o.rec.Action = "kms:ReEncrypt"
 	if err != nil {
 		return out, err
 	}
-	// To an aes-kw key too the plaintext is sealed with AES-GCM, as Encrypt
-	// does: key wrap only exports keys the token made itself.
-	blob, err := s.seal(ctx, k, v, in.DestinationEncryptionContext, s.sealPlaintext(ctx, v, plain))
+	alg, err := keyAlgorithm(k, in.DestinationEncryptionAlgorithm)
 	if err != nil {
 		return out, err
 	}
+	var blob []byte
+	if asymmetricEncryption(k) {
+		blob, err = s.encryptAsymmetric(ctx, k, v, alg, in.DestinationEncryptionContext, plain)
+	} else {
+		// To an aes-kw key too the plaintext is sealed with AES-GCM, as
+		// Encrypt does: key wrap only exports keys the token made itself.
+		blob, err = s.seal(ctx, k, v, in.DestinationEncryptionContext, s.sealPlaintext(ctx, v, plain))
+	}
+	if err != nil {
+		return out, err
+	}
+	srcAlg := in.SourceEncryptionAlgorithm
+	if srcAlg == "" {
+		srcAlg = symmetricAlg
+	}
 	return ReEncryptOutput{CiphertextBlob: blob, SourceKeyId: s.keyARN(src.ID), KeyId: s.keyARN(k.ID),
-		SourceEncryptionAlgorithm: symmetricAlg, DestinationEncryptionAlgorithm: symmetricAlg}, nil
+		SourceEncryptionAlgorithm: srcAlg, DestinationEncryptionAlgorithm: alg}, nil
 }
 
 // GenerateRandom returns 1 to 1024 random bytes from the token.

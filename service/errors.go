@@ -22,6 +22,7 @@ const (
 	CodeIncorrectKey     Code = "IncorrectKeyException"
 	CodeInvalidKeyUsage  Code = "InvalidKeyUsageException"
 	CodeInvalidSignature Code = "KMSInvalidSignatureException"
+	CodeInvalidMac       Code = "KMSInvalidMacException"
 	CodeValidation       Code = "ValidationException"
 	CodeAccessDenied     Code = "AccessDeniedException"
 	CodeInvalidAliasName Code = "InvalidAliasNameException"
@@ -69,6 +70,7 @@ var (
 	ErrIncorrectKey     = &Error{Code: CodeIncorrectKey}
 	ErrInvalidKeyUsage  = &Error{Code: CodeInvalidKeyUsage}
 	ErrInvalidSignature = &Error{Code: CodeInvalidSignature}
+	ErrInvalidMac       = &Error{Code: CodeInvalidMac}
 	ErrValidation       = &Error{Code: CodeValidation}
 	ErrAccessDenied     = &Error{Code: CodeAccessDenied}
 	ErrInvalidAliasName = &Error{Code: CodeInvalidAliasName}

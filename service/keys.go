@@ -21,26 +21,60 @@ const (
 	SpecSymmetric = "SYMMETRIC_DEFAULT"
 	UsageEncrypt  = "ENCRYPT_DECRYPT"
 	UsageSign     = "SIGN_VERIFY"
+	UsageMAC      = "GENERATE_VERIFY_MAC"
 	// mechanismTag lets clients that cannot send HsmkmsMechanism choose the
 	// data key mechanism with a tag.
 	mechanismTag = "hsmkms:mechanism"
 )
 
-// keySpec says what the token makes for a KeySpec.
+// keySpec says what the token makes for a KeySpec, and what keys of it do.
 type keySpec struct {
-	pair       hsm.KeySpec // "" for symmetric keys
-	signing    []string
-	encryption []string
+	pair hsm.KeySpec      // key pairs; "" for secret keys
+	mac  hsm.MACAlgorithm // HMAC keys; "" for the others
+	// usages are the KeyUsages keys of the spec may have, the default
+	// (AWS KMS's ENCRYPT_DECRYPT where allowed) first.
+	usages     []string
+	signing    []string // for SIGN_VERIFY keys
+	encryption []string // for ENCRYPT_DECRYPT keys
 }
 
+var (
+	rsaSigning    = []string{string(hsm.RSAPSSSHA256), string(hsm.RSAPKCS1SHA256)}
+	rsaEncryption = []string{string(hsm.RSAOAEPSHA1), string(hsm.RSAOAEPSHA256)}
+	rsaUsages     = []string{UsageEncrypt, UsageSign}
+)
+
 var keySpecs = map[string]keySpec{
-	SpecSymmetric:   {encryption: []string{SpecSymmetric}},
-	"ECC_NIST_P256": {pair: hsm.ECP256, signing: []string{string(hsm.ECDSASHA256)}},
-	"ECC_NIST_P384": {pair: hsm.ECP384, signing: []string{string(hsm.ECDSASHA384)}},
-	"RSA_2048":      {pair: hsm.RSA2048, signing: []string{string(hsm.RSAPSSSHA256), string(hsm.RSAPKCS1SHA256)}},
-	"RSA_3072":      {pair: hsm.RSA3072, signing: []string{string(hsm.RSAPSSSHA256), string(hsm.RSAPKCS1SHA256)}},
-	"RSA_4096":      {pair: hsm.RSA4096, signing: []string{string(hsm.RSAPSSSHA256), string(hsm.RSAPKCS1SHA256)}},
+	SpecSymmetric:     {usages: []string{UsageEncrypt}, encryption: []string{SpecSymmetric}},
+	"ECC_NIST_P256":   {pair: hsm.ECP256, usages: []string{UsageSign}, signing: []string{string(hsm.ECDSASHA256)}},
+	"ECC_NIST_P384":   {pair: hsm.ECP384, usages: []string{UsageSign}, signing: []string{string(hsm.ECDSASHA384)}},
+	"ECC_NIST_P521":   {pair: hsm.ECP521, usages: []string{UsageSign}, signing: []string{string(hsm.ECDSASHA512)}},
+	"ECC_SECG_P256K1": {pair: hsm.ECSecp256k1, usages: []string{UsageSign}, signing: []string{string(hsm.ECDSASHA256)}},
+	"RSA_2048":        {pair: hsm.RSA2048, usages: rsaUsages, signing: rsaSigning, encryption: rsaEncryption},
+	"RSA_3072":        {pair: hsm.RSA3072, usages: rsaUsages, signing: rsaSigning, encryption: rsaEncryption},
+	"RSA_4096":        {pair: hsm.RSA4096, usages: rsaUsages, signing: rsaSigning, encryption: rsaEncryption},
+	"HMAC_224":        {mac: hsm.HMACSHA224, usages: []string{UsageMAC}},
+	"HMAC_256":        {mac: hsm.HMACSHA256, usages: []string{UsageMAC}},
+	"HMAC_384":        {mac: hsm.HMACSHA384, usages: []string{UsageMAC}},
+	"HMAC_512":        {mac: hsm.HMACSHA512, usages: []string{UsageMAC}},
 }
+
+// algorithms returns the encryption, signing and MAC algorithms of a key
+// of the spec with usage: only those of its usage, as DescribeKey shows.
+func (ks keySpec) algorithms(usage string) (encryption, signing, mac []string) {
+	switch usage {
+	case UsageEncrypt:
+		return ks.encryption, nil, nil
+	case UsageSign:
+		return nil, ks.signing, nil
+	case UsageMAC:
+		return nil, nil, []string{string(ks.mac)}
+	}
+	return nil, nil, nil
+}
+
+// asymmetric reports whether keys of the spec are key pairs.
+func (ks keySpec) asymmetric() bool { return ks.pair != "" }
 
 // Limits on key metadata, as AWS KMS has them.
 const (
@@ -84,9 +118,9 @@ func (s *Service) newKeyRecord(in CreateKeyInput) (store.Key, error) {
 	}
 	usage := in.KeyUsage
 	if usage == "" {
-		usage = map[bool]string{true: UsageSign, false: UsageEncrypt}[ks.pair != ""]
+		usage = ks.usages[0]
 	}
-	if (ks.pair == "") != (usage == UsageEncrypt) || (usage != UsageEncrypt && usage != UsageSign) {
+	if !slices.Contains(ks.usages, usage) {
 		return store.Key{}, newErr(CodeValidation, "KeyUsage %s is not valid for KeySpec %s", usage, spec)
 	}
 	switch {
@@ -133,7 +167,7 @@ func (s *Service) chooseMechanism(ks keySpec, field, tag string) (string, error)
 	if m == "" {
 		m = tag
 	}
-	if ks.pair != "" {
+	if ks.pair != "" || ks.mac != "" {
 		if m != "" {
 			return "", newErr(CodeValidation, "HsmkmsMechanism applies to SYMMETRIC_DEFAULT keys only")
 		}
@@ -255,9 +289,16 @@ func (s *Service) makeMaterial(ctx context.Context, k store.Key, v store.Version
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ClaimTTL/2)
 	defer cancel()
 	label := versionLabel(k.ID, v.Number)
-	if ks := keySpecs[k.Spec]; ks.pair != "" {
+	ks := keySpecs[k.Spec]
+	switch {
+	case ks.pair != "" && k.Usage == UsageEncrypt:
+		_, err := s.hsm.CreateEncryptionKeyPair(ctx, v.ObjectID, label, ks.pair)
+		return s.hsmErr(err, k.ID, v.Number)
+	case ks.pair != "":
 		_, err := s.hsm.CreateKeyPair(ctx, v.ObjectID, label, ks.pair)
 		return s.hsmErr(err, k.ID, v.Number)
+	case ks.mac != "":
+		return s.hsmErr(s.hsm.CreateHMACKey(ctx, v.ObjectID, label, ks.mac), k.ID, v.Number)
 	}
 	if k.Mechanism == ciphertext.AESCBCHMAC.String() {
 		return s.hsmErr(s.hsm.CreatePortableKey(ctx, v.ObjectID, label), k.ID, v.Number)
@@ -341,7 +382,7 @@ func storeErrOrNil(err error) error {
 
 // metadata describes k as AWS KMS does.
 func (s *Service) metadata(k store.Key) KeyMetadata {
-	ks := keySpecs[k.Spec]
+	enc, sign, mac := keySpecs[k.Spec].algorithms(k.Usage)
 	m := KeyMetadata{
 		AWSAccountId:          s.cfg.Account,
 		KeyId:                 k.ID,
@@ -355,12 +396,14 @@ func (s *Service) metadata(k store.Key) KeyMetadata {
 		KeyManager:            "CUSTOMER",
 		CustomerMasterKeySpec: k.Spec,
 		KeySpec:               k.Spec,
-		EncryptionAlgorithms:  ks.encryption,
-		SigningAlgorithms:     ks.signing,
+		EncryptionAlgorithms:  enc,
+		SigningAlgorithms:     sign,
+		MacAlgorithms:         mac,
 		HsmkmsMechanism:       k.Mechanism,
 	}
 	if k.State == store.KeyPendingDeletion {
 		m.DeletionDate = epoch(k.DeletionDate)
+		m.PendingDeletionWindowInDays = k.DeletionWindowDays
 	}
 	if k.CurrentVersion > 0 {
 		m.CurrentKeyMaterialId = materialID(k.CurrentVersion)
@@ -516,11 +559,23 @@ func (s *Service) updateKey(ctx context.Context, o *op, ident string, change fun
 	return storeErrOrNil(err)
 }
 
+// taggable refuses to change the tags of a key pending deletion, as AWS
+// KMS does (its key state table): ListResourceTags still reads them.
+func (s *Service) taggable(k store.Key) error {
+	if k.State == store.KeyPendingDeletion {
+		return newErr(CodeInvalidState, "%s is pending deletion.", s.keyARN(k.ID))
+	}
+	return nil
+}
+
 // TagResource adds or replaces tags of a key.
 func (s *Service) TagResource(ctx context.Context, in TagResourceInput) (err error) {
 	o := s.begin(ctx, "kms:TagResource")
 	defer func() { err = o.end(err) }()
 	return s.updateKey(ctx, o, in.KeyId, func(k *store.Key) error {
+		if err := s.taggable(*k); err != nil {
+			return err
+		}
 		tags, err := validTags(in.Tags, k.Tags)
 		k.Tags = tags
 		return err
@@ -532,6 +587,9 @@ func (s *Service) UntagResource(ctx context.Context, in UntagResourceInput) (err
 	o := s.begin(ctx, "kms:UntagResource")
 	defer func() { err = o.end(err) }()
 	return s.updateKey(ctx, o, in.KeyId, func(k *store.Key) error {
+		if err := s.taggable(*k); err != nil {
+			return err
+		}
 		for _, t := range in.TagKeys {
 			delete(k.Tags, t)
 		}

@@ -345,21 +345,24 @@ func TestCreateKeyInvalid(t *testing.T) {
 	for i := range 51 {
 		tags51 = append(tags51, Tag{TagKey: fmt.Sprintf("t%02d", i), TagValue: "v"})
 	}
-	specs := "[ECC_NIST_P256 ECC_NIST_P384 RSA_2048 RSA_3072 RSA_4096 SYMMETRIC_DEFAULT]"
+	specs := "[ECC_NIST_P256 ECC_NIST_P384 ECC_NIST_P521 ECC_SECG_P256K1 HMAC_224 HMAC_256 HMAC_384 HMAC_512 RSA_2048 RSA_3072 RSA_4096 SYMMETRIC_DEFAULT]"
 	cases := []struct {
 		name string
 		in   CreateKeyInput
 		want *Error
 		msg  string
 	}{
-		{"RSA for ENCRYPT_DECRYPT", CreateKeyInput{KeySpec: "RSA_2048", KeyUsage: "ENCRYPT_DECRYPT"}, ErrValidation, "KeyUsage ENCRYPT_DECRYPT is not valid for KeySpec RSA_2048"},
+		{"RSA for a MAC", CreateKeyInput{KeySpec: "RSA_2048", KeyUsage: "GENERATE_VERIFY_MAC"}, ErrValidation, "KeyUsage GENERATE_VERIFY_MAC is not valid for KeySpec RSA_2048"},
+		{"HMAC for ENCRYPT_DECRYPT", CreateKeyInput{KeySpec: "HMAC_256", KeyUsage: "ENCRYPT_DECRYPT"}, ErrValidation, "KeyUsage ENCRYPT_DECRYPT is not valid for KeySpec HMAC_256"},
+		{"HMAC for SIGN_VERIFY", CreateKeyInput{KeySpec: "HMAC_512", KeyUsage: "SIGN_VERIFY"}, ErrValidation, "KeyUsage SIGN_VERIFY is not valid for KeySpec HMAC_512"},
+		{"unknown usage", CreateKeyInput{KeySpec: "RSA_2048", KeyUsage: "KEY_AGREEMENT"}, ErrValidation, "KeyUsage KEY_AGREEMENT is not valid for KeySpec RSA_2048"},
 		{"ECC for ENCRYPT_DECRYPT", CreateKeyInput{KeySpec: "ECC_NIST_P256", KeyUsage: "ENCRYPT_DECRYPT"}, ErrValidation, "KeyUsage ENCRYPT_DECRYPT is not valid for KeySpec ECC_NIST_P256"},
 		{"symmetric for SIGN_VERIFY", CreateKeyInput{KeyUsage: "SIGN_VERIFY"}, ErrValidation, "KeyUsage SIGN_VERIFY is not valid for KeySpec SYMMETRIC_DEFAULT"},
 		{"symmetric for a MAC", CreateKeyInput{KeyUsage: "GENERATE_VERIFY_MAC"}, ErrValidation, ""},
 		{"ECC for a MAC", CreateKeyInput{KeySpec: "ECC_NIST_P384", KeyUsage: "GENERATE_VERIFY_MAC"}, ErrValidation, ""},
 		{"unknown spec", CreateKeyInput{KeySpec: "AES_256"}, ErrValidation, `KeySpec "AES_256" is not supported; use one of ` + specs},
-		{"HMAC spec", CreateKeyInput{KeySpec: "HMAC_256", KeyUsage: "GENERATE_VERIFY_MAC"}, ErrValidation, ""},
-		{"unknown deprecated spec", CreateKeyInput{CustomerMasterKeySpec: "ECC_SECG_P256K1"}, ErrValidation, ""},
+		{"SM2 spec", CreateKeyInput{KeySpec: "SM2"}, ErrValidation, `KeySpec "SM2" is not supported; use one of ` + specs},
+		{"unknown deprecated spec", CreateKeyInput{CustomerMasterKeySpec: "ECC_NIST_P192"}, ErrValidation, ""},
 		{"Origin EXTERNAL", CreateKeyInput{Origin: "EXTERNAL"}, ErrUnsupported, "Origin EXTERNAL is not supported: hsmkms makes key material inside its HSM"},
 		{"Origin AWS_CLOUDHSM", CreateKeyInput{Origin: "AWS_CLOUDHSM"}, ErrUnsupported, ""},
 		{"MultiRegion", CreateKeyInput{MultiRegion: true}, ErrUnsupported, "multi-Region keys are not supported"},
@@ -428,7 +431,7 @@ func TestDescribeKeyIdentifiers(t *testing.T) {
 		{"other partition", "arn:aws-cn:kms:us-east-1:000000000000:key/" + id, ErrNotFound, ""},
 		{"other region alias", "arn:aws:kms:eu-west-1:000000000000:alias/describe-me", ErrNotFound, ""},
 		{"ARN of no key or alias", ksPrefix + "keys/" + id, ErrInvalidArn, ksPrefix + "keys/" + id + " is not a key or alias ARN"},
-		{"unknown alias", "alias/nope", ErrNotFound, "Alias '" + ksAliasARN("alias/nope") + "' is not found."},
+		{"unknown alias", "alias/nope", ErrNotFound, "Alias " + ksAliasARN("alias/nope") + " is not found."},
 		{"unknown alias ARN", ksAliasARN("alias/nope"), ErrNotFound, ""},
 		{"malformed alias", "alias/has space", ErrNotFound, ""},
 		{"alias prefix only", "alias/", ErrNotFound, ""},

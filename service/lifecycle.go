@@ -35,6 +35,7 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, in ScheduleKeyDeletio
 		}
 		key.State = store.KeyPendingDeletion
 		key.DeletionDate = s.now().UTC().Add(time.Duration(days) * day)
+		key.DeletionWindowDays = days
 		k = *key
 		return nil
 	})
@@ -60,7 +61,7 @@ func (s *Service) CancelKeyDeletion(ctx context.Context, in KeyIDInput) (out Key
 			return newErr(CodeInvalidState, "%s reached its deletion date (%s); its deletion can no longer be cancelled.",
 				s.keyARN(k.ID), k.DeletionDate.UTC().Format(time.RFC3339))
 		}
-		k.State, k.DeletionDate = store.KeyDisabled, time.Time{}
+		k.State, k.DeletionDate, k.DeletionWindowDays = store.KeyDisabled, time.Time{}, 0
 		out.KeyId = s.keyARN(k.ID)
 		return nil
 	})

@@ -101,3 +101,20 @@ func (h reindexing) Verify(ctx context.Context, id hsm.ObjectID, alg hsm.Signing
 func (h reindexing) PublicKey(ctx context.Context, id hsm.ObjectID) (crypto.PublicKey, error) {
 	return retry(ctx, h.r, func() (crypto.PublicKey, error) { return h.HSM.PublicKey(ctx, id) })
 }
+
+func (h reindexing) EncryptOAEP(ctx context.Context, id hsm.ObjectID, alg hsm.EncryptionAlgorithm, plaintext []byte) ([]byte, error) {
+	return retry(ctx, h.r, func() ([]byte, error) { return h.HSM.EncryptOAEP(ctx, id, alg, plaintext) })
+}
+
+func (h reindexing) DecryptOAEP(ctx context.Context, id hsm.ObjectID, alg hsm.EncryptionAlgorithm, ciphertext []byte) ([]byte, error) {
+	return retry(ctx, h.r, func() ([]byte, error) { return h.HSM.DecryptOAEP(ctx, id, alg, ciphertext) })
+}
+
+func (h reindexing) GenerateMAC(ctx context.Context, id hsm.ObjectID, alg hsm.MACAlgorithm, msg []byte) ([]byte, error) {
+	return retry(ctx, h.r, func() ([]byte, error) { return h.HSM.GenerateMAC(ctx, id, alg, msg) })
+}
+
+func (h reindexing) VerifyMAC(ctx context.Context, id hsm.ObjectID, alg hsm.MACAlgorithm, msg, mac []byte) error {
+	_, err := retry(ctx, h.r, func() (struct{}, error) { return struct{}{}, h.HSM.VerifyMAC(ctx, id, alg, msg, mac) })
+	return err
+}

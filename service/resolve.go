@@ -54,7 +54,7 @@ func (s *Service) parseKeyRef(field, in string) (keyRef, error) {
 	}
 	if strings.HasPrefix(rest, "alias/") {
 		if !aliasRE.MatchString(rest) {
-			return ref, newErr(CodeNotFound, "Alias '%s' is not found.", s.aliasARN(rest))
+			return ref, newErr(CodeNotFound, "Alias %s is not found.", s.aliasARN(rest))
 		}
 		ref.alias = rest
 		return ref, nil
@@ -73,7 +73,7 @@ func (s *Service) resolve(tx store.Tx, ref keyRef) (store.Key, error) {
 	if ref.alias != "" {
 		a, err := tx.Alias(ref.alias)
 		if errors.Is(err, store.ErrNotFound) {
-			return store.Key{}, newErr(CodeNotFound, "Alias '%s' is not found.", s.aliasARN(ref.alias))
+			return store.Key{}, newErr(CodeNotFound, "Alias %s is not found.", s.aliasARN(ref.alias))
 		}
 		if err != nil {
 			return store.Key{}, storeErr(err)

@@ -97,7 +97,7 @@ func (s *Service) rotatable(k store.Key) error {
 		}
 	}
 	if k.Spec != SpecSymmetric {
-		return newErr(CodeUnsupported, "%s is an asymmetric key; only symmetric keys rotate", s.keyARN(k.ID))
+		return newErr(CodeUnsupported, "%s is a %s key; only SYMMETRIC_DEFAULT keys rotate", s.keyARN(k.ID), k.Spec)
 	}
 	return nil
 }
@@ -146,8 +146,11 @@ func (s *Service) GetKeyRotationStatus(ctx context.Context, in KeyIDInput) (out 
 	if err != nil {
 		return out, err
 	}
-	out = GetKeyRotationStatusOutput{KeyRotationEnabled: k.RotationEnabled, KeyId: k.ID}
-	if k.RotationEnabled {
+	// While a key is pending deletion its rotation status is false, as in
+	// AWS KMS; keys that cannot rotate (asymmetric, HMAC) are never enabled.
+	enabled := k.RotationEnabled && k.State != store.KeyPendingDeletion
+	out = GetKeyRotationStatusOutput{KeyRotationEnabled: enabled, KeyId: k.ID}
+	if enabled {
 		out.RotationPeriodInDays = k.RotationPeriodDays
 		out.NextRotationDate = epoch(k.NextRotation)
 	}

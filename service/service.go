@@ -20,6 +20,8 @@ import (
 type HSM interface {
 	CreateMasterKey(ctx context.Context, id hsm.ObjectID, label string) error
 	CreateKeyPair(ctx context.Context, id hsm.ObjectID, label string, spec hsm.KeySpec) (crypto.PublicKey, error)
+	CreateEncryptionKeyPair(ctx context.Context, id hsm.ObjectID, label string, spec hsm.KeySpec) (crypto.PublicKey, error)
+	CreateHMACKey(ctx context.Context, id hsm.ObjectID, label string, alg hsm.MACAlgorithm) error
 	HasKey(ctx context.Context, id hsm.ObjectID) (bool, error)
 	DestroyKey(ctx context.Context, id hsm.ObjectID) error
 	Seal(ctx context.Context, id hsm.ObjectID, iv, aad, plaintext []byte) ([]byte, error)
@@ -36,6 +38,10 @@ type HSM interface {
 	Sign(ctx context.Context, id hsm.ObjectID, alg hsm.SigningAlgorithm, digest []byte) ([]byte, error)
 	Verify(ctx context.Context, id hsm.ObjectID, alg hsm.SigningAlgorithm, digest, sig []byte) error
 	PublicKey(ctx context.Context, id hsm.ObjectID) (crypto.PublicKey, error)
+	EncryptOAEP(ctx context.Context, id hsm.ObjectID, alg hsm.EncryptionAlgorithm, plaintext []byte) ([]byte, error)
+	DecryptOAEP(ctx context.Context, id hsm.ObjectID, alg hsm.EncryptionAlgorithm, ciphertext []byte) ([]byte, error)
+	GenerateMAC(ctx context.Context, id hsm.ObjectID, alg hsm.MACAlgorithm, msg []byte) ([]byte, error)
+	VerifyMAC(ctx context.Context, id hsm.ObjectID, alg hsm.MACAlgorithm, msg, mac []byte) error
 	Health() hsm.Health
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/sha512"
-	"crypto/x509"
 	"slices"
 
 	"github.com/hsmkms/hsmkms/hsm"
@@ -78,16 +77,23 @@ func (s *Service) signingRequest(ctx context.Context, o *op, ident string, msg [
 // DIGEST has its length.
 func digestOf(alg string, msg []byte, msgType string) ([]byte, error) {
 	size := 32
-	if alg == string(hsm.ECDSASHA384) {
+	switch alg {
+	case string(hsm.ECDSASHA384):
 		size = 48
+	case string(hsm.ECDSASHA512):
+		size = 64
 	}
 	switch msgType {
 	case "", "RAW":
 		if len(msg) == 0 || len(msg) > maxMessage {
 			return nil, newErr(CodeValidation, "1 validation error detected: Value at 'message' failed to satisfy constraint: Member must have length between 1 and %d", maxMessage)
 		}
-		if size == 48 {
+		switch size {
+		case 48:
 			d := sha512.Sum384(msg)
+			return d[:], nil
+		case 64:
+			d := sha512.Sum512(msg)
 			return d[:], nil
 		}
 		d := sha256.Sum256(msg)
@@ -110,10 +116,11 @@ func (s *Service) GetPublicKey(ctx context.Context, in KeyIDInput) (out GetPubli
 	if err != nil {
 		return out, err
 	}
-	if k.Usage != UsageSign {
-		return out, newErr(CodeUnsupported, "%s is a symmetric key; it has no public key", s.keyARN(k.ID))
+	ks := keySpecs[k.Spec]
+	if !ks.asymmetric() {
+		return out, newErr(CodeUnsupported, "%s is a %s key; it has no public key", s.keyARN(k.ID), k.Spec)
 	}
-	if err := s.usable(k, UsageSign); err != nil {
+	if err := s.usable(k, k.Usage); err != nil {
 		return out, err
 	}
 	var v store.Version
@@ -129,10 +136,11 @@ func (s *Service) GetPublicKey(ctx context.Context, in KeyIDInput) (out GetPubli
 	if err != nil {
 		return out, s.hsmErr(err, k.ID, v.Number)
 	}
-	der, err := x509.MarshalPKIXPublicKey(pub)
+	der, err := hsm.MarshalPublicKey(pub)
 	if err != nil {
 		return out, wrapErr(CodeInternal, err, "encoding the public key")
 	}
+	enc, sign, _ := ks.algorithms(k.Usage)
 	return GetPublicKeyOutput{KeyId: s.keyARN(k.ID), PublicKey: der, CustomerMasterKeySpec: k.Spec,
-		KeySpec: k.Spec, KeyUsage: k.Usage, SigningAlgorithms: keySpecs[k.Spec].signing}, nil
+		KeySpec: k.Spec, KeyUsage: k.Usage, SigningAlgorithms: sign, EncryptionAlgorithms: enc}, nil
 }

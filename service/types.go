@@ -61,6 +61,7 @@ type KeyMetadata struct {
 	KeySpec                     string     `json:"KeySpec"`
 	EncryptionAlgorithms        []string   `json:"EncryptionAlgorithms,omitempty"`
 	SigningAlgorithms           []string   `json:"SigningAlgorithms,omitempty"`
+	MacAlgorithms               []string   `json:"MacAlgorithms,omitempty"`
 	MultiRegion                 bool       `json:"MultiRegion"`
 	// HsmkmsMechanism is hsmkms's own member: how data keys are protected
 	// on the token (aes-gcm, aes-kw or aes-cbc-hmac). AWS clients ignore it.
@@ -333,7 +334,39 @@ type GetPublicKeyOutput struct {
 	CustomerMasterKeySpec string   `json:"CustomerMasterKeySpec"`
 	KeySpec               string   `json:"KeySpec"`
 	KeyUsage              string   `json:"KeyUsage"`
-	SigningAlgorithms     []string `json:"SigningAlgorithms"`
+	SigningAlgorithms     []string `json:"SigningAlgorithms,omitempty"`
+	EncryptionAlgorithms  []string `json:"EncryptionAlgorithms,omitempty"`
+}
+
+// GenerateMacInput is GenerateMac's request.
+type GenerateMacInput struct {
+	KeyId        string   `json:"KeyId"`
+	Message      []byte   `json:"Message"`
+	MacAlgorithm string   `json:"MacAlgorithm"`
+	GrantTokens  []string `json:"GrantTokens"`
+}
+
+// GenerateMacOutput is GenerateMac's response.
+type GenerateMacOutput struct {
+	KeyId        string `json:"KeyId"`
+	Mac          []byte `json:"Mac"`
+	MacAlgorithm string `json:"MacAlgorithm"`
+}
+
+// VerifyMacInput is VerifyMac's request.
+type VerifyMacInput struct {
+	KeyId        string   `json:"KeyId"`
+	Message      []byte   `json:"Message"`
+	Mac          []byte   `json:"Mac"`
+	MacAlgorithm string   `json:"MacAlgorithm"`
+	GrantTokens  []string `json:"GrantTokens"`
+}
+
+// VerifyMacOutput is VerifyMac's response.
+type VerifyMacOutput struct {
+	KeyId        string `json:"KeyId"`
+	MacValid     bool   `json:"MacValid"`
+	MacAlgorithm string `json:"MacAlgorithm"`
 }
 
 // TagResourceInput is TagResource's request.

@@ -229,13 +229,13 @@ const (
 	statusClientClosed = 499
 )
 
-// statusOf is the HTTP status of each AWS error type.
+// statusOf is the HTTP status of each AWS error type, as AWS KMS answers
+// it: 400 for every error of the request (the Smithy model's 404 and 409
+// for NotFoundException and AlreadyExistsException are not what the
+// service sends), 500 for its own failures and 503 for a dependency that
+// timed out. SDKs retry the 5xx ones.
 func statusOf(c service.Code) int {
 	switch c {
-	case service.CodeNotFound:
-		return http.StatusNotFound
-	case service.CodeAlreadyExists:
-		return http.StatusConflict
 	case service.CodeInternal:
 		return http.StatusInternalServerError
 	case service.CodeDependency:

@@ -45,6 +45,8 @@ var fuzzBodies = map[string]struct{ valid, invalid string }{
 	"GenerateDataKeyWithoutPlaintext": {`{"KeyId":"alias/x","NumberOfBytes":32}`, `{"KeyId":"alias/x","EncryptionContext":["k","v"]}`},
 	"GenerateRandom":                  {`{"NumberOfBytes":32}`, `{"NumberOfBytes":32,"NumberOfBytes":1024}`},
 	"Sign":                            {`{"KeyId":"alias/sign","Message":"aGVsbG8=","MessageType":"RAW","SigningAlgorithm":"ECDSA_SHA_256"}`, `{"KeyId":"alias/sign","Message":"!!!!"}`},
+	"GenerateMac":                     {`{"KeyId":"alias/mac","Message":"aGVsbG8=","MacAlgorithm":"HMAC_SHA_256"}`, `{"KeyId":"alias/mac","Message":"!!!!"}`},
+	"VerifyMac":                       {`{"KeyId":"alias/mac","Message":"aGVsbG8=","Mac":"AAAA","MacAlgorithm":"HMAC_SHA_256"}`, `{"KeyId":"alias/mac","Mac":[]}`},
 	"Verify":                          {`{"KeyId":"alias/sign","Message":"aGVsbG8=","Signature":"MEUCIQ==","SigningAlgorithm":"ECDSA_SHA_256"}`, `{"KeyId":"alias/sign","Signature":{}}`},
 	"GetPublicKey":                    {`{"KeyId":"alias/sign","GrantTokens":["t"]}`, "{\"KeyId\":\"alias/\xff\"}"},
 	"TagResource":                     {`{"KeyId":"alias/x","Tags":[{"TagKey":"k","TagValue":"v"}]}`, `{"KeyId":"alias/x","Tags":[{"TagKey":"k","TagKey":"j"}]}`},

@@ -78,6 +78,8 @@ func routes() map[string]route {
 		kmsPrefix + "GenerateRandom":                  fast(call((*service.Service).GenerateRandom)),
 		kmsPrefix + "Sign":                            data(call((*service.Service).Sign)),
 		kmsPrefix + "Verify":                          data(call((*service.Service).Verify)),
+		kmsPrefix + "GenerateMac":                     data(call((*service.Service).GenerateMac)),
+		kmsPrefix + "VerifyMac":                       data(call((*service.Service).VerifyMac)),
 		kmsPrefix + "GetPublicKey":                    fast(call((*service.Service).GetPublicKey)),
 		kmsPrefix + "TagResource":                     fast(callNoOutput((*service.Service).TagResource)),
 		kmsPrefix + "UntagResource":                   fast(callNoOutput((*service.Service).UntagResource)),

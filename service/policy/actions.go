@@ -63,6 +63,10 @@ const (
 	ActionSign = "kms:Sign"
 	// ActionVerify is the action of Verify.
 	ActionVerify = "kms:Verify"
+	// ActionGenerateMac is the action of GenerateMac.
+	ActionGenerateMac = "kms:GenerateMac"
+	// ActionVerifyMac is the action of VerifyMac.
+	ActionVerifyMac = "kms:VerifyMac"
 	// ActionGetPublicKey is the action of GetPublicKey.
 	ActionGetPublicKey = "kms:GetPublicKey"
 	// ActionTagResource is the action of TagResource.
@@ -122,7 +126,7 @@ var knownActions = [...]string{
 	ActionCreateAlias, ActionUpdateAlias, ActionDeleteAlias, ActionListAliases,
 	ActionEncrypt, ActionDecrypt, ActionReEncryptFrom, ActionReEncryptTo,
 	ActionGenerateDataKey, ActionGenerateDataKeyWithoutPlaintext,
-	ActionGenerateRandom, ActionSign, ActionVerify, ActionGetPublicKey,
+	ActionGenerateRandom, ActionSign, ActionVerify, ActionGenerateMac, ActionVerifyMac, ActionGetPublicKey,
 	ActionTagResource, ActionUntagResource, ActionListResourceTags,
 	ActionCreatePrincipal, ActionListPrincipals, ActionDeletePrincipal,
 	ActionGetTokenInfo, ActionBackupStore,

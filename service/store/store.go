@@ -156,8 +156,10 @@ type Key struct {
 	// LatestVersion is the highest version number ever given out, active or
 	// pending: the next rotation takes LatestVersion+1.
 	LatestVersion uint32 `json:"latest_version"`
-	// DeletionDate is set while PendingDeletion.
-	DeletionDate time.Time `json:"deletion_date,omitzero"`
+	// DeletionDate is set while PendingDeletion, and DeletionWindowDays
+	// to the waiting period (7 to 30 days) it was scheduled with.
+	DeletionDate       time.Time `json:"deletion_date,omitzero"`
+	DeletionWindowDays int       `json:"deletion_window_days,omitempty"`
 	// DeletedAt is set on tombstones.
 	DeletedAt time.Time `json:"deleted_at,omitzero"`
 	// Rotation: enabled, the period, and when the next one is due.
