@@ -25,8 +25,8 @@ const (
 	ECP521      KeySpec = "EC_P521"
 	ECSecp256k1 KeySpec = "EC_SECP256K1"
 	RSA2048     KeySpec = "RSA_2048"
-	RSA3072 KeySpec = "RSA_3072"
-	RSA4096 KeySpec = "RSA_4096"
+	RSA3072     KeySpec = "RSA_3072"
+	RSA4096     KeySpec = "RSA_4096"
 )
 
 // SigningAlgorithm is how a digest is signed.
