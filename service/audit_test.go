@@ -83,7 +83,7 @@ var serviceActions = []string{
 	"kms:ListKeyRotations", "kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias",
 	"kms:ListAliases", "kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt", "kms:GenerateDataKey",
 	"kms:GenerateDataKeyWithoutPlaintext", "kms:GenerateRandom", "kms:Sign", "kms:Verify",
-	"kms:GetPublicKey", "kms:TagResource", "kms:UntagResource", "kms:ListResourceTags",
+	"kms:GenerateMac", "kms:VerifyMac", "kms:GetPublicKey", "kms:TagResource", "kms:UntagResource", "kms:ListResourceTags",
 }
 
 // TestAuditOneRecordPerOperation proves that every public operation writes
@@ -106,6 +106,8 @@ func TestAuditOneRecordPerOperation(t *testing.T) {
 	dis := f.createKey(t, CreateKeyInput{})
 	pend := f.createKey(t, CreateKeyInput{})
 	ecc := f.createKey(t, CreateKeyInput{KeySpec: "ECC_NIST_P256"})
+	mac := f.createKey(t, CreateKeyInput{KeySpec: "HMAC_384"})
+	rsaKey := f.createKey(t, CreateKeyInput{KeySpec: "RSA_2048", KeyUsage: "ENCRYPT_DECRYPT"})
 	life := f.createKey(t, CreateKeyInput{})
 	rot := f.createKey(t, CreateKeyInput{})
 	must(f.svc.DisableKey(ctx, KeyIDInput{KeyId: dis}))
@@ -123,6 +125,10 @@ func TestAuditOneRecordPerOperation(t *testing.T) {
 	sig, err := f.svc.Sign(ctx, SignInput{KeyId: ecc, Message: msg, SigningAlgorithm: "ECDSA_SHA_256"})
 	must(err)
 	wrongSig, err := f.svc.Sign(ctx, SignInput{KeyId: ecc, Message: other, SigningAlgorithm: "ECDSA_SHA_256"})
+	must(err)
+	goodMac, err := f.svc.GenerateMac(ctx, GenerateMacInput{KeyId: mac, Message: msg, MacAlgorithm: "HMAC_SHA_384"})
+	must(err)
+	rsaCT, err := f.svc.Encrypt(ctx, EncryptInput{KeyId: rsaKey, Plaintext: []byte("audited rsa"), EncryptionAlgorithm: "RSAES_OAEP_SHA_256"})
 	must(err)
 	missing := uuid.NewString()
 	var created string
@@ -442,6 +448,57 @@ func TestAuditOneRecordPerOperation(t *testing.T) {
 		{name: "Verify wrong signature", who: A, action: "kms:Verify", outcome: fl, errType: CodeInvalidSignature, keyID: ecc, version: 1,
 			call: func(c context.Context) error {
 				_, err := s.Verify(c, VerifyInput{KeyId: ecc, Message: msg, Signature: wrongSig.Signature, SigningAlgorithm: "ECDSA_SHA_256"})
+				return err
+			}},
+
+		{name: "GenerateMac", who: A, action: "kms:GenerateMac", outcome: al, keyID: mac, version: 1,
+			call: func(c context.Context) error {
+				_, err := s.GenerateMac(c, GenerateMacInput{KeyId: mac, Message: msg, MacAlgorithm: "HMAC_SHA_384"})
+				return err
+			}},
+		{name: "GenerateMac", who: N, action: "kms:GenerateMac", outcome: dn, errType: CodeAccessDenied, keyID: mac,
+			call: func(c context.Context) error {
+				_, err := s.GenerateMac(c, GenerateMacInput{KeyId: mac, Message: msg, MacAlgorithm: "HMAC_SHA_384"})
+				return err
+			}},
+		{name: "GenerateMac wrong algorithm", who: A, action: "kms:GenerateMac", outcome: fl, errType: CodeInvalidKeyUsage, keyID: mac,
+			call: func(c context.Context) error {
+				_, err := s.GenerateMac(c, GenerateMacInput{KeyId: mac, Message: msg, MacAlgorithm: "HMAC_SHA_256"})
+				return err
+			}},
+		{name: "VerifyMac", who: A, action: "kms:VerifyMac", outcome: al, keyID: mac, version: 1,
+			call: func(c context.Context) error {
+				_, err := s.VerifyMac(c, VerifyMacInput{KeyId: mac, Message: msg, Mac: goodMac.Mac, MacAlgorithm: "HMAC_SHA_384"})
+				return err
+			}},
+		{name: "VerifyMac", who: N, action: "kms:VerifyMac", outcome: dn, errType: CodeAccessDenied, keyID: mac,
+			call: func(c context.Context) error {
+				_, err := s.VerifyMac(c, VerifyMacInput{KeyId: mac, Message: msg, Mac: goodMac.Mac, MacAlgorithm: "HMAC_SHA_384"})
+				return err
+			}},
+		{name: "VerifyMac other message", who: A, action: "kms:VerifyMac", outcome: fl, errType: CodeInvalidMac, keyID: mac, version: 1,
+			call: func(c context.Context) error {
+				_, err := s.VerifyMac(c, VerifyMacInput{KeyId: mac, Message: other, Mac: goodMac.Mac, MacAlgorithm: "HMAC_SHA_384"})
+				return err
+			}},
+		{name: "Encrypt RSA", who: A, action: "kms:Encrypt", outcome: al, keyID: rsaKey, version: 1,
+			call: func(c context.Context) error {
+				_, err := s.Encrypt(c, EncryptInput{KeyId: rsaKey, Plaintext: []byte("p"), EncryptionAlgorithm: "RSAES_OAEP_SHA_1"})
+				return err
+			}},
+		{name: "Decrypt RSA", who: A, action: "kms:Decrypt", outcome: al, keyID: rsaKey, version: 1,
+			call: func(c context.Context) error {
+				_, err := s.Decrypt(c, DecryptInput{KeyId: rsaKey, CiphertextBlob: rsaCT.CiphertextBlob, EncryptionAlgorithm: "RSAES_OAEP_SHA_256"})
+				return err
+			}},
+		{name: "Decrypt RSA", who: N, action: "kms:Decrypt", outcome: dn, errType: CodeAccessDenied, keyID: rsaKey,
+			call: func(c context.Context) error {
+				_, err := s.Decrypt(c, DecryptInput{KeyId: rsaKey, CiphertextBlob: rsaCT.CiphertextBlob, EncryptionAlgorithm: "RSAES_OAEP_SHA_256"})
+				return err
+			}},
+		{name: "Decrypt RSA wrong algorithm", who: A, action: "kms:Decrypt", outcome: fl, errType: CodeInvalidCipher, keyID: rsaKey, version: 1,
+			call: func(c context.Context) error {
+				_, err := s.Decrypt(c, DecryptInput{KeyId: rsaKey, CiphertextBlob: rsaCT.CiphertextBlob, EncryptionAlgorithm: "RSAES_OAEP_SHA_1"})
 				return err
 			}},
 

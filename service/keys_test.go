@@ -671,6 +671,8 @@ type ksAuthzEnv struct {
 	alias map[string]string // key ID → its alias
 	blob  map[string][]byte // key ID → a ciphertext under it
 	sig   []byte
+	hmac  string // an HMAC_256 key
+	mac   []byte // a MAC of "m" under it
 }
 
 // ksOp is one key service operation, called on a key.
@@ -789,6 +791,14 @@ var ksOps = []ksOp{
 		_, err := s.GetPublicKey(ctx, KeyIDInput{KeyId: id})
 		return err
 	}},
+	{"kms:GenerateMac", true, func(ctx context.Context, s *Service, id string, _ *ksAuthzEnv) error {
+		_, err := s.GenerateMac(ctx, GenerateMacInput{KeyId: id, Message: []byte("m"), MacAlgorithm: "HMAC_SHA_256"})
+		return err
+	}},
+	{"kms:VerifyMac", true, func(ctx context.Context, s *Service, id string, e *ksAuthzEnv) error {
+		_, err := s.VerifyMac(ctx, VerifyMacInput{KeyId: id, Message: []byte("m"), Mac: e.mac, MacAlgorithm: "HMAC_SHA_256"})
+		return err
+	}},
 }
 
 // ksAuthzSetup makes symmetric keys a and b and an ECC key, each Enabled,
@@ -809,6 +819,10 @@ func ksAuthzSetup(t *testing.T, f *fixture) (a, b, ecc string, e *ksAuthzEnv) {
 	sig, err := f.svc.Sign(ctx, SignInput{KeyId: ecc, Message: []byte("m"), SigningAlgorithm: "ECDSA_SHA_256"})
 	ksMust(t, "Sign", err)
 	e.sig = sig.Signature
+	e.hmac = f.createKey(t, CreateKeyInput{KeySpec: "HMAC_256", KeyUsage: "GENERATE_VERIFY_MAC", Tags: keep})
+	mac, err := f.svc.GenerateMac(ctx, GenerateMacInput{KeyId: e.hmac, Message: []byte("m"), MacAlgorithm: "HMAC_SHA_256"})
+	ksMust(t, "GenerateMac", err)
+	e.mac = mac.Mac
 	return a, b, ecc, e
 }
 
@@ -830,7 +844,10 @@ func TestAuthzNoCaller(t *testing.T) {
 	for _, op := range ksOps {
 		t.Run(op.action, func(t *testing.T) {
 			id := a
-			if strings.Contains(op.action, "Sign") || strings.Contains(op.action, "Verify") || strings.Contains(op.action, "PublicKey") {
+			switch {
+			case strings.HasSuffix(op.action, "Mac"):
+				id = e.hmac
+			case strings.Contains(op.action, "Sign") || strings.Contains(op.action, "Verify") || strings.Contains(op.action, "PublicKey"):
 				id = ecc
 			}
 			keyID := ""
