@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
@@ -300,6 +301,73 @@ func TestSDKOperations(t *testing.T) {
 					t.Fatalf("Verify(%s, %s) = %+v, %v", tc.alg, mt.typ, v, err)
 				}
 			}
+		}
+	})
+
+	t.Run("GenerateMac VerifyMac", func(t *testing.T) {
+		ctx := t.Context()
+		ck, err := c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecHmac384, KeyUsage: types.KeyUsageTypeGenerateVerifyMac})
+		if err != nil || ck.KeyMetadata.KeyUsage != types.KeyUsageTypeGenerateVerifyMac ||
+			!slices.Equal(ck.KeyMetadata.MacAlgorithms, []types.MacAlgorithmSpec{types.MacAlgorithmSpecHmacSha384}) {
+			t.Fatalf("CreateKey HMAC_384 = %+v, %v", ck, err)
+		}
+		id := ck.KeyMetadata.KeyId
+		msg := []byte("a message to authenticate")
+		m, err := c.GenerateMac(ctx, &kms.GenerateMacInput{KeyId: id, Message: msg, MacAlgorithm: types.MacAlgorithmSpecHmacSha384})
+		if err != nil || len(m.Mac) != 48 || m.MacAlgorithm != types.MacAlgorithmSpecHmacSha384 {
+			t.Fatalf("GenerateMac = %+v, %v", m, err)
+		}
+		v, err := c.VerifyMac(ctx, &kms.VerifyMacInput{KeyId: id, Message: msg, Mac: m.Mac, MacAlgorithm: types.MacAlgorithmSpecHmacSha384})
+		if err != nil || !v.MacValid {
+			t.Fatalf("VerifyMac = %+v, %v", v, err)
+		}
+		_, err = c.VerifyMac(ctx, &kms.VerifyMacInput{KeyId: id, Message: []byte("tampered"), Mac: m.Mac, MacAlgorithm: types.MacAlgorithmSpecHmacSha384})
+		var invalid *types.KMSInvalidMacException
+		if !errors.As(err, &invalid) {
+			t.Fatalf("VerifyMac of another message: %v, want a *types.KMSInvalidMacException", err)
+		}
+		_, err = c.GenerateMac(ctx, &kms.GenerateMacInput{KeyId: id, Message: msg, MacAlgorithm: types.MacAlgorithmSpecHmacSha256})
+		var usage *types.InvalidKeyUsageException
+		if !errors.As(err, &usage) {
+			t.Fatalf("GenerateMac with the wrong algorithm: %v, want a *types.InvalidKeyUsageException", err)
+		}
+	})
+
+	t.Run("RSA Encrypt Decrypt", func(t *testing.T) {
+		ctx := t.Context()
+		ck, err := c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecRsa2048, KeyUsage: types.KeyUsageTypeEncryptDecrypt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := ck.KeyMetadata.KeyId
+		pk, err := c.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: id})
+		if err != nil || pk.KeyUsage != types.KeyUsageTypeEncryptDecrypt || len(pk.EncryptionAlgorithms) != 2 {
+			t.Fatalf("GetPublicKey = %+v, %v", pk, err)
+		}
+		pub, err := x509.ParsePKIXPublicKey(pk.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		offline, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, pub.(*rsa.PublicKey), []byte("made offline"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec, err := c.Decrypt(ctx, &kms.DecryptInput{KeyId: id, CiphertextBlob: offline, EncryptionAlgorithm: types.EncryptionAlgorithmSpecRsaesOaepSha256})
+		if err != nil || string(dec.Plaintext) != "made offline" || dec.EncryptionAlgorithm != types.EncryptionAlgorithmSpecRsaesOaepSha256 {
+			t.Fatalf("Decrypt of an offline ciphertext = %+v, %v", dec, err)
+		}
+		enc, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: id, Plaintext: []byte("on the token"), EncryptionAlgorithm: types.EncryptionAlgorithmSpecRsaesOaepSha1})
+		if err != nil || len(enc.CiphertextBlob) != 256 {
+			t.Fatalf("Encrypt = %+v, %v", enc, err)
+		}
+		dec, err = c.Decrypt(ctx, &kms.DecryptInput{KeyId: id, CiphertextBlob: enc.CiphertextBlob, EncryptionAlgorithm: types.EncryptionAlgorithmSpecRsaesOaepSha1})
+		if err != nil || string(dec.Plaintext) != "on the token" {
+			t.Fatalf("Decrypt = %+v, %v", dec, err)
+		}
+		_, err = c.Encrypt(ctx, &kms.EncryptInput{KeyId: id, Plaintext: []byte("x")})
+		var usage *types.InvalidKeyUsageException
+		if !errors.As(err, &usage) {
+			t.Fatalf("Encrypt with the default algorithm: %v, want a *types.InvalidKeyUsageException", err)
 		}
 	})
 
@@ -716,8 +784,8 @@ func TestAdminClient(t *testing.T) {
 	if err := admin.DeletePrincipal(ctx, p.AccessKeyId); err != nil {
 		t.Fatalf("DeletePrincipal: %v", err)
 	}
-	if err := admin.DeletePrincipal(ctx, p.AccessKeyId); !errors.As(err, &ae) || ae.Type != "NotFoundException" || ae.Status != 404 {
-		t.Fatalf("DeletePrincipal of a deleted principal: err = %v, want NotFoundException 404", err)
+	if err := admin.DeletePrincipal(ctx, p.AccessKeyId); !errors.As(err, &ae) || ae.Type != "NotFoundException" || ae.Status != 400 {
+		t.Fatalf("DeletePrincipal of a deleted principal: err = %v, want NotFoundException 400", err)
 	}
 	if err := admin.DeletePrincipal(ctx, rootID); !errors.As(err, &ae) || ae.Type != "ValidationException" {
 		t.Fatalf("DeletePrincipal of oneself: err = %v, want ValidationException", err)
