@@ -1,0 +1,155 @@
+package tests
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// awsCLI runs the aws CLI against srv as its users run it: its defaults,
+// the server's exported credentials, --endpoint-url (aws CLI v1 does not
+// read AWS_ENDPOINT_URL_KMS) and JSON output.
+type awsCLI struct {
+	s   *sandbox
+	srv *server
+	dir string
+}
+
+func (a awsCLI) run(args ...string) result {
+	a.s.t.Helper()
+	env := append(a.srv.clientEnv(), "AWS_DEFAULT_REGION="+a.srv.exports["AWS_REGION"])
+	return a.s.exec(runOpts{dir: a.dir, env: env}, "aws",
+		append([]string{"kms", "--endpoint-url", a.srv.exports["AWS_ENDPOINT_URL_KMS"], "--output", "json"}, args...)...)
+}
+
+// must runs the command and decodes its JSON output into a map.
+func (a awsCLI) must(args ...string) map[string]any {
+	a.s.t.Helper()
+	r := a.run(args...)
+	if r.code != 0 {
+		a.s.t.Fatalf("aws kms %s: %v", strings.Join(args, " "), r)
+	}
+	var out map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		a.s.t.Fatalf("aws kms %s: %v: %s", strings.Join(args, " "), err, r.stdout)
+	}
+	return out
+}
+
+// fails runs the command and wants it to fail naming errType.
+func (a awsCLI) fails(errType string, args ...string) {
+	a.s.t.Helper()
+	r := a.run(args...)
+	if r.code == 0 || !strings.Contains(r.stderr, "("+errType+")") {
+		a.s.t.Fatalf("aws kms %s: %v; want a %s", strings.Join(args, " "), r, errType)
+	}
+}
+
+func (a awsCLI) write(name string, b []byte) string {
+	a.s.t.Helper()
+	p := filepath.Join(a.dir, name)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		a.s.t.Fatal(err)
+	}
+	return p
+}
+
+func b64(t *testing.T, v any) []byte {
+	t.Helper()
+	s, _ := v.(string)
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(b) == 0 {
+		t.Fatalf("not base64: %v", v)
+	}
+	return b
+}
+
+// TestAWSCLIHMACKeys makes an HMAC key with the aws CLI, computes a MAC and
+// verifies it, and sees a tampered message refused as KMSInvalidMacException
+// and a key that cannot rotate refused as UnsupportedOperationException.
+func TestAWSCLIHMACKeys(t *testing.T) {
+	requireTool(t, "aws", "awscli")
+	s := newSandbox(t)
+	srv := s.startDev(t.TempDir())
+	a := awsCLI{s: s, srv: srv, dir: t.TempDir()}
+
+	key := a.must("create-key", "--key-spec", "HMAC_256", "--key-usage", "GENERATE_VERIFY_MAC")
+	meta := key["KeyMetadata"].(map[string]any)
+	id := meta["KeyId"].(string)
+	if algs, _ := meta["MacAlgorithms"].([]any); len(algs) != 1 || algs[0] != "HMAC_SHA_256" {
+		t.Fatalf("create-key: %v", meta)
+	}
+	msg := a.write("msg", []byte("the message to authenticate"))
+	out := a.must("generate-mac", "--key-id", id, "--message", "fileb://"+msg, "--mac-algorithm", "HMAC_SHA_256")
+	mac := b64(t, out["Mac"])
+	if len(mac) != 32 || out["MacAlgorithm"] != "HMAC_SHA_256" {
+		t.Fatalf("generate-mac: %v", out)
+	}
+	macFile := a.write("mac", mac)
+	v := a.must("verify-mac", "--key-id", id, "--message", "fileb://"+msg, "--mac", "fileb://"+macFile, "--mac-algorithm", "HMAC_SHA_256")
+	if v["MacValid"] != true {
+		t.Fatalf("verify-mac: %v", v)
+	}
+	other := a.write("other", []byte("the message, tampered"))
+	a.fails("KMSInvalidMacException", "verify-mac", "--key-id", id, "--message", "fileb://"+other, "--mac", "fileb://"+macFile, "--mac-algorithm", "HMAC_SHA_256")
+	a.fails("InvalidKeyUsageException", "generate-mac", "--key-id", id, "--message", "fileb://"+msg, "--mac-algorithm", "HMAC_SHA_512")
+	a.fails("UnsupportedOperationException", "enable-key-rotation", "--key-id", id)
+	st := a.must("get-key-rotation-status", "--key-id", id)
+	if st["KeyRotationEnabled"] != false {
+		t.Fatalf("get-key-rotation-status: %v", st)
+	}
+}
+
+// TestAWSCLIRSAEncryption follows the flow AWS documents for RSA
+// encryption keys: create-key RSA_2048 ENCRYPT_DECRYPT, get-public-key,
+// encrypt offline with `openssl pkeyutl` (OAEP with SHA-1, its default, and
+// with SHA-256), decrypt with the aws CLI; and the other way, encrypt with
+// the aws CLI and decrypt with it.
+func TestAWSCLIRSAEncryption(t *testing.T) {
+	requireTool(t, "aws", "awscli")
+	requireTool(t, "openssl", "openssl")
+	s := newSandbox(t)
+	srv := s.startDev(t.TempDir())
+	a := awsCLI{s: s, srv: srv, dir: t.TempDir()}
+
+	key := a.must("create-key", "--key-spec", "RSA_2048", "--key-usage", "ENCRYPT_DECRYPT")
+	id := key["KeyMetadata"].(map[string]any)["KeyId"].(string)
+	pk := a.must("get-public-key", "--key-id", id)
+	if algs, _ := pk["EncryptionAlgorithms"].([]any); len(algs) != 2 || pk["KeyUsage"] != "ENCRYPT_DECRYPT" {
+		t.Fatalf("get-public-key: %v", pk)
+	}
+	pub := a.write("public_key.der", b64(t, pk["PublicKey"]))
+	plain := a.write("plaintext", []byte("encrypted offline with openssl"))
+
+	for _, c := range []struct {
+		alg  string
+		opts []string
+	}{
+		{"RSAES_OAEP_SHA_1", []string{"-pkeyopt", "rsa_padding_mode:oaep"}},
+		{"RSAES_OAEP_SHA_256", []string{"-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256"}},
+	} {
+		ct := filepath.Join(a.dir, "ct-"+c.alg)
+		r := s.exec(runOpts{dir: a.dir}, "openssl", append([]string{"pkeyutl", "-encrypt", "-pubin", "-keyform", "DER", "-inkey", pub, "-in", plain, "-out", ct}, c.opts...)...)
+		if r.code != 0 {
+			t.Fatalf("openssl pkeyutl -encrypt: %v", r)
+		}
+		dec := a.must("decrypt", "--key-id", id, "--ciphertext-blob", "fileb://"+ct, "--encryption-algorithm", c.alg)
+		if got := b64(t, dec["Plaintext"]); string(got) != "encrypted offline with openssl" || dec["EncryptionAlgorithm"] != c.alg {
+			t.Fatalf("decrypt of openssl's %s ciphertext: %q, %v", c.alg, got, dec)
+		}
+
+		enc := a.must("encrypt", "--key-id", id, "--plaintext", "fileb://"+plain, "--encryption-algorithm", c.alg)
+		blob := a.write("blob-"+c.alg, b64(t, enc["CiphertextBlob"]))
+		dec = a.must("decrypt", "--key-id", id, "--ciphertext-blob", "fileb://"+blob, "--encryption-algorithm", c.alg)
+		if got := b64(t, dec["Plaintext"]); !bytes.Equal(got, []byte("encrypted offline with openssl")) {
+			t.Fatalf("decrypt of the aws CLI's %s ciphertext: %q", c.alg, got)
+		}
+	}
+	a.fails("InvalidKeyUsageException", "encrypt", "--key-id", id, "--plaintext", "fileb://"+plain)
+	a.fails("InvalidKeyUsageException", "generate-data-key", "--key-id", id, "--key-spec", "AES_256")
+	a.fails("InvalidCiphertextException", "decrypt", "--key-id", id, "--ciphertext-blob", "fileb://"+filepath.Join(a.dir, "ct-RSAES_OAEP_SHA_1"), "--encryption-algorithm", "RSAES_OAEP_SHA_256")
+}
