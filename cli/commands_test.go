@@ -228,6 +228,20 @@ func TestClientKeyCommands(t *testing.T) {
 					t.Errorf("created %+v", k)
 				}
 			})},
+		{name: "create HMAC", args: argv("-o", "json", "key", "create", "--spec", "HMAC_384"),
+			check: describe(func(t *testing.T, k keyView) {
+				if k.KeySpec != "HMAC_384" || k.KeyUsage != "GENERATE_VERIFY_MAC" {
+					t.Errorf("created %+v", k)
+				}
+			})},
+		{name: "create RSA", args: argv("-o", "json", "key", "create", "--spec", "RSA_2048"),
+			check: describe(func(t *testing.T, k keyView) {
+				if k.KeySpec != "RSA_2048" || k.KeyUsage != "ENCRYPT_DECRYPT" {
+					t.Errorf("created %+v", k)
+				}
+			})},
+		{name: "create RSA for a MAC", args: argv("key", "create", "--spec", "RSA_2048", "--usage", "GENERATE_VERIFY_MAC"), code: 1,
+			check: contains("KeyUsage GENERATE_VERIFY_MAC is not valid for KeySpec RSA_2048")},
 		{name: "create table", args: argv("key", "create", "--description", "third"), check: contains("key id", "SYMMETRIC_DEFAULT", "third")},
 		{name: "create bad mechanism", args: argv("key", "create", "--mechanism", "des"), code: ExitUsage, check: contains("aes-gcm, aes-kw or aes-cbc-hmac")},
 		{name: "create bad tag", args: argv("key", "create", "--tag", "novalue"), code: ExitUsage, check: contains("KEY=VALUE")},
@@ -244,12 +258,12 @@ func TestClientKeyCommands(t *testing.T) {
 		}},
 		{name: "list", args: argv("-o", "json", "key", "list"), check: func(t *testing.T, r result) {
 			keys := decode[[]keyListEntry](t, r.stdout)
-			if len(keys) != 3 || !slices.ContainsFunc(keys, func(k keyListEntry) bool { return k.KeyId == id && strings.HasSuffix(k.KeyArn, id) }) {
+			if len(keys) != 5 || !slices.ContainsFunc(keys, func(k keyListEntry) bool { return k.KeyId == id && strings.HasSuffix(k.KeyArn, id) }) {
 				t.Errorf("list: %+v", keys)
 			}
 		}},
 		{name: "list table", args: argv("key", "list"), check: func(t *testing.T, r result) {
-			if lines := strings.Split(strings.TrimSpace(r.stdout), "\n"); len(lines) != 4 || !strings.HasPrefix(lines[0], "KEY ID") {
+			if lines := strings.Split(strings.TrimSpace(r.stdout), "\n"); len(lines) != 6 || !strings.HasPrefix(lines[0], "KEY ID") {
 				t.Errorf("table:\n%s", r.stdout)
 			}
 			contains(id)(t, r)

@@ -181,8 +181,8 @@ func keyCommand() *cli.Command {
 	cmds := []*cli.Command{
 		leaf{name: "create", usage: "create a key", run: keyCreate, flags: []cli.Flag{
 			&cli.StringFlag{Name: "description", EnvVars: envVars("description"), Usage: "what the key is for"},
-			&cli.StringFlag{Name: "spec", Value: string(types.KeySpecSymmetricDefault), EnvVars: envVars("spec"), Usage: "SYMMETRIC_DEFAULT, ECC_NIST_P256, ECC_NIST_P384, RSA_2048, RSA_3072 or RSA_4096"},
-			&cli.StringFlag{Name: "usage", EnvVars: envVars("usage"), Usage: "ENCRYPT_DECRYPT or SIGN_VERIFY (default: what --spec allows)"},
+			&cli.StringFlag{Name: "spec", Value: string(types.KeySpecSymmetricDefault), EnvVars: envVars("spec"), Usage: "SYMMETRIC_DEFAULT, ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521, ECC_SECG_P256K1, RSA_2048, RSA_3072, RSA_4096, HMAC_224, HMAC_256, HMAC_384 or HMAC_512"},
+			&cli.StringFlag{Name: "usage", EnvVars: envVars("usage"), Usage: "ENCRYPT_DECRYPT, SIGN_VERIFY or GENERATE_VERIFY_MAC (default: ENCRYPT_DECRYPT where --spec allows it, as in AWS KMS, else what it allows)"},
 			&cli.StringFlag{Name: "mechanism", EnvVars: envVars("mechanism"), Usage: "aes-gcm, aes-kw or aes-cbc-hmac (for tokens without AES-GCM; their default): how a symmetric key protects data keys on the token (sent as the tag hsmkms:mechanism)"},
 			&cli.StringSliceFlag{Name: "tag", EnvVars: envVars("tag"), Usage: "KEY=VALUE tag (repeatable)"},
 			&cli.StringFlag{Name: "alias", EnvVars: envVars("alias"), Usage: "also name the new key alias/NAME"},
