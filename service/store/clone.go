@@ -49,3 +49,11 @@ func (s XKSStore) Clone() XKSStore {
 	}
 	return s
 }
+
+// Clone returns a copy of g that shares no memory with it.
+func (g Grant) Clone() Grant {
+	g.Operations = slices.Clone(g.Operations)
+	g.ContextEquals = maps.Clone(g.ContextEquals)
+	g.ContextSubset = maps.Clone(g.ContextSubset)
+	return g
+}

@@ -18,6 +18,7 @@ type Counts struct {
 	Principals int `json:"principals"`
 	Settings   int `json:"settings"`
 	XKSStores  int `json:"xks_stores"`
+	Grants     int `json:"grants"`
 }
 
 // transientSettings are settings that describe running processes, not
@@ -35,11 +36,12 @@ type snapshot struct {
 	principals []Principal
 	settings   map[string][]byte
 	xksStores  []XKSStore
+	grants     []Grant
 }
 
 func (s *snapshot) counts() Counts {
 	return Counts{Keys: len(s.keys), Versions: len(s.versions), Aliases: len(s.aliases), Principals: len(s.principals),
-		Settings: len(s.settings), XKSStores: len(s.xksStores)}
+		Settings: len(s.settings), XKSStores: len(s.xksStores), Grants: len(s.grants)}
 }
 
 // Copy copies every record of src into dst, which must be empty, and then
@@ -102,6 +104,9 @@ func read(ctx context.Context, s Store) (*snapshot, error) {
 		if snap.xksStores, err = tx.XKSStores("", 0); err != nil {
 			return err
 		}
+		if snap.grants, err = tx.Grants("", 0); err != nil {
+			return err
+		}
 		for _, name := range transientSettings {
 			delete(snap.settings, name)
 		}
@@ -127,7 +132,11 @@ func isEmpty(tx Tx) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return len(keys)+len(aliases)+len(principals)+len(stores) == 0, nil
+	grants, err := tx.Grants("", 1)
+	if err != nil {
+		return false, err
+	}
+	return len(keys)+len(aliases)+len(principals)+len(stores)+len(grants) == 0, nil
 }
 
 func write(tx Tx, s *snapshot) error {
@@ -155,6 +164,11 @@ func write(tx Tx, s *snapshot) error {
 	for _, x := range s.xksStores {
 		x.Revision = 0
 		if _, err := tx.PutXKSStore(x); err != nil {
+			return err
+		}
+	}
+	for _, g := range s.grants {
+		if err := tx.CreateGrant(g); err != nil {
 			return err
 		}
 	}
@@ -216,6 +230,16 @@ func same(a, b *snapshot) error {
 			if x.Keys[j].ExternalID != y.Keys[j].ExternalID || !slices.Equal(x.Keys[j].Usage, y.Keys[j].Usage) {
 				return fmt.Errorf("external key store %s key %s", x.Prefix, x.Keys[j].ExternalID)
 			}
+		}
+	}
+	for i := range a.grants {
+		// Everything: a copy that lost an operation or a constraint
+		// would allow more or less than the grant did.
+		x, y := a.grants[i], b.grants[i]
+		if x.Ref() != y.Ref() || x.Name != y.Name || x.Grantee != y.Grantee || x.Retiring != y.Retiring || x.Issuer != y.Issuer ||
+			!slices.Equal(x.Operations, y.Operations) || !maps.Equal(x.ContextEquals, y.ContextEquals) ||
+			!maps.Equal(x.ContextSubset, y.ContextSubset) || !x.CreatedAt.Equal(y.CreatedAt) {
+			return fmt.Errorf("grant %s", x.Ref())
 		}
 	}
 	for name, v := range a.settings {

@@ -113,6 +113,16 @@ type Tx interface {
 	PutXKSStore(s XKSStore) (uint64, error)
 	DeleteXKSStore(prefix string) error
 
+	// Grant reads the grant whose Ref is ref.
+	Grant(ref string) (Grant, error)
+	// Grants lists grants by Ref, so that a key's grants list together.
+	Grants(after string, limit int) ([]Grant, error)
+	// CreateGrant adds g (ErrExists if its Ref is taken).
+	CreateGrant(g Grant) error
+	// PutGrant replaces an existing grant (ErrNotFound if there is none).
+	PutGrant(g Grant) error
+	DeleteGrant(ref string) error
+
 	// Setting and PutSetting hold small service-wide values (the internal
 	// key's version, a schema version).
 	Setting(name string) ([]byte, error)
@@ -217,6 +227,32 @@ type Principal struct {
 	Statements   []policy.Statement `json:"statements"`
 	CreatedAt    time.Time          `json:"created_at"`
 }
+
+// Grant lets a principal use one key for some operations, as an AWS KMS
+// grant does. A grant only adds rights: a Deny in the principal's policy
+// still wins.
+type Grant struct {
+	KeyID string `json:"key_id"`
+	// ID is 64 hex digits, unique per key.
+	ID string `json:"id"`
+	// Name is the client's idempotence name ("" for none).
+	Name string `json:"name,omitempty"`
+	// Grantee and Retiring are principal ARNs; Issuer is the access key ID
+	// of the principal that created the grant.
+	Grantee  string `json:"grantee"`
+	Retiring string `json:"retiring,omitempty"`
+	Issuer   string `json:"issuer"`
+	// Operations are AWS KMS operation names (Encrypt, Decrypt, …).
+	Operations []string `json:"operations"`
+	// ContextEquals and ContextSubset constrain the encryption context of
+	// the cryptographic operations the grant allows.
+	ContextEquals map[string]string `json:"context_equals,omitempty"`
+	ContextSubset map[string]string `json:"context_subset,omitempty"`
+	CreatedAt     time.Time         `json:"created_at"`
+}
+
+// Ref is a grant's identity in the store: its key's ID, "/", its ID.
+func (g Grant) Ref() string { return g.KeyID + "/" + g.ID }
 
 // XKSStore is a logical external key store: one URI path prefix of the XKS
 // proxy API that an AWS KMS external key store points at, the credentials

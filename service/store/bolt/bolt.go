@@ -30,7 +30,10 @@ var (
 	// bucketXKSStores holds the external key stores by prefix. Open
 	// creates it in files made before it existed.
 	bucketXKSStores = []byte("xks_stores")
-	allBuckets      = [][]byte{bucketKeys, bucketVersions, bucketAliases, bucketPrincipals, bucketSettings, bucketXKSStores}
+	// bucketGrants holds grants by Ref. Open makes it in files that
+	// predate it.
+	bucketGrants = []byte("grants")
+	allBuckets   = [][]byte{bucketKeys, bucketVersions, bucketAliases, bucketPrincipals, bucketSettings, bucketXKSStores, bucketGrants}
 )
 
 // Store is a store.Store backed by a bbolt file. It is safe for concurrent

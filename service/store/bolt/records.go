@@ -221,3 +221,29 @@ func (t *tx) PutXKSStore(s store.XKSStore) (uint64, error) {
 func (t *tx) DeleteXKSStore(prefix string) error {
 	return del(t, bucketXKSStores, []byte(prefix), "external key store "+prefix)
 }
+
+// Grant returns the grant whose Ref is ref.
+func (t *tx) Grant(ref string) (store.Grant, error) {
+	var buf keyBuf
+	return getCached(t, bucketGrants, append(buf[:0], ref...), func() string { return "grant " + ref }, store.Grant.Clone)
+}
+
+// Grants lists grants by Ref.
+func (t *tx) Grants(after string, limit int) ([]store.Grant, error) {
+	return list[store.Grant](t, bucketGrants, after, limit, "grant")
+}
+
+// CreateGrant adds a new grant.
+func (t *tx) CreateGrant(g store.Grant) error {
+	return putJSON(t, bucketGrants, []byte(g.Ref()), g, "grant "+g.Ref(), createOnly)
+}
+
+// PutGrant replaces an existing grant.
+func (t *tx) PutGrant(g store.Grant) error {
+	return putJSON(t, bucketGrants, []byte(g.Ref()), g, "grant "+g.Ref(), replaceOnly)
+}
+
+// DeleteGrant removes a grant.
+func (t *tx) DeleteGrant(ref string) error {
+	return del(t, bucketGrants, []byte(ref), "grant "+ref)
+}

@@ -83,6 +83,10 @@ func countRecords(t *tx, c *store.Counts) error {
 	if err != nil {
 		return err
 	}
-	c.Aliases, c.Principals, c.Settings, c.XKSStores = len(aliases), len(principals), len(settings), len(stores)
+	grants, err := t.Grants("", 0)
+	if err != nil {
+		return err
+	}
+	c.Aliases, c.Principals, c.Settings, c.XKSStores, c.Grants = len(aliases), len(principals), len(settings), len(stores), len(grants)
 	return nil
 }

@@ -114,6 +114,7 @@ const (
 	itemPrincipal = 'p'
 	itemSetting   = 's'
 	itemXKSStore  = 'x'
+	itemGrant     = 'g'
 )
 
 // itemBuf holds an item name without allocating for the usual lengths.

@@ -509,3 +509,24 @@ func (t *tx) Settings() (map[string][]byte, error) {
 	}
 	return out, nil
 }
+
+var grants = named{itemGrant, "hsmkms_grants", "ref", "grant"}
+
+// Grant returns the grant whose Ref is ref.
+func (t *tx) Grant(ref string) (store.Grant, error) {
+	return getNamed(t, grants, ref, store.Grant.Clone)
+}
+
+// Grants lists grants by Ref.
+func (t *tx) Grants(after string, limit int) ([]store.Grant, error) {
+	return listNamed[store.Grant](t, grants, after, limit)
+}
+
+// CreateGrant adds a grant.
+func (t *tx) CreateGrant(g store.Grant) error { return createNamed(t, grants, g.Ref(), g) }
+
+// PutGrant replaces a grant.
+func (t *tx) PutGrant(g store.Grant) error { return putNamed(t, grants, g.Ref(), g) }
+
+// DeleteGrant removes a grant.
+func (t *tx) DeleteGrant(ref string) error { return deleteNamed(t, grants, ref) }

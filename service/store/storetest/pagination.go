@@ -11,6 +11,7 @@ func testPagination(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Aliases", func(t *testing.T) { paginate(t, open, aliasKind) })
 	t.Run("Principals", func(t *testing.T) { paginate(t, open, principalKind) })
 	t.Run("XKSStores", func(t *testing.T) { paginate(t, open, xksKind) })
+	t.Run("Grants", func(t *testing.T) { paginate(t, open, grantKind) })
 }
 
 // paginate checks a kind's list: byte order of identities, after, limit,

@@ -29,6 +29,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Aliases", func(t *testing.T) { testNamed(t, open, aliasKind) })
 	t.Run("Principals", func(t *testing.T) { testNamed(t, open, principalKind) })
 	t.Run("XKSStores", func(t *testing.T) { testXKSStores(t, open) })
+	t.Run("Grants", func(t *testing.T) { testGrants(t, open) })
 	t.Run("Pagination", func(t *testing.T) { testPagination(t, open) })
 	t.Run("Settings", func(t *testing.T) { testSettings(t, open) })
 	t.Run("Transactions", func(t *testing.T) { testTransactions(t, open) })

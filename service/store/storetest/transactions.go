@@ -16,6 +16,7 @@ type snapshot struct {
 	Aliases    []store.Alias
 	Principals []store.Principal
 	XKSStores  []store.XKSStore
+	Grants     []store.Grant
 	Settings   map[string]string
 }
 
@@ -29,6 +30,7 @@ func seed(t *testing.T, s store.Store) snapshot {
 			tx.PutVersion(newVersion("k0", 1, 0)),
 			tx.CreateAlias(newAlias("alias/old", 0)),
 			tx.CreatePrincipal(newPrincipal("AKIAOLD", 0)),
+			tx.CreateGrant(newGrant("k0/old", 0)),
 			tx.PutSetting("s", []byte("old")))
 	})
 	return take(t, s)
@@ -54,6 +56,9 @@ func take(t *testing.T, s store.Store) snapshot {
 			return err
 		}
 		if snap.XKSStores, err = tx.XKSStores("", 0); err != nil {
+			return err
+		}
+		if snap.Grants, err = tx.Grants("", 0); err != nil {
 			return err
 		}
 		for _, name := range []string{"s", "t"} {
@@ -96,6 +101,9 @@ var writes = []struct {
 		return err
 	}},
 	{"DeleteXKSStore", func(tx store.Tx) error { return tx.DeleteXKSStore("xks/old") }},
+	{"CreateGrant", func(tx store.Tx) error { return tx.CreateGrant(newGrant("k0/new", 0)) }},
+	{"PutGrant", func(tx store.Tx) error { return tx.PutGrant(newGrant("k0/old", 1)) }},
+	{"DeleteGrant", func(tx store.Tx) error { return tx.DeleteGrant("k0/old") }},
 	{"PutSetting(replace)", func(tx store.Tx) error { return tx.PutSetting("s", []byte("new")) }},
 	{"PutSetting(create)", func(tx store.Tx) error { return tx.PutSetting("t", []byte("new")) }},
 }
