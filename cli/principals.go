@@ -100,6 +100,7 @@ func principalCreate(c *cli.Context, args []string) error {
 		row(w, "name", out.Name)
 		row(w, "access key id", out.AccessKeyId)
 		row(w, "secret access key", out.SecretAccessKey)
+		row(w, "arn", out.Arn)
 	})
 }
 
@@ -107,6 +108,7 @@ func principalCreate(c *cli.Context, args []string) error {
 type principalView struct {
 	AccessKeyId  string             `json:"AccessKeyId"`
 	Name         string             `json:"Name"`
+	Arn          string             `json:"Arn"`
 	Statements   []policy.Statement `json:"Statements"`
 	CreationDate *time.Time         `json:"CreationDate,omitempty"`
 }
@@ -123,7 +125,7 @@ func principalList(c *cli.Context, _ []string) error {
 			return &callError{"list principals", err}
 		}
 		for _, p := range page.Principals {
-			v := principalView{AccessKeyId: p.AccessKeyId, Name: p.Name, Statements: p.Statements}
+			v := principalView{AccessKeyId: p.AccessKeyId, Name: p.Name, Arn: p.Arn, Statements: p.Statements}
 			if p.CreationDate != nil {
 				t := time.Time(*p.CreationDate)
 				v.CreationDate = &t

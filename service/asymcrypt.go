@@ -91,7 +91,10 @@ func (s *Service) openAsymmetric(ctx context.Context, o *op, action string, data
 		if err != nil {
 			return err
 		}
-		if err := o.authorizeAs(action, &k, ref.alias); err != nil {
+		o.tx = tx
+		err = o.authorizeAs(action, &k, ref.alias)
+		o.tx = nil
+		if err != nil {
 			return err
 		}
 		if err := s.usable(k, UsageEncrypt); err != nil {

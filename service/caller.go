@@ -49,6 +49,14 @@ type op struct {
 	caller Caller
 	known  bool
 	rec    audit.Record
+	// grantRefs are the grants the request's GrantTokens name, and
+	// grantContext the encryption context a grant's constraints are
+	// checked against (the request's; ReEncrypt's source or destination).
+	grantRefs    []string
+	grantContext map[string]string
+	// tx is the transaction authorize runs in, for reading grants; nil
+	// outside one.
+	tx store.Tx
 }
 
 // begin starts the audit record of an operation on behalf of ctx's caller.
@@ -93,6 +101,7 @@ func (o *op) withContext(c map[string]string) {
 	if len(c) > 0 {
 		o.rec.EncryptionContext = c
 	}
+	o.grantContext = c
 }
 
 // authorize decides whether the caller may perform the operation's action
@@ -130,8 +139,20 @@ func (o *op) decide(k *store.Key, reqs ...policy.Request) error {
 	if o.caller.system {
 		return nil
 	}
-	if policy.DecideAll(o.caller.Statements, reqs...).Allowed {
+	d := policy.DecideAll(o.caller.Statements, reqs...)
+	if d.Allowed {
 		return nil
+	}
+	if !d.Denied && k != nil && len(reqs) == 1 {
+		// No statement allows or denies: a grant may allow.
+		g, ok, err := o.grantFor(k, reqs[0].Action)
+		if err != nil {
+			return err
+		}
+		if ok {
+			o.rec.GrantID = g.ID
+			return nil
+		}
 	}
 	target := "this resource"
 	if k != nil {

@@ -26,6 +26,9 @@ func (s *Service) Encrypt(ctx context.Context, in EncryptInput) (out EncryptOutp
 	o := s.begin(ctx, "kms:Encrypt")
 	defer func() { err = o.end(err) }()
 	o.withContext(in.EncryptionContext)
+	if err := o.withGrantTokens(in.GrantTokens); err != nil {
+		return out, err
+	}
 	if len(in.Plaintext) == 0 || len(in.Plaintext) > maxPlaintext {
 		return out, newErr(CodeValidation, "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length between 1 and %d", maxPlaintext)
 	}
@@ -67,7 +70,10 @@ func (s *Service) encryptionKey(ctx context.Context, o *op, ident string, asymme
 		if err != nil {
 			return err
 		}
-		if err := o.authorize(&k, ref.alias); err != nil {
+		o.tx = tx
+		err = o.authorize(&k, ref.alias)
+		o.tx = nil
+		if err != nil {
 			return err
 		}
 		if err := s.usable(k, UsageEncrypt); err != nil {
@@ -184,6 +190,9 @@ func (s *Service) generateDataKey(ctx context.Context, action string, in Generat
 	o := s.begin(ctx, action)
 	defer func() { err = o.end(err) }()
 	o.withContext(in.EncryptionContext)
+	if err := o.withGrantTokens(in.GrantTokens); err != nil {
+		return out, err
+	}
 	n, err := dataKeySize(in)
 	if err != nil {
 		return out, err
@@ -241,6 +250,9 @@ func (s *Service) Decrypt(ctx context.Context, in DecryptInput) (out DecryptOutp
 	o := s.begin(ctx, "kms:Decrypt")
 	defer func() { err = o.end(err) }()
 	o.withContext(in.EncryptionContext)
+	if err := o.withGrantTokens(in.GrantTokens); err != nil {
+		return out, err
+	}
 	if err := checkAlgorithm("encryptionAlgorithm", in.EncryptionAlgorithm); err != nil {
 		return out, err
 	}
@@ -343,7 +355,10 @@ func (s *Service) blobKey(ctx context.Context, o *op, action string, b ciphertex
 				return newErr(CodeIncorrectKey, "The key ID in the request does not identify a CMK that can perform this operation.")
 			}
 		}
-		if err := o.authorizeAs(action, &k, given.alias); err != nil {
+		o.tx = tx
+		err = o.authorizeAs(action, &k, given.alias)
+		o.tx = nil
+		if err != nil {
 			return err
 		}
 		if err := s.usable(k, UsageEncrypt); err != nil {
@@ -383,7 +398,12 @@ func (s *Service) ReEncrypt(ctx context.Context, in ReEncryptInput) (out ReEncry
 	if err := errors.Join(checkAlgorithm("sourceEncryptionAlgorithm", in.SourceEncryptionAlgorithm), checkAlgorithm("destinationEncryptionAlgorithm", in.DestinationEncryptionAlgorithm)); err != nil {
 		return out, newErr(CodeValidation, "%v", err)
 	}
+	if err := o.withGrantTokens(in.GrantTokens); err != nil {
+		return out, err
+	}
+	o.grantContext = in.SourceEncryptionContext
 	plain, src, _, err := s.openAny(ctx, o, "kms:ReEncryptFrom", in.CiphertextBlob, in.SourceKeyId, in.SourceEncryptionAlgorithm, in.SourceEncryptionContext)
+	o.grantContext = in.DestinationEncryptionContext
 	if err != nil {
 		return out, err
 	}

@@ -19,6 +19,9 @@ var macAlgorithms = []string{string(hsm.HMACSHA224), string(hsm.HMACSHA256), str
 func (s *Service) GenerateMac(ctx context.Context, in GenerateMacInput) (out GenerateMacOutput, err error) {
 	o := s.begin(ctx, "kms:GenerateMac")
 	defer func() { err = o.end(err) }()
+	if err := o.withGrantTokens(in.GrantTokens); err != nil {
+		return out, err
+	}
 	k, v, err := s.macRequest(ctx, o, in.KeyId, in.Message, in.MacAlgorithm)
 	if err != nil {
 		return out, err
@@ -35,6 +38,9 @@ func (s *Service) GenerateMac(ctx context.Context, in GenerateMacInput) (out Gen
 func (s *Service) VerifyMac(ctx context.Context, in VerifyMacInput) (out VerifyMacOutput, err error) {
 	o := s.begin(ctx, "kms:VerifyMac")
 	defer func() { err = o.end(err) }()
+	if err := o.withGrantTokens(in.GrantTokens); err != nil {
+		return out, err
+	}
 	if len(in.Mac) == 0 || len(in.Mac) > maxMAC {
 		return out, newErr(CodeValidation, "1 validation error detected: Value at 'mac' failed to satisfy constraint: Member must have length between 1 and %d", maxMAC)
 	}

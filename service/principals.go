@@ -37,12 +37,16 @@ type CreatePrincipalOutput struct {
 	AccessKeyId     string `json:"AccessKeyId"`
 	SecretAccessKey string `json:"SecretAccessKey"`
 	Name            string `json:"Name"`
+	// Arn names the principal in grants (GranteePrincipal,
+	// RetiringPrincipal).
+	Arn string `json:"Arn"`
 }
 
 // PrincipalEntry describes a principal, without its secret.
 type PrincipalEntry struct {
 	AccessKeyId  string             `json:"AccessKeyId"`
 	Name         string             `json:"Name"`
+	Arn          string             `json:"Arn"`
 	Statements   []policy.Statement `json:"Statements"`
 	CreationDate *EpochTime         `json:"CreationDate,omitempty"`
 }
@@ -95,7 +99,7 @@ func (s *Service) CreatePrincipal(ctx context.Context, in CreatePrincipalInput) 
 	if err := s.putPrincipal(ctx, id, secret, in.Name, stmts); err != nil {
 		return out, err
 	}
-	return CreatePrincipalOutput{AccessKeyId: id, SecretAccessKey: secret, Name: in.Name}, nil
+	return CreatePrincipalOutput{AccessKeyId: id, SecretAccessKey: secret, Name: in.Name, Arn: s.principalARN(id)}, nil
 }
 
 // limitToCaller returns the statements a principal created by c gets:
@@ -202,7 +206,7 @@ func (s *Service) ListPrincipals(ctx context.Context, in ListInput) (out ListPri
 		out.Principals = []PrincipalEntry{}
 		page, err := tx.Principals(in.Marker, limit+1)
 		for _, p := range page {
-			out.Principals = append(out.Principals, PrincipalEntry{AccessKeyId: p.AccessKeyID, Name: p.Name,
+			out.Principals = append(out.Principals, PrincipalEntry{AccessKeyId: p.AccessKeyID, Name: p.Name, Arn: s.principalARN(p.AccessKeyID),
 				Statements: p.Statements, CreationDate: epoch(p.CreatedAt)})
 		}
 		return err

@@ -18,6 +18,9 @@ const maxMessage = 4096
 func (s *Service) Sign(ctx context.Context, in SignInput) (out SignOutput, err error) {
 	o := s.begin(ctx, "kms:Sign")
 	defer func() { err = o.end(err) }()
+	if err := o.withGrantTokens(in.GrantTokens); err != nil {
+		return out, err
+	}
 	k, v, digest, err := s.signingRequest(ctx, o, in.KeyId, in.Message, in.MessageType, in.SigningAlgorithm)
 	if err != nil {
 		return out, err
@@ -34,6 +37,9 @@ func (s *Service) Sign(ctx context.Context, in SignInput) (out SignOutput, err e
 func (s *Service) Verify(ctx context.Context, in VerifyInput) (out VerifyOutput, err error) {
 	o := s.begin(ctx, "kms:Verify")
 	defer func() { err = o.end(err) }()
+	if err := o.withGrantTokens(in.GrantTokens); err != nil {
+		return out, err
+	}
 	k, v, digest, err := s.signingRequest(ctx, o, in.KeyId, in.Message, in.MessageType, in.SigningAlgorithm)
 	if err != nil {
 		return out, err

@@ -41,6 +41,9 @@ type Record struct {
 	KeyID         string
 	KeyVersion    uint32
 	Alias         string // the alias the caller named the key by, if any
+	// GrantID is the grant that allowed the operation, when a grant did
+	// (the principal's policy did not).
+	GrantID string
 	// EncryptionContext is logged as AWS CloudTrail logs it: it is
 	// authenticated data, not a secret.
 	EncryptionContext map[string]string

@@ -36,6 +36,7 @@ func appendLine(dst []byte, now time.Time, r Record) []byte {
 		dst = strconv.AppendUint(dst, uint64(r.KeyVersion), 10)
 	}
 	dst = appendField(dst, "alias", r.Alias, true)
+	dst = appendField(dst, "grant_id", r.GrantID, true)
 	dst = appendMap(dst, "encryption_context", r.EncryptionContext)
 	dst = appendMap(dst, "request_metadata", r.RequestMetadata)
 	dst = appendField(dst, "source", r.Source, true)

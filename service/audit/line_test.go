@@ -18,6 +18,7 @@ type hclogLine struct {
 	KeyID             string            `json:"key_id,omitempty"`
 	KeyVersion        uint32            `json:"key_version,omitempty"`
 	Alias             string            `json:"alias,omitempty"`
+	GrantID           string            `json:"grant_id,omitempty"`
 	EncryptionContext map[string]string `json:"encryption_context,omitempty"`
 	RequestMetadata   map[string]string `json:"request_metadata,omitempty"`
 	Source            string            `json:"source,omitempty"`
@@ -35,7 +36,7 @@ func viaHclog(now time.Time, r Record) []byte {
 		TimeFn: func() time.Time { return now.UTC() }})
 	l.Info("audit", "audit", hclogLine{
 		Time: r.Time.UTC().Format(time.RFC3339Nano), RequestID: r.RequestID, Principal: r.Principal, PrincipalName: r.PrincipalName,
-		Action: r.Action, KeyID: r.KeyID, KeyVersion: r.KeyVersion, Alias: r.Alias,
+		Action: r.Action, KeyID: r.KeyID, KeyVersion: r.KeyVersion, Alias: r.Alias, GrantID: r.GrantID,
 		EncryptionContext: r.EncryptionContext, RequestMetadata: r.RequestMetadata, Source: r.Source, Outcome: r.Outcome,
 		ErrorType: r.ErrorType, Subject: r.Subject, Suppressed: r.Suppressed,
 	})
@@ -52,6 +53,8 @@ var lineCases = []Record{
 		EncryptionContext: map[string]string{"a\nb": "c\r\n\"d\"", "ünï": "<&>", "\u2028": "\u2029\x00\x1f\x7f\b\f\t"},
 		Source:            "\xff\xfe invalid \xc3", Outcome: Denied, Suppressed: -3},
 	{Time: time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC), KeyID: "k", EncryptionContext: map[string]string{}, Outcome: Allowed},
+	{Time: time.Date(2026, 12, 4, 0, 0, 1, 0, time.UTC), Action: "kms:Decrypt", KeyID: "k", Outcome: Allowed,
+		GrantID: "0c237476b39f8bc44e45212e08498fbe3151305030726c0590dd8d3e9f3d6a3a"},
 	{Time: time.Date(2026, 12, 4, 1, 2, 3, 0, time.UTC), Action: "xks:Encrypt", KeyID: "k", Outcome: Allowed,
 		RequestMetadata: map[string]string{"kmsRequestId": "4112f4d6-db54-4af4-ae30-c55a22a8dfae", "kmsOperation": "Encrypt",
 			"awsPrincipalArn": "arn:aws:iam::123456789012:user/Alice", "kmsViaService": "ebs\n<&>\u2028"}},

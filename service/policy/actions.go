@@ -67,6 +67,18 @@ const (
 	ActionGenerateMac = "kms:GenerateMac"
 	// ActionVerifyMac is the action of VerifyMac.
 	ActionVerifyMac = "kms:VerifyMac"
+	// ActionCreateGrant is the action of CreateGrant.
+	ActionCreateGrant = "kms:CreateGrant"
+	// ActionListGrants is the action of ListGrants.
+	ActionListGrants = "kms:ListGrants"
+	// ActionListRetirableGrants is the action of ListRetirableGrants; it
+	// names no key.
+	ActionListRetirableGrants = "kms:ListRetirableGrants"
+	// ActionRetireGrant is the action of RetireGrant by a principal that
+	// is neither the grant's retiring principal nor its grantee.
+	ActionRetireGrant = "kms:RetireGrant"
+	// ActionRevokeGrant is the action of RevokeGrant.
+	ActionRevokeGrant = "kms:RevokeGrant"
 	// ActionGetPublicKey is the action of GetPublicKey.
 	ActionGetPublicKey = "kms:GetPublicKey"
 	// ActionTagResource is the action of TagResource.
@@ -127,6 +139,7 @@ var knownActions = [...]string{
 	ActionEncrypt, ActionDecrypt, ActionReEncryptFrom, ActionReEncryptTo,
 	ActionGenerateDataKey, ActionGenerateDataKeyWithoutPlaintext,
 	ActionGenerateRandom, ActionSign, ActionVerify, ActionGenerateMac, ActionVerifyMac, ActionGetPublicKey,
+	ActionCreateGrant, ActionListGrants, ActionListRetirableGrants, ActionRetireGrant, ActionRevokeGrant,
 	ActionTagResource, ActionUntagResource, ActionListResourceTags,
 	ActionCreatePrincipal, ActionListPrincipals, ActionDeletePrincipal,
 	ActionGetTokenInfo, ActionBackupStore,

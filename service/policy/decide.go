@@ -41,6 +41,9 @@ type Decision struct {
 	// Allowed is true only if some statement allows the request and none
 	// denies it.
 	Allowed bool
+	// Denied is true when a Deny statement matched: nothing else (a
+	// grant) may then allow the request.
+	Denied bool
 	// Reason says why, naming the deciding statement by its index, for
 	// audit records and error messages.
 	Reason string
@@ -64,7 +67,7 @@ func Decide(stmts []Statement, req Request) Decision {
 				continue
 			}
 			if r, ok := matchesResource(st.Resources, req.Resources); ok {
-				return Decision{Reason: "denied by statement " + strconv.Itoa(i) +
+				return Decision{Denied: true, Reason: "denied by statement " + strconv.Itoa(i) +
 					" (Deny " + req.Action + " on " + r + ")"}
 			}
 		case EffectAllow:
