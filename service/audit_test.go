@@ -83,7 +83,8 @@ var serviceActions = []string{
 	"kms:ListKeyRotations", "kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias",
 	"kms:ListAliases", "kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt", "kms:GenerateDataKey",
 	"kms:GenerateDataKeyWithoutPlaintext", "kms:GenerateRandom", "kms:Sign", "kms:Verify",
-	"kms:GenerateMac", "kms:VerifyMac", "kms:GetPublicKey", "kms:TagResource", "kms:UntagResource", "kms:ListResourceTags",
+	"kms:GenerateMac", "kms:VerifyMac", "kms:GetPublicKey",
+	"kms:CreateGrant", "kms:ListGrants", "kms:ListRetirableGrants", "kms:RetireGrant", "kms:RevokeGrant", "kms:TagResource", "kms:UntagResource", "kms:ListResourceTags",
 }
 
 // TestAuditOneRecordPerOperation proves that every public operation writes
@@ -132,6 +133,14 @@ func TestAuditOneRecordPerOperation(t *testing.T) {
 	must(err)
 	missing := uuid.NewString()
 	var created string
+	grantee, err := f.svc.CreatePrincipal(systemContext(t.Context()), CreatePrincipalInput{Name: "grantee"})
+	must(err)
+	newGrant := func() string {
+		g, err := f.svc.CreateGrant(ctx, CreateGrantInput{KeyId: sym, GranteePrincipal: grantee.Arn, RetiringPrincipal: grantee.Arn, Operations: []string{"Decrypt"}})
+		must(err)
+		return g.GrantId
+	}
+	revokeID, retireID := newGrant(), newGrant()
 
 	s := f.svc
 	A, N := auditAdmin, auditNobody
@@ -501,6 +510,52 @@ func TestAuditOneRecordPerOperation(t *testing.T) {
 				_, err := s.Decrypt(c, DecryptInput{KeyId: rsaKey, CiphertextBlob: rsaCT.CiphertextBlob, EncryptionAlgorithm: "RSAES_OAEP_SHA_1"})
 				return err
 			}},
+
+		{name: "CreateGrant", who: A, action: "kms:CreateGrant", outcome: al, keyID: sym,
+			call: func(c context.Context) error {
+				_, err := s.CreateGrant(c, CreateGrantInput{KeyId: sym, GranteePrincipal: grantee.Arn, Operations: []string{"Encrypt"}})
+				return err
+			}},
+		{name: "CreateGrant", who: N, action: "kms:CreateGrant", outcome: dn, errType: CodeAccessDenied, keyID: sym,
+			call: func(c context.Context) error {
+				_, err := s.CreateGrant(c, CreateGrantInput{KeyId: sym, GranteePrincipal: grantee.Arn, Operations: []string{"Encrypt"}})
+				return err
+			}},
+		{name: "CreateGrant Sign on a symmetric key", who: A, action: "kms:CreateGrant", outcome: fl, errType: CodeValidation, keyID: sym,
+			call: func(c context.Context) error {
+				_, err := s.CreateGrant(c, CreateGrantInput{KeyId: sym, GranteePrincipal: grantee.Arn, Operations: []string{"Sign"}})
+				return err
+			}},
+		{name: "ListGrants", who: A, action: "kms:ListGrants", outcome: al, keyID: sym,
+			call: func(c context.Context) error { _, err := s.ListGrants(c, ListGrantsInput{KeyId: sym}); return err }},
+		{name: "ListGrants", who: N, action: "kms:ListGrants", outcome: dn, errType: CodeAccessDenied, keyID: sym,
+			call: func(c context.Context) error { _, err := s.ListGrants(c, ListGrantsInput{KeyId: sym}); return err }},
+		{name: "ListGrants Limit 0..100", who: A, action: "kms:ListGrants", outcome: fl, errType: CodeValidation,
+			call: func(c context.Context) error { _, err := s.ListGrants(c, ListGrantsInput{KeyId: sym, Limit: 500}); return err }},
+		{name: "ListRetirableGrants", who: A, action: "kms:ListRetirableGrants", outcome: al,
+			call: func(c context.Context) error {
+				_, err := s.ListRetirableGrants(c, ListRetirableGrantsInput{RetiringPrincipal: grantee.Arn})
+				return err
+			}},
+		{name: "ListRetirableGrants", who: N, action: "kms:ListRetirableGrants", outcome: dn, errType: CodeAccessDenied,
+			call: func(c context.Context) error {
+				_, err := s.ListRetirableGrants(c, ListRetirableGrantsInput{RetiringPrincipal: grantee.Arn})
+				return err
+			}},
+		{name: "ListRetirableGrants no principal", who: A, action: "kms:ListRetirableGrants", outcome: fl, errType: CodeValidation,
+			call: func(c context.Context) error { _, err := s.ListRetirableGrants(c, ListRetirableGrantsInput{}); return err }},
+		{name: "RevokeGrant", who: N, action: "kms:RevokeGrant", outcome: dn, errType: CodeAccessDenied, keyID: sym,
+			call: func(c context.Context) error { return s.RevokeGrant(c, RevokeGrantInput{KeyId: sym, GrantId: revokeID}) }},
+		{name: "RevokeGrant", who: A, action: "kms:RevokeGrant", outcome: al, keyID: sym,
+			call: func(c context.Context) error { return s.RevokeGrant(c, RevokeGrantInput{KeyId: sym, GrantId: revokeID}) }},
+		{name: "RevokeGrant gone", who: A, action: "kms:RevokeGrant", outcome: fl, errType: CodeNotFound, keyID: sym,
+			call: func(c context.Context) error { return s.RevokeGrant(c, RevokeGrantInput{KeyId: sym, GrantId: revokeID}) }},
+		{name: "RetireGrant", who: N, action: "kms:RetireGrant", outcome: dn, errType: CodeAccessDenied, keyID: sym,
+			call: func(c context.Context) error { return s.RetireGrant(c, RetireGrantInput{KeyId: sym, GrantId: retireID}) }},
+		{name: "RetireGrant", who: A, action: "kms:RetireGrant", outcome: al, keyID: sym,
+			call: func(c context.Context) error { return s.RetireGrant(c, RetireGrantInput{KeyId: sym, GrantId: retireID}) }},
+		{name: "RetireGrant gone", who: A, action: "kms:RetireGrant", outcome: fl, errType: CodeNotFound, keyID: sym,
+			call: func(c context.Context) error { return s.RetireGrant(c, RetireGrantInput{KeyId: sym, GrantId: retireID}) }},
 
 		{name: "GetPublicKey", who: A, action: "kms:GetPublicKey", outcome: al, keyID: ecc, version: 1,
 			call: func(c context.Context) error { _, err := s.GetPublicKey(c, KeyIDInput{KeyId: ecc}); return err }},

@@ -625,7 +625,15 @@ func (s *Service) RetireGrant(ctx context.Context, in RetireGrantInput) (err err
 		defer func() { o.tx = nil }()
 		g, err := tx.Grant(ref)
 		if errors.Is(err, store.ErrNotFound) {
-			return newErr(CodeNotFound, "Grant ID %s not found", ref[strings.IndexByte(ref, '/')+1:])
+			// Only a caller with a right on the key learns that it has
+			// no such grant.
+			keyID, id, _ := strings.Cut(ref, "/")
+			if k, kerr := tx.Key(keyID); kerr == nil {
+				if err := o.authorize(&k, ""); err != nil {
+					return err
+				}
+			}
+			return newErr(CodeNotFound, "Grant ID %s not found", id)
 		}
 		if err != nil {
 			return err

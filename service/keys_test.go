@@ -673,6 +673,9 @@ type ksAuthzEnv struct {
 	sig   []byte
 	hmac  string // an HMAC_256 key
 	mac   []byte // a MAC of "m" under it
+	// grantee is a principal ARN, and grant a grant to it on key a: its
+	// ID and token.
+	grantee, grantID, grantToken string
 }
 
 // ksOp is one key service operation, called on a key.
@@ -791,6 +794,24 @@ var ksOps = []ksOp{
 		_, err := s.GetPublicKey(ctx, KeyIDInput{KeyId: id})
 		return err
 	}},
+	{"kms:CreateGrant", true, func(ctx context.Context, s *Service, id string, e *ksAuthzEnv) error {
+		_, err := s.CreateGrant(ctx, CreateGrantInput{KeyId: id, GranteePrincipal: e.grantee, Operations: []string{"Encrypt"}})
+		return err
+	}},
+	{"kms:ListGrants", true, func(ctx context.Context, s *Service, id string, _ *ksAuthzEnv) error {
+		_, err := s.ListGrants(ctx, ListGrantsInput{KeyId: id})
+		return err
+	}},
+	{"kms:ListRetirableGrants", false, func(ctx context.Context, s *Service, _ string, e *ksAuthzEnv) error {
+		_, err := s.ListRetirableGrants(ctx, ListRetirableGrantsInput{RetiringPrincipal: e.grantee})
+		return err
+	}},
+	{"kms:RetireGrant", true, func(ctx context.Context, s *Service, id string, e *ksAuthzEnv) error {
+		return s.RetireGrant(ctx, RetireGrantInput{KeyId: id, GrantId: e.grantID})
+	}},
+	{"kms:RevokeGrant", true, func(ctx context.Context, s *Service, id string, e *ksAuthzEnv) error {
+		return s.RevokeGrant(ctx, RevokeGrantInput{KeyId: id, GrantId: e.grantID})
+	}},
 	{"kms:GenerateMac", true, func(ctx context.Context, s *Service, id string, _ *ksAuthzEnv) error {
 		_, err := s.GenerateMac(ctx, GenerateMacInput{KeyId: id, Message: []byte("m"), MacAlgorithm: "HMAC_SHA_256"})
 		return err
@@ -823,6 +844,12 @@ func ksAuthzSetup(t *testing.T, f *fixture) (a, b, ecc string, e *ksAuthzEnv) {
 	mac, err := f.svc.GenerateMac(ctx, GenerateMacInput{KeyId: e.hmac, Message: []byte("m"), MacAlgorithm: "HMAC_SHA_256"})
 	ksMust(t, "GenerateMac", err)
 	e.mac = mac.Mac
+	p, err := f.svc.CreatePrincipal(systemContext(t.Context()), CreatePrincipalInput{Name: "grantee"})
+	ksMust(t, "CreatePrincipal", err)
+	e.grantee = p.Arn
+	g, err := f.svc.CreateGrant(ctx, CreateGrantInput{KeyId: a, GranteePrincipal: e.grantee, Operations: []string{"Decrypt"}})
+	ksMust(t, "CreateGrant", err)
+	e.grantID, e.grantToken = g.GrantId, g.GrantToken
 	return a, b, ecc, e
 }
 

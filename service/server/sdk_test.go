@@ -333,6 +333,76 @@ func TestSDKOperations(t *testing.T) {
 		}
 	})
 
+	t.Run("grants", func(t *testing.T) {
+		ctx := t.Context()
+		appCreds := ts.newPrincipal(t, "grantee")
+		app := ts.kmsClient(appCreds)
+		arn := "arn:aws:iam::000000000000:user/" + appCreds.AccessKeyID
+		_, err := app.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(keys.sym), Plaintext: []byte("x")})
+		if errorCode(err) != "AccessDeniedException" {
+			t.Fatalf("Encrypt before the grant: %v", err)
+		}
+		g, err := c.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(keys.sym), GranteePrincipal: aws.String(arn),
+			RetiringPrincipal: aws.String(arn), Operations: []types.GrantOperation{types.GrantOperationEncrypt, types.GrantOperationDecrypt},
+			Constraints: &types.GrantConstraints{EncryptionContextSubset: map[string]string{"app": "billing"}}, Name: aws.String("billing")})
+		if err != nil || len(aws.ToString(g.GrantId)) != 64 {
+			t.Fatalf("CreateGrant = %+v, %v", g, err)
+		}
+		enc, err := app.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(keys.sym), Plaintext: []byte("x"),
+			EncryptionContext: map[string]string{"app": "billing"}, GrantTokens: []string{aws.ToString(g.GrantToken)}})
+		if err != nil {
+			t.Fatalf("Encrypt with the grant token: %v", err)
+		}
+		if _, err := app.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, EncryptionContext: map[string]string{"app": "billing"}}); err != nil {
+			t.Fatalf("Decrypt by the grant: %v", err)
+		}
+		_, err = app.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(keys.sym), Plaintext: []byte("x"), EncryptionContext: map[string]string{"app": "other"}})
+		if errorCode(err) != "AccessDeniedException" {
+			t.Fatalf("Encrypt outside the constraint: %v", err)
+		}
+		_, err = app.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(keys.sym), Plaintext: []byte("x"), GrantTokens: []string{"garbage"}})
+		var badToken *types.InvalidGrantTokenException
+		if !errors.As(err, &badToken) {
+			t.Fatalf("Encrypt with a bad grant token: %v, want *types.InvalidGrantTokenException", err)
+		}
+		var listed []types.GrantListEntry
+		for p := kms.NewListGrantsPaginator(c, &kms.ListGrantsInput{KeyId: aws.String(keys.sym), Limit: aws.Int32(1)}); p.HasMorePages(); {
+			pg, err := p.NextPage(ctx)
+			if err != nil {
+				t.Fatalf("ListGrants: %v", err)
+			}
+			listed = append(listed, pg.Grants...)
+		}
+		if len(listed) != 1 || aws.ToString(listed[0].GrantId) != aws.ToString(g.GrantId) || listed[0].Constraints == nil ||
+			listed[0].Constraints.EncryptionContextSubset["app"] != "billing" || len(listed[0].Operations) != 2 {
+			t.Fatalf("ListGrants: %+v", listed)
+		}
+		r, err := c.ListRetirableGrants(ctx, &kms.ListRetirableGrantsInput{RetiringPrincipal: aws.String(arn)})
+		if err != nil || len(r.Grants) != 1 {
+			t.Fatalf("ListRetirableGrants = %+v, %v", r, err)
+		}
+		if _, err := app.RetireGrant(ctx, &kms.RetireGrantInput{GrantToken: g.GrantToken}); err != nil {
+			t.Fatalf("RetireGrant by the retiring principal: %v", err)
+		}
+		g2, err := c.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(keys.sym), GranteePrincipal: aws.String(arn),
+			Operations: []types.GrantOperation{types.GrantOperationGenerateDataKey}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.RevokeGrant(ctx, &kms.RevokeGrantInput{KeyId: aws.String(keys.sym), GrantId: g2.GrantId}); err != nil {
+			t.Fatalf("RevokeGrant: %v", err)
+		}
+		_, err = app.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: aws.String(keys.sym), KeySpec: types.DataKeySpecAes256})
+		if errorCode(err) != "AccessDeniedException" {
+			t.Fatalf("GenerateDataKey after RevokeGrant: %v", err)
+		}
+		_, err = c.RevokeGrant(ctx, &kms.RevokeGrantInput{KeyId: aws.String(keys.sym), GrantId: g2.GrantId})
+		var nf *types.NotFoundException
+		if !errors.As(err, &nf) {
+			t.Fatalf("RevokeGrant again: %v, want *types.NotFoundException", err)
+		}
+	})
+
 	t.Run("RSA Encrypt Decrypt", func(t *testing.T) {
 		ctx := t.Context()
 		ck, err := c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecRsa2048, KeyUsage: types.KeyUsageTypeEncryptDecrypt})
