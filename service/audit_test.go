@@ -531,7 +531,10 @@ func TestAuditOneRecordPerOperation(t *testing.T) {
 		{name: "ListGrants", who: N, action: "kms:ListGrants", outcome: dn, errType: CodeAccessDenied, keyID: sym,
 			call: func(c context.Context) error { _, err := s.ListGrants(c, ListGrantsInput{KeyId: sym}); return err }},
 		{name: "ListGrants Limit 0..100", who: A, action: "kms:ListGrants", outcome: fl, errType: CodeValidation,
-			call: func(c context.Context) error { _, err := s.ListGrants(c, ListGrantsInput{KeyId: sym, Limit: 500}); return err }},
+			call: func(c context.Context) error {
+				_, err := s.ListGrants(c, ListGrantsInput{KeyId: sym, Limit: 500})
+				return err
+			}},
 		{name: "ListRetirableGrants", who: A, action: "kms:ListRetirableGrants", outcome: al,
 			call: func(c context.Context) error {
 				_, err := s.ListRetirableGrants(c, ListRetirableGrantsInput{RetiringPrincipal: grantee.Arn})
@@ -543,19 +546,34 @@ func TestAuditOneRecordPerOperation(t *testing.T) {
 				return err
 			}},
 		{name: "ListRetirableGrants no principal", who: A, action: "kms:ListRetirableGrants", outcome: fl, errType: CodeValidation,
-			call: func(c context.Context) error { _, err := s.ListRetirableGrants(c, ListRetirableGrantsInput{}); return err }},
+			call: func(c context.Context) error {
+				_, err := s.ListRetirableGrants(c, ListRetirableGrantsInput{})
+				return err
+			}},
 		{name: "RevokeGrant", who: N, action: "kms:RevokeGrant", outcome: dn, errType: CodeAccessDenied, keyID: sym,
-			call: func(c context.Context) error { return s.RevokeGrant(c, RevokeGrantInput{KeyId: sym, GrantId: revokeID}) }},
+			call: func(c context.Context) error {
+				return s.RevokeGrant(c, RevokeGrantInput{KeyId: sym, GrantId: revokeID})
+			}},
 		{name: "RevokeGrant", who: A, action: "kms:RevokeGrant", outcome: al, keyID: sym,
-			call: func(c context.Context) error { return s.RevokeGrant(c, RevokeGrantInput{KeyId: sym, GrantId: revokeID}) }},
+			call: func(c context.Context) error {
+				return s.RevokeGrant(c, RevokeGrantInput{KeyId: sym, GrantId: revokeID})
+			}},
 		{name: "RevokeGrant gone", who: A, action: "kms:RevokeGrant", outcome: fl, errType: CodeNotFound, keyID: sym,
-			call: func(c context.Context) error { return s.RevokeGrant(c, RevokeGrantInput{KeyId: sym, GrantId: revokeID}) }},
+			call: func(c context.Context) error {
+				return s.RevokeGrant(c, RevokeGrantInput{KeyId: sym, GrantId: revokeID})
+			}},
 		{name: "RetireGrant", who: N, action: "kms:RetireGrant", outcome: dn, errType: CodeAccessDenied, keyID: sym,
-			call: func(c context.Context) error { return s.RetireGrant(c, RetireGrantInput{KeyId: sym, GrantId: retireID}) }},
+			call: func(c context.Context) error {
+				return s.RetireGrant(c, RetireGrantInput{KeyId: sym, GrantId: retireID})
+			}},
 		{name: "RetireGrant", who: A, action: "kms:RetireGrant", outcome: al, keyID: sym,
-			call: func(c context.Context) error { return s.RetireGrant(c, RetireGrantInput{KeyId: sym, GrantId: retireID}) }},
+			call: func(c context.Context) error {
+				return s.RetireGrant(c, RetireGrantInput{KeyId: sym, GrantId: retireID})
+			}},
 		{name: "RetireGrant gone", who: A, action: "kms:RetireGrant", outcome: fl, errType: CodeNotFound, keyID: sym,
-			call: func(c context.Context) error { return s.RetireGrant(c, RetireGrantInput{KeyId: sym, GrantId: retireID}) }},
+			call: func(c context.Context) error {
+				return s.RetireGrant(c, RetireGrantInput{KeyId: sym, GrantId: retireID})
+			}},
 
 		{name: "GetPublicKey", who: A, action: "kms:GetPublicKey", outcome: al, keyID: ecc, version: 1,
 			call: func(c context.Context) error { _, err := s.GetPublicKey(c, KeyIDInput{KeyId: ecc}); return err }},
