@@ -17,11 +17,16 @@ type awsCLI struct {
 	s   *sandbox
 	srv *server
 	dir string
+	// creds, when set, are another principal's access key ID and secret.
+	creds []string
 }
 
 func (a awsCLI) run(args ...string) result {
 	a.s.t.Helper()
 	env := append(a.srv.clientEnv(), "AWS_DEFAULT_REGION="+a.srv.exports["AWS_REGION"])
+	if a.creds != nil {
+		env = append(env, "AWS_ACCESS_KEY_ID="+a.creds[0], "AWS_SECRET_ACCESS_KEY="+a.creds[1])
+	}
 	return a.s.exec(runOpts{dir: a.dir, env: env}, "aws",
 		append([]string{"kms", "--endpoint-url", a.srv.exports["AWS_ENDPOINT_URL_KMS"], "--output", "json"}, args...)...)
 }
@@ -152,4 +157,57 @@ func TestAWSCLIRSAEncryption(t *testing.T) {
 	a.fails("InvalidKeyUsageException", "encrypt", "--key-id", id, "--plaintext", "fileb://"+plain)
 	a.fails("InvalidKeyUsageException", "generate-data-key", "--key-id", id, "--key-spec", "AES_256")
 	a.fails("InvalidCiphertextException", "decrypt", "--key-id", id, "--ciphertext-blob", "fileb://"+filepath.Join(a.dir, "ct-RSAES_OAEP_SHA_1"), "--encryption-algorithm", "RSAES_OAEP_SHA_256")
+}
+
+// TestAWSCLIGrants gives a principal whose policy allows nothing the use
+// of a key with create-grant, sees it encrypt with the grant token and
+// decrypt, list-grants show the grant, the retiring principal retire it
+// and the principal be denied again; revoke-grant removes another.
+func TestAWSCLIGrants(t *testing.T) {
+	requireTool(t, "aws", "awscli")
+	s := newSandbox(t)
+	srv := s.startDev(t.TempDir())
+	root := awsCLI{s: s, srv: srv, dir: t.TempDir()}
+	p := decode[struct{ AccessKeyId, SecretAccessKey, Arn string }](t, s.run(srv.clientEnv(), "--output", "json", "principal", "create", "grantee", "--allow", "kms:ListKeys=*"))
+	if !strings.HasSuffix(p.Arn, ":user/"+p.AccessKeyId) {
+		t.Fatalf("principal create: Arn %q", p.Arn)
+	}
+	app := awsCLI{s: s, srv: srv, dir: root.dir, creds: []string{p.AccessKeyId, p.SecretAccessKey}}
+	id := root.must("create-key")["KeyMetadata"].(map[string]any)["KeyId"].(string)
+	plain := root.write("plain", []byte("granted"))
+	app.fails("AccessDeniedException", "encrypt", "--key-id", id, "--plaintext", "fileb://"+plain)
+
+	g := root.must("create-grant", "--key-id", id, "--grantee-principal", p.Arn, "--retiring-principal", p.Arn,
+		"--operations", "Encrypt", "Decrypt", "--constraints", "EncryptionContextSubset={app=billing}")
+	token, _ := g["GrantToken"].(string)
+	grantID, _ := g["GrantId"].(string)
+	if token == "" || len(grantID) != 64 {
+		t.Fatalf("create-grant: %v", g)
+	}
+	enc := app.must("encrypt", "--key-id", id, "--plaintext", "fileb://"+plain, "--encryption-context", "app=billing", "--grant-tokens", token)
+	blob := root.write("blob", b64(t, enc["CiphertextBlob"]))
+	dec := app.must("decrypt", "--ciphertext-blob", "fileb://"+blob, "--encryption-context", "app=billing")
+	if got := b64(t, dec["Plaintext"]); string(got) != "granted" {
+		t.Fatalf("decrypt by the grant: %q", got)
+	}
+	app.fails("AccessDeniedException", "encrypt", "--key-id", id, "--plaintext", "fileb://"+plain, "--encryption-context", "app=other")
+	list := root.must("list-grants", "--key-id", id)
+	if grants, _ := list["Grants"].([]any); len(grants) != 1 || grants[0].(map[string]any)["GrantId"] != grantID {
+		t.Fatalf("list-grants: %v", list)
+	}
+	r := app.run("retire-grant", "--grant-token", token)
+	if r.code != 0 {
+		t.Fatalf("retire-grant by the retiring principal: %v", r)
+	}
+	app.fails("AccessDeniedException", "decrypt", "--ciphertext-blob", "fileb://"+blob, "--encryption-context", "app=billing")
+
+	g2 := root.must("create-grant", "--key-id", id, "--grantee-principal", p.Arn, "--operations", "GenerateDataKey")
+	if r := root.run("revoke-grant", "--key-id", id, "--grant-id", g2["GrantId"].(string)); r.code != 0 {
+		t.Fatalf("revoke-grant: %v", r)
+	}
+	if grants, _ := root.must("list-grants", "--key-id", id)["Grants"].([]any); len(grants) != 0 {
+		t.Fatalf("grants left: %v", grants)
+	}
+	root.fails("NotFoundException", "revoke-grant", "--key-id", id, "--grant-id", g2["GrantId"].(string))
+	root.fails("InvalidGrantIdException", "revoke-grant", "--key-id", id, "--grant-id", "not-an-id")
 }
