@@ -94,6 +94,7 @@ type PairUsage int
 const (
 	PairSign    PairUsage = iota // sign and verify
 	PairEncrypt                  // encrypt and decrypt (RSA only)
+	pairUnwrap                   // the private half unwraps imported key material (RSA only)
 )
 
 // CreateKeyPair generates a signing key pair of spec inside the token: the
@@ -114,8 +115,8 @@ func (t *Token) createKeyPair(ctx context.Context, id ObjectID, label string, sp
 	if len(label) == 0 || len(label) > MaxLabel {
 		return nil, invalidInput(op, "label must be 1 to %d bytes", MaxLabel)
 	}
-	sign, crypt := usage == PairSign, usage == PairEncrypt
-	if crypt {
+	sign, crypt, unwrap := usage == PairSign, usage == PairEncrypt, usage == pairUnwrap
+	if crypt || unwrap {
 		if spec != RSA2048 && spec != RSA3072 && spec != RSA4096 {
 			return nil, invalidInput(op, "%s key pairs cannot encrypt", spec)
 		}
@@ -146,7 +147,7 @@ func (t *Token) createKeyPair(ctx context.Context, id ObjectID, label string, sp
 		pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_SIGN, sign),
 		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, crypt),
-		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, unwrap),
 		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false),
 	}, common...)

@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"bytes"
 	"encoding/asn1"
 	"fmt"
 	"slices"
@@ -12,29 +13,34 @@ import (
 // Capabilities says which of the mechanisms hsmkms uses the token offers
 // with the flags it needs.
 type Capabilities struct {
-	AESKeyGen     bool `json:"aes_key_gen"`     // CKM_AES_KEY_GEN: master keys
-	AESGCM        bool `json:"aes_gcm"`         // CKM_AES_GCM encrypt+decrypt: aes-gcm data keys, Encrypt
-	AESKeyWrap    bool `json:"aes_key_wrap"`    // CKM_AES_KEY_WRAP wrap+unwrap: aes-kw data keys
-	GenericKeyGen bool `json:"generic_key_gen"` // CKM_GENERIC_SECRET_KEY_GEN: aes-kw data keys
-	RNG           bool `json:"rng"`             // the token has a random number generator
-	ECKeyGen      bool `json:"ec_key_gen"`      // CKM_EC_KEY_PAIR_GEN
-	ECDSA         bool `json:"ecdsa"`           // CKM_ECDSA sign+verify
-	RSAKeyGen     bool `json:"rsa_key_gen"`     // CKM_RSA_PKCS_KEY_PAIR_GEN
-	RSAPKCS       bool `json:"rsa_pkcs"`        // CKM_RSA_PKCS sign+verify
-	RSAPSS        bool `json:"rsa_pss"`         // CKM_RSA_PKCS_PSS sign+verify
-	AESCBCPad     bool `json:"aes_cbc_pad"`     // CKM_AES_CBC_PAD encrypt+decrypt: the portable mechanism
-	HMACSHA256    bool `json:"hmac_sha256"`     // CKM_SHA256_HMAC sign+verify: the portable mechanism's MAC, HMAC_256 keys
-	HMACSHA224    bool `json:"hmac_sha224"`     // CKM_SHA224_HMAC sign+verify: HMAC_224 keys
-	HMACSHA384    bool `json:"hmac_sha384"`     // CKM_SHA384_HMAC sign+verify: HMAC_384 keys
-	HMACSHA512    bool `json:"hmac_sha512"`     // CKM_SHA512_HMAC sign+verify: HMAC_512 keys
-	RSAOAEP       bool `json:"rsa_oaep"`        // CKM_RSA_PKCS_OAEP encrypt+decrypt: RSA encryption keys
-	RSAX509       bool `json:"rsa_x509"`        // CKM_RSA_X_509 decrypt: RSAES_OAEP_SHA_256 where OAEP takes only SHA-1
+	AESKeyGen     bool `json:"aes_key_gen"`      // CKM_AES_KEY_GEN: master keys
+	AESGCM        bool `json:"aes_gcm"`          // CKM_AES_GCM encrypt+decrypt: aes-gcm data keys, Encrypt
+	AESKeyWrap    bool `json:"aes_key_wrap"`     // CKM_AES_KEY_WRAP wrap+unwrap: aes-kw data keys
+	GenericKeyGen bool `json:"generic_key_gen"`  // CKM_GENERIC_SECRET_KEY_GEN: aes-kw data keys
+	RNG           bool `json:"rng"`              // the token has a random number generator
+	ECKeyGen      bool `json:"ec_key_gen"`       // CKM_EC_KEY_PAIR_GEN
+	ECDSA         bool `json:"ecdsa"`            // CKM_ECDSA sign+verify
+	RSAKeyGen     bool `json:"rsa_key_gen"`      // CKM_RSA_PKCS_KEY_PAIR_GEN
+	RSAPKCS       bool `json:"rsa_pkcs"`         // CKM_RSA_PKCS sign+verify
+	RSAPSS        bool `json:"rsa_pss"`          // CKM_RSA_PKCS_PSS sign+verify
+	AESCBCPad     bool `json:"aes_cbc_pad"`      // CKM_AES_CBC_PAD encrypt+decrypt: the portable mechanism
+	HMACSHA256    bool `json:"hmac_sha256"`      // CKM_SHA256_HMAC sign+verify: the portable mechanism's MAC, HMAC_256 keys
+	HMACSHA224    bool `json:"hmac_sha224"`      // CKM_SHA224_HMAC sign+verify: HMAC_224 keys
+	HMACSHA384    bool `json:"hmac_sha384"`      // CKM_SHA384_HMAC sign+verify: HMAC_384 keys
+	HMACSHA512    bool `json:"hmac_sha512"`      // CKM_SHA512_HMAC sign+verify: HMAC_512 keys
+	RSAOAEP       bool `json:"rsa_oaep"`         // CKM_RSA_PKCS_OAEP encrypt+decrypt: RSA encryption keys
+	RSAX509       bool `json:"rsa_x509"`         // CKM_RSA_X_509 decrypt: RSAES_OAEP_SHA_256 where OAEP takes only SHA-1
+	RSAAESKeyWrap bool `json:"rsa_aes_key_wrap"` // CKM_RSA_AES_KEY_WRAP unwrap: RSA_AES key import in one call
+	AESKeyWrapPad bool `json:"aes_key_wrap_pad"` // CKM_AES_KEY_WRAP_PAD wrap+unwrap: RSA_AES key import in two calls, imported HMAC keys' length
 	// Curves lists the named curves, beyond P-256 and P-384, the token
 	// made a key pair on in the self-test: "P-521", "secp256k1".
 	Curves []string `json:"curves,omitempty"`
 	// GCMFault says why a listed CKM_AES_GCM is not used: its self-test
 	// through C_Encrypt and C_Decrypt failed (AESGCM is then false).
 	GCMFault string `json:"aes_gcm_fault,omitempty"`
+	// KWPFault says why a listed CKM_AES_KEY_WRAP_PAD is not used: it
+	// is not RFC 5649 (AESKeyWrapPad is then false).
+	KWPFault string `json:"aes_key_wrap_pad_fault,omitempty"`
 	// ExtractFault says how the token let a sensitive, unextractable key
 	// out in the self-test at open ("" when it refused every attempt).
 	// hsmkms serve refuses such a token unless told it is for development.
@@ -75,6 +81,8 @@ var needs = []need{
 	{pkcs11.CKM_SHA512_HMAC, pkcs11.CKF_SIGN | pkcs11.CKF_VERIFY, "HMAC-SHA-512", func(c *Capabilities) { c.HMACSHA512 = true }},
 	{pkcs11.CKM_RSA_PKCS_OAEP, pkcs11.CKF_ENCRYPT | pkcs11.CKF_DECRYPT, "RSA OAEP encryption", func(c *Capabilities) { c.RSAOAEP = true }},
 	{pkcs11.CKM_RSA_X_509, pkcs11.CKF_DECRYPT, "raw RSA decryption", func(c *Capabilities) { c.RSAX509 = true }},
+	{pkcs11.CKM_RSA_AES_KEY_WRAP, pkcs11.CKF_UNWRAP, "RSA-AES key unwrap", func(c *Capabilities) { c.RSAAESKeyWrap = true }},
+	{pkcs11.CKM_AES_KEY_WRAP_PAD, pkcs11.CKF_WRAP | pkcs11.CKF_UNWRAP, "AES key wrap with padding", func(c *Capabilities) { c.AESKeyWrapPad = true }},
 }
 
 // probeCapabilities reads the token's mechanisms once, at open. It fails
@@ -236,7 +244,62 @@ func (t *Token) selfTest() error {
 	if t.caps.GenericKeyGen {
 		t.caps.GenericKeyMax = t.selfTestGenericMax(s)
 	}
+	if t.caps.AESKeyWrapPad {
+		if fault := t.selfTestKWP(s); fault != "" {
+			t.caps.AESKeyWrapPad, t.caps.KWPFault = false, fault
+			t.log.Warn("the token's CKM_AES_KEY_WRAP_PAD is not RFC 5649: RSA_AES key import needs CKM_RSA_AES_KEY_WRAP", "fault", fault)
+		}
+	}
 	return nil
+}
+
+// The RFC 5649 test vector (section 6, 20 octets of key data).
+var (
+	kwpVectorKEK     = []byte{0x58, 0x40, 0xdf, 0x6e, 0x29, 0xb0, 0x2a, 0xf1, 0xab, 0x49, 0x3b, 0x70, 0x5b, 0xf1, 0x6e, 0xa1, 0xae, 0x83, 0x38, 0xf4, 0xdc, 0xc1, 0x76, 0xa8}
+	kwpVectorKey     = []byte{0xc3, 0x7b, 0x7e, 0x64, 0x92, 0x58, 0x43, 0x40, 0xbe, 0xd1, 0x22, 0x07, 0x80, 0x89, 0x41, 0x15, 0x50, 0x68, 0xf7, 0x38}
+	kwpVectorWrapped = []byte{0x13, 0x8b, 0xde, 0xaa, 0x9b, 0x8f, 0xa7, 0xfc, 0x61, 0xf9, 0x77, 0x42, 0xe7, 0x22, 0x48, 0xee,
+		0x5a, 0xe6, 0xae, 0x53, 0x60, 0xd1, 0xae, 0x6a, 0x5f, 0x54, 0xf3, 0x73, 0xfa, 0x54, 0x3b, 0x6a}
+)
+
+// selfTestKWP unwraps RFC 5649's test vector under its KEK with
+// CKM_AES_KEY_WRAP_PAD, as session objects, and returns what differs from
+// the RFC's key ("" when nothing). Import unwraps what clients (openssl's
+// id-aes256-wrap-pad) wrap; NSS's softoken pads with PKCS #7 and wraps
+// with RFC 3394 under the same mechanism number. (SoftHSM2 2.6.1 unwraps
+// the RFC's vector, though its own C_WrapKey zero-pads the key first and
+// gives another blob.)
+func (t *Token) selfTestKWP(s pkcs11.SessionHandle) string {
+	kek, err := t.p.CreateObject(s, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE, kwpVectorKEK),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
+	})
+	if err != nil {
+		return "C_CreateObject of the test KEK: " + err.Error()
+	}
+	defer t.destroySessionKey(s, kek)
+	key, err := t.p.UnwrapKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_WRAP_PAD, nil)}, kek, kwpVectorWrapped,
+		[]*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
+			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false),
+			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
+		})
+	if err != nil {
+		return "C_UnwrapKey of the RFC 5649 test vector: " + err.Error()
+	}
+	defer t.destroySessionKey(s, key)
+	a, err := t.p.GetAttributeValue(s, key, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)})
+	if err != nil {
+		return "reading the unwrapped test key: " + err.Error()
+	}
+	if !bytes.Equal(a[0].Value, kwpVectorKey) {
+		return fmt.Sprintf("C_UnwrapKey of the RFC 5649 test vector gave %x, not %x", a[0].Value, kwpVectorKey)
+	}
+	return ""
 }
 
 // selfTestCurves returns the extra curves (extraCurves) the token makes a

@@ -124,7 +124,7 @@ func (t *Token) GenerateMAC(ctx context.Context, id ObjectID, alg MACAlgorithm, 
 	}
 	var mac []byte
 	err = t.do(ctx, op, hmacKey(id), nil, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
-		if err := t.checkMACKey(op, s, h, p); err != nil {
+		if err := t.checkMACKey(op, s, h, alg, p); err != nil {
 			return err
 		}
 		if err := t.p.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(p.mech, nil)}, h); err != nil {
@@ -158,7 +158,7 @@ func (t *Token) VerifyMAC(ctx context.Context, id ObjectID, alg MACAlgorithm, ms
 	}
 	var want []byte
 	err = t.do(ctx, op, hmacKey(id), nil, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
-		if err := t.checkMACKey(op, s, h, p); err != nil {
+		if err := t.checkMACKey(op, s, h, alg, p); err != nil {
 			return err
 		}
 		if err := t.p.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(p.mech, nil)}, h); err != nil {
@@ -178,18 +178,21 @@ func (t *Token) VerifyMAC(ctx context.Context, id ObjectID, alg MACAlgorithm, ms
 	return nil
 }
 
-// checkMACKey refuses a key shorter than alg's MAC: PKCS#11 tokens differ
-// on whether they allow it (SoftHSM2 refuses a key shorter than the hash
-// with CKR_KEY_SIZE_RANGE), and hsmkms never makes one.
-func (t *Token) checkMACKey(op string, s pkcs11.SessionHandle, h pkcs11.ObjectHandle, p macParams) error {
+// checkMACKey refuses a key of a length alg's keys never have: shorter
+// than its MAC (PKCS#11 tokens differ on whether they allow it; SoftHSM2
+// refuses a key shorter than the hash with CKR_KEY_SIZE_RANGE) or longer
+// than the hash's block. hsmkms makes keys as long as the MAC; imported
+// ones may be longer, as AWS KMS takes them.
+func (t *Token) checkMACKey(op string, s pkcs11.SessionHandle, h pkcs11.ObjectHandle, alg MACAlgorithm, p macParams) error {
 	a, err := t.p.GetAttributeValue(s, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, nil)})
 	if err != nil {
 		return err
 	}
 	// A key made with C_CreateObject may not report its length
 	// (openCryptoki 3.8 gives 0): only a known, wrong length is refused.
-	if n := int(attrUint(a[0].Value)); n != 0 && n != p.size {
-		return invalidInput(op, "the key is %d bytes; %s needs %d", n, MechanismName(p.mech), p.size)
+	lo, hi := ImportTarget{MAC: alg}.lengths()
+	if n := int(attrUint(a[0].Value)); n != 0 && (n < lo || n > hi) {
+		return invalidInput(op, "the key is %d bytes; %s takes %d to %d", n, MechanismName(p.mech), lo, hi)
 	}
 	return nil
 }

@@ -181,7 +181,7 @@ func TestHMACKeyStaysIn(t *testing.T) {
 		{"message too long", HMACSHA256, ids[HMACSHA256], make([]byte, MaxMACMessage+1), ErrInvalidInput},
 		{"unknown algorithm", "HMAC_MD5", ids[HMACSHA256], []byte("m"), ErrInvalidInput},
 		{"SHA-512 on a 256-bit key", HMACSHA512, ids[HMACSHA256], []byte("m"), ErrInvalidInput},
-		{"SHA-384 on a 512-bit key", HMACSHA384, ids[HMACSHA512], []byte("m"), ErrInvalidInput},
+		{"SHA-512 on a 384-bit key", HMACSHA512, ids[HMACSHA384], []byte("m"), ErrInvalidInput},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := f.count("SignInit") + f.count("VerifyInit")

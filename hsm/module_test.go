@@ -423,6 +423,9 @@ type listing struct {
 	// genericMax is the self-test's longest generic secret;
 	// TestGenericKeyMax checks it against the token.
 	genericMax int
+	// kwpFault is the self-test's verdict on a listed AES key wrap with
+	// padding: whether it is RFC 5649.
+	kwpFault string
 	// curves are the self-test's extra curves; TestCurvesSelfTestAgrees
 	// checks them against the token.
 	curves []string
@@ -438,7 +441,7 @@ func listed(t *testing.T, tok *Token, hide map[uint]bool) listing {
 		t.Fatalf("C_GetMechanismList: %v", err)
 	}
 	caps := tok.Capabilities()
-	l := listing{mechs: map[uint]uint{}, gcmFault: caps.GCMFault, extractFault: caps.ExtractFault, genericMax: caps.GenericKeyMax, curves: caps.Curves}
+	l := listing{mechs: map[uint]uint{}, gcmFault: caps.GCMFault, extractFault: caps.ExtractFault, genericMax: caps.GenericKeyMax, curves: caps.Curves, kwpFault: caps.KWPFault}
 	for _, m := range list {
 		if hide[m.Mechanism] {
 			continue
@@ -460,7 +463,8 @@ func listed(t *testing.T, tok *Token, hide map[uint]bool) listing {
 // has reports whether the listing has mech with every one of flags.
 func (l listing) has(n mechNeed) bool {
 	f, ok := l.mechs[n.mech]
-	return ok && f&n.flags == n.flags && !(n.mech == pkcs11.CKM_AES_GCM && l.gcmFault != "")
+	return ok && f&n.flags == n.flags && !(n.mech == pkcs11.CKM_AES_GCM && l.gcmFault != "") &&
+		!(n.mech == pkcs11.CKM_AES_KEY_WRAP_PAD && l.kwpFault != "")
 }
 
 // lacks returns the names of the mechanisms feature needs that l lacks
@@ -502,8 +506,11 @@ func (l listing) capabilities() Capabilities {
 		HMACSHA512:    h(pkcs11.CKM_SHA512_HMAC, pkcs11.CKF_SIGN|pkcs11.CKF_VERIFY),
 		RSAOAEP:       h(pkcs11.CKM_RSA_PKCS_OAEP, pkcs11.CKF_ENCRYPT|pkcs11.CKF_DECRYPT),
 		RSAX509:       h(pkcs11.CKM_RSA_X_509, pkcs11.CKF_DECRYPT),
+		RSAAESKeyWrap: h(pkcs11.CKM_RSA_AES_KEY_WRAP, pkcs11.CKF_UNWRAP),
+		AESKeyWrapPad: h(pkcs11.CKM_AES_KEY_WRAP_PAD, pkcs11.CKF_WRAP|pkcs11.CKF_UNWRAP),
 		Curves:        l.ecCurves(),
 		GCMFault:      l.gcmFault,
+		KWPFault:      l.kwpFault,
 		ExtractFault:  l.extractFault,
 		GenericKeyMax: l.genericKeyMax(),
 	}

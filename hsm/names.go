@@ -117,6 +117,7 @@ var mechanismNames = map[uint]string{
 	pkcs11.CKM_AES_CMAC:               "CKM_AES_CMAC",
 	pkcs11.CKM_AES_KEY_WRAP:           "CKM_AES_KEY_WRAP",
 	pkcs11.CKM_AES_KEY_WRAP_PAD:       "CKM_AES_KEY_WRAP_PAD",
+	pkcs11.CKM_RSA_AES_KEY_WRAP:       "CKM_RSA_AES_KEY_WRAP",
 	ckmAESKeyWrapKWP:                  "CKM_AES_KEY_WRAP_KWP",
 }
 

@@ -10,6 +10,12 @@ import (
 func (k Key) Clone() Key {
 	k.Tags = maps.Clone(k.Tags)
 	k.Aliases = slices.Clone(k.Aliases)
+	k.KeyCheck = slices.Clone(k.KeyCheck)
+	if k.Import != nil {
+		im := *k.Import
+		im.TokenHash = slices.Clone(im.TokenHash)
+		k.Import = &im
+	}
 	return k
 }
 

@@ -144,6 +144,9 @@ const (
 	KeyDisabled        KeyState = "Disabled"
 	KeyPendingDeletion KeyState = "PendingDeletion"
 	KeyDeleted         KeyState = "Deleted"
+	// KeyPendingImport is a key of Origin EXTERNAL without key material:
+	// not imported yet, deleted, or expired.
+	KeyPendingImport KeyState = "PendingImport"
 )
 
 // Key is a logical KMS key.
@@ -176,6 +179,30 @@ type Key struct {
 	RotationEnabled    bool      `json:"rotation_enabled,omitempty"`
 	RotationPeriodDays int       `json:"rotation_period_days,omitempty"`
 	NextRotation       time.Time `json:"next_rotation,omitzero"`
+	// Origin is "" (AWS_KMS: the token made the material) or EXTERNAL.
+	Origin string `json:"origin,omitempty"`
+	// ExpirationModel and ValidTo are those of imported material
+	// (KEY_MATERIAL_EXPIRES or KEY_MATERIAL_DOES_NOT_EXPIRE).
+	ExpirationModel string    `json:"expiration_model,omitempty"`
+	ValidTo         time.Time `json:"valid_to,omitzero"`
+	// KeyCheck identifies the material first imported (a value computed
+	// from it on the token): only the same material is imported again.
+	KeyCheck []byte `json:"key_check,omitempty"`
+	// Import is the outstanding import: its wrapping key pair and token.
+	Import *ImportParams `json:"import,omitempty"`
+}
+
+// ImportParams are what GetParametersForImport gave out for a key.
+type ImportParams struct {
+	// WrappingKey is the CKA_ID of the RSA key pair the material is
+	// wrapped under, of WrappingSpec.
+	WrappingKey  [16]byte `json:"wrapping_key"`
+	WrappingSpec string   `json:"wrapping_spec"`
+	Algorithm    string   `json:"algorithm"`
+	// TokenHash is the SHA-256 of the import token; the token itself is
+	// the caller's.
+	TokenHash []byte    `json:"token_hash"`
+	ValidTo   time.Time `json:"valid_to"`
 }
 
 // VersionState is a key version's state.

@@ -23,6 +23,15 @@ func normKey(k store.Key) store.Key {
 	}
 	k.CreatedAt, k.DeletionDate = normTime(k.CreatedAt), normTime(k.DeletionDate)
 	k.DeletedAt, k.NextRotation = normTime(k.DeletedAt), normTime(k.NextRotation)
+	k.ValidTo = normTime(k.ValidTo)
+	if len(k.KeyCheck) == 0 {
+		k.KeyCheck = nil
+	}
+	if k.Import != nil {
+		im := *k.Import
+		im.ValidTo = normTime(im.ValidTo)
+		k.Import = &im
+	}
 	return k
 }
 

@@ -96,13 +96,21 @@ func createKey(t *testing.T, s store.Store, k store.Key) store.Key {
 
 // newKey is a key with every field set; variant changes the mutable ones.
 func newKey(id string, variant int) store.Key {
-	return store.Key{
+	k := store.Key{
 		ID: id, Spec: "SYMMETRIC_DEFAULT", Usage: "ENCRYPT_DECRYPT", Mechanism: "aes-gcm",
 		Description: "key " + id, Tags: map[string]string{"team": "a", "v": string(rune('0' + variant))},
 		State: store.KeyEnabled, CreatedAt: at(0), CurrentVersion: uint32(variant + 1), LatestVersion: uint32(variant + 2),
 		DeletionDate: at(30 + variant), DeletedAt: at(60), RotationEnabled: variant%2 == 0,
 		RotationPeriodDays: 365 + variant, NextRotation: at(365 + variant),
 	}
+	if variant%2 == 1 {
+		// An imported key with an outstanding import.
+		k.Origin, k.ExpirationModel, k.ValidTo = "EXTERNAL", "KEY_MATERIAL_EXPIRES", at(90+variant)
+		k.KeyCheck = []byte{1, 2, byte(variant)}
+		k.Import = &store.ImportParams{WrappingKey: [16]byte{9, byte(variant)}, WrappingSpec: "RSA_2048",
+			Algorithm: "RSAES_OAEP_SHA_1", TokenHash: []byte{7, 7, byte(variant)}, ValidTo: at(1 + variant)}
+	}
+	return k
 }
 
 // newVersion is a version with every field set.
