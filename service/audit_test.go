@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -84,6 +87,7 @@ var serviceActions = []string{
 	"kms:ListAliases", "kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt", "kms:GenerateDataKey",
 	"kms:GenerateDataKeyWithoutPlaintext", "kms:GenerateRandom", "kms:Sign", "kms:Verify",
 	"kms:GenerateMac", "kms:VerifyMac", "kms:GetPublicKey",
+	"kms:GetParametersForImport", "kms:ImportKeyMaterial", "kms:DeleteImportedKeyMaterial",
 	"kms:CreateGrant", "kms:ListGrants", "kms:ListRetirableGrants", "kms:RetireGrant", "kms:RevokeGrant", "kms:TagResource", "kms:UntagResource", "kms:ListResourceTags",
 }
 
@@ -141,6 +145,11 @@ func TestAuditOneRecordPerOperation(t *testing.T) {
 		return g.GrantId
 	}
 	revokeID, retireID := newGrant(), newGrant()
+	ext, err := f.svc.CreateKey(ctx, CreateKeyInput{Origin: "EXTERNAL"})
+	must(err)
+	byok := ext.KeyMetadata.KeyId
+	var importToken []byte
+	var wrapped []byte
 
 	s := f.svc
 	A, N := auditAdmin, auditNobody
@@ -510,6 +519,48 @@ func TestAuditOneRecordPerOperation(t *testing.T) {
 				_, err := s.Decrypt(c, DecryptInput{KeyId: rsaKey, CiphertextBlob: rsaCT.CiphertextBlob, EncryptionAlgorithm: "RSAES_OAEP_SHA_1"})
 				return err
 			}},
+
+		{name: "GetParametersForImport", who: A, action: "kms:GetParametersForImport", outcome: al, keyID: byok,
+			call: func(c context.Context) error {
+				p, err := s.GetParametersForImport(c, GetParametersForImportInput{KeyId: byok, WrappingAlgorithm: "RSAES_OAEP_SHA_1", WrappingKeySpec: "RSA_2048"})
+				if err == nil {
+					importToken = p.ImportToken
+					pub, _ := x509.ParsePKIXPublicKey(p.PublicKey)
+					wrapped, err = rsa.EncryptOAEP(sha1.New(), rand.Reader, pub.(*rsa.PublicKey), bytes.Repeat([]byte{1}, 32), nil)
+				}
+				return err
+			}},
+		{name: "GetParametersForImport", who: N, action: "kms:GetParametersForImport", outcome: dn, errType: CodeAccessDenied, keyID: byok,
+			call: func(c context.Context) error {
+				_, err := s.GetParametersForImport(c, GetParametersForImportInput{KeyId: byok, WrappingAlgorithm: "RSAES_OAEP_SHA_1", WrappingKeySpec: "RSA_2048"})
+				return err
+			}},
+		{name: "GetParametersForImport of a key hsmkms made", who: A, action: "kms:GetParametersForImport", outcome: fl, errType: CodeUnsupported, keyID: sym,
+			call: func(c context.Context) error {
+				_, err := s.GetParametersForImport(c, GetParametersForImportInput{KeyId: sym, WrappingAlgorithm: "RSAES_OAEP_SHA_1", WrappingKeySpec: "RSA_2048"})
+				return err
+			}},
+		{name: "ImportKeyMaterial", who: N, action: "kms:ImportKeyMaterial", outcome: dn, errType: CodeAccessDenied, keyID: byok,
+			call: func(c context.Context) error {
+				_, err := s.ImportKeyMaterial(c, ImportKeyMaterialInput{KeyId: byok, ImportToken: importToken, EncryptedKeyMaterial: wrapped, ExpirationModel: "KEY_MATERIAL_DOES_NOT_EXPIRE"})
+				return err
+			}},
+		{name: "ImportKeyMaterial", who: A, action: "kms:ImportKeyMaterial", outcome: al, keyID: byok, version: 1,
+			call: func(c context.Context) error {
+				_, err := s.ImportKeyMaterial(c, ImportKeyMaterialInput{KeyId: byok, ImportToken: importToken, EncryptedKeyMaterial: wrapped, ExpirationModel: "KEY_MATERIAL_DOES_NOT_EXPIRE"})
+				return err
+			}},
+		{name: "ImportKeyMaterial replayed token", who: A, action: "kms:ImportKeyMaterial", outcome: fl, errType: CodeInvalidImportToken, keyID: byok,
+			call: func(c context.Context) error {
+				_, err := s.ImportKeyMaterial(c, ImportKeyMaterialInput{KeyId: byok, ImportToken: importToken, EncryptedKeyMaterial: wrapped, ExpirationModel: "KEY_MATERIAL_DOES_NOT_EXPIRE"})
+				return err
+			}},
+		{name: "DeleteImportedKeyMaterial", who: N, action: "kms:DeleteImportedKeyMaterial", outcome: dn, errType: CodeAccessDenied, keyID: byok,
+			call: func(c context.Context) error { return s.DeleteImportedKeyMaterial(c, KeyIDInput{KeyId: byok}) }},
+		{name: "DeleteImportedKeyMaterial", who: A, action: "kms:DeleteImportedKeyMaterial", outcome: al, keyID: byok,
+			call: func(c context.Context) error { return s.DeleteImportedKeyMaterial(c, KeyIDInput{KeyId: byok}) }},
+		{name: "DeleteImportedKeyMaterial of a key hsmkms made", who: A, action: "kms:DeleteImportedKeyMaterial", outcome: fl, errType: CodeUnsupported, keyID: sym,
+			call: func(c context.Context) error { return s.DeleteImportedKeyMaterial(c, KeyIDInput{KeyId: sym}) }},
 
 		{name: "CreateGrant", who: A, action: "kms:CreateGrant", outcome: al, keyID: sym,
 			call: func(c context.Context) error {

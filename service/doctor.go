@@ -56,6 +56,9 @@ func (s *Service) CheckConsistency(ctx context.Context) ([]Inconsistency, error)
 			err = verr
 			return
 		}
+		if k.Import != nil {
+			known[string(k.Import.WrappingKey[:])] = true
+		}
 		portable := k.Mechanism == ciphertext.AESCBCHMAC.String()
 		for _, v := range vs {
 			known[string(v.ObjectID[:])] = true

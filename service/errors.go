@@ -14,25 +14,28 @@ type Code string
 // The error types the key service returns. The API layer maps each to its
 // HTTP status once; nothing else in the service knows about HTTP.
 const (
-	CodeNotFound          Code = "NotFoundException"
-	CodeDisabled          Code = "DisabledException"
-	CodeInvalidState      Code = "KMSInvalidStateException"
-	CodeAlreadyExists     Code = "AlreadyExistsException"
-	CodeInvalidCipher     Code = "InvalidCiphertextException"
-	CodeIncorrectKey      Code = "IncorrectKeyException"
-	CodeInvalidKeyUsage   Code = "InvalidKeyUsageException"
-	CodeInvalidSignature  Code = "KMSInvalidSignatureException"
-	CodeInvalidMac        Code = "KMSInvalidMacException"
-	CodeInvalidGrantToken Code = "InvalidGrantTokenException"
-	CodeInvalidGrantID    Code = "InvalidGrantIdException"
-	CodeValidation        Code = "ValidationException"
-	CodeAccessDenied      Code = "AccessDeniedException"
-	CodeInvalidAliasName  Code = "InvalidAliasNameException"
-	CodeInvalidArn        Code = "InvalidArnException"
-	CodeLimitExceeded     Code = "LimitExceededException"
-	CodeInvalidMarker     Code = "InvalidMarkerException"
-	CodeUnsupported       Code = "UnsupportedOperationException"
-	CodeInternal          Code = "KMSInternalException"
+	CodeNotFound             Code = "NotFoundException"
+	CodeDisabled             Code = "DisabledException"
+	CodeInvalidState         Code = "KMSInvalidStateException"
+	CodeAlreadyExists        Code = "AlreadyExistsException"
+	CodeInvalidCipher        Code = "InvalidCiphertextException"
+	CodeIncorrectKey         Code = "IncorrectKeyException"
+	CodeInvalidKeyUsage      Code = "InvalidKeyUsageException"
+	CodeInvalidSignature     Code = "KMSInvalidSignatureException"
+	CodeInvalidMac           Code = "KMSInvalidMacException"
+	CodeInvalidGrantToken    Code = "InvalidGrantTokenException"
+	CodeInvalidGrantID       Code = "InvalidGrantIdException"
+	CodeInvalidImportToken   Code = "InvalidImportTokenException"
+	CodeExpiredImportToken   Code = "ExpiredImportTokenException"
+	CodeIncorrectKeyMaterial Code = "IncorrectKeyMaterialException"
+	CodeValidation           Code = "ValidationException"
+	CodeAccessDenied         Code = "AccessDeniedException"
+	CodeInvalidAliasName     Code = "InvalidAliasNameException"
+	CodeInvalidArn           Code = "InvalidArnException"
+	CodeLimitExceeded        Code = "LimitExceededException"
+	CodeInvalidMarker        Code = "InvalidMarkerException"
+	CodeUnsupported          Code = "UnsupportedOperationException"
+	CodeInternal             Code = "KMSInternalException"
 	// CodeDependency is what hsmkms answers while the HSM is unavailable:
 	// AWS SDKs model it and retry it.
 	CodeDependency Code = "DependencyTimeoutException"
@@ -64,27 +67,30 @@ func (e *Error) Is(target error) bool {
 
 // Sentinels for errors.Is; each matches every Error of its Code.
 var (
-	ErrNotFound          = &Error{Code: CodeNotFound}
-	ErrDisabled          = &Error{Code: CodeDisabled}
-	ErrInvalidState      = &Error{Code: CodeInvalidState}
-	ErrAlreadyExists     = &Error{Code: CodeAlreadyExists}
-	ErrInvalidCipher     = &Error{Code: CodeInvalidCipher}
-	ErrIncorrectKey      = &Error{Code: CodeIncorrectKey}
-	ErrInvalidKeyUsage   = &Error{Code: CodeInvalidKeyUsage}
-	ErrInvalidSignature  = &Error{Code: CodeInvalidSignature}
-	ErrInvalidMac        = &Error{Code: CodeInvalidMac}
-	ErrInvalidGrantToken = &Error{Code: CodeInvalidGrantToken}
-	ErrInvalidGrantID    = &Error{Code: CodeInvalidGrantID}
-	ErrValidation        = &Error{Code: CodeValidation}
-	ErrAccessDenied      = &Error{Code: CodeAccessDenied}
-	ErrInvalidAliasName  = &Error{Code: CodeInvalidAliasName}
-	ErrInvalidArn        = &Error{Code: CodeInvalidArn}
-	ErrLimitExceeded     = &Error{Code: CodeLimitExceeded}
-	ErrInvalidMarker     = &Error{Code: CodeInvalidMarker}
-	ErrUnsupported       = &Error{Code: CodeUnsupported}
-	ErrInternal          = &Error{Code: CodeInternal}
-	ErrDependency        = &Error{Code: CodeDependency}
-	ErrCancelled         = &Error{Code: CodeCancelled}
+	ErrNotFound             = &Error{Code: CodeNotFound}
+	ErrDisabled             = &Error{Code: CodeDisabled}
+	ErrInvalidState         = &Error{Code: CodeInvalidState}
+	ErrAlreadyExists        = &Error{Code: CodeAlreadyExists}
+	ErrInvalidCipher        = &Error{Code: CodeInvalidCipher}
+	ErrIncorrectKey         = &Error{Code: CodeIncorrectKey}
+	ErrInvalidKeyUsage      = &Error{Code: CodeInvalidKeyUsage}
+	ErrInvalidSignature     = &Error{Code: CodeInvalidSignature}
+	ErrInvalidMac           = &Error{Code: CodeInvalidMac}
+	ErrInvalidGrantToken    = &Error{Code: CodeInvalidGrantToken}
+	ErrInvalidGrantID       = &Error{Code: CodeInvalidGrantID}
+	ErrInvalidImportToken   = &Error{Code: CodeInvalidImportToken}
+	ErrExpiredImportToken   = &Error{Code: CodeExpiredImportToken}
+	ErrIncorrectKeyMaterial = &Error{Code: CodeIncorrectKeyMaterial}
+	ErrValidation           = &Error{Code: CodeValidation}
+	ErrAccessDenied         = &Error{Code: CodeAccessDenied}
+	ErrInvalidAliasName     = &Error{Code: CodeInvalidAliasName}
+	ErrInvalidArn           = &Error{Code: CodeInvalidArn}
+	ErrLimitExceeded        = &Error{Code: CodeLimitExceeded}
+	ErrInvalidMarker        = &Error{Code: CodeInvalidMarker}
+	ErrUnsupported          = &Error{Code: CodeUnsupported}
+	ErrInternal             = &Error{Code: CodeInternal}
+	ErrDependency           = &Error{Code: CodeDependency}
+	ErrCancelled            = &Error{Code: CodeCancelled}
 )
 
 func newErr(code Code, format string, args ...any) *Error {

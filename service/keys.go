@@ -96,6 +96,14 @@ func (s *Service) CreateKey(ctx context.Context, in CreateKeyInput) (out KeyOutp
 		return out, err
 	}
 	o.rec.KeyID = k.ID
+	if k.Origin == originExternal {
+		// No material until ImportKeyMaterial brings it.
+		err := s.store.Update(ctx, func(tx store.Tx) error { _, err := tx.PutKey(k); return err })
+		if err != nil {
+			return out, storeErr(err)
+		}
+		return KeyOutput{KeyMetadata: s.metadata(k)}, nil
+	}
 	if k, err = s.createKey(ctx, k); err != nil {
 		return out, err
 	}
@@ -124,8 +132,12 @@ func (s *Service) newKeyRecord(in CreateKeyInput) (store.Key, error) {
 		return store.Key{}, newErr(CodeValidation, "KeyUsage %s is not valid for KeySpec %s", usage, spec)
 	}
 	switch {
-	case in.Origin != "" && in.Origin != "AWS_KMS":
-		return store.Key{}, newErr(CodeUnsupported, "Origin %s is not supported: hsmkms makes key material inside its HSM", in.Origin)
+	case in.Origin == originExternal:
+		if why := importable(spec, ks); why != "" {
+			return store.Key{}, newErr(CodeUnsupported, "%s", why)
+		}
+	case in.Origin != "" && in.Origin != originAWS:
+		return store.Key{}, newErr(CodeUnsupported, "Origin %s is not supported: hsmkms makes key material inside its HSM, or imports it (EXTERNAL)", in.Origin)
 	case in.MultiRegion:
 		return store.Key{}, newErr(CodeUnsupported, "multi-Region keys are not supported")
 	case in.Policy != "":
@@ -141,7 +153,7 @@ func (s *Service) newKeyRecord(in CreateKeyInput) (store.Key, error) {
 	if err != nil {
 		return store.Key{}, err
 	}
-	return store.Key{
+	k := store.Key{
 		ID:          uuid.NewString(),
 		Spec:        spec,
 		Usage:       usage,
@@ -150,7 +162,14 @@ func (s *Service) newKeyRecord(in CreateKeyInput) (store.Key, error) {
 		Tags:        tags,
 		State:       store.KeyCreating,
 		CreatedAt:   s.now().UTC(),
-	}, nil
+	}
+	if in.Origin == originExternal {
+		if spec == SpecSymmetric && mech != ciphertext.AESGCM.String() {
+			return store.Key{}, newErr(CodeUnsupported, "imported key material is used with aes-gcm only, not %s", mech)
+		}
+		k.Origin, k.State = originExternal, store.KeyPendingImport
+	}
+	return k, nil
 }
 
 func specNames() string {
@@ -392,7 +411,7 @@ func (s *Service) metadata(k store.Key) KeyMetadata {
 		Description:           k.Description,
 		KeyUsage:              k.Usage,
 		KeyState:              string(k.State),
-		Origin:                "AWS_KMS",
+		Origin:                originAWS,
 		KeyManager:            "CUSTOMER",
 		CustomerMasterKeySpec: k.Spec,
 		KeySpec:               k.Spec,
@@ -400,6 +419,15 @@ func (s *Service) metadata(k store.Key) KeyMetadata {
 		SigningAlgorithms:     sign,
 		MacAlgorithms:         mac,
 		HsmkmsMechanism:       k.Mechanism,
+	}
+	if k.Origin == originExternal {
+		m.Origin, m.ExpirationModel = originExternal, k.ExpirationModel
+		if k.ExpirationModel == expires {
+			m.ValidTo = epoch(k.ValidTo)
+		}
+		if s.expired(k) && k.State != store.KeyPendingDeletion {
+			m.KeyState, m.Enabled = string(store.KeyPendingImport), false
+		}
 	}
 	if k.State == store.KeyPendingDeletion {
 		m.DeletionDate = epoch(k.DeletionDate)
@@ -527,8 +555,11 @@ func (s *Service) setEnabled(ctx context.Context, action, ident string, to store
 	o := s.begin(ctx, action)
 	defer func() { err = o.end(err) }()
 	return s.updateKey(ctx, o, ident, func(k *store.Key) error {
-		if k.State == store.KeyPendingDeletion {
+		switch k.State {
+		case store.KeyPendingDeletion:
 			return newErr(CodeInvalidState, "%s is pending deletion.", s.keyARN(k.ID))
+		case store.KeyPendingImport:
+			return newErr(CodeInvalidState, "%s is pending import.", s.keyARN(k.ID))
 		}
 		k.State = to
 		return nil

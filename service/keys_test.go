@@ -794,6 +794,17 @@ var ksOps = []ksOp{
 		_, err := s.GetPublicKey(ctx, KeyIDInput{KeyId: id})
 		return err
 	}},
+	{"kms:GetParametersForImport", true, func(ctx context.Context, s *Service, id string, _ *ksAuthzEnv) error {
+		_, err := s.GetParametersForImport(ctx, GetParametersForImportInput{KeyId: id, WrappingAlgorithm: "RSAES_OAEP_SHA_1", WrappingKeySpec: "RSA_2048"})
+		return err
+	}},
+	{"kms:ImportKeyMaterial", true, func(ctx context.Context, s *Service, id string, _ *ksAuthzEnv) error {
+		_, err := s.ImportKeyMaterial(ctx, ImportKeyMaterialInput{KeyId: id, ImportToken: []byte("t"), EncryptedKeyMaterial: []byte("m"), ExpirationModel: "KEY_MATERIAL_DOES_NOT_EXPIRE"})
+		return err
+	}},
+	{"kms:DeleteImportedKeyMaterial", true, func(ctx context.Context, s *Service, id string, _ *ksAuthzEnv) error {
+		return s.DeleteImportedKeyMaterial(ctx, KeyIDInput{KeyId: id})
+	}},
 	{"kms:CreateGrant", true, func(ctx context.Context, s *Service, id string, e *ksAuthzEnv) error {
 		_, err := s.CreateGrant(ctx, CreateGrantInput{KeyId: id, GranteePrincipal: e.grantee, Operations: []string{"Encrypt"}})
 		return err

@@ -86,6 +86,7 @@ func (s *Service) deleteDueKeys(ctx context.Context) error {
 // token objects and marks its versions destroyed. Destroying is idempotent:
 // a crash in between is finished by finishDeletion at the next run.
 func (s *Service) deleteKey(ctx context.Context, id string) error {
+	var wrapping *store.ImportParams
 	err := s.store.Update(ctx, func(tx store.Tx) error {
 		k, err := tx.Key(id)
 		if err != nil {
@@ -99,12 +100,16 @@ func (s *Service) deleteKey(ctx context.Context, id string) error {
 				return err
 			}
 		}
-		k.State, k.DeletedAt, k.Aliases, k.CurrentVersion = store.KeyDeleted, s.now().UTC(), nil, 0
+		wrapping = k.Import
+		k.State, k.DeletedAt, k.Aliases, k.CurrentVersion, k.Import = store.KeyDeleted, s.now().UTC(), nil, 0, nil
 		_, err = tx.PutKey(k)
 		return err
 	})
 	if err != nil {
 		return err
+	}
+	if wrapping != nil {
+		s.destroyWrappingKey(ctx, id, wrapping.WrappingKey)
 	}
 	return s.finishDeletion(ctx, id)
 }

@@ -111,8 +111,13 @@ func (s *Service) usable(k store.Key, usage string) error {
 		return newErr(CodeDisabled, "%s is disabled.", s.keyARN(k.ID))
 	case store.KeyPendingDeletion:
 		return newErr(CodeInvalidState, "%s is pending deletion.", s.keyARN(k.ID))
+	case store.KeyPendingImport:
+		return newErr(CodeInvalidState, "%s is pending import.", s.keyARN(k.ID))
 	default:
 		return newErr(CodeInvalidState, "%s is %s.", s.keyARN(k.ID), k.State)
+	}
+	if s.expired(k) {
+		return newErr(CodeInvalidState, "%s is pending import.", s.keyARN(k.ID))
 	}
 	if k.Usage != usage {
 		return newErr(CodeInvalidKeyUsage, "%s key usage is %s which is not valid for this operation.", s.keyARN(k.ID), k.Usage)

@@ -91,6 +91,9 @@ func (s *Service) rotateIf(ctx context.Context, keyID, rotationType string, clai
 }
 
 func (s *Service) rotatable(k store.Key) error {
+	if k.Origin == originExternal {
+		return newErr(CodeUnsupported, "%s origin is EXTERNAL which is not valid for this operation.", s.keyARN(k.ID))
+	}
 	if k.State != store.KeyEnabled {
 		if err := s.usable(k, k.Usage); err != nil {
 			return err

@@ -129,7 +129,7 @@ func RaiseSealCounts(ctx context.Context, st store.Store, atLeast uint64) (int, 
 			return err
 		}
 		for _, k := range keys {
-			if k.Spec != SpecSymmetric || k.State == store.KeyDeleted || k.State == store.KeyCreating {
+			if k.Spec != SpecSymmetric || k.State == store.KeyDeleted || k.State == store.KeyCreating || k.State == store.KeyPendingImport {
 				continue
 			}
 			vs, err := tx.Versions(k.ID)

@@ -42,6 +42,10 @@ type HSM interface {
 	DecryptOAEP(ctx context.Context, id hsm.ObjectID, alg hsm.EncryptionAlgorithm, ciphertext []byte) ([]byte, error)
 	GenerateMAC(ctx context.Context, id hsm.ObjectID, alg hsm.MACAlgorithm, msg []byte) ([]byte, error)
 	VerifyMAC(ctx context.Context, id hsm.ObjectID, alg hsm.MACAlgorithm, msg, mac []byte) error
+	CreateWrappingKeyPair(ctx context.Context, id hsm.ObjectID, label string, spec hsm.KeySpec) (crypto.PublicKey, error)
+	CheckUnwrap(ctx context.Context, id hsm.ObjectID, alg hsm.WrappingAlgorithm) error
+	ImportKey(ctx context.Context, wrapping hsm.ObjectID, alg hsm.WrappingAlgorithm, wrapped []byte, id hsm.ObjectID, label string, target hsm.ImportTarget) error
+	KeyCheckValue(ctx context.Context, id hsm.ObjectID, target hsm.ImportTarget) ([]byte, error)
 	Health() hsm.Health
 }
 
@@ -255,7 +259,8 @@ func (s *Service) Close() {
 }
 
 // RunMaintenance carries out what is due now: key deletions whose waiting
-// period ended, and automatic rotations.
+// period ended, automatic rotations, and the deletion of imported key
+// material whose ValidTo passed.
 func (s *Service) RunMaintenance(ctx context.Context) error {
-	return errors.Join(s.deleteDueKeys(ctx), s.rotateDueKeys(ctx))
+	return errors.Join(s.deleteDueKeys(ctx), s.rotateDueKeys(ctx), s.expireImportedKeys(ctx))
 }

@@ -56,6 +56,8 @@ type KeyMetadata struct {
 	DeletionDate                *EpochTime `json:"DeletionDate,omitempty"`
 	PendingDeletionWindowInDays int        `json:"PendingDeletionWindowInDays,omitempty"`
 	Origin                      string     `json:"Origin"`
+	ExpirationModel             string     `json:"ExpirationModel,omitempty"`
+	ValidTo                     *EpochTime `json:"ValidTo,omitempty"`
 	KeyManager                  string     `json:"KeyManager"`
 	CustomerMasterKeySpec       string     `json:"CustomerMasterKeySpec"`
 	KeySpec                     string     `json:"KeySpec"`

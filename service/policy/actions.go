@@ -67,6 +67,13 @@ const (
 	ActionGenerateMac = "kms:GenerateMac"
 	// ActionVerifyMac is the action of VerifyMac.
 	ActionVerifyMac = "kms:VerifyMac"
+	// ActionGetParametersForImport is the action of GetParametersForImport.
+	ActionGetParametersForImport = "kms:GetParametersForImport"
+	// ActionImportKeyMaterial is the action of ImportKeyMaterial.
+	ActionImportKeyMaterial = "kms:ImportKeyMaterial"
+	// ActionDeleteImportedKeyMaterial is the action of
+	// DeleteImportedKeyMaterial.
+	ActionDeleteImportedKeyMaterial = "kms:DeleteImportedKeyMaterial"
 	// ActionCreateGrant is the action of CreateGrant.
 	ActionCreateGrant = "kms:CreateGrant"
 	// ActionListGrants is the action of ListGrants.
@@ -139,6 +146,7 @@ var knownActions = [...]string{
 	ActionEncrypt, ActionDecrypt, ActionReEncryptFrom, ActionReEncryptTo,
 	ActionGenerateDataKey, ActionGenerateDataKeyWithoutPlaintext,
 	ActionGenerateRandom, ActionSign, ActionVerify, ActionGenerateMac, ActionVerifyMac, ActionGetPublicKey,
+	ActionGetParametersForImport, ActionImportKeyMaterial, ActionDeleteImportedKeyMaterial,
 	ActionCreateGrant, ActionListGrants, ActionListRetirableGrants, ActionRetireGrant, ActionRevokeGrant,
 	ActionTagResource, ActionUntagResource, ActionListResourceTags,
 	ActionCreatePrincipal, ActionListPrincipals, ActionDeletePrincipal,

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
@@ -330,6 +331,57 @@ func TestSDKOperations(t *testing.T) {
 		var usage *types.InvalidKeyUsageException
 		if !errors.As(err, &usage) {
 			t.Fatalf("GenerateMac with the wrong algorithm: %v, want a *types.InvalidKeyUsageException", err)
+		}
+	})
+
+	t.Run("key import", func(t *testing.T) {
+		ctx := t.Context()
+		ck, err := c.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternal})
+		if err != nil || ck.KeyMetadata.KeyState != types.KeyStatePendingImport || ck.KeyMetadata.Origin != types.OriginTypeExternal {
+			t.Fatalf("CreateKey EXTERNAL = %+v, %v", ck, err)
+		}
+		id := ck.KeyMetadata.KeyId
+		p, err := c.GetParametersForImport(ctx, &kms.GetParametersForImportInput{KeyId: id,
+			WrappingAlgorithm: types.AlgorithmSpecRsaesOaepSha1, WrappingKeySpec: types.WrappingKeySpecRsa2048})
+		if err != nil || p.ParametersValidTo == nil || time.Until(*p.ParametersValidTo) < 23*time.Hour {
+			t.Fatalf("GetParametersForImport = %+v, %v", p, err)
+		}
+		pub, err := x509.ParsePKIXPublicKey(p.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		material := bytes.Repeat([]byte{0x2b}, 32)
+		wrapped, err := rsa.EncryptOAEP(sha1.New(), rand.Reader, pub.(*rsa.PublicKey), material, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		validTo := time.Now().Add(30 * 24 * time.Hour).Truncate(time.Second)
+		if _, err := c.ImportKeyMaterial(ctx, &kms.ImportKeyMaterialInput{KeyId: id, ImportToken: p.ImportToken,
+			EncryptedKeyMaterial: wrapped, ExpirationModel: types.ExpirationModelTypeKeyMaterialExpires, ValidTo: &validTo}); err != nil {
+			t.Fatalf("ImportKeyMaterial: %v", err)
+		}
+		d, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: id})
+		if err != nil || d.KeyMetadata.KeyState != types.KeyStateEnabled || d.KeyMetadata.ValidTo == nil || !d.KeyMetadata.ValidTo.Equal(validTo) ||
+			d.KeyMetadata.ExpirationModel != types.ExpirationModelTypeKeyMaterialExpires {
+			t.Fatalf("DescribeKey after the import = %+v, %v", d, err)
+		}
+		enc, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: id, Plaintext: []byte("byok")})
+		if err != nil {
+			t.Fatalf("Encrypt: %v", err)
+		}
+		_, err = c.ImportKeyMaterial(ctx, &kms.ImportKeyMaterialInput{KeyId: id, ImportToken: p.ImportToken,
+			EncryptedKeyMaterial: wrapped, ExpirationModel: types.ExpirationModelTypeKeyMaterialDoesNotExpire})
+		var replay *types.InvalidImportTokenException
+		if !errors.As(err, &replay) {
+			t.Fatalf("a replayed import token: %v, want *types.InvalidImportTokenException", err)
+		}
+		if _, err := c.DeleteImportedKeyMaterial(ctx, &kms.DeleteImportedKeyMaterialInput{KeyId: id}); err != nil {
+			t.Fatalf("DeleteImportedKeyMaterial: %v", err)
+		}
+		_, err = c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob})
+		var state *types.KMSInvalidStateException
+		if !errors.As(err, &state) {
+			t.Fatalf("Decrypt after DeleteImportedKeyMaterial: %v, want *types.KMSInvalidStateException", err)
 		}
 	})
 

@@ -23,6 +23,7 @@ func TestCloneSharesNothing(t *testing.T) {
 		{"Alias", func(v any) any { return v.(Alias).Clone() }, Alias{}},
 		{"Principal", func(v any) any { return v.(Principal).Clone() }, Principal{}},
 		{"XKSStore", func(v any) any { return v.(XKSStore).Clone() }, XKSStore{}},
+		{"Grant", func(v any) any { return v.(Grant).Clone() }, Grant{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			orig := reflect.New(reflect.TypeOf(tc.zero)).Elem()
@@ -76,6 +77,10 @@ func fill(v reflect.Value) {
 				fill(v.Field(i))
 			}
 		}
+	case reflect.Pointer:
+		p := reflect.New(v.Type().Elem())
+		fill(p.Elem())
+		v.Set(p)
 	default:
 		panic("fill: no test value for a field of kind " + v.Kind().String() + ": teach fill and Clone about it")
 	}
@@ -105,6 +110,13 @@ func shared(a, b reflect.Value, path string) []string {
 	case reflect.Array:
 		for i := range a.Len() {
 			out = append(out, shared(a.Index(i), b.Index(i), path+"[i]")...)
+		}
+	case reflect.Pointer:
+		if !a.IsNil() && a.Pointer() == b.Pointer() {
+			out = append(out, path)
+		}
+		if !a.IsNil() && !b.IsNil() {
+			out = append(out, shared(a.Elem(), b.Elem(), path+".*")...)
 		}
 	case reflect.Struct:
 		if a.Type() == reflect.TypeFor[time.Time]() {
