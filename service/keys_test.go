@@ -363,7 +363,7 @@ func TestCreateKeyInvalid(t *testing.T) {
 		{"unknown spec", CreateKeyInput{KeySpec: "AES_256"}, ErrValidation, `KeySpec "AES_256" is not supported; use one of ` + specs},
 		{"SM2 spec", CreateKeyInput{KeySpec: "SM2"}, ErrValidation, `KeySpec "SM2" is not supported; use one of ` + specs},
 		{"unknown deprecated spec", CreateKeyInput{CustomerMasterKeySpec: "ECC_NIST_P192"}, ErrValidation, ""},
-		{"Origin EXTERNAL", CreateKeyInput{Origin: "EXTERNAL"}, ErrUnsupported, "Origin EXTERNAL is not supported: hsmkms makes key material inside its HSM"},
+		{"Origin EXTERNAL for an ECC key", CreateKeyInput{Origin: "EXTERNAL", KeySpec: "ECC_NIST_P384"}, ErrUnsupported, "importing key material for ECC_NIST_P384 keys is not supported: hsmkms imports SYMMETRIC_DEFAULT and HMAC key material"},
 		{"Origin AWS_CLOUDHSM", CreateKeyInput{Origin: "AWS_CLOUDHSM"}, ErrUnsupported, ""},
 		{"MultiRegion", CreateKeyInput{MultiRegion: true}, ErrUnsupported, "multi-Region keys are not supported"},
 		{"key policy", CreateKeyInput{Policy: `{"Version":"2012-10-17"}`}, ErrUnsupported, "key policies are not supported: access is granted by principals' policies"},
