@@ -3,9 +3,11 @@ package tests
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -210,4 +212,132 @@ func TestAWSCLIGrants(t *testing.T) {
 	}
 	root.fails("NotFoundException", "revoke-grant", "--key-id", id, "--grant-id", g2["GrantId"].(string))
 	root.fails("InvalidGrantIdException", "revoke-grant", "--key-id", id, "--grant-id", "not-an-id")
+}
+
+// TestAWSCLIImportKeyMaterial follows the flow AWS documents for importing
+// key material with the aws CLI and openssl: create-key --origin EXTERNAL,
+// get-parameters-for-import, openssl rand and pkeyutl (RSAES_OAEP_SHA_1),
+// import-key-material; then openssl enc -id-aes256-wrap-pad for
+// RSA_AES_KEY_WRAP_SHA_1. The imported key encrypts, refuses a replayed
+// token, goes PendingImport after delete-imported-key-material and comes
+// back with the same material only. pkcs11-tool sees the imported object
+// sensitive and unextractable, and doctor finds the token consistent.
+// RSAES_OAEP_SHA_256 works end to end, or, on a token whose C_UnwrapKey
+// takes OAEP with SHA-1 only (SoftHSM2 2.6.1), is refused up front.
+func TestAWSCLIImportKeyMaterial(t *testing.T) {
+	requireTool(t, "aws", "awscli")
+	requireTool(t, "openssl", "openssl")
+	requireTool(t, "pkcs11-tool", "opensc")
+	s := newSandbox(t)
+	devDir := filepath.Join(t.TempDir(), "dev")
+	srv := s.startDev(devDir)
+	a := awsCLI{s: s, srv: srv, dir: t.TempDir()}
+	file := func(name string) string { return filepath.Join(a.dir, name) }
+	openssl := func(args ...string) {
+		t.Helper()
+		if r := s.exec(runOpts{dir: a.dir}, "openssl", args...); r.code != 0 {
+			t.Fatalf("openssl %s: %v", strings.Join(args, " "), r)
+		}
+	}
+	params := func(id, alg string) (pub, token string) {
+		t.Helper()
+		p := a.must("get-parameters-for-import", "--key-id", id, "--wrapping-algorithm", alg, "--wrapping-key-spec", "RSA_2048")
+		return a.write("WrappingPublicKey.bin", b64(t, p["PublicKey"])), a.write("ImportToken.bin", b64(t, p["ImportToken"]))
+	}
+
+	meta := a.must("create-key", "--origin", "EXTERNAL")["KeyMetadata"].(map[string]any)
+	id := meta["KeyId"].(string)
+	if meta["KeyState"] != "PendingImport" || meta["Origin"] != "EXTERNAL" {
+		t.Fatalf("create-key --origin EXTERNAL: %v", meta)
+	}
+	pub, token := params(id, "RSAES_OAEP_SHA_1")
+	openssl("rand", "-out", file("PlaintextKeyMaterial.bin"), "32")
+	openssl("pkeyutl", "-encrypt", "-in", file("PlaintextKeyMaterial.bin"), "-out", file("EncryptedKeyMaterial.bin"),
+		"-inkey", pub, "-keyform", "DER", "-pubin", "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha1")
+	importArgs := []string{"import-key-material", "--key-id", id, "--encrypted-key-material", "fileb://" + file("EncryptedKeyMaterial.bin"),
+		"--import-token", "fileb://" + token, "--expiration-model", "KEY_MATERIAL_DOES_NOT_EXPIRE"}
+	if r := a.run(importArgs...); r.code != 0 {
+		t.Fatalf("import-key-material: %v", r)
+	}
+	if m := a.must("describe-key", "--key-id", id)["KeyMetadata"].(map[string]any); m["KeyState"] != "Enabled" || m["ExpirationModel"] != "KEY_MATERIAL_DOES_NOT_EXPIRE" {
+		t.Fatalf("after import-key-material: %v", m)
+	}
+	plain := a.write("plain", []byte("bring your own key"))
+	blob := a.write("blob", b64(t, a.must("encrypt", "--key-id", id, "--plaintext", "fileb://"+plain)["CiphertextBlob"]))
+	a.fails("InvalidImportTokenException", importArgs...)
+
+	if r := a.run("delete-imported-key-material", "--key-id", id); r.code != 0 {
+		t.Fatalf("delete-imported-key-material: %v", r)
+	}
+	a.fails("KMSInvalidStateException", "decrypt", "--ciphertext-blob", "fileb://"+blob)
+
+	// Other material is refused; the same material, wrapped with
+	// RSA_AES_KEY_WRAP_SHA_1 this time, brings the key back.
+	pub, token = params(id, "RSA_AES_KEY_WRAP_SHA_1")
+	openssl("rand", "-out", file("other.bin"), "32")
+	openssl("pkeyutl", "-encrypt", "-in", file("other.bin"), "-out", file("other-wrapped.bin"),
+		"-inkey", pub, "-keyform", "DER", "-pubin", "-pkeyopt", "rsa_padding_mode:oaep")
+	a.fails("InvalidCiphertextException", "import-key-material", "--key-id", id, "--encrypted-key-material", "fileb://"+file("other-wrapped.bin"),
+		"--import-token", "fileb://"+token, "--expiration-model", "KEY_MATERIAL_DOES_NOT_EXPIRE")
+	openssl("rand", "-out", file("aes-key.bin"), "32")
+	aesKey, err := os.ReadFile(file("aes-key.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	openssl("enc", "-id-aes256-wrap-pad", "-K", hex.EncodeToString(aesKey), "-iv", "A65959A6",
+		"-in", file("PlaintextKeyMaterial.bin"), "-out", file("key-material-wrapped.bin"))
+	openssl("pkeyutl", "-encrypt", "-in", file("aes-key.bin"), "-out", file("aes-key-wrapped.bin"),
+		"-inkey", pub, "-keyform", "DER", "-pubin", "-pkeyopt", "rsa_padding_mode:oaep")
+	aesWrapped, _ := os.ReadFile(file("aes-key-wrapped.bin"))
+	materialWrapped, _ := os.ReadFile(file("key-material-wrapped.bin"))
+	a.write("RSAAESWrapped.bin", append(aesWrapped, materialWrapped...))
+	if r := a.run("import-key-material", "--key-id", id, "--encrypted-key-material", "fileb://"+file("RSAAESWrapped.bin"),
+		"--import-token", "fileb://"+token, "--expiration-model", "KEY_MATERIAL_DOES_NOT_EXPIRE"); r.code != 0 {
+		t.Fatalf("import-key-material RSA_AES_KEY_WRAP_SHA_1: %v", r)
+	}
+	if got := b64(t, a.must("decrypt", "--ciphertext-blob", "fileb://"+blob)["Plaintext"]); string(got) != "bring your own key" {
+		t.Fatalf("decrypt after the re-import: %q", got)
+	}
+
+	// RSAES_OAEP_SHA_256, the algorithm of AWS's own example.
+	id256 := a.must("create-key", "--origin", "EXTERNAL")["KeyMetadata"].(map[string]any)["KeyId"].(string)
+	r := a.run("get-parameters-for-import", "--key-id", id256, "--wrapping-algorithm", "RSAES_OAEP_SHA_256", "--wrapping-key-spec", "RSA_2048")
+	if r.code != 0 {
+		if !strings.Contains(r.stderr, "(UnsupportedOperationException)") || !strings.Contains(r.stderr, "SHA-256") {
+			t.Fatalf("get-parameters-for-import RSAES_OAEP_SHA_256: %v", r)
+		}
+	} else {
+		pub, token := params(id256, "RSAES_OAEP_SHA_256")
+		openssl("pkeyutl", "-encrypt", "-in", file("PlaintextKeyMaterial.bin"), "-out", file("wrapped256.bin"), "-inkey", pub, "-keyform", "DER", "-pubin",
+			"-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256")
+		if r := a.run("import-key-material", "--key-id", id256, "--encrypted-key-material", "fileb://"+file("wrapped256.bin"),
+			"--import-token", "fileb://"+token, "--expiration-model", "KEY_MATERIAL_DOES_NOT_EXPIRE"); r.code != 0 {
+			t.Fatalf("import-key-material RSAES_OAEP_SHA_256: %v", r)
+		}
+	}
+	srv.Stop()
+
+	out := pkcs11Tool(s, devDir, "--list-objects")
+	label := "hsmkms/" + id + "/v1"
+	found := false
+	for _, o := range parseObjects(out.stdout) {
+		if o.attrs["label"] != label {
+			continue
+		}
+		found = true
+		access := strings.Split(o.attrs["Access"], ", ")
+		// SoftHSM2 records no length for an unwrapped key; an imported key
+		// was never "always sensitive" (it came from outside).
+		if !strings.HasPrefix(o.heading, "Secret Key Object; AES") || !slices.Contains(access, "sensitive") || slices.Contains(access, "extractable") {
+			t.Errorf("the imported key on the token: %q, Access: %s", o.heading, o.attrs["Access"])
+		}
+	}
+	if !found {
+		t.Fatalf("no object labelled %s on the token:\n%s", label, out.stdout)
+	}
+	rep := decode[doctorReport](t, s.run(devTokenEnv(devDir), "--output", "json", "doctor", "--pkcs11-module", softhsmModule(t),
+		"--token-label", devLabel, "--data-dir", filepath.Join(devDir, "data")))
+	if !rep.OK || len(rep.Inconsistencies) != 0 {
+		t.Fatalf("doctor after imports: %+v", rep)
+	}
 }
