@@ -156,6 +156,19 @@ func TestAWSCLIRSAEncryption(t *testing.T) {
 			t.Fatalf("decrypt of the aws CLI's %s ciphertext: %q", c.alg, got)
 		}
 	}
+	// re-encrypt from the RSA key to a symmetric one and back.
+	sym := a.must("create-key")["KeyMetadata"].(map[string]any)["KeyId"].(string)
+	re := a.must("re-encrypt", "--ciphertext-blob", "fileb://"+filepath.Join(a.dir, "ct-RSAES_OAEP_SHA_256"), "--source-key-id", id,
+		"--source-encryption-algorithm", "RSAES_OAEP_SHA_256", "--destination-key-id", sym)
+	if re["SourceEncryptionAlgorithm"] != "RSAES_OAEP_SHA_256" || re["DestinationEncryptionAlgorithm"] != "SYMMETRIC_DEFAULT" {
+		t.Fatalf("re-encrypt: %v", re)
+	}
+	symBlob := a.write("sym-blob", b64(t, re["CiphertextBlob"]))
+	back := a.write("back", b64(t, a.must("re-encrypt", "--ciphertext-blob", "fileb://"+symBlob, "--destination-key-id", id,
+		"--destination-encryption-algorithm", "RSAES_OAEP_SHA_1")["CiphertextBlob"]))
+	if got := b64(t, a.must("decrypt", "--key-id", id, "--ciphertext-blob", "fileb://"+back, "--encryption-algorithm", "RSAES_OAEP_SHA_1")["Plaintext"]); string(got) != "encrypted offline with openssl" {
+		t.Fatalf("after two re-encrypts: %q", got)
+	}
 	a.fails("InvalidKeyUsageException", "encrypt", "--key-id", id, "--plaintext", "fileb://"+plain)
 	a.fails("InvalidKeyUsageException", "generate-data-key", "--key-id", id, "--key-spec", "AES_256")
 	a.fails("InvalidCiphertextException", "decrypt", "--key-id", id, "--ciphertext-blob", "fileb://"+filepath.Join(a.dir, "ct-RSAES_OAEP_SHA_1"), "--encryption-algorithm", "RSAES_OAEP_SHA_256")
@@ -196,6 +209,9 @@ func TestAWSCLIGrants(t *testing.T) {
 	list := root.must("list-grants", "--key-id", id)
 	if grants, _ := list["Grants"].([]any); len(grants) != 1 || grants[0].(map[string]any)["GrantId"] != grantID {
 		t.Fatalf("list-grants: %v", list)
+	}
+	if rg := root.must("list-retirable-grants", "--retiring-principal", p.Arn); len(rg["Grants"].([]any)) != 1 {
+		t.Fatalf("list-retirable-grants: %v", rg)
 	}
 	r := app.run("retire-grant", "--grant-token", token)
 	if r.code != 0 {
@@ -339,5 +355,33 @@ func TestAWSCLIImportKeyMaterial(t *testing.T) {
 		"--token-label", devLabel, "--data-dir", filepath.Join(devDir, "data")))
 	if !rep.OK || len(rep.Inconsistencies) != 0 {
 		t.Fatalf("doctor after imports: %+v", rep)
+	}
+}
+
+// TestAWSCLINewCurves signs with ECC_NIST_P521 and ECC_SECG_P256K1 keys
+// through the aws CLI and has openssl verify the signatures with the
+// public keys get-public-key returns.
+func TestAWSCLINewCurves(t *testing.T) {
+	requireTool(t, "aws", "awscli")
+	requireTool(t, "openssl", "openssl")
+	s := newSandbox(t)
+	srv := s.startDev(t.TempDir())
+	a := awsCLI{s: s, srv: srv, dir: t.TempDir()}
+	msg := a.write("msg", []byte("signed through the aws CLI"))
+	for _, c := range []struct{ spec, alg, dgst string }{
+		{"ECC_NIST_P521", "ECDSA_SHA_512", "-sha512"},
+		{"ECC_SECG_P256K1", "ECDSA_SHA_256", "-sha256"},
+	} {
+		id := a.must("create-key", "--key-spec", c.spec, "--key-usage", "SIGN_VERIFY")["KeyMetadata"].(map[string]any)["KeyId"].(string)
+		sig := a.write("sig-"+c.spec, b64(t, a.must("sign", "--key-id", id, "--message", "fileb://"+msg, "--message-type", "RAW",
+			"--signing-algorithm", c.alg)["Signature"]))
+		pub := a.write("pub-"+c.spec+".der", b64(t, a.must("get-public-key", "--key-id", id)["PublicKey"]))
+		r := s.exec(runOpts{dir: a.dir}, "openssl", "dgst", c.dgst, "-verify", pub, "-keyform", "DER", "-signature", sig, msg)
+		if r.code != 0 || !strings.Contains(r.stdout, "Verified OK") {
+			t.Fatalf("%s: openssl does not verify the signature: %v", c.spec, r)
+		}
+		if v := a.must("verify", "--key-id", id, "--message", "fileb://"+msg, "--signature", "fileb://"+sig, "--signing-algorithm", c.alg); v["SignatureValid"] != true {
+			t.Fatalf("%s: verify: %v", c.spec, v)
+		}
 	}
 }
