@@ -122,8 +122,13 @@ func (t *Token) GenerateMAC(ctx context.Context, id ObjectID, alg MACAlgorithm, 
 	if err := checkMACMessage(op, msg); err != nil {
 		return nil, err
 	}
+	return t.computeMAC(ctx, op, id, alg, p, msg)
+}
+
+// computeMAC has the token compute the HMAC of msg under the key id.
+func (t *Token) computeMAC(ctx context.Context, op string, id ObjectID, alg MACAlgorithm, p macParams, msg []byte) ([]byte, error) {
 	var mac []byte
-	err = t.do(ctx, op, hmacKey(id), nil, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+	err := t.do(ctx, op, hmacKey(id), nil, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
 		if err := t.checkMACKey(op, s, h, alg, p); err != nil {
 			return err
 		}
@@ -156,18 +161,7 @@ func (t *Token) VerifyMAC(ctx context.Context, id ObjectID, alg MACAlgorithm, ms
 	if len(mac) != p.size {
 		return newError(op, ErrInvalidSignature, fmt.Errorf("%s MACs are %d bytes, got %d", alg, p.size, len(mac)))
 	}
-	var want []byte
-	err = t.do(ctx, op, hmacKey(id), nil, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
-		if err := t.checkMACKey(op, s, h, alg, p); err != nil {
-			return err
-		}
-		if err := t.p.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(p.mech, nil)}, h); err != nil {
-			return err
-		}
-		var err error
-		want, err = t.p.Sign(s, msg)
-		return err
-	})
+	want, err := t.computeMAC(ctx, op, id, alg, p, msg)
 	if err != nil {
 		return err
 	}

@@ -91,9 +91,7 @@ func (s *Service) openAsymmetric(ctx context.Context, o *op, action string, data
 		if err != nil {
 			return err
 		}
-		o.tx = tx
-		err = o.authorizeAs(action, &k, ref.alias)
-		o.tx = nil
+		err = o.authorizeIn(tx, action, &k, ref.alias)
 		if err != nil {
 			return err
 		}

@@ -111,6 +111,15 @@ func (o *op) authorize(k *store.Key, alias string) error {
 	return o.authorizeAs(o.rec.Action, k, alias)
 }
 
+// authorizeIn is authorizeAs within the transaction tx, which a grant
+// lookup then reads with: bolt must not open a second transaction in one
+// goroutine while a write transaction is open.
+func (o *op) authorizeIn(tx store.Tx, action string, k *store.Key, alias string) error {
+	o.tx = tx
+	defer func() { o.tx = nil }()
+	return o.authorizeAs(action, k, alias)
+}
+
 func (o *op) authorizeAs(action string, k *store.Key, alias string) error {
 	req := policy.Request{Action: action, Resources: []string{"*"}}
 	if k != nil {

@@ -70,9 +70,7 @@ func (s *Service) encryptionKey(ctx context.Context, o *op, ident string, asymme
 		if err != nil {
 			return err
 		}
-		o.tx = tx
-		err = o.authorize(&k, ref.alias)
-		o.tx = nil
+		err = o.authorizeIn(tx, o.rec.Action, &k, ref.alias)
 		if err != nil {
 			return err
 		}
@@ -355,9 +353,7 @@ func (s *Service) blobKey(ctx context.Context, o *op, action string, b ciphertex
 				return newErr(CodeIncorrectKey, "The key ID in the request does not identify a CMK that can perform this operation.")
 			}
 		}
-		o.tx = tx
-		err = o.authorizeAs(action, &k, given.alias)
-		o.tx = nil
+		err = o.authorizeIn(tx, action, &k, given.alias)
 		if err != nil {
 			return err
 		}

@@ -676,9 +676,7 @@ func (s *Service) RevokeGrant(ctx context.Context, in RevokeGrantInput) (err err
 		if err != nil {
 			return err
 		}
-		o.tx = tx
-		err = o.authorize(&k, ref.alias)
-		o.tx = nil
+		err = o.authorizeIn(tx, o.rec.Action, &k, ref.alias)
 		if err != nil {
 			return err
 		}
