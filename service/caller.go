@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/hsmkms/hsmkms/service/audit"
 	"github.com/hsmkms/hsmkms/service/policy"
@@ -153,8 +154,10 @@ func (o *op) decide(k *store.Key, reqs ...policy.Request) error {
 		return nil
 	}
 	if !d.Denied && k != nil && len(reqs) == 1 {
-		// No statement allows or denies: a grant may allow.
-		g, ok, err := o.grantFor(k, reqs[0].Action)
+		// No statement allows or denies: a grant may allow. The copies
+		// keep k and reqs, which the allowed path leaves on the stack,
+		// from escaping through the grant lookup.
+		g, ok, err := o.grantFor(strings.Clone(k.ID), strings.Clone(reqs[0].Action))
 		if err != nil {
 			return err
 		}

@@ -147,7 +147,7 @@ func (o *op) withGrantTokens(tokens []string) error {
 // the request's encryption context: first among the grants the request's
 // tokens name, then among the key's. It reads with o.tx when the caller
 // runs in a transaction, else in a read transaction of its own.
-func (o *op) grantFor(k *store.Key, action string) (store.Grant, bool, error) {
+func (o *op) grantFor(keyID, action string) (store.Grant, bool, error) {
 	name, ok := strings.CutPrefix(action, "kms:")
 	if _, grantable := grantOps[name]; !ok || !grantable {
 		return store.Grant{}, false, nil
@@ -155,7 +155,7 @@ func (o *op) grantFor(k *store.Key, action string) (store.Grant, bool, error) {
 	var found store.Grant
 	var hit bool
 	find := func(tx store.Tx) error {
-		g, ok, err := o.searchGrants(tx, k, name)
+		g, ok, err := o.searchGrants(tx, keyID, name)
 		found, hit = g, ok
 		return err
 	}
@@ -168,10 +168,10 @@ func (o *op) grantFor(k *store.Key, action string) (store.Grant, bool, error) {
 	return found, hit, err
 }
 
-func (o *op) searchGrants(tx store.Tx, k *store.Key, name string) (store.Grant, bool, error) {
+func (o *op) searchGrants(tx store.Tx, keyID, name string) (store.Grant, bool, error) {
 	grantee := o.s.principalARN(o.caller.AccessKeyID)
 	for _, ref := range o.grantRefs {
-		if !strings.HasPrefix(ref, k.ID+"/") {
+		if !strings.HasPrefix(ref, keyID+"/") {
 			continue
 		}
 		g, err := tx.Grant(ref)
@@ -185,7 +185,7 @@ func (o *op) searchGrants(tx store.Tx, k *store.Key, name string) (store.Grant, 
 			return g, true, nil
 		}
 	}
-	gs, err := keyGrants(tx, k.ID)
+	gs, err := keyGrants(tx, keyID)
 	if err != nil {
 		return store.Grant{}, false, err
 	}
