@@ -88,7 +88,8 @@ var serviceActions = []string{
 	"kms:GenerateDataKeyWithoutPlaintext", "kms:GenerateRandom", "kms:Sign", "kms:Verify",
 	"kms:GenerateMac", "kms:VerifyMac", "kms:GetPublicKey",
 	"kms:GetParametersForImport", "kms:ImportKeyMaterial", "kms:DeleteImportedKeyMaterial",
-	"kms:CreateGrant", "kms:ListGrants", "kms:ListRetirableGrants", "kms:RetireGrant", "kms:RevokeGrant", "kms:TagResource", "kms:UntagResource", "kms:ListResourceTags",
+	"kms:CreateGrant", "kms:ListGrants", "kms:ListRetirableGrants", "kms:RetireGrant", "kms:RevokeGrant",
+	"kms:UpdateKeyDescription", "kms:TagResource", "kms:UntagResource", "kms:ListResourceTags",
 }
 
 // TestAuditOneRecordPerOperation proves that every public operation writes
@@ -633,6 +634,18 @@ func TestAuditOneRecordPerOperation(t *testing.T) {
 		{name: "GetPublicKey symmetric", who: A, action: "kms:GetPublicKey", outcome: fl, errType: CodeUnsupported, keyID: sym,
 			call: func(c context.Context) error { _, err := s.GetPublicKey(c, KeyIDInput{KeyId: sym}); return err }},
 
+		{name: "UpdateKeyDescription", who: A, action: "kms:UpdateKeyDescription", outcome: al, keyID: sym,
+			call: func(c context.Context) error {
+				return s.UpdateKeyDescription(c, UpdateKeyDescriptionInput{KeyId: sym, Description: "audited"})
+			}},
+		{name: "UpdateKeyDescription", who: N, action: "kms:UpdateKeyDescription", outcome: dn, errType: CodeAccessDenied, keyID: sym,
+			call: func(c context.Context) error {
+				return s.UpdateKeyDescription(c, UpdateKeyDescriptionInput{KeyId: sym, Description: "x"})
+			}},
+		{name: "UpdateKeyDescription of 8193", who: A, action: "kms:UpdateKeyDescription", outcome: fl, errType: CodeValidation,
+			call: func(c context.Context) error {
+				return s.UpdateKeyDescription(c, UpdateKeyDescriptionInput{KeyId: sym, Description: strings.Repeat("d", 8193)})
+			}},
 		{name: "TagResource", who: A, action: "kms:TagResource", outcome: al, keyID: sym,
 			call: func(c context.Context) error {
 				return s.TagResource(c, TagResourceInput{KeyId: sym, Tags: []Tag{{TagKey: "team", TagValue: "audit"}}})

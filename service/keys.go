@@ -599,6 +599,27 @@ func (s *Service) taggable(k store.Key) error {
 	return nil
 }
 
+// UpdateKeyDescriptionInput is UpdateKeyDescription's request.
+type UpdateKeyDescriptionInput struct {
+	KeyId       string `json:"KeyId"`
+	Description string `json:"Description"`
+}
+
+// UpdateKeyDescription replaces a key's description (empty clears it).
+// AWS KMS allows it in every state but PendingDeletion's neighbours: here
+// any key that is not deleted.
+func (s *Service) UpdateKeyDescription(ctx context.Context, in UpdateKeyDescriptionInput) (err error) {
+	o := s.begin(ctx, "kms:UpdateKeyDescription")
+	defer func() { err = o.end(err) }()
+	if len(in.Description) > maxDescription {
+		return newErr(CodeValidation, "Description must be at most %d characters", maxDescription)
+	}
+	return s.updateKey(ctx, o, in.KeyId, func(k *store.Key) error {
+		k.Description = in.Description
+		return nil
+	})
+}
+
 // TagResource adds or replaces tags of a key.
 func (s *Service) TagResource(ctx context.Context, in TagResourceInput) (err error) {
 	o := s.begin(ctx, "kms:TagResource")

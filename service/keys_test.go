@@ -752,6 +752,9 @@ var ksOps = []ksOp{
 		_, err := s.ListAliases(ctx, ListAliasesInput{KeyId: id})
 		return err
 	}},
+	{"kms:UpdateKeyDescription", true, func(ctx context.Context, s *Service, id string, _ *ksAuthzEnv) error {
+		return s.UpdateKeyDescription(ctx, UpdateKeyDescriptionInput{KeyId: id, Description: "denied"})
+	}},
 	{"kms:TagResource", true, func(ctx context.Context, s *Service, id string, _ *ksAuthzEnv) error {
 		return s.TagResource(ctx, TagResourceInput{KeyId: id, Tags: []Tag{{TagKey: "denied", TagValue: "x"}}})
 	}},

@@ -48,6 +48,7 @@ var fuzzBodies = map[string]struct{ valid, invalid string }{
 	"GetParametersForImport":          {`{"KeyId":"alias/x","WrappingAlgorithm":"RSAES_OAEP_SHA_1","WrappingKeySpec":"RSA_2048"}`, `{"WrappingKeySpec":2048}`},
 	"ImportKeyMaterial":               {`{"KeyId":"alias/x","ImportToken":"SEtJMQ==","EncryptedKeyMaterial":"AAAA","ExpirationModel":"KEY_MATERIAL_EXPIRES","ValidTo":1893456000}`, `{"ValidTo":"tomorrow"}`},
 	"DeleteImportedKeyMaterial":       {`{"KeyId":"alias/x"}`, `{"KeyId":[]}`},
+	"UpdateKeyDescription":            {`{"KeyId":"alias/x","Description":"new"}`, `{"Description":7}`},
 	"CreateGrant":                     {`{"KeyId":"1234abcd-12ab-34cd-56ef-1234567890ab","GranteePrincipal":"arn:aws:iam::000000000000:user/AKIAAPP","Operations":["Decrypt"],"Constraints":{"EncryptionContextSubset":{"a":"b"}},"Name":"n"}`, `{"Operations":"Decrypt"}`},
 	"ListGrants":                      {`{"KeyId":"alias/x","Limit":10,"GrantId":"00"}`, `{"Limit":"10"}`},
 	"ListRetirableGrants":             {`{"RetiringPrincipal":"arn:aws:iam::000000000000:user/AKIAAPP","Limit":5}`, `{"RetiringPrincipal":1}`},

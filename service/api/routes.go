@@ -89,6 +89,7 @@ func routes() map[string]route {
 		kmsPrefix + "GenerateMac":                     data(call((*service.Service).GenerateMac)),
 		kmsPrefix + "VerifyMac":                       data(call((*service.Service).VerifyMac)),
 		kmsPrefix + "GetPublicKey":                    fast(call((*service.Service).GetPublicKey)),
+		kmsPrefix + "UpdateKeyDescription":            fast(callNoOutput((*service.Service).UpdateKeyDescription)),
 		kmsPrefix + "TagResource":                     fast(callNoOutput((*service.Service).TagResource)),
 		kmsPrefix + "UntagResource":                   fast(callNoOutput((*service.Service).UntagResource)),
 		kmsPrefix + "ListResourceTags":                fast(call((*service.Service).ListResourceTags)),

@@ -88,6 +88,8 @@ const (
 	ActionRevokeGrant = "kms:RevokeGrant"
 	// ActionGetPublicKey is the action of GetPublicKey.
 	ActionGetPublicKey = "kms:GetPublicKey"
+	// ActionUpdateKeyDescription is the action of UpdateKeyDescription.
+	ActionUpdateKeyDescription = "kms:UpdateKeyDescription"
 	// ActionTagResource is the action of TagResource.
 	ActionTagResource = "kms:TagResource"
 	// ActionUntagResource is the action of UntagResource.
@@ -148,7 +150,7 @@ var knownActions = [...]string{
 	ActionGenerateRandom, ActionSign, ActionVerify, ActionGenerateMac, ActionVerifyMac, ActionGetPublicKey,
 	ActionGetParametersForImport, ActionImportKeyMaterial, ActionDeleteImportedKeyMaterial,
 	ActionCreateGrant, ActionListGrants, ActionListRetirableGrants, ActionRetireGrant, ActionRevokeGrant,
-	ActionTagResource, ActionUntagResource, ActionListResourceTags,
+	ActionUpdateKeyDescription, ActionTagResource, ActionUntagResource, ActionListResourceTags,
 	ActionCreatePrincipal, ActionListPrincipals, ActionDeletePrincipal,
 	ActionGetTokenInfo, ActionBackupStore,
 	ActionCreateXksStore, ActionListXksStores, ActionDeleteXksStore, ActionUpdateXksStore,

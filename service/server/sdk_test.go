@@ -334,6 +334,17 @@ func TestSDKOperations(t *testing.T) {
 		}
 	})
 
+	t.Run("UpdateKeyDescription", func(t *testing.T) {
+		ctx := t.Context()
+		if _, err := c.UpdateKeyDescription(ctx, &kms.UpdateKeyDescriptionInput{KeyId: aws.String(keys.sym), Description: aws.String("renamed")}); err != nil {
+			t.Fatalf("UpdateKeyDescription: %v", err)
+		}
+		d, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(keys.sym)})
+		if err != nil || aws.ToString(d.KeyMetadata.Description) != "renamed" {
+			t.Fatalf("DescribeKey after UpdateKeyDescription = %+v, %v", d, err)
+		}
+	})
+
 	t.Run("key import", func(t *testing.T) {
 		ctx := t.Context()
 		ck, err := c.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternal})
