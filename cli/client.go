@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/hsmkms/hsmkms/service/api/adminclient"
 	"github.com/urfave/cli/v2"
@@ -37,8 +40,11 @@ func awsConfig(c *cli.Context) (aws.Config, error) {
 	if _, err := endpointURL(c.String("endpoint")); err != nil {
 		return aws.Config{}, err
 	}
+	// No EC2 instance metadata: hsmkms is on-prem, and missing credentials
+	// must say so (exit 3) rather than wait on 169.254.169.254 and be
+	// reported as a server that cannot be reached.
 	opts := []func(*config.LoadOptions) error{config.WithRegion(c.String("region")),
-		config.WithRetryer(noCertificateRetries)}
+		config.WithRetryer(noCertificateRetries), config.WithEC2IMDSClientEnableState(imds.ClientDisabled)}
 	ca, err := caBundle(c)
 	if err != nil {
 		return aws.Config{}, err
@@ -76,6 +82,14 @@ func credentialsFileOptions(c *cli.Context, file string) ([]func(*config.LoadOpt
 	profile := c.String("profile")
 	if profile == "" {
 		profile = "default"
+	}
+	if _, err := os.Stat(file); err != nil {
+		where := ""
+		if !filepath.IsAbs(file) {
+			wd, _ := os.Getwd()
+			where = " (a relative path is read from the current directory, " + wd + ")"
+		}
+		return nil, cli.Exit(fmt.Sprintf("hsmkms: --credentials-file %s: %v%s", file, errors.Unwrap(err), where), ExitAuth)
 	}
 	sc, err := config.LoadSharedConfigProfile(c.Context, profile, func(o *config.LoadSharedConfigOptions) {
 		o.CredentialsFiles, o.ConfigFiles = []string{file}, []string{}

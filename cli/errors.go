@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/hsmkms/hsmkms/hsm"
@@ -29,6 +30,10 @@ func exitCode(err error, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "hsmkms: the server's TLS certificate is not trusted (%v): give --ca-bundle FILE with the CA that signed it, or use the host name the certificate names\n", certificateCause(err))
 		return ExitUnavailable
 	}
+	if noCredentials(err) {
+		fmt.Fprintln(stderr, "hsmkms: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give --credentials-file or --profile")
+		return ExitAuth
+	}
 	fmt.Fprintf(stderr, "hsmkms: %v\n", err)
 	code := apiCode(err)
 	switch {
@@ -41,6 +46,15 @@ func exitCode(err error, stderr io.Writer) int {
 		return ExitUnavailable
 	}
 	return ExitError
+}
+
+// noCredentials reports a request the SDK did not send for want of
+// credentials. The SDK has no type for it: older versions fail signing
+// (v4.SigningError), newer ones resolving the identity ("get identity: get
+// credentials").
+func noCredentials(err error) bool {
+	var se *v4.SigningError
+	return errors.As(err, &se) || strings.Contains(err.Error(), "get identity: get credentials")
 }
 
 // authCodes are the error codes of a server that refuses the credentials

@@ -299,3 +299,33 @@ func TestCredentialsFileWins(t *testing.T) {
 		})
 	}
 }
+
+// TestCLIMissingCredentials: without credentials, or with a credentials
+// file that is not there, a command that needs the server exits 3 at once
+// and says what is missing; it never asks EC2 instance metadata, nor
+// blames the server.
+func TestCLIMissingCredentials(t *testing.T) {
+	s := newSandbox(t)
+	dir := t.TempDir()
+	endpoint := "http://127.0.0.1:" + freePort(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no credentials", []string{"key", "list", "--endpoint", endpoint},
+			"hsmkms: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give --credentials-file or --profile"},
+		{"a credentials file that is not there", []string{"key", "list", "--endpoint", endpoint, "--credentials-file", ".hsmkms/credentials"},
+			"hsmkms: --credentials-file .hsmkms/credentials: no such file or directory (a relative path is read from the current directory, " + dir + ")"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := s.exec(runOpts{dir: dir}, hsmkmsBin, tc.args...)
+			if r.code != 3 || strings.TrimSpace(r.stderr) != tc.want {
+				t.Fatalf("%v; want exit 3 and %q", r, tc.want)
+			}
+			if strings.Contains(r.stderr, "IMDS") || strings.Contains(r.stderr, "169.254") {
+				t.Fatalf("the CLI asked EC2 instance metadata: %v", r)
+			}
+		})
+	}
+}
