@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/urfave/cli/v2"
@@ -44,9 +45,23 @@ func New(stdout, stderr io.Writer) *cli.App {
 		// Errors, ExitCoders included, go back to the caller of Run: the
 		// default handler calls os.Exit inside Run, past Main's exitCode.
 		ExitErrHandler: func(*cli.Context, error) {},
+		Action:         unknownCommand,
 	}
 	setUsageError(app.Commands)
 	return app
+}
+
+// unknownCommand answers a command or subcommand hsmkms does not have with
+// one line and exit 2, and bare group commands with their help.
+func unknownCommand(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return cli.ShowSubcommandHelp(c)
+	}
+	path := c.Command.HelpName
+	if path == "" || c.Command.Name == "" {
+		path = c.App.Name
+	}
+	return cli.Exit(fmt.Sprintf("hsmkms: %s has no command %q; run %s --help", path, c.Args().First(), path), ExitUsage)
 }
 
 func usageError(_ *cli.Context, err error, _ bool) error {
@@ -60,7 +75,45 @@ func setUsageError(cmds []*cli.Command) {
 		if c.OnUsageError == nil {
 			c.OnUsageError = usageError
 		}
+		if len(c.Subcommands) > 0 && c.Action == nil {
+			c.Action = unknownCommand
+		}
+		requireFlags(c)
 		setUsageError(c.Subcommands)
+	}
+}
+
+// requireFlags checks a command's required flags itself: urfave/cli prints
+// the whole help and exits 1 when one is missing; hsmkms says which, in
+// one line, and exits 2.
+func requireFlags(c *cli.Command) {
+	var names []string
+	for _, f := range c.Flags {
+		if sf, ok := f.(*cli.StringFlag); ok && sf.Required {
+			sf.Required = false
+			sf.Usage += " (required)"
+			names = append(names, sf.Name)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	before := c.Before
+	c.Before = func(ctx *cli.Context) error {
+		var missing []string
+		for _, n := range names {
+			if !ctx.IsSet(n) {
+				missing = append(missing, "--"+n)
+			}
+		}
+		if len(missing) > 0 {
+			return cli.Exit(fmt.Sprintf("hsmkms: %s: missing %s; run %s --help", ctx.Command.HelpName,
+				strings.Join(missing, ", "), ctx.Command.HelpName), ExitUsage)
+		}
+		if before != nil {
+			return before(ctx)
+		}
+		return nil
 	}
 }
 

@@ -247,7 +247,11 @@ func TestCLIExitCodes(t *testing.T) {
 		{"unknown global flag", "", []string{"--bogus", "slot", "list", "--pkcs11-module", tok.ModulePath}, ExitUsage, "bogus"},
 		{"unknown command flag", "", []string{"slot", "list", "--pkcs11-module", tok.ModulePath, "--bogus"}, ExitUsage, "bogus"},
 		{"unknown subcommand flag", tok.PIN, append([]string{"token", "info", "--bogus"}, tokenArgs(tok)...), ExitUsage, "bogus"},
-		{"bad module", "", []string{"slot", "list", "--pkcs11-module", filepath.Join(t.TempDir(), "missing.so")}, ExitError, "cannot load PKCS#11 module"},
+		{"bad module", "", []string{"slot", "list", "--pkcs11-module", filepath.Join(t.TempDir(), "missing.so")}, ExitUnavailable, "cannot load PKCS#11 module"},
+		{"unknown command", "", []string{"keys", "list"}, ExitUsage, `hsmkms: hsmkms has no command "keys"; run hsmkms --help`},
+		{"unknown subcommand", "", []string{"key", "lsit"}, ExitUsage, `hsmkms: hsmkms key has no command "lsit"; run hsmkms key --help`},
+		{"missing required flags", "", []string{"softhsm", "init"}, ExitUsage, "hsmkms: hsmkms softhsm init: missing --dir, --label; run hsmkms softhsm init --help"},
+		{"missing module", "", []string{"slot", "list"}, ExitUsage, "hsmkms: hsmkms slot list: missing --pkcs11-module"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("HSMKMS_PIN", tc.pin)
@@ -263,6 +267,9 @@ func TestCLIExitCodes(t *testing.T) {
 			}
 			if strings.Contains(r.stdout+r.stderr, wrongPIN) {
 				t.Errorf("output shows the PIN:\n%s\n%s", r.stdout, r.stderr)
+			}
+			if tc.code == ExitUsage && (r.stdout != "" || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0) {
+				t.Errorf("a usage error prints more than one line:\n%s\n%s", r.stdout, r.stderr)
 			}
 		})
 	}

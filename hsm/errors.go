@@ -62,6 +62,17 @@ func (e *Error) Unwrap() []error {
 	return []error{e.Kind, e.Err}
 }
 
+// loadError is a PKCS#11 module that cannot be loaded: the HSM is
+// unavailable (exit 5 in the CLI), as a lost token is.
+type loadError struct{ path string }
+
+func (e loadError) Error() string {
+	return "hsm: cannot load PKCS#11 module " + e.path + " (missing file, wrong architecture or unresolved dependencies)"
+}
+
+// Is makes errors.Is(err, ErrUnavailable) true.
+func (e loadError) Is(target error) bool { return target == ErrUnavailable }
+
 func newError(op string, kind, cause error) *Error { return &Error{Op: op, Kind: kind, Err: cause} }
 
 func invalidInput(op, format string, args ...any) *Error {

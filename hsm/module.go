@@ -48,7 +48,7 @@ func OpenModule(cfg ModuleConfig) (*Module, error) {
 	}
 	ctx := pkcs11.New(cfg.Path)
 	if ctx == nil {
-		return nil, fmt.Errorf("hsm: cannot load PKCS#11 module %s (missing file, wrong architecture or unresolved dependencies)", cfg.Path)
+		return nil, loadError{cfg.Path}
 	}
 	var p PKCS11 = ctx
 	if cfg.Wrap != nil {
