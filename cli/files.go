@@ -37,7 +37,7 @@ func encryptFileCommand() *cli.Command {
 			&cli.StringFlag{Name: "out", EnvVars: envVars("out"), Usage: "file to write, or - for standard output (required)"},
 			contextFlag("context", "encryption context pair KEY=VALUE (repeatable); decryption checks it is in the file"),
 			&cli.IntFlag{Name: "frame-length", Value: esdk.DefaultFrameLength, EnvVars: envVars("frame-length"), Usage: "plaintext bytes per frame"},
-			recursiveFlag(), suffixFlag(".encrypted", "added to each output file name"), quietFlag(),
+			recursiveFlag(), suffixFlag(".encrypted", "added to each output file name"), quietFlag(), forceFlag(),
 		}}.command()
 }
 
@@ -49,7 +49,9 @@ func decryptFileCommand() *cli.Command {
 			"Writes --out atomically: a temporary file (mode 0600) renamed into place only once every frame, the\n" +
 			"signature of a signed message and the tag of non-framed content verified; on failure nothing partial\n" +
 			"is left and an existing file is left as it was.\n" +
-			"To standard output (--out -), plaintext can only stream before the message's end is checked, so a\n" +
+			"An existing --out file is replaced only with --force; a character device or FIFO (/dev/null, a pipe)\n" +
+			"is written to like standard output and never replaced.\n" +
+			"To standard output (--out -), a device or a FIFO, plaintext can only stream before the message's end is checked, so a\n" +
 			"signed or non-framed message is refused there unless --allow-unverified-stream: its plaintext would\n" +
 			"be out before the signature or tag that authenticates it. Framed unsigned messages stream frame by\n" +
 			"frame, each verified before it is written.",
@@ -61,7 +63,7 @@ func decryptFileCommand() *cli.Command {
 			&cli.StringFlag{Name: "in", EnvVars: envVars("in"), Usage: "file to decrypt, or - for standard input (required)"},
 			&cli.StringFlag{Name: "out", EnvVars: envVars("out"), Usage: "file to write, or - for standard output (required)"},
 			contextFlag("context", "pair KEY=VALUE that the file's encryption context must hold (repeatable)"),
-			recursiveFlag(), suffixFlag("", "added to each output file name (default: .encrypted removed, or else .decrypted added)"), quietFlag(),
+			recursiveFlag(), suffixFlag("", "added to each output file name (default: .encrypted removed, or else .decrypted added)"), quietFlag(), forceFlag(),
 		}}.command()
 }
 
@@ -115,7 +117,7 @@ func decryptFile(c *cli.Context, _ []string) error {
 	if err != nil {
 		return usagef("--commitment-policy: %v", err)
 	}
-	streaming := c.String("out") == "-" && !c.Bool("allow-unverified-stream")
+	streaming := streams(c.String("out")) && !c.Bool("allow-unverified-stream")
 	client, err := kmsClient(c)
 	if err != nil {
 		return err
@@ -163,9 +165,14 @@ func transform(c *cli.Context, fn func(io.Reader, io.Writer) error) error {
 	defer in.Close()
 	bar := newFileProgress(c, filepath.Base(inPath), size)
 	r := bar.reader(in)
-	if outPath == "-" {
+	switch mode, cerr := checkOutput(outPath, c.Bool("force")); {
+	case outPath == "-":
 		err = fn(r, c.App.Writer)
-	} else {
+	case cerr != nil:
+		err = cerr
+	case mode == outDirect:
+		err = writeDirect(outPath, func(f *os.File) error { return fn(r, f) })
+	default:
 		temps, stop := watchInterrupts(c)
 		defer stop()
 		err = writeAtomically(temps, outPath, func(w io.Writer) error { return fn(r, w) })

@@ -97,6 +97,13 @@ func transformTree(c *cli.Context, verb, inDir, outDir string, names treeNames, 
 			return nil
 		}
 		out := filepath.Join(outDir, names(rel))
+		if mode, err := checkOutput(out, c.Bool("force")); err != nil || mode != outAtomic {
+			if err == nil {
+				err = fmt.Errorf("%s is a device or FIFO", out)
+			}
+			report(treeResult{In: path, Out: out, Status: "failed", Error: err.Error()})
+			return nil
+		}
 		n, err := transformFile(temps, path, out, fn)
 		if err != nil {
 			report(treeResult{In: path, Out: out, Status: "failed", Error: err.Error()})

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -548,7 +549,7 @@ func TestFilesTampering(t *testing.T) {
 		msg[len(msg)-1] ^= 0x01
 		bad := f.write(t, "kept-bad.enc", msg)
 		out := f.write(t, "kept.dec", []byte("what was there before"))
-		r := f.run(t, nil, "decrypt", "--in", bad, "--out", out)
+		r := f.run(t, nil, "decrypt", "--in", bad, "--out", out, "--force")
 		if r.code != 1 || !strings.Contains(r.stderr, "signature does not verify") {
 			t.Errorf("want exit 1 and the signature named: %v", r)
 		}
@@ -837,5 +838,72 @@ func TestFilesHelp(t *testing.T) {
 				t.Errorf("hsmkms %s --help does not say %q:\n%s", cmd, w, r.stdout)
 			}
 		}
+	}
+}
+
+// TestFilesOutputTargets proves the --out rules: an existing file is
+// replaced only with --force; a symbolic link is refused without it and,
+// with it, replaced while its target is left alone; a directory is
+// refused; /dev/null and a FIFO are written to directly and stay what they
+// are, and a signed message is refused there as on standard output, its
+// plaintext being out before its signature is checked.
+func TestFilesOutputTargets(t *testing.T) {
+	f := newFilesEnv(t)
+	key, _ := f.key(t, "output targets")
+	plain := f.write(t, "plain.txt", []byte("output targets"))
+	signed := f.path("signed.enc")
+	f.must(t, "encrypt", "--key", key, "--in", plain, "--out", signed)
+	unsigned := f.path("unsigned.enc")
+	f.must(t, "encrypt", "--key", key, "--in", plain, "--out", unsigned, "--algorithm", suiteUnsignedName)
+
+	existing := f.write(t, "existing.txt", []byte("keep me"))
+	r := f.run(t, nil, "decrypt", "--in", signed, "--out", existing)
+	if r.code != 2 || !strings.Contains(r.stderr, "--out "+existing+" exists; give --force to replace it") || string(f.read(t, existing)) != "keep me" {
+		t.Fatalf("decrypt over an existing file: %v", r)
+	}
+	f.must(t, "decrypt", "--in", signed, "--out", existing, "--force")
+	if string(f.read(t, existing)) != "output targets" {
+		t.Fatal("--force did not replace the file")
+	}
+
+	target := f.write(t, "target.txt", []byte("the link's target"))
+	link := f.path("link.txt")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if r := f.run(t, nil, "decrypt", "--in", signed, "--out", link); r.code != 2 || !strings.Contains(r.stderr, "is a symbolic link") {
+		t.Fatalf("decrypt to a symbolic link: %v", r)
+	}
+	f.must(t, "decrypt", "--in", signed, "--out", link, "--force")
+	if st, err := os.Lstat(link); err != nil || !st.Mode().IsRegular() || string(f.read(t, link)) != "output targets" || string(f.read(t, target)) != "the link's target" {
+		t.Fatalf("--force on a link: %v %v; the target holds %q", st, err, f.read(t, target))
+	}
+	if r := f.run(t, nil, "decrypt", "--in", signed, "--out", f.dir); r.code != 2 || !strings.Contains(r.stderr, "is a directory") {
+		t.Fatalf("decrypt to a directory: %v", r)
+	}
+
+	if r := f.run(t, nil, "decrypt", "--in", signed, "--out", "/dev/null"); r.code != 1 || !strings.Contains(r.stderr, "the message is signed") {
+		t.Fatalf("a signed message to /dev/null: %v", r)
+	}
+	f.must(t, "decrypt", "--in", unsigned, "--out", "/dev/null")
+	if st, err := os.Stat("/dev/null"); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		t.Fatalf("/dev/null is no longer a character device: %v %v", st, err)
+	}
+
+	fifo := f.path("fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := os.ReadFile(fifo)
+		got <- b
+	}()
+	f.must(t, "decrypt", "--in", unsigned, "--out", fifo)
+	if b := <-got; string(b) != "output targets" {
+		t.Fatalf("the FIFO carried %q", b)
+	}
+	if st, err := os.Lstat(fifo); err != nil || st.Mode()&os.ModeNamedPipe == 0 {
+		t.Fatalf("the FIFO was replaced: %v %v", st, err)
 	}
 }
