@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -47,7 +48,7 @@ func New(stdout, stderr io.Writer) *cli.App {
 		ExitErrHandler: func(*cli.Context, error) {},
 		Action:         unknownCommand,
 	}
-	setUsageError(app.Commands)
+	setUsageError(app.Commands, "")
 	return app
 }
 
@@ -70,8 +71,9 @@ func usageError(_ *cli.Context, err error, _ bool) error {
 
 // setUsageError makes bad flags of every (sub)command exit with ExitUsage;
 // urfave/cli uses the app's OnUsageError for the root command only.
-func setUsageError(cmds []*cli.Command) {
+func setUsageError(cmds []*cli.Command, parent string) {
 	for _, c := range cmds {
+		path := parent
 		if c.OnUsageError == nil {
 			c.OnUsageError = usageError
 		}
@@ -79,7 +81,30 @@ func setUsageError(cmds []*cli.Command) {
 			c.Action = unknownCommand
 		}
 		requireFlags(c)
-		setUsageError(c.Subcommands)
+		scopeEnv(c, path)
+		setUsageError(c.Subcommands, strings.TrimSpace(path+" "+c.Name))
+	}
+}
+
+// scopeEnv names the environment variables of the command's own flags
+// (those made with envVars) after the command: HSMKMS_<COMMAND PATH>_<FLAG>.
+func scopeEnv(c *cli.Command, parent string) {
+	path := strings.TrimSpace(parent + " " + c.Name)
+	for _, f := range c.Flags {
+		v := reflect.ValueOf(f)
+		if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+			continue
+		}
+		ev := v.Elem().FieldByName("EnvVars")
+		if !ev.IsValid() || ev.Kind() != reflect.Slice {
+			continue
+		}
+		vars := ev.Interface().([]string)
+		for i, e := range vars {
+			if name, ok := strings.CutPrefix(e, scopedEnv); ok {
+				vars[i] = envName(path, name)
+			}
+		}
 	}
 }
 

@@ -33,9 +33,9 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "key-id", Usage: "key to use (default: create one)"},
 			&cli.IntFlag{Name: "concurrency", Value: 16, Usage: "concurrent clients"},
 			&cli.DurationFlag{Name: "duration", Value: 10 * time.Second, Usage: "how long to load"},
-			&cli.StringFlag{Name: "xks", EnvVars: envVars("bench-xks"),
+			&cli.StringFlag{Name: "xks", EnvVars: []string{"HSMKMS_BENCH_XKS"},
 				Usage: "load the XKS proxy API at this URL (serve --xks-listen) instead: --op Encrypt or Decrypt through an external key store the run makes and deletes"},
-			&cli.StringFlag{Name: "xks-prefix", EnvVars: envVars("bench-xks-prefix"),
+			&cli.StringFlag{Name: "xks-prefix", EnvVars: []string{"HSMKMS_BENCH_XKS_PREFIX"},
 				Usage: "with --xks: use this existing external key store and --key-id (an external key ID), signing with the client's credentials as the store's; nothing is made or deleted"},
 		),
 		Description: "Each client sends the same request over and over; every request is signed afresh.\n" +

@@ -586,7 +586,8 @@ func TestClientCryptoCommands(t *testing.T) {
 
 // TestClientConfirm proves that the destructive commands refuse to act
 // without --yes when standard input is not a terminal, ask on a terminal
-// and act only on yes, and act with --yes or HSMKMS_YES.
+// and act only on yes, and act with --yes; no environment variable
+// (HSMKMS_YES, HSMKMS_ALIAS_DELETE_YES) confirms for them.
 func TestClientConfirm(t *testing.T) {
 	startServer(t)
 	key := createKey(t)
@@ -617,7 +618,8 @@ func TestClientConfirm(t *testing.T) {
 		{"alias delete, answered no", []string{"alias", "delete", "alias/keep"}, true, "no\n", nil, ExitError, "not confirmed", func(t *testing.T) bool { return !hasAlias(t) }},
 		{"disable, answered yes", []string{"key", "disable", key}, true, "yes\n", nil, ExitOK, "[y/N]", func(t *testing.T) bool { return state(t) == "Disabled" }},
 		{"schedule-deletion, answered y", []string{"key", "schedule-deletion", "--days", "7", key}, true, "y\n", nil, ExitOK, "in 7 days?", func(t *testing.T) bool { return state(t) == "PendingDeletion" }},
-		{"alias delete, HSMKMS_YES", []string{"alias", "delete", "alias/keep"}, false, "", map[string]string{"HSMKMS_YES": "true"}, ExitOK, "", func(t *testing.T) bool { return !hasAlias(t) }},
+		{"alias delete, HSMKMS_YES", []string{"alias", "delete", "alias/keep"}, false, "", map[string]string{"HSMKMS_YES": "true", "HSMKMS_ALIAS_DELETE_YES": "true"}, ExitUsage, "pass --yes", func(t *testing.T) bool { return !hasAlias(t) }},
+		{"alias delete, --yes", []string{"alias", "delete", "--yes", "alias/keep"}, false, "", nil, ExitOK, "", func(t *testing.T) bool { return !hasAlias(t) }},
 		{"principal delete, -y", []string{"principal", "delete", "-y", p.AccessKeyId}, false, "", nil, ExitOK, "", func(t *testing.T) bool { return !hasPrincipal(t) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -740,5 +742,26 @@ func TestExitCodeMapping(t *testing.T) {
 				t.Errorf("message %q lacks %q", stderr.String(), tc.msg)
 			}
 		})
+	}
+}
+
+// TestClientEnvScoped proves that a command's own flags read only
+// variables named after it: HSMKMS_DATAKEY_SPEC sets datakey's --spec and
+// leaves key create's alone, and the flat HSMKMS_SPEC sets neither.
+func TestClientEnvScoped(t *testing.T) {
+	startServer(t)
+	key := createKey(t)
+	t.Setenv("HSMKMS_SPEC", "RSA_2048")
+	t.Setenv("HSMKMS_DATAKEY_SPEC", "AES_128")
+	if k := decode[keyView](t, mustRun(t, "-o", "json", "key", "create")); k.KeySpec != "SYMMETRIC_DEFAULT" {
+		t.Fatalf("key create took its spec from another command's variable: %+v", k)
+	}
+	dk := decode[struct{ Plaintext []byte }](t, mustRun(t, "-o", "json", "datakey", "--key", key))
+	if len(dk.Plaintext) != 16 {
+		t.Fatalf("datakey made %d bytes; HSMKMS_DATAKEY_SPEC=AES_128 asks for 16", len(dk.Plaintext))
+	}
+	t.Setenv("HSMKMS_KEY_CREATE_SPEC", "ECC_NIST_P256")
+	if k := decode[keyView](t, mustRun(t, "-o", "json", "key", "create")); k.KeySpec != "ECC_NIST_P256" {
+		t.Fatalf("HSMKMS_KEY_CREATE_SPEC was not read: %+v", k)
 	}
 }

@@ -26,7 +26,18 @@ func clientCommands() []*cli.Command {
 // HSMKMS_ and the name in upper case, dashes as underscores
 // (--source-context is HSMKMS_SOURCE_CONTEXT).
 func envVars(name string) []string {
-	return []string{"HSMKMS_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
+	return []string{scopedEnv + name}
+}
+
+// scopedEnv marks the environment variable of a command's own flag: New
+// names it after the command, HSMKMS_KEY_CREATE_SPEC for key create's
+// --spec, so that a variable set for one command never changes another.
+const scopedEnv = "\x00scoped:"
+
+// envName is the environment variable of flag name of the command at path
+// ("key create").
+func envName(path, name string) string {
+	return "HSMKMS_" + strings.ToUpper(strings.NewReplacer("-", "_", " ", "_").Replace(path+" "+name))
 }
 
 // usagef is a usage error: exit code ExitUsage and a message.

@@ -24,7 +24,9 @@ func isTerminal(r io.Reader) bool {
 
 // yesFlag is the --yes flag of the destructive commands.
 func yesFlag() cli.Flag {
-	return &cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, EnvVars: envVars("yes"), Usage: "do not ask for confirmation (required when standard input is not a terminal)"}
+	// No environment variable: a confirmation is given per command, never
+	// by a variable left in the environment.
+	return &cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation (required when standard input is not a terminal)"}
 }
 
 // confirm asks question on standard error and reads the answer from

@@ -237,7 +237,7 @@ func frameOffset(t *testing.T, msg []byte, seq uint32) int {
 // TestFilesAlgorithms proves that encrypt writes suite 0x0578 (signed:
 // its header holds the verification key) by default, under its name, its
 // hex ID and the JavaScript SDK's ALG_ name, and 0x0478 (no verification
-// key) under its names and from HSMKMS_ALGORITHM, all in message format
+// key) under its names and from HSMKMS_ENCRYPT_ALGORITHM, all in message format
 // version 2, and that each file decrypts to a file byte for byte.
 func TestFilesAlgorithms(t *testing.T) {
 	f := newFilesEnv(t)
@@ -256,7 +256,7 @@ func TestFilesAlgorithms(t *testing.T) {
 		{"unsigned by name", []string{"--algorithm", suiteUnsignedName}, nil, suiteUnsigned},
 		{"unsigned by hex ID", []string{"--algorithm", "0x0478"}, nil, suiteUnsigned},
 		{"unsigned by JS name, lower case", []string{"--algorithm", strings.ToLower("ALG_" + suiteUnsignedName)}, nil, suiteUnsigned},
-		{"unsigned from HSMKMS_ALGORITHM", nil, []string{"HSMKMS_ALGORITHM=" + suiteUnsignedName}, suiteUnsigned},
+		{"unsigned from HSMKMS_ENCRYPT_ALGORITHM", nil, []string{"HSMKMS_ENCRYPT_ALGORITHM=" + suiteUnsignedName}, suiteUnsigned},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in, out := f.write(t, fmt.Sprintf("alg%d.txt", i), plain), f.path(fmt.Sprintf("alg%d.enc", i))
@@ -331,9 +331,9 @@ func TestFilesUsageErrors(t *testing.T) {
 		{"commitment policy forbid-encrypt-allow-decrypt", dec("--commitment-policy", "forbid-encrypt-allow-decrypt"),
 			[]string{"--commitment-policy", "require-encrypt-allow-decrypt"}, nil},
 		{"empty commitment policy", dec("--commitment-policy", ""), []string{"--commitment-policy"}, nil},
-		{"suite from HSMKMS_ALGORITHM", enc("--key", key), suitesAnd("does not commit"), []string{"HSMKMS_ALGORITHM=AES_128_GCM_IV12_TAG16"}},
-		{"commitment policy from HSMKMS_COMMITMENT_POLICY", dec(), []string{"--commitment-policy", `"allow"`},
-			[]string{"HSMKMS_COMMITMENT_POLICY=allow"}},
+		{"suite from HSMKMS_ENCRYPT_ALGORITHM", enc("--key", key), suitesAnd("does not commit"), []string{"HSMKMS_ENCRYPT_ALGORITHM=AES_128_GCM_IV12_TAG16"}},
+		{"commitment policy from HSMKMS_DECRYPT_COMMITMENT_POLICY", dec(), []string{"--commitment-policy", `"allow"`},
+			[]string{"HSMKMS_DECRYPT_COMMITMENT_POLICY=allow"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wantFailure(t, f.run(t, tc.env, tc.args...), 2, out, tc.wants...)
@@ -412,7 +412,7 @@ func TestFilesStandardOutput(t *testing.T) {
 		{"signed from standard input", []string{"--in", "-"}, nil, f.read(t, signed), false},
 		{"signed, require-encrypt-allow-decrypt", []string{"--in", signed, "--commitment-policy", "require-encrypt-allow-decrypt"}, nil, nil, false},
 		{"signed, --allow-unverified-stream", []string{"--in", signed, "--allow-unverified-stream"}, nil, nil, true},
-		{"signed, HSMKMS_ALLOW_UNVERIFIED_STREAM", []string{"--in", signed}, []string{"HSMKMS_ALLOW_UNVERIFIED_STREAM=true"}, nil, true},
+		{"signed, HSMKMS_DECRYPT_ALLOW_UNVERIFIED_STREAM", []string{"--in", signed}, []string{"HSMKMS_DECRYPT_ALLOW_UNVERIFIED_STREAM=true"}, nil, true},
 		{"signed from standard input, --allow-unverified-stream", []string{"--in", "-", "--allow-unverified-stream"}, nil, f.read(t, signed), true},
 		{"unsigned", []string{"--in", unsigned}, nil, nil, true},
 		{"unsigned from standard input", []string{"--in", "-"}, nil, f.read(t, unsigned), true},
