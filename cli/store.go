@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -64,6 +65,15 @@ func openStore(c *cli.Context) (server.OpenedStore, error) {
 	cfg, err := storeConfig(c)
 	if err != nil {
 		return server.OpenedStore{}, err
+	}
+	if cfg.URL == "" || cfg.URL == "bolt" {
+		// A local command reads the server's store; it never makes one
+		// where a mistyped --data-dir points.
+		path := filepath.Join(cfg.DataDir, server.BoltFile)
+		if _, err := os.Stat(path); err != nil {
+			return server.OpenedStore{}, cli.Exit(fmt.Sprintf("hsmkms: no store at %s (%v): --data-dir is the server's data directory (serve --dev keeps it in <dev dir>/data)",
+				path, unwrapPath(err)), ExitNotFound)
+		}
 	}
 	st, err := server.OpenStore(c.Context, cfg)
 	if err != nil {

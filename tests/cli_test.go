@@ -329,3 +329,25 @@ func TestCLIMissingCredentials(t *testing.T) {
 		})
 	}
 }
+
+// TestDoctorNeverCreatesAStore: doctor pointed at a directory that holds
+// no store, or at none, says so (exit 4) and creates nothing.
+func TestDoctorNeverCreatesAStore(t *testing.T) {
+	s := newSandbox(t)
+	devDir := filepath.Join(t.TempDir(), "dev")
+	srv := s.startDev(devDir)
+	srv.Stop()
+	missing := filepath.Join(t.TempDir(), "missing")
+	for _, dir := range []string{missing, t.TempDir()} {
+		r := s.run(devTokenEnv(devDir), "doctor", "--pkcs11-module", softhsmModule(t), "--token-label", devLabel, "--data-dir", dir)
+		if r.code != 4 || !strings.Contains(r.stderr, "no store at "+filepath.Join(dir, "hsmkms.db")) {
+			t.Fatalf("doctor --data-dir %s: %v", dir, r)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "hsmkms.db")); !os.IsNotExist(err) {
+			t.Fatalf("doctor made %s/hsmkms.db (%v)", dir, err)
+		}
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Fatalf("doctor made the missing directory (%v)", err)
+	}
+}
