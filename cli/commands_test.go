@@ -765,3 +765,44 @@ func TestClientEnvScoped(t *testing.T) {
 		t.Fatalf("HSMKMS_KEY_CREATE_SPEC was not read: %+v", k)
 	}
 }
+
+// TestClientSignTagDescribe drives sign and verify (a short message, a long
+// one hashed here, a tampered one), key tag, untag and update-description.
+func TestClientSignTagDescribe(t *testing.T) {
+	startServer(t)
+	ecc := createKey(t, "--spec", "ECC_NIST_P256")
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, n := range []int{10, 5000} {
+		msg := write(fmt.Sprintf("msg%d", n), bytes.Repeat([]byte{'m'}, n))
+		sig := write(fmt.Sprintf("sig%d", n), []byte(mustRun(t, "sign", "--key", ecc, "--algorithm", "ECDSA_SHA_256", "--in", msg)))
+		if out := mustRun(t, "verify", "--key", ecc, "--algorithm", "ECDSA_SHA_256", "--in", msg, "--signature", sig); !strings.Contains(out, "signature valid") {
+			t.Fatalf("verify of a %d-byte message: %q", n, out)
+		}
+		other := write(fmt.Sprintf("other%d", n), bytes.Repeat([]byte{'o'}, n))
+		if r := run(t, "verify", "--key", ecc, "--algorithm", "ECDSA_SHA_256", "--in", other, "--signature", sig); r.code != ExitError || !strings.Contains(r.stderr, "KMSInvalidSignatureException") {
+			t.Fatalf("verify of another %d-byte message: %+v", n, r)
+		}
+	}
+	if r := run(t, "sign", "--key", ecc, "--in", write("m", []byte("m"))); r.code != ExitUsage || !strings.Contains(r.stderr, "needs --algorithm") {
+		t.Fatalf("sign without --algorithm: %+v", r)
+	}
+
+	key := createKey(t)
+	mustRun(t, "key", "update-description", key, "the new description")
+	mustRun(t, "key", "tag", key, "--tag", "team=ops", "--tag", "env=prod")
+	mustRun(t, "key", "untag", key, "--tag-key", "env")
+	k := decode[keyView](t, mustRun(t, "-o", "json", "key", "describe", key))
+	if k.Description != "the new description" || k.Tags["team"] != "ops" || k.Tags["env"] != "" {
+		t.Fatalf("after update-description, tag and untag: %+v", k)
+	}
+	if r := run(t, "key", "tag", key); r.code != ExitUsage {
+		t.Fatalf("key tag without --tag: %+v", r)
+	}
+}

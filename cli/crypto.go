@@ -100,7 +100,7 @@ func requireKey(c *cli.Context) (string, error) {
 	if k := c.String("key"); k != "" {
 		return k, nil
 	}
-	return "", usagef("%s needs --key (or HSMKMS_KEY)", commandName(c))
+	return "", usagef("%s needs --key", commandName(c))
 }
 
 // readInput reads the file of --in, or standard input for -, refusing more

@@ -19,12 +19,11 @@ import (
 func clientCommands() []*cli.Command {
 	return []*cli.Command{keyCommand(), aliasCommand(), principalCommand(),
 		datakeyCommand(), encryptValueCommand(), decryptValueCommand(), reEncryptCommand(),
-		encryptFileCommand(), decryptFileCommand(), xksCommand()}
+		signCommand(), verifyCommand(), encryptFileCommand(), decryptFileCommand(), xksCommand()}
 }
 
-// envVars returns the environment variable of the flag called name:
-// HSMKMS_ and the name in upper case, dashes as underscores
-// (--source-context is HSMKMS_SOURCE_CONTEXT).
+// envVars returns the environment variable of a command's own flag called
+// name; New names it after the command (HSMKMS_REENCRYPT_SOURCE_CONTEXT).
 func envVars(name string) []string {
 	return []string{scopedEnv + name}
 }
@@ -206,6 +205,12 @@ func keyCommand() *cli.Command {
 		leaf{name: "schedule-deletion", usage: "schedule a key's deletion after a waiting period", description: keyArgDoc, args: keyArg, run: keySchedule,
 			flags: []cli.Flag{&cli.IntFlag{Name: "days", Value: 30, EnvVars: envVars("days"), Usage: "waiting period, 7 to 30 days"}, yesFlag()}}.command(),
 		leaf{name: "cancel-deletion", usage: "cancel a scheduled deletion; the key stays disabled", description: keyArgDoc, args: keyArg, run: keyCancel}.command(),
+		leaf{name: "update-description", usage: "replace a key's description", description: keyArgDoc, args: []string{"KEY", "DESCRIPTION"},
+			run: keyUpdateDescription}.command(),
+		leaf{name: "tag", usage: "add or replace tags of a key", description: keyArgDoc, args: keyArg, run: keyTag,
+			flags: []cli.Flag{&cli.StringSliceFlag{Name: "tag", EnvVars: envVars("tag"), Usage: "KEY=VALUE tag (repeatable, at least one)"}}}.command(),
+		leaf{name: "untag", usage: "remove tags of a key", description: keyArgDoc, args: keyArg, run: keyUntag,
+			flags: []cli.Flag{&cli.StringSliceFlag{Name: "tag-key", EnvVars: envVars("tag-key"), Usage: "tag key to remove (repeatable, at least one)"}}}.command(),
 		leaf{name: "rotate", usage: "rotate a key now: new key material encrypts from now on", description: keyArgDoc, args: keyArg, run: keyRotate}.command(),
 		leaf{name: "rotations", usage: "list a key's rotations", description: keyArgDoc, args: keyArg, run: keyRotations}.command(),
 		{
@@ -561,3 +566,51 @@ func rotationStatus(c *cli.Context, args []string) error {
 
 // sortedKeys returns the keys of m in order.
 func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
+
+func keyUpdateDescription(c *cli.Context, args []string) error {
+	cl, err := kmsClient(c)
+	if err != nil {
+		return err
+	}
+	if _, err := cl.UpdateKeyDescription(c.Context, &kms.UpdateKeyDescriptionInput{KeyId: aws.String(args[0]), Description: aws.String(args[1])}); err != nil {
+		return keyErr(args[0], err)
+	}
+	return printChange(c, keyChange{KeyId: args[0], Message: "key " + args[0] + ": description updated"})
+}
+
+func keyTag(c *cli.Context, args []string) error {
+	pairs, err := parsePairs("tag", c.StringSlice("tag"))
+	if err != nil {
+		return err
+	}
+	if len(pairs) == 0 {
+		return usagef("key tag needs at least one --tag KEY=VALUE")
+	}
+	var tags []types.Tag
+	for _, p := range pairs {
+		tags = append(tags, types.Tag{TagKey: aws.String(p.k), TagValue: aws.String(p.v)})
+	}
+	cl, err := kmsClient(c)
+	if err != nil {
+		return err
+	}
+	if _, err := cl.TagResource(c.Context, &kms.TagResourceInput{KeyId: aws.String(args[0]), Tags: tags}); err != nil {
+		return keyErr(args[0], err)
+	}
+	return printChange(c, keyChange{KeyId: args[0], Message: fmt.Sprintf("key %s: %d tags set", args[0], len(tags))})
+}
+
+func keyUntag(c *cli.Context, args []string) error {
+	keys := c.StringSlice("tag-key")
+	if len(keys) == 0 {
+		return usagef("key untag needs at least one --tag-key KEY")
+	}
+	cl, err := kmsClient(c)
+	if err != nil {
+		return err
+	}
+	if _, err := cl.UntagResource(c.Context, &kms.UntagResourceInput{KeyId: aws.String(args[0]), TagKeys: keys}); err != nil {
+		return keyErr(args[0], err)
+	}
+	return printChange(c, keyChange{KeyId: args[0], Message: fmt.Sprintf("key %s: %d tags removed", args[0], len(keys))})
+}
