@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hsmkms/hsmkms/service"
+	"github.com/hsmkms/hsmkms/service/api/adminclient"
 	"github.com/hsmkms/hsmkms/service/policy"
 	"github.com/urfave/cli/v2"
 )
@@ -26,16 +27,28 @@ func principalCommand() *cli.Command {
 					"Administration has actions of its own, which kms:* does not grant: hsmkms:CreatePrincipal,\n" +
 					"hsmkms:ListPrincipals, hsmkms:DeletePrincipal and hsmkms:GetTokenInfo (hsmkms:* for all four).\n" +
 					"A principal can give the principals it creates no right it lacks itself: every Allow\n" +
-					"must be within its own, and its Deny statements are added to theirs.",
+					"must be within its own, and its Deny statements are added to theirs.\n" +
+					"Presets for --allow: encrypt-files=KEY (GenerateDataKey, Encrypt, Decrypt, DescribeKey: what\n" +
+					"hsmkms encrypt and decrypt need), decrypt-only=KEY (Decrypt, DescribeKey), admin=* (kms:* and hsmkms:*).\n" +
+					"--print credentials-file writes the new credentials as an AWS shared credentials file ([default]),\n" +
+					"--print env as export lines, to hand to an application.",
 				flags: []cli.Flag{
 					&cli.StringFlag{Name: "policy", EnvVars: envVars("policy"), Usage: "file holding the policy statements (JSON array), or - for standard input"},
-					&cli.StringSliceFlag{Name: "allow", EnvVars: envVars("allow"), Usage: "ACTION=RESOURCE to allow, e.g. kms:Decrypt=alias/app or hsmkms:ListPrincipals=* (repeatable)"},
+					&cli.StringSliceFlag{Name: "allow", EnvVars: envVars("allow"), Usage: "ACTION=RESOURCE to allow, e.g. kms:Decrypt=alias/app or hsmkms:ListPrincipals=*, or PRESET=RESOURCE (encrypt-files, decrypt-only, admin) (repeatable)"},
+					&cli.StringFlag{Name: "print", Usage: "table (default, or JSON with --output json), credentials-file or env"},
 				}}.command(),
 			leaf{name: "list", usage: "list principals and their policies", run: principalList}.command(),
-			leaf{name: "delete", usage: "delete a principal: its access key stops working at once", args: []string{"ACCESS_KEY_ID"},
+			leaf{name: "delete", usage: "delete a principal, by name or access key ID: its access key stops working at once", args: []string{"NAME_OR_ACCESS_KEY_ID"},
 				flags: []cli.Flag{yesFlag()}, run: principalDelete}.command(),
 		},
 	}
+}
+
+// allowPresets are the --allow shorthands for the common roles.
+var allowPresets = map[string][]string{
+	"encrypt-files": {"kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"},
+	"decrypt-only":  {"kms:Decrypt", "kms:DescribeKey"},
+	"admin":         {"kms:*", "hsmkms:*"},
 }
 
 // principalErr names the principal a failed call was about.
@@ -66,6 +79,10 @@ func readPolicy(c *cli.Context) ([]policy.Statement, error) {
 		if !ok || action == "" || resource == "" {
 			return nil, usagef("--allow %q: want ACTION=RESOURCE, e.g. kms:Decrypt=alias/app", a)
 		}
+		if actions, ok := allowPresets[action]; ok {
+			stmts = append(stmts, policy.Statement{Effect: policy.EffectAllow, Actions: actions, Resources: []string{resource}})
+			continue
+		}
 		if lower := strings.ToLower(action); !strings.HasPrefix(lower, policy.KMSPrefix) && !strings.HasPrefix(lower, policy.AdminPrefix) {
 			action = policy.KMSPrefix + action
 		}
@@ -85,6 +102,10 @@ func principalCreate(c *cli.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	format := c.String("print")
+	if format != "" && format != "table" && format != "credentials-file" && format != "env" {
+		return usagef("--print must be table, credentials-file or env, not %q", format)
+	}
 	cl, err := adminClient(c)
 	if err != nil {
 		return err
@@ -95,6 +116,15 @@ func principalCreate(c *cli.Context, args []string) error {
 	}
 	if c.String("output") != "json" {
 		fmt.Fprintln(c.App.ErrWriter, "hsmkms: the secret access key is shown only now; keep it safe")
+	}
+	switch format {
+	case "credentials-file":
+		_, err := fmt.Fprintf(c.App.Writer, "# hsmkms principal %s (%s)\n[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n",
+			out.Name, out.Arn, out.AccessKeyId, out.SecretAccessKey)
+		return err
+	case "env":
+		_, err := fmt.Fprintf(c.App.Writer, "export AWS_ACCESS_KEY_ID=%s\nexport AWS_SECRET_ACCESS_KEY=%s\n", out.AccessKeyId, out.SecretAccessKey)
+		return err
 	}
 	return printOut(c, out, func(w io.Writer) {
 		row(w, "name", out.Name)
@@ -158,12 +188,15 @@ func policyText(stmts []policy.Statement) string {
 }
 
 func principalDelete(c *cli.Context, args []string) error {
-	id := args[0]
-	if err := confirm(c, fmt.Sprintf("Delete principal %s? Requests signed with its access key fail from now on.", id)); err != nil {
-		return err
-	}
 	cl, err := adminClient(c)
 	if err != nil {
+		return err
+	}
+	id, err := principalID(c, cl, args[0])
+	if err != nil {
+		return err
+	}
+	if err := confirm(c, fmt.Sprintf("Delete principal %s? Requests signed with its access key fail from now on.", id)); err != nil {
 		return err
 	}
 	if err := cl.DeletePrincipal(c.Context, id); err != nil {
@@ -174,4 +207,42 @@ func principalDelete(c *cli.Context, args []string) error {
 		Deleted     bool   `json:"Deleted"`
 	}{id, true}
 	return printOut(c, v, func(w io.Writer) { fmt.Fprintf(w, "principal %s deleted\n", id) })
+}
+
+// principalID resolves a principal's name to its access key ID; an access
+// key ID (as listed) names itself.
+func principalID(c *cli.Context, cl *adminclient.Client, nameOrID string) (string, error) {
+	if looksLikeAccessKeyID(nameOrID) {
+		// No listing: deleting needs hsmkms:DeletePrincipal only.
+		return nameOrID, nil
+	}
+	for marker := ""; ; {
+		page, err := cl.ListPrincipals(c.Context, service.ListInput{Marker: marker})
+		if err != nil {
+			return "", &callError{"list principals", err}
+		}
+		for _, p := range page.Principals {
+			if p.AccessKeyId == nameOrID || p.Name == nameOrID {
+				return p.AccessKeyId, nil
+			}
+		}
+		if page.NextMarker == "" {
+			return "", cli.Exit(fmt.Sprintf("hsmkms: no principal is named or has the access key ID %s", nameOrID), ExitNotFound)
+		}
+		marker = page.NextMarker
+	}
+}
+
+// looksLikeAccessKeyID reports an AWS-shaped access key ID: AKIA and 16 of
+// A-Z and 2-7. Principal names cannot be mistaken for one unless chosen so.
+func looksLikeAccessKeyID(s string) bool {
+	if len(s) != 20 || !strings.HasPrefix(s, "AKIA") {
+		return false
+	}
+	for _, r := range s[4:] {
+		if !(r >= 'A' && r <= 'Z' || r >= '2' && r <= '7') {
+			return false
+		}
+	}
+	return true
 }

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -26,8 +27,8 @@ func newGrantEnv(t *testing.T) *grantEnv {
 	e := &grantEnv{f: f, adminCtx: admin(t)}
 	e.key = f.createKey(t, CreateKeyInput{})
 	sys := systemContext(t.Context())
-	for _, id := range []*string{&e.app, &e.app2} {
-		out, err := f.svc.CreatePrincipal(sys, CreatePrincipalInput{Name: "app"})
+	for i, id := range []*string{&e.app, &e.app2} {
+		out, err := f.svc.CreatePrincipal(sys, CreatePrincipalInput{Name: fmt.Sprintf("app%d", i)})
 		ksMust(t, "CreatePrincipal", err)
 		*id = out.AccessKeyId
 		if out.Arn != f.svc.principalARN(out.AccessKeyId) || !strings.HasPrefix(out.Arn, "arn:aws:iam::000000000000:user/AKIA") {

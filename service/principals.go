@@ -96,7 +96,7 @@ func (s *Service) CreatePrincipal(ctx context.Context, in CreatePrincipalInput) 
 		return out, err
 	}
 	o.rec.Subject = id
-	if err := s.putPrincipal(ctx, id, secret, in.Name, stmts); err != nil {
+	if err := s.putPrincipal(ctx, id, secret, in.Name, stmts, true); err != nil {
 		return out, err
 	}
 	return CreatePrincipalOutput{AccessKeyId: id, SecretAccessKey: secret, Name: in.Name, Arn: s.principalARN(id)}, nil
@@ -146,14 +146,29 @@ func principalAAD(accessKeyID string) []byte { return []byte("hsmkms-principal-v
 
 // putPrincipal seals the secret under the internal key and stores the
 // principal.
-func (s *Service) putPrincipal(ctx context.Context, id, secret, name string, stmts []policy.Statement) error {
+func (s *Service) putPrincipal(ctx context.Context, id, secret, name string, stmts []policy.Statement, uniqueName bool) error {
 	sealed, err := s.sealSecret(ctx, id, secret)
 	if err != nil {
 		return err
 	}
 	p := store.Principal{AccessKeyID: id, Name: name, SealedSecret: sealed,
 		Statements: stmts, CreatedAt: s.now().UTC()}
-	err = s.store.Update(ctx, func(tx store.Tx) error { return tx.CreatePrincipal(p) })
+	err = s.store.Update(ctx, func(tx store.Tx) error {
+		if uniqueName {
+			// Principals are few: a scan in the creating transaction keeps
+			// names unique on every replica.
+			all, err := tx.Principals("", 0)
+			if err != nil {
+				return err
+			}
+			for _, q := range all {
+				if q.Name == name {
+					return newErr(CodeAlreadyExists, "a principal named %s exists already (access key ID %s)", name, q.AccessKeyID)
+				}
+			}
+		}
+		return tx.CreatePrincipal(p)
+	})
 	if errors.Is(err, store.ErrExists) {
 		return newErr(CodeAlreadyExists, "a principal with access key ID %s exists already", id)
 	}

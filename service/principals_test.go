@@ -97,11 +97,11 @@ func TestCreatePrincipalLimitedToCreator(t *testing.T) {
 			caller: []policy.Statement{allowKMS}, child: []policy.Statement{allowKMS},
 			code: CodeAccessDenied, inMsg: "hsmkms:CreatePrincipal"},
 	}
-	for _, tc := range tests {
+	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			resetBuffer(f.audit)
 			out, err := f.svc.CreatePrincipal(as(t, "AKIACREATOR0000001", tc.caller...),
-				CreatePrincipalInput{Name: "child", Statements: tc.child})
+				CreatePrincipalInput{Name: fmt.Sprintf("child-%d", i), Statements: tc.child})
 			recs := f.auditOf(t, "hsmkms:CreatePrincipal")
 			if len(recs) != 1 {
 				t.Fatalf("%d CreatePrincipal audit records, want 1", len(recs))
@@ -270,7 +270,7 @@ func TestRootAdoption(t *testing.T) {
 	earlier := func(t *testing.T, f *fixture, named map[string]string) {
 		for _, id := range []string{oldest, younger, other} {
 			if name, ok := named[id]; ok {
-				if err := f.svc.putPrincipal(systemContext(t.Context()), id, secret, name, oldRoot); err != nil {
+				if err := f.svc.putPrincipal(systemContext(t.Context()), id, secret, name, oldRoot, false); err != nil {
 					t.Fatal(err)
 				}
 				f.clock.Advance(time.Hour)
@@ -347,5 +347,31 @@ func TestEnsureRootRefusesBadCredentials(t *testing.T) {
 		if CodeOf(err) != CodeValidation || strings.Contains(err.Error(), tc.secret) {
 			t.Errorf("EnsureRoot(%q) = %v, want a ValidationException without the secret", tc.id, err)
 		}
+	}
+}
+
+// TestPrincipalNamesUnique: a second principal with a name in use is
+// refused, naming the first one's access key ID, and nothing is stored.
+func TestPrincipalNamesUnique(t *testing.T) {
+	f := newFixture(t, "")
+	sys := systemContext(t.Context())
+	first, err := f.svc.CreatePrincipal(sys, CreatePrincipalInput{Name: "billing", Statements: []policy.Statement{everything}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.svc.CreatePrincipal(sys, CreatePrincipalInput{Name: "billing", Statements: []policy.Statement{everything}})
+	ksWantErr(t, "a second billing", err, ErrAlreadyExists, "a principal named billing exists already (access key ID "+first.AccessKeyId+")")
+	out, err := f.svc.ListPrincipals(sys, ListInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, p := range out.Principals {
+		if p.Name == "billing" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d principals named billing", n)
 	}
 }
