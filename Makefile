@@ -5,19 +5,23 @@ BIN     := bin/hsmkms
 GOFLAGS ?=
 export CGO_ENABLED := 1
 
-.PHONY: all deps build run test fuzz fuzz-short bench lint clean
+.PHONY: all deps deps-run build run test fuzz fuzz-short bench lint clean
 
 all: build
 
 deps:
 	@bash softhsm/deps.sh
 
+# What the server alone needs: make run installs no test tools.
+deps-run:
+	@bash softhsm/deps.sh run
+
 build:
 	$(GO) build $(GOFLAGS) -o $(BIN) ./cmd/hsmkms
 
 # The server on embedded defaults: a private SoftHSM2 dev token and the
 # embedded store, both under .hsmkms/ (git-ignored), kept across runs.
-run: deps build
+run: deps-run build
 	./$(BIN) serve --dev --dev-dir .hsmkms
 
 lint:

@@ -38,6 +38,9 @@ type devState struct {
 	dir       string
 	ephemeral bool
 	credsFile string
+	// pinFile holds the dev token's PIN, and conf its softhsm2.conf, for
+	// local commands (hsmkms doctor --dev-dir).
+	pinFile, conf string
 }
 
 // remove deletes an ephemeral dev dir.
@@ -77,6 +80,11 @@ func setUpDev(c *cli.Context, cfg *server.Config) (*devState, error) {
 		return nil, err
 	}
 	cfg.ModulePath, cfg.TokenLabel, cfg.TokenSerial, cfg.PIN = tok.ModulePath, devLabel, "", hsm.NewPIN(devPIN)
+	d.conf, d.pinFile = tok.ConfPath, filepath.Join(d.dir, "pin")
+	if err := os.WriteFile(d.pinFile, []byte(devPIN+"\n"), 0o600); err != nil {
+		d.remove()
+		return nil, err
+	}
 	cfg.DataDir = filepath.Join(d.dir, "data")
 	if !c.IsSet("listen") {
 		cfg.Listen = "127.0.0.1:8080"
@@ -142,6 +150,8 @@ func printDevEnv(w, notes io.Writer, endpoint, region string, cfg server.Config,
 		"  hsmkms key create --description demo\n"+
 		"  aws kms list-keys --endpoint-url %s   # with AWS_SHARED_CREDENTIALS_FILE=%s\n",
 		endpoint, d.credsFile, endpoint, d.credsFile)
+	fmt.Fprintf(notes, "hsmkms: dev token %q: module %s, PIN file %s, SOFTHSM2_CONF=%s; with the server stopped, check it with\n"+
+		"  hsmkms doctor --dev-dir %s\n", devLabel, cfg.ModulePath, d.pinFile, d.conf, d.dir)
 	if d.ephemeral {
 		fmt.Fprintf(notes, "hsmkms: the dev token and data in %s are removed on exit (keep them with --dev-dir)\n", d.dir)
 	}

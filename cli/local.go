@@ -146,6 +146,7 @@ func doctorCommand() *cli.Command {
 		Usage: "check the module, login, mechanisms, and store ↔ token consistency",
 		Flags: append(append(tokenFlags(),
 			&cli.StringFlag{Name: "data-dir", Value: "/var/lib/hsmkms", EnvVars: []string{"HSMKMS_DATA_DIR"}, Usage: "the server's data directory (stop the server first: the embedded store is locked while it runs)"},
+			&cli.StringFlag{Name: "dev-dir", Usage: "the --dev-dir of serve --dev (make run's .hsmkms): its token, PIN and store, in place of the token flags and --data-dir"},
 		), storeFlags()...),
 		Action: doctor,
 	}
@@ -161,6 +162,9 @@ type doctorReport struct {
 }
 
 func doctor(c *cli.Context) error {
+	if err := useDevDir(c); err != nil {
+		return err
+	}
 	tok, err := openToken(c)
 	if err != nil {
 		return err
@@ -216,4 +220,32 @@ func doctorTable(w io.Writer, r doctorReport) {
 			row(w, "UNRECORDED", fmt.Sprintf("object %q (CKA_ID %s) has no record in the store", i.Label, i.Object))
 		}
 	}
+}
+
+// useDevDir points a local command at the dev token and store of
+// --dev-dir: SoftHSM2's configuration, the module, the label, the PIN file
+// and the data directory serve --dev keeps there.
+func useDevDir(c *cli.Context) error {
+	dir := c.String("dev-dir")
+	if dir == "" {
+		return nil
+	}
+	conf := filepath.Join(dir, "softhsm", "softhsm2.conf")
+	if _, err := os.Stat(conf); err != nil {
+		return cli.Exit(fmt.Sprintf("hsmkms: no dev token in %s (%s: %v): give the --dev-dir serve --dev used", dir, conf, unwrapPath(err)), ExitNotFound)
+	}
+	module, err := softhsm.FindModule()
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("hsmkms: %v", err), ExitUnavailable)
+	}
+	if err := os.Setenv(softhsm.ConfEnv, conf); err != nil {
+		return err
+	}
+	for name, v := range map[string]string{"pkcs11-module": module, "token-label": devLabel,
+		"pin-file": filepath.Join(dir, "pin"), "data-dir": filepath.Join(dir, "data")} {
+		if err := c.Set(name, v); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -9,18 +9,24 @@
 # implementation the tests run against), and NSS's softoken (libnss3, a
 # third one, loaded with initialisation parameters). On Debian/Ubuntu as root it installs them; elsewhere
 # it says what is missing and fails.
+#
+# `deps.sh run` installs only what the server needs (SoftHSM2 and a C
+# compiler): `make run` must not need the test tools.
 set -euo pipefail
 
+mode=${1:-test}
 missing=()
 command -v softhsm2-util >/dev/null || missing+=(softhsm2)
-command -v pkcs11-tool >/dev/null || missing+=(opensc)
 command -v gcc >/dev/null || missing+=(gcc)
+if [ "$mode" = test ]; then
+command -v pkcs11-tool >/dev/null || missing+=(opensc)
 command -v aws >/dev/null || missing+=(awscli)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 # curl signs XKS proxy API requests with --aws-sigv4 (7.75 or later) in the
 # XKS tests: a SigV4 signer independent of hsmkms's and the AWS SDK's.
 command -v curl >/dev/null || missing+=(curl)
+fi
 found_module=
 for p in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so \
          /usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so /usr/lib64/pkcs11/libsofthsm2.so \
@@ -28,6 +34,7 @@ for p in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libso
   [ -e "$p" ] && found_module=1
 done
 [ -n "$found_module" ] || missing+=(softhsm2)
+if [ "$mode" = test ]; then
 # Debian keeps PostgreSQL's server programs out of PATH.
 found_pg=
 command -v initdb >/dev/null && found_pg=1
@@ -46,6 +53,7 @@ for p in /usr/lib/*-linux-gnu/libsoftokn3.so /usr/lib64/libsoftokn3.so; do
   [ -e "$p" ] && found_nss=1
 done
 [ -n "$found_nss" ] || missing+=(libnss3)
+fi
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 # de-duplicate

@@ -351,3 +351,28 @@ func TestDoctorNeverCreatesAStore(t *testing.T) {
 		t.Fatalf("doctor made the missing directory (%v)", err)
 	}
 }
+
+// TestDoctorDevDir: serve --dev says where its token, module, PIN file and
+// SoftHSM2 configuration are, and doctor --dev-dir checks that token and
+// store with no other flag or variable.
+func TestDoctorDevDir(t *testing.T) {
+	s := newSandbox(t)
+	devDir := filepath.Join(t.TempDir(), "dev")
+	srv := s.startDev(devDir)
+	createKey(s, srv.clientEnv(), "dev-dir")
+	srv.Stop()
+	notes := srv.stderr.String()
+	for _, want := range []string{`dev token "hsmkms-dev"`, "PIN file " + filepath.Join(devDir, "pin"),
+		"SOFTHSM2_CONF=" + filepath.Join(devDir, "softhsm", "softhsm2.conf"), "hsmkms doctor --dev-dir " + devDir} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("serve --dev does not say %q:\n%s", want, notes)
+		}
+	}
+	rep := decode[doctorReport](t, s.run(nil, "--output", "json", "doctor", "--dev-dir", devDir))
+	if !rep.OK || len(rep.Inconsistencies) != 0 {
+		t.Fatalf("doctor --dev-dir: %+v", rep)
+	}
+	if r := s.run(nil, "doctor", "--dev-dir", filepath.Join(t.TempDir(), "nothing")); r.code != 4 || !strings.Contains(r.stderr, "no dev token in") {
+		t.Fatalf("doctor --dev-dir of no dev dir: %v", r)
+	}
+}
