@@ -196,3 +196,27 @@ func TestREADMECIExample(t *testing.T) {
 		t.Errorf("the ephemeral dev dir %s is still there after the script exited (%v)", m[1], err)
 	}
 }
+
+// TestREADMEAWSCLIBlock runs the README's aws CLI block against a dev
+// server: its commands as written, its two export lines replaced by the
+// server's own endpoint and credentials.
+func TestREADMEAWSCLIBlock(t *testing.T) {
+	requireTool(t, "aws", "awscli")
+	block := readmeBlock(t, "aws-cli")
+	var lines []string
+	for _, l := range strings.Split(block, "\n") {
+		if !strings.HasPrefix(l, "export ") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) < 3 {
+		t.Fatalf("the aws CLI block has %d commands", len(lines))
+	}
+	s := newSandbox(t)
+	srv := s.startDev(filepath.Join(t.TempDir(), "dev"))
+	env := append(srv.clientEnv(), "AWS_ENDPOINT_URL_KMS="+srv.exports["AWS_ENDPOINT_URL_KMS"], "AWS_DEFAULT_REGION="+srv.exports["AWS_REGION"])
+	r := s.exec(runOpts{env: env}, "bash", "-euo", "pipefail", "-c", strings.Join(lines, "\n"))
+	if r.code != 0 || !strings.Contains(r.stdout, "CiphertextBlob") {
+		t.Fatalf("the README's aws CLI block: %v", r)
+	}
+}
