@@ -17,7 +17,7 @@ deps-run:
 	@bash softhsm/deps.sh run
 
 build:
-	$(GO) build $(GOFLAGS) -o $(BIN) ./cmd/hsmkms
+	$(GO) build $(GOFLAGS) -buildvcs=auto -o $(BIN) ./cmd/hsmkms
 
 # The server on embedded defaults: a private SoftHSM2 dev token and the
 # embedded store, both under .hsmkms/ (git-ignored), kept across runs.

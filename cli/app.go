@@ -32,7 +32,7 @@ func New(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:                 "hsmkms",
 		Usage:                "a key management service whose master keys live in a PKCS#11 HSM",
-		Version:              Version,
+		Version:              readBuildVersion().String(),
 		Writer:               stdout,
 		ErrWriter:            stderr,
 		EnableBashCompletion: true,
@@ -40,7 +40,7 @@ func New(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "log-level", Value: "warn", EnvVars: []string{"HSMKMS_LOG_LEVEL"}, Usage: "trace, debug, info, warn or error"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", EnvVars: []string{"HSMKMS_OUTPUT"}, Usage: "table or json"},
 		},
-		Commands: append([]*cli.Command{serveCommand(), benchCommand(), benchTargetCommand(), slotCommand(), tokenCommand(),
+		Commands: append([]*cli.Command{versionCommand(), serveCommand(), benchCommand(), benchTargetCommand(), slotCommand(), tokenCommand(),
 			softhsmCommand(), doctorCommand(), storeCommand(), restoreCommand()}, append(clientCommands(), backupCommand())...),
 		OnUsageError: usageError,
 		// Errors, ExitCoders included, go back to the caller of Run: the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -25,6 +26,7 @@ func clientFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "endpoint", EnvVars: []string{"HSMKMS_ENDPOINT"}, Usage: "server URL, e.g. https://kms.example:8443 (host:port alone: http on loopback, https elsewhere)"},
 		&cli.StringFlag{Name: "region", Value: "us-east-1", EnvVars: []string{"HSMKMS_REGION"}, Usage: "region the server signs for"},
+		&cli.BoolFlag{Name: "use-imds", Usage: "let the AWS SDK take credentials from EC2 instance metadata (off unless given, or AWS_EC2_METADATA_DISABLED=false)"},
 		&cli.StringFlag{Name: "credentials-file", EnvVars: []string{"HSMKMS_CREDENTIALS_FILE"}, Usage: "AWS shared credentials file to read ([default] or --profile)"},
 		// The PIN flag's name is an alias, so that one habit (or one
 		// script's flag) serves the local and the client commands.
@@ -40,11 +42,15 @@ func awsConfig(c *cli.Context) (aws.Config, error) {
 	if _, err := endpointURL(c.String("endpoint")); err != nil {
 		return aws.Config{}, err
 	}
-	// No EC2 instance metadata: hsmkms is on-prem, and missing credentials
-	// must say so (exit 3) rather than wait on 169.254.169.254 and be
-	// reported as a server that cannot be reached.
+	// No EC2 instance metadata unless asked for: hsmkms is on-prem, and
+	// missing credentials must say so (exit 3) rather than wait on
+	// 169.254.169.254 and be reported as a server that cannot be reached.
+	imdsState := imds.ClientDisabled
+	if c.Bool("use-imds") || strings.EqualFold(os.Getenv("AWS_EC2_METADATA_DISABLED"), "false") {
+		imdsState = imds.ClientEnabled
+	}
 	opts := []func(*config.LoadOptions) error{config.WithRegion(c.String("region")),
-		config.WithRetryer(noCertificateRetries), config.WithEC2IMDSClientEnableState(imds.ClientDisabled)}
+		config.WithRetryer(noCertificateRetries), config.WithEC2IMDSClientEnableState(imdsState)}
 	ca, err := caBundle(c)
 	if err != nil {
 		return aws.Config{}, err

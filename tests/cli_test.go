@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -374,5 +375,25 @@ func TestDoctorDevDir(t *testing.T) {
 	}
 	if r := s.run(nil, "doctor", "--dev-dir", filepath.Join(t.TempDir(), "nothing")); r.code != 4 || !strings.Contains(r.stderr, "no dev token in") {
 		t.Fatalf("doctor --dev-dir of no dev dir: %v", r)
+	}
+}
+
+// TestVersion: --version and version name the build and the Go version,
+// and version --pkcs11-module describes the module.
+func TestVersion(t *testing.T) {
+	s := newSandbox(t)
+	r := s.must(nil, "--version")
+	if !strings.HasPrefix(r.stdout, "hsmkms version ") || !strings.Contains(r.stdout, runtime.Version()) {
+		t.Fatalf("--version: %v", r)
+	}
+	v := decode[struct {
+		Version, Go string
+		Module      struct {
+			CryptokiVersion    string `json:"cryptoki_version"`
+			LibraryDescription string `json:"library_description"`
+		} `json:"pkcs11_module"`
+	}](t, s.run(nil, "--output", "json", "version", "--pkcs11-module", softhsmModule(t)))
+	if v.Go != runtime.Version() || v.Version == "" || v.Module.CryptokiVersion != "2.40" || v.Module.LibraryDescription == "" {
+		t.Fatalf("version --pkcs11-module: %+v", v)
 	}
 }
