@@ -82,9 +82,34 @@ func setUsageError(cmds []*cli.Command, parent string) {
 		}
 		requireFlags(c)
 		scopeEnv(c, path)
+		c.Flags = append(c.Flags, globalFlagCopies()...)
 		setUsageError(c.Subcommands, strings.TrimSpace(path+" "+c.Name))
 	}
 }
+
+// globalFlagCopies let --output (-o) and --log-level follow a command as
+// well as precede it, as the aws CLI takes them. They have no default and
+// no variable: globalString reads the one given, nearest first.
+func globalFlagCopies() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Hidden: true},
+		&cli.StringFlag{Name: "log-level", Hidden: true},
+	}
+}
+
+// globalString is a global flag's value: given after the command (at any
+// depth) or before it, else its variable, else def.
+func globalString(c *cli.Context, name, def string) string {
+	for _, ctx := range c.Lineage() {
+		if ctx.IsSet(name) {
+			return ctx.String(name)
+		}
+	}
+	return def
+}
+
+// outputFormat is --output: table (the default) or json.
+func outputFormat(c *cli.Context) string { return globalString(c, "output", "table") }
 
 // scopeEnv names the environment variables of the command's own flags
 // (those made with envVars) after the command: HSMKMS_<COMMAND PATH>_<FLAG>.
@@ -158,7 +183,7 @@ func Main() int {
 func logger(c *cli.Context) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
 		Name:   "hsmkms",
-		Level:  hclog.LevelFromString(c.String("log-level")),
+		Level:  hclog.LevelFromString(globalString(c, "log-level", "warn")),
 		Output: c.App.ErrWriter,
 	})
 }

@@ -850,3 +850,27 @@ func TestClientPrincipalPrintPresetsNames(t *testing.T) {
 		t.Fatal("principal delete by name left it")
 	}
 }
+
+// TestClientGlobalFlagsAnywhere: --output and -o work before the command
+// and after it, and HSMKMS_OUTPUT when neither is given.
+func TestClientGlobalFlagsAnywhere(t *testing.T) {
+	startServer(t)
+	createKey(t)
+	for _, args := range [][]string{
+		{"--output", "json", "key", "list"},
+		{"key", "list", "--output", "json"},
+		{"key", "list", "-o", "json"},
+		{"-o", "table", "key", "list", "-o", "json"},
+	} {
+		if out := mustRun(t, args...); !strings.HasPrefix(strings.TrimSpace(out), "[") {
+			t.Fatalf("%v: not JSON:\n%s", args, out)
+		}
+	}
+	t.Setenv("HSMKMS_OUTPUT", "json")
+	if out := mustRun(t, "key", "list"); !strings.HasPrefix(strings.TrimSpace(out), "[") {
+		t.Fatalf("HSMKMS_OUTPUT=json: not JSON:\n%s", out)
+	}
+	if out := mustRun(t, "key", "list", "-o", "table"); strings.HasPrefix(strings.TrimSpace(out), "[") {
+		t.Fatalf("-o table after HSMKMS_OUTPUT=json: %s", out)
+	}
+}

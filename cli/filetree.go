@@ -65,7 +65,7 @@ func transformTree(c *cli.Context, verb, inDir, outDir string, names treeNames, 
 			failed++
 		}
 		results = append(results, r)
-		if c.String("output") != "json" {
+		if outputFormat(c) != "json" {
 			printTreeResult(c.App.Writer, r)
 		}
 	}
@@ -112,7 +112,7 @@ func transformTree(c *cli.Context, verb, inDir, outDir string, names treeNames, 
 		report(treeResult{In: path, Out: out, Status: verb, Bytes: n})
 		return nil
 	})
-	if c.String("output") == "json" {
+	if outputFormat(c) == "json" {
 		if err := printOut(c, results, nil); err != nil {
 			return err
 		}

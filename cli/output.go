@@ -13,7 +13,7 @@ import (
 // printOut writes v as indented JSON with --output json, or else calls table
 // with a tab-aligned writer.
 func printOut(c *cli.Context, v any, table func(w io.Writer)) error {
-	switch c.String("output") {
+	switch outputFormat(c) {
 	case "json":
 		enc := json.NewEncoder(c.App.Writer)
 		enc.SetIndent("", "  ")
@@ -23,7 +23,7 @@ func printOut(c *cli.Context, v any, table func(w io.Writer)) error {
 		table(tw)
 		return tw.Flush()
 	}
-	return cli.Exit(fmt.Sprintf("hsmkms: --output must be table or json, not %q", c.String("output")), ExitUsage)
+	return cli.Exit(fmt.Sprintf("hsmkms: --output must be table or json, not %q", outputFormat(c)), ExitUsage)
 }
 
 func row(w io.Writer, cols ...any) {

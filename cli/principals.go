@@ -114,7 +114,7 @@ func principalCreate(c *cli.Context, args []string) error {
 	if err != nil {
 		return principalErr(args[0], err)
 	}
-	if c.String("output") != "json" {
+	if outputFormat(c) != "json" {
 		fmt.Fprintln(c.App.ErrWriter, "hsmkms: the secret access key is shown only now; keep it safe")
 	}
 	switch format {
