@@ -874,3 +874,40 @@ func TestClientGlobalFlagsAnywhere(t *testing.T) {
 		t.Fatalf("-o table after HSMKMS_OUTPUT=json: %s", out)
 	}
 }
+
+// TestClientKeyListColumns: key list shows each key's aliases, state, spec,
+// usage and description, and filters by state and alias prefix.
+func TestClientKeyListColumns(t *testing.T) {
+	startServer(t)
+	app := createKey(t, "--description", "the app key", "--alias", "app-main")
+	other := createKey(t, "--spec", "ECC_NIST_P256")
+	mustRun(t, "key", "disable", "--yes", other)
+	all := decode[[]keyListEntry](t, mustRun(t, "-o", "json", "key", "list"))
+	byID := map[string]keyListEntry{}
+	for _, k := range all {
+		byID[k.KeyId] = k
+	}
+	a, o := byID[app], byID[other]
+	if !slices.Equal(a.Aliases, []string{"alias/app-main"}) || a.KeyState != "Enabled" || a.KeySpec != "SYMMETRIC_DEFAULT" ||
+		a.KeyUsage != "ENCRYPT_DECRYPT" || a.Description != "the app key" || a.CreationDate == nil {
+		t.Fatalf("the app key in key list: %+v", a)
+	}
+	if o.KeyState != "Disabled" || o.KeySpec != "ECC_NIST_P256" || o.KeyUsage != "SIGN_VERIFY" {
+		t.Fatalf("the other key in key list: %+v", o)
+	}
+	if l := decode[[]keyListEntry](t, mustRun(t, "-o", "json", "key", "list", "--state", "Disabled")); len(l) != 1 || l[0].KeyId != other {
+		t.Fatalf("--state Disabled: %+v", l)
+	}
+	if l := decode[[]keyListEntry](t, mustRun(t, "-o", "json", "key", "list", "--alias-prefix", "alias/app")); len(l) != 1 || l[0].KeyId != app {
+		t.Fatalf("--alias-prefix alias/app: %+v", l)
+	}
+	table := strings.Split(strings.TrimSpace(mustRun(t, "key", "list")), "\n")
+	if strings.Join(strings.Fields(table[0]), " ") != "KEY ID ALIASES STATE SPEC USAGE CREATED DESCRIPTION" || len(table) != 3 {
+		t.Fatalf("key list table:\n%s", strings.Join(table, "\n"))
+	}
+	for _, l := range table[1:] {
+		if f := strings.Fields(l); f[0] == app && (f[1] != "alias/app-main" || f[2] != "Enabled" || strings.Join(f[6:], " ") != "the app key") {
+			t.Fatalf("the app key's row: %q", l)
+		}
+	}
+}

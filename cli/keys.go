@@ -197,7 +197,12 @@ func keyCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "tag", EnvVars: envVars("tag"), Usage: "KEY=VALUE tag (repeatable)"},
 			&cli.StringFlag{Name: "alias", EnvVars: envVars("alias"), Usage: "also name the new key alias/NAME"},
 		}}.command(),
-		leaf{name: "list", usage: "list all keys", run: keyList}.command(),
+		leaf{name: "list", usage: "list keys: ID, aliases, state, spec, usage, creation date, description", run: keyList,
+			description: "Example:\n  hsmkms key list --state Enabled --alias-prefix alias/app",
+			flags: []cli.Flag{
+				&cli.StringFlag{Name: "state", EnvVars: envVars("state"), Usage: "only keys in this state (Enabled, Disabled, PendingDeletion, PendingImport)"},
+				&cli.StringFlag{Name: "alias-prefix", EnvVars: envVars("alias-prefix"), Usage: "only keys with an alias that starts so (alias/app)"},
+			}}.command(),
 		leaf{name: "describe", usage: "describe a key", description: keyArgDoc, args: keyArg, run: keyDescribe}.command(),
 		leaf{name: "enable", usage: "enable a disabled key", description: keyArgDoc, args: keyArg, run: keyEnable}.command(),
 		leaf{name: "disable", usage: "disable a key: it neither encrypts nor decrypts until enabled", description: keyArgDoc, args: keyArg,
@@ -322,31 +327,91 @@ func keyCreate(c *cli.Context, _ []string) error {
 
 // keyListEntry is one key of `key list`.
 type keyListEntry struct {
-	KeyId  string `json:"KeyId"`
-	KeyArn string `json:"KeyArn"`
+	KeyId        string     `json:"KeyId"`
+	KeyArn       string     `json:"KeyArn"`
+	Aliases      []string   `json:"Aliases,omitempty"`
+	KeyState     string     `json:"KeyState,omitempty"`
+	KeySpec      string     `json:"KeySpec,omitempty"`
+	KeyUsage     string     `json:"KeyUsage,omitempty"`
+	Description  string     `json:"Description,omitempty"`
+	CreationDate *time.Time `json:"CreationDate,omitempty"`
 }
 
+// keyList pages through ListKeys and describes each key. A key the caller
+// may list but not describe is shown with its ID and ARN only.
 func keyList(c *cli.Context, _ []string) error {
+	state, prefix := c.String("state"), c.String("alias-prefix")
 	cl, err := kmsClient(c)
 	if err != nil {
 		return err
 	}
-	keys := []keyListEntry{}
+	var listed []types.KeyListEntry
 	for p := kms.NewListKeysPaginator(cl, &kms.ListKeysInput{}); p.HasMorePages(); {
 		page, err := p.NextPage(c.Context)
 		if err != nil {
 			return &callError{"list keys", err}
 		}
-		for _, k := range page.Keys {
-			keys = append(keys, keyListEntry{aws.ToString(k.KeyId), aws.ToString(k.KeyArn)})
+		listed = append(listed, page.Keys...)
+	}
+	aliases, err := aliasesByKey(c, cl)
+	if err != nil {
+		return err
+	}
+	keys := []keyListEntry{}
+	for _, k := range listed {
+		e := keyListEntry{KeyId: aws.ToString(k.KeyId), KeyArn: aws.ToString(k.KeyArn), Aliases: aliases[aws.ToString(k.KeyId)]}
+		d, err := cl.DescribeKey(c.Context, &kms.DescribeKeyInput{KeyId: k.KeyId})
+		switch {
+		case err == nil:
+			m := d.KeyMetadata
+			e.KeyState, e.KeySpec, e.KeyUsage = string(m.KeyState), string(m.KeySpec), string(m.KeyUsage)
+			e.Description, e.CreationDate = aws.ToString(m.Description), m.CreationDate
+		case apiCode(err) != "AccessDeniedException":
+			return keyErr(e.KeyId, err)
 		}
+		if state != "" && !strings.EqualFold(e.KeyState, state) {
+			continue
+		}
+		if prefix != "" && !slices.ContainsFunc(e.Aliases, func(a string) bool { return strings.HasPrefix(a, prefix) }) {
+			continue
+		}
+		keys = append(keys, e)
 	}
 	return printOut(c, keys, func(w io.Writer) {
-		row(w, "KEY ID", "ARN")
+		row(w, "KEY ID", "ALIASES", "STATE", "SPEC", "USAGE", "CREATED", "DESCRIPTION")
 		for _, k := range keys {
-			row(w, k.KeyId, k.KeyArn)
+			row(w, k.KeyId, orDash(strings.Join(k.Aliases, ",")), orDash(k.KeyState), orDash(k.KeySpec), orDash(k.KeyUsage),
+				orDash(timeText(k.CreationDate)), orDash(k.Description))
 		}
 	})
+}
+
+// aliasesByKey maps key IDs to their aliases; a caller that may not list
+// aliases gets none.
+func aliasesByKey(c *cli.Context, cl *kms.Client) (map[string][]string, error) {
+	out := map[string][]string{}
+	for p := kms.NewListAliasesPaginator(cl, &kms.ListAliasesInput{}); p.HasMorePages(); {
+		page, err := p.NextPage(c.Context)
+		if apiCode(err) == "AccessDeniedException" {
+			return out, nil
+		}
+		if err != nil {
+			return nil, &callError{"list aliases", err}
+		}
+		for _, a := range page.Aliases {
+			if id := aws.ToString(a.TargetKeyId); id != "" {
+				out[id] = append(out[id], aws.ToString(a.AliasName))
+			}
+		}
+	}
+	return out, nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func keyDescribe(c *cli.Context, args []string) error {
