@@ -5,7 +5,7 @@ BIN     := bin/hsmkms
 GOFLAGS ?=
 export CGO_ENABLED := 1
 
-.PHONY: all deps deps-run build run test fuzz fuzz-short bench lint clean
+.PHONY: all deps deps-run build install run test fuzz fuzz-short bench lint clean
 
 all: build
 
@@ -18,6 +18,19 @@ deps-run:
 
 build:
 	$(GO) build $(GOFLAGS) -buildvcs=auto -o $(BIN) ./cmd/hsmkms
+
+# The binary, its manual page and shell completions under PREFIX (and
+# DESTDIR, for packaging).
+PREFIX ?= /usr/local
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/hsmkms
+	./$(BIN) man > $(DESTDIR)$(PREFIX)/share/man/man1/hsmkms.1
+	./$(BIN) completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/hsmkms
+	./$(BIN) completion zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_hsmkms
+	./$(BIN) completion fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/hsmkms.fish
 
 # The server on embedded defaults: a private SoftHSM2 dev token and the
 # embedded store, both under .hsmkms/ (git-ignored), kept across runs.

@@ -40,7 +40,7 @@ func New(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "log-level", Value: "warn", EnvVars: []string{"HSMKMS_LOG_LEVEL"}, Usage: "trace, debug, info, warn or error"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", EnvVars: []string{"HSMKMS_OUTPUT"}, Usage: "table or json"},
 		},
-		Commands: append([]*cli.Command{versionCommand(), serveCommand(), benchCommand(), benchTargetCommand(), slotCommand(), tokenCommand(),
+		Commands: append([]*cli.Command{versionCommand(), completionCommand(), manCommand(), serveCommand(), benchCommand(), benchTargetCommand(), slotCommand(), tokenCommand(),
 			softhsmCommand(), doctorCommand(), storeCommand(), restoreCommand()}, append(clientCommands(), backupCommand())...),
 		OnUsageError: usageError,
 		// Errors, ExitCoders included, go back to the caller of Run: the

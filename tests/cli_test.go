@@ -397,3 +397,41 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version --pkcs11-module: %+v", v)
 	}
 }
+
+// TestCompletionAndMan: the bash completion script completes hsmkms's own
+// command tree (run in bash as the shell would), and man is a troff page
+// of the commands.
+func TestCompletionAndMan(t *testing.T) {
+	s := newSandbox(t)
+	binDir := t.TempDir()
+	if err := os.Symlink(hsmkmsBin, filepath.Join(binDir, "hsmkms")); err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(t.TempDir(), "hsmkms.bash")
+	if err := os.WriteFile(script, []byte(s.must(nil, "completion", "bash").stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	complete := func(words ...string) []string {
+		t.Helper()
+		prog := fmt.Sprintf(`source %q; COMP_WORDS=(%s); COMP_CWORD=%d; _hsmkms_complete; printf '%%s\n' "${COMPREPLY[@]}"`,
+			script, strings.Join(words, " "), len(words)-1)
+		r := s.exec(runOpts{env: []string{"PATH=" + binDir + string(os.PathListSeparator) + os.Getenv("PATH")}}, "bash", "-c", prog)
+		if r.code != 0 {
+			t.Fatalf("bash completion: %v", r)
+		}
+		return strings.Fields(r.stdout)
+	}
+	if got := complete("hsmkms", "ke"); !slices.Equal(got, []string{"key"}) {
+		t.Fatalf("hsmkms ke<TAB> = %v, want [key]", got)
+	}
+	if got := complete("hsmkms", "key", "rot"); !slices.Contains(got, "rotate") || !slices.Contains(got, "rotation") {
+		t.Fatalf("hsmkms key rot<TAB> = %v", got)
+	}
+	if r := s.run(nil, "completion", "tcsh"); r.code != 2 {
+		t.Fatalf("completion tcsh: %v", r)
+	}
+	man := s.must(nil, "man").stdout
+	if !strings.HasPrefix(man, ".nh\n.TH hsmkms 1") || !strings.Contains(man, "update-description") {
+		t.Fatalf("man page:\n%.400s", man)
+	}
+}
