@@ -46,6 +46,7 @@ type aliasView struct {
 	AliasName       string     `json:"AliasName"`
 	AliasArn        string     `json:"AliasArn,omitempty"`
 	TargetKeyId     string     `json:"TargetKeyId"`
+	KeyState        string     `json:"KeyState,omitempty"`
 	CreationDate    *time.Time `json:"CreationDate,omitempty"`
 	LastUpdatedDate *time.Time `json:"LastUpdatedDate,omitempty"`
 	// Deleted is set by alias delete.
@@ -114,14 +115,34 @@ func aliasList(c *cli.Context, _ []string) error {
 				TargetKeyId: aws.ToString(a.TargetKeyId), CreationDate: a.CreationDate, LastUpdatedDate: a.LastUpdatedDate})
 		}
 	}
+	// The target key's state, where the caller may describe it: an alias
+	// of a disabled key or one pending deletion is worth seeing.
+	states := map[string]string{}
+	for i, a := range aliases {
+		if a.TargetKeyId == "" {
+			continue
+		}
+		if _, ok := states[a.TargetKeyId]; !ok {
+			d, err := cl.DescribeKey(c.Context, &kms.DescribeKeyInput{KeyId: aws.String(a.TargetKeyId)})
+			switch {
+			case err == nil:
+				states[a.TargetKeyId] = string(d.KeyMetadata.KeyState)
+			case apiCode(err) == "AccessDeniedException":
+				states[a.TargetKeyId] = ""
+			default:
+				return keyErr(a.TargetKeyId, err)
+			}
+		}
+		aliases[i].KeyState = states[a.TargetKeyId]
+	}
 	return printOut(c, aliases, func(w io.Writer) {
-		row(w, "ALIAS", "KEY ID", "UPDATED")
+		row(w, "ALIAS", "KEY ID", "KEY STATE", "UPDATED")
 		for _, a := range aliases {
 			updated := a.LastUpdatedDate
 			if updated == nil {
 				updated = a.CreationDate
 			}
-			row(w, a.AliasName, a.TargetKeyId, timeText(updated))
+			row(w, a.AliasName, a.TargetKeyId, orDash(a.KeyState), timeText(updated))
 		}
 	})
 }

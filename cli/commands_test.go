@@ -901,6 +901,9 @@ func TestClientKeyListColumns(t *testing.T) {
 	if l := decode[[]keyListEntry](t, mustRun(t, "-o", "json", "key", "list", "--alias-prefix", "alias/app")); len(l) != 1 || l[0].KeyId != app {
 		t.Fatalf("--alias-prefix alias/app: %+v", l)
 	}
+	if al := decode[[]aliasView](t, mustRun(t, "-o", "json", "alias", "list")); len(al) != 1 || al[0].AliasName != "alias/app-main" || al[0].KeyState != "Enabled" {
+		t.Fatalf("alias list: %+v", al)
+	}
 	table := strings.Split(strings.TrimSpace(mustRun(t, "key", "list")), "\n")
 	if strings.Join(strings.Fields(table[0]), " ") != "KEY ID ALIASES STATE SPEC USAGE CREATED DESCRIPTION" || len(table) != 3 {
 		t.Fatalf("key list table:\n%s", strings.Join(table, "\n"))
