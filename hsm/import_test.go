@@ -23,27 +23,16 @@ func goKeyWrapPad(t testing.TB, kek, p []byte) []byte {
 	copy(aiv, []byte{0xA6, 0x59, 0x59, 0xA6})
 	binary.BigEndian.PutUint32(aiv[4:], uint32(len(p)))
 	padded := append(bytes.Clone(p), make([]byte, (8-len(p)%8)%8)...)
-	b, err := aes.NewCipher(kek)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if len(padded) == 8 {
+		b, err := aes.NewCipher(kek)
+		if err != nil {
+			t.Fatal(err)
+		}
 		out := append(aiv, padded...)
 		b.Encrypt(out, out)
 		return out
 	}
-	n := len(padded) / 8
-	a, r, buf := aiv, padded, make([]byte, 16)
-	for j := 0; j < 6; j++ {
-		for i := 0; i < n; i++ {
-			copy(buf, a)
-			copy(buf[8:], r[i*8:(i+1)*8])
-			b.Encrypt(buf, buf)
-			binary.BigEndian.PutUint64(a, binary.BigEndian.Uint64(buf[:8])^uint64(n*j+i+1))
-			copy(r[i*8:], buf[8:])
-		}
-	}
-	return append(a, r...)
+	return goKeyWrapIV(t, kek, aiv, padded)
 }
 
 // wrapForImport wraps material as a client does for alg under pub.

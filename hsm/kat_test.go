@@ -136,14 +136,18 @@ var kwIV = []byte{0xA6, 0xA6, 0xA6, 0xA6, 0xA6, 0xA6, 0xA6, 0xA6}
 
 // goKeyWrap is RFC 3394 §2.2.1 (index-based form), a reference independent
 // of the token.
-func goKeyWrap(t testing.TB, kek, p []byte) []byte {
+func goKeyWrap(t testing.TB, kek, p []byte) []byte { return goKeyWrapIV(t, kek, kwIV, p) }
+
+// goKeyWrapIV is RFC 3394 §2.2.1 with the initial value iv (RFC 5649 uses
+// its alternative one).
+func goKeyWrapIV(t testing.TB, kek, iv, p []byte) []byte {
 	t.Helper()
 	b, err := aes.NewCipher(kek)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := len(p) / 8
-	a := append([]byte(nil), kwIV...)
+	a := append([]byte(nil), iv...)
 	r := append([]byte(nil), p...)
 	buf := make([]byte, 16)
 	for j := 0; j < 6; j++ {
