@@ -136,7 +136,7 @@ func aliasList(c *cli.Context, _ []string) error {
 		aliases[i].KeyState = states[a.TargetKeyId]
 	}
 	return printOut(c, aliases, func(w io.Writer) {
-		row(w, "ALIAS", "KEY ID", "KEY STATE", "UPDATED")
+		header(w, "ALIAS", "KEY ID", "KEY STATE", "UPDATED")
 		for _, a := range aliases {
 			updated := a.LastUpdatedDate
 			if updated == nil {

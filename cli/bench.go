@@ -88,7 +88,7 @@ func bench(c *cli.Context) error {
 	}
 	res.Op = c.String("op")
 	return printOut(c, res, func(w io.Writer) {
-		row(w, "OP", "CONCURRENCY", "REQUESTS", "RATE/S", "P50 MS", "P99 MS", "ERRORS")
+		header(w, "OP", "CONCURRENCY", "REQUESTS", "RATE/S", "P50 MS", "P99 MS", "ERRORS")
 		row(w, res.Op, res.Concurrency, res.Requests, fmt.Sprintf("%.0f", res.Rate), fmt.Sprintf("%.2f", res.P50ms), fmt.Sprintf("%.2f", res.P99ms), res.Errors)
 		if res.FirstError != "" {
 			row(w, "first error:", res.FirstError)

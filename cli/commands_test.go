@@ -685,7 +685,7 @@ func TestClientExitCodes(t *testing.T) {
 		{"extra argument", nil, []string{"key", "describe", key, "more"}, ExitUsage, "takes KEY, got 2"},
 		{"argument to a list", nil, []string{"alias", "list", "x"}, ExitUsage, "takes no arguments"},
 		{"days out of range", nil, []string{"key", "schedule-deletion", "--yes", "--days", "3", key}, ExitUsage, "--days must be 7 to 30"},
-		{"output yaml", nil, []string{"--output", "yaml", "key", "list"}, ExitUsage, "--output must be table or json"},
+		{"output yaml", nil, []string{"--output", "yaml", "key", "list"}, ExitUsage, "--output must be table, text or json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {
@@ -852,7 +852,8 @@ func TestClientPrincipalPrintPresetsNames(t *testing.T) {
 }
 
 // TestClientGlobalFlagsAnywhere: --output and -o work before the command
-// and after it, and HSMKMS_OUTPUT when neither is given.
+// and after it, and HSMKMS_OUTPUT when neither is given; --output text is
+// tab-separated rows without a header.
 func TestClientGlobalFlagsAnywhere(t *testing.T) {
 	startServer(t)
 	createKey(t)
@@ -865,6 +866,10 @@ func TestClientGlobalFlagsAnywhere(t *testing.T) {
 		if out := mustRun(t, args...); !strings.HasPrefix(strings.TrimSpace(out), "[") {
 			t.Fatalf("%v: not JSON:\n%s", args, out)
 		}
+	}
+	text := strings.Split(strings.TrimSpace(mustRun(t, "key", "list", "-o", "text")), "\n")
+	if len(text) != 1 || len(strings.Split(text[0], "\t")) != 7 || strings.HasPrefix(text[0], "KEY ID") {
+		t.Fatalf("key list -o text, want one tab-separated row of 7 fields and no header: %q", text)
 	}
 	t.Setenv("HSMKMS_OUTPUT", "json")
 	if out := mustRun(t, "key", "list"); !strings.HasPrefix(strings.TrimSpace(out), "[") {

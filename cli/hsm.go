@@ -93,7 +93,7 @@ func slotList(c *cli.Context) error {
 		return err
 	}
 	return printOut(c, slots, func(w io.Writer) {
-		row(w, "SLOT", "TOKEN", "SERIAL", "MANUFACTURER", "MODEL", "FLAGS")
+		header(w, "SLOT", "TOKEN", "SERIAL", "MANUFACTURER", "MODEL", "FLAGS")
 		for _, s := range slots {
 			if s.Token == nil {
 				row(w, s.ID, "-", "-", s.Manufacturer, "-", strings.Join(s.Flags, ","))
@@ -190,7 +190,7 @@ func tokenMechanisms(c *cli.Context) error {
 		return err
 	}
 	return printOut(c, mechs, func(w io.Writer) {
-		row(w, "MECHANISM", "TYPE", "KEY SIZES", "FLAGS")
+		header(w, "MECHANISM", "TYPE", "KEY SIZES", "FLAGS")
 		for _, m := range mechs {
 			row(w, m.Name, fmt.Sprintf("0x%08X", m.Type), fmt.Sprintf("%d-%d", m.MinKeySize, m.MaxKeySize), strings.Join(m.Flags, ","))
 		}

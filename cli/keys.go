@@ -378,7 +378,7 @@ func keyList(c *cli.Context, _ []string) error {
 		keys = append(keys, e)
 	}
 	return printOut(c, keys, func(w io.Writer) {
-		row(w, "KEY ID", "ALIASES", "STATE", "SPEC", "USAGE", "CREATED", "DESCRIPTION")
+		header(w, "KEY ID", "ALIASES", "STATE", "SPEC", "USAGE", "CREATED", "DESCRIPTION")
 		for _, k := range keys {
 			row(w, k.KeyId, orDash(strings.Join(k.Aliases, ",")), orDash(k.KeyState), orDash(k.KeySpec), orDash(k.KeyUsage),
 				orDash(timeText(k.CreationDate)), orDash(k.Description))
@@ -557,7 +557,7 @@ func keyRotations(c *cli.Context, args []string) error {
 		}
 	}
 	return printOut(c, rots, func(w io.Writer) {
-		row(w, "ROTATED", "TYPE", "KEY MATERIAL")
+		header(w, "ROTATED", "TYPE", "KEY MATERIAL")
 		for _, r := range rots {
 			row(w, timeText(r.RotationDate), r.RotationType, r.KeyMaterialId)
 		}

@@ -171,7 +171,7 @@ func principalList(c *cli.Context, _ []string) error {
 		marker = page.NextMarker
 	}
 	return printOut(c, list, func(w io.Writer) {
-		row(w, "ACCESS KEY ID", "NAME", "CREATED", "POLICY")
+		header(w, "ACCESS KEY ID", "NAME", "CREATED", "POLICY")
 		for _, p := range list {
 			row(w, p.AccessKeyId, p.Name, timeText(p.CreationDate), policyText(p.Statements))
 		}

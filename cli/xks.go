@@ -107,7 +107,7 @@ func xksStoreList(c *cli.Context, _ []string) error {
 		out.Stores = []service.XKSStoreEntry{}
 	}
 	return printOut(c, out.Stores, func(w io.Writer) {
-		row(w, "URI PATH", "CREDENTIALS", "KEYS")
+		header(w, "URI PATH", "CREDENTIALS", "KEYS")
 		for _, s := range out.Stores {
 			creds := make([]string, len(s.Credentials))
 			for i, cr := range s.Credentials {
