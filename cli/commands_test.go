@@ -919,3 +919,32 @@ func TestClientKeyListColumns(t *testing.T) {
 		}
 	}
 }
+
+// TestClientPrincipalUpdateRotate: principal update replaces the policy
+// (the principal can then do what it could not), rotate-secret makes the
+// old secret fail and the new one work.
+func TestClientPrincipalUpdateRotate(t *testing.T) {
+	startServer(t)
+	key := createKey(t)
+	dir := t.TempDir()
+	old := filepath.Join(dir, "old")
+	if err := os.WriteFile(old, []byte(mustRun(t, "principal", "create", "rotating", "--allow", "kms:ListKeys=*", "--print", "credentials-file")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, "datakey", "--key", key, "--credentials-file", old); r.code != ExitAuth {
+		t.Fatalf("datakey before the update: %+v", r)
+	}
+	mustRun(t, "principal", "update", "rotating", "--allow", "encrypt-files="+key)
+	mustRun(t, "datakey", "--key", key, "--credentials-file", old)
+	newer := filepath.Join(dir, "new")
+	if err := os.WriteFile(newer, []byte(mustRun(t, "principal", "rotate-secret", "rotating", "--yes", "--print", "credentials-file")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, "datakey", "--key", key, "--credentials-file", old); r.code != ExitAuth || !strings.Contains(r.stderr, "InvalidSignatureException") {
+		t.Fatalf("the old secret after rotate-secret: %+v", r)
+	}
+	mustRun(t, "datakey", "--key", key, "--credentials-file", newer)
+	if r := run(t, "principal", "rotate-secret", "nobody-by-that-name", "--yes"); r.code != ExitNotFound {
+		t.Fatalf("rotate-secret of nobody: %+v", r)
+	}
+}

@@ -38,6 +38,14 @@ func principalCommand() *cli.Command {
 					&cli.StringFlag{Name: "print", Usage: "table (default, or JSON with --output json), credentials-file or env"},
 				}}.command(),
 			leaf{name: "list", usage: "list principals and their policies", run: principalList}.command(),
+			leaf{name: "update", usage: "replace a principal's policy (by name or access key ID)", args: []string{"NAME_OR_ACCESS_KEY_ID"}, run: principalUpdate,
+				description: "Example:\n  hsmkms principal update billing --allow encrypt-files=alias/billing",
+				flags: []cli.Flag{
+					&cli.StringFlag{Name: "policy", EnvVars: envVars("policy"), Usage: "file holding the policy statements (JSON array), or - for standard input"},
+					&cli.StringSliceFlag{Name: "allow", EnvVars: envVars("allow"), Usage: "ACTION=RESOURCE or PRESET=RESOURCE to allow (repeatable)"},
+				}}.command(),
+			leaf{name: "rotate-secret", usage: "give a principal a new secret access key; the old one stops working at once", args: []string{"NAME_OR_ACCESS_KEY_ID"},
+				run: principalRotate, flags: []cli.Flag{yesFlag(), &cli.StringFlag{Name: "print", Usage: "table (default), credentials-file or env"}}}.command(),
 			leaf{name: "delete", usage: "delete a principal, by name or access key ID: its access key stops working at once", args: []string{"NAME_OR_ACCESS_KEY_ID"},
 				flags: []cli.Flag{yesFlag()}, run: principalDelete}.command(),
 		},
@@ -117,14 +125,8 @@ func principalCreate(c *cli.Context, args []string) error {
 	if outputFormat(c) != "json" {
 		fmt.Fprintln(c.App.ErrWriter, "hsmkms: the secret access key is shown only now; keep it safe")
 	}
-	switch format {
-	case "credentials-file":
-		_, err := fmt.Fprintf(c.App.Writer, "# hsmkms principal %s (%s)\n[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n",
-			out.Name, out.Arn, out.AccessKeyId, out.SecretAccessKey)
-		return err
-	case "env":
-		_, err := fmt.Fprintf(c.App.Writer, "export AWS_ACCESS_KEY_ID=%s\nexport AWS_SECRET_ACCESS_KEY=%s\n", out.AccessKeyId, out.SecretAccessKey)
-		return err
+	if format == "credentials-file" || format == "env" {
+		return printSecret(c, format, out.Name, out.AccessKeyId, out.SecretAccessKey)
 	}
 	return printOut(c, out, func(w io.Writer) {
 		row(w, "name", out.Name)
@@ -245,4 +247,70 @@ func looksLikeAccessKeyID(s string) bool {
 		}
 	}
 	return true
+}
+
+// printSecret writes credentials as an AWS shared credentials file or as
+// export lines.
+func printSecret(c *cli.Context, format, name, id, secret string) error {
+	var err error
+	if format == "env" {
+		_, err = fmt.Fprintf(c.App.Writer, "export AWS_ACCESS_KEY_ID=%s\nexport AWS_SECRET_ACCESS_KEY=%s\n", id, secret)
+	} else {
+		_, err = fmt.Fprintf(c.App.Writer, "# hsmkms principal %s\n[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", name, id, secret)
+	}
+	return err
+}
+
+func principalUpdate(c *cli.Context, args []string) error {
+	stmts, err := readPolicy(c)
+	if err != nil {
+		return err
+	}
+	cl, err := adminClient(c)
+	if err != nil {
+		return err
+	}
+	id, err := principalID(c, cl, args[0])
+	if err != nil {
+		return err
+	}
+	if err := cl.UpdatePrincipal(c.Context, service.UpdatePrincipalInput{AccessKeyId: id, Statements: stmts}); err != nil {
+		return principalErr(args[0], err)
+	}
+	return printOut(c, struct {
+		AccessKeyId string             `json:"AccessKeyId"`
+		Statements  []policy.Statement `json:"Statements"`
+	}{id, stmts}, func(w io.Writer) { fmt.Fprintf(w, "principal %s: policy replaced\n", args[0]) })
+}
+
+func principalRotate(c *cli.Context, args []string) error {
+	format := c.String("print")
+	if format != "" && format != "table" && format != "credentials-file" && format != "env" {
+		return usagef("--print must be table, credentials-file or env, not %q", format)
+	}
+	cl, err := adminClient(c)
+	if err != nil {
+		return err
+	}
+	id, err := principalID(c, cl, args[0])
+	if err != nil {
+		return err
+	}
+	if err := confirm(c, fmt.Sprintf("Give principal %s a new secret? Requests signed with the old one fail from now on.", args[0])); err != nil {
+		return err
+	}
+	out, err := cl.RotatePrincipalSecret(c.Context, id)
+	if err != nil {
+		return principalErr(args[0], err)
+	}
+	if outputFormat(c) != "json" {
+		fmt.Fprintln(c.App.ErrWriter, "hsmkms: the new secret access key is shown only now; keep it safe")
+	}
+	if format == "credentials-file" || format == "env" {
+		return printSecret(c, format, args[0], out.AccessKeyId, out.SecretAccessKey)
+	}
+	return printOut(c, out, func(w io.Writer) {
+		row(w, "access key id", out.AccessKeyId)
+		row(w, "secret access key", out.SecretAccessKey)
+	})
 }

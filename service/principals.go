@@ -637,3 +637,97 @@ func (s *Service) hasSecret(ctx context.Context, p store.Principal, secret strin
 	}
 	return subtle.ConstantTimeCompare([]byte(stored), []byte(secret)) == 1, nil
 }
+
+// UpdatePrincipalInput is UpdatePrincipal's request.
+type UpdatePrincipalInput struct {
+	AccessKeyId string             `json:"AccessKeyId"`
+	Statements  []policy.Statement `json:"Statements"`
+}
+
+// UpdatePrincipal replaces a principal's policy, within the caller's as at
+// creation (policy.Covers; the caller's Deny statements are added). The
+// root principal's policy does not change.
+func (s *Service) UpdatePrincipal(ctx context.Context, in UpdatePrincipalInput) (err error) {
+	o := s.begin(ctx, policy.ActionUpdatePrincipal)
+	defer func() { err = o.end(err) }()
+	o.rec.Subject = in.AccessKeyId
+	if err := o.authorize(nil, ""); err != nil {
+		return err
+	}
+	if err := policy.Validate(in.Statements); err != nil {
+		return newErr(CodeValidation, "%v", err)
+	}
+	stmts, err := limitToCaller(o.caller, in.Statements)
+	if err != nil {
+		return err
+	}
+	return s.changePrincipal(ctx, in.AccessKeyId, func(p *store.Principal) error {
+		p.Statements = stmts
+		return nil
+	})
+}
+
+// RotatePrincipalSecretInput names the principal of RotatePrincipalSecret.
+type RotatePrincipalSecretInput struct {
+	AccessKeyId string `json:"AccessKeyId"`
+}
+
+// RotatePrincipalSecretOutput is the new secret, shown once.
+type RotatePrincipalSecretOutput struct {
+	AccessKeyId     string `json:"AccessKeyId"`
+	SecretAccessKey string `json:"SecretAccessKey"`
+}
+
+// RotatePrincipalSecret gives a principal a new secret access key: the old
+// one stops verifying at once, on every replica. Root's secret rotates with
+// HSMKMS_ROOT_SECRET_ACCESS_KEY at a restart, not here.
+func (s *Service) RotatePrincipalSecret(ctx context.Context, in RotatePrincipalSecretInput) (out RotatePrincipalSecretOutput, err error) {
+	o := s.begin(ctx, policy.ActionRotatePrincipalSecret)
+	defer func() { err = o.end(err) }()
+	o.rec.Subject = in.AccessKeyId
+	if err := o.authorize(nil, ""); err != nil {
+		return out, err
+	}
+	_, secret, err := NewAccessKey()
+	if err != nil {
+		return out, err
+	}
+	sealed, err := s.sealSecret(ctx, in.AccessKeyId, secret)
+	if err != nil {
+		return out, err
+	}
+	err = s.changePrincipal(ctx, in.AccessKeyId, func(p *store.Principal) error {
+		p.SealedSecret = sealed
+		return nil
+	})
+	if err != nil {
+		return out, err
+	}
+	return RotatePrincipalSecretOutput{AccessKeyId: in.AccessKeyId, SecretAccessKey: secret}, nil
+}
+
+// changePrincipal changes a principal that is not root in one transaction.
+func (s *Service) changePrincipal(ctx context.Context, id string, change func(*store.Principal) error) error {
+	errRoot := newErr(CodeValidation, "the root principal changes at a restart (HSMKMS_ROOT_*), not here")
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		root, err := recordedRoot(tx)
+		switch {
+		case err == nil && root == id:
+			return errRoot
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		p, err := tx.Principal(id)
+		if err != nil {
+			return err
+		}
+		if err := change(&p); err != nil {
+			return err
+		}
+		return tx.PutPrincipal(p)
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return newErr(CodeNotFound, "no principal has access key ID %s", id)
+	}
+	return storeErrOrNil(err)
+}

@@ -375,3 +375,43 @@ func TestPrincipalNamesUnique(t *testing.T) {
 		t.Fatalf("%d principals named billing", n)
 	}
 }
+
+// TestPrincipalUpdateAndRotate: UpdatePrincipal replaces a policy within
+// the caller's; RotatePrincipalSecret makes the old secret stop verifying
+// and the new one verify; root and unknown principals are refused, and so
+// is a caller without the rights.
+func TestPrincipalUpdateAndRotate(t *testing.T) {
+	f := newFixture(t, "")
+	sys := systemContext(t.Context())
+	p, err := f.svc.CreatePrincipal(sys, CreatePrincipalInput{Name: "app", Statements: []policy.Statement{stmt("Allow", acts("kms:ListKeys"), "*")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := as(t, "AKIAADMINPRINCIPAL01", everything)
+	newPolicy := []policy.Statement{stmt("Allow", acts("kms:Encrypt", "kms:Decrypt"), "alias/app")}
+	ksMust(t, "UpdatePrincipal", f.svc.UpdatePrincipal(admin, UpdatePrincipalInput{AccessKeyId: p.AccessKeyId, Statements: newPolicy}))
+	creds, err := f.svc.Credentials(t.Context(), p.AccessKeyId)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(creds.Statements) != 1 || !slices.Equal(creds.Statements[0].Actions, []string{"kms:Encrypt", "kms:Decrypt"}) {
+		t.Fatalf("after UpdatePrincipal: %+v", creds.Statements)
+	}
+	r, err := f.svc.RotatePrincipalSecret(admin, RotatePrincipalSecretInput{AccessKeyId: p.AccessKeyId})
+	ksMust(t, "RotatePrincipalSecret", err)
+	if r.SecretAccessKey == "" || r.SecretAccessKey == p.SecretAccessKey {
+		t.Fatalf("RotatePrincipalSecret gave %+v", r)
+	}
+	creds, err = f.svc.Credentials(t.Context(), p.AccessKeyId)
+	if err != nil || creds.Secret != r.SecretAccessKey {
+		t.Fatalf("after RotatePrincipalSecret the service verifies with another secret (%v)", err)
+	}
+	ksWantErr(t, "UpdatePrincipal of nobody", f.svc.UpdatePrincipal(admin, UpdatePrincipalInput{AccessKeyId: "AKIANOBODY", Statements: newPolicy}), ErrNotFound, "no principal has access key ID AKIANOBODY")
+	_, err = f.svc.RotatePrincipalSecret(as(t, "AKIAWEAK", stmt("Allow", acts("kms:*"), "*")), RotatePrincipalSecretInput{AccessKeyId: p.AccessKeyId})
+	ksWantErr(t, "RotatePrincipalSecret without hsmkms:RotatePrincipalSecret", err, ErrAccessDenied, "")
+	err = f.svc.UpdatePrincipal(as(t, "AKIALIMITED", stmt("Allow", acts("hsmkms:UpdatePrincipal", "kms:ListKeys"), "*")),
+		UpdatePrincipalInput{AccessKeyId: p.AccessKeyId, Statements: []policy.Statement{stmt("Allow", acts("kms:*"), "*")}})
+	if err == nil {
+		t.Fatal("a caller gave a principal more rights than it has")
+	}
+}

@@ -63,6 +63,8 @@ var fuzzBodies = map[string]struct{ valid, invalid string }{
 	"ListResourceTags":                {`{"KeyId":"alias/x","Limit":10}`, `{"KeyId":"alias/x","Unknown":{"a":1,"a":2}}`},
 	"CreatePrincipal":                 {`{"Name":"app","Statements":[{"effect":"Allow","actions":["kms:Encrypt"],"resources":["*"]}]}`, `{"Name":"app","Statements":[{"effect":"Allow","effect":"Deny"}]}`},
 	"ListPrincipals":                  {`{"Limit":10}`, `{"Limit":{}}`},
+	"UpdatePrincipal":                 {`{"AccessKeyId":"AKIAAAAAAAAAAAAAAAAA","Statements":[{"effect":"Allow","actions":["kms:Decrypt"],"resources":["*"]}]}`, `{"Statements":"x"}`},
+	"RotatePrincipalSecret":           {`{"AccessKeyId":"AKIAAAAAAAAAAAAAAAAA"}`, `{"AccessKeyId":7}`},
 	"DeletePrincipal":                 {`{"AccessKeyId":"AKIAEXAMPLE0000000001"}`, `{"AccessKeyId":"AKIA\udc00"}`},
 	"GetTokenInfo":                    {`{}`, `[]`},
 	"BackupStore":                     {`{}`, `[]`},

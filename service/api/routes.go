@@ -95,6 +95,8 @@ func routes() map[string]route {
 		kmsPrefix + "ListResourceTags":                fast(call((*service.Service).ListResourceTags)),
 		adminPrefix + "CreatePrincipal":               slow(call((*service.Service).CreatePrincipal)),
 		adminPrefix + "ListPrincipals":                fast(call((*service.Service).ListPrincipals)),
+		adminPrefix + "UpdatePrincipal":               fast(callNoOutput((*service.Service).UpdatePrincipal)),
+		adminPrefix + "RotatePrincipalSecret":         slow(call((*service.Service).RotatePrincipalSecret)),
 		adminPrefix + "DeletePrincipal":               fast(callNoOutput((*service.Service).DeletePrincipal)),
 		adminPrefix + "GetTokenInfo":                  fast(call((*service.Service).GetTokenInfo)),
 		adminPrefix + "BackupStore":                   bulk(call((*service.Service).BackupStore)),

@@ -106,6 +106,12 @@ const (
 	// ActionDeletePrincipal is the administrative action that deletes a
 	// principal.
 	ActionDeletePrincipal = AdminPrefix + "DeletePrincipal"
+	// ActionUpdatePrincipal is the administrative action that replaces a
+	// principal's policy.
+	ActionUpdatePrincipal = AdminPrefix + "UpdatePrincipal"
+	// ActionRotatePrincipalSecret is the administrative action that gives
+	// a principal a new secret access key.
+	ActionRotatePrincipalSecret = AdminPrefix + "RotatePrincipalSecret"
 	// ActionGetTokenInfo is the administrative action that reports on the
 	// HSM token.
 	ActionGetTokenInfo = AdminPrefix + "GetTokenInfo"
@@ -152,6 +158,7 @@ var knownActions = [...]string{
 	ActionCreateGrant, ActionListGrants, ActionListRetirableGrants, ActionRetireGrant, ActionRevokeGrant,
 	ActionUpdateKeyDescription, ActionTagResource, ActionUntagResource, ActionListResourceTags,
 	ActionCreatePrincipal, ActionListPrincipals, ActionDeletePrincipal,
+	ActionUpdatePrincipal, ActionRotatePrincipalSecret,
 	ActionGetTokenInfo, ActionBackupStore,
 	ActionCreateXksStore, ActionListXksStores, ActionDeleteXksStore, ActionUpdateXksStore,
 }

@@ -58,6 +58,16 @@ func (c *Client) DeletePrincipal(ctx context.Context, accessKeyID string) error 
 	return c.Call(ctx, "HsmkmsAdmin.DeletePrincipal", service.DeletePrincipalInput{AccessKeyId: accessKeyID}, nil)
 }
 
+// UpdatePrincipal replaces a principal's policy.
+func (c *Client) UpdatePrincipal(ctx context.Context, in service.UpdatePrincipalInput) error {
+	return c.Call(ctx, "HsmkmsAdmin.UpdatePrincipal", in, nil)
+}
+
+// RotatePrincipalSecret gives a principal a new secret access key.
+func (c *Client) RotatePrincipalSecret(ctx context.Context, accessKeyID string) (out service.RotatePrincipalSecretOutput, err error) {
+	return out, c.Call(ctx, "HsmkmsAdmin.RotatePrincipalSecret", service.RotatePrincipalSecretInput{AccessKeyId: accessKeyID}, &out)
+}
+
 // GetTokenInfo describes the server's token.
 func (c *Client) GetTokenInfo(ctx context.Context) (out service.GetTokenInfoOutput, err error) {
 	return out, c.Call(ctx, "HsmkmsAdmin.GetTokenInfo", struct{}{}, &out)
