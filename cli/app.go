@@ -36,10 +36,10 @@ func New(stdout, stderr io.Writer) *cli.App {
 		Writer:               stdout,
 		ErrWriter:            stderr,
 		EnableBashCompletion: true,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "log-level", Value: "warn", EnvVars: []string{"HSMKMS_LOG_LEVEL"}, Usage: "trace, debug, info, warn or error"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", EnvVars: []string{"HSMKMS_OUTPUT"}, Usage: "table, text (tab-separated, no header: for shell loops) or json"},
-		},
+		}, connectionFlagCopies()...),
 		Commands: append([]*cli.Command{versionCommand(), completionCommand(), manCommand(), serveCommand(), benchCommand(), benchTargetCommand(), slotCommand(), tokenCommand(),
 			softhsmCommand(), doctorCommand(), storeCommand(), restoreCommand()}, append(clientCommands(), backupCommand())...),
 		OnUsageError: usageError,
@@ -81,9 +81,48 @@ func setUsageError(cmds []*cli.Command, parent string) {
 			c.Action = unknownCommand
 		}
 		requireFlags(c)
+		inheritFlags(c)
 		scopeEnv(c, path)
 		c.Flags = append(c.Flags, globalFlagCopies()...)
 		setUsageError(c.Subcommands, strings.TrimSpace(path+" "+c.Name))
+	}
+}
+
+// connectionFlagCopies let the client commands' connection flags come
+// before the command as well as after it (hsmkms --endpoint E key list).
+// They have no default and no variable; inheritFlags passes them down.
+func connectionFlagCopies() []cli.Flag {
+	var out []cli.Flag
+	for _, name := range []string{"endpoint", "region", "profile", "credentials-file", "ca-bundle"} {
+		out = append(out, &cli.StringFlag{Name: name, Hidden: true})
+	}
+	return out
+}
+
+// inheritFlags gives a command's flags the values given before the command
+// (to the application or a parent command) where the command's own were
+// not given: urfave/cli reads the nearest definition, default included.
+func inheritFlags(c *cli.Command) {
+	before := c.Before
+	c.Before = func(ctx *cli.Context) error {
+		for _, f := range ctx.Command.Flags {
+			name := f.Names()[0]
+			if ctx.IsSet(name) {
+				continue
+			}
+			for _, anc := range ctx.Lineage()[1:] {
+				if anc.IsSet(name) {
+					if err := ctx.Set(name, fmt.Sprint(anc.Value(name))); err != nil {
+						return err
+					}
+					break
+				}
+			}
+		}
+		if before != nil {
+			return before(ctx)
+		}
+		return nil
 	}
 }
 

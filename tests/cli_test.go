@@ -435,3 +435,24 @@ func TestCompletionAndMan(t *testing.T) {
 		t.Fatalf("man page:\n%.400s", man)
 	}
 }
+
+// TestCLIConnectionFlagsBeforeCommand: --endpoint and --credentials-file
+// work before the command as after it, and the one after wins.
+func TestCLIConnectionFlagsBeforeCommand(t *testing.T) {
+	s := newSandbox(t)
+	devDir := filepath.Join(t.TempDir(), "dev")
+	srv := s.startDev(devDir)
+	creds := filepath.Join(devDir, "credentials")
+	endpoint := srv.exports["HSMKMS_ENDPOINT"]
+	key := createKey(s, srv.clientEnv(), "flags before")
+	for _, args := range [][]string{
+		{"--endpoint", endpoint, "--credentials-file", creds, "-o", "json", "key", "list"},
+		{"-o", "json", "key", "list", "--endpoint", endpoint, "--credentials-file", creds},
+		{"--endpoint", "http://127.0.0.1:1", "-o", "json", "key", "list", "--endpoint", endpoint, "--credentials-file", creds},
+	} {
+		r := s.run(nil, args...)
+		if r.code != 0 || !strings.Contains(r.stdout, key) {
+			t.Fatalf("%v: %v", args, r)
+		}
+	}
+}
