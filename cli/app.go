@@ -80,6 +80,7 @@ func setUsageError(cmds []*cli.Command, parent string) {
 		if len(c.Subcommands) > 0 && c.Action == nil {
 			c.Action = unknownCommand
 		}
+		withExample(&c.Description, strings.TrimSpace(path+" "+c.Name))
 		requireFlags(c)
 		inheritFlags(c)
 		scopeEnv(c, path)

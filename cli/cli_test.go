@@ -3,14 +3,16 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/hsmkms/hsmkms/hsm"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/hsmkms/hsmkms/hsm"
 	"github.com/hsmkms/hsmkms/softhsm"
+	"github.com/urfave/cli/v2"
 )
 
 const cliLabel = "cli-test"
@@ -273,4 +275,24 @@ func TestCLIExitCodes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestEveryCommandHasAnExample walks the command tree: every command
+// without subcommands shows an example in its help.
+func TestEveryCommandHasAnExample(t *testing.T) {
+	app := New(io.Discard, io.Discard)
+	var walk func(prefix string, cmds []*cli.Command)
+	walk = func(prefix string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			path := strings.TrimSpace(prefix + " " + c.Name)
+			if len(c.Subcommands) == 0 {
+				r := run(t, append(strings.Fields(path), "--help")...)
+				if !strings.Contains(r.stdout, "Example:\n") {
+					t.Errorf("hsmkms %s --help has no example", path)
+				}
+			}
+			walk(path, c.Subcommands)
+		}
+	}
+	walk("", app.Commands)
 }
