@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/hsmkms/hsmkms/service/server"
 	"github.com/urfave/cli/v2"
 )
@@ -94,7 +95,11 @@ func serve(c *cli.Context) error {
 	if srv.RootCredentials != "" {
 		fmt.Fprintf(c.App.ErrWriter, "hsmkms: created the root principal; its credentials are in %s (shown nowhere else)\n", srv.RootCredentials)
 	}
+	// The token is open and the listeners accept: tell systemd
+	// (Type=notify); without NOTIFY_SOCKET this does nothing.
+	notify(c, daemon.SdNotifyReady)
 	<-ctx.Done()
+	notify(c, daemon.SdNotifyStopping)
 	fmt.Fprintln(c.App.ErrWriter, "hsmkms: shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
@@ -250,4 +255,12 @@ func openAudit(path string, stdout io.Writer) (w io.Writer, closeFn func(), reop
 		return nil, nil, nil, err
 	}
 	return f, f.close, f.reopen, nil
+}
+
+// notify sends state to the service manager when it asked for it
+// (NOTIFY_SOCKET); a failure is logged, never fatal.
+func notify(c *cli.Context, state string) {
+	if _, err := daemon.SdNotify(false, state); err != nil {
+		logger(c).Warn("telling the service manager failed", "state", state, "error", err)
+	}
 }

@@ -26,6 +26,8 @@ command -v npm >/dev/null || missing+=(npm)
 # curl signs XKS proxy API requests with --aws-sigv4 (7.75 or later) in the
 # XKS tests: a SigV4 signer independent of hsmkms's and the AWS SDK's.
 command -v curl >/dev/null || missing+=(curl)
+# systemd-analyze verifies the service unit (cmd/hsmkms/hsmkms.service).
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 fi
 found_module=
 for p in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so \
