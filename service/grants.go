@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/google/uuid"
 	"github.com/hsmkms/hsmkms/service/ciphertext"
 	"github.com/hsmkms/hsmkms/service/store"
 )
@@ -114,7 +113,7 @@ func parseGrantToken(t string) (string, error) {
 	}
 	b, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(t, grantTokenPrefix))
 	keyID, id, ok := strings.Cut(string(b), "/")
-	if !strings.HasPrefix(t, grantTokenPrefix) || err != nil || !ok || validGrantID(id) != nil || !validUUID(keyID) {
+	if !strings.HasPrefix(t, grantTokenPrefix) || err != nil || !ok || validGrantID(id) != nil || !isKeyID(keyID) {
 		return "", newErr(CodeInvalidGrantToken, "The grant token is not valid")
 	}
 	return string(b), nil
@@ -128,11 +127,6 @@ func validGrantID(id string) error {
 		return newErr(CodeInvalidGrantID, "GrantId must be %d hexadecimal digits", grantIDLen)
 	}
 	return nil
-}
-
-func validUUID(s string) bool {
-	_, err := uuid.Parse(s)
-	return err == nil && len(s) == 36
 }
 
 // withGrantTokens records the grants a request's tokens name; an invalid
@@ -487,7 +481,7 @@ func parseGrantMarker(m string) (string, error) {
 		return "", nil
 	}
 	keyID, id, ok := strings.Cut(m, "/")
-	if !ok || !validUUID(keyID) || validGrantID(id) != nil {
+	if !ok || !isKeyID(keyID) || validGrantID(id) != nil {
 		return "", newErr(CodeInvalidMarker, "Marker is not valid")
 	}
 	return m, nil

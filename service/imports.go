@@ -115,14 +115,8 @@ func (s *Service) GetParametersForImport(ctx context.Context, in GetParametersFo
 		}
 		return out, newErr(CodeValidation, "1 validation error detected: Value '%s' at 'wrappingKeySpec' failed to satisfy constraint: Member must satisfy enum value set: [RSA_2048, RSA_3072, RSA_4096]", in.WrappingKeySpec)
 	}
-	k, err := s.authorizedKey(ctx, o, in.KeyId)
+	k, err := s.importableKey(ctx, o, in.KeyId)
 	if err != nil {
-		return out, err
-	}
-	if err := s.externalKey(k); err != nil {
-		return out, err
-	}
-	if err := s.importState(k); err != nil {
 		return out, err
 	}
 	wrapping, err := hsm.NewObjectID()
@@ -181,6 +175,19 @@ func (s *Service) GetParametersForImport(ctx context.Context, in GetParametersFo
 	return GetParametersForImportOutput{KeyId: s.keyARN(k.ID), ImportToken: token, PublicKey: der, ParametersValidTo: epoch(validTo)}, nil
 }
 
+// importableKey resolves and authorises the key of an import operation,
+// and refuses one whose material hsmkms made or that cannot change now.
+func (s *Service) importableKey(ctx context.Context, o *op, ident string) (store.Key, error) {
+	k, err := s.authorizedKey(ctx, o, ident)
+	if err != nil {
+		return k, err
+	}
+	if err := s.externalKey(k); err != nil {
+		return k, err
+	}
+	return k, s.importState(k)
+}
+
 // importState refuses keys whose material cannot change now.
 func (s *Service) importState(k store.Key) error {
 	switch k.State {
@@ -217,14 +224,8 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, in ImportKeyMaterialInp
 	if len(in.ImportToken) == 0 || len(in.ImportToken) > 6144 {
 		return out, newErr(CodeValidation, "1 validation error detected: Value at 'importToken' failed to satisfy constraint: Member must have length between 1 and 6144")
 	}
-	k, err := s.authorizedKey(ctx, o, in.KeyId)
+	k, err := s.importableKey(ctx, o, in.KeyId)
 	if err != nil {
-		return out, err
-	}
-	if err := s.externalKey(k); err != nil {
-		return out, err
-	}
-	if err := s.importState(k); err != nil {
 		return out, err
 	}
 	im, err := s.checkImportToken(k, in.ImportToken)

@@ -59,7 +59,7 @@ func (s *Service) parseKeyRef(field, in string) (keyRef, error) {
 		ref.alias = rest
 		return ref, nil
 	}
-	if _, err := uuid.Parse(rest); err != nil || len(rest) != 36 {
+	if !isKeyID(rest) {
 		return ref, newErr(CodeNotFound, "Invalid keyId '%s'", in)
 	}
 	ref.id = strings.ToLower(rest)
@@ -123,4 +123,10 @@ func (s *Service) usable(k store.Key, usage string) error {
 		return newErr(CodeInvalidKeyUsage, "%s key usage is %s which is not valid for this operation.", s.keyARN(k.ID), k.Usage)
 	}
 	return nil
+}
+
+// isKeyID reports a key ID: a UUID in its 36-character form.
+func isKeyID(s string) bool {
+	_, err := uuid.Parse(s)
+	return err == nil && len(s) == 36
 }
