@@ -425,6 +425,8 @@ func TestClientPrincipalCommands(t *testing.T) {
 	dir := t.TempDir()
 	policyFile := filepath.Join(dir, "policy.json")
 	const policyJSON = `[{"effect": "Allow", "actions": ["kms:Encrypt", "kms:Decrypt"], "resources": ["alias/app"]}]`
+	const pipedJSON = `[{"effect": "Allow", "actions": ["kms:DescribeKey", "kms:Decrypt"], "resources": ["alias/app"]},
+		{"effect": "Deny", "actions": ["kms:Decrypt"], "resources": ["alias/secret", "alias/other"]}]`
 	badPolicy := filepath.Join(dir, "bad.json")
 	for f, body := range map[string]string{policyFile: policyJSON, badPolicy: `[{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]`} {
 		if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
@@ -445,7 +447,7 @@ func TestClientPrincipalCommands(t *testing.T) {
 			}},
 		{name: "create with a policy file", args: argv("principal", "create", "--policy", policyFile, "ops"),
 			check: contains("access key id", "secret access key", "shown only now")},
-		{name: "create with a policy on stdin", args: argv("-o", "json", "principal", "create", "piped", "--policy", "-"), stdin: func() string { return policyJSON },
+		{name: "create with a policy on stdin", args: argv("-o", "json", "principal", "create", "piped", "--policy", "-"), stdin: func() string { return pipedJSON },
 			check: contains(`"SecretAccessKey"`)},
 		{name: "create with a bad policy", args: argv("principal", "create", "bad", "--policy", badPolicy), code: ExitUsage, check: contains("not a JSON array of statements")},
 		{name: "create with an unknown action", args: argv("principal", "create", "bad", "--allow", "kms:Fly=*"), code: ExitUsage, check: contains("kms:Fly")},
@@ -465,7 +467,8 @@ func TestClientPrincipalCommands(t *testing.T) {
 				t.Errorf("list shows a secret: %s", r.stdout)
 			}
 		}},
-		{name: "list table", args: argv("principal", "list"), check: contains("ACCESS KEY ID", "Allow kms:ListKeys on *")},
+		{name: "list table", args: argv("principal", "list"), check: contains("ACCESS KEY ID",
+			"ListKeys=*; DescribeKey=*", "Encrypt,Decrypt=alias/app", "decrypt-only=alias/app; deny Decrypt=alias/secret,alias/other")},
 		{name: "allowed as app", args: argv("-o", "json", "key", "list"), check: contains("[]"), env: asApp},
 		{name: "forbidden as app", args: argv("key", "create"), code: ExitAuth, check: contains("hsmkms: create key: AccessDeniedException"), env: asApp},
 		{name: "admin forbidden as app", args: argv("principal", "list"), code: ExitAuth, check: contains("AccessDeniedException"), env: asApp},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"github.com/hsmkms/hsmkms/service/store"
 	"io"
+	"io/fs"
 	"net"
 	"strings"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 
 // exitCode prints err and maps it to one of the Exit codes.
 func exitCode(err error, stderr io.Writer) int {
+	stderr = oneLineWriter{stderr}
 	var ec cli.ExitCoder
 	if errors.As(err, &ec) {
 		if msg := err.Error(); msg != "" {
@@ -39,7 +41,7 @@ func exitCode(err error, stderr io.Writer) int {
 	switch {
 	case errors.Is(err, hsm.ErrLogin), authCodes[code]:
 		return ExitAuth
-	case errors.Is(err, hsm.ErrKeyNotFound), code == "NotFoundException":
+	case errors.Is(err, hsm.ErrKeyNotFound), code == "NotFoundException", errors.Is(err, fs.ErrNotExist):
 		return ExitNotFound
 	case errors.Is(err, hsm.ErrUnavailable), errors.Is(err, store.ErrUnavailable),
 		code == "DependencyTimeoutException", unreachable(err), isNotKMS(err):
@@ -146,4 +148,27 @@ func brief(err error) string {
 		return "cannot reach the server: " + oe.Error()
 	}
 	return err.Error()
+}
+
+// oneLineWriter writes an error message as one line: errors from libraries
+// (pgx's per-address dial errors, say) may span several, and a script
+// reading hsmkms's standard error expects one line per failure.
+type oneLineWriter struct{ w io.Writer }
+
+func (o oneLineWriter) Write(p []byte) (int, error) {
+	_, err := io.WriteString(o.w, oneLine(string(p))+"\n")
+	return len(p), err
+}
+
+// oneLine joins the lines of msg with "; ", dropping each line's leading
+// whitespace and empty lines.
+func oneLine(msg string) string {
+	lines := strings.FieldsFunc(msg, func(r rune) bool { return r == '\n' || r == '\r' })
+	kept := lines[:0]
+	for _, l := range lines {
+		if l = strings.TrimSpace(l); l != "" {
+			kept = append(kept, strings.TrimSuffix(l, ":"))
+		}
+	}
+	return strings.Join(kept, "; ")
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -110,9 +112,9 @@ func principalCreate(c *cli.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	format := c.String("print")
-	if format != "" && format != "table" && format != "credentials-file" && format != "env" {
-		return usagef("--print must be table, credentials-file or env, not %q", format)
+	format, err := printFormat(c)
+	if err != nil {
+		return err
 	}
 	cl, err := adminClient(c)
 	if err != nil {
@@ -180,13 +182,63 @@ func principalList(c *cli.Context, _ []string) error {
 	})
 }
 
-// policyText summarises statements on one line.
+// policyText summarises statements on one line, in the short form --allow
+// takes: ACTIONS=RESOURCES, a preset's name for its actions, kms: dropped
+// (deny statements start with "deny "), e.g.
+// "encrypt-files=alias/app; deny Decrypt=*".
 func policyText(stmts []policy.Statement) string {
 	s := make([]string, len(stmts))
 	for i, st := range stmts {
-		s[i] = fmt.Sprintf("%s %s on %s", st.Effect, strings.Join(st.Actions, ","), strings.Join(st.Resources, ","))
+		s[i] = strings.Join(shortActions(st.Actions), ",") + "=" + strings.Join(st.Resources, ",")
+		if st.Effect != policy.EffectAllow {
+			s[i] = strings.ToLower(st.Effect) + " " + s[i]
+		}
 	}
 	return strings.Join(s, "; ")
+}
+
+// shortActions names actions as --allow does: a preset when they are
+// exactly its actions, otherwise each without the kms: prefix.
+func shortActions(actions []string) []string {
+	for _, name := range slices.Sorted(maps.Keys(allowPresets)) {
+		if sameActions(actions, allowPresets[name]) {
+			return []string{name}
+		}
+	}
+	short := make([]string, len(actions))
+	for i, a := range actions {
+		if len(a) > len(policy.KMSPrefix) && strings.EqualFold(a[:len(policy.KMSPrefix)], policy.KMSPrefix) {
+			a = a[len(policy.KMSPrefix):]
+		}
+		short[i] = a
+	}
+	return short
+}
+
+// sameActions reports whether a and b hold the same actions in any order
+// and case.
+func sameActions(a, b []string) bool {
+	return len(a) == len(b) && coversActions(a, b) && coversActions(b, a)
+}
+
+// coversActions reports whether every action of a is in b.
+func coversActions(a, b []string) bool {
+	for _, x := range a {
+		if !slices.ContainsFunc(b, func(y string) bool { return strings.EqualFold(x, y) }) {
+			return false
+		}
+	}
+	return true
+}
+
+// printFormat is --print of principal create and rotate-secret.
+func printFormat(c *cli.Context) (string, error) {
+	switch f := c.String("print"); f {
+	case "", "table", "credentials-file", "env":
+		return f, nil
+	default:
+		return "", usagef("--print must be table, credentials-file or env, not %q", f)
+	}
 }
 
 func principalDelete(c *cli.Context, args []string) error {
@@ -284,9 +336,9 @@ func principalUpdate(c *cli.Context, args []string) error {
 }
 
 func principalRotate(c *cli.Context, args []string) error {
-	format := c.String("print")
-	if format != "" && format != "table" && format != "credentials-file" && format != "env" {
-		return usagef("--print must be table, credentials-file or env, not %q", format)
+	format, err := printFormat(c)
+	if err != nil {
+		return err
 	}
 	cl, err := adminClient(c)
 	if err != nil {

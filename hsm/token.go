@@ -171,7 +171,7 @@ func (t *Token) connectAtStart() error {
 		if err = t.connect(); err == nil || !errors.Is(err, ErrUnavailable) || i == startAttempts-1 {
 			return err
 		}
-		t.log.Warn("token not found; looking again", "label", t.cfg.TokenLabel, "error", err)
+		t.log.Info("token not found; looking again", "label", t.cfg.TokenLabel, "error", err)
 		time.Sleep(time.Duration(i+1) * 200 * time.Millisecond)
 		if rerr := t.m.reinitialize(); rerr != nil {
 			return newError("open token", ErrUnavailable, rerr)

@@ -180,7 +180,8 @@ func TestListsAreJSON(t *testing.T) {
 
 // TestExitCodes proves the exit codes the README documents: 2 usage, 3
 // credentials or permission refused, 4 not found, 5 HSM or server
-// unavailable (an unknown token label is an unavailable HSM).
+// unavailable (an unknown token label is an unavailable HSM), and that
+// every failure says itself in one line.
 func TestExitCodes(t *testing.T) {
 	s := newSandbox(t)
 	srv := s.startDev(filepath.Join(t.TempDir(), "dev"))
@@ -196,6 +197,14 @@ func TestExitCodes(t *testing.T) {
 	tokArgs := func(label string) []string {
 		return []string{"token", "info", "--pkcs11-module", exports["HSMKMS_PKCS11_MODULE"], "--token-label", label}
 	}
+
+	files := t.TempDir()
+	missing, outFile, plainFile := filepath.Join(files, "missing"), filepath.Join(files, "out"), filepath.Join(files, "plain")
+	if err := os.WriteFile(plainFile, []byte("not a ciphertext"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	disabled := createKey(s, env, "disabled")
+	s.must(env, "key", "disable", "--yes", disabled)
 
 	with := func(base []string, extra ...string) []string { return append(slices.Clone(base), extra...) }
 	for _, tc := range []struct {
@@ -227,10 +236,23 @@ func TestExitCodes(t *testing.T) {
 			[]string{"doctor", "--pkcs11-module", exports["HSMKMS_PKCS11_MODULE"], "--token-label", "e2e-exit",
 				"--store", "postgres://u:pw-not-shown@127.0.0.1:" + freePort(t) + "/db"}, 5, "store: unavailable"},
 		{"store not a URL", env, []string{"serve", "--store", "mysql://u:pw-not-shown@h/db"}, 2, "--store must be"},
+		{"unknown command", env, []string{"keys", "list"}, 2, "keys"},
+		{"no such module", with(tok, "HSMKMS_PIN="+devPIN), []string{"token", "info", "--pkcs11-module", "/nonexistent/libpkcs11.so", "--token-label", "x"}, 5, "/nonexistent/libpkcs11.so"},
+		{"no input file", env, []string{"encrypt", "--key", key, "--in", missing, "--out", outFile}, 4, missing},
+		{"out exists", env, []string{"encrypt", "--key", key, "--in", plainFile, "--out", plainFile}, 2, "--force"},
+		{"not an hsmkms file", env, []string{"decrypt", "--in", plainFile, "--out", outFile}, 1, plainFile},
+		{"bad ciphertext", env, []string{"decrypt-value", "--in", plainFile}, 1, "InvalidCiphertextException"},
+		{"wrong key usage", env, []string{"sign", "--key", key, "--algorithm", "ECDSA_SHA_256", "--in", plainFile}, 1, "InvalidKeyUsageException"},
+		{"disabled key", env, []string{"encrypt-value", "--key", disabled, "--in", plainFile}, 1, "DisabledException"},
 	} {
 		r := s.run(tc.env, tc.args...)
 		if r.code != tc.code || !strings.Contains(r.stderr, tc.stderr) {
 			t.Errorf("%s: want exit %d and %q on stderr: %v", tc.name, tc.code, tc.stderr, r)
+		}
+		// The one-line rule: a failure says itself in one line, ending in a
+		// newline (more only with --log-level debug).
+		if tc.code != 0 && (strings.Count(r.stderr, "\n") != 1 || !strings.HasSuffix(r.stderr, "\n")) {
+			t.Errorf("%s: want one line on stderr: %q", tc.name, r.stderr)
 		}
 		if strings.Contains(r.stdout+r.stderr, "pw-not-shown") {
 			t.Errorf("%s: a password in the store URL was shown: %v", tc.name, r)
