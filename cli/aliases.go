@@ -24,7 +24,7 @@ func aliasCommand() *cli.Command {
 			leaf{name: "delete", usage: "delete an alias (the key stays)", description: aliasDoc, args: []string{"ALIAS"},
 				flags: []cli.Flag{yesFlag()}, run: aliasDelete}.command(),
 			leaf{name: "list", usage: "list aliases", run: aliasList, flags: []cli.Flag{
-				&cli.StringFlag{Name: "key", EnvVars: envVars("key"), Usage: "list only the aliases of this key (ID or ARN)"},
+				&cli.StringFlag{Name: "key", Aliases: []string{"key-id"}, EnvVars: envVars("key"), Usage: "list only the aliases of this key (ID or ARN)"},
 			}}.command(),
 		},
 	}

@@ -23,7 +23,7 @@ const (
 )
 
 func keyFlag(usage string) cli.Flag {
-	return &cli.StringFlag{Name: "key", EnvVars: envVars("key"), Usage: usage}
+	return &cli.StringFlag{Name: "key", Aliases: []string{"key-id"}, EnvVars: envVars("key"), Usage: usage}
 }
 
 func contextFlag(name, usage string) cli.Flag {

@@ -27,7 +27,7 @@ func encryptFileCommand() *cli.Command {
 			"GenerateDataKey, the others with Encrypt), so the file decrypts through any one of them, as with the\n" +
 			"SDKs' KMS keyrings.",
 		flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "key", EnvVars: envVars("key"),
+			&cli.StringSliceFlag{Name: "key", Aliases: []string{"key-id"}, EnvVars: envVars("key"),
 				Usage: "the KMS key: ID, ARN, alias or alias ARN (required; repeatable, up to 8: the file opens with any of them)"},
 			&cli.StringFlag{Name: "algorithm", Value: esdk.SuiteSigned.Name, EnvVars: envVars("algorithm"),
 				Usage: "algorithm suite: " + esdk.SuiteSigned.Name + " (0x0578: key commitment and an ECDSA P-384 signature, the SDKs' default) " +

@@ -242,8 +242,8 @@ func TestExitCodes(t *testing.T) {
 		{"out exists", env, []string{"encrypt", "--key", key, "--in", plainFile, "--out", plainFile}, 2, "--force"},
 		{"not an hsmkms file", env, []string{"decrypt", "--in", plainFile, "--out", outFile}, 1, plainFile},
 		{"bad ciphertext", env, []string{"decrypt-value", "--in", plainFile}, 1, "InvalidCiphertextException"},
-		{"wrong key usage", env, []string{"sign", "--key", key, "--algorithm", "ECDSA_SHA_256", "--in", plainFile}, 1, "InvalidKeyUsageException"},
-		{"disabled key", env, []string{"encrypt-value", "--key", disabled, "--in", plainFile}, 1, "DisabledException"},
+		{"wrong key usage", env, []string{"sign", "--key-id", key, "--algorithm", "ECDSA_SHA_256", "--in", plainFile}, 1, "InvalidKeyUsageException"},
+		{"disabled key", env, []string{"encrypt-value", "--key-id", disabled, "--in", plainFile}, 1, "DisabledException"},
 	} {
 		r := s.run(tc.env, tc.args...)
 		if r.code != tc.code || !strings.Contains(r.stderr, tc.stderr) {
