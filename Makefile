@@ -69,7 +69,8 @@ FUZZ_TARGETS := \
 	./service/audit:FuzzLineMatchesHclog \
 	./cli/esdk:FuzzReadHeader \
 	./cli/esdk:FuzzDecrypt \
-	./cli/esdk:FuzzRoundTrip
+	./cli/esdk:FuzzRoundTrip \
+	./cli:FuzzConfigEntries
 FUZZTIME_SHORT ?= 8s
 FUZZTIME ?= 5m
 # Each new interesting input is minimized for up to this long, and no

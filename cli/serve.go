@@ -38,7 +38,7 @@ func serveFlags() []cli.Flag {
 			Usage: "serve from a token that fails the start-up self-test of unextractable keys (NSS's softoken): for development only, its master keys can be wrapped out"},
 		&cli.StringFlag{Name: "audit-log", Value: "-", EnvVars: env("AUDIT_LOG"), Usage: "audit trail file (JSON lines), or - for standard output"},
 		&cli.StringFlag{Name: "metrics-listen", Value: defaultMetricsListen, EnvVars: env("METRICS_LISTEN"),
-			Usage: "address of the plain-HTTP listener serving GET /metrics, or off; the metrics name keys, so keep it on loopback or a private network"},
+			Usage: "address of the plain-HTTP listener serving GET /metrics and the status page GET /status, or off; both name keys, so keep it on loopback or a private network"},
 		&cli.StringFlag{Name: "xks-listen", EnvVars: env("XKS_LISTEN"),
 			Usage: "address of the XKS proxy API listener, for AWS KMS external key stores (off unless given)"},
 		&cli.StringFlag{Name: "xks-tls-cert", EnvVars: env("XKS_TLS_CERT"), Usage: "PEM certificate of the XKS listener (required off loopback)"},
@@ -61,21 +61,32 @@ func serveCommand() *cli.Command {
 			"at every start: a changed secret replaces the stored one (the old one stops working),\n" +
 			"a changed access key ID replaces the root principal. Without them, a first start\n" +
 			"generates root's credentials and writes them to <data-dir>/root-credentials.\n" +
-			"Prometheus metrics are served on --metrics-listen only, never on the API listener.",
-		Flags:  serveFlags(),
+			"Prometheus metrics are served on --metrics-listen only, never on the API listener.\n" +
+			"--config FILE (TOML or YAML) gives any of these flags, by name; flags and variables win over it.\n" +
+			"SIGHUP re-reads it and applies the log level and the TLS key pairs (also loaded anew from\n" +
+			"their files), and reopens the audit log; other changes wait for a restart.",
+		Flags:  append([]cli.Flag{configFlag()}, withConfigFile(serveFlags())...),
 		Action: serve,
 	}
 }
 
 func serve(c *cli.Context) error {
 	setServerGC()
+	settings, err := loadSettings(c)
+	if err != nil {
+		return err
+	}
+	// SIGHUP is caught from here on, its default being to end the
+	// process; one that comes while the token opens is handled once the
+	// server is up.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, trail, dev, err := serverConfig(c)
 	if err != nil {
 		return err
 	}
 	defer trail.close()
-	stopHUP := reopenOnHangup(c, trail)
-	defer stopHUP()
 	if dev != nil {
 		defer dev.remove()
 	}
@@ -95,10 +106,15 @@ func serve(c *cli.Context) error {
 	if srv.RootCredentials != "" {
 		fmt.Fprintf(c.App.ErrWriter, "hsmkms: created the root principal; its credentials are in %s (shown nowhere else)\n", srv.RootCredentials)
 	}
+	reloads := &reloader{log: cfg.Logger, settings: settings, trail: trail, srv: srv,
+		notify: func(state string) { notify(c, state) }}
+	stopReloads := reloads.run(hup)
+	defer stopReloads()
 	// The token is open and the listeners accept: tell systemd
 	// (Type=notify); without NOTIFY_SOCKET this does nothing.
 	notify(c, daemon.SdNotifyReady)
 	<-ctx.Done()
+	stopReloads()
 	notify(c, daemon.SdNotifyStopping)
 	fmt.Fprintln(c.App.ErrWriter, "hsmkms: shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
@@ -218,30 +234,6 @@ type auditTrail struct {
 	path   string
 	close  func()
 	reopen func() error
-}
-
-// reopenOnHangup reopens the audit file on each SIGHUP (log rotation)
-// until stop; a failure is reported and the old file kept.
-func reopenOnHangup(c *cli.Context, t *auditTrail) (stop func()) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-hup:
-				if err := t.reopen(); err != nil {
-					fmt.Fprintf(c.App.ErrWriter, "hsmkms: SIGHUP: could not reopen the audit log %s, still writing the old one: %v\n", t.path, err)
-				}
-			case <-done:
-				return
-			}
-		}
-	}()
-	return func() {
-		signal.Stop(hup)
-		close(done)
-	}
 }
 
 // openAudit opens the audit trail: standard output for "-", or the file,

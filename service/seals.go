@@ -101,6 +101,13 @@ func (b *sealBudget) rotateWorn(ref versionRef) {
 	b.mu.Unlock()
 }
 
+// SealThresholds are the seal budget of every key version: a key whose
+// current version has rotateAfter seals reserved rotates, and no version
+// seals past limit (Config.RotateAfterSeals and Config.SealLimit).
+func (s *Service) SealThresholds() (rotateAfter, limit uint64) {
+	return s.cfg.RotateAfterSeals, s.cfg.SealLimit
+}
+
 // Reserved returns how many seals are reserved for a key version in the
 // store (for metrics and tests).
 func (s *Service) Reserved(ctx context.Context, keyID string, version uint32) (uint64, error) {

@@ -7,7 +7,8 @@
 # JavaScript with npm), and PostgreSQL's server (the store tests start a
 # throwaway one with initdb and pg_ctl), and openCryptoki (a second PKCS#11
 # implementation the tests run against), and NSS's softoken (libnss3, a
-# third one, loaded with initialisation parameters). On Debian/Ubuntu as root it installs them; elsewhere
+# third one, loaded with initialisation parameters), and Chromium (the
+# status page's test looks at it in a real browser). On Debian/Ubuntu as root it installs them; elsewhere
 # it says what is missing and fails.
 #
 # `deps.sh run` installs only what the server needs (SoftHSM2 and a C
@@ -28,6 +29,9 @@ command -v npm >/dev/null || missing+=(npm)
 command -v curl >/dev/null || missing+=(curl)
 # systemd-analyze verifies the service unit (cmd/hsmkms/hsmkms.service).
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+# Headless Chromium (apt package chromium) loads the status page, GET
+# /status, in tests/status_test.go: a real browser's DOM and screenshot.
+command -v chromium >/dev/null || missing+=(chromium)
 fi
 found_module=
 for p in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so \
@@ -62,7 +66,7 @@ fi
 read -r -a missing <<<"$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')"
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "hsmkms needs: ${missing[*]}. Install them as root (Debian/Ubuntu: apt-get install -y ${missing[*]}; Fedora: dnf install softhsm opensc gcc awscli nodejs npm postgresql-server opencryptoki nss; macOS: brew install softhsm opensc awscli node postgresql, and run the tests on Linux for openCryptoki)." >&2
+  echo "hsmkms needs: ${missing[*]}. Install them as root (Debian/Ubuntu: apt-get install -y ${missing[*]}; Fedora: dnf install softhsm opensc gcc awscli nodejs npm postgresql-server opencryptoki nss chromium; macOS: brew install softhsm opensc awscli node postgresql, and run the tests on Linux for openCryptoki)." >&2
   exit 1
 fi
 if ! command -v apt-get >/dev/null; then

@@ -38,7 +38,7 @@ func TestDepsRunNeedsOnlyTheServer(t *testing.T) {
 		t.Fatalf("deps.sh run: %v", r)
 	}
 	r := s.exec(runOpts{env: env}, filepath.Join(bin, "bash"), script)
-	if r.code == 0 || !strings.Contains(r.stderr, "awscli") || !strings.Contains(r.stderr, "nodejs") || strings.Contains(r.stderr, "installing") {
+	if r.code == 0 || !strings.Contains(r.stderr, "awscli") || !strings.Contains(r.stderr, "nodejs") || !strings.Contains(r.stderr, "chromium") || strings.Contains(r.stderr, "installing") {
 		t.Fatalf("deps.sh (make test) without the test tools: %v", r)
 	}
 }

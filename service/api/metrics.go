@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Metrics is the server's Prometheus registry: requests by operation and
@@ -96,3 +97,65 @@ func (m *Metrics) ObserveSeal(keyID string, version uint32) {
 }
 
 func uitoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
+
+// OperationTotals are one operation's requests since the process started,
+// and how many of them did not succeed (any outcome but ok).
+type OperationTotals struct {
+	Requests, Errors uint64
+}
+
+// RequestTotals reads the request counter, by operation. It only reads
+// what requests already count (the status page samples it), so the request
+// path pays nothing for it.
+func (m *Metrics) RequestTotals() map[string]OperationTotals {
+	out := map[string]OperationTotals{}
+	readCounters(m.requests, func(labels map[string]string, n uint64) {
+		t := out[labels["operation"]]
+		t.Requests += n
+		if labels["outcome"] != "ok" {
+			t.Errors += n
+		}
+		out[labels["operation"]] = t
+	})
+	return out
+}
+
+// SealRef names a key version in SealTotals.
+type SealRef struct {
+	KeyID   string
+	Version uint32
+}
+
+// SealTotals reads the seal counter: the seals this process made, by key
+// version.
+func (m *Metrics) SealTotals() map[SealRef]uint64 {
+	out := map[SealRef]uint64{}
+	readCounters(m.seals, func(labels map[string]string, n uint64) {
+		v, err := strconv.ParseUint(labels["version"], 10, 32)
+		if err != nil {
+			return // never: ObserveSeal writes the label from a uint32
+		}
+		out[SealRef{KeyID: labels["key_id"], Version: uint32(v)}] += n
+	})
+	return out
+}
+
+// readCounters calls fn with the labels and value of every counter in c.
+func readCounters(c *prometheus.CounterVec, fn func(labels map[string]string, n uint64)) {
+	ch := make(chan prometheus.Metric)
+	go func() {
+		c.Collect(ch)
+		close(ch)
+	}()
+	for metric := range ch {
+		var d dto.Metric
+		if err := metric.Write(&d); err != nil || d.GetCounter() == nil {
+			continue
+		}
+		labels := make(map[string]string, len(d.GetLabel()))
+		for _, l := range d.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		fn(labels, uint64(d.GetCounter().GetValue()))
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/hsmkms/hsmkms/service/api"
 	"github.com/hsmkms/hsmkms/service/audit"
 	"github.com/hsmkms/hsmkms/service/auth"
+	"github.com/hsmkms/hsmkms/service/status"
 )
 
 // Config is a server's configuration.
@@ -56,10 +57,11 @@ type Config struct {
 	// Logger receives the server's logs.
 	Logger hclog.Logger
 	// MetricsListen, when set, is the address of a second listener that
-	// serves GET /metrics (Prometheus) and nothing else, in plain HTTP. The
-	// metrics name key IDs and count seals per key version: that is for the
-	// operator's eyes, so the API listener never serves them and the CLI's
-	// default is a loopback address. With MetricsOptional a failure to
+	// serves GET /metrics (Prometheus) and the status page, GET /status
+	// (package status), and nothing else, in plain HTTP. Both name key IDs
+	// and count seals per key version: that is for the operator's eyes, so
+	// the API listener never serves them and the CLI's default is a
+	// loopback address. With MetricsOptional a failure to
 	// listen there is logged, not fatal (the CLI's default port may be
 	// taken by another server on the host).
 	MetricsListen   string
@@ -99,10 +101,17 @@ type Server struct {
 	metrics         *http.Server
 	metricsListener net.Listener
 	metricsDone     chan error
+	// status is the status page on the metrics listener, and stopStatus
+	// stops its sampler (status.go).
+	status     *status.Page
+	stopStatus func()
 	// xks serves the XKS proxy API on its own listener, when there is one.
 	xks         *http.Server
 	xksListener net.Listener
 	xksDone     chan error
+	// kmsCert and xksCert are the listeners' key pairs, which ReloadTLS
+	// and ReloadXKSTLS swap; nil for a listener without TLS.
+	kmsCert, xksCert *certificate
 	// procs adapts GOMAXPROCS to the load, with Config.AdaptProcs.
 	procs *procs
 	// RootCredentials is the path of the root credentials file this start
@@ -254,12 +263,13 @@ func (s *Server) listen(h http.Handler) error {
 		ErrorLog:          s.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
 	if s.cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		cert, err := newCertificate(TLSFiles{Cert: s.cfg.TLSCert, Key: s.cfg.TLSKey})
 		if err != nil {
 			l.Close()
 			return fmt.Errorf("server: loading the TLS key pair: %w", err)
 		}
-		s.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.kmsCert = cert
+		s.http.TLSConfig = &tls.Config{GetCertificate: cert.get, MinVersion: tls.VersionTLS12}
 		l = tls.NewListener(l, s.http.TLSConfig)
 	}
 	if s.procs != nil {
@@ -285,12 +295,19 @@ func (s *Server) listenMetrics(m *api.Metrics) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
+	page, err := s.startStatus(m)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	// The page answers other methods itself, with 405: it is read-only.
+	mux.Handle("/status", page)
 	s.metricsListener, s.metricsDone = l, make(chan error, 1)
 	s.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
 		ErrorLog: s.log.Named("metrics").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
 	go func() { s.metricsDone <- s.metrics.Serve(l) }()
-	s.log.Info("serving /metrics", "address", l.Addr().String())
+	s.log.Info("serving /metrics", "address", l.Addr().String(), "status_page", "http://"+l.Addr().String()+"/status")
 	return nil
 }
 
@@ -310,6 +327,7 @@ func (s *Server) shutdownMetrics(ctx context.Context) error {
 	if serr := <-s.metricsDone; !errors.Is(serr, http.ErrServerClosed) && serr != nil {
 		err = errors.Join(err, serr)
 	}
+	s.stopStatus()
 	return err
 }
 

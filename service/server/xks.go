@@ -69,23 +69,24 @@ func checkXKS(cfg Config) error {
 
 // xksTLS makes the XKS listener's TLS configuration: TLS 1.2 or later,
 // and with a client CA, a client certificate chained to it (and with the
-// configured subject) or no handshake.
-func xksTLS(x XKSConfig) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(x.TLSCert, x.TLSKey)
+// configured subject) or no handshake. Its key pair comes from the
+// certificate returned, which ReloadXKSTLS swaps.
+func xksTLS(x XKSConfig) (*tls.Config, *certificate, error) {
+	cert, err := newCertificate(TLSFiles{Cert: x.TLSCert, Key: x.TLSKey})
 	if err != nil {
-		return nil, fmt.Errorf("server: loading the XKS TLS key pair: %w", err)
+		return nil, nil, fmt.Errorf("server: loading the XKS TLS key pair: %w", err)
 	}
-	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	c := &tls.Config{GetCertificate: cert.get, MinVersion: tls.VersionTLS12}
 	if x.ClientCA == "" {
-		return c, nil
+		return c, cert, nil
 	}
 	pem, err := os.ReadFile(x.ClientCA)
 	if err != nil {
-		return nil, fmt.Errorf("server: reading the XKS client CA: %w", err)
+		return nil, nil, fmt.Errorf("server: reading the XKS client CA: %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("server: %s holds no PEM certificate", x.ClientCA)
+		return nil, nil, fmt.Errorf("server: %s holds no PEM certificate", x.ClientCA)
 	}
 	c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	if x.ClientSubject != "" {
@@ -97,7 +98,7 @@ func xksTLS(x XKSConfig) (*tls.Config, error) {
 			return nil
 		}
 	}
-	return c, nil
+	return c, cert, nil
 }
 
 // listenXKS starts the XKS proxy API listener, if one is configured.
@@ -115,7 +116,7 @@ func (s *Server) listenXKS() error {
 	var tc *tls.Config
 	if x.TLSCert != "" {
 		var err error
-		if tc, err = xksTLS(x); err != nil {
+		if tc, s.xksCert, err = xksTLS(x); err != nil {
 			return err
 		}
 	}
