@@ -169,7 +169,7 @@ func TestFilesCheckedBeforePlaintext(t *testing.T) {
 // TestFilesPlainErrors proves the errors of two common slips name what is
 // wrong (issue 18): decrypting a file that is not encrypted, and writing
 // into a directory that does not exist (named by the target, not by a
-// temporary file).
+// temporary file; exit 4, a path not found, as for a missing input).
 func TestFilesPlainErrors(t *testing.T) {
 	f := newFilesEnv(t)
 	key, _ := f.key(t, "files errors")
@@ -181,7 +181,7 @@ func TestFilesPlainErrors(t *testing.T) {
 	noPlaintext(t, r)
 	target := filepath.Join(f.path("missing-dir"), "out.enc")
 	r = f.run(t, nil, "encrypt", "--key", key, "--in", notMsg, "--out", target)
-	if r.code != 1 || !strings.Contains(r.stderr, "writing "+target+": ") || strings.Contains(r.stderr, ".hsmkms-") {
-		t.Fatalf("want exit 1 naming %s, not a temporary file: %v", target, r)
+	if r.code != 4 || !strings.Contains(r.stderr, "writing "+target+": ") || strings.Contains(r.stderr, ".hsmkms-") {
+		t.Fatalf("want exit 4 naming %s, not a temporary file: %v", target, r)
 	}
 }
