@@ -82,6 +82,16 @@ func slotCommand() *cli.Command {
 	}
 }
 
+// moduleInfo loads a PKCS#11 library just to describe it.
+func moduleInfo(cfg hsm.ModuleConfig) (hsm.ModuleInfo, error) {
+	m, err := hsm.OpenModule(cfg)
+	if err != nil {
+		return hsm.ModuleInfo{}, err
+	}
+	defer m.Close()
+	return m.Info()
+}
+
 func slotList(c *cli.Context) error {
 	m, err := hsm.OpenModule(hsm.ModuleConfig{Path: c.String("pkcs11-module"), InitParams: c.String("pkcs11-init-params"), Logger: logger(c)})
 	if err != nil {

@@ -94,12 +94,7 @@ func requireSoftHSM(path string) error {
 			os.Unsetenv(softhsm.ConfEnv)
 		}
 	}()
-	m, err := hsm.OpenModule(hsm.ModuleConfig{Path: path})
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	info, err := m.Info()
+	info, err := moduleInfo(hsm.ModuleConfig{Path: path})
 	if err != nil {
 		return err
 	}

@@ -242,11 +242,7 @@ func printFormat(c *cli.Context) (string, error) {
 }
 
 func principalDelete(c *cli.Context, args []string) error {
-	cl, err := adminClient(c)
-	if err != nil {
-		return err
-	}
-	id, err := principalID(c, cl, args[0])
+	cl, id, err := principalTarget(c, args[0])
 	if err != nil {
 		return err
 	}
@@ -261,6 +257,17 @@ func principalDelete(c *cli.Context, args []string) error {
 		Deleted     bool   `json:"Deleted"`
 	}{id, true}
 	return printOut(c, v, func(w io.Writer) { fmt.Fprintf(w, "principal %s deleted\n", id) })
+}
+
+// principalTarget connects to the admin API and resolves the principal a
+// command names (principal update, rotate-secret and delete).
+func principalTarget(c *cli.Context, nameOrID string) (*adminclient.Client, string, error) {
+	cl, err := adminClient(c)
+	if err != nil {
+		return nil, "", err
+	}
+	id, err := principalID(c, cl, nameOrID)
+	return cl, id, err
 }
 
 // principalID resolves a principal's name to its access key ID; an access
@@ -318,11 +325,7 @@ func principalUpdate(c *cli.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cl, err := adminClient(c)
-	if err != nil {
-		return err
-	}
-	id, err := principalID(c, cl, args[0])
+	cl, id, err := principalTarget(c, args[0])
 	if err != nil {
 		return err
 	}
@@ -340,11 +343,7 @@ func principalRotate(c *cli.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cl, err := adminClient(c)
-	if err != nil {
-		return err
-	}
-	id, err := principalID(c, cl, args[0])
+	cl, id, err := principalTarget(c, args[0])
 	if err != nil {
 		return err
 	}

@@ -71,12 +71,7 @@ func versionCommand() *cli.Command {
 		Action: func(c *cli.Context) error {
 			v := readBuildVersion()
 			if path := c.String("pkcs11-module"); path != "" {
-				m, err := hsm.OpenModule(hsm.ModuleConfig{Path: path, InitParams: c.String("pkcs11-init-params"), Logger: logger(c)})
-				if err != nil {
-					return err
-				}
-				defer m.Close()
-				info, err := m.Info()
+				info, err := moduleInfo(hsm.ModuleConfig{Path: path, InitParams: c.String("pkcs11-init-params"), Logger: logger(c)})
 				if err != nil {
 					return err
 				}
