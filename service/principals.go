@@ -661,10 +661,7 @@ func (s *Service) UpdatePrincipal(ctx context.Context, in UpdatePrincipalInput) 
 	if err != nil {
 		return err
 	}
-	return s.changePrincipal(ctx, in.AccessKeyId, func(p *store.Principal) error {
-		p.Statements = stmts
-		return nil
-	})
+	return s.changePrincipal(ctx, in.AccessKeyId, func(p *store.Principal) { p.Statements = stmts })
 }
 
 // RotatePrincipalSecretInput names the principal of RotatePrincipalSecret.
@@ -696,18 +693,14 @@ func (s *Service) RotatePrincipalSecret(ctx context.Context, in RotatePrincipalS
 	if err != nil {
 		return out, err
 	}
-	err = s.changePrincipal(ctx, in.AccessKeyId, func(p *store.Principal) error {
-		p.SealedSecret = sealed
-		return nil
-	})
-	if err != nil {
+	if err := s.changePrincipal(ctx, in.AccessKeyId, func(p *store.Principal) { p.SealedSecret = sealed }); err != nil {
 		return out, err
 	}
 	return RotatePrincipalSecretOutput{AccessKeyId: in.AccessKeyId, SecretAccessKey: secret}, nil
 }
 
 // changePrincipal changes a principal that is not root in one transaction.
-func (s *Service) changePrincipal(ctx context.Context, id string, change func(*store.Principal) error) error {
+func (s *Service) changePrincipal(ctx context.Context, id string, change func(*store.Principal)) error {
 	errRoot := newErr(CodeValidation, "the root principal changes at a restart (HSMKMS_ROOT_*), not here")
 	err := s.store.Update(ctx, func(tx store.Tx) error {
 		root, err := recordedRoot(tx)
@@ -721,9 +714,7 @@ func (s *Service) changePrincipal(ctx context.Context, id string, change func(*s
 		if err != nil {
 			return err
 		}
-		if err := change(&p); err != nil {
-			return err
-		}
+		change(&p)
 		return tx.PutPrincipal(p)
 	})
 	if errors.Is(err, store.ErrNotFound) {
