@@ -7,8 +7,10 @@
 #   c     hsmkms serve with its audit log on;
 # null and c loaded by one lean SigV4 generator (hsmkms bench), for
 # GenerateDataKey and Decrypt, at 16 clients (c against the bound
-# 1/(1/raw + 1/null)) and at 1 client (c's p50 against p50(null) + 1/raw
-# at one goroutine). null and c take turns in BENCH_SLICES slices of
+# 1/(1/raw + 1/null)) and at 1 client (c's p50 against p50(null) + 1/raw,
+# raw as above, the best of 1, 2 and 4 goroutines, as the issue defines it;
+# beside it, c/b_1g, the same with raw at one goroutine, the rate a single
+# client actually meets). null and c take turns in BENCH_SLICES slices of
 # BENCH_SLICE each, so that a neighbour's load on this shared machine
 # weighs on both alike: a rate is all requests over all slices' time, a
 # p50 or p99 the slices' mean weighted by their requests. Beside them: the server's allocations per request
@@ -154,13 +156,14 @@ for op in ("GenerateDataKey", "Decrypt"):
     bound = 1 / (1 / r + 1 / nl["rate_per_second"])
     print(f"{op:<16} {r:8.0f} {g:3d} {nl['rate_per_second']:8.0f} {c['rate_per_second']:8.0f} {bound:8.0f} {c['rate_per_second'] / bound:8.2f} {c['p50_ms']:7.3f} {c['p99_ms']:7.3f} {allocs[op][1]:6d} {allocs[op][0]:6d}")
 print("1 client")
-print(f"{'op':<16} {'1/raw_ms':>8} {'null_p50':>8} {'c_p50':>8} {'bound_ms':>8} {'c/bound':>8} {'c_p99':>7} {'tok_p50':>7}")
+print(f"{'op':<16} {'1/raw_ms':>8} {'null_p50':>8} {'c_p50':>8} {'bound_ms':>8} {'c/bound':>8} {'c/b_1g':>7} {'c_p99':>7} {'tok_p50':>7}")
 for op in ("GenerateDataKey", "Decrypt"):
-    lat = 1000 / raw[op][1]
+    lat = 1000 / max(raw[op].values())
     nl, c, tk = load(f"null.{op}.1"), load(f"c.{op}.1"), load(f"tok.{op}.1")
     errors += nl["errors"] + c["errors"] + tk["errors"]
     bound = nl["p50_ms"] + lat
-    print(f"{op:<16} {lat:8.3f} {nl['p50_ms']:8.3f} {c['p50_ms']:8.3f} {bound:8.3f} {c['p50_ms'] / bound:8.2f} {c['p99_ms']:7.3f} {tk['p50_ms']:7.3f}")
+    bound_1g = nl["p50_ms"] + 1000 / raw[op][1]
+    print(f"{op:<16} {lat:8.3f} {nl['p50_ms']:8.3f} {c['p50_ms']:8.3f} {bound:8.3f} {c['p50_ms'] / bound:8.2f} {c['p50_ms'] / bound_1g:7.2f} {c['p99_ms']:7.3f} {tk['p50_ms']:7.3f}")
 print(f"XKS proxy API, {n} clients (raw: XKSEncrypt for Encrypt, Decrypt's for Decrypt)")
 print(f"{'op':<16} {'raw':>8} {'null':>8} {'c':>8} {'bound':>8} {'c/bound':>8} {'p50_ms':>7} {'p99_ms':>7}")
 for op, rop in (("Encrypt", "XKSEncrypt"), ("Decrypt", "Decrypt")):
@@ -170,13 +173,14 @@ for op, rop in (("Encrypt", "XKSEncrypt"), ("Decrypt", "Decrypt")):
     bound = 1 / (1 / r + 1 / nl["rate_per_second"])
     print(f"{op:<16} {r:8.0f} {nl['rate_per_second']:8.0f} {c['rate_per_second']:8.0f} {bound:8.0f} {c['rate_per_second'] / bound:8.2f} {c['p50_ms']:7.3f} {c['p99_ms']:7.3f}")
 print("XKS proxy API, 1 client")
-print(f"{'op':<16} {'1/raw_ms':>8} {'null_p50':>8} {'c_p50':>8} {'bound_ms':>8} {'c/bound':>8} {'c_p99':>7}")
+print(f"{'op':<16} {'1/raw_ms':>8} {'null_p50':>8} {'c_p50':>8} {'bound_ms':>8} {'c/bound':>8} {'c/b_1g':>7} {'c_p99':>7}")
 for op, rop in (("Encrypt", "XKSEncrypt"), ("Decrypt", "Decrypt")):
-    lat = 1000 / raw[rop][1]
+    lat = 1000 / max(raw[rop].values())
     nl, c = load(f"xnull.{op}.1"), load(f"xc.{op}.1")
     errors += nl["errors"] + c["errors"]
     bound = nl["p50_ms"] + lat
-    print(f"{op:<16} {lat:8.3f} {nl['p50_ms']:8.3f} {c['p50_ms']:8.3f} {bound:8.3f} {c['p50_ms'] / bound:8.2f} {c['p99_ms']:7.3f}")
+    bound_1g = nl["p50_ms"] + 1000 / raw[rop][1]
+    print(f"{op:<16} {lat:8.3f} {nl['p50_ms']:8.3f} {c['p50_ms']:8.3f} {bound:8.3f} {c['p50_ms'] / bound:8.2f} {c['p50_ms'] / bound_1g:7.2f} {c['p99_ms']:7.3f}")
 print(f"server peak RSS {rss / 1024:.1f} MiB")
 lg = load("long")
 errors += lg["errors"]
