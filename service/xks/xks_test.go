@@ -121,3 +121,50 @@ func TestRequestMetadata(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeBody: request bodies are read as the KMS API reads them:
+// member names match exactly, a name given twice is refused at any depth
+// (a proxy in front could read the other one), text must be UTF-8, and
+// every refusal is a ValidationException naming the member, never a Go
+// type.
+func TestDecodeBody(t *testing.T) {
+	const md = `"requestMetadata":{"kmsRequestId":"r","kmsOperation":"Encrypt","awsPrincipalArn":"a"}`
+	tests := []struct {
+		name, body, msg string
+	}{
+		{"valid", `{` + md + `,"plaintext":"AA==","encryptionAlgorithm":"AES_GCM","future":[1]}`, ""},
+		{"duplicate member", `{` + md + `,"plaintext":"AA==","plaintext":"AQ=="}`,
+			"the request body names a member twice: /plaintext"},
+		{"duplicate in requestMetadata", `{"requestMetadata":{"kmsRequestId":"r","kmsRequestId":"s"}}`,
+			"the request body names a member twice: /requestMetadata/kmsRequestId"},
+		{"wrong type", `{` + md + `,"plaintext":7}`,
+			"member plaintext of the request body is a JSON number, which it cannot be"},
+		{"not an object", `["plaintext"]`, "the request body must be a JSON object, not a JSON array"},
+		{"invalid UTF-8", "{" + md + ",\"plaintext\":\"\xff\"}", "the request body is not valid JSON"},
+		{"trailing data", `{` + md + `} {}`, "the request body is not valid JSON"},
+	}
+	for _, tc := range tests {
+		var in encryptRequest
+		err := decodeBody([]byte(tc.body), &in)
+		if tc.msg == "" {
+			if err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+			}
+			continue
+		}
+		var ie *inputError
+		if !errors.As(err, &ie) || ie.name != ErrValidation || ie.msg != tc.msg {
+			t.Errorf("%s: got %v, want ValidationException %q", tc.name, err, tc.msg)
+		}
+	}
+
+	// A member named in another case is not the member: Encrypt then
+	// finds no plaintext, as AWS's reference proxy would.
+	var in encryptRequest
+	if err := decodeBody([]byte(`{`+md+`,"Plaintext":"AA=="}`), &in); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := field("plaintext", in.Plaintext); err == nil || err.Error() != "ValidationException: plaintext is required" {
+		t.Errorf("a Plaintext member was read as plaintext: %v", err)
+	}
+}
