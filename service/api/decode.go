@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	json "github.com/go-json-experiment/json"
@@ -47,11 +48,16 @@ func decode(body []byte, v any) error {
 	case errors.Is(err, jsontext.ErrDuplicateName):
 		return &errSerialization{"the request body names a member twice" + where(err)}
 	case errors.As(err, &se) && se.JSONPointer != "":
-		return &errSerialization{fmt.Sprintf("member %s: expected %s, got a JSON %s", se.JSONPointer[1:], goType(se), se.JSONKind)}
+		return &errSerialization{fmt.Sprintf("member %s: expected %s, got a JSON %s", se.JSONPointer[1:], goType(se), kindName(se.JSONKind))}
 	case errors.As(err, &se):
-		return &errSerialization{fmt.Sprintf("the request body must be a JSON object, not a JSON %s", se.JSONKind)}
+		return &errSerialization{fmt.Sprintf("the request body must be a JSON object, not a JSON %s", kindName(se.JSONKind))}
 	}
 	return &errSerialization{"the request body is not valid JSON: " + err.Error()}
+}
+
+// kindName names a JSON kind in words: Kind.String gives "[" for an array.
+func kindName(k jsontext.Kind) string {
+	return strings.NewReplacer("{", "object", "[", "array").Replace(k.String())
 }
 
 // where names the object of a duplicate member, from the decoder's error.

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 
 	json "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -145,13 +146,7 @@ func decodeBody(body []byte, v any) error {
 
 // kindName names a JSON kind in words: Kind.String gives "[" for an array.
 func kindName(k jsontext.Kind) string {
-	switch k {
-	case '{':
-		return "object"
-	case '[':
-		return "array"
-	}
-	return k.String()
+	return strings.NewReplacer("{", "object", "[", "array").Replace(k.String())
 }
 
 // field decodes a required Base64 member.
