@@ -60,11 +60,12 @@ func kindName(k jsontext.Kind) string {
 	return strings.NewReplacer("{", "object", "[", "array").Replace(k.String())
 }
 
-// where names the object of a duplicate member, from the decoder's error.
+// where names a duplicate member by its JSON pointer, from the decoder's
+// error: the pointer is the member's, not the object's it is in.
 func where(err error) string {
 	var sy *jsontext.SyntacticError
 	if errors.As(err, &sy) && sy.JSONPointer != "" {
-		return " (in " + string(sy.JSONPointer) + ")"
+		return ": " + string(sy.JSONPointer)
 	}
 	return ""
 }

@@ -18,7 +18,8 @@ func TestDecodeMessages(t *testing.T) {
 		{"object for a string", `{"KeyId":{}}`, "member KeyId: expected a string, got a JSON object"},
 		{"array for a string", `{"KeyId":["k"]}`, "member KeyId: expected a string, got a JSON array"},
 		{"number for a string", `{"KeyId":5}`, "member KeyId: expected a string, got a JSON number"},
-		{"duplicate member", `{"KeyId":"a","KeyId":"b"}`, "the request body names a member twice (in /KeyId)"},
+		{"duplicate member", `{"KeyId":"a","KeyId":"b"}`, "the request body names a member twice: /KeyId"},
+		{"duplicate in a map", `{"KeyId":"a","EncryptionContext":{"a":"1","a":"2"}}`, "the request body names a member twice: /EncryptionContext/a"},
 	}
 	for _, tc := range tests {
 		var in service.KeyIDInput
