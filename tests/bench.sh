@@ -18,7 +18,9 @@
 # its RSS early and late in a 60 s run (no growth expected); and tok: the
 # token behind a bare HTTP endpoint (bench-target --mode token: no SigV4,
 # no audit, no store), its rate at 16 clients and its p50 at one, the
-# floor of any server of this token, shown beside the bound, never as it.
+# floor of any server of this token, shown beside the bound, never as it;
+# and the CPU each request costs null, tok and c at 16 clients, the
+# server's (/proc/<pid>/stat around each slice) and the load generator's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=bin/hsmkms
@@ -66,11 +68,13 @@ endpoint_of() { # waits for a file's first line
 }
 
 "$bin" bench-target --mode null >"$work/null.url" 2>>"$work/err" & pids+=($!)
+null_pid=$!
 null=$(endpoint_of "$work/null.url")
 # The token behind an HTTP endpoint without authentication or audit: an
 # extra column for one client (the floor any server of this token has),
 # never the bound.
 HSMKMS_TOKEN_LABEL=bench "$bin" bench-target --mode token >"$work/tok.url" 2>>"$work/err" & pids+=($!)
+tok_pid=$!
 tok=$(endpoint_of "$work/tok.url")
 "$bin" serve --listen 127.0.0.1:0 --xks-listen 127.0.0.1:0 --data-dir "$work/data" --audit-log "$work/audit.log" 2>"$work/serve.err" & pids+=($!)
 serve_pid=$!
@@ -82,8 +86,15 @@ hsmkms_xks=$(sed -n 's/.*serving the XKS proxy API at //p' "$work/serve.err")
 "$bin" bench-target --mode xks-null >"$work/xnull.url" 2>>"$work/err" & pids+=($!)
 xnull=$(endpoint_of "$work/xnull.url")
 
-run() { # out endpoint op concurrency key-id: appends one slice's result
-  "$bin" --output json bench --endpoint "$2" --op "$3" --concurrency "$4" --duration "$slice" --key-id "$5" >>"$1"
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime of a process
+run() { # out endpoint op concurrency key-id server-pid: appends one slice's result
+  # and, to out.cpu, the server's CPU ticks before and after and the load
+  # generator's user and system seconds (GNU time), for CPU per request.
+  local before
+  before=$(cpu_ticks "$6")
+  /usr/bin/time -f '%U %S' -o "$work/time" \
+    "$bin" --output json bench --endpoint "$2" --op "$3" --concurrency "$4" --duration "$slice" --key-id "$5" >>"$1"
+  echo "$before $(cpu_ticks "$6") $(cat "$work/time")" >>"$1.cpu"
 }
 
 dummy=00000000-0000-0000-0000-000000000000
@@ -92,9 +103,9 @@ for op in GenerateDataKey Decrypt; do
   for n in "$concurrency" 1; do
     for _ in $(seq "$slices"); do
       [ "$n" = "$concurrency" ] && raw_slice $op
-      run "$work/null.$op.$n" "$null" $op "$n" $dummy
-      run "$work/c.$op.$n" "$hsmkms" $op "$n" "$key"
-      run "$work/tok.$op.$n" "$tok" $op "$n" $dummy
+      run "$work/null.$op.$n" "$null" $op "$n" $dummy "$null_pid"
+      run "$work/c.$op.$n" "$hsmkms" $op "$n" "$key" "$serve_pid"
+      run "$work/tok.$op.$n" "$tok" $op "$n" $dummy "$tok_pid"
     done
   done
 done
@@ -133,9 +144,10 @@ rss_early=$(awk '/VmRSS/ {print $2}' "/proc/$serve_pid/status")
 wait "$long_pid"
 rss_late=$(awk '/VmRSS/ {print $2}' "/proc/$serve_pid/status")
 
-python3 - "$work" "$concurrency" "$rss_kib" "$rss_early" "$rss_late" "$long" <<'PY'
+python3 - "$work" "$concurrency" "$rss_kib" "$rss_early" "$rss_late" "$long" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 work, n, rss, early, late, long = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+tck = int(sys.argv[7])
 allocs = {}
 for line in open(f"{work}/allocs"):
     op, b, a = line.split()
@@ -174,6 +186,21 @@ for op in ("GenerateDataKey", "Decrypt"):
     errors += nl["errors"] + c["errors"] + tk["errors"]
     bound = 1 / (1 / r + 1 / nl["rate_per_second"])
     print(f"{op:<16} {r:8.0f} {g:3d} {nl['rate_per_second']:8.0f} {c['rate_per_second']:8.0f} {bound:8.0f} {c['rate_per_second'] / bound:8.2f} {c['p50_ms']:7.3f} {c['p99_ms']:7.3f} {allocs[op][1]:6d} {allocs[op][0]:6d} {tk['rate_per_second']:8.0f} {tk['rate_per_second'] / bound:9.2f}")
+def cpu(name):
+    """CPU per request over a target's slices, in µs: the server's (from
+    /proc/<pid>/stat) and the load generator's (GNU time)."""
+    server = loadgen = 0.0
+    for line in open(f"{work}/{name}.cpu"):
+        before, after, user, system = line.split()
+        server += (int(after) - int(before)) / tck
+        loadgen += float(user) + float(system)
+    reqs = load(name)["requests"]
+    return server / reqs * 1e6, loadgen / reqs * 1e6
+print(f"CPU per request at {n} clients, µs: the server's (the load generator's)")
+print(f"{'op':<16} {'null':>12} {'tok':>12} {'c':>12}")
+for op in ("GenerateDataKey", "Decrypt"):
+    cols = [cpu(f"{t}.{op}.{n}") for t in ("null", "tok", "c")]
+    print(f"{op:<16} " + " ".join(f"{f'{s:.0f} ({l:.0f})':>12}" for s, l in cols))
 print("1 client")
 print(f"{'op':<16} {'1/raw_ms':>8} {'null_p50':>8} {'c_p50':>8} {'bound_ms':>8} {'c/bound':>8} {'c/b_1g':>7} {'c_p99':>7} {'tok_p50':>7}")
 for op in ("GenerateDataKey", "Decrypt"):
