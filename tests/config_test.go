@@ -19,12 +19,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/hsmkms/hsmkms/service/server/servertest"
 )
 
-// tlsConfig trusts the CA; seen, when set, is told each handshake's
+// tlsConfig trusts ca; seen, when set, is told each handshake's
 // certificate serial.
-func (ca *certAuthority) tlsConfig(seen func(int64)) *tls.Config {
-	return &tls.Config{RootCAs: ca.pool, ServerName: "127.0.0.1", VerifyConnection: func(cs tls.ConnectionState) error {
+func tlsConfig(ca *servertest.CA, seen func(int64)) *tls.Config {
+	return &tls.Config{RootCAs: ca.Pool, ServerName: "127.0.0.1", VerifyConnection: func(cs tls.ConnectionState) error {
 		if seen != nil {
 			seen(cs.PeerCertificates[0].SerialNumber.Int64())
 		}
@@ -59,11 +60,11 @@ type requestLoop struct {
 	done     chan struct{}
 }
 
-func startRequestLoop(ca *certAuthority, endpoint string, creds aws.Credentials) *requestLoop {
+func startRequestLoop(ca *servertest.CA, endpoint string, creds aws.Credentials) *requestLoop {
 	l := &requestLoop{serials: map[int64]int{}, stop: make(chan struct{}), done: make(chan struct{})}
 	var mu sync.Mutex
 	var last int64 // the serial of the handshake of the request in flight
-	tr := &http.Transport{DisableKeepAlives: true, TLSClientConfig: ca.tlsConfig(func(s int64) { mu.Lock(); last = s; mu.Unlock() })}
+	tr := &http.Transport{DisableKeepAlives: true, TLSClientConfig: tlsConfig(ca, func(s int64) { mu.Lock(); last = s; mu.Unlock() })}
 	client := kms.New(kms.Options{
 		Region:       "us-east-1",
 		Credentials:  credentials.NewStaticCredentialsProvider(creds.AccessKeyID, creds.SecretAccessKey, ""),
@@ -166,9 +167,9 @@ func TestServeConfigReload(t *testing.T) {
 	s := newSandbox(t)
 	s.env = append(s.env, "NOTIFY_SOCKET="+sock)
 	dir := t.TempDir()
-	ca := newCertAuthority(t)
+	ca := servertest.NewCA(t)
 	cert, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	ca.issue(t, 100, cert, key)
+	ca.Issue(t, 100, cert, key)
 	port := freePort(t)
 	config := filepath.Join(dir, "hsmkms.toml")
 	if err := os.WriteFile(config, []byte(serveConfigTOML(dir, port, cert, key, "info")), 0o600); err != nil {
@@ -191,7 +192,7 @@ func TestServeConfigReload(t *testing.T) {
 	loop.waitFor(t, "10 requests with the first certificate", func(l *requestLoop) bool { return l.serials[100] >= 10 })
 
 	// A keep-alive connection made before the reload.
-	old, err := tls.Dial("tcp", "127.0.0.1:"+port, ca.tlsConfig(nil))
+	old, err := tls.Dial("tcp", "127.0.0.1:"+port, tlsConfig(ca, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +220,7 @@ func TestServeConfigReload(t *testing.T) {
 	if strings.Contains(srv.stderr.String(), "[DEBUG]") {
 		t.Fatalf("debug lines at log level info:\n%s", srv.stderr)
 	}
-	ca.issue(t, 101, cert, key)
+	ca.Issue(t, 101, cert, key)
 	changed := serveConfigTOML(dir, port, cert, key, "debug") + "pool-size = 8\n"
 	if err := os.WriteFile(config, []byte(changed), 0o600); err != nil {
 		t.Fatal(err)
@@ -235,7 +236,7 @@ func TestServeConfigReload(t *testing.T) {
 	}
 	after := waitStderr(t, srv, mark, "hsmkms.reload: reloaded")
 
-	c, err := tls.Dial("tcp", "127.0.0.1:"+port, ca.tlsConfig(nil))
+	c, err := tls.Dial("tcp", "127.0.0.1:"+port, tlsConfig(ca, nil))
 	if err != nil {
 		t.Fatalf("a handshake after the reload: %v", err)
 	}
