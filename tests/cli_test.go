@@ -236,7 +236,7 @@ func TestExitCodes(t *testing.T) {
 			[]string{"doctor", "--pkcs11-module", exports["HSMKMS_PKCS11_MODULE"], "--token-label", "e2e-exit",
 				"--store", "postgres://u:pw-not-shown@127.0.0.1:" + freePort(t) + "/db"}, 5, "store: unavailable"},
 		{"store not a URL", env, []string{"serve", "--store", "mysql://u:pw-not-shown@h/db"}, 2, "--store must be"},
-		{"unknown command", env, []string{"keys", "list"}, 2, "keys"},
+		{"unknown command", env, []string{"keys", "list"}, 2, `no command "keys"`},
 		{"no such module", with(tok, "HSMKMS_PIN="+devPIN), []string{"token", "info", "--pkcs11-module", "/nonexistent/libpkcs11.so", "--token-label", "x"}, 5, "/nonexistent/libpkcs11.so"},
 		{"no input file", env, []string{"encrypt", "--key", key, "--in", missing, "--out", outFile}, 4, missing},
 		{"out exists", env, []string{"encrypt", "--key", key, "--in", plainFile, "--out", plainFile}, 2, "--force"},
