@@ -30,9 +30,6 @@ func keyAlgorithm(k store.Key, alg string) (string, error) {
 	if alg == "" {
 		alg = symmetricAlg
 	}
-	if alg == symmetricAlg && k.Spec == SpecSymmetric {
-		return alg, nil // the hot path: no table lookup
-	}
 	if !slices.Contains(keySpecs[k.Spec].encryption, alg) {
 		return alg, newErr(CodeInvalidKeyUsage, "Algorithm %s is incompatible with key spec %s.", alg, k.Spec)
 	}
@@ -41,7 +38,7 @@ func keyAlgorithm(k store.Key, alg string) (string, error) {
 
 // asymmetricEncryption reports whether k encrypts with a key pair.
 func asymmetricEncryption(k store.Key) bool {
-	return k.Spec != SpecSymmetric && k.Usage == UsageEncrypt && keySpecs[k.Spec].asymmetric()
+	return k.Usage == UsageEncrypt && keySpecs[k.Spec].asymmetric()
 }
 
 // encryptAsymmetric encrypts plaintext under an RSA key's public half with

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/hsmkms/hsmkms/service/policy"
 	"github.com/hsmkms/hsmkms/service/store"
 )
@@ -424,7 +423,7 @@ func xksUsages(in []string) ([]string, error) {
 // xksKeyRef is the key an external key ID names: a key ID when it is a
 // UUID, otherwise the alias of that name.
 func xksKeyRef(externalID string) keyRef {
-	if _, err := uuid.Parse(externalID); err == nil && len(externalID) == 36 {
+	if isKeyID(externalID) {
 		return keyRef{id: strings.ToLower(externalID)}
 	}
 	return keyRef{alias: "alias/" + externalID}
