@@ -5,11 +5,13 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hsmkms/hsmkms/service/server"
+	"golang.org/x/sys/unix"
 )
 
 // reloader is what serve does on SIGHUP: it re-reads the config file and
@@ -24,6 +26,17 @@ type reloader struct {
 	srv      *server.Server
 	// notify tells the service manager (systemd) a state.
 	notify func(state string)
+}
+
+// reloadingState is what a reload tells systemd first: RELOADING=1 with the
+// CLOCK_MONOTONIC time it began, which systemd 253 and later require with it
+// (sd_notify(3)) and earlier versions ignore.
+func reloadingState() string {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return daemon.SdNotifyReloading
+	}
+	return daemon.SdNotifyReloading + "\nMONOTONIC_USEC=" + strconv.FormatInt(ts.Nano()/1000, 10)
 }
 
 // tlsPair names the settings of a listener's key pair.
@@ -64,7 +77,7 @@ func (r *reloader) run(hup <-chan os.Signal) (stop func()) {
 // valid and a key pair that does not load are logged, and what was in
 // effect stays.
 func (r *reloader) reload() {
-	r.notify(daemon.SdNotifyReloading)
+	r.notify(reloadingState())
 	defer r.notify(daemon.SdNotifyReady)
 	log := r.log.Named("reload")
 	s := r.settings

@@ -106,13 +106,15 @@ func serve(c *cli.Context) error {
 	if srv.RootCredentials != "" {
 		fmt.Fprintf(c.App.ErrWriter, "hsmkms: created the root principal; its credentials are in %s (shown nowhere else)\n", srv.RootCredentials)
 	}
+	// The token is open and the listeners accept: tell systemd
+	// (Type=notify); without NOTIFY_SOCKET this does nothing. Reloads
+	// start after it, so that a SIGHUP during start-up cannot send
+	// RELOADING=1 and READY=1 before the start's own READY=1.
+	notify(c, daemon.SdNotifyReady)
 	reloads := &reloader{log: cfg.Logger, settings: settings, trail: trail, srv: srv,
 		notify: func(state string) { notify(c, state) }}
 	stopReloads := reloads.run(hup)
 	defer stopReloads()
-	// The token is open and the listeners accept: tell systemd
-	// (Type=notify); without NOTIFY_SOCKET this does nothing.
-	notify(c, daemon.SdNotifyReady)
 	<-ctx.Done()
 	stopReloads()
 	notify(c, daemon.SdNotifyStopping)

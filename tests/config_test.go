@@ -5,10 +5,10 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -147,23 +147,7 @@ func waitStderr(t *testing.T, srv *server, offset int, want string) string {
 // failed, debug lines appear, and the setting that needs a restart is
 // named in a warning.
 func TestServeConfigReload(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "notify")
-	notifications, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer notifications.Close()
-	notified := func() string {
-		t.Helper()
-		buf := make([]byte, 512)
-		notifications.SetReadDeadline(time.Now().Add(startTimeout))
-		n, err := notifications.Read(buf)
-		if err != nil {
-			t.Fatalf("no message on NOTIFY_SOCKET: %v", err)
-		}
-		return string(buf[:n])
-	}
-
+	sock, notified := notifySocket(t)
 	s := newSandbox(t)
 	s.env = append(s.env, "NOTIFY_SOCKET="+sock)
 	dir := t.TempDir()
@@ -228,8 +212,8 @@ func TestServeConfigReload(t *testing.T) {
 	if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	if msg := notified(); msg != "RELOADING=1" {
-		t.Errorf("message on SIGHUP %q, want RELOADING=1", msg)
+	if msg := notified(); !regexp.MustCompile(`^RELOADING=1\nMONOTONIC_USEC=[1-9][0-9]*$`).MatchString(msg) {
+		t.Errorf("message on SIGHUP %q, want RELOADING=1 with MONOTONIC_USEC", msg)
 	}
 	if msg := notified(); msg != "READY=1" {
 		t.Errorf("message after the reload %q, want READY=1", msg)

@@ -16,25 +16,10 @@ import (
 // READY=1, sent when the token is open and the server ready (/readyz
 // answers 200 at once), and that it says STOPPING=1 on SIGTERM.
 func TestServeNotifiesReadiness(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "notify")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	sock, read := notifySocket(t)
 	s := newSandbox(t)
 	s.env = append(s.env, "NOTIFY_SOCKET="+sock)
 	srv := s.startDev(filepath.Join(t.TempDir(), "dev"))
-	read := func() string {
-		t.Helper()
-		buf := make([]byte, 512)
-		conn.SetReadDeadline(time.Now().Add(startTimeout))
-		n, err := conn.Read(buf)
-		if err != nil {
-			t.Fatalf("no message on NOTIFY_SOCKET: %v", err)
-		}
-		return string(buf[:n])
-	}
 	if msg := read(); msg != "READY=1" {
 		t.Fatalf("first message %q, want READY=1", msg)
 	}
@@ -49,6 +34,29 @@ func TestServeNotifiesReadiness(t *testing.T) {
 	srv.Stop()
 	if msg := read(); msg != "STOPPING=1" {
 		t.Fatalf("message on SIGTERM %q, want STOPPING=1", msg)
+	}
+}
+
+// notifySocket listens where systemd would (NOTIFY_SOCKET) and returns its
+// path and a reader of the next message, which fails the test when none
+// comes within startTimeout.
+func notifySocket(t *testing.T) (path string, read func() string) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return path, func() string {
+		t.Helper()
+		buf := make([]byte, 512)
+		conn.SetReadDeadline(time.Now().Add(startTimeout))
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no message on NOTIFY_SOCKET: %v", err)
+		}
+		return string(buf[:n])
 	}
 }
 
