@@ -390,8 +390,53 @@ func (t *Token) Verify(ctx context.Context, id ObjectID, alg SigningAlgorithm, d
 		if err := t.p.VerifyInit(s, []*pkcs11.Mechanism{sp.mech}, h); err != nil {
 			return err
 		}
-		return t.p.Verify(s, append(append([]byte(nil), sp.prefix...), digest...), raw)
+		err := t.p.Verify(s, append(append([]byte(nil), sp.prefix...), digest...), raw)
+		if err == nil || isCode(err, pkcs11.CKR_SIGNATURE_INVALID) || isCode(err, pkcs11.CKR_SIGNATURE_LEN_RANGE) {
+			return err
+		}
+		return t.witnessVerify(s, h, alg, digest, sig, err)
 	})
+}
+
+// witnessVerify settles a C_Verify that failed with a code other than
+// CKR_SIGNATURE_INVALID. NSS 3.87's softoken answers a PKCS#1 v1.5
+// signature that does not match with whatever error code the calling
+// thread last left (its RSA_CheckSign sets none): after a C_Sign on the
+// same thread, CKR_DEVICE_ERROR, which would take the token out of service
+// for a client's wrong signature. The public key, read from the token,
+// decides: a signature Go's crypto rejects is the client's error; one it
+// accepts, or a key it cannot read, leaves err as the token's failure.
+// Only public data is involved.
+func (t *Token) witnessVerify(s pkcs11.SessionHandle, h pkcs11.ObjectHandle, alg SigningAlgorithm, digest, sig []byte, err error) error {
+	pub, perr := t.readPublicKey(s, h)
+	if perr != nil {
+		return err
+	}
+	if valid, decided := verifyInSoftware(pub, alg, digest, sig); decided && !valid {
+		return newError("verify", ErrInvalidSignature, fmt.Errorf("the public key does not verify it (the token answered %v)", err))
+	}
+	return err
+}
+
+// verifyInSoftware verifies sig as Verify's token would; decided is false
+// for a key and algorithm it has no check for.
+func verifyInSoftware(pub crypto.PublicKey, alg SigningAlgorithm, digest, sig []byte) (valid, decided bool) {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		switch alg {
+		case RSAPKCS1SHA256:
+			return rsa.VerifyPKCS1v15(k, crypto.SHA256, digest, sig) == nil, true
+		case RSAPSSSHA256:
+			opts := &rsa.PSSOptions{SaltLength: 32, Hash: crypto.SHA256}
+			return rsa.VerifyPSS(k, crypto.SHA256, digest, sig, opts) == nil, true
+		}
+	case *ecdsa.PublicKey:
+		switch alg {
+		case ECDSASHA256, ECDSASHA384, ECDSASHA512:
+			return ecdsa.VerifyASN1(k, digest, sig), true
+		}
+	}
+	return false, false
 }
 
 // checkKeyType refuses a key whose type does not fit alg before any

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -761,4 +762,61 @@ func TestSecp256k1VerifiesWithOpenSSL(t *testing.T) {
 		t.Fatalf("openssl accepts a flipped signature:\n%s", out)
 	}
 	wantKind(t, tok.Verify(ctx, id, ECDSASHA256, digest[:], flipped), ErrInvalidSignature)
+}
+
+// TestVerifyWrongDigestAfterSign signs and then verifies against another
+// digest on one OS thread, for each signing algorithm the token has. On NSS
+// 3.87's softoken that C_Verify answers the PKCS#1 v1.5 mismatch with the
+// thread's stale error code, CKR_DEVICE_ERROR: Verify must still say
+// ErrInvalidSignature and leave the token in service.
+func TestVerifyWrongDigestAfterSign(t *testing.T) {
+	tok := openToken(t)
+	for _, c := range asymCases {
+		if !has(tok, keyFeature(c.spec)) || !has(tok, algFeature(c.alg)) {
+			continue // TestAsymSignVerify proves these are refused
+		}
+		t.Run(c.name(), func(t *testing.T) {
+			id := newKeyPair(t, tok, c.spec)
+			digest := c.digest("signed")
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			sig, err := tok.Sign(t.Context(), id, c.alg, digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantKind(t, tok.Verify(t.Context(), id, c.alg, c.digest("not signed"), sig), ErrInvalidSignature)
+			if h := tok.Health(); !h.Ready {
+				t.Fatalf("token out of service after a wrong digest: %+v", h)
+			}
+		})
+	}
+}
+
+// TestVerifyWitness proves how Verify settles a C_Verify failing with a code
+// that is not CKR_SIGNATURE_INVALID: a signature the public key does not
+// verify is the caller's error and the token stays in service; a valid one
+// is the token's failure, which takes it out of service.
+func TestVerifyWitness(t *testing.T) {
+	tok, f := openFaulty(t)
+	ctx := t.Context()
+	id := newKeyPair(t, tok, RSA2048)
+	digest := sha256.Sum256([]byte("signed"))
+	sig, err := tok.Sign(ctx, id, RSAPKCS1SHA256, digest[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := sha256.Sum256([]byte("not signed"))
+	f.inject("Verify", pkcs11.Error(pkcs11.CKR_DEVICE_ERROR))
+	wantKind(t, tok.Verify(ctx, id, RSAPKCS1SHA256, other[:], sig), ErrInvalidSignature)
+	if h := tok.Health(); !h.Ready {
+		t.Fatalf("token out of service after a wrong signature: %+v", h)
+	}
+	if err := tok.Verify(ctx, id, RSAPKCS1SHA256, digest[:], sig); err != nil {
+		t.Fatalf("Verify of a good signature after the witness: %v", err)
+	}
+	f.inject("Verify", pkcs11.Error(pkcs11.CKR_DEVICE_ERROR))
+	wantKind(t, tok.Verify(ctx, id, RSAPKCS1SHA256, digest[:], sig), ErrUnavailable)
+	if h := tok.Health(); h.Ready {
+		t.Fatal("token in service after failing to verify a good signature")
+	}
 }

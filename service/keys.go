@@ -513,7 +513,9 @@ func (s *Service) ListKeys(ctx context.Context, in ListInput) (out ListKeysOutpu
 		return out, err
 	}
 	if in.Marker != "" {
-		if _, perr := uuid.Parse(in.Marker); perr != nil {
+		// Only the form NextMarker has: uuid.Parse also takes {…},
+		// urn:uuid: and 32 bare hex digits, which sort elsewhere.
+		if !isKeyID(in.Marker) {
 			return out, newErr(CodeInvalidMarker, "Marker is not valid")
 		}
 	}

@@ -547,6 +547,9 @@ func TestListKeysLimits(t *testing.T) {
 		{name: "negative limit", in: ListInput{Limit: -1}, want: ErrValidation, msg: "1 validation error detected: Value '-1' at 'limit' failed to satisfy constraint: Member must have value between 1 and 1000"},
 		{name: "marker not a UUID", in: ListInput{Marker: "next-page"}, want: ErrInvalidMarker, msg: "Marker is not valid"},
 		{name: "marker of a key ARN", in: ListInput{Marker: ksARN(ids[0])}, want: ErrInvalidMarker},
+		{name: "marker in braces", in: ListInput{Marker: "{" + ids[0] + "}"}, want: ErrInvalidMarker, msg: "Marker is not valid"},
+		{name: "marker as a URN", in: ListInput{Marker: "urn:uuid:" + ids[0]}, want: ErrInvalidMarker, msg: "Marker is not valid"},
+		{name: "marker without hyphens", in: ListInput{Marker: strings.ReplaceAll(ids[0], "-", "")}, want: ErrInvalidMarker, msg: "Marker is not valid"},
 		{name: "marker before every key", in: ListInput{Marker: "00000000-0000-0000-0000-000000000000", Limit: 1000}, n: 101},
 		{name: "marker after every key", in: ListInput{Marker: "ffffffff-ffff-ffff-ffff-ffffffffffff"}, n: 0},
 	}
