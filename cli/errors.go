@@ -3,7 +3,6 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"github.com/hsmkms/hsmkms/service/store"
 	"io"
 	"io/fs"
 	"net"
@@ -15,6 +14,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/hsmkms/hsmkms/hsm"
 	"github.com/hsmkms/hsmkms/service/api/adminclient"
+	"github.com/hsmkms/hsmkms/service/store"
 	"github.com/urfave/cli/v2"
 )
 
@@ -152,7 +152,9 @@ func brief(err error) string {
 
 // oneLineWriter writes an error message as one line: errors from libraries
 // (pgx's per-address dial errors, say) may span several, and a script
-// reading hsmkms's standard error expects one line per failure.
+// reading hsmkms's standard error expects one line per failure. It takes
+// each Write as one whole message, as exitCode's fmt.Fprint calls make
+// them.
 type oneLineWriter struct{ w io.Writer }
 
 func (o oneLineWriter) Write(p []byte) (int, error) {

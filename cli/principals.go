@@ -182,10 +182,12 @@ func principalList(c *cli.Context, _ []string) error {
 	})
 }
 
-// policyText summarises statements on one line, in the short form --allow
+// policyText summarises statements on one line, close to the form --allow
 // takes: ACTIONS=RESOURCES, a preset's name for its actions, kms: dropped
 // (deny statements start with "deny "), e.g.
-// "encrypt-files=alias/app; deny Decrypt=*".
+// "encrypt-files=alias/app; deny Decrypt=*". A statement's several actions
+// or resources are joined by commas here, where --allow takes one action
+// and one resource per flag (its commas separate flag values).
 func policyText(stmts []policy.Statement) string {
 	s := make([]string, len(stmts))
 	for i, st := range stmts {
