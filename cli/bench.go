@@ -147,14 +147,20 @@ type leanClient struct {
 }
 
 func newLeanClient(c *cli.Context) (*leanClient, error) {
+	endpoints := strings.Split(c.String("endpoint"), ",")
+	for i, e := range endpoints {
+		if e == "" {
+			return nil, cli.Exit("hsmkms: give --endpoint or HSMKMS_ENDPOINT (bench: one or more, comma-separated)", ExitUsage)
+		}
+		var err error
+		if endpoints[i], err = endpointURL(e); err != nil {
+			return nil, err
+		}
+	}
+	endpoint := endpoints[0]
 	creds, err := loadCredentials(c)
 	if err != nil {
 		return nil, err
-	}
-	endpoints := strings.Split(c.String("endpoint"), ",")
-	endpoint := endpoints[0]
-	if slices.Contains(endpoints, "") {
-		return nil, cli.Exit("hsmkms: give --endpoint or HSMKMS_ENDPOINT (bench: one or more, comma-separated)", ExitUsage)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 256

@@ -37,11 +37,10 @@ func clientFlags() []cli.Flag {
 	}
 }
 
-// awsConfig loads the SDK configuration: region, credentials, endpoint.
+// awsConfig loads the SDK configuration: region and credentials. Its
+// callers check --endpoint first, so that a wrong one is the error a
+// command reports even without credentials.
 func awsConfig(c *cli.Context) (aws.Config, error) {
-	if _, err := endpointURL(c.String("endpoint")); err != nil {
-		return aws.Config{}, err
-	}
 	// No EC2 instance metadata unless asked for: hsmkms is on-prem, and
 	// missing credentials must say so (exit 3) rather than wait on
 	// 169.254.169.254 and be reported as a server that cannot be reached.
@@ -129,11 +128,11 @@ func loadCredentials(c *cli.Context) (aws.Credentials, error) {
 
 // kmsClient is the AWS SDK's KMS client pointed at the server.
 func kmsClient(c *cli.Context) (*kms.Client, error) {
-	cfg, err := awsConfig(c)
+	endpoint, err := endpointURL(c.String("endpoint"))
 	if err != nil {
 		return nil, err
 	}
-	endpoint, err := endpointURL(c.String("endpoint"))
+	cfg, err := awsConfig(c)
 	if err != nil {
 		return nil, err
 	}
@@ -142,11 +141,11 @@ func kmsClient(c *cli.Context) (*kms.Client, error) {
 
 // adminClient calls the server's admin operations.
 func adminClient(c *cli.Context) (*adminclient.Client, error) {
-	creds, err := loadCredentials(c)
+	endpoint, err := endpointURL(c.String("endpoint"))
 	if err != nil {
 		return nil, err
 	}
-	endpoint, err := endpointURL(c.String("endpoint"))
+	creds, err := loadCredentials(c)
 	if err != nil {
 		return nil, err
 	}
