@@ -85,6 +85,8 @@ txreq = (tx1 - tx0) / max(r["requests"], 1)
 err = f"  ERRORS {r['errors']}: {r.get('first_error', '')}" if r["errors"] else ""
 print(f"{op:<16} {n:9d} {rate:10.0f} {vs1:8.2f} {t['rate_per_second']:10.0f} {busy:9.0%} {txreq:9.4f} {r['p99_ms']:9.2f}{err}")
 PY
-    [ -z "$one" ] && one=$(echo "$r" | python3 -c 'import json,sys; print(json.load(sys.stdin)["rate_per_second"])')
+    # An if, not [ ] &&: as the script's last command, a false test
+    # would be its exit status.
+    if [ -z "$one" ]; then one=$(echo "$r" | python3 -c 'import json,sys; print(json.load(sys.stdin)["rate_per_second"])'); fi
   done
 done
