@@ -158,7 +158,7 @@ func (s *Service) DeleteAlias(ctx context.Context, in DeleteAliasInput) (err err
 // ListAliases lists all aliases by name, or those of one key.
 func (s *Service) ListAliases(ctx context.Context, in ListAliasesInput) (out ListAliasesOutput, err error) {
 	o := s.begin(ctx, "kms:ListAliases")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	limit, err := pageLimit(in.Limit)
 	if err != nil {
 		return out, err

@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1559,5 +1560,81 @@ func flattenAudit(m map[string]any) {
 		for k, v := range rec {
 			m[k] = v
 		}
+	}
+}
+
+// fullDisk is an audit writer that fails, as a full disk does, while full
+// is set, and otherwise writes to b.
+type fullDisk struct {
+	full atomic.Bool
+	b    syncBuffer
+}
+
+func (d *fullDisk) Write(p []byte) (int, error) {
+	if d.full.Load() {
+		return 0, errors.New("write audit.log: no space left on device")
+	}
+	return d.b.Write(p)
+}
+
+// TestAuditWriteFailureFailsClosed proves that an operation whose audit
+// record cannot be written answers KMSInternalException and returns
+// nothing it made (no plaintext, no data key, no ciphertext); that an
+// operation failing anyway keeps its own error; that the log says so once
+// when writes start failing and once when they work again; and that
+// operations succeed again once the writer does.
+func TestAuditWriteFailureFailsClosed(t *testing.T) {
+	disk := &fullDisk{}
+	f := newFixture(t, "", func(c *Config) { c.Audit = audit.New(disk) })
+	ctx := admin(t)
+	id := f.createKey(t, CreateKeyInput{})
+	dk, err := f.svc.GenerateDataKey(ctx, GenerateDataKeyInput{KeyId: id, KeySpec: "AES_256"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	disk.full.Store(true)
+	unwritten := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrAuditUnwritten) || CodeOf(err) != CodeInternal {
+			t.Errorf("%s with the audit trail failing: %v, want KMSInternalException for the unwritten record", what, err)
+		}
+	}
+	gen, err := f.svc.GenerateDataKey(ctx, GenerateDataKeyInput{KeyId: id, KeySpec: "AES_256"})
+	unwritten("GenerateDataKey", err)
+	if gen.Plaintext != nil || gen.CiphertextBlob != nil {
+		t.Error("GenerateDataKey returned a data key whose record was lost")
+	}
+	dec, err := f.svc.Decrypt(ctx, DecryptInput{CiphertextBlob: dk.CiphertextBlob})
+	unwritten("Decrypt", err)
+	if dec.Plaintext != nil {
+		t.Error("Decrypt returned a plaintext whose record was lost")
+	}
+	enc, err := f.svc.Encrypt(ctx, EncryptInput{KeyId: id, Plaintext: []byte("secret")})
+	unwritten("Encrypt", err)
+	if enc.CiphertextBlob != nil {
+		t.Error("Encrypt returned a ciphertext whose record was lost")
+	}
+	bad := bytes.Clone(dk.CiphertextBlob)
+	bad[len(bad)-1] ^= 1
+	if _, err := f.svc.Decrypt(ctx, DecryptInput{CiphertextBlob: bad}); CodeOf(err) != CodeInvalidCipher {
+		t.Errorf("Decrypt of a tampered blob with the audit trail failing: %v, want its own InvalidCiphertextException", err)
+	}
+	if n := strings.Count(f.logs.String(), "writing the audit trail failed"); n != 1 {
+		t.Errorf("the log says %d times that the audit trail fails, want once:\n%s", n, f.logs)
+	}
+
+	disk.full.Store(false)
+	for range 2 {
+		out, err := f.svc.Decrypt(ctx, DecryptInput{CiphertextBlob: dk.CiphertextBlob})
+		if err != nil || !bytes.Equal(out.Plaintext, dk.Plaintext) {
+			t.Fatalf("Decrypt once the audit trail works again: %v", err)
+		}
+	}
+	if n := len(regexp.MustCompile(`"@message":"the audit trail is written again".*"records_lost":4}`).FindAllString(f.logs.String(), -1)); n != 1 {
+		t.Errorf("the log says %d times that the audit trail works again with 4 records lost, want once:\n%s", n, f.logs)
+	}
+	if !strings.Contains(disk.b.String(), `"action":"kms:Decrypt"`) {
+		t.Error("no Decrypt record once the audit trail works again")
 	}
 }

@@ -25,7 +25,7 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) { return s.write(w) }
 // PostgreSQL store is backed up with PostgreSQL's own tools.
 func (s *Service) BackupStore(ctx context.Context, _ BackupStoreInput) (out *Snapshot, err error) {
 	o := s.begin(ctx, policy.ActionBackupStore)
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	if err := o.authorize(nil, ""); err != nil {
 		return nil, err
 	}

@@ -90,9 +90,47 @@ func (o *op) end(err error) error {
 		o.rec.ErrorType = string(CodeOf(err))
 	}
 	if !o.caller.system {
-		o.s.audit.Log(o.rec)
+		if aerr := o.s.writeAudit(o.rec); aerr != nil && err == nil {
+			err = aerr
+		}
 	}
 	return err
+}
+
+// endWith is end for an operation with a result: deferred with the
+// addresses of its named results, it ends the operation and, when it
+// failed (its record unwritten included), zeroes *out, so that nothing an
+// operation made leaves the service with an error beside it.
+func endWith[T any](o *op, out *T, err *error) {
+	if *err = o.end(*err); *err != nil {
+		var zero T
+		*out = zero
+	}
+}
+
+// ErrAuditUnwritten is the cause of the KMSInternalException that answers
+// an operation whose audit record could not be written: what it made (a
+// plaintext, a data key, a signature) is not returned, as Vault refuses a
+// request no audit device recorded. The service logs the failure when it
+// starts, so the API need not log each request it answers so.
+var ErrAuditUnwritten = errors.New("service: the audit record could not be written")
+
+// writeAudit writes r. A failed write is ErrAuditUnwritten, and the log
+// says so once when writes start failing and once when they work again
+// (with how many records were lost meanwhile), not once per request.
+func (s *Service) writeAudit(r audit.Record) error {
+	err := s.audit.Log(r)
+	if err == nil {
+		if s.auditFailing.Load() && s.auditFailing.CompareAndSwap(true, false) {
+			s.log.Warn("the audit trail is written again", "records_lost", s.auditLost.Swap(0))
+		}
+		return nil
+	}
+	s.auditLost.Add(1)
+	if s.auditFailing.CompareAndSwap(false, true) {
+		s.log.Error("writing the audit trail failed: operations answer KMSInternalException until it works again", "error", err)
+	}
+	return wrapErr(CodeInternal, ErrAuditUnwritten, "the audit record of this request could not be written")
 }
 
 // withContext records the encryption context of the request. The record

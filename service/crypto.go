@@ -24,7 +24,7 @@ const (
 // encryption key it encrypts with RSAES-OAEP instead.
 func (s *Service) Encrypt(ctx context.Context, in EncryptInput) (out EncryptOutput, err error) {
 	o := s.begin(ctx, "kms:Encrypt")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	o.withContext(in.EncryptionContext)
 	if err := o.withGrantTokens(in.GrantTokens); err != nil {
 		return out, err
@@ -186,7 +186,7 @@ func (s *Service) GenerateDataKeyWithoutPlaintext(ctx context.Context, in Genera
 
 func (s *Service) generateDataKey(ctx context.Context, action string, in GenerateDataKeyInput, plain bool) (out GenerateDataKeyOutput, err error) {
 	o := s.begin(ctx, action)
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	o.withContext(in.EncryptionContext)
 	if err := o.withGrantTokens(in.GrantTokens); err != nil {
 		return out, err
@@ -246,7 +246,7 @@ func (s *Service) wrapDataKey(ctx context.Context, k store.Key, v store.Version,
 // KeyId given by the caller must name the same key.
 func (s *Service) Decrypt(ctx context.Context, in DecryptInput) (out DecryptOutput, err error) {
 	o := s.begin(ctx, "kms:Decrypt")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	o.withContext(in.EncryptionContext)
 	if err := o.withGrantTokens(in.GrantTokens); err != nil {
 		return out, err
@@ -389,7 +389,7 @@ func (s *Service) blobKey(ctx context.Context, o *op, action string, b ciphertex
 // service.
 func (s *Service) ReEncrypt(ctx context.Context, in ReEncryptInput) (out ReEncryptOutput, err error) {
 	o := s.begin(ctx, "kms:ReEncrypt")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	o.withContext(in.DestinationEncryptionContext)
 	if err := errors.Join(checkAlgorithm("sourceEncryptionAlgorithm", in.SourceEncryptionAlgorithm), checkAlgorithm("destinationEncryptionAlgorithm", in.DestinationEncryptionAlgorithm)); err != nil {
 		return out, newErr(CodeValidation, "%v", err)
@@ -438,7 +438,7 @@ func (s *Service) ReEncrypt(ctx context.Context, in ReEncryptInput) (out ReEncry
 // GenerateRandom returns 1 to 1024 random bytes from the token.
 func (s *Service) GenerateRandom(ctx context.Context, in GenerateRandomInput) (out GenerateRandomOutput, err error) {
 	o := s.begin(ctx, "kms:GenerateRandom")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	if err := o.authorize(nil, ""); err != nil {
 		return out, err
 	}

@@ -258,7 +258,7 @@ type CreateGrantOutput struct {
 // parameters is returned instead of a new one.
 func (s *Service) CreateGrant(ctx context.Context, in CreateGrantInput) (out CreateGrantOutput, err error) {
 	o := s.begin(ctx, "kms:CreateGrant")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	if err := o.withGrantTokens(in.GrantTokens); err != nil {
 		return out, err
 	}
@@ -491,7 +491,7 @@ func parseGrantMarker(m string) (string, error) {
 // grantee's.
 func (s *Service) ListGrants(ctx context.Context, in ListGrantsInput) (out ListGrantsOutput, err error) {
 	o := s.begin(ctx, "kms:ListGrants")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	limit, err := grantsLimit(in.Limit)
 	if err != nil {
 		return out, err
@@ -527,7 +527,7 @@ func (s *Service) ListGrants(ctx context.Context, in ListGrantsInput) (out ListG
 // retire. It needs kms:ListRetirableGrants (on "*": it names no key).
 func (s *Service) ListRetirableGrants(ctx context.Context, in ListRetirableGrantsInput) (out ListGrantsOutput, err error) {
 	o := s.begin(ctx, "kms:ListRetirableGrants")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	if err := o.authorize(nil, ""); err != nil {
 		return out, err
 	}

@@ -101,7 +101,7 @@ func (s *Service) externalKey(k store.Key) error {
 // call replaces the parameters an earlier one gave.
 func (s *Service) GetParametersForImport(ctx context.Context, in GetParametersForImportInput) (out GetParametersForImportOutput, err error) {
 	o := s.begin(ctx, "kms:GetParametersForImport")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	if !slices.Contains(wrappingAlgorithms, in.WrappingAlgorithm) {
 		if in.WrappingAlgorithm == "RSAES_PKCS1_V1_5" || in.WrappingAlgorithm == "SM2PKE" {
 			return out, newErr(CodeUnsupported, "WrappingAlgorithm %s is not supported; use one of %v", in.WrappingAlgorithm, wrappingAlgorithms)
@@ -213,7 +213,7 @@ func (s *Service) destroyWrappingKey(ctx context.Context, keyID string, id [16]b
 // bring the same material.
 func (s *Service) ImportKeyMaterial(ctx context.Context, in ImportKeyMaterialInput) (out ImportKeyMaterialOutput, err error) {
 	o := s.begin(ctx, "kms:ImportKeyMaterial")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	model, validTo, err := s.expiration(in)
 	if err != nil {
 		return out, err

@@ -87,7 +87,7 @@ const (
 // CreateKey makes a key and its first version on the token.
 func (s *Service) CreateKey(ctx context.Context, in CreateKeyInput) (out KeyOutput, err error) {
 	o := s.begin(ctx, "kms:CreateKey")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	if err := o.authorize(nil, ""); err != nil {
 		return out, err
 	}
@@ -445,7 +445,7 @@ func materialID(n uint32) string { return "v" + strconv.FormatUint(uint64(n), 10
 // DescribeKey returns a key's metadata.
 func (s *Service) DescribeKey(ctx context.Context, in KeyIDInput) (out KeyOutput, err error) {
 	o := s.begin(ctx, "kms:DescribeKey")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	k, err := s.authorizedKey(ctx, o, in.KeyId)
 	if err != nil {
 		return out, err
@@ -504,7 +504,7 @@ func pageLimit(limit int) (int, error) {
 // ListKeys lists visible keys by ID, a page at a time.
 func (s *Service) ListKeys(ctx context.Context, in ListInput) (out ListKeysOutput, err error) {
 	o := s.begin(ctx, "kms:ListKeys")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	if err := o.authorize(nil, ""); err != nil {
 		return out, err
 	}
@@ -654,7 +654,7 @@ func (s *Service) UntagResource(ctx context.Context, in UntagResourceInput) (err
 // ListResourceTags lists a key's tags by tag key.
 func (s *Service) ListResourceTags(ctx context.Context, in ListResourceTagsInput) (out ListResourceTagsOutput, err error) {
 	o := s.begin(ctx, "kms:ListResourceTags")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	limit := in.Limit
 	switch {
 	case limit == 0:

@@ -20,7 +20,7 @@ const (
 // (default 30); at the end its key material is destroyed on the token.
 func (s *Service) ScheduleKeyDeletion(ctx context.Context, in ScheduleKeyDeletionInput) (out ScheduleKeyDeletionOutput, err error) {
 	o := s.begin(ctx, "kms:ScheduleKeyDeletion")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	days := in.PendingWindowInDays
 	if days == 0 {
 		days = defaultDeletionDays
@@ -50,7 +50,7 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, in ScheduleKeyDeletio
 // until enabled again, as in AWS KMS.
 func (s *Service) CancelKeyDeletion(ctx context.Context, in KeyIDInput) (out KeyIDOutput, err error) {
 	o := s.begin(ctx, "kms:CancelKeyDeletion")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	err = s.updateKey(ctx, o, in.KeyId, func(k *store.Key) error {
 		if k.State != store.KeyPendingDeletion {
 			return newErr(CodeInvalidState, "%s is not pending deletion (it is %s).", s.keyARN(k.ID), k.State)

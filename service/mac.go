@@ -18,7 +18,7 @@ var macAlgorithms = []string{string(hsm.HMACSHA224), string(hsm.HMACSHA256), str
 // GenerateMac computes the HMAC of a message with an HMAC key on the token.
 func (s *Service) GenerateMac(ctx context.Context, in GenerateMacInput) (out GenerateMacOutput, err error) {
 	o := s.begin(ctx, "kms:GenerateMac")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	if err := o.withGrantTokens(in.GrantTokens); err != nil {
 		return out, err
 	}
@@ -37,7 +37,7 @@ func (s *Service) GenerateMac(ctx context.Context, in GenerateMacInput) (out Gen
 // KMSInvalidMacException, as in AWS KMS.
 func (s *Service) VerifyMac(ctx context.Context, in VerifyMacInput) (out VerifyMacOutput, err error) {
 	o := s.begin(ctx, "kms:VerifyMac")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	if err := o.withGrantTokens(in.GrantTokens); err != nil {
 		return out, err
 	}

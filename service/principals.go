@@ -77,7 +77,7 @@ const internalKeySetting = "internal-key"
 // (policy.Covers).
 func (s *Service) CreatePrincipal(ctx context.Context, in CreatePrincipalInput) (out CreatePrincipalOutput, err error) {
 	o := s.begin(ctx, policy.ActionCreatePrincipal)
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	if err := o.authorize(nil, ""); err != nil {
 		return out, err
 	}
@@ -209,7 +209,7 @@ func (s *Service) sealInternal(ctx context.Context, aad []byte, secret string) (
 // ListPrincipals lists principals by access key ID, without secrets.
 func (s *Service) ListPrincipals(ctx context.Context, in ListInput) (out ListPrincipalsOutput, err error) {
 	o := s.begin(ctx, policy.ActionListPrincipals)
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	if err := o.authorize(nil, ""); err != nil {
 		return out, err
 	}
@@ -529,7 +529,9 @@ func (s *Service) applyRoot(ctx context.Context, plan rootPlan) error {
 // The records name the service as the principal: no request did it.
 func (s *Service) reportRoot(id string, ch RootChange) {
 	record := func(action, subject string) {
-		s.audit.Log(audit.Record{Time: s.now(), Principal: "system", Action: action, Subject: subject, Outcome: audit.Allowed})
+		// The change is made and logged below; a failed write is logged
+		// by writeAudit.
+		_ = s.writeAudit(audit.Record{Time: s.now(), Principal: "system", Action: action, Subject: subject, Outcome: audit.Allowed})
 	}
 	if ch.Replaced != "" {
 		record(actionReplaceRoot, id)
@@ -680,7 +682,7 @@ type RotatePrincipalSecretOutput struct {
 // HSMKMS_ROOT_SECRET_ACCESS_KEY at a restart, not here.
 func (s *Service) RotatePrincipalSecret(ctx context.Context, in RotatePrincipalSecretInput) (out RotatePrincipalSecretOutput, err error) {
 	o := s.begin(ctx, policy.ActionRotatePrincipalSecret)
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	o.rec.Subject = in.AccessKeyId
 	if err := o.authorize(nil, ""); err != nil {
 		return out, err

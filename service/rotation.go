@@ -28,7 +28,7 @@ const (
 // from then on and every older version still decrypts.
 func (s *Service) RotateKeyOnDemand(ctx context.Context, in KeyIDInput) (out KeyIDOutput, err error) {
 	o := s.begin(ctx, "kms:RotateKeyOnDemand")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	k, err := s.authorizedKey(ctx, o, in.KeyId)
 	if err != nil {
 		return out, err
@@ -144,7 +144,7 @@ func (s *Service) DisableKeyRotation(ctx context.Context, in KeyIDInput) (err er
 // next one is due.
 func (s *Service) GetKeyRotationStatus(ctx context.Context, in KeyIDInput) (out GetKeyRotationStatusOutput, err error) {
 	o := s.begin(ctx, "kms:GetKeyRotationStatus")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	k, err := s.authorizedKey(ctx, o, in.KeyId)
 	if err != nil {
 		return out, err
@@ -164,7 +164,7 @@ func (s *Service) GetKeyRotationStatus(ctx context.Context, in KeyIDInput) (out 
 // first, oldest first.
 func (s *Service) ListKeyRotations(ctx context.Context, in ListKeyRotationsInput) (out ListKeyRotationsOutput, err error) {
 	o := s.begin(ctx, "kms:ListKeyRotations")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	limit, err := pageLimit(in.Limit)
 	if err != nil {
 		return out, err

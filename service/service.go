@@ -163,6 +163,10 @@ type Service struct {
 	// the key that seals them once it is known to exist (principals.go).
 	secrets  secretCache
 	internal atomic.Pointer[internalKeyRecord]
+	// auditFailing is whether the last audit write failed, auditLost how
+	// many records were lost since the failures began (caller.go).
+	auditFailing atomic.Bool
+	auditLost    atomic.Int64
 	// xksHealth is the last XKS health check (xkscrypto.go).
 	xksHealth xksHealthCache
 	// leaseHeld is whether this replica held the maintenance lease at its

@@ -17,7 +17,7 @@ const maxMessage = 4096
 // the token.
 func (s *Service) Sign(ctx context.Context, in SignInput) (out SignOutput, err error) {
 	o := s.begin(ctx, "kms:Sign")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	if err := o.withGrantTokens(in.GrantTokens); err != nil {
 		return out, err
 	}
@@ -36,7 +36,7 @@ func (s *Service) Sign(ctx context.Context, in SignInput) (out SignOutput, err e
 // is a KMSInvalidSignatureException, as in AWS KMS.
 func (s *Service) Verify(ctx context.Context, in VerifyInput) (out VerifyOutput, err error) {
 	o := s.begin(ctx, "kms:Verify")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	if err := o.withGrantTokens(in.GrantTokens); err != nil {
 		return out, err
 	}
@@ -117,7 +117,7 @@ func digestOf(alg string, msg []byte, msgType string) ([]byte, error) {
 // SubjectPublicKeyInfo as AWS KMS returns it.
 func (s *Service) GetPublicKey(ctx context.Context, in KeyIDInput) (out GetPublicKeyOutput, err error) {
 	o := s.begin(ctx, "kms:GetPublicKey")
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	k, err := s.authorizedKey(ctx, o, in.KeyId)
 	if err != nil {
 		return out, err

@@ -30,7 +30,7 @@ type GetTokenInfoOutput struct {
 // session pool and its health.
 func (s *Service) GetTokenInfo(ctx context.Context, _ GetTokenInfoInput) (out GetTokenInfoOutput, err error) {
 	o := s.begin(ctx, policy.ActionGetTokenInfo)
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	if err := o.authorize(nil, ""); err != nil {
 		return out, err
 	}

@@ -127,7 +127,7 @@ func (s *Service) XKSCredentials(ctx context.Context, prefix, accessKeyID string
 // the usages the store allows it, ENABLED or DISABLED.
 func (s *Service) XKSGetKeyMetadata(ctx context.Context, req XKSRequest) (out XKSKeyMetadata, err error) {
 	o := s.beginXKS(ctx, XKSActionGetKeyMetadata, req)
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	var k store.Key
 	var usage []string
 	err = s.store.View(ctx, func(tx store.Tx) (err error) {
@@ -153,7 +153,7 @@ func (s *Service) XKSGetKeyMetadata(ctx context.Context, req XKSRequest) (out XK
 // once on the token before it is returned, as the spec recommends.
 func (s *Service) XKSEncrypt(ctx context.Context, req XKSRequest, in XKSEncryptInput) (out XKSEncryptOutput, err error) {
 	o := s.beginXKS(ctx, XKSActionEncrypt, req)
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	if err := checkXKSSizes(in.Plaintext, in.AAD); err != nil {
 		return out, err
 	}
@@ -208,7 +208,7 @@ func (s *Service) XKSEncrypt(ctx context.Context, req XKSRequest, in XKSEncryptI
 // ciphertextMetadata names.
 func (s *Service) XKSDecrypt(ctx context.Context, req XKSRequest, in XKSDecryptInput) (plain []byte, err error) {
 	o := s.beginXKS(ctx, XKSActionDecrypt, req)
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &plain, &err)
 	if err := checkXKSSizes(in.Ciphertext, in.AAD); err != nil {
 		return nil, err
 	}
@@ -254,7 +254,7 @@ func (s *Service) XKSDecrypt(ctx context.Context, req XKSRequest, in XKSDecryptI
 // result for up to 10 seconds.
 func (s *Service) XKSHealth(ctx context.Context, req XKSRequest) (out XKSHealth, err error) {
 	o := s.beginXKS(ctx, XKSActionGetHealthStatus, req)
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	return s.xksHealth.get(ctx, s)
 }
 

@@ -158,7 +158,7 @@ func XKSURIPath(prefix string) string { return "/" + prefix + XKSPathTail }
 // CreateXKSStore makes an external key store with no credential and no key.
 func (s *Service) CreateXKSStore(ctx context.Context, in XKSStoreInput) (out XKSStoreEntry, err error) {
 	o, p, err := s.beginXKSAdmin(ctx, policy.ActionCreateXksStore, in.Prefix)
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	if err != nil {
 		return out, err
 	}
@@ -179,7 +179,7 @@ func (s *Service) CreateXKSStore(ctx context.Context, in XKSStoreInput) (out XKS
 // ListXKSStores lists every external key store by prefix.
 func (s *Service) ListXKSStores(ctx context.Context, _ ListXKSStoresInput) (out ListXKSStoresOutput, err error) {
 	o := s.begin(ctx, policy.ActionListXksStores)
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	if err := o.authorize(nil, ""); err != nil {
 		return out, err
 	}
@@ -277,7 +277,7 @@ func (s *Service) DenyXKSKey(ctx context.Context, in XKSKeyInput) (err error) {
 // Base64 (43 characters), both from the token's generator.
 func (s *Service) AddXKSCredential(ctx context.Context, in XKSStoreInput) (out XKSProxyCredential, err error) {
 	o, p, err := s.beginXKSAdmin(ctx, policy.ActionUpdateXksStore, in.Prefix)
-	defer func() { err = o.end(err) }()
+	defer endWith(o, &out, &err)
 	if err != nil {
 		return out, err
 	}

@@ -8,6 +8,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 )
 
 // TestAuditReopenOnHangup proves serve reopens its audit file on SIGHUP
@@ -94,4 +100,86 @@ func TestAuditNamesPrincipal(t *testing.T) {
 	s.must(appEnv, "datakey", "--key", key)
 	want := `"principal":"` + p.AccessKeyId + `","principal_name":"billing-app","action":"kms:GenerateDataKey"`
 	waitContains(t, auditLog, want)
+}
+
+// TestAuditWriteFailure proves serve fails closed when its audit trail
+// cannot be written: with the audit path re-pointed at /dev/full (every
+// write fails with ENOSPC, as on a full disk) and reopened on SIGHUP,
+// GenerateDataKey through the real SDK answers KMSInternalException and
+// no data key, the server logs the failure once however many requests
+// fail, and once the path is a writable file again and reopened,
+// requests succeed and are recorded.
+func TestAuditWriteFailure(t *testing.T) {
+	s := newSandbox(t)
+	dir := t.TempDir()
+	auditLog, real := filepath.Join(dir, "audit.log"), filepath.Join(dir, "real.log")
+	point := func(target string) {
+		t.Helper()
+		tmp := auditLog + ".new"
+		if err := os.Symlink(target, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, auditLog); err != nil {
+			t.Fatal(err)
+		}
+	}
+	point(real)
+	srv := s.startServer("", hsmkmsBin, "serve", "--dev", "--dev-dir", filepath.Join(dir, "dev"),
+		"--listen", "127.0.0.1:"+freePort(t), "--audit-log", auditLog)
+	key := createKey(s, srv.clientEnv(), "audit failure")
+	client := kms.New(kms.Options{
+		Region:       srv.exports["AWS_REGION"],
+		Credentials:  credentials.NewStaticCredentialsProvider(srv.exports["AWS_ACCESS_KEY_ID"], srv.exports["AWS_SECRET_ACCESS_KEY"], ""),
+		BaseEndpoint: aws.String(srv.exports["HSMKMS_ENDPOINT"]),
+		Retryer:      aws.NopRetryer{},
+	})
+	generate := func() (*kms.GenerateDataKeyOutput, error) {
+		return client.GenerateDataKey(ctxT(t), &kms.GenerateDataKeyInput{KeyId: aws.String(key), KeySpec: types.DataKeySpecAes256})
+	}
+
+	point("/dev/full")
+	if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	// The reopen is asynchronous: requests succeed until it is done.
+	var out *kms.GenerateDataKeyOutput
+	var err error
+	eventually(t, 10*time.Second, "a request failing once the audit trail is /dev/full", func() bool {
+		out, err = generate()
+		return err != nil
+	})
+	if errType(err) != "KMSInternalException" || !strings.Contains(err.Error(), "the audit record of this request could not be written") {
+		t.Fatalf("GenerateDataKey with the audit trail failing: %v, want KMSInternalException for the unwritten record", err)
+	}
+	if out != nil {
+		t.Fatal("GenerateDataKey returned a data key whose record was lost")
+	}
+	for range 3 {
+		if _, err := generate(); errType(err) != "KMSInternalException" {
+			t.Fatalf("GenerateDataKey with the audit trail failing: %v", err)
+		}
+	}
+	if n := strings.Count(srv.stderr.String(), "writing the audit trail failed"); n != 1 {
+		t.Errorf("the server logged the audit failure %d times, want once:\n%s", n, srv.stderr)
+	}
+	if strings.Contains(srv.stderr.String(), "request failed") {
+		t.Errorf("each failed request logged besides the failure:\n%s", srv.stderr)
+	}
+
+	point(real)
+	if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "a request succeeding once the audit trail is a file again", func() bool {
+		out, err = generate()
+		return err == nil
+	})
+	id, ok := awsmiddleware.GetRequestIDMetadata(out.ResultMetadata)
+	if !ok {
+		t.Fatal("no request ID in the response")
+	}
+	waitContains(t, real, `"request_id":"`+id+`"`)
+	if n := strings.Count(srv.stderr.String(), "the audit trail is written again: records_lost=4"); n != 1 {
+		t.Errorf("the server logged the recovery %d times, want once:\n%s", n, srv.stderr)
+	}
 }

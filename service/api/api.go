@@ -210,7 +210,9 @@ func (h *Handler) fail(w http.ResponseWriter, id string, err error) string {
 	code := service.CodeOf(err)
 	switch code {
 	case service.CodeInternal:
-		h.cfg.Logger.Error("request failed", "request_id", id, "error", err)
+		if !errors.Is(err, service.ErrAuditUnwritten) { // logged by the service, once
+			h.cfg.Logger.Error("request failed", "request_id", id, "error", err)
+		}
 	case service.CodeCancelled:
 		// Nobody reads this answer; the client's doing is no server error.
 		h.cfg.Logger.Debug("request cancelled by the client", "request_id", id)

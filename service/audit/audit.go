@@ -6,7 +6,8 @@
 //
 // Log returns only once its record has been handed to the writer (for a
 // file, written to it: the same durability as a log line), so a request is
-// answered only after its record is out. Records of concurrent requests
+// answered only after its record is out; it returns the write's error, so
+// that a request whose record was lost is not answered as if it were. Records of concurrent requests
 // are written together (group commit): while one caller writes a batch,
 // the records that arrive meanwhile gather in the next, which the first
 // of their callers writes as soon as the writer is free.
@@ -73,14 +74,20 @@ type Logger struct {
 	done    *sync.Cond // broadcast when a batch has been written
 	pending []byte     // the records of the batch being gathered
 	spare   []byte     // the buffer of the last batch written, for reuse
-	batch   uint64     // the number of the batch being gathered
-	written uint64     // the number of the last batch written
+	batch   *batch     // the batch being gathered
 	writing bool       // a caller is writing a batch
+}
+
+// batch is one write of records: its callers learn from it when it is
+// written and whether the write failed.
+type batch struct {
+	written bool
+	err     error
 }
 
 // New returns a Logger writing JSON lines to w.
 func New(w io.Writer) *Logger {
-	l := &Logger{w: w, batch: 1}
+	l := &Logger{w: w, batch: &batch{}}
 	l.done = sync.NewCond(&l.mu)
 	return l
 }
@@ -89,39 +96,41 @@ func New(w io.Writer) *Logger {
 func Discard() *Logger { return &Logger{} }
 
 // Log writes one record as the "audit" object of a JSON line, before it
-// returns. A write error is not reported: as with any log line, the
-// writer's own failure is the operator's to see (a full disk).
-func (l *Logger) Log(r Record) {
+// returns. It returns the writer's error when the write of the record
+// failed (a full disk, a closed pipe): the record is then lost, and the
+// caller must not answer as if it were written.
+func (l *Logger) Log(r Record) error {
 	if l.w == nil {
-		return
+		return nil
 	}
 	// Encoding under the lock, straight into the batch, costs well under
 	// a microsecond (BenchmarkLine) and saves a buffer per caller.
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.pending = appendLine(l.pending, time.Now(), r)
 	mine := l.batch
-	for l.written < mine {
+	for !mine.written {
 		if l.writing {
 			l.done.Wait()
 			continue
 		}
 		l.writeBatch()
 	}
-	l.mu.Unlock()
+	return mine.err
 }
 
 // writeBatch writes the batch being gathered, without holding l.mu while
 // it writes, and wakes its callers. l.mu is held on entry and on return.
 func (l *Logger) writeBatch() {
-	out, n := l.pending, l.batch
+	out, b := l.pending, l.batch
 	l.pending, l.spare = l.spare[:0], nil
-	l.batch++
+	l.batch = &batch{}
 	l.writing = true
 	l.mu.Unlock()
-	_, _ = l.w.Write(out)
+	_, err := l.w.Write(out)
 	l.mu.Lock()
 	l.writing = false
-	l.written = n
+	b.written, b.err = true, err
 	if cap(out) <= maxSpare {
 		l.spare = out[:0]
 	}

@@ -3,6 +3,7 @@ package audit_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -277,6 +278,80 @@ func TestAuditLogReturnsAfterWrite(t *testing.T) {
 		t.Fatalf("%d records written, want %d", len(w.written), 16*20)
 	}
 	t.Logf("%d records in %d writes", len(w.written), w.writes)
+}
+
+// failingWriter fails every third Write, as a full disk fails some, and
+// remembers which request IDs each kind of Write held.
+type failingWriter struct {
+	mu            sync.Mutex
+	writes        int
+	written, lost map[string]bool
+}
+
+var errDiskFull = errors.New("no space left on device")
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writes++
+	into, err := w.written, error(nil)
+	if w.writes%3 == 0 {
+		into, err = w.lost, errDiskFull
+	}
+	for line := range strings.SplitSeq(strings.TrimSuffix(string(p), "\n"), "\n") {
+		var m struct {
+			Audit struct {
+				RequestID string `json:"request_id"`
+			} `json:"audit"`
+		}
+		if jerr := json.Unmarshal([]byte(line), &m); jerr != nil {
+			return 0, jerr
+		}
+		into[m.Audit.RequestID] = true
+	}
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// TestAuditLogWriteError proves that Log tells each caller what became of
+// its own record when writes fail: an error when the Write that held it
+// failed, also when that Write held other callers' records (group commit),
+// and nil only when it was written.
+func TestAuditLogWriteError(t *testing.T) {
+	w := &failingWriter{written: map[string]bool{}, lost: map[string]bool{}}
+	l := audit.New(w)
+	var wg sync.WaitGroup
+	var wrong atomic.Int32
+	var failed atomic.Int32
+	for g := range 16 {
+		wg.Go(func() {
+			for i := range 50 {
+				id := fmt.Sprintf("g%d-r%d", g, i)
+				err := l.Log(audit.Record{Time: time.Now(), RequestID: id, Principal: "p", Action: "kms:Decrypt", Outcome: audit.Allowed})
+				w.mu.Lock()
+				written, lost := w.written[id], w.lost[id]
+				w.mu.Unlock()
+				switch {
+				case err == nil && !written, err != nil && (!lost || !errors.Is(err, errDiskFull)):
+					wrong.Add(1)
+				case err != nil:
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := wrong.Load(); n != 0 {
+		t.Fatalf("%d callers were told the wrong fate of their record", n)
+	}
+	if failed.Load() == 0 || len(w.written) == 0 {
+		t.Fatalf("%d failed and %d written records: the test did not exercise both", failed.Load(), len(w.written))
+	}
+	if len(w.written)+len(w.lost) != 16*50 {
+		t.Fatalf("%d records reached the writer, want %d", len(w.written)+len(w.lost), 16*50)
+	}
 }
 
 // TestAuditDiscard proves that Discard's Logger writes nothing anywhere:

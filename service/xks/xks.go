@@ -293,7 +293,7 @@ func (h *Handler) fail(w http.ResponseWriter, id string, err error) string {
 		return ErrInternal
 	}
 	name := nameOf(err)
-	if name == ErrInternal {
+	if name == ErrInternal && !errors.Is(err, service.ErrAuditUnwritten) { // that one is logged by the service, once
 		h.cfg.Logger.Error("XKS request failed", "request_id", id, "error", err)
 	}
 	writeError(w, id, name, service.MessageOf(err))
