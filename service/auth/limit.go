@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"net/netip"
 	"sync"
 	"time"
 
@@ -35,9 +36,11 @@ type failures struct {
 }
 
 // maxFailureKeys bounds the table; when full, keys back at a full budget
-// with nothing unreported are forgotten, and if that frees nothing, the
-// table starts over (the counts it held are lost, never the budget of a
-// future failure).
+// with nothing unreported are forgotten, then, if that frees nothing, keys
+// with nothing unreported whatever their budget (a forgotten budget starts
+// full: more is audited, never less), and only if all hold counts does the
+// table start over (the counts are lost, never the budget of a future
+// failure).
 const maxFailureKeys = 10000
 
 func newFailureLimiter(perSecond float64, burst int, now func() time.Time) *failureLimiter {
@@ -63,7 +66,7 @@ func (l *failureLimiter) fail(source, id string) verdict {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	src := l.entry("source:"+source, now)
+	src := l.entry("source:"+sourceKey(source), now)
 	var key *failures
 	if id != "" {
 		key = l.entry("id:"+id, now)
@@ -88,6 +91,22 @@ func (l *failureLimiter) fail(source, id string) verdict {
 	return verdict{started: over.suppressed == 1}
 }
 
+// sourceKey is the budget a source address draws on: its IPv6 /64, since
+// one host is commonly given a whole /64 and could otherwise take a fresh
+// budget from each of its addresses; an IPv4 address (also written as
+// IPv6) or anything not an address is its own.
+func sourceKey(source string) string {
+	a, err := netip.ParseAddr(source)
+	if err != nil || !a.Is6() || a.Is4In6() {
+		return source
+	}
+	p, err := a.WithZone("").Prefix(64)
+	if err != nil {
+		return source
+	}
+	return p.String()
+}
+
 func (l *failureLimiter) entry(k string, now time.Time) *failures {
 	f, ok := l.m[k]
 	if !ok {
@@ -103,6 +122,14 @@ func (l *failureLimiter) entry(k string, now time.Time) *failures {
 func (l *failureLimiter) prune(now time.Time) {
 	for k, f := range l.m {
 		if f.suppressed == 0 && f.lim.TokensAt(now) >= float64(l.burst) {
+			delete(l.m, k)
+		}
+	}
+	if len(l.m) < maxFailureKeys {
+		return
+	}
+	for k, f := range l.m {
+		if f.suppressed == 0 {
 			delete(l.m, k)
 		}
 	}
