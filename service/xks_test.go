@@ -153,6 +153,13 @@ func TestXKSCredentials(t *testing.T) {
 	if _, err := f.svc.XKSCredentials(t.Context(), "q", made[0].Credential.AccessKeyID); !errors.Is(err, ErrNoXKSStore) {
 		t.Fatalf("another prefix: %v", err)
 	}
+	if got, err := f.svc.XKSCredentialsAnywhere(t.Context(), made[1].Credential.AccessKeyID); err != nil ||
+		got.Secret != made[1].Credential.RawSecretAccessKey || got.Name != "xks/p" {
+		t.Fatalf("XKSCredentialsAnywhere = %+v, %v; want store p's credential", got, err)
+	}
+	if _, err := f.svc.XKSCredentialsAnywhere(t.Context(), strings.Repeat("A", 26)); !errors.Is(err, ErrUnknownPrincipal) {
+		t.Fatalf("XKSCredentialsAnywhere of an ID no store has: %v", err)
+	}
 	if err := f.svc.RemoveXKSCredential(ctx, XKSCredentialInput{Prefix: "p", AccessKeyID: made[0].Credential.AccessKeyID}); err != nil {
 		t.Fatal(err)
 	}

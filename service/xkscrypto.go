@@ -116,11 +116,51 @@ func (s *Service) XKSCredentials(ctx context.Context, prefix, accessKeyID string
 	case !found:
 		return Credentials{}, ErrUnknownPrincipal
 	}
-	secret, err := s.unsealInternal(ctx, accessKeyID, xksCredentialAAD(prefix, accessKeyID), c.SealedSecret)
+	return s.xksCredentials(ctx, prefix, c)
+}
+
+// XKSCredentialsAnywhere returns the credential accessKeyID of whichever
+// external key store has it (IDs are 130 random bits: one store at most),
+// or ErrUnknownPrincipal. It serves a request to a prefix no store has:
+// the XKS listener verifies its signature before it tells the caller the
+// path is wrong, so that the prefixes in use are told only to a holder of
+// a credential.
+func (s *Service) XKSCredentialsAnywhere(ctx context.Context, accessKeyID string) (Credentials, error) {
+	var c store.XKSCredential
+	prefix := ""
+	err := s.store.View(ctx, func(tx store.Tx) error {
+		prefix = ""
+		recs, err := tx.XKSStores("", 0) // all: a store per AWS KMS key store, a few
+		if err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			for _, rc := range rec.Credentials {
+				if rc.AccessKeyID == accessKeyID {
+					c, prefix = rc, rec.Prefix
+					return nil
+				}
+			}
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return Credentials{}, storeErr(err)
+	case prefix == "":
+		return Credentials{}, ErrUnknownPrincipal
+	}
+	return s.xksCredentials(ctx, prefix, c)
+}
+
+// xksCredentials unseals the secret of c, a credential of the store with
+// the given prefix.
+func (s *Service) xksCredentials(ctx context.Context, prefix string, c store.XKSCredential) (Credentials, error) {
+	secret, err := s.unsealInternal(ctx, c.AccessKeyID, xksCredentialAAD(prefix, c.AccessKeyID), c.SealedSecret)
 	if err != nil {
 		return Credentials{}, err
 	}
-	return Credentials{AccessKeyID: accessKeyID, Name: "xks/" + prefix, Secret: secret}, nil
+	return Credentials{AccessKeyID: c.AccessKeyID, Name: "xks/" + prefix, Secret: secret}, nil
 }
 
 // XKSGetKeyMetadata describes an allowed key as the XKS spec does: AES_256,

@@ -286,12 +286,30 @@ func TestXKSProxyAPI(t *testing.T) {
 			{"unknown prefix", func() xksReply {
 				return x.sdkCall(t, x.cred, "/other/kms/xks/v1/keys/"+x.keyID+"/metadata", map[string]any{"requestMetadata": meta("DescribeKey")}, now())
 			}, 404, "InvalidUriPathException"},
+			{"unknown prefix, bad signature", func() xksReply {
+				return x.sdkCall(t, other, "/other/kms/xks/v1/keys/"+x.keyID+"/metadata", map[string]any{"requestMetadata": meta("DescribeKey")}, now())
+			}, 401, "AuthenticationFailedException"},
 			{"GET", func() xksReply {
 				req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, x.base+x.keyPath+"/metadata", nil)
 				return x.do(t, req)
 			}, 405, ""},
 		} {
 			t.Run(tc.name, func(t *testing.T) { wantXKS(t, tc.reply(), tc.status, tc.error) })
+		}
+		// A prefix no store has is told only to a holder of a credential:
+		// without one, it answers exactly as a store's own prefix does.
+		stranger := x.cred
+		stranger.Credential.AccessKeyID = strings.Repeat("A", 26)
+		for _, who := range []struct {
+			name string
+			cred xksCredentialFile
+		}{{"wrong secret", other}, {"unknown access key ID", stranger}} {
+			body := map[string]any{"requestMetadata": meta("DescribeKey")}
+			known := x.sdkCall(t, who.cred, x.keyPath+"/metadata", body, now())
+			unknown := x.sdkCall(t, who.cred, "/other/kms/xks/v1/keys/"+x.keyID+"/metadata", body, now())
+			if known.status != 401 || unknown.status != known.status || unknown.str("errorMessage") != known.str("errorMessage") {
+				t.Errorf("%s: the store's prefix answers %d %s, an unknown one %d %s; want the same 401", who.name, known.status, known.raw, unknown.status, unknown.raw)
+			}
 		}
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, x.base+"/ping", nil)
 		if r := x.do(t, req); r.status != 200 {

@@ -109,16 +109,21 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id string, t tar
 		h.unverified(id, t, source, ErrValidation)
 		return
 	}
-	// The store is found with the credential: one read, and a path
-	// prefix no store has is told apart only to a signed request.
-	creds, err := h.cfg.Verifier.VerifyWith(ctx, r, body, source, storeCredentials{h.cfg.Service, t.prefix})
-	if errors.Is(err, service.ErrNoXKSStore) {
-		writeError(w, id, ErrInvalidURIPath, "no external key store has this URI path")
-		h.unverified(id, t, source, ErrInvalidURIPath)
-		return
-	}
+	// The store is found with the credential: one read. A path prefix no
+	// store has is told apart only to a request signed with a credential
+	// of some store (AWS KMS configured with a wrong path); to anyone else
+	// it fails as a wrong credential would, so that the prefixes in use
+	// cannot be probed.
+	sc := &storeCredentials{svc: h.cfg.Service, prefix: t.prefix}
+	creds, err := h.cfg.Verifier.VerifyWith(ctx, r, body, source, sc)
 	if err != nil {
 		h.refuse(w, id, t, source, service.Cancelled(ctx, err))
+		return
+	}
+	if sc.noStore {
+		writeError(w, id, ErrInvalidURIPath, "no external key store has this URI path")
+		h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Principal: creds.AccessKeyID, PrincipalName: creds.Name,
+			Action: t.action(), Source: source, Outcome: audit.Failed, ErrorType: ErrInvalidURIPath})
 		return
 	}
 	ctx = service.WithCaller(ctx, service.Caller{AccessKeyID: creds.AccessKeyID, Name: creds.Name, Source: source, RequestID: id})
@@ -248,14 +253,22 @@ func (h *Handler) decrypt(ctx context.Context, t target, body []byte) (any, erro
 	return decryptResponse{Plaintext: b64(plain)}, nil
 }
 
-// storeCredentials looks up credentials within one external key store.
+// storeCredentials looks up credentials within the external key store of
+// a prefix; when no store has it, in whichever store has the ID, noting
+// that the prefix is unknown.
 type storeCredentials struct {
-	svc    *service.Service
-	prefix string
+	svc     *service.Service
+	prefix  string
+	noStore bool
 }
 
-func (c storeCredentials) Credentials(ctx context.Context, id string) (service.Credentials, error) {
-	return c.svc.XKSCredentials(ctx, c.prefix, id)
+func (c *storeCredentials) Credentials(ctx context.Context, id string) (service.Credentials, error) {
+	creds, err := c.svc.XKSCredentials(ctx, c.prefix, id)
+	if !errors.Is(err, service.ErrNoXKSStore) {
+		return creds, err
+	}
+	c.noStore = true
+	return c.svc.XKSCredentialsAnywhere(ctx, id)
 }
 
 // refuse answers a request that failed authentication with 401
