@@ -209,7 +209,10 @@ func (v *Verifier) VerifyWith(ctx context.Context, r *http.Request, body []byte,
 		}
 		verdict := v.limiter.fail(source, id)
 		ae.Unaudited, ae.Suppressed = !verdict.audit, verdict.suppressed
-		if verdict.started {
+		switch {
+		case verdict.started && verdict.all:
+			v.log.Warn("failed authentications from all sources past their audit budget: answering them, counting each into its source's next record")
+		case verdict.started:
 			v.log.Warn("failed authentications past the audit budget: answering them, counting them, auditing one a second",
 				"source", source, "access_key_id", ae.AccessKeyID)
 		}
@@ -223,7 +226,10 @@ func (v *Verifier) VerifyWith(ctx context.Context, r *http.Request, body []byte,
 // whether to audit it, and if so how many failures it stands for besides.
 func (v *Verifier) RefusedUnverified(source string) (audit bool, suppressed int) {
 	verdict := v.limiter.fail(source, "")
-	if verdict.started {
+	switch {
+	case verdict.started && verdict.all:
+		v.log.Warn("failed authentications from all sources past their audit budget: answering them, counting each into its source's next record")
+	case verdict.started:
 		v.log.Warn("requests refused before authentication past the audit budget: answering them, counting them, auditing one a second",
 			"source", source)
 	}

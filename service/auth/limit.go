@@ -9,8 +9,10 @@ import (
 )
 
 // failureLimiter bounds what failed authentications cost, per source
-// address and per claimed access key ID: each may fail burst times at once,
-// then rate times a second, one audit record each. Past that budget a
+// address, per claimed access key ID and for all sources together: each
+// source or ID may fail burst times at once, then rate times a second, one
+// audit record each, and all sources ten times that burst, then twenty
+// times that rate. Past that budget a
 // failure is still answered with its own error, but is only counted; the
 // next audited failure of that source or ID carries the count.
 //
@@ -26,7 +28,21 @@ type failureLimiter struct {
 	now   func() time.Time
 	mu    sync.Mutex
 	m     map[string]*failures
+	// all bounds the audited failures of every source together: sources
+	// are cheap (a botnet, IPv4 addresses by the thousand), and a flood of
+	// audit records would fill the disk, after which every request fails
+	// (an unwritten record fails its request). allOver is whether it has
+	// refused a failure since the last audited one.
+	all     *rate.Limiter
+	allOver bool
 }
+
+// Every source together may have allBurstFactor times a source's burst of
+// failures audited at once, then allRateFactor times its rate.
+const (
+	allBurstFactor = 10
+	allRateFactor  = 20
+)
 
 // failures is the budget of one source or ID, and the failures it left
 // unaudited since its last audited one.
@@ -44,7 +60,8 @@ type failures struct {
 const maxFailureKeys = 10000
 
 func newFailureLimiter(perSecond float64, burst int, now func() time.Time) *failureLimiter {
-	return &failureLimiter{rate: rate.Limit(perSecond), burst: burst, now: now, m: map[string]*failures{}}
+	return &failureLimiter{rate: rate.Limit(perSecond), burst: burst, now: now, m: map[string]*failures{},
+		all: rate.NewLimiter(rate.Limit(perSecond*allRateFactor), burst*allBurstFactor)}
 }
 
 // verdict is what the limiter says of one failure.
@@ -58,6 +75,9 @@ type verdict struct {
 	// started is true for the first unaudited failure of a key after an
 	// audited one: the moment to say so in the log.
 	started bool
+	// all is true when it is the budget of all sources together that is
+	// spent (started then says so once for all of them).
+	all bool
 }
 
 // fail records one failed authentication from source claiming id ("" when
@@ -71,7 +91,10 @@ func (l *failureLimiter) fail(source, id string) verdict {
 	if id != "" {
 		key = l.entry("id:"+id, now)
 	}
-	if src.lim.TokensAt(now) >= 1 && (key == nil || key.lim.TokensAt(now) >= 1) {
+	srcOK, keyOK := src.lim.TokensAt(now) >= 1, key == nil || key.lim.TokensAt(now) >= 1
+	if srcOK && keyOK && l.all.TokensAt(now) >= 1 {
+		l.all.AllowN(now, 1)
+		l.allOver = false
 		src.lim.AllowN(now, 1)
 		v := verdict{audit: true, suppressed: src.suppressed}
 		src.suppressed = 0
@@ -82,9 +105,17 @@ func (l *failureLimiter) fail(source, id string) verdict {
 		}
 		return v
 	}
-	// Count the failure once, against the key that is out of budget.
+	// Count the failure once, against the key that is out of budget; when
+	// only the budget of all sources is, against the source, and the log
+	// is told once for all of them.
+	if srcOK && keyOK {
+		src.suppressed++
+		started := !l.allOver
+		l.allOver = true
+		return verdict{started: started, all: true}
+	}
 	over := src
-	if src.lim.TokensAt(now) >= 1 {
+	if srcOK {
 		over = key
 	}
 	over.suppressed++

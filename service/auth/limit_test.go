@@ -69,3 +69,33 @@ func TestFailureTableFullKeepsCounts(t *testing.T) {
 		t.Fatalf("the table holds %d keys, more than %d", n, maxFailureKeys)
 	}
 }
+
+// TestFailureBudgetOfAllSources proves that a flood from many sources,
+// each within its own budget, is audited at most ten bursts at once in
+// all, that the first failure past that budget is the one the log is told
+// of, and that each source's next audited failure carries its own count.
+func TestFailureBudgetOfAllSources(t *testing.T) {
+	now := time.Now()
+	l := newFailureLimiter(1, 20, func() time.Time { return now })
+	audited, started := 0, 0
+	for i := range 1000 {
+		v := l.fail(fmt.Sprintf("192.0.2.%d", i%250), "")
+		if v.audit {
+			audited++
+		}
+		if v.started {
+			started++
+			if !v.all || audited != 200 {
+				t.Fatalf("started after %d audited, all %v; want once, as the 200 of all sources are spent", audited, v.all)
+			}
+		}
+	}
+	if audited != 200 || started != 1 {
+		t.Fatalf("%d of 1000 failures from 250 sources audited, the log told %d times; want 200 and once", audited, started)
+	}
+	now = now.Add(time.Second)
+	v := l.fail("192.0.2.249", "")
+	if !v.audit || v.suppressed != 4 {
+		t.Fatalf("a source's next failure: audited %v with %d counted, want audited with its own 4", v.audit, v.suppressed)
+	}
+}
