@@ -202,22 +202,27 @@ func (s *keyScan) stateCounts() []StateCount {
 // versionSeals lists the seal use of the active versions of the keys that
 // seal (symmetric keys with material).
 func versionSeals(tx store.Tx, keys []store.Key, sealed map[api.SealRef]uint64) ([]SealUse, error) {
-	var out []SealUse
+	current := map[string]uint32{}
+	var ids []string
 	for _, k := range keys {
 		if k.Spec != service.SpecSymmetric || k.State == store.KeyDeleted || k.State == store.KeyCreating {
 			continue
 		}
-		vs, err := tx.Versions(k.ID)
-		if err != nil {
-			return nil, err
+		current[k.ID] = k.CurrentVersion
+		ids = append(ids, k.ID)
+	}
+	// One read for the page of keys: a round trip each on PostgreSQL.
+	vs, err := tx.VersionsOf(ids)
+	if err != nil {
+		return nil, err
+	}
+	var out []SealUse
+	for _, v := range vs {
+		if v.State != store.VersionActive || v.SealsReserved == 0 {
+			continue
 		}
-		for _, v := range vs {
-			if v.State != store.VersionActive || v.SealsReserved == 0 {
-				continue
-			}
-			out = append(out, SealUse{KeyID: k.ID, Version: v.Number, Current: v.Number == k.CurrentVersion,
-				Reserved: v.SealsReserved, Sealed: sealed[api.SealRef{KeyID: k.ID, Version: v.Number}]})
-		}
+		out = append(out, SealUse{KeyID: v.KeyID, Version: v.Number, Current: v.Number == current[v.KeyID],
+			Reserved: v.SealsReserved, Sealed: sealed[api.SealRef{KeyID: v.KeyID, Version: v.Number}]})
 	}
 	return out, nil
 }

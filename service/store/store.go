@@ -80,6 +80,12 @@ type Tx interface {
 	Version(keyID string, number uint32) (Version, error)
 	// Versions lists the versions of a key by number.
 	Versions(keyID string) ([]Version, error)
+	// VersionsOf lists the versions of several keys in one read: those of
+	// each key in the order keyIDs names it (once, however often named),
+	// each key's by number; a key without versions, or no such key, adds
+	// none. Scans over many keys use it, one read per page of keys rather
+	// than per key (a round trip each on a shared store).
+	VersionsOf(keyIDs []string) ([]Version, error)
 	// PutVersion creates or replaces a version.
 	PutVersion(v Version) error
 	// DeleteVersion removes a version (only a pending one that never reached

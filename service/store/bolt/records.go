@@ -83,6 +83,25 @@ func (t *tx) Versions(keyID string) ([]store.Version, error) {
 	return out, nil
 }
 
+// VersionsOf lists the versions of several keys; the file is in this
+// process, so it is Versions per key.
+func (t *tx) VersionsOf(keyIDs []string) ([]store.Version, error) {
+	out := []store.Version{}
+	seen := make(map[string]bool, len(keyIDs))
+	for _, id := range keyIDs {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		vs, err := t.Versions(id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, vs...)
+	}
+	return out, nil
+}
+
 // PutVersion creates or replaces a version.
 func (t *tx) PutVersion(v store.Version) error {
 	return putJSON(t, bucketVersions, versionKey(v.KeyID, v.Number), v, versionName(v.KeyID, v.Number), createOrReplace)

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"testing"
 
@@ -53,6 +54,36 @@ func testVersions(t *testing.T, open func(t *testing.T) store.Store) {
 			for _, n := range ns {
 				same(t, "Version("+id+")", mustVersion(t, s, id, n), newVersion(id, n, len(id)), normVersion)
 			}
+		}
+	})
+	t.Run("VersionsOf", func(t *testing.T) {
+		s := open(t)
+		// Prefixes of one another, and an order that is not sorted: the
+		// answer follows the IDs given, not a collation.
+		putVersions(t, s, newVersion("a", 2, 0), newVersion("a", 1, 0), newVersion("a/", 1, 0),
+			newVersion("ab", 3, 0), newVersion("ab", 1, 0), newVersion("b", 7, 0))
+		for _, tc := range []struct {
+			ids  []string
+			want []string // key/number
+		}{
+			{nil, []string{}},
+			{[]string{"missing"}, []string{}},
+			{[]string{"b", "a"}, []string{"b/7", "a/1", "a/2"}},
+			{[]string{"ab", "missing", "a/", "ab"}, []string{"ab/1", "ab/3", "a//1"}},
+		} {
+			var vs []store.Version
+			view(t, s, func(tx store.Tx) (err error) {
+				vs, err = tx.VersionsOf(tc.ids)
+				return err
+			})
+			if vs == nil {
+				t.Errorf("VersionsOf(%q) = nil, want an empty slice", tc.ids)
+			}
+			got := []string{}
+			for _, v := range vs {
+				got = append(got, fmt.Sprintf("%s/%d", v.KeyID, v.Number))
+			}
+			same(t, fmt.Sprintf("VersionsOf(%q)", tc.ids), got, tc.want, func(s []string) []string { return s })
 		}
 	})
 	t.Run("Delete", func(t *testing.T) {
