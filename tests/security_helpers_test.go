@@ -338,6 +338,7 @@ type auditRec struct {
 	ErrorType         string            `json:"error_type"`
 	Subject           string            `json:"subject"`
 	Suppressed        int               `json:"suppressed"`
+	SuppressedID      int               `json:"suppressed_id"`
 }
 
 // auditLines reads the audit file of a dev dir: its raw lines and each

@@ -173,7 +173,7 @@ func (h *Handler) refuse(w http.ResponseWriter, id, target, source string, err e
 	if !ae.Unaudited {
 		h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Principal: ae.AccessKeyID,
 			Action: actionOf(target), Source: source, Outcome: audit.Denied, ErrorType: ae.Code,
-			Suppressed: ae.Suppressed})
+			Suppressed: ae.Suppressed, SuppressedID: ae.SuppressedID})
 	}
 	writeError(w, id, status, ae.Code, ae.Message)
 	return ae.Code

@@ -59,10 +59,11 @@ type Record struct {
 	// Subject is the principal an administrative operation acts on (the
 	// access key ID created, deleted or whose secret was rotated).
 	Subject string
-	// Suppressed counts the failed authentications from the same source or
-	// claimed access key ID that were answered but not audited one by one
-	// since the last record about them (the failure limit of package auth).
-	Suppressed int
+	// Suppressed counts the failed authentications from the same source
+	// that were answered but not audited one by one since its last record
+	// (the failure limit of package auth); SuppressedID those that claimed
+	// the same access key ID, from any source.
+	Suppressed, SuppressedID int
 }
 
 // Logger writes audit records. Its methods are safe for concurrent use;

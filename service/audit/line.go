@@ -47,6 +47,10 @@ func appendLine(dst []byte, now time.Time, r Record) []byte {
 		dst = append(dst, `,"suppressed":`...)
 		dst = strconv.AppendInt(dst, int64(r.Suppressed), 10)
 	}
+	if r.SuppressedID != 0 {
+		dst = append(dst, `,"suppressed_id":`...)
+		dst = strconv.AppendInt(dst, int64(r.SuppressedID), 10)
+	}
 	return append(dst, "}}\n"...)
 }
 

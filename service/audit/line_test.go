@@ -26,6 +26,7 @@ type hclogLine struct {
 	ErrorType         string            `json:"error_type,omitempty"`
 	Subject           string            `json:"subject,omitempty"`
 	Suppressed        int               `json:"suppressed,omitempty"`
+	SuppressedID      int               `json:"suppressed_id,omitempty"`
 }
 
 // viaHclog writes r at now through go-hclog as the audit trail was
@@ -38,7 +39,7 @@ func viaHclog(now time.Time, r Record) []byte {
 		Time: r.Time.UTC().Format(time.RFC3339Nano), RequestID: r.RequestID, Principal: r.Principal, PrincipalName: r.PrincipalName,
 		Action: r.Action, KeyID: r.KeyID, KeyVersion: r.KeyVersion, Alias: r.Alias, GrantID: r.GrantID,
 		EncryptionContext: r.EncryptionContext, RequestMetadata: r.RequestMetadata, Source: r.Source, Outcome: r.Outcome,
-		ErrorType: r.ErrorType, Subject: r.Subject, Suppressed: r.Suppressed,
+		ErrorType: r.ErrorType, Subject: r.Subject, Suppressed: r.Suppressed, SuppressedID: r.SuppressedID,
 	})
 	return buf.Bytes()
 }
@@ -48,10 +49,10 @@ var lineCases = []Record{
 	{Time: time.Date(2026, 3, 4, 5, 6, 7, 890123456, time.FixedZone("CET", 3600)), RequestID: "req-1",
 		Principal: "AKIAEXAMPLE", PrincipalName: "app \"billing\"\n", Action: "kms:Decrypt", KeyID: "1234abcd-12ab-34cd-56ef-1234567890ab",
 		KeyVersion: 4294967295, Alias: "alias/app", EncryptionContext: map[string]string{"b": "2", "a": "1", "": ""},
-		Source: "10.0.0.1:4242", Outcome: Failed, ErrorType: "InvalidCiphertextException", Subject: "AKIAOTHER", Suppressed: 17},
+		Source: "10.0.0.1:4242", Outcome: Failed, ErrorType: "InvalidCiphertextException", Subject: "AKIAOTHER", Suppressed: 17, SuppressedID: 4},
 	{Time: time.Unix(0, 0), RequestID: "r\n{\"outcome\":\"allowed\"}", Principal: "p\"q\\", Action: "<&>",
 		EncryptionContext: map[string]string{"a\nb": "c\r\n\"d\"", "ünï": "<&>", "\u2028": "\u2029\x00\x1f\x7f\b\f\t"},
-		Source:            "\xff\xfe invalid \xc3", Outcome: Denied, Suppressed: -3},
+		Source:            "\xff\xfe invalid \xc3", Outcome: Denied, Suppressed: -3, SuppressedID: -9},
 	{Time: time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC), KeyID: "k", EncryptionContext: map[string]string{}, Outcome: Allowed},
 	{Time: time.Date(2026, 12, 4, 0, 0, 1, 0, time.UTC), Action: "kms:Decrypt", KeyID: "k", Outcome: Allowed,
 		GrantID: "0c237476b39f8bc44e45212e08498fbe3151305030726c0590dd8d3e9f3d6a3a"},
@@ -82,7 +83,7 @@ func FuzzLineMatchesHclog(f *testing.F) {
 		now := time.Unix(0, nanos)
 		r := Record{Time: time.Unix(0, nanos/3), RequestID: id, Principal: principal, Action: action, KeyID: keyID,
 			KeyVersion: version, Alias: alias, EncryptionContext: map[string]string{ck: cv, cv: ck}, RequestMetadata: map[string]string{cv: id}, Source: source,
-			Outcome: outcome, ErrorType: errType, Subject: alias, Suppressed: suppressed}
+			Outcome: outcome, ErrorType: errType, Subject: alias, Suppressed: suppressed, SuppressedID: suppressed / 3}
 		if got, want := appendLine(nil, now, r), viaHclog(now, r); !bytes.Equal(got, want) {
 			t.Fatalf("\n got %s\nwant %s", got, want)
 		}

@@ -67,8 +67,9 @@ type Error struct {
 	// budget: answer it, count it, but write no record of its own.
 	Unaudited bool
 	// Suppressed is, for an audited failure, how many failures of the same
-	// source or claimed ID were left unaudited since their last record.
-	Suppressed int
+	// source were left unaudited since its last record; SuppressedID how
+	// many claiming the same access key ID were, from any source.
+	Suppressed, SuppressedID int
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -208,7 +209,7 @@ func (v *Verifier) VerifyWith(ctx context.Context, r *http.Request, body []byte,
 			id = ""
 		}
 		verdict := v.limiter.fail(source, id)
-		ae.Unaudited, ae.Suppressed = !verdict.audit, verdict.suppressed
+		ae.Unaudited, ae.Suppressed, ae.SuppressedID = !verdict.audit, verdict.suppressed, verdict.suppressedID
 		switch {
 		case verdict.started && verdict.all:
 			v.log.Warn("failed authentications from all sources past their audit budget: answering them, counting each into its source's next record")
@@ -267,8 +268,12 @@ func (v *Verifier) verify(ctx context.Context, r *http.Request, body []byte, loo
 			return fail(CodeIncomplete, "Every x-amz-* header and Content-Type must be signed; not in SignedHeaders: %s.", unsigned)
 		}
 	}
-	t, err := time.Parse(amzDateFormat, r.Header.Get(headerDate))
-	if err != nil {
+	// time.Parse also takes fractional seconds the format does not name;
+	// the length check refuses them, so that the header carries exactly
+	// the text that is signed.
+	date := r.Header.Get(headerDate)
+	t, err := time.Parse(amzDateFormat, date)
+	if err != nil || len(date) != len(amzDateFormat) {
 		return fail(CodeIncomplete, "the X-Amz-Date header is missing or not in the form %s", amzDateFormat)
 	}
 	var day [len("20060102")]byte

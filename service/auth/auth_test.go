@@ -149,6 +149,15 @@ func TestSignedHeadersRule(t *testing.T) {
 			r.Header.Set("Authorization", r.Header.Get("Authorization")+", Foo=bar")
 			return r
 		}, CodeIncomplete, "Authorization header has a part other than Credential, SignedHeaders and Signature"},
+		{"X-Amz-Date with fractional seconds", func(t *testing.T) *http.Request {
+			// The SDK signs the time it formats, so the header's text
+			// must be exactly that form: a fraction would be carried but
+			// not signed.
+			r := request(t, "TrentService.ListKeys")
+			sign(t, r, root, c.t)
+			r.Header.Set("X-Amz-Date", r.Header.Get("X-Amz-Date")[:15]+".000Z")
+			return r
+		}, CodeIncomplete, "the X-Amz-Date header is missing or not in the form 20060102T150405Z"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

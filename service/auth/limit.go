@@ -69,9 +69,13 @@ type verdict struct {
 	// audit is true when the failure gets its own audit record.
 	audit bool
 	// suppressed is, for an audited failure, how many failures of the same
-	// source or ID went unaudited since their last record; each failure is
-	// counted in exactly one record.
-	suppressed int
+	// source went unaudited since its last record, and suppressedID how
+	// many claiming the same access key ID did, from any source. They are
+	// kept apart so that a record never charges one source with another's
+	// failures: a flood on an ID from one address must not read as the
+	// work of the next address that mistypes it. Each failure is counted in
+	// exactly one record.
+	suppressed, suppressedID int
 	// started is true for the first unaudited failure of a key after an
 	// audited one: the moment to say so in the log.
 	started bool
@@ -100,7 +104,7 @@ func (l *failureLimiter) fail(source, id string) verdict {
 		src.suppressed = 0
 		if key != nil {
 			key.lim.AllowN(now, 1)
-			v.suppressed += key.suppressed
+			v.suppressedID = key.suppressed
 			key.suppressed = 0
 		}
 		return v

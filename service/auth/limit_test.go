@@ -99,3 +99,22 @@ func TestFailureBudgetOfAllSources(t *testing.T) {
 		t.Fatalf("a source's next failure: audited %v with %d counted, want audited with its own 4", v.audit, v.suppressed)
 	}
 }
+
+// TestFailureCountsKeptApart proves that a record never charges a source
+// with others' failures: after many addresses flood an access key ID, each
+// within its own budget, the next address to fail on that ID gets a record
+// whose own count is zero and whose ID count holds the flood.
+func TestFailureCountsKeptApart(t *testing.T) {
+	now := time.Now()
+	l := newFailureLimiter(1, 20, func() time.Time { return now })
+	const id = "AKIAEXAMPLEEXAMPLE01"
+	for i := range 20 + 300 {
+		l.fail(fmt.Sprintf("198.51.%d.%d", 100+i/250, i%250), id)
+	}
+	now = now.Add(time.Second)
+	v := l.fail("203.0.113.1", id)
+	if !v.audit || v.suppressed != 0 || v.suppressedID != 300 {
+		t.Fatalf("another source's failure on the ID: audited %v, source count %d, ID count %d; want audited, 0, 300",
+			v.audit, v.suppressed, v.suppressedID)
+	}
+}

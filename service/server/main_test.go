@@ -264,9 +264,11 @@ type auditRecord struct {
 	Outcome   string `json:"outcome"`
 	ErrorType string `json:"error_type"`
 	Subject   string `json:"subject"`
-	// Suppressed counts failed authentications left unaudited before this
-	// record (package auth's failure budget).
-	Suppressed int `json:"suppressed"`
+	// Suppressed and SuppressedID count failed authentications of the
+	// source and of the claimed ID left unaudited before this record
+	// (package auth's failure budget).
+	Suppressed   int `json:"suppressed"`
+	SuppressedID int `json:"suppressed_id"`
 }
 
 // auditRecords parses the captured audit trail.

@@ -283,7 +283,7 @@ func (h *Handler) refuse(w http.ResponseWriter, id string, t target, source stri
 	}
 	if !ae.Unaudited {
 		h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Principal: ae.AccessKeyID, Action: t.action(),
-			Source: source, Outcome: audit.Denied, ErrorType: ErrAuthenticationFail, Suppressed: ae.Suppressed})
+			Source: source, Outcome: audit.Denied, ErrorType: ErrAuthenticationFail, Suppressed: ae.Suppressed, SuppressedID: ae.SuppressedID})
 	}
 	writeError(w, id, ErrAuthenticationFail, ae.Message)
 }
