@@ -15,14 +15,13 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/pelletier/go-toml/v2/unstable"
 	"github.com/urfave/cli/v2"
-	"github.com/urfave/cli/v2/altsrc"
 	"gopkg.in/yaml.v3"
 )
 
 // serve's config file (--config): a TOML or YAML file whose keys are
-// serve's flag names. urfave/cli's altsrc applies it beneath the flags and
-// the environment. It is checked first, here: altsrc takes any key, and
-// names neither the line of a bad one nor the line of a wrong type.
+// serve's flag names, applied beneath the flags and the environment. It is
+// checked whole first, naming the line of an unknown key or a wrong type,
+// then each setting is set on its flag.
 
 // configEnv is --config's variable. It is named after the command, as a
 // client command's own flags are, unlike serve's other flags: a config file
@@ -34,27 +33,6 @@ func configFlag() cli.Flag {
 	return &cli.StringFlag{Name: "config", EnvVars: []string{configEnv},
 		Usage: "TOML (.toml) or YAML (.yaml, .yml) file of serve's settings, keyed by flag name (listen = \"0.0.0.0:8443\"); " +
 			"flags and variables override it; SIGHUP reloads it"}
-}
-
-// withConfigFile wraps flags in altsrc's flags of the same types, which
-// can take their value from a config file; the others stay as they are.
-func withConfigFile(flags []cli.Flag) []cli.Flag {
-	out := make([]cli.Flag, len(flags))
-	for i, f := range flags {
-		switch f := f.(type) {
-		case *cli.StringFlag:
-			out[i] = altsrc.NewStringFlag(f)
-		case *cli.BoolFlag:
-			out[i] = altsrc.NewBoolFlag(f)
-		case *cli.IntFlag:
-			out[i] = altsrc.NewIntFlag(f)
-		case *cli.StringSliceFlag:
-			out[i] = altsrc.NewStringSliceFlag(f)
-		default:
-			out[i] = f
-		}
-	}
-	return out
 }
 
 // settingKind is the type of a setting's value: its flag's.
@@ -206,6 +184,13 @@ func checkEntries(path string, entries []entry, keys map[string]settingKind) (*c
 		v, ok := convert(e.val, kind)
 		if !ok {
 			return nil, &configError{path: path, line: e.line, msg: fmt.Sprintf("%q must be %s, not %s", e.key, kind, found(e.val, kind))}
+		}
+		if list, ok := v.([]string); ok {
+			// Set on the flag an item at a time, where a comma would
+			// split it; no list setting has items that hold one.
+			if i := slices.IndexFunc(list, func(s string) bool { return strings.Contains(s, ",") }); i >= 0 {
+				return nil, &configError{path: path, line: e.line, msg: fmt.Sprintf("%q: item %q holds a comma; give each value as an item of its own", e.key, list[i])}
+			}
 		}
 		if e.key == "log-level" && hclog.LevelFromString(v.(string)) == hclog.NoLevel {
 			return nil, &configError{path: path, line: e.line, msg: `"log-level" must be trace, debug, info, warn or error`}
@@ -546,30 +531,38 @@ func startError(err error) error {
 	return err
 }
 
-// apply sets c's flags from f through altsrc, which leaves alone those a
-// flag or a variable gives. --log-level is the application's flag (with a
-// hidden copy on every command, and its variable on the application's
-// only): it is set here, unless given anywhere on the command line or in
-// the environment.
+// apply sets c's flags from f, leaving alone those a flag or a variable
+// gives. --log-level is the application's flag (with a hidden copy on
+// every command, and its variable on the application's only): c.Set finds
+// it on the command, where the handlers read it through globalString.
+//
+// A list is set an item at a time: the first Set of a slice flag replaces
+// its default, each next one appends. A slice flag splits what it is set
+// to at commas; readConfig refuses items that hold one.
 func (s *serveSettings) apply(c *cli.Context, f *configFile) error {
-	m := make(map[any]any, len(f.values))
-	for k, v := range f.values {
-		if list, ok := v.([]string); ok {
-			// altsrc takes a list as []interface{}.
-			items := make([]any, len(list))
-			for i, item := range list {
-				items[i] = item
-			}
-			v = items
+	for _, name := range slices.Sorted(maps.Keys(f.values)) {
+		if s.explicit[name] {
+			continue
 		}
-		m[k] = v
-	}
-	if err := altsrc.ApplyInputSourceValues(c, altsrc.NewMapInputSource(f.path, m), c.Command.Flags); err != nil {
-		return fmt.Errorf("config %s: %w", f.path, err)
-	}
-	if lvl, ok := f.values["log-level"]; ok && !s.explicit["log-level"] {
-		if err := c.Set("log-level", lvl.(string)); err != nil {
-			return fmt.Errorf("config %s: log-level: %w", f.path, err)
+		var err error
+		switch v := f.values[name].(type) {
+		case []string:
+			for _, item := range v {
+				if err = c.Set(name, item); err != nil {
+					break
+				}
+			}
+		case bool:
+			err = c.Set(name, strconv.FormatBool(v))
+		case int:
+			err = c.Set(name, strconv.Itoa(v))
+		case string:
+			err = c.Set(name, v)
+		default:
+			err = fmt.Errorf("a value of type %T", v)
+		}
+		if err != nil {
+			return fmt.Errorf("config %s: %s: %w", f.path, name, err)
 		}
 	}
 	return nil
@@ -589,7 +582,7 @@ func givenOutsideFile(c *cli.Context, name string) bool {
 	if c.IsSet(name) {
 		return true
 	}
-	// As altsrc: a variable that is set, even empty, gives the setting.
+	// A variable that is set, even empty, gives the setting.
 	for _, f := range c.Command.Flags {
 		if ef, ok := f.(interface{ GetEnvVars() []string }); ok && slices.Contains(f.Names(), name) {
 			for _, v := range ef.GetEnvVars() {

@@ -105,6 +105,7 @@ metrics-listen: off
 		{"toml float as int", "c.toml", "pool-size = 4.5\n", nil, `line 1: "pool-size" must be an integer, not a floating-point number`},
 		{"toml list as string", "c.toml", "xks-region = \"us-east-1\"\n", nil, `line 1: "xks-region" must be a list of strings, not a string`},
 		{"toml list of ints", "c.toml", "xks-region = [\"a\", 1]\n", nil, `line 1: "xks-region" must be a list of strings, not a list holding an integer`},
+		{"toml list item with a comma", "c.toml", "xks-region = [\"us-east-1,eu-west-1\"]\n", nil, `line 1: "xks-region": item "us-east-1,eu-west-1" holds a comma; give each value as an item of its own`},
 		{"yaml string as list", "c.yaml", "listen: [a, b]\n", nil, `line 1: "listen" must be a string, not a list`},
 		{"yaml null", "c.yaml", "\n\ntls-cert:\n", nil, `line 3: "tls-cert" must be a string, not empty (null)`},
 		{"toml date", "c.toml", "region = 2024-01-01\n", nil, `line 1: "region" must be a string, not a date or time`},

@@ -65,7 +65,7 @@ func serveCommand() *cli.Command {
 			"--config FILE (TOML or YAML) gives any of these flags, by name; flags and variables win over it.\n" +
 			"SIGHUP re-reads it and applies the log level and the TLS key pairs (also loaded anew from\n" +
 			"their files), and reopens the audit log; other changes wait for a restart.",
-		Flags:  append([]cli.Flag{configFlag()}, withConfigFile(serveFlags())...),
+		Flags:  append([]cli.Flag{configFlag()}, serveFlags()...),
 		Action: serve,
 	}
 }
