@@ -951,3 +951,37 @@ func TestClientPrincipalUpdateRotate(t *testing.T) {
 		t.Fatalf("rotate-secret of nobody: %+v", r)
 	}
 }
+
+// TestClientKeyListDescribesMany: key list describes more keys than it
+// has calls in flight, each with its own state, in ListKeys's order (by
+// key ID), and --state filters after describing.
+func TestClientKeyListDescribesMany(t *testing.T) {
+	startServer(t)
+	disabled := map[string]bool{}
+	for i := range 3*describeConcurrency + 1 {
+		id := createKey(t)
+		if i%3 == 0 {
+			mustRun(t, "key", "disable", "--yes", id)
+			disabled[id] = true
+		}
+	}
+	all := decode[[]keyListEntry](t, mustRun(t, "-o", "json", "key", "list"))
+	if len(all) != 3*describeConcurrency+1 {
+		t.Fatalf("key list shows %d keys, want %d", len(all), 3*describeConcurrency+1)
+	}
+	if !slices.IsSortedFunc(all, func(a, b keyListEntry) int { return strings.Compare(a.KeyId, b.KeyId) }) {
+		t.Fatalf("key list is not in ListKeys's order: %v", all)
+	}
+	for _, k := range all {
+		want := "Enabled"
+		if disabled[k.KeyId] {
+			want = "Disabled"
+		}
+		if k.KeyState != want || k.CreationDate == nil {
+			t.Errorf("key %s listed as %+v, want state %s and a creation date", k.KeyId, k, want)
+		}
+	}
+	if l := decode[[]keyListEntry](t, mustRun(t, "-o", "json", "key", "list", "--state", "disabled")); len(l) != len(disabled) {
+		t.Fatalf("--state disabled lists %d keys, want %d", len(l), len(disabled))
+	}
+}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -12,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sync/errgroup"
 )
 
 // clientCommands are the commands that talk to a server: the KMS operations
@@ -337,7 +339,7 @@ type keyListEntry struct {
 	CreationDate *time.Time `json:"CreationDate,omitempty"`
 }
 
-// keyList pages through ListKeys and describes each key. A key the caller
+// keyList pages through ListKeys and describes each key, several at once. A key the caller
 // may list but not describe is shown with its ID and ARN only.
 func keyList(c *cli.Context, _ []string) error {
 	state, prefix := c.String("state"), c.String("alias-prefix")
@@ -360,22 +362,16 @@ func keyList(c *cli.Context, _ []string) error {
 	keys := []keyListEntry{}
 	for _, k := range listed {
 		e := keyListEntry{KeyId: aws.ToString(k.KeyId), KeyArn: aws.ToString(k.KeyArn), Aliases: aliases[aws.ToString(k.KeyId)]}
-		d, err := cl.DescribeKey(c.Context, &kms.DescribeKeyInput{KeyId: k.KeyId})
-		switch {
-		case err == nil:
-			m := d.KeyMetadata
-			e.KeyState, e.KeySpec, e.KeyUsage = string(m.KeyState), string(m.KeySpec), string(m.KeyUsage)
-			e.Description, e.CreationDate = aws.ToString(m.Description), m.CreationDate
-		case apiCode(err) != "AccessDeniedException":
-			return keyErr(e.KeyId, err)
-		}
-		if state != "" && !strings.EqualFold(e.KeyState, state) {
-			continue
-		}
 		if prefix != "" && !slices.ContainsFunc(e.Aliases, func(a string) bool { return strings.HasPrefix(a, prefix) }) {
 			continue
 		}
 		keys = append(keys, e)
+	}
+	if err := describeEntries(c.Context, cl, keys); err != nil {
+		return err
+	}
+	if state != "" {
+		keys = slices.DeleteFunc(keys, func(e keyListEntry) bool { return !strings.EqualFold(e.KeyState, state) })
 	}
 	return printOut(c, keys, func(w io.Writer) {
 		header(w, "KEY ID", "ALIASES", "STATE", "SPEC", "USAGE", "CREATED", "DESCRIPTION")
@@ -384,6 +380,36 @@ func keyList(c *cli.Context, _ []string) error {
 				orDash(timeText(k.CreationDate)), orDash(k.Description))
 		}
 	})
+}
+
+// describeConcurrency bounds the DescribeKey calls `key list` has in
+// flight: each key costs a round trip, which over a slow link adds up to
+// minutes for a few thousand keys; a few at once hide that without being a
+// burst a server's throttling would refuse.
+const describeConcurrency = 8
+
+// describeEntries fills each entry's metadata from DescribeKey, a few keys
+// at a time, in place. A key the caller may not describe keeps its ID and
+// ARN only; any other error ends the listing with the first one.
+func describeEntries(ctx context.Context, cl *kms.Client, keys []keyListEntry) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(describeConcurrency)
+	for i := range keys {
+		e := &keys[i]
+		g.Go(func() error {
+			d, err := cl.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(e.KeyId)})
+			switch {
+			case err == nil:
+				m := d.KeyMetadata
+				e.KeyState, e.KeySpec, e.KeyUsage = string(m.KeyState), string(m.KeySpec), string(m.KeyUsage)
+				e.Description, e.CreationDate = aws.ToString(m.Description), m.CreationDate
+			case apiCode(err) != "AccessDeniedException":
+				return keyErr(e.KeyId, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // aliasesByKey maps key IDs to their aliases; a caller that may not list
