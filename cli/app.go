@@ -23,7 +23,7 @@ const (
 	ExitError       = 1 // anything else
 	ExitUsage       = 2 // bad flags or arguments
 	ExitAuth        = 3 // PIN or credentials refused
-	ExitNotFound    = 4 // key, alias, principal, store or input file not found (an unknown token label is unavailable: 5)
+	ExitNotFound    = 4 // key, alias, principal or store not found, or a file a command or serve reads (input, TLS, PIN) missing; an unknown token label is unavailable: 5
 	ExitUnavailable = 5 // the HSM or the server cannot be reached
 )
 

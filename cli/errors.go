@@ -18,36 +18,42 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// exitCode prints err and maps it to one of the Exit codes.
+// exitCode prints err on one line and maps it to one of the Exit codes.
 func exitCode(err error, stderr io.Writer) int {
-	stderr = oneLineWriter{stderr}
+	msg, code := exitOf(err)
+	if msg != "" {
+		// Errors from libraries (pgx's per-address dial errors, say) may
+		// span several lines; a script reading hsmkms's standard error
+		// expects one line per failure.
+		io.WriteString(stderr, oneLine(msg)+"\n")
+	}
+	return code
+}
+
+// exitOf is the message exitCode prints for err and its exit code.
+func exitOf(err error) (string, int) {
 	var ec cli.ExitCoder
 	if errors.As(err, &ec) {
-		if msg := err.Error(); msg != "" {
-			fmt.Fprintln(stderr, msg)
-		}
-		return ec.ExitCode()
+		return err.Error(), ec.ExitCode()
 	}
 	if certificateError(err) {
-		fmt.Fprintf(stderr, "hsmkms: the server's TLS certificate is not trusted (%v): give --ca-bundle FILE with the CA that signed it, or use the host name the certificate names\n", certificateCause(err))
-		return ExitUnavailable
+		return fmt.Sprintf("hsmkms: the server's TLS certificate is not trusted (%v): give --ca-bundle FILE with the CA that signed it, or use the host name the certificate names", certificateCause(err)), ExitUnavailable
 	}
 	if noCredentials(err) {
-		fmt.Fprintln(stderr, "hsmkms: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give --credentials-file or --profile")
-		return ExitAuth
+		return "hsmkms: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give --credentials-file or --profile", ExitAuth
 	}
-	fmt.Fprintf(stderr, "hsmkms: %v\n", err)
+	msg := fmt.Sprintf("hsmkms: %v", err)
 	code := apiCode(err)
 	switch {
 	case errors.Is(err, hsm.ErrLogin), authCodes[code]:
-		return ExitAuth
+		return msg, ExitAuth
 	case errors.Is(err, hsm.ErrKeyNotFound), code == "NotFoundException", errors.Is(err, fs.ErrNotExist):
-		return ExitNotFound
+		return msg, ExitNotFound
 	case errors.Is(err, hsm.ErrUnavailable), errors.Is(err, store.ErrUnavailable),
 		code == "DependencyTimeoutException", unreachable(err), isNotKMS(err):
-		return ExitUnavailable
+		return msg, ExitUnavailable
 	}
-	return ExitError
+	return msg, ExitError
 }
 
 // noCredentials reports a request the SDK did not send for want of
@@ -148,18 +154,6 @@ func brief(err error) string {
 		return "cannot reach the server: " + oe.Error()
 	}
 	return err.Error()
-}
-
-// oneLineWriter writes an error message as one line: errors from libraries
-// (pgx's per-address dial errors, say) may span several, and a script
-// reading hsmkms's standard error expects one line per failure. It takes
-// each Write as one whole message, as exitCode's fmt.Fprint calls make
-// them.
-type oneLineWriter struct{ w io.Writer }
-
-func (o oneLineWriter) Write(p []byte) (int, error) {
-	_, err := io.WriteString(o.w, oneLine(string(p))+"\n")
-	return len(p), err
 }
 
 // oneLine joins the lines of msg with "; ", dropping each line's leading

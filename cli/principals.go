@@ -199,8 +199,9 @@ func policyText(stmts []policy.Statement) string {
 	return strings.Join(s, "; ")
 }
 
-// shortActions names actions as --allow does: a preset when they are
-// exactly its actions, otherwise each without the kms: prefix.
+// shortActions names actions in the words --allow takes: a preset's name
+// when they are exactly its actions, otherwise each action without the
+// kms: prefix (one --allow flag each).
 func shortActions(actions []string) []string {
 	for _, name := range slices.Sorted(maps.Keys(allowPresets)) {
 		if sameActions(actions, allowPresets[name]) {
