@@ -3,8 +3,10 @@ package cli
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -446,4 +448,61 @@ func FuzzConfigEntries(f *testing.F) {
 			t.Fatalf("line %d in a file of %d lines: %v", ce.line, lines, err)
 		}
 	})
+}
+
+// TestAcceptedHostFlag proves serve takes host names, addresses and
+// host:port for --accepted-host and refuses, with exit 2 before it opens
+// anything, a value no Host header carries (a URL, a path, a bad port).
+func TestAcceptedHostFlag(t *testing.T) {
+	for _, tc := range []struct {
+		host string
+		ok   bool
+	}{
+		{"kms.example.com", true},
+		{"kms.example.com:8443", true},
+		{"192.0.2.1", true},
+		{"[2001:db8::1]:8443", true},
+		{"2001:db8::1", true},
+		{"https://kms.example.com", false},
+		{"kms.example.com/", false},
+		{"kms.example.com:0", false},
+		{"kms.example.com:70000", false},
+		{"kms.example.com:https", false},
+		{"user@kms.example.com", false},
+		{"", false},
+	} {
+		t.Run(tc.host, func(t *testing.T) {
+			clearEnv(t)
+			hosts, err := acceptedHostsOf(t, tc.host)
+			if tc.ok != (err == nil) {
+				t.Fatalf("--accepted-host %q: %v, want accepted %v", tc.host, err, tc.ok)
+			}
+			if err != nil {
+				want := fmt.Sprintf("hsmkms: --accepted-host %q is not a host name or host:port", tc.host)
+				if !strings.HasPrefix(err.Error(), want) || exitCode(err, io.Discard) != ExitUsage {
+					t.Fatalf("error %q (exit %d), want exit %d starting %q", err, exitCode(err, io.Discard), ExitUsage, want)
+				}
+			} else if !slices.Equal(hosts, []string{tc.host}) {
+				t.Fatalf("hosts %q, want [%q]", hosts, tc.host)
+			}
+		})
+	}
+}
+
+// acceptedHostsOf runs acceptedHosts on serve's flags given host once.
+func acceptedHostsOf(t *testing.T, host string) (hosts []string, err error) {
+	t.Helper()
+	app := New(io.Discard, io.Discard)
+	for _, cmd := range app.Commands {
+		if cmd.Name == "serve" {
+			cmd.Action = func(c *cli.Context) error {
+				hosts, err = acceptedHosts(c)
+				return nil
+			}
+		}
+	}
+	if runErr := app.Run([]string{"hsmkms", "serve", "--accepted-host", host}); runErr != nil {
+		t.Fatalf("running serve's flags: %v", runErr)
+	}
+	return hosts, err
 }

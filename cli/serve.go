@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,6 +34,8 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "data-dir", Value: "/var/lib/hsmkms", EnvVars: env("DATA_DIR"), Usage: "directory of the embedded store and the first root credentials"},
 		&cli.StringFlag{Name: "region", Value: "us-east-1", EnvVars: env("REGION"), Usage: "region in key ARNs"},
 		&cli.StringFlag{Name: "account-id", Value: "000000000000", EnvVars: env("ACCOUNT_ID"), Usage: "12-digit account in key ARNs"},
+		&cli.StringSliceFlag{Name: "accepted-host", EnvVars: env("ACCEPTED_HOST"),
+			Usage: "host name (or host:port) clients reach this server by, on both APIs (repeatable): a request signed for another host is refused even with a good signature, so that it cannot be replayed here from another deployment that knows the same secret; default any"},
 		&cli.StringFlag{Name: "tls-cert", EnvVars: env("TLS_CERT"), Usage: "PEM certificate (required off loopback unless --insecure-http)"},
 		&cli.StringFlag{Name: "tls-key", EnvVars: env("TLS_KEY"), Usage: "PEM private key of --tls-cert"},
 		&cli.BoolFlag{Name: "insecure-http", EnvVars: env("INSECURE_HTTP"), Usage: "allow plain HTTP on a non-loopback address"},
@@ -175,6 +180,10 @@ func serverConfig(c *cli.Context) (server.Config, *auditTrail, *devState, error)
 		RootAccessKeyID: os.Getenv("HSMKMS_ROOT_ACCESS_KEY_ID"),
 		RootSecret:      os.Getenv("HSMKMS_ROOT_SECRET_ACCESS_KEY"),
 	}
+	var err error
+	if cfg.AcceptedHosts, err = acceptedHosts(c); err != nil {
+		return cfg, nil, nil, err
+	}
 	sc, err := storeConfig(c)
 	if err != nil {
 		return cfg, nil, nil, err
@@ -211,6 +220,28 @@ func serverConfig(c *cli.Context) (server.Config, *auditTrail, *devState, error)
 	}
 	cfg.Audit = audit
 	return cfg, &auditTrail{path: auditPath, close: closeAudit, reopen: reopen}, dev, nil
+}
+
+// acceptedHosts is --accepted-host, each a host name or address with an
+// optional port, as a Host header carries it: a URL or a path is refused,
+// since it would never match and every request would fail.
+func acceptedHosts(c *cli.Context) ([]string, error) {
+	hosts := c.StringSlice("accepted-host")
+	for _, h := range hosts {
+		name, port := h, ""
+		if n, p, err := net.SplitHostPort(h); err == nil {
+			name, port = n, p
+		}
+		name = strings.TrimSuffix(strings.TrimPrefix(name, "["), "]")
+		bad := name == "" || strings.ContainsAny(name, "/@?#[] \t") || strings.Contains(name, "://")
+		if n, err := strconv.Atoi(port); port != "" && (err != nil || n < 1 || n > 65535) {
+			bad = true
+		}
+		if bad {
+			return nil, cli.Exit(fmt.Sprintf("hsmkms: --accepted-host %q is not a host name or host:port as a client's Host header carries it (kms.example.com, kms.example.com:8443)", h), ExitUsage)
+		}
+	}
+	return hosts, nil
 }
 
 // metricsListen is --metrics-listen, "" when it is off.

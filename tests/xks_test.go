@@ -41,6 +41,9 @@ type xksEnv struct {
 	httpc   *http.Client
 	keyID   string
 	keyPath string // /<prefix>/kms/xks/v1/keys/<keyID>
+	// host, when set, is the Host header sdkCall signs and sends instead
+	// of base's.
+	host string
 }
 
 type xksCredentialFile struct {
@@ -117,6 +120,9 @@ func (x *xksEnv) sdkCall(t *testing.T, c xksCredentialFile, path string, body an
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, x.base+path, bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if x.host != "" {
+		req.Host = x.host
 	}
 	sum := sha256.Sum256(data)
 	creds := aws.Credentials{AccessKeyID: c.Credential.AccessKeyID, SecretAccessKey: c.Credential.Secret}

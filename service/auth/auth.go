@@ -25,6 +25,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"regexp"
 	"slices"
@@ -87,6 +88,9 @@ type Verifier struct {
 	service string
 	region  string
 	regions []string
+	// hosts are Config.Hosts, lowercased, IPv6 brackets dropped from
+	// entries without a port.
+	hosts []string
 	// signedOnly: verify against the SignedHeaders listed (Config).
 	signedOnly bool
 	maxSkew    time.Duration
@@ -128,6 +132,16 @@ type Config struct {
 	// DescribeKey signed over host and x-amz-date alone could be re-sent
 	// as ScheduleKeyDeletion under the same signature.
 	SignedHeadersOnly bool
+	// Hosts, when set, are the names a request's Host header may carry:
+	// the host the client signed its request for. A request signed for
+	// another server is refused even when its signature is good, so that
+	// a request on its way to one deployment cannot be replayed at
+	// another that knows the same secret (a restored backup, a second
+	// site), as Vault's AWS auth binds a signed request to its server.
+	// An entry without a port accepts the name on any port; one with a
+	// port, that port only. Names compare without regard to case.
+	// Without Hosts any Host is accepted, as before.
+	Hosts []string
 	// MaxSkew bounds the difference between X-Amz-Date and the clock
 	// (default 5 minutes, as AWS).
 	MaxSkew time.Duration
@@ -163,7 +177,7 @@ func New(cfg Config) *Verifier {
 		cfg.Service = serviceName
 	}
 	return &Verifier{creds: cfg.Credentials, service: cfg.Service, region: cfg.Region, regions: slices.Clone(cfg.Regions),
-		signedOnly: cfg.SignedHeadersOnly, maxSkew: cfg.MaxSkew, now: cfg.Now,
+		hosts: normalHosts(cfg.Hosts), signedOnly: cfg.SignedHeadersOnly, maxSkew: cfg.MaxSkew, now: cfg.Now,
 		keys: newSigningKeys(signingKeyCacheSize, cfg.Service), limiter: newFailureLimiter(cfg.FailureRate, cfg.FailureBurst, cfg.Now), log: cfg.Logger}
 }
 
@@ -263,6 +277,9 @@ func (v *Verifier) verify(ctx context.Context, r *http.Request, body []byte, loo
 	if !slices.Contains(a.signedHeaders, "host") || !slices.Contains(a.signedHeaders, "x-amz-date") {
 		return fail(CodeIncomplete, "SignedHeaders must include host and x-amz-date.")
 	}
+	if !v.hostAccepted(r.Host) {
+		return fail(CodeInvalid, "The request was signed for host %.255q, which is not a name of this server.", r.Host)
+	}
 	if !v.signedOnly {
 		if unsigned := unsignedHeaders(r.Header, a.signedHeaders); unsigned != "" {
 			return fail(CodeIncomplete, "Every x-amz-* header and Content-Type must be signed; not in SignedHeaders: %s.", unsigned)
@@ -341,6 +358,43 @@ func (v *Verifier) regionRefusal(region string) string {
 		return ""
 	}
 	return "Credential should be scoped to a valid region name, not '%s'."
+}
+
+// normalHosts lowercases the accepted hosts and drops the brackets of an
+// IPv6 address given without a port, so that it compares with the name
+// net.SplitHostPort takes out of a Host header.
+func normalHosts(hosts []string) []string {
+	out := make([]string, 0, len(hosts))
+	for _, h := range hosts {
+		h = strings.ToLower(h)
+		if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+			h = h[1 : len(h)-1]
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+// hostAccepted reports whether host, a request's Host header, is one of
+// the Verifier's hosts: by its name alone, or by name and port; any host
+// when there are none.
+func (v *Verifier) hostAccepted(host string) bool {
+	if len(v.hosts) == 0 {
+		return true
+	}
+	host = strings.ToLower(host)
+	name := host
+	if n, _, err := net.SplitHostPort(host); err == nil {
+		name = n
+	} else if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		name = host[1 : len(host)-1]
+	}
+	for _, h := range v.hosts {
+		if h == host || h == name {
+			return true
+		}
+	}
+	return false
 }
 
 // unsignedHeaders names, in a comma-separated list, the headers of h that

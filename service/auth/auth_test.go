@@ -267,3 +267,62 @@ func TestFailureBudgetPerClaimedID(t *testing.T) {
 		t.Fatalf("%d of 50 failures claiming one ID from 50 sources audited, want 20", audited)
 	}
 }
+
+// TestHostAccepted proves which Host headers a Verifier with Hosts
+// answers: a name on any port unless its entry names one, case aside,
+// IPv6 with and without brackets; and every Host without Hosts.
+func TestHostAccepted(t *testing.T) {
+	v := New(Config{Hosts: []string{"KMS.example.com", "kms.internal:8443", "[2001:db8::1]", "192.0.2.1"}})
+	for _, tc := range []struct {
+		host string
+		want bool
+	}{
+		{"kms.example.com", true},
+		{"kms.example.com:8443", true},
+		{"Kms.Example.Com:443", true},
+		{"kms.internal:8443", true},
+		{"kms.internal", false},
+		{"kms.internal:9443", false},
+		{"[2001:db8::1]:8443", true},
+		{"[2001:db8::1]", true},
+		{"[2001:db8::2]:8443", false},
+		{"192.0.2.1:8080", true},
+		{"192.0.2.10", false},
+		{"kms.example.com.evil", false},
+		{"", false},
+	} {
+		if got := v.hostAccepted(tc.host); got != tc.want {
+			t.Errorf("hostAccepted(%q) = %v, want %v", tc.host, got, tc.want)
+		}
+	}
+	if open := New(Config{}); !open.hostAccepted("anything:1") || !open.hostAccepted("") {
+		t.Error("a Verifier without Hosts refused a Host")
+	}
+}
+
+// TestHostRefusedEvenSigned proves that a correctly signed request for a
+// host the Verifier does not answer to is refused, and the same request
+// signed for an accepted host is not.
+func TestHostRefusedEvenSigned(t *testing.T) {
+	c := &clock{t: time.Now()}
+	v := New(Config{Credentials: principals{testID: testSecret}, Region: testRegion, Now: c.now, Hosts: []string{"kms.example.com"}})
+	for _, tc := range []struct {
+		url, code string
+	}{
+		{"http://127.0.0.1:8080/", CodeInvalid},
+		{"https://kms.example.com/", ""},
+		{"https://kms.example.com:8443/", ""},
+	} {
+		r, _ := http.NewRequest(http.MethodPost, tc.url, bytes.NewReader(body))
+		r.Header.Set("X-Amz-Target", "TrentService.ListKeys")
+		r.Header.Set("Content-Type", "application/x-amz-json-1.1")
+		sign(t, r, root, c.t)
+		code, ae := verifyCode(t, v, r)
+		if code != tc.code {
+			t.Fatalf("%s: code %q (%v), want %q", tc.url, code, ae, tc.code)
+		}
+		if ae != nil && ae.Message != `The request was signed for host "127.0.0.1:8080", which is not a name of this server.` {
+			t.Fatalf("%s: message %q", tc.url, ae.Message)
+		}
+	}
+}

@@ -44,6 +44,10 @@ type Config struct {
 	PoolSize                int
 	// Region and Account make ARNs.
 	Region, Account string
+	// AcceptedHosts, when set, are the names clients reach this server by
+	// (host or host:port), on both APIs: a request signed for another
+	// host is refused even with a good signature (auth.Config.Hosts).
+	AcceptedHosts []string
 	// TLSCert and TLSKey are PEM files; without them the server speaks plain
 	// HTTP, which it allows only on a loopback address unless InsecureHTTP.
 	TLSCert, TLSKey string
@@ -158,7 +162,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	handler := api.New(api.Config{
 		Service:  s.svc,
-		Verifier: auth.New(auth.Config{Credentials: s.svc, Region: cfg.Region, Logger: cfg.Logger.Named("auth")}),
+		Verifier: auth.New(auth.Config{Credentials: s.svc, Region: cfg.Region, Hosts: cfg.AcceptedHosts, Logger: cfg.Logger.Named("auth")}),
 		Audit:    s.audit,
 		Logger:   cfg.Logger.Named("api"),
 		Ready: func() (bool, string) {

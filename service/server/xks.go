@@ -107,7 +107,7 @@ func (s *Server) listenXKS() error {
 	if x.Listen == "" {
 		return nil
 	}
-	v := auth.New(auth.Config{Service: "kms-xks-proxy", Regions: x.Regions, SignedHeadersOnly: true,
+	v := auth.New(auth.Config{Service: "kms-xks-proxy", Regions: x.Regions, Hosts: s.cfg.AcceptedHosts, SignedHeadersOnly: true,
 		Logger: s.cfg.Logger.Named("xks-auth")})
 	var h http.Handler = xks.New(xks.Config{Service: s.svc, Verifier: v, Audit: s.audit, Logger: s.cfg.Logger.Named("xks"), Model: x.Model})
 	if s.procs != nil {
