@@ -91,7 +91,11 @@ var serviceActions = []string{
 	"kms:GetParametersForImport", "kms:ImportKeyMaterial", "kms:DeleteImportedKeyMaterial",
 	"kms:CreateGrant", "kms:ListGrants", "kms:ListRetirableGrants", "kms:RetireGrant", "kms:RevokeGrant",
 	"kms:UpdateKeyDescription", "kms:TagResource", "kms:UntagResource", "kms:ListResourceTags",
+	"kms:GetKeyPolicy", "kms:ListKeyPolicies",
 }
+
+// kms:PutKeyPolicy is audited too, but is never allowed to succeed: its
+// cases are denied and failed only.
 
 // TestAuditOneRecordPerOperation proves that every public operation writes
 // exactly one audit record whether it is allowed, denied (a principal with
@@ -687,6 +691,45 @@ func TestAuditOneRecordPerOperation(t *testing.T) {
 			call: func(c context.Context) error {
 				_, err := s.ListResourceTags(c, ListResourceTagsInput{KeyId: missing})
 				return err
+			}},
+
+		{name: "GetKeyPolicy by alias", who: A, action: "kms:GetKeyPolicy", outcome: al, keyID: sym, alias: "alias/audit-sym",
+			call: func(c context.Context) error {
+				_, err := s.GetKeyPolicy(c, GetKeyPolicyInput{KeyId: "alias/audit-sym"})
+				return err
+			}},
+		{name: "GetKeyPolicy", who: N, action: "kms:GetKeyPolicy", outcome: dn, errType: CodeAccessDenied, keyID: sym,
+			call: func(c context.Context) error {
+				_, err := s.GetKeyPolicy(c, GetKeyPolicyInput{KeyId: sym, PolicyName: "default"})
+				return err
+			}},
+		{name: "GetKeyPolicy another name", who: A, action: "kms:GetKeyPolicy", outcome: fl, errType: CodeNotFound,
+			call: func(c context.Context) error {
+				_, err := s.GetKeyPolicy(c, GetKeyPolicyInput{KeyId: sym, PolicyName: "other"})
+				return err
+			}},
+		{name: "ListKeyPolicies", who: A, action: "kms:ListKeyPolicies", outcome: al, keyID: sym,
+			call: func(c context.Context) error {
+				_, err := s.ListKeyPolicies(c, ListKeyPoliciesInput{KeyId: sym})
+				return err
+			}},
+		{name: "ListKeyPolicies", who: N, action: "kms:ListKeyPolicies", outcome: dn, errType: CodeAccessDenied, keyID: sym,
+			call: func(c context.Context) error {
+				_, err := s.ListKeyPolicies(c, ListKeyPoliciesInput{KeyId: sym})
+				return err
+			}},
+		{name: "ListKeyPolicies missing", who: A, action: "kms:ListKeyPolicies", outcome: fl, errType: CodeNotFound,
+			call: func(c context.Context) error {
+				_, err := s.ListKeyPolicies(c, ListKeyPoliciesInput{KeyId: missing})
+				return err
+			}},
+		{name: "PutKeyPolicy", who: N, action: "kms:PutKeyPolicy", outcome: dn, errType: CodeAccessDenied, keyID: sym,
+			call: func(c context.Context) error {
+				return s.PutKeyPolicy(c, PutKeyPolicyInput{KeyId: sym, Policy: "{}"})
+			}},
+		{name: "PutKeyPolicy allowed, unsupported", who: A, action: "kms:PutKeyPolicy", outcome: fl, errType: CodeUnsupported, keyID: sym,
+			call: func(c context.Context) error {
+				return s.PutKeyPolicy(c, PutKeyPolicyInput{KeyId: sym, PolicyName: "default", Policy: "{}"})
 			}},
 	}
 

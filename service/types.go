@@ -398,3 +398,38 @@ type ListResourceTagsOutput struct {
 	Truncated  bool   `json:"Truncated"`
 	NextMarker string `json:"NextMarker,omitempty"`
 }
+
+// GetKeyPolicyInput is GetKeyPolicy's request. PolicyName, when given,
+// must be "default".
+type GetKeyPolicyInput struct {
+	KeyId      string `json:"KeyId"`
+	PolicyName string `json:"PolicyName"`
+}
+
+// GetKeyPolicyOutput is GetKeyPolicy's response.
+type GetKeyPolicyOutput struct {
+	Policy     string `json:"Policy"`
+	PolicyName string `json:"PolicyName"`
+}
+
+// ListKeyPoliciesInput is ListKeyPolicies' request.
+type ListKeyPoliciesInput struct {
+	KeyId  string `json:"KeyId"`
+	Limit  int    `json:"Limit"`
+	Marker string `json:"Marker"`
+}
+
+// ListKeyPoliciesOutput is ListKeyPolicies' response.
+type ListKeyPoliciesOutput struct {
+	PolicyNames []string `json:"PolicyNames"`
+	Truncated   bool     `json:"Truncated"`
+	NextMarker  string   `json:"NextMarker,omitempty"`
+}
+
+// PutKeyPolicyInput is PutKeyPolicy's request, which is refused.
+type PutKeyPolicyInput struct {
+	KeyId                          string `json:"KeyId"`
+	PolicyName                     string `json:"PolicyName"`
+	Policy                         string `json:"Policy"`
+	BypassPolicyLockoutSafetyCheck bool   `json:"BypassPolicyLockoutSafetyCheck"`
+}

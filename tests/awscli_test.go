@@ -385,3 +385,40 @@ func TestAWSCLINewCurves(t *testing.T) {
 		}
 	}
 }
+
+// TestAWSCLIKeyPolicy reads a key's policy as users of AWS KMS do, and as
+// Terraform's aws_kms_key does after every create: get-key-policy gives AWS
+// KMS's default key policy for the account (access is left to principals'
+// policies, hsmkms's IAM), list-key-policies names "default", and
+// put-key-policy is refused as UnsupportedOperationException.
+func TestAWSCLIKeyPolicy(t *testing.T) {
+	requireTool(t, "aws", "awscli")
+	s := newSandbox(t)
+	srv := s.startDev(t.TempDir())
+	a := awsCLI{s: s, srv: srv, dir: t.TempDir()}
+	id := a.must("create-key")["KeyMetadata"].(map[string]any)["KeyId"].(string)
+
+	out := a.must("get-key-policy", "--key-id", id, "--policy-name", "default")
+	var doc struct {
+		Statement []struct {
+			Effect    string
+			Principal map[string]string
+			Action    string
+		}
+	}
+	text, _ := out["Policy"].(string)
+	if err := json.Unmarshal([]byte(text), &doc); err != nil || len(doc.Statement) != 1 || doc.Statement[0].Effect != "Allow" ||
+		doc.Statement[0].Action != "kms:*" || !strings.HasSuffix(doc.Statement[0].Principal["AWS"], ":root") {
+		t.Fatalf("get-key-policy: %v (%v)", out, err)
+	}
+	if names, _ := out["PolicyName"].(string); names != "default" {
+		t.Fatalf("get-key-policy names %q", names)
+	}
+	list := a.must("list-key-policies", "--key-id", id)
+	if names, _ := list["PolicyNames"].([]any); len(names) != 1 || names[0] != "default" {
+		t.Fatalf("list-key-policies: %v", list)
+	}
+	a.fails("NotFoundException", "get-key-policy", "--key-id", id, "--policy-name", "other")
+	policy := a.write("policy.json", []byte(text))
+	a.fails("UnsupportedOperationException", "put-key-policy", "--key-id", id, "--policy-name", "default", "--policy", "file://"+policy)
+}

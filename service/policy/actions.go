@@ -30,6 +30,13 @@ const (
 	ActionGetKeyRotationStatus = "kms:GetKeyRotationStatus"
 	// ActionListKeyRotations is the action of ListKeyRotations.
 	ActionListKeyRotations = "kms:ListKeyRotations"
+	// ActionGetKeyPolicy is the action of GetKeyPolicy.
+	ActionGetKeyPolicy = "kms:GetKeyPolicy"
+	// ActionListKeyPolicies is the action of ListKeyPolicies.
+	ActionListKeyPolicies = "kms:ListKeyPolicies"
+	// ActionPutKeyPolicy is the action of PutKeyPolicy, which is refused
+	// once allowed: keys' policies cannot change.
+	ActionPutKeyPolicy = "kms:PutKeyPolicy"
 	// ActionCreateAlias is the action of CreateAlias; it is checked against
 	// the alias and against the target key.
 	ActionCreateAlias = "kms:CreateAlias"
@@ -150,6 +157,7 @@ var knownActions = [...]string{
 	ActionDisableKey, ActionScheduleKeyDeletion, ActionCancelKeyDeletion,
 	ActionRotateKeyOnDemand, ActionEnableKeyRotation, ActionDisableKeyRotation,
 	ActionGetKeyRotationStatus, ActionListKeyRotations,
+	ActionGetKeyPolicy, ActionListKeyPolicies, ActionPutKeyPolicy,
 	ActionCreateAlias, ActionUpdateAlias, ActionDeleteAlias, ActionListAliases,
 	ActionEncrypt, ActionDecrypt, ActionReEncryptFrom, ActionReEncryptTo,
 	ActionGenerateDataKey, ActionGenerateDataKeyWithoutPlaintext,

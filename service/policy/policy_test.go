@@ -644,8 +644,8 @@ func TestValidate(t *testing.T) {
 
 func TestKnownActions(t *testing.T) {
 	all := KnownActions()
-	if len(all) != 51 {
-		t.Errorf("%d known actions, want 51", len(all))
+	if len(all) != 54 {
+		t.Errorf("%d known actions, want 54", len(all))
 	}
 	seen := map[string]bool{}
 	for _, a := range all {

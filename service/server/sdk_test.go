@@ -504,6 +504,23 @@ func TestSDKOperations(t *testing.T) {
 		}
 	})
 
+	t.Run("key policy", func(t *testing.T) {
+		ctx := t.Context()
+		p, err := c.GetKeyPolicy(ctx, &kms.GetKeyPolicyInput{KeyId: aws.String(keys.sym)})
+		if err != nil || aws.ToString(p.PolicyName) != "default" || !strings.Contains(aws.ToString(p.Policy), `"kms:*"`) {
+			t.Fatalf("GetKeyPolicy = %+v, %v; want the default key policy", p, err)
+		}
+		l, err := c.ListKeyPolicies(ctx, &kms.ListKeyPoliciesInput{KeyId: aws.String(keys.sym)})
+		if err != nil || len(l.PolicyNames) != 1 || l.PolicyNames[0] != "default" || l.Truncated {
+			t.Fatalf("ListKeyPolicies = %+v, %v", l, err)
+		}
+		_, err = c.PutKeyPolicy(ctx, &kms.PutKeyPolicyInput{KeyId: aws.String(keys.sym), Policy: p.Policy})
+		var unsupported *types.UnsupportedOperationException
+		if !errors.As(err, &unsupported) {
+			t.Fatalf("PutKeyPolicy = %v, want UnsupportedOperationException", err)
+		}
+	})
+
 	t.Run("rotation", func(t *testing.T) {
 		ctx := t.Context()
 		st, err := c.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: aws.String(keys.sym)})
@@ -659,6 +676,14 @@ func TestSDKOperations(t *testing.T) {
 		ops := trentOperations(t)
 		metrics := string(ts.metrics(t).body)
 		for _, op := range ops {
+			if op == "PutKeyPolicy" {
+				// Refused by design (keys' policies cannot change): driven
+				// to its refusal instead.
+				if !strings.Contains(metrics, `hsmkms_requests_total{operation="PutKeyPolicy",outcome="UnsupportedOperationException"}`) {
+					t.Error("no PutKeyPolicy refused as UnsupportedOperationException in /metrics: the SDK test does not drive it")
+				}
+				continue
+			}
 			if !strings.Contains(metrics, `hsmkms_requests_total{operation="`+op+`",outcome="ok"}`) {
 				t.Errorf("no successful %s in /metrics: the SDK test does not drive it", op)
 			}
