@@ -173,6 +173,12 @@ func dataKeySize(in GenerateDataKeyInput) (int, error) {
 	return in.NumberOfBytes, nil
 }
 
+// recipientRefused refuses a request with a Recipient (see RecipientInfo),
+// before any token call: its result must not be returned in plaintext.
+func recipientRefused() error {
+	return newErr(CodeUnsupported, "Recipient is not supported: hsmkms cannot encrypt the result to an attested enclave's key, and does not return it in plaintext instead")
+}
+
 // GenerateDataKey makes a data key on the token and returns it in plaintext
 // and protected under the key's current version.
 func (s *Service) GenerateDataKey(ctx context.Context, in GenerateDataKeyInput) (GenerateDataKeyOutput, error) {
@@ -188,6 +194,9 @@ func (s *Service) generateDataKey(ctx context.Context, action string, in Generat
 	o := s.begin(ctx, action)
 	defer endWith(o, &out, &err)
 	o.withContext(in.EncryptionContext)
+	if in.Recipient != nil {
+		return out, recipientRefused()
+	}
 	if err := o.withGrantTokens(in.GrantTokens); err != nil {
 		return out, err
 	}
@@ -248,6 +257,9 @@ func (s *Service) Decrypt(ctx context.Context, in DecryptInput) (out DecryptOutp
 	o := s.begin(ctx, "kms:Decrypt")
 	defer endWith(o, &out, &err)
 	o.withContext(in.EncryptionContext)
+	if in.Recipient != nil {
+		return out, recipientRefused()
+	}
 	if err := o.withGrantTokens(in.GrantTokens); err != nil {
 		return out, err
 	}
@@ -441,6 +453,9 @@ func (s *Service) GenerateRandom(ctx context.Context, in GenerateRandomInput) (o
 	defer endWith(o, &out, &err)
 	if err := o.authorize(nil, ""); err != nil {
 		return out, err
+	}
+	if in.Recipient != nil {
+		return out, recipientRefused()
 	}
 	if in.NumberOfBytes < 1 || in.NumberOfBytes > maxRandom {
 		return out, newErr(CodeValidation, "1 validation error detected: Value '%d' at 'numberOfBytes' failed to satisfy constraint: Member must have value between 1 and %d", in.NumberOfBytes, maxRandom)

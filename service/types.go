@@ -236,6 +236,8 @@ type DecryptInput struct {
 	KeyId               string            `json:"KeyId"`
 	EncryptionAlgorithm string            `json:"EncryptionAlgorithm"`
 	GrantTokens         []string          `json:"GrantTokens"`
+	// Recipient is refused (see RecipientInfo).
+	Recipient *RecipientInfo `json:"Recipient"`
 }
 
 // DecryptOutput is Decrypt's response.
@@ -275,6 +277,19 @@ type GenerateDataKeyInput struct {
 	NumberOfBytes     int               `json:"NumberOfBytes"`
 	EncryptionContext map[string]string `json:"EncryptionContext"`
 	GrantTokens       []string          `json:"GrantTokens"`
+	// Recipient is refused (see RecipientInfo).
+	Recipient *RecipientInfo `json:"Recipient"`
+}
+
+// RecipientInfo is the Recipient member of Decrypt, GenerateDataKey and
+// GenerateRandom: an AWS Nitro Enclaves attestation document whose public
+// key AWS KMS encrypts the result to, so that the plaintext never reaches
+// the enclave's parent instance, which relays the call. hsmkms cannot do
+// that, and refuses such a request instead of answering it in plaintext,
+// which would hand the secret to exactly the party the caller kept it from.
+type RecipientInfo struct {
+	KeyEncryptionAlgorithm string `json:"KeyEncryptionAlgorithm"`
+	AttestationDocument    []byte `json:"AttestationDocument"`
 }
 
 // GenerateDataKeyOutput is the response of GenerateDataKey; Plaintext is
@@ -289,6 +304,8 @@ type GenerateDataKeyOutput struct {
 // GenerateRandomInput is GenerateRandom's request.
 type GenerateRandomInput struct {
 	NumberOfBytes int `json:"NumberOfBytes"`
+	// Recipient is refused (see RecipientInfo).
+	Recipient *RecipientInfo `json:"Recipient"`
 }
 
 // GenerateRandomOutput is GenerateRandom's response.

@@ -43,7 +43,7 @@ var fuzzBodies = map[string]struct{ valid, invalid string }{
 	"ReEncrypt":                       {`{"CiphertextBlob":"SEsBAQ==","DestinationKeyId":"alias/y","SourceEncryptionContext":{"k":"v"}}`, `{"CiphertextBlob":"SEsBAQ==","SourceEncryptionContext":{"k":1}}`},
 	"GenerateDataKey":                 {`{"KeyId":"alias/x","KeySpec":"AES_256","EncryptionContext":{"tenant":"t-0042"}}`, `{"KeyId":"alias/x","NumberOfBytes":"32"}`},
 	"GenerateDataKeyWithoutPlaintext": {`{"KeyId":"alias/x","NumberOfBytes":32}`, `{"KeyId":"alias/x","EncryptionContext":["k","v"]}`},
-	"GenerateRandom":                  {`{"NumberOfBytes":32}`, `{"NumberOfBytes":32,"NumberOfBytes":1024}`},
+	"GenerateRandom":                  {`{"NumberOfBytes":32,"Recipient":{"KeyEncryptionAlgorithm":"RSAES_OAEP_SHA_256","AttestationDocument":"aGk="}}`, `{"NumberOfBytes":32,"Recipient":{"AttestationDocument":7}}`},
 	"Sign":                            {`{"KeyId":"alias/sign","Message":"aGVsbG8=","MessageType":"RAW","SigningAlgorithm":"ECDSA_SHA_256"}`, `{"KeyId":"alias/sign","Message":"!!!!"}`},
 	"GetParametersForImport":          {`{"KeyId":"alias/x","WrappingAlgorithm":"RSAES_OAEP_SHA_1","WrappingKeySpec":"RSA_2048"}`, `{"WrappingKeySpec":2048}`},
 	"ImportKeyMaterial":               {`{"KeyId":"alias/x","ImportToken":"SEtJMQ==","EncryptedKeyMaterial":"AAAA","ExpirationModel":"KEY_MATERIAL_EXPIRES","ValidTo":1893456000}`, `{"ValidTo":"tomorrow"}`},

@@ -745,6 +745,16 @@ func sdkErrors(t *testing.T, c *kms.Client, keys sdkKeys) {
 	}
 	badRSASig := bytes.Clone(rsaSig.Signature)
 	badRSASig[10] ^= 0x80
+	// A Nitro Enclaves attestation document (its content is never read:
+	// the request is refused for naming one), and a check that a refused
+	// call returned no plaintext beside its error.
+	attested := &types.RecipientInfo{KeyEncryptionAlgorithm: types.KeyEncryptionMechanismRsaesOaepSha256, AttestationDocument: []byte("attestation")}
+	noPlaintext := func(gotPlaintext bool, err error) error {
+		if gotPlaintext {
+			t.Errorf("a plaintext came back beside %v", err)
+		}
+		return err
+	}
 
 	cases := []struct {
 		name string
@@ -776,6 +786,18 @@ func sdkErrors(t *testing.T, c *kms.Client, keys sdkKeys) {
 			_, err := c.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/sdk-taken"), TargetKeyId: aws.String(keys.kw)})
 			return err
 		}, isA[*types.AlreadyExistsException], "AlreadyExistsException"},
+		{"Decrypt for an enclave (Recipient)", func() error {
+			out, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, Recipient: attested})
+			return noPlaintext(out != nil && out.Plaintext != nil, err)
+		}, isA[*types.UnsupportedOperationException], "UnsupportedOperationException"},
+		{"GenerateDataKey for an enclave (Recipient)", func() error {
+			out, err := c.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: aws.String(keys.sym), KeySpec: types.DataKeySpecAes256, Recipient: attested})
+			return noPlaintext(out != nil && out.Plaintext != nil, err)
+		}, isA[*types.UnsupportedOperationException], "UnsupportedOperationException"},
+		{"GenerateRandom for an enclave (Recipient)", func() error {
+			out, err := c.GenerateRandom(ctx, &kms.GenerateRandomInput{NumberOfBytes: aws.Int32(32), Recipient: attested})
+			return noPlaintext(out != nil && out.Plaintext != nil, err)
+		}, isA[*types.UnsupportedOperationException], "UnsupportedOperationException"},
 		{"Decrypt of a tampered blob", func() error {
 			_, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: tampered})
 			return err
