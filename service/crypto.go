@@ -25,6 +25,9 @@ const (
 func (s *Service) Encrypt(ctx context.Context, in EncryptInput) (out EncryptOutput, err error) {
 	o := s.begin(ctx, "kms:Encrypt")
 	defer endWith(o, &out, &err)
+	if in.DryRun {
+		return out, dryRunRefused()
+	}
 	o.withContext(in.EncryptionContext)
 	if err := o.withGrantTokens(in.GrantTokens); err != nil {
 		return out, err
@@ -173,6 +176,13 @@ func dataKeySize(in GenerateDataKeyInput) (int, error) {
 	return in.NumberOfBytes, nil
 }
 
+// dryRunRefused refuses a request with DryRun set, before anything is
+// done: answering it as if it were not set would do what the caller asked
+// only to have checked (a Decrypt would return the plaintext).
+func dryRunRefused() error {
+	return newErr(CodeUnsupported, "DryRun is not supported")
+}
+
 // recipientRefused refuses a request with a Recipient (see RecipientInfo),
 // before any token call: its result must not be returned in plaintext.
 func recipientRefused() error {
@@ -194,6 +204,9 @@ func (s *Service) generateDataKey(ctx context.Context, action string, in Generat
 	o := s.begin(ctx, action)
 	defer endWith(o, &out, &err)
 	o.withContext(in.EncryptionContext)
+	if in.DryRun {
+		return out, dryRunRefused()
+	}
 	if in.Recipient != nil {
 		return out, recipientRefused()
 	}
@@ -256,6 +269,9 @@ func (s *Service) wrapDataKey(ctx context.Context, k store.Key, v store.Version,
 func (s *Service) Decrypt(ctx context.Context, in DecryptInput) (out DecryptOutput, err error) {
 	o := s.begin(ctx, "kms:Decrypt")
 	defer endWith(o, &out, &err)
+	if in.DryRun {
+		return out, dryRunRefused()
+	}
 	o.withContext(in.EncryptionContext)
 	if in.Recipient != nil {
 		return out, recipientRefused()
@@ -402,6 +418,9 @@ func (s *Service) blobKey(ctx context.Context, o *op, action string, b ciphertex
 func (s *Service) ReEncrypt(ctx context.Context, in ReEncryptInput) (out ReEncryptOutput, err error) {
 	o := s.begin(ctx, "kms:ReEncrypt")
 	defer endWith(o, &out, &err)
+	if in.DryRun {
+		return out, dryRunRefused()
+	}
 	o.withContext(in.DestinationEncryptionContext)
 	if err := errors.Join(checkAlgorithm("sourceEncryptionAlgorithm", in.SourceEncryptionAlgorithm), checkAlgorithm("destinationEncryptionAlgorithm", in.DestinationEncryptionAlgorithm)); err != nil {
 		return out, newErr(CodeValidation, "%v", err)

@@ -323,7 +323,7 @@ func (s *Service) CreateGrant(ctx context.Context, in CreateGrantInput) (out Cre
 func validGrantRequest(in CreateGrantInput) error {
 	switch {
 	case in.DryRun:
-		return newErr(CodeUnsupported, "DryRun is not supported")
+		return dryRunRefused()
 	case in.GranteePrincipal == "":
 		return newErr(CodeValidation, "1 validation error detected: Value null at 'granteePrincipal' failed to satisfy constraint: Member must not be null")
 	case len(in.Operations) == 0:
@@ -589,7 +589,7 @@ func (s *Service) RetireGrant(ctx context.Context, in RetireGrantInput) (err err
 	o := s.begin(ctx, "kms:RetireGrant")
 	defer func() { err = o.end(err) }()
 	if in.DryRun {
-		return newErr(CodeUnsupported, "DryRun is not supported")
+		return dryRunRefused()
 	}
 	var ref string
 	switch {
@@ -653,7 +653,7 @@ func (s *Service) RevokeGrant(ctx context.Context, in RevokeGrantInput) (err err
 	o := s.begin(ctx, "kms:RevokeGrant")
 	defer func() { err = o.end(err) }()
 	if in.DryRun {
-		return newErr(CodeUnsupported, "DryRun is not supported")
+		return dryRunRefused()
 	}
 	if in.GrantId == "" {
 		return newErr(CodeValidation, "1 validation error detected: Value null at 'grantId' failed to satisfy constraint: Member must not be null")

@@ -19,6 +19,9 @@ var macAlgorithms = []string{string(hsm.HMACSHA224), string(hsm.HMACSHA256), str
 func (s *Service) GenerateMac(ctx context.Context, in GenerateMacInput) (out GenerateMacOutput, err error) {
 	o := s.begin(ctx, "kms:GenerateMac")
 	defer endWith(o, &out, &err)
+	if in.DryRun {
+		return out, dryRunRefused()
+	}
 	if err := o.withGrantTokens(in.GrantTokens); err != nil {
 		return out, err
 	}
@@ -38,6 +41,9 @@ func (s *Service) GenerateMac(ctx context.Context, in GenerateMacInput) (out Gen
 func (s *Service) VerifyMac(ctx context.Context, in VerifyMacInput) (out VerifyMacOutput, err error) {
 	o := s.begin(ctx, "kms:VerifyMac")
 	defer endWith(o, &out, &err)
+	if in.DryRun {
+		return out, dryRunRefused()
+	}
 	if err := o.withGrantTokens(in.GrantTokens); err != nil {
 		return out, err
 	}

@@ -18,6 +18,9 @@ const maxMessage = 4096
 func (s *Service) Sign(ctx context.Context, in SignInput) (out SignOutput, err error) {
 	o := s.begin(ctx, "kms:Sign")
 	defer endWith(o, &out, &err)
+	if in.DryRun {
+		return out, dryRunRefused()
+	}
 	if err := o.withGrantTokens(in.GrantTokens); err != nil {
 		return out, err
 	}
@@ -37,6 +40,9 @@ func (s *Service) Sign(ctx context.Context, in SignInput) (out SignOutput, err e
 func (s *Service) Verify(ctx context.Context, in VerifyInput) (out VerifyOutput, err error) {
 	o := s.begin(ctx, "kms:Verify")
 	defer endWith(o, &out, &err)
+	if in.DryRun {
+		return out, dryRunRefused()
+	}
 	if err := o.withGrantTokens(in.GrantTokens); err != nil {
 		return out, err
 	}

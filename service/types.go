@@ -220,6 +220,8 @@ type EncryptInput struct {
 	EncryptionContext   map[string]string `json:"EncryptionContext"`
 	EncryptionAlgorithm string            `json:"EncryptionAlgorithm"`
 	GrantTokens         []string          `json:"GrantTokens"`
+	// DryRun is refused: hsmkms does not check a request without doing it.
+	DryRun bool `json:"DryRun"`
 }
 
 // EncryptOutput is Encrypt's response.
@@ -238,6 +240,8 @@ type DecryptInput struct {
 	GrantTokens         []string          `json:"GrantTokens"`
 	// Recipient is refused (see RecipientInfo).
 	Recipient *RecipientInfo `json:"Recipient"`
+	// DryRun is refused: hsmkms does not check a request without doing it.
+	DryRun bool `json:"DryRun"`
 }
 
 // DecryptOutput is Decrypt's response.
@@ -258,6 +262,8 @@ type ReEncryptInput struct {
 	SourceEncryptionAlgorithm      string            `json:"SourceEncryptionAlgorithm"`
 	DestinationEncryptionAlgorithm string            `json:"DestinationEncryptionAlgorithm"`
 	GrantTokens                    []string          `json:"GrantTokens"`
+	// DryRun is refused: hsmkms does not check a request without doing it.
+	DryRun bool `json:"DryRun"`
 }
 
 // ReEncryptOutput is ReEncrypt's response.
@@ -279,6 +285,8 @@ type GenerateDataKeyInput struct {
 	GrantTokens       []string          `json:"GrantTokens"`
 	// Recipient is refused (see RecipientInfo).
 	Recipient *RecipientInfo `json:"Recipient"`
+	// DryRun is refused: hsmkms does not check a request without doing it.
+	DryRun bool `json:"DryRun"`
 }
 
 // RecipientInfo is the Recipient member of Decrypt, GenerateDataKey and
@@ -320,6 +328,8 @@ type SignInput struct {
 	MessageType      string   `json:"MessageType"`
 	SigningAlgorithm string   `json:"SigningAlgorithm"`
 	GrantTokens      []string `json:"GrantTokens"`
+	// DryRun is refused: hsmkms does not check a request without doing it.
+	DryRun bool `json:"DryRun"`
 }
 
 // SignOutput is Sign's response.
@@ -337,6 +347,8 @@ type VerifyInput struct {
 	Signature        []byte   `json:"Signature"`
 	SigningAlgorithm string   `json:"SigningAlgorithm"`
 	GrantTokens      []string `json:"GrantTokens"`
+	// DryRun is refused: hsmkms does not check a request without doing it.
+	DryRun bool `json:"DryRun"`
 }
 
 // VerifyOutput is Verify's response.
@@ -363,6 +375,8 @@ type GenerateMacInput struct {
 	Message      []byte   `json:"Message"`
 	MacAlgorithm string   `json:"MacAlgorithm"`
 	GrantTokens  []string `json:"GrantTokens"`
+	// DryRun is refused: hsmkms does not check a request without doing it.
+	DryRun bool `json:"DryRun"`
 }
 
 // GenerateMacOutput is GenerateMac's response.
@@ -379,6 +393,8 @@ type VerifyMacInput struct {
 	Mac          []byte   `json:"Mac"`
 	MacAlgorithm string   `json:"MacAlgorithm"`
 	GrantTokens  []string `json:"GrantTokens"`
+	// DryRun is refused: hsmkms does not check a request without doing it.
+	DryRun bool `json:"DryRun"`
 }
 
 // VerifyMacOutput is VerifyMac's response.

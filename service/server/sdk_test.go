@@ -786,6 +786,14 @@ func sdkErrors(t *testing.T, c *kms.Client, keys sdkKeys) {
 			_, err := c.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/sdk-taken"), TargetKeyId: aws.String(keys.kw)})
 			return err
 		}, isA[*types.AlreadyExistsException], "AlreadyExistsException"},
+		{"Decrypt as a dry run", func() error {
+			out, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, DryRun: aws.Bool(true)})
+			return noPlaintext(out != nil && out.Plaintext != nil, err)
+		}, isA[*types.UnsupportedOperationException], "UnsupportedOperationException"},
+		{"Sign as a dry run", func() error {
+			_, err := c.Sign(ctx, &kms.SignInput{KeyId: aws.String(keys.ecc), Message: []byte("m"), SigningAlgorithm: types.SigningAlgorithmSpecEcdsaSha256, DryRun: aws.Bool(true)})
+			return err
+		}, isA[*types.UnsupportedOperationException], "UnsupportedOperationException"},
 		{"Decrypt for an enclave (Recipient)", func() error {
 			out, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, Recipient: attested})
 			return noPlaintext(out != nil && out.Plaintext != nil, err)
