@@ -339,8 +339,9 @@ type keyListEntry struct {
 	CreationDate *time.Time `json:"CreationDate,omitempty"`
 }
 
-// keyList pages through ListKeys and describes each key, several at once. A key the caller
-// may list but not describe is shown with its ID and ARN only.
+// keyList pages through ListKeys and describes each key, several at once.
+// A key the caller may list but not describe is shown with its ID and ARN
+// only.
 func keyList(c *cli.Context, _ []string) error {
 	state, prefix := c.String("state"), c.String("alias-prefix")
 	cl, err := kmsClient(c)
