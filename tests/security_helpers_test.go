@@ -339,6 +339,7 @@ type auditRec struct {
 	Subject           string            `json:"subject"`
 	Suppressed        int               `json:"suppressed"`
 	SuppressedID      int               `json:"suppressed_id"`
+	SuppressedAll     int               `json:"suppressed_all"`
 }
 
 // auditLines reads the audit file of a dev dir: its raw lines and each

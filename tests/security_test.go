@@ -758,7 +758,7 @@ func TestSecurityFailureLimiter(t *testing.T) {
 			for {
 				found := false
 				for _, r := range e.audit(t) {
-					if tc.relevant(r) && r.Suppressed+r.SuppressedID > 0 {
+					if tc.relevant(r) && r.Suppressed+r.SuppressedID+r.SuppressedAll > 0 {
 						found = true
 					}
 				}
@@ -779,7 +779,7 @@ func TestSecurityFailureLimiter(t *testing.T) {
 				if r.Time.Before(start.Add(-time.Second)) || !tc.relevant(r) {
 					continue
 				}
-				suppressed += r.Suppressed + r.SuppressedID
+				suppressed += r.Suppressed + r.SuppressedID + r.SuppressedAll
 				if ids[r.RequestID] {
 					records++
 					if r.Outcome != "denied" {

@@ -173,7 +173,7 @@ func (h *Handler) refuse(w http.ResponseWriter, id, target, source string, err e
 	if !ae.Unaudited {
 		h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Principal: ae.AccessKeyID,
 			Action: actionOf(target), Source: source, Outcome: audit.Denied, ErrorType: ae.Code,
-			Suppressed: ae.Suppressed, SuppressedID: ae.SuppressedID})
+			Suppressed: ae.Suppressed, SuppressedID: ae.SuppressedID, SuppressedAll: ae.SuppressedAll})
 	}
 	writeError(w, id, status, ae.Code, ae.Message)
 	return ae.Code
@@ -183,10 +183,10 @@ func (h *Handler) refuse(w http.ResponseWriter, id, target, source string, err e
 // within its source's failure budget (as failed authentications are):
 // anyone can send these, and each must not cost an audit record.
 func (h *Handler) unverified(id, target, source, code string) string {
-	audited, suppressed := h.cfg.Verifier.RefusedUnverified(source)
+	audited, suppressed, suppressedAll := h.cfg.Verifier.RefusedUnverified(source)
 	if audited {
 		h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Action: actionOf(target), Source: source,
-			Outcome: audit.Failed, ErrorType: code, Suppressed: suppressed})
+			Outcome: audit.Failed, ErrorType: code, Suppressed: suppressed, SuppressedAll: suppressedAll})
 	}
 	return code
 }

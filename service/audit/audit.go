@@ -62,8 +62,10 @@ type Record struct {
 	// Suppressed counts the failed authentications from the same source
 	// that were answered but not audited one by one since its last record
 	// (the failure limit of package auth); SuppressedID those that claimed
-	// the same access key ID, from any source.
-	Suppressed, SuppressedID int
+	// the same access key ID, from any source; SuppressedAll those that
+	// only the budget of all sources together left unaudited since the
+	// last audited failure of any source.
+	Suppressed, SuppressedID, SuppressedAll int
 }
 
 // Logger writes audit records. Its methods are safe for concurrent use;

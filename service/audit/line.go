@@ -51,6 +51,10 @@ func appendLine(dst []byte, now time.Time, r Record) []byte {
 		dst = append(dst, `,"suppressed_id":`...)
 		dst = strconv.AppendInt(dst, int64(r.SuppressedID), 10)
 	}
+	if r.SuppressedAll != 0 {
+		dst = append(dst, `,"suppressed_all":`...)
+		dst = strconv.AppendInt(dst, int64(r.SuppressedAll), 10)
+	}
 	return append(dst, "}}\n"...)
 }
 

@@ -27,6 +27,7 @@ type hclogLine struct {
 	Subject           string            `json:"subject,omitempty"`
 	Suppressed        int               `json:"suppressed,omitempty"`
 	SuppressedID      int               `json:"suppressed_id,omitempty"`
+	SuppressedAll     int               `json:"suppressed_all,omitempty"`
 }
 
 // viaHclog writes r at now through go-hclog as the audit trail was
@@ -40,6 +41,7 @@ func viaHclog(now time.Time, r Record) []byte {
 		Action: r.Action, KeyID: r.KeyID, KeyVersion: r.KeyVersion, Alias: r.Alias, GrantID: r.GrantID,
 		EncryptionContext: r.EncryptionContext, RequestMetadata: r.RequestMetadata, Source: r.Source, Outcome: r.Outcome,
 		ErrorType: r.ErrorType, Subject: r.Subject, Suppressed: r.Suppressed, SuppressedID: r.SuppressedID,
+		SuppressedAll: r.SuppressedAll,
 	})
 	return buf.Bytes()
 }
@@ -49,10 +51,10 @@ var lineCases = []Record{
 	{Time: time.Date(2026, 3, 4, 5, 6, 7, 890123456, time.FixedZone("CET", 3600)), RequestID: "req-1",
 		Principal: "AKIAEXAMPLE", PrincipalName: "app \"billing\"\n", Action: "kms:Decrypt", KeyID: "1234abcd-12ab-34cd-56ef-1234567890ab",
 		KeyVersion: 4294967295, Alias: "alias/app", EncryptionContext: map[string]string{"b": "2", "a": "1", "": ""},
-		Source: "10.0.0.1:4242", Outcome: Failed, ErrorType: "InvalidCiphertextException", Subject: "AKIAOTHER", Suppressed: 17, SuppressedID: 4},
+		Source: "10.0.0.1:4242", Outcome: Failed, ErrorType: "InvalidCiphertextException", Subject: "AKIAOTHER", Suppressed: 17, SuppressedID: 4, SuppressedAll: 900},
 	{Time: time.Unix(0, 0), RequestID: "r\n{\"outcome\":\"allowed\"}", Principal: "p\"q\\", Action: "<&>",
 		EncryptionContext: map[string]string{"a\nb": "c\r\n\"d\"", "ünï": "<&>", "\u2028": "\u2029\x00\x1f\x7f\b\f\t"},
-		Source:            "\xff\xfe invalid \xc3", Outcome: Denied, Suppressed: -3, SuppressedID: -9},
+		Source:            "\xff\xfe invalid \xc3", Outcome: Denied, Suppressed: -3, SuppressedID: -9, SuppressedAll: -1},
 	{Time: time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC), KeyID: "k", EncryptionContext: map[string]string{}, Outcome: Allowed},
 	{Time: time.Date(2026, 12, 4, 0, 0, 1, 0, time.UTC), Action: "kms:Decrypt", KeyID: "k", Outcome: Allowed,
 		GrantID: "0c237476b39f8bc44e45212e08498fbe3151305030726c0590dd8d3e9f3d6a3a"},
@@ -83,7 +85,8 @@ func FuzzLineMatchesHclog(f *testing.F) {
 		now := time.Unix(0, nanos)
 		r := Record{Time: time.Unix(0, nanos/3), RequestID: id, Principal: principal, Action: action, KeyID: keyID,
 			KeyVersion: version, Alias: alias, EncryptionContext: map[string]string{ck: cv, cv: ck}, RequestMetadata: map[string]string{cv: id}, Source: source,
-			Outcome: outcome, ErrorType: errType, Subject: alias, Suppressed: suppressed, SuppressedID: suppressed / 3}
+			Outcome: outcome, ErrorType: errType, Subject: alias, Suppressed: suppressed, SuppressedID: suppressed / 3,
+			SuppressedAll: suppressed / 5}
 		if got, want := appendLine(nil, now, r), viaHclog(now, r); !bytes.Equal(got, want) {
 			t.Fatalf("\n got %s\nwant %s", got, want)
 		}

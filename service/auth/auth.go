@@ -69,8 +69,10 @@ type Error struct {
 	Unaudited bool
 	// Suppressed is, for an audited failure, how many failures of the same
 	// source were left unaudited since its last record; SuppressedID how
-	// many claiming the same access key ID were, from any source.
-	Suppressed, SuppressedID int
+	// many claiming the same access key ID were, from any source;
+	// SuppressedAll how many only the budget of all sources left
+	// unaudited since the last audited failure of any source.
+	Suppressed, SuppressedID, SuppressedAll int
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -96,7 +98,7 @@ type Verifier struct {
 	maxSkew    time.Duration
 	now        func() time.Time
 	keys       *signingKeys
-	limiter    *failureLimiter
+	failures   *FailureBudget
 	log        hclog.Logger
 }
 
@@ -152,6 +154,10 @@ type Config struct {
 	// second (defaults 20 and 1); the rest are counted (see Error).
 	FailureBurst int
 	FailureRate  float64
+	// Failures, when set, is the failure budget to draw on instead of one
+	// of the Verifier's own made from FailureBurst and FailureRate: the
+	// listeners of one server share theirs.
+	Failures *FailureBudget
 	// Logger is told when a source or ID goes past its audit budget.
 	Logger hclog.Logger
 }
@@ -164,21 +170,18 @@ func New(cfg Config) *Verifier {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.FailureBurst <= 0 {
-		cfg.FailureBurst = 20
-	}
-	if cfg.FailureRate <= 0 {
-		cfg.FailureRate = 1
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
 	if cfg.Service == "" {
 		cfg.Service = serviceName
 	}
+	if cfg.Failures == nil {
+		cfg.Failures = NewFailureBudget(cfg.FailureRate, cfg.FailureBurst, cfg.Now)
+	}
 	return &Verifier{creds: cfg.Credentials, service: cfg.Service, region: cfg.Region, regions: slices.Clone(cfg.Regions),
 		hosts: normalHosts(cfg.Hosts), signedOnly: cfg.SignedHeadersOnly, maxSkew: cfg.MaxSkew, now: cfg.Now,
-		keys: newSigningKeys(signingKeyCacheSize, cfg.Service), limiter: newFailureLimiter(cfg.FailureRate, cfg.FailureBurst, cfg.Now), log: cfg.Logger}
+		keys: newSigningKeys(signingKeyCacheSize, cfg.Service), failures: cfg.Failures, log: cfg.Logger}
 }
 
 // authorization is a parsed Authorization header.
@@ -222,11 +225,11 @@ func (v *Verifier) VerifyWith(ctx context.Context, r *http.Request, body []byte,
 		if id == Malformed {
 			id = ""
 		}
-		verdict := v.limiter.fail(source, id)
-		ae.Unaudited, ae.Suppressed, ae.SuppressedID = !verdict.audit, verdict.suppressed, verdict.suppressedID
+		verdict := v.failures.fail(source, id)
+		ae.Unaudited, ae.Suppressed, ae.SuppressedID, ae.SuppressedAll = !verdict.audit, verdict.suppressed, verdict.suppressedID, verdict.suppressedAll
 		switch {
 		case verdict.started && verdict.all:
-			v.log.Warn("failed authentications from all sources past their audit budget: answering them, counting each into its source's next record")
+			v.log.Warn(allOverMessage)
 		case verdict.started:
 			v.log.Warn("failed authentications past the audit budget: answering them, counting them, auditing one a second",
 				"source", source, "access_key_id", ae.AccessKeyID)
@@ -235,20 +238,25 @@ func (v *Verifier) VerifyWith(ctx context.Context, r *http.Request, body []byte,
 	return found, err
 }
 
+// allOverMessage is what the log is told once a flood of failures from
+// all sources, when their budget together is spent.
+const allOverMessage = "failed authentications from all sources past their audit budget: answering them, counting them into the next audited failure's suppressed_all"
+
 // RefusedUnverified counts a request from source refused before its
 // signature was looked at (an unknown operation, a body over the limit)
 // against source's failure budget, like a failed authentication: it reports
-// whether to audit it, and if so how many failures it stands for besides.
-func (v *Verifier) RefusedUnverified(source string) (audit bool, suppressed int) {
-	verdict := v.limiter.fail(source, "")
+// whether to audit it, and if so how many failures it stands for besides,
+// of its source and of all sources (see Error).
+func (v *Verifier) RefusedUnverified(source string) (audit bool, suppressed, suppressedAll int) {
+	verdict := v.failures.fail(source, "")
 	switch {
 	case verdict.started && verdict.all:
-		v.log.Warn("failed authentications from all sources past their audit budget: answering them, counting each into its source's next record")
+		v.log.Warn(allOverMessage)
 	case verdict.started:
 		v.log.Warn("requests refused before authentication past the audit budget: answering them, counting them, auditing one a second",
 			"source", source)
 	}
-	return verdict.audit, verdict.suppressed
+	return verdict.audit, verdict.suppressed, verdict.suppressedAll
 }
 
 func (v *Verifier) verify(ctx context.Context, r *http.Request, body []byte, lookup Credentials) (service.Credentials, error) {

@@ -32,7 +32,7 @@ func TestSourceKey(t *testing.T) {
 // one /64 are audited a burst at once, while another /64 has its own.
 func TestFailureBudgetPerIPv6Prefix(t *testing.T) {
 	now := time.Now()
-	l := newFailureLimiter(1, 20, func() time.Time { return now })
+	l := NewFailureBudget(1, 20, func() time.Time { return now })
 	audited := 0
 	for i := range 100 {
 		if l.fail(fmt.Sprintf("2001:db8:0:1::%x", i+1), "").audit {
@@ -47,36 +47,44 @@ func TestFailureBudgetPerIPv6Prefix(t *testing.T) {
 	}
 }
 
-// TestFailureTableFullKeepsCounts proves that filling the table with
-// sources that failed once does not wipe another source's count of
-// unaudited failures: its next audited failure still carries them.
+// TestFailureTableFullKeepsCounts proves that sources failing once by the
+// thousand neither fill the table nor wipe another source's count of
+// unaudited failures: past the budget of all sources they store nothing,
+// and the victim's next audited failure still carries its own 500.
 func TestFailureTableFullKeepsCounts(t *testing.T) {
 	now := time.Now()
-	l := newFailureLimiter(1, 20, func() time.Time { return now })
+	l := NewFailureBudget(1, 20, func() time.Time { return now })
 	const victim = "203.0.113.9"
 	for range 20 + 500 {
 		l.fail(victim, "")
 	}
-	for i := range maxFailureKeys + 10 {
+	// Ten times the table, spread over 20 s: 200 + 20×20 of them can be
+	// audited, the rest only counted.
+	const oneOffs = 10 * maxFailureKeys
+	for i := range oneOffs {
+		if i%(oneOffs/20) == 0 {
+			now = now.Add(time.Second)
+		}
 		l.fail(fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), "")
+	}
+	if n := len(l.m); n > 1+200+20*20 {
+		t.Fatalf("the table holds %d keys after %d one-off sources, want at most the %d audited and the victim", n, oneOffs, 200+20*20)
 	}
 	now = now.Add(time.Second)
 	v := l.fail(victim, "")
 	if !v.audit || v.suppressed != 500 {
 		t.Fatalf("the source's next failure: audited %v with %d counted, want audited with the 500", v.audit, v.suppressed)
 	}
-	if n := len(l.m); n > maxFailureKeys {
-		t.Fatalf("the table holds %d keys, more than %d", n, maxFailureKeys)
-	}
 }
 
 // TestFailureBudgetOfAllSources proves that a flood from many sources,
 // each within its own budget, is audited at most ten bursts at once in
 // all, that the first failure past that budget is the one the log is told
-// of, and that each source's next audited failure carries its own count.
+// of, and that the next audited failure carries the flood's count apart
+// from its source's own.
 func TestFailureBudgetOfAllSources(t *testing.T) {
 	now := time.Now()
-	l := newFailureLimiter(1, 20, func() time.Time { return now })
+	l := NewFailureBudget(1, 20, func() time.Time { return now })
 	audited, started := 0, 0
 	for i := range 1000 {
 		v := l.fail(fmt.Sprintf("192.0.2.%d", i%250), "")
@@ -95,8 +103,78 @@ func TestFailureBudgetOfAllSources(t *testing.T) {
 	}
 	now = now.Add(time.Second)
 	v := l.fail("192.0.2.249", "")
-	if !v.audit || v.suppressed != 4 {
-		t.Fatalf("a source's next failure: audited %v with %d counted, want audited with its own 4", v.audit, v.suppressed)
+	if !v.audit || v.suppressed != 0 || v.suppressedAll != 800 {
+		t.Fatalf("a source's next failure: audited %v, its own count %d, all sources' %d; want audited, 0, 800",
+			v.audit, v.suppressed, v.suppressedAll)
+	}
+}
+
+// TestFloodOfAllSourcesLoggedOnce proves that a sustained flood from many
+// sources, faster than the budget of all sources refills, tells the log
+// once, not each time a token trickles back and one more failure is
+// audited; that a flood after the budget is full again is told anew; and
+// that every failure is audited or counted in exactly one record.
+func TestFloodOfAllSourcesLoggedOnce(t *testing.T) {
+	now := time.Now()
+	l := NewFailureBudget(1, 20, func() time.Time { return now })
+	sent, audited, counted, started := 0, 0, 0, 0
+	flood := func(seconds int) {
+		// 100 a second, five times what all sources may have audited.
+		for i := range seconds * 100 {
+			now = now.Add(10 * time.Millisecond)
+			v := l.fail(fmt.Sprintf("198.18.%d.%d", i/250%250, i%250), "")
+			sent++
+			if v.audit {
+				audited++
+				counted += v.suppressed + v.suppressedID + v.suppressedAll
+			}
+			if v.started {
+				started++
+			}
+		}
+	}
+	flood(60)
+	if started != 1 {
+		t.Fatalf("a 60 s flood told the log %d times, want once", started)
+	}
+	if max := 200 + 20*60; audited > max {
+		t.Fatalf("%d failures of a 60 s flood audited, want at most %d", audited, max)
+	}
+	now = now.Add(10 * time.Second) // the budget of all sources is full again
+	flood(5)
+	if started != 2 {
+		t.Fatalf("a second flood, after the budget refilled, told the log %d times in all, want twice", started)
+	}
+	now = now.Add(10 * time.Second)
+	if v := l.fail("203.0.113.1", ""); v.audit {
+		counted += v.suppressed + v.suppressedAll
+		audited++
+		sent++
+	}
+	if audited+counted != sent {
+		t.Fatalf("%d audited + %d counted != %d failures", audited, counted, sent)
+	}
+}
+
+// TestFailureBudgetShared proves that Verifiers given one FailureBudget
+// draw on it together: failures through one spend the budget of all
+// sources that the other sees.
+func TestFailureBudgetShared(t *testing.T) {
+	now := time.Now()
+	budget := NewFailureBudget(1, 20, func() time.Time { return now })
+	kms, xks := New(Config{Failures: budget, Now: func() time.Time { return now }}),
+		New(Config{Service: "kms-xks-proxy", Failures: budget, Now: func() time.Time { return now }})
+	for i := range 200 {
+		if audit, _, _ := kms.RefusedUnverified(fmt.Sprintf("192.0.2.%d", i)); !audit {
+			t.Fatalf("failure %d through the first verifier not audited", i)
+		}
+	}
+	if audit, _, _ := xks.RefusedUnverified("198.51.100.1"); audit {
+		t.Fatal("a failure through the second verifier was audited after the first spent the budget of all sources")
+	}
+	now = now.Add(time.Second)
+	if audit, _, all := xks.RefusedUnverified("198.51.100.1"); !audit || all != 1 {
+		t.Fatalf("the second verifier's failure a second later: audited %v with %d of all sources counted, want audited with 1", audit, all)
 	}
 }
 
@@ -106,7 +184,7 @@ func TestFailureBudgetOfAllSources(t *testing.T) {
 // whose own count is zero and whose ID count holds the flood.
 func TestFailureCountsKeptApart(t *testing.T) {
 	now := time.Now()
-	l := newFailureLimiter(1, 20, func() time.Time { return now })
+	l := NewFailureBudget(1, 20, func() time.Time { return now })
 	const id = "AKIAEXAMPLEEXAMPLE01"
 	for i := range 20 + 300 {
 		l.fail(fmt.Sprintf("198.51.%d.%d", 100+i/250, i%250), id)

@@ -264,11 +264,12 @@ type auditRecord struct {
 	Outcome   string `json:"outcome"`
 	ErrorType string `json:"error_type"`
 	Subject   string `json:"subject"`
-	// Suppressed and SuppressedID count failed authentications of the
-	// source and of the claimed ID left unaudited before this record
-	// (package auth's failure budget).
-	Suppressed   int `json:"suppressed"`
-	SuppressedID int `json:"suppressed_id"`
+	// Suppressed, SuppressedID and SuppressedAll count failed
+	// authentications of the source, of the claimed ID and of all sources
+	// left unaudited before this record (package auth's failure budget).
+	Suppressed    int `json:"suppressed"`
+	SuppressedID  int `json:"suppressed_id"`
+	SuppressedAll int `json:"suppressed_all"`
 }
 
 // auditRecords parses the captured audit trail.

@@ -92,7 +92,7 @@ func TestFailedAuthenticationNeverLocksOut(t *testing.T) {
 	for _, rec := range ts.auditRecords(t)[before:] {
 		if rec.Outcome == "denied" {
 			denied++
-			counted += rec.Suppressed + rec.SuppressedID
+			counted += rec.Suppressed + rec.SuppressedID + rec.SuppressedAll
 		}
 	}
 	if limit := 20 + int(elapsed/time.Second) + 1; denied > limit {
@@ -293,7 +293,7 @@ func TestUnverifiedRefusalsAreBounded(t *testing.T) {
 	for _, r := range recs {
 		if r.Outcome == "failed" {
 			failed++
-			counted += r.Suppressed + r.SuppressedID
+			counted += r.Suppressed + r.SuppressedID + r.SuppressedAll
 		}
 	}
 	if limit := 20 + int(elapsed/time.Second) + 1; failed > limit || failed == 0 {

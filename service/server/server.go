@@ -118,6 +118,10 @@ type Server struct {
 	kmsCert, xksCert *certificate
 	// procs adapts GOMAXPROCS to the load, with Config.AdaptProcs.
 	procs *procs
+	// failures is the audit budget of failed authentications that the KMS
+	// and XKS listeners share, so that its bound for all sources together
+	// is the process's, as documented, not each listener's.
+	failures *auth.FailureBudget
 	// RootCredentials is the path of the root credentials file this start
 	// wrote, or "" when none was written.
 	RootCredentials string
@@ -141,7 +145,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	// One audit logger for the API and the service: one writer of lines.
-	s := &Server{cfg: cfg, log: cfg.Logger, done: make(chan error, 1), audit: audit.New(cfg.Audit)}
+	s := &Server{cfg: cfg, log: cfg.Logger, done: make(chan error, 1), audit: audit.New(cfg.Audit),
+		failures: auth.NewFailureBudget(0, 0, nil)}
 	defer func() {
 		if err != nil {
 			s.closeBackends()
@@ -162,7 +167,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	handler := api.New(api.Config{
 		Service:  s.svc,
-		Verifier: auth.New(auth.Config{Credentials: s.svc, Region: cfg.Region, Hosts: cfg.AcceptedHosts, Logger: cfg.Logger.Named("auth")}),
+		Verifier: auth.New(auth.Config{Credentials: s.svc, Region: cfg.Region, Hosts: cfg.AcceptedHosts, Failures: s.failures,
+			Logger: cfg.Logger.Named("auth")}),
 		Audit:    s.audit,
 		Logger:   cfg.Logger.Named("api"),
 		Ready: func() (bool, string) {

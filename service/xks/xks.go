@@ -283,7 +283,8 @@ func (h *Handler) refuse(w http.ResponseWriter, id string, t target, source stri
 	}
 	if !ae.Unaudited {
 		h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Principal: ae.AccessKeyID, Action: t.action(),
-			Source: source, Outcome: audit.Denied, ErrorType: ErrAuthenticationFail, Suppressed: ae.Suppressed, SuppressedID: ae.SuppressedID})
+			Source: source, Outcome: audit.Denied, ErrorType: ErrAuthenticationFail, Suppressed: ae.Suppressed, SuppressedID: ae.SuppressedID,
+			SuppressedAll: ae.SuppressedAll})
 	}
 	writeError(w, id, ErrAuthenticationFail, ae.Message)
 }
@@ -291,9 +292,9 @@ func (h *Handler) refuse(w http.ResponseWriter, id string, t target, source stri
 // unverified audits a request refused before its signature was checked,
 // within its source's failure budget: anyone can send these.
 func (h *Handler) unverified(id string, t target, source, name string) {
-	if audited, suppressed := h.cfg.Verifier.RefusedUnverified(source); audited {
+	if audited, suppressed, suppressedAll := h.cfg.Verifier.RefusedUnverified(source); audited {
 		h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Action: t.action(), Source: source,
-			Outcome: audit.Failed, ErrorType: name, Suppressed: suppressed})
+			Outcome: audit.Failed, ErrorType: name, Suppressed: suppressed, SuppressedAll: suppressedAll})
 	}
 }
 
