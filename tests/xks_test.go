@@ -328,6 +328,17 @@ func TestXKSProxyAPI(t *testing.T) {
 		x.s.must(x.env, "xks", "key", "allow", "other/prefix", x.keyID)
 		r := x.sdkCall(t, x.cred, "/other/prefix/kms/xks/v1/keys/"+x.keyID+"/metadata", map[string]any{"requestMetadata": meta("DescribeKey")}, now())
 		wantXKS(t, r, 401, "AuthenticationFailedException")
+		// Without the secret, one store's access key ID tells another
+		// store's prefix from one no store has by nothing: both answer
+		// the same 401.
+		other := x.cred
+		other.Credential.Secret = strings.Repeat("A", 43)
+		body := map[string]any{"requestMetadata": meta("DescribeKey")}
+		inUse := x.sdkCall(t, other, "/other/prefix/kms/xks/v1/keys/"+x.keyID+"/metadata", body, now())
+		unused := x.sdkCall(t, other, "/no/such/prefix/kms/xks/v1/keys/"+x.keyID+"/metadata", body, now())
+		if inUse.status != 401 || unused.status != 401 || inUse.str("errorName") != unused.str("errorName") || inUse.str("errorMessage") != unused.str("errorMessage") {
+			t.Errorf("another store's prefix answers %d %s, an unused one %d %s; want the same 401", inUse.status, inUse.raw, unused.status, unused.raw)
+		}
 	})
 
 	t.Run("usage", func(t *testing.T) {

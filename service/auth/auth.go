@@ -64,6 +64,12 @@ type Error struct {
 	// AccessKeyID is the key the request claimed, for the audit record:
 	// a well-formed ID, Malformed, or "" when the request claimed none.
 	AccessKeyID string
+	// Credential is set when the failure is the credential's: the access
+	// key ID is malformed or unknown, or the signature is not its secret's.
+	// Only these depend on what the store holds: a listener whose path
+	// names the store may answer them all with one message, so that the
+	// answer does not tell which stores know an ID.
+	Credential bool
 	// Unaudited is set when the failure is past its source's or ID's audit
 	// budget: answer it, count it, but write no record of its own.
 	Unaudited bool
@@ -274,7 +280,7 @@ func (v *Verifier) verify(ctx context.Context, r *http.Request, body []byte, loo
 	if _, ok := r.Header[headerSecurityToken]; ok || r.URL.RawQuery != "" && r.URL.Query().Has(headerSecurityToken) {
 		// hsmkms has long-term keys only; AWS answers a session token
 		// presented with one so.
-		return fail(CodeUnknownClient, "The security token included in the request is invalid.")
+		return fail(CodeUnknownClient, msgUnknownClient)
 	}
 	if a.service != v.service {
 		return fail(CodeInvalid, "Credential should be scoped to correct service: '%s'.", v.service)
@@ -317,11 +323,11 @@ func (v *Verifier) verify(ctx context.Context, r *http.Request, body []byte, loo
 		return fail(CodeInvalid, "The request signature we calculated does not match the signature you provided.")
 	}
 	if a.accessKeyID == Malformed {
-		return fail(CodeUnknownClient, "The security token included in the request is invalid.")
+		return credentialFailure(CodeUnknownClient, msgUnknownClient, a.accessKeyID)
 	}
 	creds, err := lookup.Credentials(ctx, a.accessKeyID)
 	if errors.Is(err, service.ErrUnknownPrincipal) {
-		return fail(CodeUnknownClient, "The security token included in the request is invalid.")
+		return credentialFailure(CodeUnknownClient, msgUnknownClient, a.accessKeyID)
 	}
 	if err != nil {
 		return creds, err
@@ -331,9 +337,17 @@ func (v *Verifier) verify(ctx context.Context, r *http.Request, body []byte, loo
 		return fail(CodeIncomplete, "%v", err)
 	}
 	if !hmac.Equal(want[:], []byte(a.signature)) {
-		return fail(CodeInvalid, "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.")
+		return credentialFailure(CodeInvalid, "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.", a.accessKeyID)
 	}
 	return creds, nil
+}
+
+// msgUnknownClient is AWS's message for an access key ID it does not know.
+const msgUnknownClient = "The security token included in the request is invalid."
+
+// credentialFailure is a failure of the credential id (see Error.Credential).
+func credentialFailure(code, msg, id string) (service.Credentials, error) {
+	return service.Credentials{}, &Error{Code: code, Message: msg, AccessKeyID: id, Credential: true}
 }
 
 // regionRE is a well-formed AWS region name, up to maxRegionLen bytes:

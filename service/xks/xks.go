@@ -286,8 +286,21 @@ func (h *Handler) refuse(w http.ResponseWriter, id string, t target, source stri
 			Source: source, Outcome: audit.Denied, ErrorType: ErrAuthenticationFail, Suppressed: ae.Suppressed, SuppressedID: ae.SuppressedID,
 			SuppressedAll: ae.SuppressedAll})
 	}
-	writeError(w, id, ErrAuthenticationFail, ae.Message)
+	msg := ae.Message
+	if ae.Credential {
+		// One message for an unknown ID and a wrong signature: the two
+		// differ by which store holds the ID, and a path prefix no store
+		// has looks the ID up in every store (storeCredentials), so
+		// telling them apart would tell a prober holding another store's
+		// access key ID, without its secret, which prefixes are in use.
+		msg = msgCredentialFailed
+	}
+	writeError(w, id, ErrAuthenticationFail, msg)
 }
+
+// msgCredentialFailed answers every request whose credential does not
+// authenticate it (see auth.Error.Credential).
+const msgCredentialFailed = "The request's signature could not be verified with a credential of this external key store."
 
 // unverified audits a request refused before its signature was checked,
 // within its source's failure budget: anyone can send these.
