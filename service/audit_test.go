@@ -1607,17 +1607,116 @@ func flattenAudit(m map[string]any) {
 }
 
 // fullDisk is an audit writer that fails, as a full disk does, while full
-// is set, and otherwise writes to b.
+// is set, or for the lines refuse picks when it is set, and otherwise
+// writes to b.
 type fullDisk struct {
-	full atomic.Bool
-	b    syncBuffer
+	full   atomic.Bool
+	refuse func(line []byte) bool
+	b      syncBuffer
 }
 
 func (d *fullDisk) Write(p []byte) (int, error) {
-	if d.full.Load() {
+	if d.full.Load() || d.refuse != nil && d.refuse(p) {
 		return 0, errors.New("write audit.log: no space left on device")
 	}
 	return d.b.Write(p)
+}
+
+// TestAuditOfNewSecrets proves that an operation making a secret writes a
+// started record before it commits: when that record cannot be written
+// nothing changes (the old secret still signs, no principal or credential
+// appears), and when only the final record is lost the secret is returned
+// and works, rather than being committed and withheld, which would lock a
+// rotated principal out.
+func TestAuditOfNewSecrets(t *testing.T) {
+	finalOnly := func(line []byte) bool { return bytes.Contains(line, []byte(`"outcome":"allowed"`)) }
+	disk := &fullDisk{}
+	f := newFixture(t, "", func(c *Config) { c.Audit = audit.New(disk) })
+	ctx := as(t, "AKIAOPERATOR000001", policy.Statement{Effect: "Allow", Actions: []string{"kms:*", "hsmkms:*"}, Resources: []string{"*"}})
+	app, err := f.svc.CreatePrincipal(ctx, CreatePrincipalInput{Name: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.CreateXKSStore(ctx, XKSStoreInput{Prefix: "ext"}); err != nil {
+		t.Fatal(err)
+	}
+	works := func(id, secret string) bool {
+		creds, err := f.svc.Credentials(ctx, id)
+		return err == nil && creds.Secret == secret
+	}
+	xksWorks := func(id, secret string) bool {
+		creds, err := f.svc.XKSCredentials(ctx, "ext", id)
+		return err == nil && creds.Secret == secret
+	}
+	principals := func() int {
+		out, err := f.svc.ListPrincipals(ctx, ListInput{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(out.Principals)
+	}
+	xksCredentials := func() int {
+		out, err := f.svc.ListXKSStores(ctx, ListXKSStoresInput{})
+		if err != nil || len(out.Stores) != 1 {
+			t.Fatalf("ListXKSStores = %+v, %v; want the one store", out, err)
+		}
+		return len(out.Stores[0].Credentials)
+	}
+
+	t.Run("no record, no change", func(t *testing.T) {
+		before, beforeXKS := principals(), xksCredentials()
+		disk.full.Store(true)
+		defer disk.full.Store(false)
+		if _, err := f.svc.RotatePrincipalSecret(ctx, RotatePrincipalSecretInput{AccessKeyId: app.AccessKeyId}); !errors.Is(err, ErrAuditUnwritten) {
+			t.Errorf("RotatePrincipalSecret: %v, want the unwritten record's error", err)
+		}
+		if !works(app.AccessKeyId, app.SecretAccessKey) {
+			t.Error("the old secret no longer works after a rotation that failed")
+		}
+		if _, err := f.svc.CreatePrincipal(ctx, CreatePrincipalInput{Name: "lost"}); !errors.Is(err, ErrAuditUnwritten) {
+			t.Errorf("CreatePrincipal: %v, want the unwritten record's error", err)
+		}
+		if _, err := f.svc.AddXKSCredential(ctx, XKSStoreInput{Prefix: "ext"}); !errors.Is(err, ErrAuditUnwritten) {
+			t.Errorf("AddXKSCredential: %v, want the unwritten record's error", err)
+		}
+		disk.full.Store(false)
+		if n, m := principals(), xksCredentials(); n != before || m != beforeXKS {
+			t.Errorf("%d principals and %d XKS credentials, want %d and %d: a failed operation changed the store", n, m, before, beforeXKS)
+		}
+	})
+
+	t.Run("final record lost, secret kept", func(t *testing.T) {
+		disk.refuse = finalOnly
+		rot, err := f.svc.RotatePrincipalSecret(ctx, RotatePrincipalSecretInput{AccessKeyId: app.AccessKeyId})
+		if err != nil || !works(app.AccessKeyId, rot.SecretAccessKey) {
+			t.Errorf("RotatePrincipalSecret with its final record lost: %v; want its new secret returned and working", err)
+		}
+		made, err := f.svc.CreatePrincipal(ctx, CreatePrincipalInput{Name: "kept"})
+		if err != nil || !works(made.AccessKeyId, made.SecretAccessKey) {
+			t.Errorf("CreatePrincipal with its final record lost: %v; want its secret returned and working", err)
+		}
+		cred, err := f.svc.AddXKSCredential(ctx, XKSStoreInput{Prefix: "ext"})
+		if err != nil || !xksWorks(cred.Credential.AccessKeyID, cred.Credential.RawSecretAccessKey) {
+			t.Errorf("AddXKSCredential with its final record lost: %v; want its secret returned and working", err)
+		}
+		disk.refuse = nil
+		trail := disk.b.String()
+		for _, want := range []struct{ action, subject string }{
+			{"hsmkms:RotatePrincipalSecret", app.AccessKeyId},
+			{"hsmkms:CreatePrincipal", made.AccessKeyId},
+			{"hsmkms:UpdateXksStore", "ext"},
+		} {
+			re := regexp.MustCompile(`"action":"` + regexp.QuoteMeta(want.action) + `".*"outcome":"started".*"subject":"` + want.subject + `"`)
+			if !re.MatchString(trail) {
+				t.Errorf("no started record of %s on %s in the trail:\n%s", want.action, want.subject, trail)
+			}
+		}
+		for _, secret := range []string{rot.SecretAccessKey, made.SecretAccessKey, cred.Credential.RawSecretAccessKey} {
+			if secret != "" && strings.Contains(trail, secret) {
+				t.Error("a new secret is in the audit trail")
+			}
+		}
+	})
 }
 
 // TestAuditWriteFailureFailsClosed proves that an operation whose audit

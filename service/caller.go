@@ -58,6 +58,8 @@ type op struct {
 	// tx is the transaction authorize runs in, for reading grants; nil
 	// outside one.
 	tx store.Tx
+	// intended is set once intend wrote the operation's Started record.
+	intended bool
 }
 
 // begin starts the audit record of an operation on behalf of ctx's caller.
@@ -90,11 +92,32 @@ func (o *op) end(err error) error {
 		o.rec.ErrorType = string(CodeOf(err))
 	}
 	if !o.caller.system {
-		if aerr := o.s.writeAudit(o.rec); aerr != nil && err == nil {
+		// With a Started record written the change is in the trail, so a
+		// lost final record must not also lose what the change made.
+		if aerr := o.s.writeAudit(o.rec); aerr != nil && err == nil && !o.intended {
 			err = aerr
 		}
 	}
 	return err
+}
+
+// intend writes the Started record of an operation that makes a secret
+// (an access key pair, an XKS credential), just before it commits: if the
+// record cannot be written nothing is changed, and once it is, the secret
+// is returned even if the final record is lost. Without it, a full disk
+// after the commit would keep the new secret from its only recipient: a
+// rotated principal locked out, a credential no one holds.
+func (o *op) intend() error {
+	if o.caller.system {
+		return nil
+	}
+	rec := o.rec
+	rec.Outcome = audit.Started
+	if err := o.s.writeAudit(rec); err != nil {
+		return err
+	}
+	o.intended = true
+	return nil
 }
 
 // endWith is end for an operation with a result: deferred with the
@@ -114,6 +137,16 @@ func endWith[T any](o *op, out *T, err *error) {
 // request no audit device recorded. The service logs the failure when it
 // starts, so the API need not log each request it answers so.
 var ErrAuditUnwritten = errors.New("service: the audit record could not be written")
+
+// RecordRefusal writes the audit record the API layer makes of a request
+// it refused before the service saw it (a failed signature, a body over
+// the limit). A failed write changes no answer, since the request gets an
+// error anyway, but it is counted and logged as the service's own are:
+// once when writes start failing, with the records lost when they work
+// again.
+func (s *Service) RecordRefusal(r audit.Record) {
+	_ = s.writeAudit(r)
+}
 
 // writeAudit writes r. A failed write is ErrAuditUnwritten, and the log
 // says so once when writes start failing and once when they work again

@@ -96,6 +96,9 @@ func (s *Service) CreatePrincipal(ctx context.Context, in CreatePrincipalInput) 
 		return out, err
 	}
 	o.rec.Subject = id
+	if err := o.intend(); err != nil {
+		return out, err
+	}
 	if err := s.putPrincipal(ctx, id, secret, in.Name, stmts, true); err != nil {
 		return out, err
 	}
@@ -693,6 +696,9 @@ func (s *Service) RotatePrincipalSecret(ctx context.Context, in RotatePrincipalS
 	}
 	sealed, err := s.sealSecret(ctx, in.AccessKeyId, secret)
 	if err != nil {
+		return out, err
+	}
+	if err := o.intend(); err != nil {
 		return out, err
 	}
 	if err := s.changePrincipal(ctx, in.AccessKeyId, func(p *store.Principal) { p.SealedSecret = sealed }); err != nil {

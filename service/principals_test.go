@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hsmkms/hsmkms/service/audit"
 	"github.com/hsmkms/hsmkms/service/policy"
 )
 
@@ -102,9 +103,21 @@ func TestCreatePrincipalLimitedToCreator(t *testing.T) {
 			resetBuffer(f.audit)
 			out, err := f.svc.CreatePrincipal(as(t, "AKIACREATOR0000001", tc.caller...),
 				CreatePrincipalInput{Name: fmt.Sprintf("child-%d", i), Statements: tc.child})
-			recs := f.auditOf(t, "hsmkms:CreatePrincipal")
+			// A principal made has a started record before its final one
+			// (op.intend); one refused has the final record only.
+			var recs, started []map[string]any
+			for _, r := range f.auditOf(t, "hsmkms:CreatePrincipal") {
+				if r["outcome"] == audit.Started {
+					started = append(started, r)
+				} else {
+					recs = append(recs, r)
+				}
+			}
 			if len(recs) != 1 {
-				t.Fatalf("%d CreatePrincipal audit records, want 1", len(recs))
+				t.Fatalf("%d final CreatePrincipal audit records, want 1", len(recs))
+			}
+			if wantStarted := len(tc.code) == 0; (len(started) == 1) != wantStarted || len(started) > 1 {
+				t.Fatalf("%d started CreatePrincipal records, want one only if the principal is made (%v)", len(started), wantStarted)
 			}
 			if tc.code != "" {
 				if CodeOf(err) != tc.code || !strings.Contains(err.Error(), tc.inMsg) {
@@ -117,6 +130,9 @@ func TestCreatePrincipalLimitedToCreator(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatalf("CreatePrincipal: %v", err)
+			}
+			if started[0]["subject"] != out.AccessKeyId {
+				t.Errorf("started record %v, want subject %s", started[0], out.AccessKeyId)
 			}
 			if recs[0]["subject"] != out.AccessKeyId || recs[0]["outcome"] != "allowed" {
 				t.Errorf("audit record %v, want subject %s, allowed", recs[0], out.AccessKeyId)

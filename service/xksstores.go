@@ -289,6 +289,9 @@ func (s *Service) AddXKSCredential(ctx context.Context, in XKSStoreInput) (out X
 	if err != nil {
 		return out, err
 	}
+	if err := o.intend(); err != nil {
+		return out, err
+	}
 	err = s.updateXKSStore(ctx, p, func(_ store.Tx, rec *store.XKSStore) error {
 		if len(rec.Credentials) >= MaxXKSCredentials {
 			return newErr(CodeLimitExceeded, "the external key store %s has %d credentials, the most it can; remove one first", p, MaxXKSCredentials)

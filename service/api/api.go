@@ -30,13 +30,13 @@ import (
 
 // Config wires a Handler.
 type Config struct {
+	// Service serves the requests, audits them, and records those refused
+	// before it saw them (authentication failures, unknown operations,
+	// bodies too large or not the operation's JSON) in the same trail
+	// (Service.RecordRefusal).
 	Service  *service.Service
 	Verifier *auth.Verifier
-	// Audit receives a record for every request refused before it reached
-	// the service (authentication failures, unknown operations, bodies too
-	// large or not the operation's JSON); the service audits the rest.
-	Audit  *audit.Logger
-	Logger hclog.Logger
+	Logger   hclog.Logger
 	// Ready reports whether the token is usable now (GET /readyz).
 	Ready func() (bool, string)
 	// Metrics, when set, counts requests. The handler does not serve it.
@@ -54,9 +54,6 @@ type Handler struct {
 func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
-	}
-	if cfg.Audit == nil {
-		cfg.Audit = audit.Discard()
 	}
 	h := &Handler{cfg: cfg, routes: routes(), mux: http.NewServeMux()}
 	h.mux.HandleFunc("POST /{$}", h.serveAPI)
@@ -162,7 +159,7 @@ func (h *Handler) refuse(w http.ResponseWriter, id, target, source string, err e
 		if code == cancelled {
 			outcome, code = audit.Cancelled, ""
 		}
-		h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Action: actionOf(target), Source: source,
+		h.cfg.Service.RecordRefusal(audit.Record{Time: time.Now(), RequestID: id, Action: actionOf(target), Source: source,
 			Outcome: outcome, ErrorType: code})
 		return code
 	}
@@ -171,7 +168,7 @@ func (h *Handler) refuse(w http.ResponseWriter, id, target, source string, err e
 		status = http.StatusForbidden
 	}
 	if !ae.Unaudited {
-		h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Principal: ae.AccessKeyID,
+		h.cfg.Service.RecordRefusal(audit.Record{Time: time.Now(), RequestID: id, Principal: ae.AccessKeyID,
 			Action: actionOf(target), Source: source, Outcome: audit.Denied, ErrorType: ae.Code,
 			Suppressed: ae.Suppressed, SuppressedID: ae.SuppressedID, SuppressedAll: ae.SuppressedAll})
 	}
@@ -185,7 +182,7 @@ func (h *Handler) refuse(w http.ResponseWriter, id, target, source string, err e
 func (h *Handler) unverified(id, target, source, code string) string {
 	audited, suppressed, suppressedAll := h.cfg.Verifier.RefusedUnverified(source)
 	if audited {
-		h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Action: actionOf(target), Source: source,
+		h.cfg.Service.RecordRefusal(audit.Record{Time: time.Now(), RequestID: id, Action: actionOf(target), Source: source,
 			Outcome: audit.Failed, ErrorType: code, Suppressed: suppressed, SuppressedAll: suppressedAll})
 	}
 	return code
@@ -195,7 +192,7 @@ func (h *Handler) unverified(id, target, source, code string) string {
 // for a reason other than authentication (refuse audits those, the service
 // the rest), so that every API request writes one record; it returns code.
 func (h *Handler) unserved(id, target, source, principal, code string) string {
-	h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Principal: principal,
+	h.cfg.Service.RecordRefusal(audit.Record{Time: time.Now(), RequestID: id, Principal: principal,
 		Action: actionOf(target), Source: source, Outcome: audit.Failed, ErrorType: code})
 	return code
 }

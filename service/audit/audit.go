@@ -14,6 +14,7 @@
 package audit
 
 import (
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -28,6 +29,11 @@ const (
 	// connection or reset it) before it finished: the client's doing, not
 	// a failure of the service.
 	Cancelled = "cancelled"
+	// Started is the record an operation that makes a secret writes
+	// before it commits the change: its final record, with the same
+	// request ID, follows. Should that one be lost, the trail still shows
+	// the change, and the secret is returned rather than lost with it.
+	Started = "started"
 )
 
 // Record is one audited operation.
@@ -79,6 +85,10 @@ type Logger struct {
 	spare   []byte     // the buffer of the last batch written, for reuse
 	batch   *batch     // the batch being gathered
 	writing bool       // a caller is writing a batch
+	// broken is set when a failed write left part of a line in the
+	// trail (a disk filling mid-write): the next batch starts on a new
+	// line, so that its first record is not glued to the broken one.
+	broken bool
 }
 
 // batch is one write of records: its callers learn from it when it is
@@ -125,19 +135,42 @@ func (l *Logger) Log(r Record) error {
 // writeBatch writes the batch being gathered, without holding l.mu while
 // it writes, and wakes its callers. l.mu is held on entry and on return.
 func (l *Logger) writeBatch() {
-	out, b := l.pending, l.batch
+	out, b, broken := l.pending, l.batch, l.broken
 	l.pending, l.spare = l.spare[:0], nil
 	l.batch = &batch{}
 	l.writing = true
 	l.mu.Unlock()
-	_, err := l.w.Write(out)
+	broken, err := l.write(out, broken)
 	l.mu.Lock()
-	l.writing = false
+	l.writing, l.broken = false, broken
 	b.written, b.err = true, err
 	if cap(out) <= maxSpare {
 		l.spare = out[:0]
 	}
 	l.done.Broadcast()
+}
+
+// newline ends a line a failed write left broken.
+var newline = []byte{'\n'}
+
+// write writes out, after a newline if the trail ends in a broken line,
+// and reports whether it ends in one now. A panicking writer is a failed
+// write: its batch's callers fail closed instead of waiting forever on a
+// batch never marked written, and l.mu, which Log unlocks when it
+// returns, is not unlocked twice.
+func (l *Logger) write(out []byte, broken bool) (brokenAfter bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			brokenAfter, err = true, fmt.Errorf("audit: the writer panicked: %v", r)
+		}
+	}()
+	if broken {
+		if _, err := l.w.Write(newline); err != nil {
+			return true, err
+		}
+	}
+	n, err := l.w.Write(out)
+	return n > 0 && out[n-1] != '\n', err
 }
 
 // maxSpare bounds the buffer kept between batches: a burst of large

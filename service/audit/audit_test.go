@@ -421,3 +421,81 @@ func BenchmarkLog(b *testing.B) {
 		l.Log(rec)
 	}
 }
+
+// fillingDisk accepts writes until room bytes are written in all, then
+// writes what fits and fails, as a disk filling mid-write does; more room
+// can be made. A panicking disk panics instead.
+type fillingDisk struct {
+	b       bytes.Buffer
+	room    int
+	panics  bool
+	written int
+}
+
+func (d *fillingDisk) Write(p []byte) (int, error) {
+	if d.panics {
+		panic("the writer broke")
+	}
+	n := min(len(p), d.room-d.written)
+	d.b.Write(p[:n])
+	d.written += n
+	if n < len(p) {
+		return n, errDiskFull
+	}
+	return n, nil
+}
+
+// TestAuditLogBrokenLineEnded proves that a write the disk cut short
+// leaves its broken line on its own: the next record written starts on a
+// new line and reads whole, instead of being glued to the broken one.
+func TestAuditLogBrokenLineEnded(t *testing.T) {
+	d := &fillingDisk{room: 1 << 20}
+	l := audit.New(d)
+	rec := func(id string) audit.Record {
+		return audit.Record{Time: time.Now(), RequestID: id, Action: "kms:Decrypt", Outcome: audit.Allowed}
+	}
+	if err := l.Log(rec("first")); err != nil {
+		t.Fatal(err)
+	}
+	d.room = d.written + 40 // part of the next line
+	if err := l.Log(rec("cut")); !errors.Is(err, errDiskFull) {
+		t.Fatalf("Log on a filling disk: %v, want the disk's error", err)
+	}
+	d.room = 1 << 20
+	if err := l.Log(rec("after")); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(d.b.String(), "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("%d lines, want the first, the broken one and the next:\n%s", len(lines), d.b.String())
+	}
+	for _, i := range []int{0, 2} {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(lines[i]), &m); err != nil {
+			t.Errorf("line %d does not read whole: %v\n%s", i+1, err, lines[i])
+		}
+	}
+	if !strings.Contains(lines[2], `"request_id":"after"`) {
+		t.Errorf("the last line is not the next record: %s", lines[2])
+	}
+}
+
+// TestAuditLogWriterPanic proves that a writer that panics fails the
+// records of its batch instead of hanging every later caller or crashing
+// the process, and that the trail is written again once it stops.
+func TestAuditLogWriterPanic(t *testing.T) {
+	d := &fillingDisk{room: 1 << 20, panics: true}
+	l := audit.New(d)
+	for range 2 {
+		if err := l.Log(audit.Record{Time: time.Now(), RequestID: "lost", Outcome: audit.Allowed}); err == nil || !strings.Contains(err.Error(), "panicked") {
+			t.Fatalf("Log with a panicking writer: %v, want an error saying so", err)
+		}
+	}
+	d.panics = false
+	if err := l.Log(audit.Record{Time: time.Now(), RequestID: "kept", Outcome: audit.Allowed}); err != nil {
+		t.Fatalf("Log once the writer works: %v", err)
+	}
+	if !strings.Contains(d.b.String(), `"request_id":"kept"`) {
+		t.Fatalf("the record is not in the trail: %q", d.b.String())
+	}
+}

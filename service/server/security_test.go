@@ -6,9 +6,13 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
+	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -301,5 +305,50 @@ func TestUnverifiedRefusalsAreBounded(t *testing.T) {
 	}
 	if failed+counted > refused {
 		t.Fatalf("%d records + %d counted > %d refusals", failed, counted, refused)
+	}
+}
+
+// switchedWriter fails every write, as a full disk does, while full is
+// set, and otherwise writes to w.
+type switchedWriter struct {
+	full atomic.Bool
+	w    io.Writer
+}
+
+func (s *switchedWriter) Write(p []byte) (int, error) {
+	if s.full.Load() {
+		return 0, errors.New("write audit.log: no space left on device")
+	}
+	return s.w.Write(p)
+}
+
+// TestRefusalRecordsLostAreCounted proves that the records of requests
+// refused before the service (a wrong signature, an unknown operation)
+// go through the service's audit trail: while it cannot be written they
+// are answered with their own errors, and the log counts them among the
+// records lost once it works again.
+func TestRefusalRecordsLostAreCounted(t *testing.T) {
+	disk := &switchedWriter{}
+	ts := startServer(t, func(c *Config) { disk.w = c.Audit; c.Audit = disk })
+	bad := aws.Credentials{AccessKeyID: rootID, SecretAccessKey: "a-guessed-secret-0123456789abcdefghij"}
+	disk.full.Store(true)
+	for range 3 {
+		if r := send(t, ts.signedRequest(t, "TrentService.ListKeys", []byte(`{}`), bad, time.Now())); r.typ != "InvalidSignatureException" {
+			t.Fatalf("a wrong signature with the audit trail failing: %d %s %q, want InvalidSignatureException", r.status, r.typ, r.msg)
+		}
+	}
+	if r := send(t, ts.signedRequest(t, "TrentService.NoSuchOperation", []byte(`{}`), rootCreds, time.Now())); r.typ != "UnknownOperationException" {
+		t.Fatalf("an unknown operation with the audit trail failing: %d %s %q", r.status, r.typ, r.msg)
+	}
+	disk.full.Store(false)
+	if r := send(t, ts.signedRequest(t, "TrentService.ListKeys", []byte(`{}`), rootCreds, time.Now())); r.status != http.StatusOK {
+		t.Fatalf("ListKeys once the audit trail works again: %d %s %q", r.status, r.typ, r.msg)
+	}
+	logs := ts.logs.String()
+	if n := strings.Count(logs, "writing the audit trail failed"); n != 1 {
+		t.Errorf("the log says %d times that the audit trail fails, want once:\n%s", n, logs)
+	}
+	if !regexp.MustCompile(`"@message":"the audit trail is written again".*"records_lost":4[,}]`).MatchString(logs) {
+		t.Errorf("the log does not count the 4 refusals' records as lost:\n%s", logs)
 	}
 }

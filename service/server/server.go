@@ -166,11 +166,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	handler := api.New(api.Config{
-		Service:  s.svc,
+		Service: s.svc,
 		Verifier: auth.New(auth.Config{Credentials: s.svc, Region: cfg.Region, Hosts: cfg.AcceptedHosts, Failures: s.failures,
 			Logger: cfg.Logger.Named("auth")}),
-		Audit:    s.audit,
-		Logger:   cfg.Logger.Named("api"),
+		Logger: cfg.Logger.Named("api"),
 		Ready: func() (bool, string) {
 			if h := s.tok.Health(); !h.Ready {
 				return false, h.Reason

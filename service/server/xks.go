@@ -109,7 +109,7 @@ func (s *Server) listenXKS() error {
 	}
 	v := auth.New(auth.Config{Service: "kms-xks-proxy", Regions: x.Regions, Hosts: s.cfg.AcceptedHosts, SignedHeadersOnly: true,
 		Failures: s.failures, Logger: s.cfg.Logger.Named("xks-auth")})
-	var h http.Handler = xks.New(xks.Config{Service: s.svc, Verifier: v, Audit: s.audit, Logger: s.cfg.Logger.Named("xks"), Model: x.Model})
+	var h http.Handler = xks.New(xks.Config{Service: s.svc, Verifier: v, Logger: s.cfg.Logger.Named("xks"), Model: x.Model})
 	if s.procs != nil {
 		h = s.procs.wrap(h)
 	}

@@ -39,14 +39,13 @@ const (
 
 // Config wires a Handler.
 type Config struct {
+	// Service serves the requests, audits them, and records those refused
+	// before it saw them in the same trail (Service.RecordRefusal).
 	Service *service.Service
 	// Verifier checks SigV4 for service kms-xks-proxy, with the signed
 	// headers as listed (auth.Config.Service, SignedHeadersOnly).
 	Verifier *auth.Verifier
-	// Audit receives a record for every request refused before it reached
-	// the service; the service audits the rest.
-	Audit  *audit.Logger
-	Logger hclog.Logger
+	Logger   hclog.Logger
 	// Model is the xksProxyModel GetHealthStatus reports ("hsmkms 1.2.3").
 	Model string
 }
@@ -60,9 +59,6 @@ type Handler struct {
 func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
-	}
-	if cfg.Audit == nil {
-		cfg.Audit = audit.Discard()
 	}
 	if cfg.Model == "" {
 		cfg.Model = "hsmkms"
@@ -122,7 +118,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id string, t tar
 	}
 	if sc.noStore {
 		writeError(w, id, ErrInvalidURIPath, "no external key store has this URI path")
-		h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Principal: creds.AccessKeyID, PrincipalName: creds.Name,
+		h.cfg.Service.RecordRefusal(audit.Record{Time: time.Now(), RequestID: id, Principal: creds.AccessKeyID, PrincipalName: creds.Name,
 			Action: t.action(), Source: source, Outcome: audit.Failed, ErrorType: ErrInvalidURIPath})
 		return
 	}
@@ -133,7 +129,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id string, t tar
 		if errors.As(err, &ie) {
 			// Refused before the service, which audits the rest.
 			writeError(w, id, ie.name, ie.msg)
-			h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Principal: creds.AccessKeyID, PrincipalName: creds.Name,
+			h.cfg.Service.RecordRefusal(audit.Record{Time: time.Now(), RequestID: id, Principal: creds.AccessKeyID, PrincipalName: creds.Name,
 				Action: t.action(), Source: source, Outcome: audit.Failed, ErrorType: ie.name})
 			return
 		}
@@ -277,12 +273,12 @@ func (h *Handler) refuse(w http.ResponseWriter, id string, t target, source stri
 	var ae *auth.Error
 	if !errors.As(err, &ae) {
 		name := h.fail(w, id, err)
-		h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Action: t.action(), Source: source,
+		h.cfg.Service.RecordRefusal(audit.Record{Time: time.Now(), RequestID: id, Action: t.action(), Source: source,
 			Outcome: audit.Failed, ErrorType: name})
 		return
 	}
 	if !ae.Unaudited {
-		h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Principal: ae.AccessKeyID, Action: t.action(),
+		h.cfg.Service.RecordRefusal(audit.Record{Time: time.Now(), RequestID: id, Principal: ae.AccessKeyID, Action: t.action(),
 			Source: source, Outcome: audit.Denied, ErrorType: ErrAuthenticationFail, Suppressed: ae.Suppressed, SuppressedID: ae.SuppressedID,
 			SuppressedAll: ae.SuppressedAll})
 	}
@@ -306,7 +302,7 @@ const msgCredentialFailed = "The request's signature could not be verified with 
 // within its source's failure budget: anyone can send these.
 func (h *Handler) unverified(id string, t target, source, name string) {
 	if audited, suppressed, suppressedAll := h.cfg.Verifier.RefusedUnverified(source); audited {
-		h.cfg.Audit.Log(audit.Record{Time: time.Now(), RequestID: id, Action: t.action(), Source: source,
+		h.cfg.Service.RecordRefusal(audit.Record{Time: time.Now(), RequestID: id, Action: t.action(), Source: source,
 			Outcome: audit.Failed, ErrorType: name, Suppressed: suppressed, SuppressedAll: suppressedAll})
 	}
 }
