@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -1778,5 +1779,55 @@ func TestAuditWriteFailureFailsClosed(t *testing.T) {
 	}
 	if !strings.Contains(disk.b.String(), `"action":"kms:Decrypt"`) {
 		t.Error("no Decrypt record once the audit trail works again")
+	}
+}
+
+// TestAuditFailureLogConcurrent proves that with many callers and an audit
+// trail that fails on and off, the log's "failed" and "written again"
+// alternate, and the records_lost they report add up to exactly the
+// records whose callers were told theirs was lost.
+func TestAuditFailureLogConcurrent(t *testing.T) {
+	var writes atomic.Int64
+	disk := &fullDisk{refuse: func([]byte) bool { return writes.Add(1)/7%2 == 1 }} // runs of 7 writes
+	f := newFixture(t, "", func(c *Config) { c.Audit = audit.New(disk) })
+	var lost atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Go(func() {
+			for i := range 200 {
+				if err := f.svc.writeAudit(audit.Record{RequestID: fmt.Sprintf("g%d-%d", g, i), Outcome: audit.Allowed}); err != nil {
+					lost.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	disk.refuse = nil
+	if err := f.svc.writeAudit(audit.Record{RequestID: "last", Outcome: audit.Allowed}); err != nil {
+		t.Fatal(err)
+	}
+	var reported int64
+	failing := false
+	for _, line := range auditLines(t, f.logs.String()) {
+		switch line["@message"] {
+		case "writing the audit trail failed: operations answer KMSInternalException until it works again":
+			if failing {
+				t.Fatal("the log says twice in a row that the audit trail fails")
+			}
+			failing = true
+		case "the audit trail is written again":
+			if !failing {
+				t.Fatal("the log says the audit trail is written again without saying it failed")
+			}
+			failing = false
+			n, err := line["records_lost"].(json.Number).Int64()
+			if err != nil {
+				t.Fatalf("records_lost %v: %v", line["records_lost"], err)
+			}
+			reported += n
+		}
+	}
+	if lost.Load() == 0 || reported != lost.Load() {
+		t.Fatalf("the log reports %d records lost, callers were told of %d", reported, lost.Load())
 	}
 }

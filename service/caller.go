@@ -154,16 +154,36 @@ func (s *Service) RecordRefusal(r audit.Record) {
 func (s *Service) writeAudit(r audit.Record) error {
 	err := s.audit.Log(r)
 	if err == nil {
-		if s.auditFailing.Load() && s.auditFailing.CompareAndSwap(true, false) {
-			s.log.Warn("the audit trail is written again", "records_lost", s.auditLost.Swap(0))
+		if s.auditFailing.Load() {
+			s.auditRecovered()
 		}
 		return nil
 	}
-	s.auditLost.Add(1)
-	if s.auditFailing.CompareAndSwap(false, true) {
+	s.auditFailed(err)
+	return wrapErr(CodeInternal, ErrAuditUnwritten, "the audit record of this request could not be written")
+}
+
+// auditFailed counts a lost record, and logs the first of a run.
+func (s *Service) auditFailed(err error) {
+	s.auditMu.Lock()
+	defer s.auditMu.Unlock()
+	s.auditLost++
+	if !s.auditFailing.Load() {
+		s.auditFailing.Store(true)
 		s.log.Error("writing the audit trail failed: operations answer KMSInternalException until it works again", "error", err)
 	}
-	return wrapErr(CodeInternal, ErrAuditUnwritten, "the audit record of this request could not be written")
+}
+
+// auditRecovered logs, once a run, that records are written again, with
+// how many the run lost.
+func (s *Service) auditRecovered() {
+	s.auditMu.Lock()
+	defer s.auditMu.Unlock()
+	if s.auditFailing.Load() {
+		s.auditFailing.Store(false)
+		s.log.Warn("the audit trail is written again", "records_lost", s.auditLost)
+		s.auditLost = 0
+	}
 }
 
 // withContext records the encryption context of the request. The record

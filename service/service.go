@@ -164,9 +164,13 @@ type Service struct {
 	secrets  secretCache
 	internal atomic.Pointer[internalKeyRecord]
 	// auditFailing is whether the last audit write failed, auditLost how
-	// many records were lost since the failures began (caller.go).
+	// many records were lost since the failures began (caller.go). The
+	// success path only loads auditFailing; auditMu orders the changes, so
+	// that the log's "failed" and "written again" alternate and each lost
+	// record is counted in exactly one "written again".
 	auditFailing atomic.Bool
-	auditLost    atomic.Int64
+	auditMu      sync.Mutex
+	auditLost    int64
 	// xksHealth is the last XKS health check (xkscrypto.go).
 	xksHealth xksHealthCache
 	// leaseHeld is whether this replica held the maintenance lease at its
