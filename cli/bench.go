@@ -147,10 +147,16 @@ type leanClient struct {
 }
 
 func newLeanClient(c *cli.Context) (*leanClient, error) {
-	endpoints := strings.Split(c.String("endpoint"), ",")
+	given := c.String("endpoint")
+	if strings.TrimSpace(given) == "" {
+		return nil, cli.Exit("hsmkms: give --endpoint or HSMKMS_ENDPOINT (bench: one or more, comma-separated)", ExitUsage)
+	}
+	endpoints := strings.Split(given, ",")
 	for i, e := range endpoints {
+		// "a, b" is a list as people write it.
+		e = strings.TrimSpace(e)
 		if e == "" {
-			return nil, cli.Exit("hsmkms: give --endpoint or HSMKMS_ENDPOINT (bench: one or more, comma-separated)", ExitUsage)
+			return nil, cli.Exit(fmt.Sprintf("hsmkms: --endpoint %q has an empty entry: give endpoints separated by single commas", given), ExitUsage)
 		}
 		var err error
 		if endpoints[i], err = endpointURL(e); err != nil {

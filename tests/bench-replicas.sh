@@ -84,6 +84,9 @@ vs1 = rate / one if one else 1.0
 txreq = (tx1 - tx0) / max(r["requests"], 1)
 err = f"  ERRORS {r['errors']}: {r.get('first_error', '')}" if r["errors"] else ""
 print(f"{op:<16} {n:9d} {rate:10.0f} {vs1:8.2f} {t['rate_per_second']:10.0f} {busy:9.0%} {txreq:9.4f} {r['p99_ms']:9.2f}{err}")
+# A rate with failed requests in it is no figure: fail the run, as bench.sh does.
+if r["errors"] or t["errors"]:
+    sys.exit(f"{op} on {n} replicas: {r['errors']} requests failed, {t['errors']} against the token")
 PY
     # An if, not [ ] &&: as the script's last command, a false test
     # would be its exit status.

@@ -287,15 +287,16 @@ func TestBenchLeavesNoKey(t *testing.T) {
 
 // TestBenchEndpoints proves bench takes several comma-separated endpoints
 // (replicas without a balancer, as tests/bench-replicas.sh gives them),
-// each as --endpoint takes one (here one without its scheme), and refuses
-// the list when one of them is not a server URL.
+// each as --endpoint takes one (here one without its scheme, after a
+// space), and refuses the list when one of them is not a server URL or is
+// empty.
 func TestBenchEndpoints(t *testing.T) {
 	s := newSandbox(t)
 	srv := s.startDev(filepath.Join(t.TempDir(), "dev"))
 	env := srv.clientEnv()
 	key := createKey(s, env, "bench endpoints")
 	endpoint := srv.exports["HSMKMS_ENDPOINT"]
-	both := endpoint + "," + strings.TrimPrefix(endpoint, "http://")
+	both := endpoint + ", " + strings.TrimPrefix(endpoint, "http://")
 	res := decode[struct{ Requests, Errors int }](t, s.run(env, "--output", "json", "bench", "--endpoint", both,
 		"--op", "GenerateDataKey", "--concurrency", "2", "--duration", "300ms", "--key-id", key))
 	if res.Requests == 0 || res.Errors != 0 {
@@ -304,6 +305,10 @@ func TestBenchEndpoints(t *testing.T) {
 	r := s.run(env, "bench", "--endpoint", endpoint+",ftp://127.0.0.1:1", "--key-id", key, "--duration", "300ms")
 	if r.code != 2 || !strings.Contains(r.stderr, `--endpoint "ftp://127.0.0.1:1" is not a server URL`) {
 		t.Errorf("an endpoint that is not a server URL: want exit 2 naming it, got %v", r)
+	}
+	r = s.run(env, "bench", "--endpoint", endpoint+",", "--key-id", key, "--duration", "300ms")
+	if r.code != 2 || !strings.Contains(r.stderr, `has an empty entry`) {
+		t.Errorf("an endpoint list with an empty entry: want exit 2 saying so, got %v", r)
 	}
 }
 
