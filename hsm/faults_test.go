@@ -215,6 +215,27 @@ func (f *faulty) GenerateKey(s pkcs11.SessionHandle, m []*pkcs11.Mechanism, t []
 	return f.PKCS11.GenerateKey(s, m, t)
 }
 
+func (f *faulty) GenerateKeyPair(s pkcs11.SessionHandle, m []*pkcs11.Mechanism, pub, priv []*pkcs11.Attribute) (pkcs11.ObjectHandle, pkcs11.ObjectHandle, error) {
+	if err := f.hook("GenerateKeyPair"); err != nil {
+		return 0, 0, err
+	}
+	return f.PKCS11.GenerateKeyPair(s, m, pub, priv)
+}
+
+func (f *faulty) GetAttributeValue(s pkcs11.SessionHandle, o pkcs11.ObjectHandle, a []*pkcs11.Attribute) ([]*pkcs11.Attribute, error) {
+	if err := f.hook("GetAttributeValue"); err != nil {
+		return nil, err
+	}
+	return f.PKCS11.GetAttributeValue(s, o, a)
+}
+
+func (f *faulty) DestroyObject(s pkcs11.SessionHandle, o pkcs11.ObjectHandle) error {
+	if err := f.hook("DestroyObject"); err != nil {
+		return err
+	}
+	return f.PKCS11.DestroyObject(s, o)
+}
+
 func (f *faulty) WrapKey(s pkcs11.SessionHandle, m []*pkcs11.Mechanism, w, k pkcs11.ObjectHandle) ([]byte, error) {
 	if err := f.hook("WrapKey"); err != nil {
 		return nil, err

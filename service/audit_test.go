@@ -87,7 +87,8 @@ var serviceActions = []string{
 	"kms:EnableKeyRotation", "kms:DisableKeyRotation", "kms:GetKeyRotationStatus",
 	"kms:ListKeyRotations", "kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias",
 	"kms:ListAliases", "kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt", "kms:GenerateDataKey",
-	"kms:GenerateDataKeyWithoutPlaintext", "kms:GenerateRandom", "kms:Sign", "kms:Verify",
+	"kms:GenerateDataKeyWithoutPlaintext", "kms:GenerateDataKeyPair", "kms:GenerateDataKeyPairWithoutPlaintext",
+	"kms:GenerateRandom", "kms:Sign", "kms:Verify",
 	"kms:GenerateMac", "kms:VerifyMac", "kms:GetPublicKey",
 	"kms:GetParametersForImport", "kms:ImportKeyMaterial", "kms:DeleteImportedKeyMaterial",
 	"kms:CreateGrant", "kms:ListGrants", "kms:ListRetirableGrants", "kms:RetireGrant", "kms:RevokeGrant",
@@ -428,6 +429,37 @@ func TestAuditOneRecordPerOperation(t *testing.T) {
 		{name: "GenerateDataKeyWithoutPlaintext disabled", who: A, action: "kms:GenerateDataKeyWithoutPlaintext", outcome: fl, errType: CodeDisabled, keyID: dis,
 			call: func(c context.Context) error {
 				_, err := s.GenerateDataKeyWithoutPlaintext(c, GenerateDataKeyInput{KeyId: dis, KeySpec: "AES_128"})
+				return err
+			}},
+
+		{name: "GenerateDataKeyPair", who: A, action: "kms:GenerateDataKeyPair", outcome: al, keyID: sym, version: 1, ec: ec,
+			call: func(c context.Context) error {
+				_, err := s.GenerateDataKeyPair(c, GenerateDataKeyPairInput{KeyId: sym, KeyPairSpec: "ECC_NIST_P256", EncryptionContext: ec})
+				return err
+			}},
+		{name: "GenerateDataKeyPair", who: N, action: "kms:GenerateDataKeyPair", outcome: dn, errType: CodeAccessDenied, keyID: sym,
+			call: func(c context.Context) error {
+				_, err := s.GenerateDataKeyPair(c, GenerateDataKeyPairInput{KeyId: sym, KeyPairSpec: "ECC_NIST_P256"})
+				return err
+			}},
+		{name: "GenerateDataKeyPair SM2", who: A, action: "kms:GenerateDataKeyPair", outcome: fl, errType: CodeUnsupported,
+			call: func(c context.Context) error {
+				_, err := s.GenerateDataKeyPair(c, GenerateDataKeyPairInput{KeyId: sym, KeyPairSpec: "SM2"})
+				return err
+			}},
+		{name: "GenerateDataKeyPairWithoutPlaintext by alias", who: A, action: "kms:GenerateDataKeyPairWithoutPlaintext", outcome: al, keyID: kw, version: 1, alias: "alias/audit-kw",
+			call: func(c context.Context) error {
+				_, err := s.GenerateDataKeyPairWithoutPlaintext(c, GenerateDataKeyPairInput{KeyId: "alias/audit-kw", KeyPairSpec: "ECC_NIST_P256"})
+				return err
+			}},
+		{name: "GenerateDataKeyPairWithoutPlaintext", who: N, action: "kms:GenerateDataKeyPairWithoutPlaintext", outcome: dn, errType: CodeAccessDenied, keyID: kw,
+			call: func(c context.Context) error {
+				_, err := s.GenerateDataKeyPairWithoutPlaintext(c, GenerateDataKeyPairInput{KeyId: kw, KeyPairSpec: "ECC_NIST_P256"})
+				return err
+			}},
+		{name: "GenerateDataKeyPairWithoutPlaintext disabled", who: A, action: "kms:GenerateDataKeyPairWithoutPlaintext", outcome: fl, errType: CodeDisabled, keyID: dis,
+			call: func(c context.Context) error {
+				_, err := s.GenerateDataKeyPairWithoutPlaintext(c, GenerateDataKeyPairInput{KeyId: dis, KeyPairSpec: "ECC_NIST_P256"})
 				return err
 			}},
 

@@ -46,6 +46,14 @@ func TestDryRunAndRecipientRefused(t *testing.T) {
 			out, err := f.svc.GenerateDataKeyWithoutPlaintext(ctx, GenerateDataKeyInput{KeyId: sym, KeySpec: "AES_256", DryRun: true})
 			return out.CiphertextBlob != nil, err
 		}, "DryRun"},
+		{"GenerateDataKeyPair", func() (bool, error) {
+			out, err := f.svc.GenerateDataKeyPair(ctx, GenerateDataKeyPairInput{KeyId: sym, KeyPairSpec: "ECC_NIST_P256", DryRun: true})
+			return out.PrivateKeyPlaintext != nil || out.PrivateKeyCiphertextBlob != nil, err
+		}, "DryRun"},
+		{"GenerateDataKeyPairWithoutPlaintext", func() (bool, error) {
+			out, err := f.svc.GenerateDataKeyPairWithoutPlaintext(ctx, GenerateDataKeyPairInput{KeyId: sym, KeyPairSpec: "ECC_NIST_P256", DryRun: true})
+			return out.PrivateKeyCiphertextBlob != nil, err
+		}, "DryRun"},
 		{"Sign", func() (bool, error) {
 			out, err := f.svc.Sign(ctx, SignInput{KeyId: ecc, Message: []byte("m"), SigningAlgorithm: "ECDSA_SHA_256", DryRun: true})
 			return out.Signature != nil, err
@@ -69,6 +77,10 @@ func TestDryRunAndRecipientRefused(t *testing.T) {
 		{"GenerateDataKey to an enclave", func() (bool, error) {
 			out, err := f.svc.GenerateDataKey(ctx, GenerateDataKeyInput{KeyId: sym, KeySpec: "AES_256", Recipient: recipient})
 			return out.Plaintext != nil || out.CiphertextBlob != nil, err
+		}, "Recipient"},
+		{"GenerateDataKeyPair to an enclave", func() (bool, error) {
+			out, err := f.svc.GenerateDataKeyPair(ctx, GenerateDataKeyPairInput{KeyId: sym, KeyPairSpec: "ECC_NIST_P256", Recipient: recipient})
+			return out.PrivateKeyPlaintext != nil || out.PrivateKeyCiphertextBlob != nil, err
 		}, "Recipient"},
 		{"GenerateRandom to an enclave", func() (bool, error) {
 			out, err := f.svc.GenerateRandom(ctx, GenerateRandomInput{NumberOfBytes: 32, Recipient: recipient})

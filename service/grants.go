@@ -39,6 +39,7 @@ const (
 // encryption context (and so obeys a grant's constraints).
 var grantOps = map[string]bool{
 	"Decrypt": true, "Encrypt": true, "GenerateDataKey": true, "GenerateDataKeyWithoutPlaintext": true,
+	"GenerateDataKeyPair": true, "GenerateDataKeyPairWithoutPlaintext": true,
 	"ReEncryptFrom": true, "ReEncryptTo": true, "CreateGrant": true, "RetireGrant": true,
 	"DescribeKey": false, "GetPublicKey": false, "Sign": false, "Verify": false,
 	"GenerateMac": false, "VerifyMac": false,
@@ -51,7 +52,8 @@ func grantOpsFor(usage string, asymmetric bool) []string {
 	case usage == UsageEncrypt && asymmetric:
 		return append(common, "Decrypt", "Encrypt", "GetPublicKey", "ReEncryptFrom", "ReEncryptTo")
 	case usage == UsageEncrypt:
-		return append(common, "Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo")
+		return append(common, "Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext",
+			"GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo")
 	case usage == UsageSign:
 		return append(common, "GetPublicKey", "Sign", "Verify")
 	case usage == UsageMAC:

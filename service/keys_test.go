@@ -788,6 +788,14 @@ var ksOps = []ksOp{
 		_, err := s.GenerateDataKeyWithoutPlaintext(ctx, GenerateDataKeyInput{KeyId: id, KeySpec: "AES_256"})
 		return err
 	}},
+	{"kms:GenerateDataKeyPair", true, func(ctx context.Context, s *Service, id string, _ *ksAuthzEnv) error {
+		_, err := s.GenerateDataKeyPair(ctx, GenerateDataKeyPairInput{KeyId: id, KeyPairSpec: "ECC_NIST_P256"})
+		return err
+	}},
+	{"kms:GenerateDataKeyPairWithoutPlaintext", true, func(ctx context.Context, s *Service, id string, _ *ksAuthzEnv) error {
+		_, err := s.GenerateDataKeyPairWithoutPlaintext(ctx, GenerateDataKeyPairInput{KeyId: id, KeyPairSpec: "ECC_NIST_P256"})
+		return err
+	}},
 	{"kms:Sign", true, func(ctx context.Context, s *Service, id string, _ *ksAuthzEnv) error {
 		_, err := s.Sign(ctx, SignInput{KeyId: id, Message: []byte("m"), SigningAlgorithm: "ECDSA_SHA_256"})
 		return err

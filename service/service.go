@@ -35,6 +35,7 @@ type HSM interface {
 	SealDataKeyPortable(ctx context.Context, id hsm.ObjectID, n int, iv, header, context []byte) (dataKey, sealed []byte, err error)
 	UnsealPortable(ctx context.Context, id hsm.ObjectID, iv, header, context, sealed []byte) ([]byte, error)
 	GenerateRandom(ctx context.Context, n int) ([]byte, error)
+	GenerateDataKeyPair(ctx context.Context, spec hsm.KeySpec) (privateKey, publicKey []byte, err error)
 	Sign(ctx context.Context, id hsm.ObjectID, alg hsm.SigningAlgorithm, digest []byte) ([]byte, error)
 	Verify(ctx context.Context, id hsm.ObjectID, alg hsm.SigningAlgorithm, digest, sig []byte) error
 	PublicKey(ctx context.Context, id hsm.ObjectID) (crypto.PublicKey, error)

@@ -64,6 +64,11 @@ const (
 	// ActionGenerateDataKeyWithoutPlaintext is the action of
 	// GenerateDataKeyWithoutPlaintext.
 	ActionGenerateDataKeyWithoutPlaintext = "kms:GenerateDataKeyWithoutPlaintext"
+	// ActionGenerateDataKeyPair is the action of GenerateDataKeyPair.
+	ActionGenerateDataKeyPair = "kms:GenerateDataKeyPair"
+	// ActionGenerateDataKeyPairWithoutPlaintext is the action of
+	// GenerateDataKeyPairWithoutPlaintext.
+	ActionGenerateDataKeyPairWithoutPlaintext = "kms:GenerateDataKeyPairWithoutPlaintext"
 	// ActionGenerateRandom is the action of GenerateRandom.
 	ActionGenerateRandom = "kms:GenerateRandom"
 	// ActionSign is the action of Sign.
@@ -161,6 +166,7 @@ var knownActions = [...]string{
 	ActionCreateAlias, ActionUpdateAlias, ActionDeleteAlias, ActionListAliases,
 	ActionEncrypt, ActionDecrypt, ActionReEncryptFrom, ActionReEncryptTo,
 	ActionGenerateDataKey, ActionGenerateDataKeyWithoutPlaintext,
+	ActionGenerateDataKeyPair, ActionGenerateDataKeyPairWithoutPlaintext,
 	ActionGenerateRandom, ActionSign, ActionVerify, ActionGenerateMac, ActionVerifyMac, ActionGetPublicKey,
 	ActionGetParametersForImport, ActionImportKeyMaterial, ActionDeleteImportedKeyMaterial,
 	ActionCreateGrant, ActionListGrants, ActionListRetirableGrants, ActionRetireGrant, ActionRevokeGrant,

@@ -644,8 +644,8 @@ func TestValidate(t *testing.T) {
 
 func TestKnownActions(t *testing.T) {
 	all := KnownActions()
-	if len(all) != 54 {
-		t.Errorf("%d known actions, want 54", len(all))
+	if len(all) != 56 {
+		t.Errorf("%d known actions, want 56", len(all))
 	}
 	seen := map[string]bool{}
 	for _, a := range all {

@@ -1,0 +1,119 @@
+package service
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/x509"
+	"strings"
+	"testing"
+)
+
+// TestGenerateDataKeyPair proves, for every key pair spec and every
+// symmetric mechanism, that GenerateDataKeyPair returns a PKCS#8 private
+// key whose public key is PublicKey, and a PrivateKeyCiphertextBlob that
+// Decrypt opens to that private key with the same encryption context and
+// no other; that the WithoutPlaintext form returns no private key but a
+// blob that opens to one matching its PublicKey; and that the output names
+// the key's ARN, the spec and the version's material.
+func TestGenerateDataKeyPair(t *testing.T) {
+	k := newBlobKit(t)
+	ctx := admin(t)
+	ec := map[string]string{"purpose": "signing"}
+	for _, mech := range []string{"aes-gcm", "aes-kw", "aes-cbc-hmac"} {
+		id := k.key(mech)
+		for _, spec := range []string{"ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521", "RSA_2048"} {
+			t.Run(mech+"/"+spec, func(t *testing.T) {
+				out, err := k.svc.GenerateDataKeyPair(ctx, GenerateDataKeyPairInput{KeyId: id, KeyPairSpec: spec, EncryptionContext: ec})
+				if err != nil {
+					t.Fatalf("GenerateDataKeyPair: %v", err)
+				}
+				if out.KeyId != k.arn(id) || out.KeyPairSpec != spec || out.KeyMaterialId == "" {
+					t.Errorf("output names key %q, spec %q, material %q; want %s, %s and a material ID", out.KeyId, out.KeyPairSpec, out.KeyMaterialId, k.arn(id), spec)
+				}
+				wantMatchingPair(t, out.PrivateKeyPlaintext, out.PublicKey)
+				dec, err := k.svc.Decrypt(ctx, DecryptInput{CiphertextBlob: out.PrivateKeyCiphertextBlob, EncryptionContext: ec})
+				if err != nil || !bytes.Equal(dec.Plaintext, out.PrivateKeyPlaintext) {
+					t.Fatalf("Decrypt of PrivateKeyCiphertextBlob: %v, or not the private key", err)
+				}
+				if _, err := k.svc.Decrypt(ctx, DecryptInput{CiphertextBlob: out.PrivateKeyCiphertextBlob}); CodeOf(err) != CodeInvalidCipher {
+					t.Errorf("Decrypt without the encryption context: %v, want InvalidCiphertextException", err)
+				}
+
+				wo, err := k.svc.GenerateDataKeyPairWithoutPlaintext(ctx, GenerateDataKeyPairInput{KeyId: id, KeyPairSpec: spec})
+				if err != nil || wo.PrivateKeyPlaintext != nil {
+					t.Fatalf("GenerateDataKeyPairWithoutPlaintext: %v, private key returned %v", err, wo.PrivateKeyPlaintext != nil)
+				}
+				dec, err = k.svc.Decrypt(ctx, DecryptInput{CiphertextBlob: wo.PrivateKeyCiphertextBlob})
+				if err != nil {
+					t.Fatalf("Decrypt of the WithoutPlaintext blob: %v", err)
+				}
+				wantMatchingPair(t, dec.Plaintext, wo.PublicKey)
+				if bytes.Equal(wo.PublicKey, out.PublicKey) {
+					t.Error("two calls returned the same key pair")
+				}
+			})
+		}
+	}
+}
+
+// wantMatchingPair checks that priv is PKCS#8 DER whose public key
+// encodes to pub.
+func wantMatchingPair(t *testing.T, priv, pub []byte) {
+	t.Helper()
+	key, err := x509.ParsePKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatalf("the private key is not PKCS#8: %v", err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(key.(crypto.Signer).Public())
+	if err != nil || !bytes.Equal(der, pub) {
+		t.Fatalf("PublicKey is not the private key's public key (%v)", err)
+	}
+}
+
+// TestGenerateDataKeyPairRefusals proves the errors of GenerateDataKeyPair
+// with AWS's types and messages, before any key pair is made: a missing or
+// unknown spec, specs AWS KMS knows and hsmkms does not make, an
+// asymmetric or HMAC key, a disabled key, an unknown key and none. (An
+// aes-kw key takes a context here, unlike in GenerateDataKey: the private
+// key is sealed as Encrypt seals, which binds it; TestGenerateDataKeyPair
+// proves it.)
+func TestGenerateDataKeyPairRefusals(t *testing.T) {
+	k := newBlobKit(t)
+	ctx := admin(t)
+	sym := k.key("aes-gcm")
+	signing := k.createKey(t, CreateKeyInput{KeySpec: "ECC_NIST_P256", KeyUsage: UsageSign})
+	mac := k.createKey(t, CreateKeyInput{KeySpec: "HMAC_256", KeyUsage: UsageMAC})
+	disabled := k.key("aes-gcm")
+	if err := k.svc.DisableKey(ctx, KeyIDInput{KeyId: disabled}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		in   GenerateDataKeyPairInput
+		code Code
+		msg  string
+	}{
+		{"no spec", GenerateDataKeyPairInput{KeyId: sym}, CodeValidation,
+			"1 validation error detected: Value null at 'keyPairSpec' failed to satisfy constraint: Member must not be null"},
+		{"unknown spec", GenerateDataKeyPairInput{KeyId: sym, KeyPairSpec: "RSA_1024"}, CodeValidation,
+			"1 validation error detected: Value 'RSA_1024' at 'keyPairSpec' failed to satisfy constraint: Member must satisfy enum value set: [RSA_2048"},
+		{"SM2", GenerateDataKeyPairInput{KeyId: sym, KeyPairSpec: "SM2"}, CodeUnsupported, "KeyPairSpec SM2 is not supported"},
+		{"Ed25519", GenerateDataKeyPairInput{KeyId: sym, KeyPairSpec: "ECC_NIST_EDWARDS25519"}, CodeUnsupported, "KeyPairSpec ECC_NIST_EDWARDS25519 is not supported"},
+		{"ML-KEM", GenerateDataKeyPairInput{KeyId: sym, KeyPairSpec: "ML_KEM_768"}, CodeUnsupported, "KeyPairSpec ML_KEM_768 is not supported"},
+		{"signing key", GenerateDataKeyPairInput{KeyId: signing, KeyPairSpec: "ECC_NIST_P256"}, CodeInvalidKeyUsage, ""},
+		{"HMAC key", GenerateDataKeyPairInput{KeyId: mac, KeyPairSpec: "ECC_NIST_P256"}, CodeInvalidKeyUsage, ""},
+		{"disabled key", GenerateDataKeyPairInput{KeyId: disabled, KeyPairSpec: "ECC_NIST_P256"}, CodeDisabled, ""},
+		{"unknown key", GenerateDataKeyPairInput{KeyId: "alias/none", KeyPairSpec: "ECC_NIST_P256"}, CodeNotFound, ""},
+		{"no key", GenerateDataKeyPairInput{KeyPairSpec: "ECC_NIST_P256"}, CodeValidation, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := k.svc.GenerateDataKeyPair(ctx, tc.in)
+			if CodeOf(err) != tc.code || !strings.Contains(MessageOf(err), tc.msg) {
+				t.Fatalf("GenerateDataKeyPair = %v, want %s %q", err, tc.code, tc.msg)
+			}
+			if out.PrivateKeyPlaintext != nil || out.PrivateKeyCiphertextBlob != nil || out.PublicKey != nil {
+				t.Fatal("a refused request returned key material")
+			}
+		})
+	}
+}
