@@ -1265,7 +1265,8 @@ func newFixtureOn(t *testing.T, label, pin string) *fixture {
 
 // TestSecretsNotInAuditOrLogs runs every operation that handles secret
 // material — Encrypt and Decrypt of many distinct plaintexts, data keys of
-// aes-gcm and aes-kw keys (with and without plaintext), ReEncrypt both
+// aes-gcm and aes-kw keys (with and without plaintext), data key pairs'
+// private keys, ReEncrypt both
 // ways, GenerateRandom, Sign and Verify of RAW messages and digests — then
 // failing requests (altered and foreign ciphertexts, wrong contexts,
 // oversized input, disabled keys, wrong algorithms and signatures) and
@@ -1375,6 +1376,26 @@ func TestSecretsNotInAuditOrLogs(t *testing.T) {
 					t.Fatal(err)
 				}
 				sc.add("data key without plaintext of "+dk.id, d.Plaintext)
+			}
+			for _, spec := range []string{"ECC_NIST_P256", "RSA_2048"} {
+				for _, id := range []string{gcm, kw} {
+					in := GenerateDataKeyPairInput{KeyId: id, KeyPairSpec: spec, EncryptionContext: ec}
+					out, err := s.GenerateDataKeyPair(ctx, in)
+					if err != nil {
+						t.Fatal(err)
+					}
+					sc.add("data key pair of "+id, out.PrivateKeyPlaintext)
+					decrypt(t, out.PrivateKeyCiphertextBlob, ec, out.PrivateKeyPlaintext)
+					wo, err := s.GenerateDataKeyPairWithoutPlaintext(ctx, in)
+					if err != nil {
+						t.Fatal(err)
+					}
+					d, err := s.Decrypt(ctx, DecryptInput{CiphertextBlob: wo.PrivateKeyCiphertextBlob, EncryptionContext: ec})
+					if err != nil {
+						t.Fatal(err)
+					}
+					sc.add("data key pair without plaintext of "+id, d.Plaintext)
+				}
 			}
 			for _, b := range slices.Clone(blobs) {
 				to, toEC := kw, map[string]string{"re": "encrypted"}
