@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -551,6 +553,25 @@ func TestClientCryptoCommands(t *testing.T) {
 				t.Errorf("datakey %s", r.stdout)
 			}
 		}},
+		{name: "datakey-pair", args: argv("-o", "json", "datakey-pair", "--key", k1, "--context", "purpose=pair"), check: func(t *testing.T, r result) {
+			v := decode[datakeyPairView](t, r.stdout)
+			priv, err := x509.ParsePKCS8PrivateKey(v.PrivateKeyPlaintext)
+			if err != nil || v.KeyPairSpec != "ECC_NIST_P256" || !strings.Contains(v.KeyId, k1) {
+				t.Fatalf("datakey-pair %+v: %v", v, err)
+			}
+			if pub, err := x509.MarshalPKIXPublicKey(priv.(crypto.Signer).Public()); err != nil || !bytes.Equal(pub, v.PublicKey) {
+				t.Fatalf("the public key is not the private key's (%v)", err)
+			}
+			write(t, "pair.bin", v.PrivateKeyCiphertextBlob)
+			dk.Plaintext = v.PrivateKeyPlaintext
+		}},
+		{name: "decrypt the private key", args: argv("decrypt-value", "--in", file("pair.bin"), "--context", "purpose=pair"), check: plaintextIs(&dk.Plaintext)},
+		{name: "datakey-pair RSA table --no-plaintext", args: argv("datakey-pair", "--key", k2, "--spec", "RSA_2048", "--no-plaintext"), check: func(t *testing.T, r result) {
+			if strings.Contains(r.stdout, "private_key") || !strings.Contains(r.stdout, "spec") || !strings.Contains(r.stdout, "RSA_2048") {
+				t.Errorf("datakey-pair --no-plaintext printed:\n%s", r.stdout)
+			}
+		}},
+		{name: "datakey-pair SM2", args: argv("datakey-pair", "--key", k1, "--spec", "SM2"), code: ExitError, check: contains("UnsupportedOperationException")},
 		{name: "encrypt-value --value --base64", args: argv("encrypt-value", "--key", k1, "--value", string(secret), "--context", "app=x", "--base64"),
 			check: func(t *testing.T, r result) {
 				if _, err := base64.StdEncoding.DecodeString(strings.TrimSpace(r.stdout)); err != nil {

@@ -46,6 +46,18 @@ func datakeyCommand() *cli.Command {
 		}}.command()
 }
 
+func datakeyPairCommand() *cli.Command {
+	return leaf{name: "datakey-pair", usage: "generate a data key pair: its public key, its private key and the private key's ciphertext under a KMS key, base64 DER", run: datakeyPair,
+		description: "--key is a key ID, a key ARN, an alias name (alias/…) or an alias ARN.\n" +
+			"The public key is a SubjectPublicKeyInfo, the private key PKCS#8; decrypt-value of the ciphertext gives the private key back.",
+		flags: []cli.Flag{
+			keyFlag("KMS key to encrypt the private key under (required)"),
+			&cli.StringFlag{Name: "spec", EnvVars: envVars("spec"), Usage: "RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256 (default), ECC_NIST_P384, ECC_NIST_P521 or ECC_SECG_P256K1"},
+			contextFlag("context", "KEY=VALUE of the encryption context (repeatable)"),
+			&cli.BoolFlag{Name: "no-plaintext", EnvVars: envVars("no-plaintext"), Usage: "return no private key, only its ciphertext (GenerateDataKeyPairWithoutPlaintext)"},
+		}}.command()
+}
+
 func encryptValueCommand() *cli.Command {
 	return leaf{name: "encrypt-value", usage: fmt.Sprintf("encrypt a small value (at most %d bytes) with a KMS key", maxPlaintext), run: encryptValue,
 		description: "Writes the ciphertext to standard output as raw bytes, or base64 with --base64.\n" +
@@ -224,6 +236,64 @@ func datakey(c *cli.Context, _ []string) error {
 			row(w, "plaintext", base64.StdEncoding.EncodeToString(v.Plaintext))
 		}
 		row(w, "ciphertext", base64.StdEncoding.EncodeToString(v.CiphertextBlob))
+	})
+}
+
+// datakeyPairView is what datakey-pair prints with --output json: the
+// fields of AWS KMS's GenerateDataKeyPair response.
+type datakeyPairView struct {
+	KeyId                    string `json:"KeyId"`
+	KeyPairSpec              string `json:"KeyPairSpec"`
+	PublicKey                []byte `json:"PublicKey"`
+	PrivateKeyPlaintext      []byte `json:"PrivateKeyPlaintext,omitempty"`
+	PrivateKeyCiphertextBlob []byte `json:"PrivateKeyCiphertextBlob"`
+}
+
+func datakeyPair(c *cli.Context, _ []string) error {
+	key, err := requireKey(c)
+	if err != nil {
+		return err
+	}
+	ec, err := encryptionContext(c, "context")
+	if err != nil {
+		return err
+	}
+	spec := types.DataKeyPairSpec(c.String("spec"))
+	if spec == "" {
+		spec = types.DataKeyPairSpecEccNistP256
+	}
+	// The server names the specs it makes; an unknown one is its
+	// ValidationException, listing AWS's values.
+	cl, err := kmsClient(c)
+	if err != nil {
+		return err
+	}
+	var v datakeyPairView
+	if c.Bool("no-plaintext") {
+		out, err := cl.GenerateDataKeyPairWithoutPlaintext(c.Context, &kms.GenerateDataKeyPairWithoutPlaintextInput{
+			KeyId: aws.String(key), KeyPairSpec: spec, EncryptionContext: ec})
+		if err != nil {
+			return keyErr(key, err)
+		}
+		v = datakeyPairView{KeyId: aws.ToString(out.KeyId), KeyPairSpec: string(out.KeyPairSpec), PublicKey: out.PublicKey,
+			PrivateKeyCiphertextBlob: out.PrivateKeyCiphertextBlob}
+	} else {
+		out, err := cl.GenerateDataKeyPair(c.Context, &kms.GenerateDataKeyPairInput{
+			KeyId: aws.String(key), KeyPairSpec: spec, EncryptionContext: ec})
+		if err != nil {
+			return keyErr(key, err)
+		}
+		v = datakeyPairView{KeyId: aws.ToString(out.KeyId), KeyPairSpec: string(out.KeyPairSpec), PublicKey: out.PublicKey,
+			PrivateKeyPlaintext: out.PrivateKeyPlaintext, PrivateKeyCiphertextBlob: out.PrivateKeyCiphertextBlob}
+	}
+	return printOut(c, v, func(w io.Writer) {
+		row(w, "key", v.KeyId)
+		row(w, "spec", v.KeyPairSpec)
+		row(w, "public_key", base64.StdEncoding.EncodeToString(v.PublicKey))
+		if v.PrivateKeyPlaintext != nil {
+			row(w, "private_key", base64.StdEncoding.EncodeToString(v.PrivateKeyPlaintext))
+		}
+		row(w, "ciphertext", base64.StdEncoding.EncodeToString(v.PrivateKeyCiphertextBlob))
 	})
 }
 

@@ -38,6 +38,7 @@ var examples = map[string]string{
 	"principal rotate-secret": "hsmkms principal rotate-secret billing-app --yes --print env",
 	"principal delete":        "hsmkms principal delete billing-app --yes",
 	"datakey":                 "hsmkms datakey --key alias/billing --spec AES_256 --context team=finance",
+	"datakey-pair":            "hsmkms datakey-pair --key alias/billing --spec ECC_NIST_P256 --context team=finance",
 	"encrypt-value":           "printf secret | hsmkms encrypt-value --key alias/billing --in - --base64",
 	"decrypt-value":           "hsmkms decrypt-value --in value.b64 --base64",
 	"re-encrypt":              "hsmkms re-encrypt --key alias/billing-2027 --in value.enc > value.new.enc",

@@ -20,7 +20,7 @@ import (
 // through the AWS SDK, the principal administration through adminclient.
 func clientCommands() []*cli.Command {
 	return []*cli.Command{keyCommand(), aliasCommand(), principalCommand(),
-		datakeyCommand(), encryptValueCommand(), decryptValueCommand(), reEncryptCommand(),
+		datakeyCommand(), datakeyPairCommand(), encryptValueCommand(), decryptValueCommand(), reEncryptCommand(),
 		signCommand(), verifyCommand(), encryptFileCommand(), decryptFileCommand(), xksCommand()}
 }
 
