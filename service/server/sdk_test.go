@@ -9,6 +9,7 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"os"
 	"regexp"
@@ -250,6 +251,67 @@ func TestSDKOperations(t *testing.T) {
 			if err != nil || len(dec.Plaintext) != tc.want || bytes.Equal(dec.Plaintext, out.Plaintext) {
 				t.Fatalf("%s: Decrypt of a data key made without plaintext = %x, %v; want a fresh %d-byte key", tc.name, dec.Plaintext, err, tc.want)
 			}
+		}
+	})
+
+	t.Run("GenerateDataKeyPair", func(t *testing.T) {
+		ctx := t.Context()
+		encCtx := map[string]string{"file": "pair"}
+		out, err := c.GenerateDataKeyPair(ctx, &kms.GenerateDataKeyPairInput{KeyId: aws.String(keys.sym),
+			KeyPairSpec: types.DataKeyPairSpecEccNistP256, EncryptionContext: encCtx})
+		if err != nil || aws.ToString(out.KeyId) != keyARNPre+keys.sym || out.KeyPairSpec != types.DataKeyPairSpecEccNistP256 ||
+			aws.ToString(out.KeyMaterialId) != "v1" || len(out.PrivateKeyCiphertextBlob) == 0 {
+			t.Fatalf("GenerateDataKeyPair ECC_NIST_P256 = %+v, %v", out, err)
+		}
+		priv := keyPairMatches(t, out.PrivateKeyPlaintext, out.PublicKey)
+		if k, ok := priv.(*ecdsa.PrivateKey); !ok || k.Curve.Params().Name != "P-256" {
+			t.Fatalf("GenerateDataKeyPair ECC_NIST_P256 made a %T", priv)
+		}
+		if bytes.Contains(out.PrivateKeyCiphertextBlob, out.PrivateKeyPlaintext) {
+			t.Fatal("the private key is in the clear in PrivateKeyCiphertextBlob")
+		}
+		dec, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: out.PrivateKeyCiphertextBlob, EncryptionContext: encCtx})
+		if err != nil || !bytes.Equal(dec.Plaintext, out.PrivateKeyPlaintext) || aws.ToString(dec.KeyId) != keyARNPre+keys.sym {
+			t.Fatalf("Decrypt of PrivateKeyCiphertextBlob = %+v, %v; want PrivateKeyPlaintext", dec, err)
+		}
+		_, err = c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: out.PrivateKeyCiphertextBlob})
+		if !isA[*types.InvalidCiphertextException](err) {
+			t.Fatalf("Decrypt of PrivateKeyCiphertextBlob without its context: err = %v, want InvalidCiphertextException", err)
+		}
+
+		wp, err := c.GenerateDataKeyPairWithoutPlaintext(ctx, &kms.GenerateDataKeyPairWithoutPlaintextInput{KeyId: aws.String("alias/sdk-one"),
+			KeyPairSpec: types.DataKeyPairSpecRsa2048})
+		if err != nil || aws.ToString(wp.KeyId) != keyARNPre+keys.sym || wp.KeyPairSpec != types.DataKeyPairSpecRsa2048 ||
+			len(wp.PrivateKeyCiphertextBlob) == 0 {
+			t.Fatalf("GenerateDataKeyPairWithoutPlaintext RSA_2048 = %+v, %v", wp, err)
+		}
+		// The SDK's output type has no PrivateKeyPlaintext, so it would
+		// drop one: the response itself must not carry it.
+		raw := send(t, ts.signedRequest(t, "TrentService.GenerateDataKeyPairWithoutPlaintext",
+			[]byte(`{"KeyId":"`+keys.sym+`","KeyPairSpec":"ECC_NIST_P256"}`), rootCreds, time.Now()))
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(raw.body, &fields); err != nil || raw.status != 200 {
+			t.Fatalf("GenerateDataKeyPairWithoutPlaintext on the wire: %d %s", raw.status, raw.body)
+		}
+		if _, ok := fields["PrivateKeyPlaintext"]; ok || fields["PublicKey"] == nil || fields["PrivateKeyCiphertextBlob"] == nil {
+			t.Fatalf("GenerateDataKeyPairWithoutPlaintext sent the fields %s", raw.body)
+		}
+		dec, err = c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: wp.PrivateKeyCiphertextBlob})
+		if err != nil {
+			t.Fatalf("Decrypt of the RSA PrivateKeyCiphertextBlob: %v", err)
+		}
+		priv = keyPairMatches(t, dec.Plaintext, wp.PublicKey)
+		if k, ok := priv.(*rsa.PrivateKey); !ok || k.N.BitLen() != 2048 {
+			t.Fatalf("GenerateDataKeyPairWithoutPlaintext RSA_2048 made a %T", priv)
+		}
+
+		_, err = c.GenerateDataKeyPair(ctx, &kms.GenerateDataKeyPairInput{KeyId: aws.String(keys.sym), KeyPairSpec: types.DataKeyPairSpecSm2})
+		if !isA[*types.UnsupportedOperationException](err) || !strings.Contains(err.Error(), "KeyPairSpec SM2 is not supported") {
+			t.Fatalf("GenerateDataKeyPair SM2: err = %v, want UnsupportedOperationException", err)
+		}
+		_, err = c.GenerateDataKeyPair(ctx, &kms.GenerateDataKeyPairInput{KeyId: aws.String(keys.ecc), KeyPairSpec: types.DataKeyPairSpecEccNistP256})
+		if !isA[*types.InvalidKeyUsageException](err) {
+			t.Fatalf("GenerateDataKeyPair under a signing key: err = %v, want InvalidKeyUsageException", err)
 		}
 	})
 
@@ -689,6 +751,25 @@ func TestSDKOperations(t *testing.T) {
 			}
 		}
 	})
+}
+
+// keyPairMatches parses a data key pair's PKCS#8 private key and fails
+// unless its public key is exactly the DER SubjectPublicKeyInfo pub.
+func keyPairMatches(t *testing.T, priv, pub []byte) crypto.PrivateKey {
+	t.Helper()
+	k, err := x509.ParsePKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatalf("the private key is not PKCS#8: %v", err)
+	}
+	signer, ok := k.(crypto.Signer)
+	if !ok {
+		t.Fatalf("a %T private key", k)
+	}
+	der, err := x509.MarshalPKIXPublicKey(signer.Public())
+	if err != nil || !bytes.Equal(der, pub) {
+		t.Fatalf("the private key's public key is %x (%v), PublicKey %x", der, err, pub)
+	}
+	return k
 }
 
 // trentOperations reads the TrentService operations of the route table.
