@@ -1827,7 +1827,7 @@ func TestAuditWriteFailureFailsClosed(t *testing.T) {
 			t.Fatalf("Decrypt once the audit trail works again: %v", err)
 		}
 	}
-	if n := len(regexp.MustCompile(`"@message":"the audit trail is written again".*"records_lost":4}`).FindAllString(f.logs.String(), -1)); n != 1 {
+	if n := len(regexp.MustCompile(`"@message":"the audit trail is written again".*"records_lost":4[,}]`).FindAllString(f.logs.String(), -1)); n != 1 {
 		t.Errorf("the log says %d times that the audit trail works again with 4 records lost, want once:\n%s", n, f.logs)
 	}
 	if !strings.Contains(disk.b.String(), `"action":"kms:Decrypt"`) {
@@ -1882,5 +1882,20 @@ func TestAuditFailureLogConcurrent(t *testing.T) {
 	}
 	if lost.Load() == 0 || reported != lost.Load() {
 		t.Fatalf("the log reports %d records lost, callers were told of %d", reported, lost.Load())
+	}
+}
+
+// TestRefusalCountsLostAreLogged proves that a refusal record lost to a
+// failing audit trail does not lose the failures it stood for besides
+// itself: the recovery line counts them as suppressed_failures_lost.
+func TestRefusalCountsLostAreLogged(t *testing.T) {
+	disk := &fullDisk{}
+	f := newFixture(t, "", func(c *Config) { c.Audit = audit.New(disk) })
+	disk.full.Store(true)
+	f.svc.RecordRefusal(audit.Record{Action: "kms:Decrypt", Outcome: audit.Denied, Suppressed: 3, SuppressedID: 4, SuppressedAll: 5})
+	disk.full.Store(false)
+	f.svc.RecordRefusal(audit.Record{Action: "kms:Decrypt", Outcome: audit.Denied})
+	if !regexp.MustCompile(`"@message":"the audit trail is written again".*"records_lost":1,"suppressed_failures_lost":12[,}]`).MatchString(f.logs.String()) {
+		t.Fatalf("the recovery line does not count the lost record and its 12 failures:\n%s", f.logs)
 	}
 }

@@ -143,9 +143,15 @@ var ErrAuditUnwritten = errors.New("service: the audit record could not be writt
 // the limit). A failed write changes no answer, since the request gets an
 // error anyway, but it is counted and logged as the service's own are:
 // once when writes start failing, with the records lost when they work
-// again.
+// again, and with the failed authentications the lost records stood for
+// besides their own (their suppressed counts), so that those are not
+// lost without a trace.
 func (s *Service) RecordRefusal(r audit.Record) {
-	_ = s.writeAudit(r)
+	if s.writeAudit(r) != nil {
+		s.auditMu.Lock()
+		s.auditLostSuppressed += int64(r.Suppressed + r.SuppressedID + r.SuppressedAll)
+		s.auditMu.Unlock()
+	}
 }
 
 // writeAudit writes r. A failed write is ErrAuditUnwritten, and the log
@@ -181,8 +187,9 @@ func (s *Service) auditRecovered() {
 	defer s.auditMu.Unlock()
 	if s.auditFailing.Load() {
 		s.auditFailing.Store(false)
-		s.log.Warn("the audit trail is written again", "records_lost", s.auditLost)
-		s.auditLost = 0
+		s.log.Warn("the audit trail is written again", "records_lost", s.auditLost,
+			"suppressed_failures_lost", s.auditLostSuppressed)
+		s.auditLost, s.auditLostSuppressed = 0, 0
 	}
 }
 

@@ -172,6 +172,9 @@ type Service struct {
 	auditFailing atomic.Bool
 	auditMu      sync.Mutex
 	auditLost    int64
+	// auditLostSuppressed counts the failed authentications that lost
+	// refusal records stood for besides themselves (RecordRefusal).
+	auditLostSuppressed int64
 	// xksHealth is the last XKS health check (xkscrypto.go).
 	xksHealth xksHealthCache
 	// leaseHeld is whether this replica held the maintenance lease at its

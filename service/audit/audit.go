@@ -165,8 +165,8 @@ func (l *Logger) write(out []byte, broken bool) (brokenAfter bool, err error) {
 		}
 	}()
 	if broken {
-		if _, err := l.w.Write(newline); err != nil {
-			return true, err
+		if n, err := l.w.Write(newline); err != nil {
+			return n == 0, err
 		}
 	}
 	n, err := l.w.Write(out)

@@ -461,6 +461,10 @@ func TestAuditLogBrokenLineEnded(t *testing.T) {
 	if err := l.Log(rec("cut")); !errors.Is(err, errDiskFull) {
 		t.Fatalf("Log on a filling disk: %v, want the disk's error", err)
 	}
+	// The next write fails before the newline too: the line stays broken.
+	if err := l.Log(rec("lost")); !errors.Is(err, errDiskFull) {
+		t.Fatalf("Log on a full disk: %v, want the disk's error", err)
+	}
 	d.room = 1 << 20
 	if err := l.Log(rec("after")); err != nil {
 		t.Fatal(err)

@@ -334,7 +334,10 @@ func (v *Verifier) verify(ctx context.Context, r *http.Request, body []byte, loo
 	}
 	want, err := v.expectedSignature(ctx, r, a, creds.Secret, payloadHash[:], t, len(body))
 	if err != nil {
-		return fail(CodeIncomplete, "%v", err)
+		// Reached only with a known ID, so it is the credential's failure
+		// (Error.Credential): answered apart, it would tell a known ID
+		// from an unknown one.
+		return credentialFailure(CodeIncomplete, err.Error(), a.accessKeyID)
 	}
 	if !hmac.Equal(want[:], []byte(a.signature)) {
 		return credentialFailure(CodeInvalid, "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.", a.accessKeyID)

@@ -326,3 +326,48 @@ func TestHostRefusedEvenSigned(t *testing.T) {
 		}
 	}
 }
+
+// TestCredentialFailuresMarked proves which failures are marked as the
+// credential's (Error.Credential): every one decided after the access key
+// ID is looked up, or by the ID itself (unknown, malformed, a wrong
+// secret, SignedHeaders that cannot be verified with a known ID), so that
+// the XKS listener can answer them alike; and none that the request alone
+// decides (a stale date), which keep their own messages.
+func TestCredentialFailuresMarked(t *testing.T) {
+	c := &clock{t: time.Now()}
+	v := newVerifier(c)
+	reorder := func(r *http.Request) {
+		a := r.Header.Get("Authorization")
+		i := strings.Index(a, "SignedHeaders=")
+		j := strings.Index(a[i:], ",")
+		headers := strings.Split(a[i+len("SignedHeaders="):i+j], ";")
+		headers[0], headers[len(headers)-1] = headers[len(headers)-1], headers[0]
+		r.Header.Set("Authorization", a[:i]+"SignedHeaders="+strings.Join(headers, ";")+a[i+j:])
+	}
+	for _, tc := range []struct {
+		name       string
+		creds      aws.Credentials
+		at         time.Time
+		change     func(*http.Request)
+		credential bool
+	}{
+		{"unknown ID", aws.Credentials{AccessKeyID: "AKIAUNKNOWN00000001", SecretAccessKey: testSecret}, c.t, nil, true},
+		{"malformed ID", aws.Credentials{AccessKeyID: "not-an-id", SecretAccessKey: testSecret}, c.t, nil, true},
+		{"wrong secret", aws.Credentials{AccessKeyID: testID, SecretAccessKey: "wrong"}, c.t, nil, true},
+		{"SignedHeaders out of order, known ID", root, c.t, reorder, true},
+		{"SignedHeaders out of order, unknown ID", aws.Credentials{AccessKeyID: "AKIAUNKNOWN00000001", SecretAccessKey: testSecret}, c.t, reorder, true},
+		{"stale date", root, c.t.Add(-time.Hour), nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := request(t, "TrentService.ListKeys")
+			sign(t, r, tc.creds, tc.at)
+			if tc.change != nil {
+				tc.change(r)
+			}
+			code, ae := verifyCode(t, v, r)
+			if code == "" || ae.Credential != tc.credential {
+				t.Fatalf("%s %q: Credential %v, want %v", code, ae.Message, ae != nil && ae.Credential, tc.credential)
+			}
+		})
+	}
+}

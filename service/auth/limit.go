@@ -68,10 +68,11 @@ type failures struct {
 // with nothing unreported are forgotten, then, if that frees nothing, keys
 // with nothing unreported whatever their budget (a forgotten budget starts
 // full: more is audited, never less), and only if all hold counts does the
-// table start over (the counts are lost, never the budget of a future
-// failure). Since a key enters the table only through an audited failure,
-// which the budget of all sources meters, filling it with counts takes
-// hours of a flood at that budget's full rate.
+// table start over (their budgets are forgotten, and their counts move to
+// the count of all sources, so that none is lost). Since a key enters the
+// table only through an audited failure, which the budget of all sources
+// meters, filling it with counts takes hours of a flood at that budget's
+// full rate.
 const maxFailureKeys = 10000
 
 // NewFailureBudget returns a budget of burst audited failures at once per
@@ -153,11 +154,13 @@ func (l *FailureBudget) fail(source, id string) verdict {
 // of idKey (when not ""), and hands their counts to the failure's record.
 func (l *FailureBudget) audited(now time.Time, srcKey, idKey string) verdict {
 	l.all.AllowN(now, 1)
-	v := verdict{audit: true, suppressedAll: l.allSuppressed}
-	l.allSuppressed = 0
+	// Prune first: counts a reset drops go to allSuppressed, which this
+	// record then carries, its own source's and ID's among them.
 	if len(l.m)+2 > maxFailureKeys {
 		l.prune(now)
 	}
+	v := verdict{audit: true, suppressedAll: l.allSuppressed}
+	l.allSuppressed = 0
 	src := l.entry(srcKey)
 	src.lim.AllowN(now, 1)
 	v.suppressed, src.suppressed = src.suppressed, 0
@@ -210,6 +213,11 @@ func (l *FailureBudget) prune(now time.Time) {
 		}
 	}
 	if len(l.m) >= maxFailureKeys {
+		// Every key holds a count: start over, and keep the counts as
+		// failures of all sources, so that none goes unreported.
+		for _, f := range l.m {
+			l.allSuppressed += f.suppressed
+		}
 		clear(l.m)
 	}
 }

@@ -196,3 +196,31 @@ func TestFailureCountsKeptApart(t *testing.T) {
 			v.audit, v.suppressed, v.suppressedID)
 	}
 }
+
+// TestFailureTableResetKeepsCounts proves that when every key of a full
+// table holds a count and the table starts over, the counts are not lost:
+// the next audited failure carries them all as failures of all sources.
+func TestFailureTableResetKeepsCounts(t *testing.T) {
+	now := time.Now()
+	l := NewFailureBudget(1, 1, func() time.Time { return now })
+	// Fill the table with sources that each hold one count: one audited
+	// failure (enters the table), one counted; spread in time so that the
+	// budget of all sources lets each first failure be audited.
+	for i := range maxFailureKeys {
+		now = now.Add(time.Second)
+		src := fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+		if !l.fail(src, "").audit {
+			t.Fatalf("source %d's first failure was not audited", i)
+		}
+		l.fail(src, "")
+	}
+	if n := len(l.m); n != maxFailureKeys {
+		t.Fatalf("the table holds %d keys, want it full at %d", n, maxFailureKeys)
+	}
+	now = now.Add(time.Second)
+	v := l.fail("203.0.113.7", "")
+	if !v.audit || v.suppressedAll != maxFailureKeys {
+		t.Fatalf("the failure that reset the table: audited %v with %d of all sources counted, want the %d counts of the table",
+			v.audit, v.suppressedAll, maxFailureKeys)
+	}
+}
