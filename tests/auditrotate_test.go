@@ -182,7 +182,11 @@ func TestAuditWriteFailure(t *testing.T) {
 	}
 	waitContains(t, real, `"request_id":"`+id+`"`)
 	// The four requests above were lost, and so was any request the loop
-	// sent before the reopen took effect: at least four, counted once.
+	// sent before the reopen took effect: at least four, counted once. The
+	// server logs the recovery before it answers, but its standard error
+	// reaches srv.stderr through a pipe and a copying goroutine: wait for
+	// the line rather than read the buffer at once.
+	waitStderr(t, srv, 0, "the audit trail is written again")
 	logged := regexp.MustCompile(`the audit trail is written again: records_lost=(\d+)`).FindAllStringSubmatch(srv.stderr.String(), -1)
 	if len(logged) != 1 {
 		t.Fatalf("the server logged the recovery %d times, want once:\n%s", len(logged), srv.stderr)
