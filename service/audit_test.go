@@ -1739,6 +1739,42 @@ func TestAuditOfNewSecrets(t *testing.T) {
 		}
 	})
 
+	t.Run("refused before the started record", func(t *testing.T) {
+		if _, err := f.svc.RotatePrincipalSecret(ctx, RotatePrincipalSecretInput{AccessKeyId: "AKIANOSUCHPRINCIPAL1"}); CodeOf(err) != CodeNotFound {
+			t.Errorf("RotatePrincipalSecret of no principal: %v, want NotFoundException", err)
+		}
+		if _, err := f.svc.AddXKSCredential(ctx, XKSStoreInput{Prefix: "none"}); CodeOf(err) != CodeNotFound {
+			t.Errorf("AddXKSCredential to no store: %v, want NotFoundException", err)
+		}
+		for n := xksCredentials(); n < MaxXKSCredentials; n++ {
+			if _, err := f.svc.AddXKSCredential(ctx, XKSStoreInput{Prefix: "ext"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := strings.Count(disk.b.String(), `"outcome":"started"`)
+		if _, err := f.svc.AddXKSCredential(ctx, XKSStoreInput{Prefix: "ext"}); CodeOf(err) != CodeLimitExceeded {
+			t.Errorf("AddXKSCredential to a full store: %v, want LimitExceededException", err)
+		}
+		if n := strings.Count(disk.b.String(), `"outcome":"started"`); n != before {
+			t.Errorf("a refused AddXKSCredential wrote %d started records", n-before)
+		}
+		for _, id := range []string{"AKIANOSUCHPRINCIPAL1", "none"} {
+			if strings.Contains(disk.b.String(), `"outcome":"started","subject":"`+id+`"`) {
+				t.Errorf("a refused operation on %s wrote a started record", id)
+			}
+		}
+		// Make room again for the next subtest.
+		out, err := f.svc.ListXKSStores(ctx, ListXKSStoresInput{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range out.Stores[0].Credentials[1:] {
+			if err := f.svc.RemoveXKSCredential(ctx, XKSCredentialInput{Prefix: "ext", AccessKeyID: c.AccessKeyID}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
 	t.Run("final record lost, secret kept", func(t *testing.T) {
 		disk.refuse = finalOnly
 		rot, err := f.svc.RotatePrincipalSecret(ctx, RotatePrincipalSecretInput{AccessKeyId: app.AccessKeyId})

@@ -690,6 +690,12 @@ func (s *Service) RotatePrincipalSecret(ctx context.Context, in RotatePrincipalS
 	if err := o.authorize(nil, ""); err != nil {
 		return out, err
 	}
+	// Refuse what the change would refuse before the started record, so
+	// that one stands only for a rotation that is going to be committed
+	// (bar a concurrent delete, which the change still catches).
+	if err := s.checkPrincipalChange(ctx, in.AccessKeyId); err != nil {
+		return out, err
+	}
 	_, secret, err := NewAccessKey()
 	if err != nil {
 		return out, err
@@ -709,22 +715,41 @@ func (s *Service) RotatePrincipalSecret(ctx context.Context, in RotatePrincipalS
 
 // changePrincipal changes a principal that is not root in one transaction.
 func (s *Service) changePrincipal(ctx context.Context, id string, change func(*store.Principal)) error {
-	errRoot := newErr(CodeValidation, "the root principal changes at a restart (HSMKMS_ROOT_*), not here")
 	err := s.store.Update(ctx, func(tx store.Tx) error {
-		root, err := recordedRoot(tx)
-		switch {
-		case err == nil && root == id:
-			return errRoot
-		case err != nil && !errors.Is(err, store.ErrNotFound):
-			return err
-		}
-		p, err := tx.Principal(id)
+		p, err := changeablePrincipal(tx, id)
 		if err != nil {
 			return err
 		}
 		change(&p)
 		return tx.PutPrincipal(p)
 	})
+	return principalErr(err, id)
+}
+
+// checkPrincipalChange reports what changePrincipal would refuse, without
+// changing anything.
+func (s *Service) checkPrincipalChange(ctx context.Context, id string) error {
+	err := s.store.View(ctx, func(tx store.Tx) error {
+		_, err := changeablePrincipal(tx, id)
+		return err
+	})
+	return principalErr(err, id)
+}
+
+// changeablePrincipal reads the principal id, which must not be root.
+func changeablePrincipal(tx store.Tx, id string) (store.Principal, error) {
+	root, err := recordedRoot(tx)
+	switch {
+	case err == nil && root == id:
+		return store.Principal{}, newErr(CodeValidation, "the root principal changes at a restart (HSMKMS_ROOT_*), not here")
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return store.Principal{}, err
+	}
+	return tx.Principal(id)
+}
+
+// principalErr maps a store error about the principal id.
+func principalErr(err error, id string) error {
 	if errors.Is(err, store.ErrNotFound) {
 		return newErr(CodeNotFound, "no principal has access key ID %s", id)
 	}

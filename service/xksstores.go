@@ -281,6 +281,19 @@ func (s *Service) AddXKSCredential(ctx context.Context, in XKSStoreInput) (out X
 	if err != nil {
 		return out, err
 	}
+	// Refuse what the change would refuse (no store, no room) before the
+	// started record, so that one stands only for a credential that is
+	// going to be committed (bar a concurrent change the update catches).
+	err = s.store.View(ctx, func(tx store.Tx) error {
+		rec, err := tx.XKSStore(p)
+		if err != nil {
+			return err
+		}
+		return roomForXKSCredential(rec)
+	})
+	if err != nil {
+		return out, xksStoreErr(err, p)
+	}
 	id, secret, err := s.newXKSCredential(ctx)
 	if err != nil {
 		return out, err
@@ -293,8 +306,8 @@ func (s *Service) AddXKSCredential(ctx context.Context, in XKSStoreInput) (out X
 		return out, err
 	}
 	err = s.updateXKSStore(ctx, p, func(_ store.Tx, rec *store.XKSStore) error {
-		if len(rec.Credentials) >= MaxXKSCredentials {
-			return newErr(CodeLimitExceeded, "the external key store %s has %d credentials, the most it can; remove one first", p, MaxXKSCredentials)
+		if err := roomForXKSCredential(*rec); err != nil {
+			return err
 		}
 		rec.Credentials = append(rec.Credentials, store.XKSCredential{AccessKeyID: id, SealedSecret: sealed, CreatedAt: s.now().UTC()})
 		return nil
@@ -371,6 +384,14 @@ func (s *Service) updateXKSStore(ctx context.Context, p string, change func(stor
 		return err
 	})
 	return xksStoreErr(err, p)
+}
+
+// roomForXKSCredential refuses a credential more than a store may have.
+func roomForXKSCredential(rec store.XKSStore) error {
+	if len(rec.Credentials) >= MaxXKSCredentials {
+		return newErr(CodeLimitExceeded, "the external key store %s has %d credentials, the most it can; remove one first", rec.Prefix, MaxXKSCredentials)
+	}
+	return nil
 }
 
 // xksStoreErr maps a store error about the external key store p.
