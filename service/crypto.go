@@ -189,6 +189,20 @@ func recipientRefused() error {
 	return newErr(CodeUnsupported, "Recipient is not supported: hsmkms cannot encrypt the result to an attested enclave's key, and does not return it in plaintext instead")
 }
 
+// dataKeyRequest is what GenerateDataKey and GenerateDataKeyPair check
+// first, alike: the encryption context recorded for the audit, DryRun and
+// Recipient refused, the grant tokens read.
+func (o *op) dataKeyRequest(encCtx map[string]string, dryRun bool, recipient *RecipientInfo, grantTokens []string) error {
+	o.withContext(encCtx)
+	switch {
+	case dryRun:
+		return dryRunRefused()
+	case recipient != nil:
+		return recipientRefused()
+	}
+	return o.withGrantTokens(grantTokens)
+}
+
 // GenerateDataKey makes a data key on the token and returns it in plaintext
 // and protected under the key's current version.
 func (s *Service) GenerateDataKey(ctx context.Context, in GenerateDataKeyInput) (GenerateDataKeyOutput, error) {
@@ -203,14 +217,7 @@ func (s *Service) GenerateDataKeyWithoutPlaintext(ctx context.Context, in Genera
 func (s *Service) generateDataKey(ctx context.Context, action string, in GenerateDataKeyInput, plain bool) (out GenerateDataKeyOutput, err error) {
 	o := s.begin(ctx, action)
 	defer endWith(o, &out, &err)
-	o.withContext(in.EncryptionContext)
-	if in.DryRun {
-		return out, dryRunRefused()
-	}
-	if in.Recipient != nil {
-		return out, recipientRefused()
-	}
-	if err := o.withGrantTokens(in.GrantTokens); err != nil {
+	if err := o.dataKeyRequest(in.EncryptionContext, in.DryRun, in.Recipient, in.GrantTokens); err != nil {
 		return out, err
 	}
 	n, err := dataKeySize(in)

@@ -73,14 +73,7 @@ func (s *Service) generateDataKeyPair(ctx context.Context, action string, in Gen
 	}()
 	o := s.begin(ctx, action)
 	defer endWith(o, &out, &err)
-	o.withContext(in.EncryptionContext)
-	if in.DryRun {
-		return out, dryRunRefused()
-	}
-	if in.Recipient != nil {
-		return out, recipientRefused()
-	}
-	if err := o.withGrantTokens(in.GrantTokens); err != nil {
+	if err := o.dataKeyRequest(in.EncryptionContext, in.DryRun, in.Recipient, in.GrantTokens); err != nil {
 		return out, err
 	}
 	spec, err := dataKeyPairSpec(in.KeyPairSpec)
