@@ -2,15 +2,15 @@ package tests
 
 import (
 	"bytes"
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"crypto/x509"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hsmkms/hsmkms/service/server/servertest"
 )
 
 // TestDataKeyPair follows AWS's flow for data key pairs with the aws CLI:
@@ -55,7 +55,7 @@ func TestDataKeyPair(t *testing.T) {
 		t.Fatalf("generate-data-key-pair: KeyId %v, KeyPairSpec %v; want %s and ECC_NIST_P384", out["KeyId"], out["KeyPairSpec"], arn)
 	}
 	priv, pub := b64(t, out["PrivateKeyPlaintext"]), b64(t, out["PublicKey"])
-	if k, ok := pairKey(t, priv, pub).(*ecdsa.PrivateKey); !ok || k.Curve != elliptic.P384() {
+	if k, ok := servertest.KeyPairMatches(t, priv, pub).(*ecdsa.PrivateKey); !ok || k.Curve != elliptic.P384() {
 		t.Fatalf("generate-data-key-pair ECC_NIST_P384 made a %T", k)
 	}
 	if got := opensslPublic(a.write("p384.der", priv)); !bytes.Equal(got, pub) {
@@ -75,7 +75,7 @@ func TestDataKeyPair(t *testing.T) {
 	pub = b64(t, wp["PublicKey"])
 	blob = a.write("rsa.blob", b64(t, wp["PrivateKeyCiphertextBlob"]))
 	priv = b64(t, a.must("decrypt", "--ciphertext-blob", "fileb://"+blob)["Plaintext"])
-	if k, ok := pairKey(t, priv, pub).(*rsa.PrivateKey); !ok || k.N.BitLen() != 2048 {
+	if k, ok := servertest.KeyPairMatches(t, priv, pub).(*rsa.PrivateKey); !ok || k.N.BitLen() != 2048 {
 		t.Fatalf("generate-data-key-pair-without-plaintext RSA_2048 made a %T", k)
 	}
 	if got := opensslPublic(a.write("rsa.der", priv)); !bytes.Equal(got, pub) {
@@ -105,23 +105,4 @@ func TestDataKeyPair(t *testing.T) {
 	sign := a.must("create-key", "--key-spec", "ECC_NIST_P256", "--key-usage", "SIGN_VERIFY")["KeyMetadata"].(map[string]any)["KeyId"].(string)
 	serviceError("InvalidKeyUsageException", "generate-data-key-pair", "--key-id", sign, "--key-pair-spec", "ECC_NIST_P256")
 	serviceError("InvalidKeyUsageException", "generate-data-key-pair-without-plaintext", "--key-id", sign, "--key-pair-spec", "RSA_2048")
-}
-
-// pairKey parses a data key pair's PKCS#8 private key and fails unless its
-// public key is exactly the DER SubjectPublicKeyInfo pub.
-func pairKey(t *testing.T, priv, pub []byte) crypto.PrivateKey {
-	t.Helper()
-	k, err := x509.ParsePKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatalf("the private key is not PKCS#8: %v", err)
-	}
-	signer, ok := k.(crypto.Signer)
-	if !ok {
-		t.Fatalf("a %T private key", k)
-	}
-	der, err := x509.MarshalPKIXPublicKey(signer.Public())
-	if err != nil || !bytes.Equal(der, pub) {
-		t.Fatalf("the private key's public key is %x (%v), PublicKey %x", der, err, pub)
-	}
-	return k
 }

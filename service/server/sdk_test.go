@@ -24,6 +24,7 @@ import (
 	"github.com/hsmkms/hsmkms/service"
 	"github.com/hsmkms/hsmkms/service/api/adminclient"
 	"github.com/hsmkms/hsmkms/service/policy"
+	"github.com/hsmkms/hsmkms/service/server/servertest"
 )
 
 // sdkKeys are the keys TestSDKOperations makes, by role.
@@ -263,7 +264,7 @@ func TestSDKOperations(t *testing.T) {
 			aws.ToString(out.KeyMaterialId) != "v1" || len(out.PrivateKeyCiphertextBlob) == 0 {
 			t.Fatalf("GenerateDataKeyPair ECC_NIST_P256 = %+v, %v", out, err)
 		}
-		priv := keyPairMatches(t, out.PrivateKeyPlaintext, out.PublicKey)
+		priv := servertest.KeyPairMatches(t, out.PrivateKeyPlaintext, out.PublicKey)
 		if k, ok := priv.(*ecdsa.PrivateKey); !ok || k.Curve.Params().Name != "P-256" {
 			t.Fatalf("GenerateDataKeyPair ECC_NIST_P256 made a %T", priv)
 		}
@@ -300,7 +301,7 @@ func TestSDKOperations(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Decrypt of the RSA PrivateKeyCiphertextBlob: %v", err)
 		}
-		priv = keyPairMatches(t, dec.Plaintext, wp.PublicKey)
+		priv = servertest.KeyPairMatches(t, dec.Plaintext, wp.PublicKey)
 		if k, ok := priv.(*rsa.PrivateKey); !ok || k.N.BitLen() != 2048 {
 			t.Fatalf("GenerateDataKeyPairWithoutPlaintext RSA_2048 made a %T", priv)
 		}
@@ -751,25 +752,6 @@ func TestSDKOperations(t *testing.T) {
 			}
 		}
 	})
-}
-
-// keyPairMatches parses a data key pair's PKCS#8 private key and fails
-// unless its public key is exactly the DER SubjectPublicKeyInfo pub.
-func keyPairMatches(t *testing.T, priv, pub []byte) crypto.PrivateKey {
-	t.Helper()
-	k, err := x509.ParsePKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatalf("the private key is not PKCS#8: %v", err)
-	}
-	signer, ok := k.(crypto.Signer)
-	if !ok {
-		t.Fatalf("a %T private key", k)
-	}
-	der, err := x509.MarshalPKIXPublicKey(signer.Public())
-	if err != nil || !bytes.Equal(der, pub) {
-		t.Fatalf("the private key's public key is %x (%v), PublicKey %x", der, err, pub)
-	}
-	return k
 }
 
 // trentOperations reads the TrentService operations of the route table.

@@ -1,6 +1,7 @@
-// Package servertest holds what tests of the server's TLS listeners share,
-// in this module's packages and in the end-to-end tests: a throwaway
-// certificate authority that issues key pairs for 127.0.0.1.
+// Package servertest holds what tests of the server share, in this
+// module's packages and in the end-to-end tests: a throwaway certificate
+// authority that issues key pairs for 127.0.0.1, and the check that a data
+// key pair's halves belong together.
 package servertest
 
 import (
