@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -165,6 +166,23 @@ func TestXKSCredentials(t *testing.T) {
 	}
 	if _, err := f.svc.XKSCredentials(t.Context(), "p", made[0].Credential.AccessKeyID); !errors.Is(err, ErrUnknownPrincipal) {
 		t.Fatalf("a removed credential: %v", err)
+	}
+	// Each record of an added or removed credential names it beside the
+	// store: a trail that named only the store could not tell which
+	// credential was made or revoked.
+	var named []string
+	for _, r := range f.auditOf(t, policy.ActionUpdateXksStore) {
+		if r["outcome"] == "allowed" && r["subject"] == "p" {
+			named = append(named, fmt.Sprint(r["credential"]))
+		}
+	}
+	want := []string{}
+	for _, c := range made {
+		want = append(want, c.Credential.AccessKeyID)
+	}
+	want = append(want, made[0].Credential.AccessKeyID)
+	if !slices.Equal(named, want) {
+		t.Errorf("credentials named by the allowed UpdateXksStore records: %q, want %q (each added, then the removed one)", named, want)
 	}
 	for _, c := range made {
 		for _, out := range []string{f.audit.String(), f.logs.String()} {

@@ -302,6 +302,7 @@ func (s *Service) AddXKSCredential(ctx context.Context, in XKSStoreInput) (out X
 	if err != nil {
 		return out, err
 	}
+	o.rec.Credential = id
 	if err := o.intend(); err != nil {
 		return out, err
 	}
@@ -327,6 +328,7 @@ func (s *Service) RemoveXKSCredential(ctx context.Context, in XKSCredentialInput
 		return err
 	}
 	accessKeyID := in.AccessKeyID
+	o.rec.Credential = accessKeyID
 	return s.updateXKSStore(ctx, p, func(_ store.Tx, rec *store.XKSStore) error {
 		i := slices.IndexFunc(rec.Credentials, func(c store.XKSCredential) bool { return c.AccessKeyID == accessKeyID })
 		if i < 0 {

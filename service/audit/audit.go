@@ -65,6 +65,10 @@ type Record struct {
 	// Subject is the principal an administrative operation acts on (the
 	// access key ID created, deleted or whose secret was rotated).
 	Subject string
+	// Credential is the access key ID of the external key store
+	// credential an administrative operation adds or removes; Subject
+	// then names the store's path prefix.
+	Credential string
 	// Suppressed counts the failed authentications from the same source
 	// that were answered but not audited one by one since its last record
 	// (the failure limit of package auth); SuppressedID those that claimed

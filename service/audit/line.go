@@ -43,6 +43,7 @@ func appendLine(dst []byte, now time.Time, r Record) []byte {
 	dst = appendField(dst, "outcome", r.Outcome, false)
 	dst = appendField(dst, "error_type", r.ErrorType, true)
 	dst = appendField(dst, "subject", r.Subject, true)
+	dst = appendField(dst, "credential", r.Credential, true)
 	if r.Suppressed != 0 {
 		dst = append(dst, `,"suppressed":`...)
 		dst = strconv.AppendInt(dst, int64(r.Suppressed), 10)

@@ -25,6 +25,7 @@ type hclogLine struct {
 	Outcome           string            `json:"outcome"`
 	ErrorType         string            `json:"error_type,omitempty"`
 	Subject           string            `json:"subject,omitempty"`
+	Credential        string            `json:"credential,omitempty"`
 	Suppressed        int               `json:"suppressed,omitempty"`
 	SuppressedID      int               `json:"suppressed_id,omitempty"`
 	SuppressedAll     int               `json:"suppressed_all,omitempty"`
@@ -40,7 +41,7 @@ func viaHclog(now time.Time, r Record) []byte {
 		Time: r.Time.UTC().Format(time.RFC3339Nano), RequestID: r.RequestID, Principal: r.Principal, PrincipalName: r.PrincipalName,
 		Action: r.Action, KeyID: r.KeyID, KeyVersion: r.KeyVersion, Alias: r.Alias, GrantID: r.GrantID,
 		EncryptionContext: r.EncryptionContext, RequestMetadata: r.RequestMetadata, Source: r.Source, Outcome: r.Outcome,
-		ErrorType: r.ErrorType, Subject: r.Subject, Suppressed: r.Suppressed, SuppressedID: r.SuppressedID,
+		ErrorType: r.ErrorType, Subject: r.Subject, Credential: r.Credential, Suppressed: r.Suppressed, SuppressedID: r.SuppressedID,
 		SuppressedAll: r.SuppressedAll,
 	})
 	return buf.Bytes()
@@ -51,7 +52,7 @@ var lineCases = []Record{
 	{Time: time.Date(2026, 3, 4, 5, 6, 7, 890123456, time.FixedZone("CET", 3600)), RequestID: "req-1",
 		Principal: "AKIAEXAMPLE", PrincipalName: "app \"billing\"\n", Action: "kms:Decrypt", KeyID: "1234abcd-12ab-34cd-56ef-1234567890ab",
 		KeyVersion: 4294967295, Alias: "alias/app", EncryptionContext: map[string]string{"b": "2", "a": "1", "": ""},
-		Source: "10.0.0.1:4242", Outcome: Failed, ErrorType: "InvalidCiphertextException", Subject: "AKIAOTHER", Suppressed: 17, SuppressedID: 4, SuppressedAll: 900},
+		Source: "10.0.0.1:4242", Outcome: Failed, ErrorType: "InvalidCiphertextException", Subject: "AKIAOTHER", Credential: "XKS\"<id>\n", Suppressed: 17, SuppressedID: 4, SuppressedAll: 900},
 	{Time: time.Unix(0, 0), RequestID: "r\n{\"outcome\":\"allowed\"}", Principal: "p\"q\\", Action: "<&>",
 		EncryptionContext: map[string]string{"a\nb": "c\r\n\"d\"", "ünï": "<&>", "\u2028": "\u2029\x00\x1f\x7f\b\f\t"},
 		Source:            "\xff\xfe invalid \xc3", Outcome: Denied, Suppressed: -3, SuppressedID: -9, SuppressedAll: -1},
@@ -85,7 +86,7 @@ func FuzzLineMatchesHclog(f *testing.F) {
 		now := time.Unix(0, nanos)
 		r := Record{Time: time.Unix(0, nanos/3), RequestID: id, Principal: principal, Action: action, KeyID: keyID,
 			KeyVersion: version, Alias: alias, EncryptionContext: map[string]string{ck: cv, cv: ck}, RequestMetadata: map[string]string{cv: id}, Source: source,
-			Outcome: outcome, ErrorType: errType, Subject: alias, Suppressed: suppressed, SuppressedID: suppressed / 3,
+			Outcome: outcome, ErrorType: errType, Subject: alias, Credential: errType + alias, Suppressed: suppressed, SuppressedID: suppressed / 3,
 			SuppressedAll: suppressed / 5}
 		if got, want := appendLine(nil, now, r), viaHclog(now, r); !bytes.Equal(got, want) {
 			t.Fatalf("\n got %s\nwant %s", got, want)
