@@ -80,6 +80,10 @@ type Config struct {
 	// wrapHSM, set only by tests, wraps the token the service uses, to
 	// inject faults into the real token's calls.
 	wrapHSM func(service.HSM) service.HSM
+	// failureClock, set only by tests, is the clock of the failure budget
+	// the listeners share, so that a test can spend it and refill it
+	// without waiting.
+	failureClock func() time.Time
 	// RootAccessKeyID and RootSecret, when set, are the root principal's
 	// credentials; otherwise a first start generates them and writes them to
 	// DataDir/root-credentials.
@@ -146,7 +150,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	// One audit logger for the API and the service: one writer of lines.
 	s := &Server{cfg: cfg, log: cfg.Logger, done: make(chan error, 1), audit: audit.New(cfg.Audit),
-		failures: auth.NewFailureBudget(0, 0, nil)}
+		failures: auth.NewFailureBudget(0, 0, cfg.failureClock)}
 	defer func() {
 		if err != nil {
 			s.closeBackends()
