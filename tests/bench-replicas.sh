@@ -24,6 +24,10 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# A failing step ends the run (set -e); say which, since a pipeline into
+# sed or awk otherwise ends it without a word (seen: the benchmarks' test
+# binary refusing to start without SoftHSM2; make bench runs make deps).
+trap 'echo "$(basename "$0"): line $LINENO failed: $BASH_COMMAND" >&2' ERR
 
 # PostgreSQL, as the tests start it (service/store/postgres/pgtest).
 mkdir -p "$work/pg"

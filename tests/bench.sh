@@ -31,6 +31,10 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
+# A failing step ends the run (set -e); say which, since a pipeline into
+# sed or awk otherwise ends it without a word (seen: the benchmarks' test
+# binary refusing to start without SoftHSM2; make bench runs make deps).
+trap 'echo "$(basename "$0"): line $LINENO failed: $BASH_COMMAND" >&2' ERR
 
 # raw is measured in slices too, taking turns with null and c: measured
 # once at the start, a neighbour's load at that moment moved the bound by
