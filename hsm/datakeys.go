@@ -85,8 +85,8 @@ func (t *Token) Seal(ctx context.Context, id ObjectID, iv, aad, plaintext []byte
 
 // SealWithTokenIV seals plaintext (1 to MaxPlaintext bytes) under the
 // master key id with AES-GCM on the token, under a 12-byte IV drawn from
-// the token's generator in the same session: the XKS proxy API wants the
-// IV made by the key manager. It returns the IV and ciphertext || tag.
+// the token's generator (through its pool, random.go): the XKS proxy API
+// wants the IV made by the key manager. It returns the IV and ciphertext || tag.
 func (t *Token) SealWithTokenIV(ctx context.Context, id ObjectID, aad, plaintext []byte) (iv, sealed []byte, err error) {
 	const op = "seal with token IV"
 	if err := t.checkGCM(op, make([]byte, IVSize), aad); err != nil {
@@ -97,7 +97,7 @@ func (t *Token) SealWithTokenIV(ctx context.Context, id ObjectID, aad, plaintext
 	}
 	err = t.do(ctx, op, secretKey(id), nil, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
 		var err error
-		if iv, err = t.p.GenerateRandom(s, IVSize); err != nil {
+		if iv, err = t.drawRandom(s, IVSize); err != nil {
 			return err
 		}
 		sealed, err = t.gcmEncrypt(s, h, iv, aad, plaintext)
@@ -110,8 +110,8 @@ func (t *Token) SealWithTokenIV(ctx context.Context, id ObjectID, aad, plaintext
 }
 
 // SealDataKey draws n random bytes (1 to 1024) from the token's generator
-// and seals them under the master key id with AES-GCM: the aes-gcm data
-// key mechanism. It returns the data key and ciphertext || tag.
+// (through its pool of drawn bytes, random.go) and seals them under the
+// master key id with AES-GCM: the aes-gcm data key mechanism. It returns the data key and ciphertext || tag.
 func (t *Token) SealDataKey(ctx context.Context, id ObjectID, n int, iv, aad []byte) (dataKey, sealed []byte, err error) {
 	const op = "seal data key"
 	if err := t.checkGCM(op, iv, aad); err != nil {
@@ -122,7 +122,7 @@ func (t *Token) SealDataKey(ctx context.Context, id ObjectID, n int, iv, aad []b
 	}
 	err = t.do(ctx, op, secretKey(id), nil, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
 		var err error
-		if dataKey, err = t.p.GenerateRandom(s, n); err != nil {
+		if dataKey, err = t.drawRandom(s, n); err != nil {
 			return err
 		}
 		sealed, err = t.gcmEncrypt(s, h, iv, aad, dataKey)

@@ -154,7 +154,7 @@ func (t *Token) SealDataKeyPortable(ctx context.Context, id ObjectID, n int, iv,
 	}
 	err = t.do(ctx, op, secretKey(id), nil, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
 		var err error
-		if dataKey, err = t.p.GenerateRandom(s, n); err != nil {
+		if dataKey, err = t.drawRandom(s, n); err != nil {
 			return err
 		}
 		sealed, err = t.encryptThenMAC(s, h, id, iv, header, context, dataKey)

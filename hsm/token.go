@@ -102,6 +102,9 @@ type Token struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+	// random is the pool of bytes drawn from the token's generator ahead
+	// of use (random.go).
+	random randomPool
 }
 
 // Health is the token's state as callers (readiness probes) see it.
@@ -212,6 +215,7 @@ func (t *Token) Close() error {
 		t.health.Store(&Health{Ready: false, Since: time.Now(), Reason: "closed", Recoveries: h.Recoveries})
 	}
 	t.wg.Wait()
+	t.random.clear()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.pool != nil {
