@@ -358,11 +358,12 @@ func (s *Service) activate(tx store.Tx, keyID string, n uint32) error {
 }
 
 // abandonKey turns a key whose material could not be made into a
-// tombstone, so that its ID is never used again.
+// tombstone, so that its ID is never used again. A key no longer being
+// created is left as it is: only a Creating key is anyone's to abandon.
 func (s *Service) abandonKey(ctx context.Context, id string) {
 	err := s.store.Update(context.WithoutCancel(ctx), func(tx store.Tx) error {
 		k, err := tx.Key(id)
-		if err != nil {
+		if err != nil || k.State != store.KeyCreating {
 			return err
 		}
 		vs, err := tx.Versions(id)

@@ -79,7 +79,12 @@ func (s *Service) versions(ctx context.Context, keyID string) (vs []store.Versio
 // rollBack destroys whatever a half-made key has on the token and turns it
 // into a tombstone, once this replica owns its pending versions. It
 // reports whether it did: a key another replica is still creating is left
-// alone.
+// alone, and so is a key whose creator finished it after Reconcile read k
+// (a page of keys is read at once, then settled one by one): a version
+// that is no longer pending means the key was made and may already have
+// encrypted. Once every version is taken over, the creator can no longer
+// activate one (activate refuses a version another replica took), so what
+// rollBack destroys is never a key a client was told exists.
 func (s *Service) rollBack(ctx context.Context, k store.Key) (bool, error) {
 	vs, err := s.versions(ctx, k.ID)
 	if err != nil {
@@ -87,7 +92,7 @@ func (s *Service) rollBack(ctx context.Context, k store.Key) (bool, error) {
 	}
 	for i, v := range vs {
 		if v.State != store.VersionPending {
-			continue
+			return false, nil
 		}
 		var ok bool
 		if vs[i], ok, err = s.takeOver(ctx, k.ID, v.Number); err != nil || !ok {

@@ -1,0 +1,113 @@
+package service
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/service/store"
+)
+
+// hookHSM runs hook once, on the first HasKey.
+type hookHSM struct {
+	HSM
+	once sync.Once
+	hook func()
+}
+
+func (h *hookHSM) HasKey(ctx context.Context, id hsm.ObjectID) (bool, error) {
+	if h.hook != nil {
+		h.once.Do(h.hook)
+	}
+	return h.HSM.HasKey(ctx, id)
+}
+
+// TestReconcileKeepsAKeyCreatedDuringItsPass: Reconcile reads a page of
+// keys in which B is Creating (its maker, this process, is in flight).
+// While Reconcile settles an earlier key of the page, B's maker activates
+// it: CreateKey succeeds. Reconcile then reaches B with the old record and
+// must leave it be: B stays Enabled and its token object stays. (Found by
+// review: B was rolled back, its material destroyed.)
+func TestReconcileKeepsAKeyCreatedDuringItsPass(t *testing.T) {
+	var hh *hookHSM
+	f := newFixture(t, "", shared("a"), func(c *Config) { hh = &hookHSM{HSM: c.HSM}; c.HSM = hh })
+	a := f.createKey(t, CreateKeyInput{})
+	putPending(t, f, a, 2, "dead-replica", time.Now().Add(-time.Second)) // left by a dead replica
+
+	// B, as createKey leaves it between its first Update and activate.
+	b, err := f.svc.newKeyRecord(CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.ID = "ffffffff-ffff-4fff-bfff-ffffffffffff" // after a in the page
+	b.LatestVersion = 1
+	v, err := f.svc.newVersion(b.ID, 1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.store.Update(t.Context(), func(tx store.Tx) error {
+		if _, err := tx.PutKey(b); err != nil {
+			return err
+		}
+		return tx.PutVersion(v)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.makeMaterial(t.Context(), b, v); err != nil {
+		t.Fatal(err)
+	}
+	hh.hook = func() { // B's maker finishes while Reconcile works on a
+		if err := f.svc.store.Update(context.Background(), func(tx store.Tx) error { return f.svc.activate(tx, b.ID, 1) }); err != nil {
+			t.Errorf("activate: %v", err)
+		}
+	}
+	r, err := f.svc.Reconcile(t.Context())
+	if err != nil || r.RolledBack != 0 {
+		t.Errorf("Reconcile = %+v, %v; want nothing rolled back", r, err)
+	}
+	k, _ := f.svc.keyRecord(t.Context(), b.ID)
+	if k.State != store.KeyEnabled {
+		t.Errorf("key B, created successfully, is now %s", k.State)
+	}
+	if has, _ := f.tok.HasKey(t.Context(), v.ObjectID); !has {
+		t.Error("B's key material was destroyed")
+	}
+}
+
+// TestRollBackOfAKeyActivatedMeanwhile: Reconcile's eachKey read a page
+// in which key K was still Creating; before rollBack reached K, its
+// creator activated it (CreateKey returned success to its client).
+// rollBack must leave K alone, and a ciphertext made under it decrypts.
+func TestRollBackOfAKeyActivatedMeanwhile(t *testing.T) {
+	f := newFixture(t, "", shared("a"))
+	id := f.createKey(t, CreateKeyInput{})
+	out, err := f.svc.Encrypt(admin(t), EncryptInput{KeyId: id, Plaintext: []byte("hello")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := f.svc.keyRecord(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v1 store.Version
+	if err := f.svc.store.View(t.Context(), func(tx store.Tx) (err error) { v1, err = tx.Version(id, 1); return err }); err != nil {
+		t.Fatal(err)
+	}
+	stale := k
+	stale.State = store.KeyCreating // as the page read before activate committed
+	if done, err := f.svc.rollBack(t.Context(), stale); done || err != nil {
+		t.Errorf("rollBack of a key activated meanwhile = %v, %v; want false, nil", done, err)
+	}
+	k2, _ := f.svc.keyRecord(t.Context(), id)
+	if k2.State != store.KeyEnabled {
+		t.Errorf("an Enabled key became %s", k2.State)
+	}
+	if has, _ := f.tok.HasKey(t.Context(), v1.ObjectID); !has {
+		t.Errorf("the token object of version 1 (state %s) was destroyed", v1.State)
+	}
+	if _, err := f.svc.Decrypt(admin(t), DecryptInput{CiphertextBlob: out.CiphertextBlob}); err != nil {
+		t.Errorf("Decrypt of a ciphertext made before: %v", err)
+	}
+}
