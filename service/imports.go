@@ -239,7 +239,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, in ImportKeyMaterialInp
 	// Material for a key that has it (a change of expiration) goes to a
 	// scratch object, compared, and destroyed.
 	target, scratch := v.ObjectID, false
-	if k.State != store.KeyPendingImport {
+	if !noMaterial(k) {
 		if target, err = hsm.NewObjectID(); err != nil {
 			return out, wrapErr(CodeInternal, err, "no randomness for a key material ID")
 		}
@@ -286,7 +286,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, in ImportKeyMaterialInp
 		if cur.Import == nil || !bytes.Equal(cur.Import.TokenHash, im.TokenHash) {
 			return newErr(CodeInvalidImportToken, "the import token was used or replaced meanwhile")
 		}
-		if (cur.State == store.KeyPendingImport) != !scratch {
+		if noMaterial(cur) != !scratch {
 			return newErr(CodeInvalidState, "the key material of %s changed meanwhile; try again", s.keyARN(k.ID))
 		}
 		v.State, v.Owner, v.LeaseUntil = store.VersionActive, "", time.Time{}
@@ -390,6 +390,14 @@ func (s *Service) importVersion(ctx context.Context, k store.Key) (store.Version
 		}
 	}
 	return v, false, nil
+}
+
+// noMaterial reports whether k is a key of imported material with none
+// imported: never, or deleted since (ImportKeyMaterial always sets an
+// expiration model, deleteMaterial clears it). Its state is PendingImport,
+// or PendingDeletion when its deletion was scheduled meanwhile.
+func noMaterial(k store.Key) bool {
+	return k.Origin == originExternal && k.ExpirationModel == ""
 }
 
 // DeleteImportedKeyMaterial destroys a key's imported material on the

@@ -144,6 +144,52 @@ func TestImportKeyMaterial(t *testing.T) {
 	}
 }
 
+// TestCancelDeletionWithoutMaterial: a key of imported material that has
+// none (never imported, or deleted) comes back from CancelKeyDeletion
+// PendingImport, not Disabled, so that EnableKey cannot make it Enabled
+// with nothing on the token behind it; material imported then goes to its
+// version, and the key works. (Found by review: the key became Enabled,
+// Encrypt answered KMSInternalException, and an import went to a scratch
+// object and was lost.)
+func TestCancelDeletionWithoutMaterial(t *testing.T) {
+	f := newFixture(t, "")
+	ctx := admin(t)
+	material := bytes.Repeat([]byte{0x3c}, 32)
+	for _, tc := range []struct {
+		name   string
+		before func(e importEnv)
+	}{
+		{"never imported", func(importEnv) {}},
+		{"material deleted", func(e importEnv) {
+			token, pub := e.params("RSAES_OAEP_SHA_1")
+			ksMust(t, "ImportKeyMaterial", e.importMaterial(token, wrapOAEP(t, pub, sha1.New(), material), "KEY_MATERIAL_DOES_NOT_EXPIRE", nil))
+			ksMust(t, "DeleteImportedKeyMaterial", f.svc.DeleteImportedKeyMaterial(ctx, KeyIDInput{KeyId: e.key}))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := f.svc.CreateKey(ctx, CreateKeyInput{Origin: "EXTERNAL"})
+			ksMust(t, "CreateKey EXTERNAL", err)
+			e := importEnv{t: t, f: f, key: out.KeyMetadata.KeyId}
+			tc.before(e)
+			_, err = f.svc.ScheduleKeyDeletion(ctx, ScheduleKeyDeletionInput{KeyId: e.key, PendingWindowInDays: 7})
+			ksMust(t, "ScheduleKeyDeletion", err)
+			_, err = f.svc.CancelKeyDeletion(ctx, KeyIDInput{KeyId: e.key})
+			ksMust(t, "CancelKeyDeletion", err)
+			if m := e.describe(); m.KeyState != "PendingImport" || m.Enabled {
+				t.Fatalf("after CancelKeyDeletion: %s, enabled %v; want PendingImport", m.KeyState, m.Enabled)
+			}
+			ksWantErr(t, "EnableKey", f.svc.EnableKey(ctx, KeyIDInput{KeyId: e.key}), ErrInvalidState, ksARN(e.key)+" is pending import.")
+			token, pub := e.params("RSAES_OAEP_SHA_1")
+			ksMust(t, "ImportKeyMaterial", e.importMaterial(token, wrapOAEP(t, pub, sha1.New(), material), "KEY_MATERIAL_DOES_NOT_EXPIRE", nil))
+			enc, err := f.svc.Encrypt(ctx, EncryptInput{KeyId: e.key, Plaintext: []byte("after")})
+			ksMust(t, "Encrypt after the import", err)
+			if got := openWithGo(t, material, enc.CiphertextBlob); string(got) != "after" {
+				t.Fatalf("Go opened %q", got)
+			}
+		})
+	}
+}
+
 // TestImportExpiry: material imported with KEY_MATERIAL_EXPIRES is usable
 // until ValidTo, then refused at once, and deleted from the token by
 // maintenance; an import token is good for 24 hours.

@@ -564,6 +564,9 @@ func (s *Service) setEnabled(ctx context.Context, action, ident string, to store
 		case store.KeyPendingImport:
 			return newErr(CodeInvalidState, "%s is pending import.", s.keyARN(k.ID))
 		}
+		if noMaterial(*k) {
+			return newErr(CodeInvalidState, "%s is pending import.", s.keyARN(k.ID))
+		}
 		k.State = to
 		return nil
 	})
@@ -593,8 +596,9 @@ func (s *Service) updateKey(ctx context.Context, o *op, ident string, change fun
 	return storeErrOrNil(err)
 }
 
-// taggable refuses to change the tags of a key pending deletion, as AWS
-// KMS does (its key state table): ListResourceTags still reads them.
+// taggable refuses to change the tags or the description of a key pending
+// deletion, as AWS KMS does (its key state table): ListResourceTags and
+// DescribeKey still read them.
 func (s *Service) taggable(k store.Key) error {
 	if k.State == store.KeyPendingDeletion {
 		return newErr(CodeInvalidState, "%s is pending deletion.", s.keyARN(k.ID))
@@ -609,8 +613,8 @@ type UpdateKeyDescriptionInput struct {
 }
 
 // UpdateKeyDescription replaces a key's description (empty clears it).
-// AWS KMS allows it in every state but PendingDeletion's neighbours: here
-// any key that is not deleted.
+// AWS KMS refuses it for a key pending deletion, as it refuses tagging
+// (its key state table).
 func (s *Service) UpdateKeyDescription(ctx context.Context, in UpdateKeyDescriptionInput) (err error) {
 	o := s.begin(ctx, "kms:UpdateKeyDescription")
 	defer func() { err = o.end(err) }()
@@ -618,6 +622,9 @@ func (s *Service) UpdateKeyDescription(ctx context.Context, in UpdateKeyDescript
 		return newErr(CodeValidation, "Description must be at most %d characters", maxDescription)
 	}
 	return s.updateKey(ctx, o, in.KeyId, func(k *store.Key) error {
+		if err := s.taggable(*k); err != nil {
+			return err
+		}
 		k.Description = in.Description
 		return nil
 	})

@@ -47,7 +47,8 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, in ScheduleKeyDeletio
 }
 
 // CancelKeyDeletion takes a key out of PendingDeletion; it is Disabled
-// until enabled again, as in AWS KMS.
+// until enabled again, as in AWS KMS, or PendingImport when it is a key of
+// imported material that has none (never imported, or deleted).
 func (s *Service) CancelKeyDeletion(ctx context.Context, in KeyIDInput) (out KeyIDOutput, err error) {
 	o := s.begin(ctx, "kms:CancelKeyDeletion")
 	defer endWith(o, &out, &err)
@@ -62,6 +63,11 @@ func (s *Service) CancelKeyDeletion(ctx context.Context, in KeyIDInput) (out Key
 				s.keyARN(k.ID), k.DeletionDate.UTC().Format(time.RFC3339))
 		}
 		k.State, k.DeletionDate, k.DeletionWindowDays = store.KeyDisabled, time.Time{}, 0
+		if noMaterial(*k) {
+			// Disabled would let EnableKey make it Enabled with nothing
+			// on the token behind it.
+			k.State = store.KeyPendingImport
+		}
 		out.KeyId = s.keyARN(k.ID)
 		return nil
 	})

@@ -478,6 +478,9 @@ func TestCancelKeyDeletion(t *testing.T) {
 			_, err := f.svc.GetPublicKey(ctx, KeyIDInput{KeyId: ecc})
 			return err
 		}, ksARN(ecc) + " is pending deletion."},
+		{"UpdateKeyDescription", func() error {
+			return f.svc.UpdateKeyDescription(ctx, UpdateKeyDescriptionInput{KeyId: id, Description: "changed while pending"})
+		}, pending},
 	}
 	for _, u := range uses {
 		ksWantErr(t, u.name+" while pending", u.call(), ErrInvalidState, u.msg)
