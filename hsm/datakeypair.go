@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/asn1"
+	"errors"
 	"fmt"
 	"math/big"
 
@@ -43,6 +44,9 @@ func (t *Token) GenerateDataKeyPair(ctx context.Context, spec KeySpec) (privateK
 		pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
 	}
 	err = t.do(ctx, op, nil, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) (err error) {
+		// A retry must not drop an earlier attempt's key uncleared.
+		clear(privateKey)
+		privateKey, publicKey = nil, nil
 		pubH, privH, err := t.p.GenerateKeyPair(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}, pub, priv)
 		if isCode(err, pkcs11.CKR_TEMPLATE_INCONSISTENT) || isCode(err, pkcs11.CKR_ATTRIBUTE_VALUE_INVALID) {
 			return newError(op, ErrMechanismUnsupported, fmt.Errorf("the token makes no extractable key pairs: %w", err))
@@ -51,10 +55,13 @@ func (t *Token) GenerateDataKeyPair(ctx context.Context, spec KeySpec) (privateK
 			return err
 		}
 		// Session objects would outlive the request in a pooled session.
+		// One that cannot be destroyed goes with its session: closing the
+		// session destroys its objects, and the extractable private key
+		// must not wait in the pool for the next request.
 		defer func() {
 			for _, h := range []pkcs11.ObjectHandle{privH, pubH} {
-				if derr := t.p.DestroyObject(s, h); derr != nil && err == nil {
-					err = derr
+				if derr := t.p.DestroyObject(s, h); derr != nil {
+					err = errors.Join(err, fmt.Errorf("%w: %w", errTainted, derr))
 				}
 			}
 		}()

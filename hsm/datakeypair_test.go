@@ -127,3 +127,62 @@ func TestGenerateDataKeyPairFaults(t *testing.T) {
 		t.Fatalf("GenerateDataKeyPair after the faults: %v", err)
 	}
 }
+
+// TestGenerateDataKeyPairDestroyFails proves that a pair whose session
+// objects cannot be destroyed leaves nothing behind: the session holding
+// them is closed (which destroys them) instead of going back to the pool,
+// the call fails once without a retry that would make a second pair, and
+// the next call works. (Found by review: after an ambiguous
+// CKR_FUNCTION_FAILED the extractable private key stayed on the token in a
+// pooled session.)
+func TestGenerateDataKeyPairDestroyFails(t *testing.T) {
+	tok, f := openFaulty(t)
+	spec := ECP256
+	if !has(tok, keyFeature(spec)) {
+		spec = RSA2048
+	}
+	for _, code := range []uint{pkcs11.CKR_FUNCTION_FAILED, pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_OBJECT_HANDLE_INVALID} {
+		t.Run(pkcs11.Error(code).Error(), func(t *testing.T) {
+			before, gens := extractablePrivates(t, tok), f.count("GenerateKeyPair")
+			f.inject("DestroyObject", pkcs11.Error(code))
+			priv, pub, err := tok.GenerateDataKeyPair(t.Context(), spec)
+			wantKind(t, err, ErrToken)
+			if priv != nil || pub != nil {
+				t.Error("GenerateDataKeyPair returned a pair it could not clean up after")
+			}
+			if n := f.count("GenerateKeyPair") - gens; n != 1 {
+				t.Errorf("%d key pairs generated, want 1: no retry", n)
+			}
+			if n := extractablePrivates(t, tok) - before; n != 0 {
+				t.Errorf("%d extractable private keys left on the token after the call", n)
+			}
+			if _, _, err := tok.GenerateDataKeyPair(t.Context(), spec); err != nil {
+				t.Fatalf("GenerateDataKeyPair after the failed destroy: %v", err)
+			}
+		})
+	}
+}
+
+// extractablePrivates counts the extractable private session objects this
+// process's sessions hold (session objects are visible to all of them).
+func extractablePrivates(t *testing.T, tok *Token) int {
+	t.Helper()
+	s, err := tok.p.OpenSession(tok.slot, pkcs11.CKF_SERIAL_SESSION)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.p.CloseSession(s)
+	if err := tok.p.FindObjectsInit(s, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer tok.p.FindObjectsFinal(s)
+	hs, _, err := tok.p.FindObjects(s, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(hs)
+}

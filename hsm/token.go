@@ -339,10 +339,19 @@ func (t *Token) do(ctx context.Context, op string, key *keyRef, badInput error,
 	}
 }
 
+// errTainted marks the failure of an operation whose session holds an
+// object it could not destroy: settle closes that session, which destroys
+// its session objects, rather than return it to the pool.
+var errTainted = errors.New("a session object could not be destroyed; the session is closed")
+
 // settle decides what a failed attempt means, returning the session to the
 // pool or evicting it. It returns whether a retry may help, and the error to
 // report otherwise.
 func (t *Token) settle(op string, s pkcs11.SessionHandle, key *keyRef, badInput, err error) (bool, error) {
+	if errors.Is(err, errTainted) {
+		t.pool.evict(s)
+		return false, newError(op, ErrToken, err)
+	}
 	var e *Error
 	if errors.As(err, &e) && !errors.Is(e.Kind, ErrKeyNotFound) {
 		t.pool.put(s) // found before any call, or already classified

@@ -3,8 +3,10 @@ package service
 import (
 	"context"
 	"slices"
+	"strings"
 
 	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/service/ciphertext"
 	"github.com/hsmkms/hsmkms/service/policy"
 )
 
@@ -80,6 +82,11 @@ func (s *Service) generateDataKeyPair(ctx context.Context, action string, in Gen
 	if err != nil {
 		return out, err
 	}
+	// Checked here, not first in seal as for GenerateDataKey: a bad
+	// context must not cost the token a key pair (seconds for RSA_4096).
+	if err := ciphertext.Context(in.EncryptionContext).Validate(); err != nil {
+		return out, newErr(CodeValidation, "%v", err)
+	}
 	k, v, err := s.encryptionKey(ctx, o, in.KeyId, false)
 	if err != nil {
 		return out, err
@@ -112,5 +119,5 @@ func dataKeyPairSpec(name string) (hsm.KeySpec, error) {
 	if slices.Contains(dataKeyPairSpecValues, name) {
 		return "", newErr(CodeUnsupported, "KeyPairSpec %s is not supported", name)
 	}
-	return "", newErr(CodeValidation, "1 validation error detected: Value '%s' at 'keyPairSpec' failed to satisfy constraint: Member must satisfy enum value set: %v", name, dataKeyPairSpecValues)
+	return "", newErr(CodeValidation, "1 validation error detected: Value '%s' at 'keyPairSpec' failed to satisfy constraint: Member must satisfy enum value set: [%s]", name, strings.Join(dataKeyPairSpecValues, ", "))
 }

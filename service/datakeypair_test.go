@@ -2,10 +2,14 @@ package service
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/x509"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/hsmkms/hsmkms/hsm"
 )
 
 // TestGenerateDataKeyPair proves, for every key pair spec and every
@@ -96,7 +100,8 @@ func TestGenerateDataKeyPairRefusals(t *testing.T) {
 		{"no spec", GenerateDataKeyPairInput{KeyId: sym}, CodeValidation,
 			"1 validation error detected: Value null at 'keyPairSpec' failed to satisfy constraint: Member must not be null"},
 		{"unknown spec", GenerateDataKeyPairInput{KeyId: sym, KeyPairSpec: "RSA_1024"}, CodeValidation,
-			"1 validation error detected: Value 'RSA_1024' at 'keyPairSpec' failed to satisfy constraint: Member must satisfy enum value set: [RSA_2048"},
+			"1 validation error detected: Value 'RSA_1024' at 'keyPairSpec' failed to satisfy constraint: Member must satisfy enum value set: " +
+				"[RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521, ECC_SECG_P256K1, SM2, ECC_NIST_EDWARDS25519, ML_KEM_512, ML_KEM_768, ML_KEM_1024]"},
 		{"SM2", GenerateDataKeyPairInput{KeyId: sym, KeyPairSpec: "SM2"}, CodeUnsupported, "KeyPairSpec SM2 is not supported"},
 		{"Ed25519", GenerateDataKeyPairInput{KeyId: sym, KeyPairSpec: "ECC_NIST_EDWARDS25519"}, CodeUnsupported, "KeyPairSpec ECC_NIST_EDWARDS25519 is not supported"},
 		{"ML-KEM", GenerateDataKeyPairInput{KeyId: sym, KeyPairSpec: "ML_KEM_768"}, CodeUnsupported, "KeyPairSpec ML_KEM_768 is not supported"},
@@ -113,6 +118,44 @@ func TestGenerateDataKeyPairRefusals(t *testing.T) {
 			}
 			if out.PrivateKeyPlaintext != nil || out.PrivateKeyCiphertextBlob != nil || out.PublicKey != nil {
 				t.Fatal("a refused request returned key material")
+			}
+		})
+	}
+}
+
+// pairCounter counts the key pairs the token is asked for.
+type pairCounter struct {
+	HSM
+	n atomic.Int32
+}
+
+func (p *pairCounter) GenerateDataKeyPair(ctx context.Context, spec hsm.KeySpec) ([]byte, []byte, error) {
+	p.n.Add(1)
+	return p.HSM.GenerateDataKeyPair(ctx, spec)
+}
+
+// TestGenerateDataKeyPairBadContextBeforeToken proves that a malformed
+// encryption context is refused before the token makes a key pair, as
+// GenerateDataKey refuses it before any token call. (Found by review: it
+// was refused only in the seal, after an RSA-4096 generation of about a
+// second.)
+func TestGenerateDataKeyPairBadContextBeforeToken(t *testing.T) {
+	var pc *pairCounter
+	f := newFixture(t, "", func(c *Config) { pc = &pairCounter{HSM: c.HSM}; c.HSM = pc })
+	k := blobKit{fixture: f, t: t}
+	id := k.key("aes-gcm")
+	for name, ec := range map[string]map[string]string{
+		"empty key": {"": "v"},
+		"too long":  {"k": strings.Repeat("x", 9000)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			before := pc.n.Load()
+			_, err := k.svc.GenerateDataKeyPair(admin(t), GenerateDataKeyPairInput{KeyId: id, KeyPairSpec: "RSA_4096", EncryptionContext: ec})
+			if CodeOf(err) != CodeValidation {
+				t.Errorf("GenerateDataKeyPair = %v, want ValidationException", err)
+			}
+			if n := pc.n.Load() - before; n != 0 {
+				t.Errorf("the token made %d key pairs before the bad context was refused", n)
 			}
 		})
 	}
