@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"slices"
+	"strings"
 
 	"github.com/hsmkms/hsmkms/hsm"
 	"github.com/hsmkms/hsmkms/service/store"
@@ -62,6 +63,9 @@ func (s *Service) Verify(ctx context.Context, in VerifyInput) (out VerifyOutput,
 // signingRequest validates a Sign or Verify request and returns the key,
 // its version and the digest to sign.
 func (s *Service) signingRequest(ctx context.Context, o *op, ident string, msg []byte, msgType, alg string) (store.Key, store.Version, []byte, error) {
+	if err := checkSigningAlgorithm(alg); err != nil {
+		return store.Key{}, store.Version{}, nil, err
+	}
 	k, err := s.authorizedKey(ctx, o, ident)
 	if err != nil {
 		return k, store.Version{}, nil, err
@@ -83,6 +87,26 @@ func (s *Service) signingRequest(ctx context.Context, o *op, ident string, msg [
 	})
 	o.rec.KeyVersion = v.Number
 	return k, v, digest, storeErrOrNil(err)
+}
+
+// signingAlgorithmValues is AWS KMS's SigningAlgorithmSpec enum, in its
+// order: a value outside it is a ValidationException, one inside it that
+// the key cannot use an InvalidKeyUsageException.
+var signingAlgorithmValues = []string{"RSASSA_PSS_SHA_256", "RSASSA_PSS_SHA_384", "RSASSA_PSS_SHA_512",
+	"RSASSA_PKCS1_V1_5_SHA_256", "RSASSA_PKCS1_V1_5_SHA_384", "RSASSA_PKCS1_V1_5_SHA_512",
+	"ECDSA_SHA_256", "ECDSA_SHA_384", "ECDSA_SHA_512", "SM2DSA", "ML_DSA_SHAKE_256"}
+
+// checkSigningAlgorithm refuses a missing SigningAlgorithm, or one AWS KMS
+// does not know, as AWS KMS does.
+func checkSigningAlgorithm(alg string) error {
+	switch {
+	case alg == "":
+		return newErr(CodeValidation, "1 validation error detected: Value null at 'signingAlgorithm' failed to satisfy constraint: Member must not be null")
+	case !slices.Contains(signingAlgorithmValues, alg):
+		return newErr(CodeValidation, "1 validation error detected: Value '%s' at 'signingAlgorithm' failed to satisfy constraint: Member must satisfy enum value set: [%s]",
+			alg, strings.Join(signingAlgorithmValues, ", "))
+	}
+	return nil
 }
 
 // digestOf hashes a RAW message with the algorithm's hash, or checks that a

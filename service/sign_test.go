@@ -241,7 +241,8 @@ func TestSignBadInput(t *testing.T) {
 		{"PSS on P-256", p256, "RSASSA_PSS_SHA_256", "RAW", []byte("m"), ErrInvalidKeyUsage},
 		{"PKCS1 on P-384", p384, "RSASSA_PKCS1_V1_5_SHA_256", "DIGEST", make([]byte, 32), ErrInvalidKeyUsage},
 		{"ECDSA on RSA", rsa2048, "ECDSA_SHA_256", "RAW", []byte("m"), ErrInvalidKeyUsage},
-		{"no algorithm", p256, "", "RAW", []byte("m"), ErrInvalidKeyUsage},
+		{"no algorithm", p256, "", "RAW", []byte("m"), ErrValidation},
+		{"no such algorithm", p256, "FOO", "RAW", []byte("m"), ErrValidation},
 		{"unknown algorithm", rsa2048, "RSASSA_PSS_SHA_512", "RAW", []byte("m"), ErrInvalidKeyUsage},
 		{"DIGEST 31 bytes, SHA-256", p256, "ECDSA_SHA_256", "DIGEST", make([]byte, 31), ErrValidation},
 		{"DIGEST 33 bytes, SHA-256", rsa2048, "RSASSA_PSS_SHA_256", "DIGEST", make([]byte, 33), ErrValidation},
@@ -281,5 +282,32 @@ func TestSignBadInput(t *testing.T) {
 	}
 	if h := k.tok.Health(); !h.Ready || h.Recoveries != 0 {
 		t.Errorf("token health %+v after bad signing input", h)
+	}
+}
+
+// TestSigningAlgorithmMessages holds a missing or unknown SigningAlgorithm
+// to AWS KMS's ValidationException and its words, for Sign and Verify
+// alike, before the key is looked up. (Found by review: both answered
+// InvalidKeyUsageException, which AWS keeps for a known algorithm the key
+// cannot use.)
+func TestSigningAlgorithmMessages(t *testing.T) {
+	k := newBlobKit(t)
+	p256 := k.signKeys()["ECC_NIST_P256"]
+	for _, tc := range []struct{ alg, msg string }{
+		{"", "1 validation error detected: Value null at 'signingAlgorithm' failed to satisfy constraint: Member must not be null"},
+		{"ECDSA_SHA_1", "1 validation error detected: Value 'ECDSA_SHA_1' at 'signingAlgorithm' failed to satisfy constraint: Member must satisfy enum value set: " +
+			"[RSASSA_PSS_SHA_256, RSASSA_PSS_SHA_384, RSASSA_PSS_SHA_512, RSASSA_PKCS1_V1_5_SHA_256, RSASSA_PKCS1_V1_5_SHA_384, RSASSA_PKCS1_V1_5_SHA_512, " +
+			"ECDSA_SHA_256, ECDSA_SHA_384, ECDSA_SHA_512, SM2DSA, ML_DSA_SHAKE_256]"},
+	} {
+		for _, keyID := range []string{p256, "alias/no-such-key"} {
+			_, err := k.svc.Sign(admin(t), SignInput{KeyId: keyID, Message: []byte("m"), SigningAlgorithm: tc.alg})
+			if CodeOf(err) != CodeValidation || MessageOf(err) != tc.msg {
+				t.Errorf("Sign(%s, %q) = %v, want ValidationException %q", keyID, tc.alg, err, tc.msg)
+			}
+			_, err = k.svc.Verify(admin(t), VerifyInput{KeyId: keyID, Message: []byte("m"), Signature: []byte("s"), SigningAlgorithm: tc.alg})
+			if CodeOf(err) != CodeValidation || MessageOf(err) != tc.msg {
+				t.Errorf("Verify(%s, %q) = %v, want ValidationException %q", keyID, tc.alg, err, tc.msg)
+			}
+		}
 	}
 }
