@@ -87,23 +87,29 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request) {
 }
 
 // handle serves the request and returns the error type it answered with
-// ("" for success), for the metrics.
+// ("" for success), for the metrics. A refusal's audit record is written
+// before its answer, as the service writes a served request's: no client
+// holds an answer whose record a crash could still lose (net/http
+// buffering the answer until the handler returns is not relied on).
 func (h *Handler) handle(w http.ResponseWriter, r *http.Request, id, target string) string {
 	source := sourceAddr(r)
 	rt, ok := h.routes[target]
 	if !ok {
-		writeError(w, id, http.StatusBadRequest, "UnknownOperationException", "unknown operation "+quoteTarget(target))
-		return h.unverified(id, target, source, "UnknownOperationException")
+		code := h.unverified(id, target, source, "UnknownOperationException")
+		writeError(w, id, http.StatusBadRequest, code, "unknown operation "+quoteTarget(target))
+		return code
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, rt.limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, id, http.StatusRequestEntityTooLarge, "RequestEntityTooLargeException", "the request body is larger than this operation accepts")
-			return h.unverified(id, target, source, "RequestEntityTooLargeException")
+			code := h.unverified(id, target, source, "RequestEntityTooLargeException")
+			writeError(w, id, http.StatusRequestEntityTooLarge, code, "the request body is larger than this operation accepts")
+			return code
 		}
-		writeError(w, id, http.StatusBadRequest, "SerializationException", "the request body could not be read")
-		return h.unverified(id, target, source, "SerializationException")
+		code := h.unverified(id, target, source, "SerializationException")
+		writeError(w, id, http.StatusBadRequest, code, "the request body could not be read")
+		return code
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), rt.timeout)
 	defer cancel()
@@ -115,13 +121,13 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, id, target stri
 		Source: source, RequestID: id})
 	out, err := rt.call(ctx, h.cfg.Service, body)
 	if err != nil {
-		code := h.fail(w, id, err)
+		a := h.answerOf(id, err)
 		var un *errUnserved
 		if errors.As(err, &un) {
 			// The body never reached the service, which audits the rest.
-			h.unserved(id, target, source, creds.AccessKeyID, code)
+			h.unserved(id, target, source, creds.AccessKeyID, a.code)
 		}
-		return code
+		return a.write(w, id)
 	}
 	if sn, ok := out.(*service.Snapshot); ok {
 		h.stream(w, id, sn, rt.timeout)
@@ -154,14 +160,14 @@ func (h *Handler) refuse(w http.ResponseWriter, id, target, source string, err e
 	if !errors.As(err, &ae) {
 		// The principal could not be looked up: audit it as the service
 		// would, then answer as it would.
-		code := h.fail(w, id, err)
-		outcome := audit.Failed
-		if code == cancelled {
+		a := h.answerOf(id, err)
+		outcome, code := audit.Failed, a.code
+		if a.metric == cancelled {
 			outcome, code = audit.Cancelled, ""
 		}
 		h.cfg.Service.RecordRefusal(audit.Record{Time: time.Now(), RequestID: id, Action: actionOf(target), Source: source,
 			Outcome: outcome, ErrorType: code})
-		return code
+		return a.write(w, id)
 	}
 	status := http.StatusBadRequest
 	if ae.Code == auth.CodeMissingToken {
@@ -197,12 +203,27 @@ func (h *Handler) unserved(id, target, source, principal, code string) string {
 	return code
 }
 
-// fail answers a service error with its AWS type and status.
-func (h *Handler) fail(w http.ResponseWriter, id string, err error) string {
+// answer is how a failed request is answered.
+type answer struct {
+	status    int
+	code, msg string
+	// metric is the request's outcome for the metrics: code, or
+	// cancelled.
+	metric string
+}
+
+// write sends a and returns its metrics outcome.
+func (a answer) write(w http.ResponseWriter, id string) string {
+	writeError(w, id, a.status, a.code, a.msg)
+	return a.metric
+}
+
+// answerOf is the AWS type and status a service error is answered with; it
+// logs the server's own failures.
+func (h *Handler) answerOf(id string, err error) answer {
 	var se *errSerialization
 	if errors.As(err, &se) {
-		writeError(w, id, http.StatusBadRequest, "SerializationException", se.msg)
-		return "SerializationException"
+		return answer{status: http.StatusBadRequest, code: "SerializationException", msg: se.msg, metric: "SerializationException"}
 	}
 	code := service.CodeOf(err)
 	switch code {
@@ -213,11 +234,9 @@ func (h *Handler) fail(w http.ResponseWriter, id string, err error) string {
 	case service.CodeCancelled:
 		// Nobody reads this answer; the client's doing is no server error.
 		h.cfg.Logger.Debug("request cancelled by the client", "request_id", id)
-		writeError(w, id, statusClientClosed, string(code), messageOf(err))
-		return cancelled
+		return answer{status: statusClientClosed, code: string(code), msg: messageOf(err), metric: cancelled}
 	}
-	writeError(w, id, statusOf(code), string(code), messageOf(err))
-	return string(code)
+	return answer{status: statusOf(code), code: string(code), msg: messageOf(err), metric: string(code)}
 }
 
 // cancelled is the metrics outcome of a request its client abandoned, and

@@ -97,12 +97,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id string, t tar
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, id, ErrUnsupported, "the request body is larger than hsmkms accepts")
 			h.unverified(id, t, source, ErrUnsupported)
+			writeError(w, id, ErrUnsupported, "the request body is larger than hsmkms accepts")
 			return
 		}
-		writeError(w, id, ErrValidation, "the request body could not be read")
 		h.unverified(id, t, source, ErrValidation)
+		writeError(w, id, ErrValidation, "the request body could not be read")
 		return
 	}
 	// The store is found with the credential: one read. A path prefix no
@@ -117,9 +117,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id string, t tar
 		return
 	}
 	if sc.noStore {
-		writeError(w, id, ErrInvalidURIPath, "no external key store has this URI path")
 		h.cfg.Service.RecordRefusal(audit.Record{Time: time.Now(), RequestID: id, Principal: creds.AccessKeyID, PrincipalName: creds.Name,
 			Action: t.action(), Source: source, Outcome: audit.Failed, ErrorType: ErrInvalidURIPath})
+		writeError(w, id, ErrInvalidURIPath, "no external key store has this URI path")
 		return
 	}
 	ctx = service.WithCaller(ctx, service.Caller{AccessKeyID: creds.AccessKeyID, Name: creds.Name, Source: source, RequestID: id})
@@ -128,9 +128,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id string, t tar
 		var ie *inputError
 		if errors.As(err, &ie) {
 			// Refused before the service, which audits the rest.
-			writeError(w, id, ie.name, ie.msg)
 			h.cfg.Service.RecordRefusal(audit.Record{Time: time.Now(), RequestID: id, Principal: creds.AccessKeyID, PrincipalName: creds.Name,
 				Action: t.action(), Source: source, Outcome: audit.Failed, ErrorType: ie.name})
+			writeError(w, id, ie.name, ie.msg)
 			return
 		}
 		h.fail(w, id, err)
@@ -272,9 +272,10 @@ func (c *storeCredentials) Credentials(ctx context.Context, id string) (service.
 func (h *Handler) refuse(w http.ResponseWriter, id string, t target, source string, err error) {
 	var ae *auth.Error
 	if !errors.As(err, &ae) {
-		name := h.fail(w, id, err)
+		a := h.answerOf(id, err)
 		h.cfg.Service.RecordRefusal(audit.Record{Time: time.Now(), RequestID: id, Action: t.action(), Source: source,
-			Outcome: audit.Failed, ErrorType: name})
+			Outcome: audit.Failed, ErrorType: a.name})
+		a.write(w, id)
 		return
 	}
 	if !ae.Unaudited {
@@ -310,17 +311,33 @@ func (h *Handler) unverified(id string, t target, source, name string) {
 // fail answers a key service error with its XKS name and status, and
 // returns the name.
 func (h *Handler) fail(w http.ResponseWriter, id string, err error) string {
+	return h.answerOf(id, err).write(w, id)
+}
+
+// answer is how a failed request is answered.
+type answer struct {
+	status    int
+	name, msg string
+}
+
+// write sends a and returns its name.
+func (a answer) write(w http.ResponseWriter, id string) string {
+	writeErrorStatus(w, id, a.status, a.name, a.msg)
+	return a.name
+}
+
+// answerOf is the XKS error name and status a key service error is
+// answered with; it logs the server's own failures.
+func (h *Handler) answerOf(id string, err error) answer {
 	if service.CodeOf(err) == service.CodeCancelled {
 		h.cfg.Logger.Debug("XKS request cancelled by the client", "request_id", id)
-		writeErrorStatus(w, id, statusClientClosed, ErrInternal, "the request was cancelled")
-		return ErrInternal
+		return answer{status: statusClientClosed, name: ErrInternal, msg: "the request was cancelled"}
 	}
 	name := nameOf(err)
 	if name == ErrInternal && !errors.Is(err, service.ErrAuditUnwritten) { // that one is logged by the service, once
 		h.cfg.Logger.Error("XKS request failed", "request_id", id, "error", err)
 	}
-	writeError(w, id, name, service.MessageOf(err))
-	return name
+	return answer{status: statusOf(name), name: name, msg: service.MessageOf(err)}
 }
 
 // statusClientClosed answers a request its client abandoned (nginx's 499,
