@@ -319,19 +319,32 @@ func checkAfterCrash(t *testing.T, f *fixture, l *crashLedger) ReconcileReport {
 	t.Helper()
 	ctx := admin(t)
 	before := readCrashState(t, f)
+	// A key being created is rolled back when the token has none of its
+	// material (its versions' objects destroyed), and rolled forward,
+	// like a live key's pending versions, when it has some.
 	var creating []string
-	var orphans []store.Version // versions of keys being created
+	var orphans []store.Version // versions of keys rolled back
 	pending := 0
 	for _, k := range before.keys {
+		made := false
+		if k.State == store.KeyCreating {
+			for _, v := range before.versions[k.ID] {
+				if has, err := f.tok.HasKey(t.Context(), v.ObjectID); err != nil {
+					t.Fatalf("HasKey: %v", err)
+				} else if has {
+					made = true
+				}
+			}
+		}
 		for _, v := range before.versions[k.ID] {
 			switch {
-			case k.State == store.KeyCreating:
+			case k.State == store.KeyCreating && !made:
 				orphans = append(orphans, v)
 			case v.State == store.VersionPending && k.State != store.KeyDeleted:
 				pending++
 			}
 		}
-		if k.State == store.KeyCreating {
+		if k.State == store.KeyCreating && !made {
 			creating = append(creating, k.ID)
 		}
 	}
@@ -428,7 +441,8 @@ func findKey(keys []store.Key, id string) store.Key {
 // twelve times (right before and right after making a master key for a new
 // key and for a rotation, and a key pair, and after a random number of
 // completed operations), and after every kill reconciles: no key is left
-// Creating, every reported key is Enabled, every live version is active
+// Creating (a key being created is rolled forward if its material was
+// made, else back), every reported key is Enabled, every live version is active
 // with its object on the token and numbered without gaps, rolled back keys
 // left no object, every reported ciphertext decrypts, and a second
 // Reconcile has nothing to do.
@@ -446,11 +460,13 @@ func TestCrashAtAnyPointLeavesConsistentState(t *testing.T) {
 	for range 6 {
 		runs = append(runs, crashRun{lines: rng.IntN(31), delay: time.Duration(rng.Int64N(int64(10 * time.Millisecond)))})
 	}
-	// What each deterministic kill must leave for Reconcile.
+	// What each deterministic kill must leave for Reconcile: a key being
+	// created is rolled back when killed before the token made its
+	// material, and rolled forward when killed after.
 	want := map[string]ReconcileReport{
-		"before:master:3": {RolledBack: 1}, "after:master:3": {RolledBack: 1},
+		"before:master:3": {RolledBack: 1}, "after:master:3": {RolledForward: 1},
 		"before:master:4": {RolledForward: 1}, "after:master:4": {RolledForward: 1},
-		"before:pair:2": {RolledBack: 1}, "after:pair:2": {RolledBack: 1},
+		"before:pair:2": {RolledBack: 1}, "after:pair:2": {RolledForward: 1},
 	}
 
 	dir := t.TempDir()

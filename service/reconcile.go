@@ -12,15 +12,16 @@ import (
 
 // ReconcileReport counts what Reconcile settled.
 type ReconcileReport struct {
-	RolledBack    int // keys whose creation never finished, now tombstones
-	RolledForward int // pending versions now active
+	RolledBack    int // keys whose creation never made material, now tombstones
+	RolledForward int // pending versions now active, of live keys and of keys being created
 	Destroyed     int // tombstones whose token objects were destroyed
 }
 
 // Reconcile settles what a crash left half done, by comparing the store
 // with the token by CKA_ID:
-//   - a key still Creating never reached its caller: its token objects are
-//     destroyed and it becomes a tombstone;
+//   - a key still Creating is rolled forward if the token holds its
+//     material (it may have encrypted since: see settleCreating), else it
+//     becomes a tombstone;
 //   - a pending version of a live key is rolled forward (its token object is
 //     made if it is missing), so version numbers have no gaps;
 //   - a tombstone whose token objects were not all destroyed is finished.
@@ -38,10 +39,12 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		var err error
 		switch k.State {
 		case store.KeyCreating:
-			var done bool
-			if done, err = s.rollBack(ctx, k); done {
+			var back bool
+			var n int
+			if back, n, err = s.settleCreating(ctx, k); back {
 				r.RolledBack++
 			}
+			r.RolledForward += n
 		case store.KeyDeleted:
 			var before int
 			before, err = s.undestroyed(ctx, k.ID)
@@ -76,36 +79,72 @@ func (s *Service) versions(ctx context.Context, keyID string) (vs []store.Versio
 	return vs, err
 }
 
-// rollBack destroys whatever a half-made key has on the token and turns it
-// into a tombstone, once this replica owns its pending versions. It
-// reports whether it did: a key another replica is still creating is left
-// alone, and so is a key whose creator finished it after Reconcile read k
-// (a page of keys is read at once, then settled one by one): a version
-// that is no longer pending means the key was made and may already have
-// encrypted. Once every version is taken over, the creator can no longer
-// activate one (activate refuses a version another replica took), so what
-// rollBack destroys is never a key a client was told exists.
-func (s *Service) rollBack(ctx context.Context, k store.Key) (bool, error) {
+// settleCreating settles a key whose creation never finished, once this
+// replica owns its pending versions. A key with material on the token is
+// rolled forward (its versions activated, the key Enabled): a store
+// restored from a backup taken while the key was being made says
+// Creating of a key that may have encrypted for months since, and
+// destroying its material would lose every ciphertext under it; after a
+// crash between the token and the store it leaves a key its caller was
+// not told of, which costs an object and is listed. A key with no
+// material never sealed anything: it is rolled back, whatever part of it
+// exists destroyed and the key made a tombstone.
+//
+// It reports whether it rolled the key back and how many versions it
+// rolled forward. A key another replica is still creating is left alone,
+// and so is a key whose creator finished it after Reconcile read k (a page
+// of keys is read at once, then settled one by one): a version that is no
+// longer pending means the key was made. Once every version is taken
+// over, the creator can no longer activate one (activate refuses a
+// version another replica took).
+func (s *Service) settleCreating(ctx context.Context, k store.Key) (rolledBack bool, rolledForward int, err error) {
 	vs, err := s.versions(ctx, k.ID)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	for i, v := range vs {
 		if v.State != store.VersionPending {
-			return false, nil
+			return false, 0, nil
 		}
 		var ok bool
 		if vs[i], ok, err = s.takeOver(ctx, k.ID, v.Number); err != nil || !ok {
-			return false, err // in flight on another replica: not ours to settle
+			return false, 0, err // in flight on another replica: not ours to settle
 		}
 	}
+	made, err := s.anyMaterial(ctx, vs)
+	if err != nil {
+		return false, 0, err
+	}
+	if made {
+		for _, v := range vs {
+			if err := s.finishVersion(ctx, k, v); err != nil {
+				s.releaseClaim(ctx, k.ID, v.Number)
+				return false, rolledForward, err
+			}
+			rolledForward++
+		}
+		return false, rolledForward, nil
+	}
 	for _, v := range vs {
+		// Nothing found under the versions' IDs; a portable version's
+		// HMAC key, made second, is destroyed with its ID.
 		if err := s.hsm.DestroyKey(ctx, v.ObjectID); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
-			return false, err
+			return false, 0, err
 		}
 	}
 	s.abandonKey(ctx, k.ID)
-	return true, nil
+	return true, 0, nil
+}
+
+// anyMaterial reports whether the token holds the object of any of vs.
+func (s *Service) anyMaterial(ctx context.Context, vs []store.Version) (bool, error) {
+	for _, v := range vs {
+		has, err := s.hsm.HasKey(ctx, v.ObjectID)
+		if err != nil || has {
+			return has, err
+		}
+	}
+	return false, nil
 }
 
 // rollForward finishes the pending versions of a live key.

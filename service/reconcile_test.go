@@ -77,9 +77,10 @@ func TestReconcileKeepsAKeyCreatedDuringItsPass(t *testing.T) {
 }
 
 // TestRollBackOfAKeyActivatedMeanwhile: Reconcile's eachKey read a page
-// in which key K was still Creating; before rollBack reached K, its
+// in which key K was still Creating; before settleCreating reached K, its
 // creator activated it (CreateKey returned success to its client).
-// rollBack must leave K alone, and a ciphertext made under it decrypts.
+// settleCreating must leave K alone, and a ciphertext made under it
+// decrypts.
 func TestRollBackOfAKeyActivatedMeanwhile(t *testing.T) {
 	f := newFixture(t, "", shared("a"))
 	id := f.createKey(t, CreateKeyInput{})
@@ -97,8 +98,8 @@ func TestRollBackOfAKeyActivatedMeanwhile(t *testing.T) {
 	}
 	stale := k
 	stale.State = store.KeyCreating // as the page read before activate committed
-	if done, err := f.svc.rollBack(t.Context(), stale); done || err != nil {
-		t.Errorf("rollBack of a key activated meanwhile = %v, %v; want false, nil", done, err)
+	if back, n, err := f.svc.settleCreating(t.Context(), stale); back || n != 0 || err != nil {
+		t.Errorf("settleCreating of a key activated meanwhile = %v, %d, %v; want false, 0, nil", back, n, err)
 	}
 	k2, _ := f.svc.keyRecord(t.Context(), id)
 	if k2.State != store.KeyEnabled {
@@ -110,4 +111,86 @@ func TestRollBackOfAKeyActivatedMeanwhile(t *testing.T) {
 	if _, err := f.svc.Decrypt(admin(t), DecryptInput{CiphertextBlob: out.CiphertextBlob}); err != nil {
 		t.Errorf("Decrypt of a ciphertext made before: %v", err)
 	}
+}
+
+// TestReconcileKeepsTheMaterialOfACreatingKey: a store restored from a
+// backup taken while key K was being created says K is Creating, its
+// version pending under a replica long gone; K was finished on the live
+// system and encrypted since. Reconcile must roll K forward, not destroy
+// its material (found by review: every ciphertext under K was lost). A
+// Creating key with no material on the token is still rolled back.
+func TestReconcileKeepsTheMaterialOfACreatingKey(t *testing.T) {
+	f := newFixture(t, "", shared("a"))
+	id := f.createKey(t, CreateKeyInput{})
+	out, err := f.svc.Encrypt(admin(t), EncryptInput{KeyId: id, Plaintext: []byte("made after the backup")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := restoreAsCreating(t, f, id)
+
+	// Beside it, a key whose creation died before the token made anything.
+	bare, err := f.svc.newKeyRecord(CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare.LatestVersion = 1
+	bv, err := f.svc.newVersion(bare.ID, 1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bv.Owner, bv.LeaseUntil = "gone", time.Now().Add(-time.Hour)
+	if err := f.svc.store.Update(t.Context(), func(tx store.Tx) error {
+		if _, err := tx.PutKey(bare); err != nil {
+			return err
+		}
+		return tx.PutVersion(bv)
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	r, err := f.svc.Reconcile(t.Context())
+	if err != nil || r != (ReconcileReport{RolledBack: 1, RolledForward: 1}) {
+		t.Errorf("Reconcile = %+v, %v; want one key rolled back, one version rolled forward", r, err)
+	}
+	k, _ := f.svc.keyRecord(t.Context(), id)
+	if k.State != store.KeyEnabled || k.CurrentVersion != 1 {
+		t.Errorf("the restored key is %s at version %d; want Enabled at 1", k.State, k.CurrentVersion)
+	}
+	if has, _ := f.tok.HasKey(t.Context(), restored.ObjectID); !has {
+		t.Fatal("the restored key's material was destroyed")
+	}
+	got, err := f.svc.Decrypt(admin(t), DecryptInput{CiphertextBlob: out.CiphertextBlob})
+	if err != nil || string(got.Plaintext) != "made after the backup" {
+		t.Errorf("Decrypt of a ciphertext made under the restored key = %q, %v", got.Plaintext, err)
+	}
+	if b, _ := f.svc.keyRecord(t.Context(), bare.ID); b.State != store.KeyDeleted {
+		t.Errorf("the key without material is %s, want a tombstone", b.State)
+	}
+}
+
+// restoreAsCreating rewrites key id and its version 1 as a backup taken
+// during its creation holds them: Creating, the version pending under a
+// replica whose claim ran out long ago.
+func restoreAsCreating(t *testing.T, f *fixture, id string) store.Version {
+	t.Helper()
+	var v store.Version
+	err := f.svc.store.Update(t.Context(), func(tx store.Tx) error {
+		k, err := tx.Key(id)
+		if err != nil {
+			return err
+		}
+		k.State, k.CurrentVersion = store.KeyCreating, 0
+		if _, err := tx.PutKey(k); err != nil {
+			return err
+		}
+		if v, err = tx.Version(id, 1); err != nil {
+			return err
+		}
+		v.State, v.Owner, v.LeaseUntil = store.VersionPending, "replica-of-the-backup", time.Now().Add(-time.Hour)
+		return tx.PutVersion(v)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
