@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -12,10 +13,24 @@ import (
 // reservedAliasPrefix is AWS's prefix for AWS managed keys.
 const reservedAliasPrefix = "alias/aws/"
 
+// maxAliasName and aliasNamePattern are AWS KMS's AliasNameType
+// constraints: a name that breaks them is a ValidationException. One that
+// keeps them but is no alias name (aliasRE) is an InvalidAliasNameException.
+const (
+	maxAliasName     = 256
+	aliasNamePattern = `^[a-zA-Z0-9:/_-]+$`
+)
+
+var aliasNameRE = regexp.MustCompile(aliasNamePattern)
+
 func (s *Service) checkAliasName(name string) error {
 	switch {
 	case name == "":
 		return newErr(CodeValidation, "1 validation error detected: Value null at 'aliasName' failed to satisfy constraint: Member must not be null")
+	case tooLong(name, maxAliasName):
+		return lengthErr("aliasName", maxAliasName)
+	case !aliasNameRE.MatchString(name):
+		return newErr(CodeValidation, "1 validation error detected: Value '%s' at 'aliasName' failed to satisfy constraint: Member must satisfy regular expression pattern: %s", name, aliasNamePattern)
 	case strings.HasPrefix(name, reservedAliasPrefix):
 		return newErr(CodeInvalidAliasName, "alias names starting with %s are reserved", reservedAliasPrefix)
 	case !aliasRE.MatchString(name):

@@ -15,7 +15,11 @@ import (
 
 // TestAliasNames accepts alias/ and 1 to 250 of [a-zA-Z0-9/_-], refuses
 // every other name and the reserved alias/aws/ prefix, in CreateAlias,
-// UpdateAlias and DeleteAlias alike.
+// UpdateAlias and DeleteAlias alike. A name that breaks AWS's AliasNameType
+// constraints (over 256 characters, or outside ^[a-zA-Z0-9:/_-]+$) is a
+// ValidationException with AWS's words; one that keeps them but is no alias
+// name an InvalidAliasNameException. (Found by review: all were
+// InvalidAliasNameException.)
 func TestAliasNames(t *testing.T) {
 	f := newFixture(t, "")
 	ctx := admin(t)
@@ -23,6 +27,10 @@ func TestAliasNames(t *testing.T) {
 	bad := func(name string) string {
 		return name + " is not a valid alias name: use alias/ and 1 to 250 of a-z A-Z 0-9 / _ -"
 	}
+	pattern := func(name string) string {
+		return "1 validation error detected: Value '" + name + "' at 'aliasName' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$"
+	}
+	long := lengthMsg("aliasName", 256)
 	cases := []struct {
 		name string
 		want *Error
@@ -34,12 +42,18 @@ func TestAliasNames(t *testing.T) {
 		{"alias/aws", nil, ""},
 		{"alias/awsome", nil, ""},
 		{"alias//", nil, ""},
-		{"alias/" + strings.Repeat("x", 251), ErrInvalidAliasName, bad("alias/" + strings.Repeat("x", 251))},
-		{"alias/has space", ErrInvalidAliasName, bad("alias/has space")},
-		{"alias/tab\t", ErrInvalidAliasName, ""},
-		{"alias/dot.ted", ErrInvalidAliasName, ""},
-		{"alias/ü", ErrInvalidAliasName, ""},
-		{"alias/new\nline", ErrInvalidAliasName, ""},
+		{"alias/" + strings.Repeat("x", 251), ErrValidation, long},
+		{"alias/" + strings.Repeat("x", 5000), ErrValidation, long},
+		{"alias/" + strings.Repeat("ü", 250), ErrValidation, pattern("alias/" + strings.Repeat("ü", 250))},
+		{"alias/" + strings.Repeat("ü", 251), ErrValidation, long},
+		{"alias/has space", ErrValidation, pattern("alias/has space")},
+		{"alias/tab\t", ErrValidation, pattern("alias/tab\t")},
+		{"alias/dot.ted", ErrValidation, pattern("alias/dot.ted")},
+		{"alias/ü", ErrValidation, pattern("alias/ü")},
+		{"alias/new\nline", ErrValidation, pattern("alias/new\nline")},
+		{"alias/aws/has space", ErrValidation, pattern("alias/aws/has space")},
+		{"alias/co:lon", ErrInvalidAliasName, bad("alias/co:lon")},
+		{"alias/" + strings.Repeat("x", 249) + ":", ErrInvalidAliasName, ""}, // 256 characters
 		{"app", ErrInvalidAliasName, bad("app")},
 		{"Alias/app", ErrInvalidAliasName, ""},
 		{"alias/", ErrInvalidAliasName, bad("alias/")},

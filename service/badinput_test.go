@@ -479,3 +479,64 @@ func TestBadKeyUsage(t *testing.T) {
 	}
 	k.stillWorks(sym)
 }
+
+// TestLengthsInCharacters holds Description, TagKey, TagValue, KeyId and
+// AliasName to AWS's limits counted in characters, not bytes: a value at
+// the limit in multi-byte characters is accepted, one character more is a
+// ValidationException with AWS's words. (Found by review: the limits were
+// counted in bytes.)
+func TestLengthsInCharacters(t *testing.T) {
+	f := newFixture(t, "")
+	ctx := admin(t)
+	id := f.createKey(t, CreateKeyInput{})
+	desc := func(n int) string { return strings.Repeat("é", n) } // 2 bytes each
+	key := func(n int) string { return strings.Repeat("鍵", n) }  // 3 bytes each
+	val := func(n int) string { return strings.Repeat("😀", n) }  // 4 bytes each
+	create := func(in CreateKeyInput) func() error {
+		return func() error { _, err := f.svc.CreateKey(ctx, in); return err }
+	}
+	tag := func(tags ...Tag) func() error {
+		return func() error { return f.svc.TagResource(ctx, TagResourceInput{KeyId: id, Tags: tags}) }
+	}
+	describe := func(ident string) func() error {
+		return func() error { _, err := f.svc.DescribeKey(ctx, KeyIDInput{KeyId: ident}); return err }
+	}
+	for _, tc := range []struct {
+		name string
+		call func() error
+		want *Error
+		msg  string
+	}{
+		{"CreateKey Description of 8192 characters", create(CreateKeyInput{Description: desc(8192)}), nil, ""},
+		{"CreateKey Description of 8193 characters", create(CreateKeyInput{Description: desc(8193)}), ErrValidation, lengthMsg("description", 8192)},
+		{"UpdateKeyDescription of 8192 characters", func() error {
+			return f.svc.UpdateKeyDescription(ctx, UpdateKeyDescriptionInput{KeyId: id, Description: desc(8192)})
+		}, nil, ""},
+		{"UpdateKeyDescription of 8193 characters", func() error {
+			return f.svc.UpdateKeyDescription(ctx, UpdateKeyDescriptionInput{KeyId: id, Description: desc(8193)})
+		}, ErrValidation, lengthMsg("description", 8192)},
+		{"UpdateKeyDescription of 8193 ASCII", func() error {
+			return f.svc.UpdateKeyDescription(ctx, UpdateKeyDescriptionInput{KeyId: id, Description: strings.Repeat("d", 8193)})
+		}, ErrValidation, lengthMsg("description", 8192)},
+		{"CreateKey tags at their limits", create(CreateKeyInput{Tags: []Tag{{TagKey: key(128), TagValue: val(256)}}}), nil, ""},
+		{"CreateKey TagKey of 129 characters", create(CreateKeyInput{Tags: []Tag{{TagKey: key(129), TagValue: "v"}}}), ErrValidation, lengthMsg("tags.1.member.tagKey", 128)},
+		{"CreateKey TagValue of 257 characters", create(CreateKeyInput{Tags: []Tag{{TagKey: "k", TagValue: val(257)}}}), ErrValidation, lengthMsg("tags.1.member.tagValue", 256)},
+		{"TagResource tags at their limits", tag(Tag{TagKey: key(128), TagValue: val(256)}), nil, ""},
+		{"TagResource TagKey of 129 characters", tag(Tag{TagKey: "a"}, Tag{TagKey: "b"}, Tag{TagKey: key(129)}), ErrValidation, lengthMsg("tags.3.member.tagKey", 128)},
+		{"TagResource TagValue of 257 characters", tag(Tag{TagKey: "k", TagValue: val(257)}), ErrValidation, lengthMsg("tags.1.member.tagValue", 256)},
+		{"KeyId of 2048 characters", describe(val(2048)), ErrNotFound, ""},
+		{"KeyId of 2049 characters", describe(val(2049)), ErrValidation, lengthMsg("keyId", 2048)},
+		{"AliasName of 256 characters", func() error {
+			return f.svc.CreateAlias(ctx, AliasInput{AliasName: "alias/" + strings.Repeat("a", 250), TargetKeyId: id})
+		}, nil, ""},
+		{"AliasName of 257 characters", func() error {
+			return f.svc.CreateAlias(ctx, AliasInput{AliasName: "alias/" + strings.Repeat("a", 251), TargetKeyId: id})
+		}, ErrValidation, lengthMsg("aliasName", 256)},
+	} {
+		ksWantErr(t, tc.name, tc.call(), tc.want, tc.msg)
+	}
+	k := ksStoreKey(t, f, id)
+	if k.Description != desc(8192) || k.Tags[key(128)] != val(256) || len(k.Tags) != 1 {
+		t.Errorf("key after the refused requests: description of %d bytes, tags %d", len(k.Description), len(k.Tags))
+	}
+}

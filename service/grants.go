@@ -31,6 +31,10 @@ const (
 	maxGrantsPage   = 100
 	defaultGrants   = 50
 	grantIDLen      = 64 // hex digits, as AWS KMS's
+	// maxGrantID is AWS KMS's GrantIdType length limit: a longer GrantId
+	// is a ValidationException, a shorter one that is no grant ID of ours
+	// an InvalidGrantIdException.
+	maxGrantID = 128
 	// grantTokenPrefix starts every grant token hsmkms gives out.
 	grantTokenPrefix = "hsmkms-grant-v1:"
 )
@@ -119,6 +123,15 @@ func parseGrantToken(t string) (string, error) {
 		return "", newErr(CodeInvalidGrantToken, "The grant token is not valid")
 	}
 	return string(b), nil
+}
+
+// requestGrantID checks a request's GrantId: AWS's length constraint,
+// then the form of the IDs hsmkms gives out.
+func requestGrantID(id string) error {
+	if tooLong(id, maxGrantID) {
+		return lengthErr("grantId", maxGrantID)
+	}
+	return validGrantID(id)
 }
 
 func validGrantID(id string) error {
@@ -503,7 +516,7 @@ func (s *Service) ListGrants(ctx context.Context, in ListGrantsInput) (out ListG
 		return out, err
 	}
 	if in.GrantId != "" {
-		if err := validGrantID(in.GrantId); err != nil {
+		if err := requestGrantID(in.GrantId); err != nil {
 			return out, err
 		}
 	}
@@ -593,6 +606,9 @@ func (s *Service) RetireGrant(ctx context.Context, in RetireGrantInput) (err err
 	if in.DryRun {
 		return dryRunRefused()
 	}
+	if tooLong(in.GrantId, maxGrantID) {
+		return lengthErr("grantId", maxGrantID)
+	}
 	var ref string
 	switch {
 	case in.GrantToken != "":
@@ -660,7 +676,7 @@ func (s *Service) RevokeGrant(ctx context.Context, in RevokeGrantInput) (err err
 	if in.GrantId == "" {
 		return newErr(CodeValidation, "1 validation error detected: Value null at 'grantId' failed to satisfy constraint: Member must not be null")
 	}
-	if err := validGrantID(in.GrantId); err != nil {
+	if err := requestGrantID(in.GrantId); err != nil {
 		return err
 	}
 	ref, err := s.parseKeyRef("keyId", in.KeyId)

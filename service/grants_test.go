@@ -299,3 +299,46 @@ func TestGrantBadRequests(t *testing.T) {
 	_, err = f.svc.CreateGrant(e.appCtx, CreateGrantInput{KeyId: e.key, GranteePrincipal: grantee, Operations: []string{"Encrypt"}})
 	ksWantErr(t, "CreateGrant without the right", err, ErrAccessDenied, "")
 }
+
+// TestGrantIdLength: a GrantId over AWS's 128 characters is a
+// ValidationException with AWS's words in RevokeGrant, RetireGrant and
+// ListGrants; a shorter one that is no grant ID stays an
+// InvalidGrantIdException. (Found by review: all were InvalidGrantId.)
+func TestGrantIdLength(t *testing.T) {
+	e := newGrantEnv(t)
+	f := e.f
+	long := lengthMsg("grantId", 128)
+	revoke := func(id string) func() error {
+		return func() error { return f.svc.RevokeGrant(e.adminCtx, RevokeGrantInput{KeyId: e.key, GrantId: id}) }
+	}
+	retire := func(in RetireGrantInput) func() error {
+		return func() error { return f.svc.RetireGrant(e.adminCtx, in) }
+	}
+	list := func(id string) func() error {
+		return func() error {
+			_, err := f.svc.ListGrants(e.adminCtx, ListGrantsInput{KeyId: e.key, GrantId: id})
+			return err
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		call func() error
+		want *Error
+		msg  string
+	}{
+		{"RevokeGrant 129 characters", revoke(strings.Repeat("a", 129)), ErrValidation, long},
+		{"RevokeGrant 129 multi-byte characters", revoke(strings.Repeat("é", 129)), ErrValidation, long},
+		{"RevokeGrant 128 characters", revoke(strings.Repeat("a", 128)), ErrInvalidGrantID, ""},
+		{"RevokeGrant 128 multi-byte characters", revoke(strings.Repeat("é", 128)), ErrInvalidGrantID, ""},
+		{"RevokeGrant 129 characters on an unknown key", func() error {
+			return f.svc.RevokeGrant(e.adminCtx, RevokeGrantInput{KeyId: "alias/none", GrantId: strings.Repeat("a", 129)})
+		}, ErrValidation, long},
+		{"RetireGrant 129 characters", retire(RetireGrantInput{KeyId: e.key, GrantId: strings.Repeat("a", 129)}), ErrValidation, long},
+		{"RetireGrant 129 characters beside a token", retire(RetireGrantInput{GrantToken: "hsmkms-grant-v1:!!", GrantId: strings.Repeat("a", 129)}), ErrValidation, long},
+		{"RetireGrant 128 characters", retire(RetireGrantInput{KeyId: e.key, GrantId: strings.Repeat("a", 128)}), ErrInvalidGrantID, ""},
+		{"ListGrants 129 characters", list(strings.Repeat("a", 129)), ErrValidation, long},
+		{"ListGrants 128 characters", list(strings.Repeat("a", 128)), ErrInvalidGrantID, ""},
+	} {
+		ksWantErr(t, tc.name, tc.call(), tc.want, tc.msg)
+	}
+}

@@ -76,7 +76,12 @@ func (ks keySpec) algorithms(usage string) (encryption, signing, mac []string) {
 // asymmetric reports whether keys of the spec are key pairs.
 func (ks keySpec) asymmetric() bool { return ks.pair != "" }
 
-// Limits on key metadata, as AWS KMS has them.
+// originValues is AWS KMS's OriginType enum, in its order: a value outside
+// it is a ValidationException, one inside it that hsmkms does not offer
+// (AWS_CLOUDHSM, EXTERNAL_KEY_STORE) an UnsupportedOperationException.
+var originValues = []string{originAWS, originExternal, "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"}
+
+// Limits on key metadata, as AWS KMS has them, in characters.
 const (
 	maxDescription = 8192
 	maxTags        = 50
@@ -120,6 +125,16 @@ func (s *Service) newKeyRecord(in CreateKeyInput) (store.Key, error) {
 	if spec == "" {
 		spec = SpecSymmetric
 	}
+	// AWS checks the request's shape (lengths, enums) before its meaning.
+	if tooLong(in.Description, maxDescription) {
+		return store.Key{}, lengthErr("description", maxDescription)
+	}
+	if in.Origin != "" && !slices.Contains(originValues, in.Origin) {
+		return store.Key{}, enumErr("origin", in.Origin, originValues)
+	}
+	if err := checkTags(in.Tags); err != nil {
+		return store.Key{}, err
+	}
 	ks, ok := keySpecs[spec]
 	if !ok {
 		return store.Key{}, newErr(CodeValidation, "KeySpec %q is not supported; use one of %s", spec, specNames())
@@ -142,8 +157,6 @@ func (s *Service) newKeyRecord(in CreateKeyInput) (store.Key, error) {
 		return store.Key{}, newErr(CodeUnsupported, "multi-Region keys are not supported")
 	case in.Policy != "":
 		return store.Key{}, newErr(CodeUnsupported, "key policies are not supported: access is granted by principals' policies")
-	case len(in.Description) > maxDescription:
-		return store.Key{}, newErr(CodeValidation, "Description must be at most %d characters", maxDescription)
 	}
 	tags, err := validTags(in.Tags, nil)
 	if err != nil {
@@ -240,19 +253,32 @@ func validTags(tags []Tag, existing map[string]string) (map[string]string, error
 	if out == nil {
 		out = map[string]string{}
 	}
+	if err := checkTags(tags); err != nil {
+		return nil, err
+	}
 	for _, t := range tags {
-		switch {
-		case len(t.TagKey) == 0 || len(t.TagKey) > maxTagKey:
-			return nil, newErr(CodeValidation, "TagKey must be 1 to %d characters", maxTagKey)
-		case len(t.TagValue) > maxTagValue:
-			return nil, newErr(CodeValidation, "TagValue of %q must be at most %d characters", t.TagKey, maxTagValue)
-		}
 		out[t.TagKey] = t.TagValue
 	}
 	if len(out) > maxTags {
 		return nil, newErr(CodeLimitExceeded, "a key has at most %d tags", maxTags)
 	}
 	return out, nil
+}
+
+// checkTags holds each tag to AWS's length constraints, in characters,
+// naming the first that fails as AWS does (tags.N.member.tagKey, N from 1).
+func checkTags(tags []Tag) error {
+	for i, t := range tags {
+		switch {
+		case t.TagKey == "":
+			return newErr(CodeValidation, "1 validation error detected: Value at 'tags.%d.member.tagKey' failed to satisfy constraint: Member must have length greater than or equal to 1", i+1)
+		case tooLong(t.TagKey, maxTagKey):
+			return lengthErr(fmt.Sprintf("tags.%d.member.tagKey", i+1), maxTagKey)
+		case tooLong(t.TagValue, maxTagValue):
+			return lengthErr(fmt.Sprintf("tags.%d.member.tagValue", i+1), maxTagValue)
+		}
+	}
+	return nil
 }
 
 // createKey records k as Creating with a pending first version, makes the
@@ -618,8 +644,8 @@ type UpdateKeyDescriptionInput struct {
 func (s *Service) UpdateKeyDescription(ctx context.Context, in UpdateKeyDescriptionInput) (err error) {
 	o := s.begin(ctx, "kms:UpdateKeyDescription")
 	defer func() { err = o.end(err) }()
-	if len(in.Description) > maxDescription {
-		return newErr(CodeValidation, "Description must be at most %d characters", maxDescription)
+	if tooLong(in.Description, maxDescription) {
+		return lengthErr("description", maxDescription)
 	}
 	return s.updateKey(ctx, o, in.KeyId, func(k *store.Key) error {
 		if err := s.taggable(*k); err != nil {

@@ -49,6 +49,12 @@ func ksWantErr(t testing.TB, what string, err error, want *Error, msg string) {
 	}
 }
 
+// lengthMsg is AWS's ValidationException message for a string at member
+// longer than max characters, the value not echoed.
+func lengthMsg(member string, max int) string {
+	return fmt.Sprintf("1 validation error detected: Value at '%s' failed to satisfy constraint: Member must have length less than or equal to %d", member, max)
+}
+
 // ksMust fails the test at once on err.
 func ksMust(t testing.TB, what string, err error) {
 	t.Helper()
@@ -346,6 +352,9 @@ func TestCreateKeyInvalid(t *testing.T) {
 		tags51 = append(tags51, Tag{TagKey: fmt.Sprintf("t%02d", i), TagValue: "v"})
 	}
 	specs := "[ECC_NIST_P256 ECC_NIST_P384 ECC_NIST_P521 ECC_SECG_P256K1 HMAC_224 HMAC_256 HMAC_384 HMAC_512 RSA_2048 RSA_3072 RSA_4096 SYMMETRIC_DEFAULT]"
+	originEnum := func(v string) string {
+		return "1 validation error detected: Value '" + v + "' at 'origin' failed to satisfy constraint: Member must satisfy enum value set: [AWS_KMS, EXTERNAL, AWS_CLOUDHSM, EXTERNAL_KEY_STORE]"
+	}
 	cases := []struct {
 		name string
 		in   CreateKeyInput
@@ -365,13 +374,24 @@ func TestCreateKeyInvalid(t *testing.T) {
 		{"unknown deprecated spec", CreateKeyInput{CustomerMasterKeySpec: "ECC_NIST_P192"}, ErrValidation, ""},
 		{"Origin EXTERNAL for an ECC key", CreateKeyInput{Origin: "EXTERNAL", KeySpec: "ECC_NIST_P384"}, ErrUnsupported, "importing key material for ECC_NIST_P384 keys is not supported: hsmkms imports SYMMETRIC_DEFAULT and HMAC key material"},
 		{"Origin AWS_CLOUDHSM", CreateKeyInput{Origin: "AWS_CLOUDHSM"}, ErrUnsupported, ""},
+		{"Origin EXTERNAL_KEY_STORE", CreateKeyInput{Origin: "EXTERNAL_KEY_STORE"}, ErrUnsupported,
+			"Origin EXTERNAL_KEY_STORE is not supported: hsmkms makes key material inside its HSM, or imports it (EXTERNAL)"},
+		{"Origin FOO", CreateKeyInput{Origin: "FOO"}, ErrValidation, originEnum("FOO")},
+		{"Origin is case-sensitive", CreateKeyInput{Origin: "external"}, ErrValidation, originEnum("external")},
+		{"Origin FOO before an unknown spec", CreateKeyInput{Origin: "FOO", KeySpec: "AES_256"}, ErrValidation, originEnum("FOO")},
 		{"MultiRegion", CreateKeyInput{MultiRegion: true}, ErrUnsupported, "multi-Region keys are not supported"},
 		{"key policy", CreateKeyInput{Policy: `{"Version":"2012-10-17"}`}, ErrUnsupported, "key policies are not supported: access is granted by principals' policies"},
-		{"Description of 8193", CreateKeyInput{Description: strings.Repeat("d", 8193)}, ErrValidation, "Description must be at most 8192 characters"},
+		{"Description of 8193", CreateKeyInput{Description: strings.Repeat("d", 8193)}, ErrValidation, lengthMsg("description", 8192)},
+		{"Description of 8193 runes", CreateKeyInput{Description: strings.Repeat("é", 8193)}, ErrValidation, lengthMsg("description", 8192)},
+		{"Description of 8193 before a key policy", CreateKeyInput{Description: strings.Repeat("d", 8193), Policy: "{}"}, ErrValidation, lengthMsg("description", 8192)},
 		{"51 tags", CreateKeyInput{Tags: tags51}, ErrLimitExceeded, "a key has at most 50 tags"},
-		{"tag key of 129", CreateKeyInput{Tags: []Tag{{TagKey: strings.Repeat("k", 129), TagValue: "v"}}}, ErrValidation, "TagKey must be 1 to 128 characters"},
-		{"empty tag key", CreateKeyInput{Tags: []Tag{{TagKey: "", TagValue: "v"}}}, ErrValidation, "TagKey must be 1 to 128 characters"},
-		{"tag value of 257", CreateKeyInput{Tags: []Tag{{TagKey: "k", TagValue: strings.Repeat("v", 257)}}}, ErrValidation, `TagValue of "k" must be at most 256 characters`},
+		{"tag key of 129", CreateKeyInput{Tags: []Tag{{TagKey: strings.Repeat("k", 129), TagValue: "v"}}}, ErrValidation, lengthMsg("tags.1.member.tagKey", 128)},
+		{"tag key of 129 runes", CreateKeyInput{Tags: []Tag{{TagKey: "a", TagValue: "v"}, {TagKey: strings.Repeat("ж", 129), TagValue: "v"}}}, ErrValidation, lengthMsg("tags.2.member.tagKey", 128)},
+		{"empty tag key", CreateKeyInput{Tags: []Tag{{TagKey: "", TagValue: "v"}}}, ErrValidation,
+			"1 validation error detected: Value at 'tags.1.member.tagKey' failed to satisfy constraint: Member must have length greater than or equal to 1"},
+		{"tag value of 257", CreateKeyInput{Tags: []Tag{{TagKey: "k", TagValue: strings.Repeat("v", 257)}}}, ErrValidation, lengthMsg("tags.1.member.tagValue", 256)},
+		{"tag value of 257 runes", CreateKeyInput{Tags: []Tag{{TagKey: "k", TagValue: strings.Repeat("値", 257)}}}, ErrValidation, lengthMsg("tags.1.member.tagValue", 256)},
+		{"bad tag before 51 tags", CreateKeyInput{Tags: append(slices.Clone(tags51), Tag{TagKey: ""})}, ErrValidation, ""},
 		{"HsmkmsMechanism on an EC key", CreateKeyInput{KeySpec: "ECC_NIST_P256", HsmkmsMechanism: "aes-gcm"}, ErrValidation, "HsmkmsMechanism applies to SYMMETRIC_DEFAULT keys only"},
 		{"mechanism tag on an RSA key", CreateKeyInput{KeySpec: "RSA_2048", Tags: []Tag{{TagKey: "hsmkms:mechanism", TagValue: "aes-kw"}}}, ErrValidation, "HsmkmsMechanism applies to SYMMETRIC_DEFAULT keys only"},
 		{"bad mechanism name", CreateKeyInput{HsmkmsMechanism: "aes-cbc"}, ErrValidation, `HsmkmsMechanism must be aes-gcm, aes-kw or aes-cbc-hmac, not "aes-cbc"`},
@@ -419,6 +439,8 @@ func TestDescribeKeyIdentifiers(t *testing.T) {
 		{"alias ARN", ksAliasARN("alias/describe-me"), nil, ""},
 		{"empty", "", ErrValidation, "1 validation error detected: Value null at 'keyId' failed to satisfy constraint: Member must not be null"},
 		{"too long", strings.Repeat("a", 2049), ErrValidation, "1 validation error detected: Value at 'keyId' failed to satisfy constraint: Member must have length less than or equal to 2048"},
+		{"2049 runes", strings.Repeat("é", 2049), ErrValidation, lengthMsg("keyId", 2048)},
+		{"2048 runes", strings.Repeat("é", 2048), ErrNotFound, "Invalid keyId '" + strings.Repeat("é", 2048) + "'"},
 		{"unknown key ID", unknown, ErrNotFound, "Key '" + ksARN(unknown) + "' does not exist"},
 		{"unknown key ARN", ksARN(unknown), ErrNotFound, "Key '" + ksARN(unknown) + "' does not exist"},
 		{"not a UUID", "not-a-uuid", ErrNotFound, "Invalid keyId 'not-a-uuid'"},
@@ -628,10 +650,20 @@ func TestTagResource(t *testing.T) {
 		}, nil, "", map[string]string{"team": "b", "env": "dev"}},
 		{"tag key of 129", func() error {
 			return f.svc.TagResource(ctx, TagResourceInput{KeyId: id, Tags: []Tag{{TagKey: "x", TagValue: "1"}, {TagKey: strings.Repeat("k", 129)}}})
-		}, ErrValidation, "TagKey must be 1 to 128 characters", map[string]string{"team": "b", "env": "dev"}},
+		}, ErrValidation, lengthMsg("tags.2.member.tagKey", 128), map[string]string{"team": "b", "env": "dev"}},
 		{"tag value of 257", func() error {
 			return f.svc.TagResource(ctx, TagResourceInput{KeyId: id, Tags: []Tag{{TagKey: "x", TagValue: strings.Repeat("v", 257)}}})
-		}, ErrValidation, "", map[string]string{"team": "b", "env": "dev"}},
+		}, ErrValidation, lengthMsg("tags.1.member.tagValue", 256), map[string]string{"team": "b", "env": "dev"}},
+		{"empty tag key", func() error {
+			return f.svc.TagResource(ctx, TagResourceInput{KeyId: id, Tags: []Tag{{TagKey: "x", TagValue: "1"}, {TagKey: "", TagValue: "1"}}})
+		}, ErrValidation, "1 validation error detected: Value at 'tags.2.member.tagKey' failed to satisfy constraint: Member must have length greater than or equal to 1",
+			map[string]string{"team": "b", "env": "dev"}},
+		{"tags at their limits in runes", func() error {
+			return f.svc.TagResource(ctx, TagResourceInput{KeyId: id, Tags: []Tag{{TagKey: strings.Repeat("ключ", 32), TagValue: strings.Repeat("値", 256)}}})
+		}, nil, "", nil},
+		{"untag the rune tag", func() error {
+			return f.svc.UntagResource(ctx, UntagResourceInput{KeyId: id, TagKeys: []string{strings.Repeat("ключ", 32)}})
+		}, nil, "", map[string]string{"team": "b", "env": "dev"}},
 		{"51st tag", func() error {
 			return f.svc.TagResource(ctx, TagResourceInput{KeyId: id, Tags: many(49)})
 		}, ErrLimitExceeded, "a key has at most 50 tags", map[string]string{"team": "b", "env": "dev"}},

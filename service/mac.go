@@ -12,7 +12,7 @@ import (
 // maxMAC bounds the Mac of a VerifyMac request, as AWS KMS does.
 const maxMAC = 6144
 
-// macAlgorithms are the MacAlgorithm values AWS KMS knows.
+// macAlgorithms is AWS KMS's MacAlgorithmSpec enum, in its order.
 var macAlgorithms = []string{string(hsm.HMACSHA224), string(hsm.HMACSHA256), string(hsm.HMACSHA384), string(hsm.HMACSHA512)}
 
 // GenerateMac computes the HMAC of a message with an HMAC key on the token.
@@ -70,8 +70,11 @@ func (s *Service) macRequest(ctx context.Context, o *op, ident string, msg []byt
 	if len(msg) == 0 || len(msg) > hsm.MaxMACMessage {
 		return store.Key{}, store.Version{}, newErr(CodeValidation, "1 validation error detected: Value at 'message' failed to satisfy constraint: Member must have length between 1 and %d", hsm.MaxMACMessage)
 	}
-	if !slices.Contains(macAlgorithms, alg) {
-		return store.Key{}, store.Version{}, newErr(CodeValidation, "1 validation error detected: Value '%s' at 'macAlgorithm' failed to satisfy constraint: Member must satisfy enum value set: %v", alg, macAlgorithms)
+	switch {
+	case alg == "":
+		return store.Key{}, store.Version{}, newErr(CodeValidation, "1 validation error detected: Value null at 'macAlgorithm' failed to satisfy constraint: Member must not be null")
+	case !slices.Contains(macAlgorithms, alg):
+		return store.Key{}, store.Version{}, enumErr("macAlgorithm", alg, macAlgorithms)
 	}
 	k, err := s.authorizedKey(ctx, o, ident)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/hsmkms/hsmkms/service/store"
@@ -17,8 +18,30 @@ var (
 	aliasRE = regexp.MustCompile(`^alias/[a-zA-Z0-9/_-]{1,250}$`)
 )
 
-// maxKeyIDLen bounds a key identifier, as AWS does.
+// maxKeyIDLen bounds a key identifier, in characters as AWS counts it.
 const maxKeyIDLen = 2048
+
+// tooLong reports whether s has more than limit characters, as AWS counts
+// a string's length (Unicode code points; each byte of invalid UTF-8 is one).
+// No byte cap is needed before counting: the request body is already
+// bounded, and none of the strings counted here reach a cgo call.
+func tooLong(s string, limit int) bool {
+	return len(s) > limit && utf8.RuneCountInString(s) > limit
+}
+
+// lengthErr is AWS's ValidationException for a string longer than limit
+// characters at member. The value is not echoed: it is long, and may hold
+// what its owner would not want in error responses and audit records.
+func lengthErr(member string, limit int) error {
+	return newErr(CodeValidation, "1 validation error detected: Value at '%s' failed to satisfy constraint: Member must have length less than or equal to %d", member, limit)
+}
+
+// enumErr is AWS's ValidationException for a value outside an enum: the
+// values in the API model's order, comma-separated.
+func enumErr(member, value string, values []string) error {
+	return newErr(CodeValidation, "1 validation error detected: Value '%s' at '%s' failed to satisfy constraint: Member must satisfy enum value set: [%s]",
+		value, member, strings.Join(values, ", "))
+}
 
 func (s *Service) keyARN(id string) string { return s.arn + "key/" + id }
 
@@ -36,8 +59,8 @@ func (s *Service) parseKeyRef(field, in string) (keyRef, error) {
 	switch {
 	case in == "":
 		return keyRef{}, newErr(CodeValidation, "1 validation error detected: Value null at '%s' failed to satisfy constraint: Member must not be null", field)
-	case len(in) > maxKeyIDLen:
-		return keyRef{}, newErr(CodeValidation, "1 validation error detected: Value at '%s' failed to satisfy constraint: Member must have length less than or equal to %d", field, maxKeyIDLen)
+	case tooLong(in, maxKeyIDLen):
+		return keyRef{}, lengthErr(field, maxKeyIDLen)
 	}
 	ref := keyRef{input: in}
 	rest := in

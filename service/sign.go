@@ -66,6 +66,9 @@ func (s *Service) signingRequest(ctx context.Context, o *op, ident string, msg [
 	if err := checkSigningAlgorithm(alg); err != nil {
 		return store.Key{}, store.Version{}, nil, err
 	}
+	if msgType != "" && !slices.Contains(messageTypeValues, msgType) {
+		return store.Key{}, store.Version{}, nil, enumErr("messageType", msgType, messageTypeValues)
+	}
 	k, err := s.authorizedKey(ctx, o, ident)
 	if err != nil {
 		return k, store.Version{}, nil, err
@@ -95,6 +98,10 @@ func (s *Service) signingRequest(ctx context.Context, o *op, ident string, msg [
 var signingAlgorithmValues = []string{"RSASSA_PSS_SHA_256", "RSASSA_PSS_SHA_384", "RSASSA_PSS_SHA_512",
 	"RSASSA_PKCS1_V1_5_SHA_256", "RSASSA_PKCS1_V1_5_SHA_384", "RSASSA_PKCS1_V1_5_SHA_512",
 	"ECDSA_SHA_256", "ECDSA_SHA_384", "ECDSA_SHA_512", "SM2DSA", "ML_DSA_SHAKE_256"}
+
+// messageTypeValues is AWS KMS's MessageType enum, in its order. A value
+// outside it is a ValidationException before the key is looked up.
+var messageTypeValues = []string{"RAW", "DIGEST", "EXTERNAL_MU"}
 
 // checkSigningAlgorithm refuses a missing SigningAlgorithm, or one AWS KMS
 // does not know, as AWS KMS does.
@@ -140,7 +147,8 @@ func digestOf(alg string, msg []byte, msgType string) ([]byte, error) {
 		}
 		return msg, nil
 	}
-	return nil, newErr(CodeValidation, "MessageType must be RAW or DIGEST, not %q", msgType)
+	// EXTERNAL_MU is for ML-DSA keys only, which hsmkms does not make.
+	return nil, newErr(CodeValidation, "MessageType %s is valid only with the ML_DSA_SHAKE_256 signing algorithm", msgType)
 }
 
 // GetPublicKey returns an asymmetric key's public half, DER-encoded

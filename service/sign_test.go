@@ -311,3 +311,41 @@ func TestSigningAlgorithmMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestMessageTypeMessages holds an unknown MessageType to AWS KMS's
+// ValidationException and its enum words (comma-separated, in the model's
+// order), for Sign and Verify alike, before the key is looked up. (Found by
+// review: hsmkms's own wording.) EXTERNAL_MU is in the enum but for ML-DSA
+// keys only, which hsmkms does not make.
+func TestMessageTypeMessages(t *testing.T) {
+	k := newBlobKit(t)
+	p256 := k.signKeys()["ECC_NIST_P256"]
+	enum := func(v string) string {
+		return "1 validation error detected: Value '" + v + "' at 'messageType' failed to satisfy constraint: Member must satisfy enum value set: [RAW, DIGEST, EXTERNAL_MU]"
+	}
+	for _, tc := range []struct {
+		keyID, msgType string
+		msg            []byte
+		want           *Error
+		text           string
+	}{
+		{p256, "HASH", make([]byte, 32), ErrValidation, enum("HASH")},
+		{p256, "raw", []byte("m"), ErrValidation, enum("raw")},
+		{"alias/no-such-key", "HASH", []byte("m"), ErrValidation, enum("HASH")},
+		{p256, "EXTERNAL_MU", make([]byte, 64), ErrValidation, "MessageType EXTERNAL_MU is valid only with the ML_DSA_SHAKE_256 signing algorithm"},
+		{"alias/no-such-key", "EXTERNAL_MU", make([]byte, 64), ErrNotFound, ""},
+		{p256, "", []byte("m"), nil, ""},
+		{p256, "RAW", []byte("m"), nil, ""},
+		{p256, "DIGEST", make([]byte, 32), nil, ""},
+	} {
+		name := fmt.Sprintf("(%s, %q)", tc.keyID, tc.msgType)
+		out, err := k.svc.Sign(admin(t), SignInput{KeyId: tc.keyID, Message: tc.msg, MessageType: tc.msgType, SigningAlgorithm: "ECDSA_SHA_256"})
+		ksWantErr(t, "Sign"+name, err, tc.want, tc.text)
+		sig := []byte("s")
+		if err == nil {
+			sig = out.Signature
+		}
+		_, err = k.svc.Verify(admin(t), VerifyInput{KeyId: tc.keyID, Message: tc.msg, MessageType: tc.msgType, Signature: sig, SigningAlgorithm: "ECDSA_SHA_256"})
+		ksWantErr(t, "Verify"+name, err, tc.want, tc.text)
+	}
+}
