@@ -105,6 +105,9 @@ func (t *Token) readRSAPair(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) (priv
 		D:         new(big.Int).SetBytes(a[2].Value),
 		Primes:    []*big.Int{new(big.Int).SetBytes(a[3].Value), new(big.Int).SetBytes(a[4].Value)},
 	}
+	// Deferred here, before Precompute adds Dp, Dq and Qinv: clearing
+	// reads the key's fields when it runs, so those are cleared too.
+	defer clearKey(key)
 	// Validate checks that the primes and exponents make one key: the
 	// token's answer is all there is to go on.
 	if err := key.Validate(); err != nil {
@@ -158,6 +161,7 @@ func (t *Token) readECPair(s pkcs11.SessionHandle, privH, pubH pkcs11.ObjectHand
 	if err != nil {
 		return nil, nil, fmt.Errorf("the token's %s private value: %w", c.name, err)
 	}
+	defer clearKey(key)
 	// The private value must be the public point's: ParseRawPrivateKey
 	// derives the point from the scalar, which the token's must match.
 	if !key.PublicKey.Equal(pub) {
@@ -194,4 +198,51 @@ func marshalECPKCS8(c curve, scalar, point []byte) ([]byte, error) {
 		Algorithm  algorithm
 		PrivateKey []byte
 	}{0, algorithm{oidECPublic, asn1.RawValue{FullBytes: params}}, inner})
+}
+
+// clearKey zeroes the private values of key, an *rsa.PrivateKey or an
+// *ecdsa.PrivateKey read from the token, once its PKCS#8 encoding is
+// made: the big.Int copies of a data key pair's private half must not
+// linger on the heap until the garbage collector reuses their memory.
+//
+// What Go's crypto keeps out of reach is not cleared: the internal key
+// rsa.PrivateKey.Precompute and Validate build (crypto/internal/fips140),
+// the one ecdsa.ParseRawPrivateKey builds, and the intermediate byte
+// slices x509.MarshalPKCS8PrivateKey makes (the PKCS#1 or SEC 1 DER it
+// wraps, and the big-endian copies asn1.Marshal encodes). Nor is the C
+// buffer pkcs11's GetAttributeValue copies the attributes out of, which
+// it frees without zeroing.
+func clearKey(key any) {
+	if testHookClearKey != nil {
+		testHookClearKey(key)
+	}
+	switch k := key.(type) {
+	case *rsa.PrivateKey:
+		clearInts(k.D, k.Precomputed.Dp, k.Precomputed.Dq, k.Precomputed.Qinv)
+		clearInts(k.Primes...)
+		for _, v := range k.Precomputed.CRTValues {
+			clearInts(v.Exp, v.Coeff, v.R)
+		}
+	case *ecdsa.PrivateKey:
+		clearInts(k.D)
+	}
+}
+
+// testHookClearKey, when set by a test, sees each key clearKey is about
+// to clear, so that the test can check afterwards that it was cleared.
+var testHookClearKey func(key any)
+
+// clearInts zeroes each x's words up to their capacity, not just their
+// length: big.Int arithmetic (Precompute's Mod, for one) leaves earlier
+// values in the spare capacity of a result's words, and SetInt64(0) alone
+// only shortens the slice. x is then 0.
+func clearInts(xs ...*big.Int) {
+	for _, x := range xs {
+		if x == nil {
+			continue
+		}
+		w := x.Bits()
+		clear(w[:cap(w)])
+		x.SetInt64(0)
+	}
 }

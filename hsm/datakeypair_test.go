@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/miekg/pkcs11"
@@ -185,4 +189,142 @@ func extractablePrivates(t *testing.T, tok *Token) int {
 		t.Fatal(err)
 	}
 	return len(hs)
+}
+
+// privateWords returns the words, to their capacity, of every private
+// big.Int of key (an *rsa.PrivateKey or *ecdsa.PrivateKey), so that a
+// test can look at them after the key is cleared.
+func privateWords(t *testing.T, key any) [][]big.Word {
+	t.Helper()
+	var xs []*big.Int
+	switch k := key.(type) {
+	case *rsa.PrivateKey:
+		xs = append(xs, k.D, k.Precomputed.Dp, k.Precomputed.Dq, k.Precomputed.Qinv)
+		xs = append(xs, k.Primes...)
+		for _, v := range k.Precomputed.CRTValues {
+			xs = append(xs, v.Exp, v.Coeff, v.R)
+		}
+	case *ecdsa.PrivateKey:
+		xs = append(xs, k.D)
+	default:
+		t.Fatalf("private key of type %T", key)
+	}
+	var ws [][]big.Word
+	for _, x := range xs {
+		if x == nil {
+			t.Fatal("a private value of the key is nil")
+		}
+		w := x.Bits()
+		ws = append(ws, w[:cap(w)])
+	}
+	return ws
+}
+
+// wantZeroWords fails the test if any word of ws is not zero.
+func wantZeroWords(t *testing.T, ws [][]big.Word) {
+	t.Helper()
+	for i, w := range ws {
+		for _, x := range w {
+			if x != 0 {
+				t.Errorf("private value %d of the key was not cleared", i)
+				break
+			}
+		}
+	}
+}
+
+// TestDataKeyPairClearKey proves that clearKey zeroes every private big.Int of RSA
+// and EC keys, spare capacity included, leaves each one 0, and leaves
+// the public key alone. (Found by review: the big.Int copies of a data
+// key pair's private half were left on the heap.)
+func TestDataKeyPairClearKey(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		key  func(t *testing.T) any
+	}{
+		{"RSA-2048", func(t *testing.T) any { return rsaKey(t) }},
+		{"RSA with CRT values", func(t *testing.T) any {
+			// clearKey only needs values in CRTValues (the third and
+			// further primes' fields), not a valid three-prime key.
+			k := rsaKey(t)
+			k.Precomputed.CRTValues = []rsa.CRTValue{{Exp: big.NewInt(3), Coeff: big.NewInt(5), R: big.NewInt(7)}}
+			return k
+		}},
+		{"P-256", func(t *testing.T) any { return ecKey(t, elliptic.P256()) }},
+		{"P-384", func(t *testing.T) any { return ecKey(t, elliptic.P384()) }},
+		{"P-521", func(t *testing.T) any { return ecKey(t, elliptic.P521()) }},
+		{"spare capacity", func(t *testing.T) any {
+			// Words past the length hold what earlier arithmetic left
+			// there: D is 2 words long, and 4 words are cleared.
+			k := ecKey(t, elliptic.P256())
+			k.D = new(big.Int).SetBits([]big.Word{1, 2, 3, 4}[:2])
+			return k
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key := tc.key(t)
+			ws := privateWords(t, key)
+			for i, w := range ws {
+				if !slices.ContainsFunc(w, func(x big.Word) bool { return x != 0 }) {
+					t.Fatalf("private value %d is zero before clearKey", i)
+				}
+			}
+			before, err := x509.MarshalPKIXPublicKey(key.(crypto.Signer).Public())
+			if err != nil {
+				t.Fatal(err)
+			}
+			clearKey(key)
+			wantZeroWords(t, ws)
+			after, err := x509.MarshalPKIXPublicKey(key.(crypto.Signer).Public())
+			if err != nil || !bytes.Equal(after, before) {
+				t.Errorf("clearKey changed the public key (%v)", err)
+			}
+		})
+	}
+}
+
+func rsaKey(t *testing.T) *rsa.PrivateKey {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func ecKey(t *testing.T, c elliptic.Curve) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(c, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// TestGenerateDataKeyPairClearsKey proves that GenerateDataKeyPair clears
+// the big.Int copies of the private key it reads from the token, for RSA
+// and EC, and still returns a private key that works. It sees the key
+// through testHookClearKey, which clearKey calls first.
+func TestGenerateDataKeyPairClearsKey(t *testing.T) {
+	tok, _ := openFaulty(t)
+	t.Cleanup(func() { testHookClearKey = nil })
+	for _, spec := range []KeySpec{RSA2048, ECP256, ECP521} {
+		t.Run(string(spec), func(t *testing.T) {
+			if !has(tok, keyFeature(spec)) {
+				t.Skipf("the token makes no %s keys", spec)
+			}
+			cleared := 0
+			var ws [][]big.Word
+			testHookClearKey = func(key any) { cleared++; ws = append(ws, privateWords(t, key)...) }
+			priv, pub, err := tok.GenerateDataKeyPair(t.Context(), spec)
+			if err != nil {
+				t.Fatalf("GenerateDataKeyPair: %v", err)
+			}
+			if cleared != 1 {
+				t.Fatalf("%d keys cleared, want 1", cleared)
+			}
+			wantZeroWords(t, ws)
+			wantPair(t, priv, pub)
+		})
+	}
 }

@@ -91,11 +91,36 @@ func (s *Service) generateDataKeyPair(ctx context.Context, action string, in Gen
 	if err != nil {
 		return out, err
 	}
-	priv, pub, err := s.hsm.GenerateDataKeyPair(ctx, spec)
-	if err != nil {
-		return out, s.hsmErr(err, k.ID, v.Number)
+	// The pair is made inside the sealer, as GenerateDataKey makes its data
+	// key: seal calls it only once it has taken a seal from the version's
+	// budget, so a key that has sealed its limit refuses the request
+	// before the token spends seconds on an RSA_4096 pair. (Found by
+	// review: the budget was checked after the pair was made.) A token
+	// error is mapped by seal with hsmErr, as it was here. A pair the
+	// token fails to make now uses one seal of the budget, as a data key
+	// SealDataKey fails to make does: the budget may over-count, never
+	// under-count.
+	var pub []byte
+	generate := func() (sl sealer, err error) {
+		priv, pub, err = s.hsm.GenerateDataKeyPair(ctx, spec)
+		return s.sealPlaintext(ctx, v, priv), err
 	}
-	blob, err := s.seal(ctx, k, v, in.EncryptionContext, s.sealPlaintext(ctx, v, priv))
+	blob, err := s.seal(ctx, k, v, in.EncryptionContext, sealer{
+		gcm: func(iv, aad []byte) ([]byte, error) {
+			sl, err := generate()
+			if err != nil {
+				return nil, err
+			}
+			return sl.gcm(iv, aad)
+		},
+		portable: func(iv, header, context []byte) ([]byte, error) {
+			sl, err := generate()
+			if err != nil {
+				return nil, err
+			}
+			return sl.portable(iv, header, context)
+		},
+	})
 	if err != nil {
 		return out, err
 	}

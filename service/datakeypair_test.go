@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/hsmkms/hsmkms/hsm"
+	"github.com/hsmkms/hsmkms/service/policy"
 )
 
 // TestGenerateDataKeyPair proves, for every key pair spec and every
@@ -156,6 +157,59 @@ func TestGenerateDataKeyPairBadContextBeforeToken(t *testing.T) {
 			}
 			if n := pc.n.Load() - before; n != 0 {
 				t.Errorf("the token made %d key pairs before the bad context was refused", n)
+			}
+		})
+	}
+}
+
+// TestGenerateDataKeyPairRefusedBeforeToken proves that every check that
+// can refuse GenerateDataKeyPair runs before the token makes a key pair:
+// a key version that has sealed its limit, a disabled key, a signing key
+// and a caller the policy denies cost the token nothing. (Found by
+// review: the seal budget was checked only in the seal, after an
+// RSA_4096 generation of about a second.)
+func TestGenerateDataKeyPairRefusedBeforeToken(t *testing.T) {
+	var pc *pairCounter
+	f := newFixture(t, "", func(c *Config) {
+		// One seal per version, and no rotation to renew it.
+		c.SealBlock, c.SealLimit = 1, 1
+		pc = &pairCounter{HSM: c.HSM}
+		c.HSM = pc
+	})
+	k := blobKit{fixture: f, t: t}
+	spent := k.key("aes-gcm")
+	if _, err := k.svc.Encrypt(admin(t), EncryptInput{KeyId: spent, Plaintext: []byte("the only seal")}); err != nil {
+		t.Fatalf("Encrypt: %v", err)
+	}
+	disabled := k.key("aes-gcm")
+	if err := k.svc.DisableKey(admin(t), KeyIDInput{KeyId: disabled}); err != nil {
+		t.Fatal(err)
+	}
+	signing := k.createKey(t, CreateKeyInput{KeySpec: "ECC_NIST_P256", KeyUsage: UsageSign})
+	usable := k.key("aes-gcm")
+	denied := as(t, "AKIADENIED", policy.Statement{Effect: "Allow", Actions: []string{"kms:Encrypt"}, Resources: []string{"*"}})
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		key  string
+		code Code
+	}{
+		{"seal budget spent", admin(t), spent, CodeInvalidState},
+		{"disabled key", admin(t), disabled, CodeDisabled},
+		{"signing key", admin(t), signing, CodeInvalidKeyUsage},
+		{"denied by policy", denied, usable, CodeAccessDenied},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := pc.n.Load()
+			out, err := k.svc.GenerateDataKeyPair(tc.ctx, GenerateDataKeyPairInput{KeyId: tc.key, KeyPairSpec: "RSA_4096"})
+			if CodeOf(err) != tc.code {
+				t.Errorf("GenerateDataKeyPair = %v, want %s", err, tc.code)
+			}
+			if out.PrivateKeyPlaintext != nil || out.PublicKey != nil {
+				t.Error("a refused request returned key material")
+			}
+			if n := pc.n.Load() - before; n != 0 {
+				t.Errorf("the token made %d key pairs for a refused request", n)
 			}
 		})
 	}
