@@ -104,21 +104,30 @@ func wrapErr(code Code, cause error, format string, args ...any) *Error {
 // CodeOf returns the Code of err, or CodeInternal when err is not an
 // *Error. An internal error caused by a store that cannot be reached is
 // CodeDependency, wherever it was wrapped: the client should retry it.
+// A store failure whose commit outcome is unknown is CodeInternal, even
+// when the store was also unreachable: AWS SDKs retry CodeDependency on
+// their own, and a retry could repeat a change that was made.
 func CodeOf(err error) Code {
 	var e *Error
-	if errors.As(err, &e) && e.Code != CodeInternal {
+	if errors.As(err, &e) && e.Code != CodeInternal && (e.Code != CodeDependency || !outcomeUnknown(err)) {
 		return e.Code
 	}
-	if errors.Is(err, store.ErrUnavailable) {
+	if errors.Is(err, store.ErrUnavailable) && !outcomeUnknown(err) {
 		return CodeDependency
 	}
 	return CodeInternal
 }
 
+// outcomeUnknown reports a store failure after which the change may or
+// may not have been made.
+func outcomeUnknown(err error) bool { return errors.Is(err, store.ErrOutcomeUnknown) }
+
 // MessageOf returns the message a client is shown for err.
 func MessageOf(err error) string {
 	var e *Error
 	switch {
+	case CodeOf(err) == CodeInternal && outcomeUnknown(err):
+		return msgOutcomeUnknown
 	case CodeOf(err) == CodeDependency && (!errors.As(err, &e) || e.Code == CodeInternal):
 		return msgStoreUnavailable
 	case errors.As(err, &e):
@@ -130,6 +139,10 @@ func MessageOf(err error) string {
 // msgStoreUnavailable is what a client is told while the key store (a
 // shared database) cannot be reached; AWS SDKs retry the error type.
 const msgStoreUnavailable = "The key store is unavailable. Retry the request."
+
+// msgOutcomeUnknown is what a client is told when the key store lost the
+// answer to a commit: whether the request took effect is unknown.
+const msgOutcomeUnknown = "The key store did not confirm the change: it may or may not have been made. Check before retrying the request."
 
 // Cancelled reports err as a cancelled request (CodeCancelled) when the
 // client cancelled ctx (closed or reset its connection) and err is a failure

@@ -44,79 +44,102 @@ func (s *snapshot) counts() Counts {
 		Settings: len(s.settings), XKSStores: len(s.xksStores), Grants: len(s.grants)}
 }
 
-// Copy copies every record of src into dst, which must be empty, and then
-// reads dst back to check that it holds exactly what src held. It reads src
-// in one transaction and writes dst in one, so that dst ends with all of a
-// consistent state of src or nothing. Key and external key store
+func (s *snapshot) keyIDs() []string {
+	ids := make([]string, len(s.keys))
+	for i, k := range s.keys {
+		ids[i] = k.ID
+	}
+	return ids
+}
+
+// Copy copies every record of src into dst, which must be empty (else
+// ErrNotEmpty), and checks that dst then holds exactly what src held. It
+// reads src in one transaction and writes dst in one, so that dst ends
+// with all of a consistent state of src or nothing. The check reads dst
+// back in the writing transaction, before it commits: a Copy that fails
+// has changed nothing, unless its error wraps ErrOutcomeUnknown, and one
+// that commits has nothing left to fail. Key and external key store
 // revisions start again at 1.
 func Copy(ctx context.Context, dst, src Store) (Counts, error) {
-	from, err := read(ctx, src)
+	var from *snapshot
+	err := src.View(ctx, func(tx Tx) (err error) {
+		from, err = read(tx)
+		return err
+	})
 	if err != nil {
 		return Counts{}, fmt.Errorf("reading the source: %w", err)
 	}
+	var counts Counts
 	err = dst.Update(ctx, func(tx Tx) error {
-		empty, err := isEmpty(tx)
+		empty, err := isEmpty(tx, from.keyIDs())
 		if err != nil {
 			return err
 		}
 		if !empty {
 			return ErrNotEmpty
 		}
-		return write(tx, from)
+		if err := write(tx, from); err != nil {
+			return err
+		}
+		to, err := read(tx)
+		if err != nil {
+			return fmt.Errorf("reading the destination back: %w", err)
+		}
+		if err := same(from, to); err != nil {
+			return fmt.Errorf("the destination differs from the source: %w", err)
+		}
+		counts = to.counts()
+		return nil
 	})
 	if err != nil {
 		return Counts{}, fmt.Errorf("writing the destination: %w", err)
 	}
-	to, err := read(ctx, dst)
-	if err != nil {
-		return Counts{}, fmt.Errorf("reading the destination back: %w", err)
-	}
-	if err := same(from, to); err != nil {
-		return Counts{}, fmt.Errorf("the destination differs from the source: %w", err)
-	}
-	return to.counts(), nil
+	return counts, nil
 }
 
-func read(ctx context.Context, s Store) (*snapshot, error) {
-	var snap *snapshot
-	err := s.View(ctx, func(tx Tx) error {
-		snap = &snapshot{}
-		var err error
-		if snap.keys, err = tx.Keys("", 0); err != nil {
-			return err
-		}
-		for _, k := range snap.keys {
-			vs, err := tx.Versions(k.ID)
-			if err != nil {
-				return err
-			}
-			snap.versions = append(snap.versions, vs...)
-		}
-		if snap.aliases, err = tx.Aliases("", 0); err != nil {
-			return err
-		}
-		if snap.principals, err = tx.Principals("", 0); err != nil {
-			return err
-		}
-		if snap.settings, err = tx.Settings(); err != nil {
-			return err
-		}
-		if snap.xksStores, err = tx.XKSStores("", 0); err != nil {
-			return err
-		}
-		if snap.grants, err = tx.Grants("", 0); err != nil {
-			return err
-		}
-		for _, name := range transientSettings {
-			delete(snap.settings, name)
-		}
-		return nil
-	})
-	return snap, err
+// read returns every record tx holds but transient settings.
+func read(tx Tx) (*snapshot, error) {
+	snap := &snapshot{}
+	var err error
+	if snap.keys, err = tx.Keys("", 0); err != nil {
+		return nil, err
+	}
+	if snap.versions, err = tx.VersionsOf(snap.keyIDs()); err != nil {
+		return nil, err
+	}
+	if snap.aliases, err = tx.Aliases("", 0); err != nil {
+		return nil, err
+	}
+	if snap.principals, err = tx.Principals("", 0); err != nil {
+		return nil, err
+	}
+	if snap.settings, err = tx.Settings(); err != nil {
+		return nil, err
+	}
+	if snap.xksStores, err = tx.XKSStores("", 0); err != nil {
+		return nil, err
+	}
+	if snap.grants, err = tx.Grants("", 0); err != nil {
+		return nil, err
+	}
+	for _, name := range transientSettings {
+		delete(snap.settings, name)
+	}
+	return snap, nil
 }
 
-func isEmpty(tx Tx) (bool, error) {
+// isEmpty reports whether tx holds none of the records Copy writes and
+// reads back: no key, alias, principal, external key store, grant or
+// setting (but transient ones, which Copy leaves alone), and no version
+// of the keys keyIDs (those about to be copied). Tx lists versions only by
+// key, so versions of other keys cannot be found; Copy neither writes nor
+// reads them.
+func isEmpty(tx Tx, keyIDs []string) (bool, error) {
 	keys, err := tx.Keys("", 1)
+	if err != nil {
+		return false, err
+	}
+	versions, err := tx.VersionsOf(keyIDs)
 	if err != nil {
 		return false, err
 	}
@@ -136,7 +159,14 @@ func isEmpty(tx Tx) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return len(keys)+len(aliases)+len(principals)+len(stores)+len(grants) == 0, nil
+	settings, err := tx.Settings()
+	if err != nil {
+		return false, err
+	}
+	for _, name := range transientSettings {
+		delete(settings, name)
+	}
+	return len(keys)+len(versions)+len(aliases)+len(principals)+len(stores)+len(grants)+len(settings) == 0, nil
 }
 
 func write(tx Tx, s *snapshot) error {

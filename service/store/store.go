@@ -34,6 +34,13 @@ var (
 	// changed by the call that returned it, unless a commit's outcome was
 	// lost with the connection, which the wrapping error then says.
 	ErrUnavailable = errors.New("store: unavailable")
+	// ErrOutcomeUnknown: a commit was sent but its answer was lost (the
+	// caller's context ended, or the connection broke, while the database
+	// was committing), so the change may or may not have been made. The
+	// error also wraps the cause (the context's error, ErrUnavailable).
+	// Running the same call again is safe only if it is idempotent: read
+	// the records back first.
+	ErrOutcomeUnknown = errors.New("store: the commit's outcome is unknown")
 )
 
 // Store is a transactional key-value store of the service's records.
@@ -49,7 +56,10 @@ type Store interface {
 	// Update runs fn in a read-write transaction, committed when fn returns
 	// nil and rolled back otherwise. Implementations may run fn more than
 	// once on a serialisation failure: fn must have no side effects outside
-	// the transaction.
+	// the transaction. A commit whose answer is lost (ctx ended or the
+	// connection broke while a database committed) returns an error
+	// wrapping ErrOutcomeUnknown: only then may an Update that failed
+	// have committed.
 	Update(ctx context.Context, fn func(Tx) error) error
 	// Close releases the store.
 	Close() error

@@ -228,7 +228,7 @@ func (s *Store) updateOnce(ctx context.Context, fn func(store.Tx) error) error {
 		return t.fail(err)
 	}
 	if err := t.pg.Commit(t.ctx); err != nil {
-		return t.fail(err)
+		return t.failCommit(err)
 	}
 	t.pg = nil
 	if rev != 0 {
@@ -281,6 +281,24 @@ func (s *Store) classify(caller context.Context, err error) error {
 		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 	}
 	return fmt.Errorf("store: database: %w", err)
+}
+
+// failCommit classifies a failed COMMIT like fail, and wraps
+// store.ErrOutcomeUnknown when the commit may have been made: when it was
+// sent (it is not safe to retry) and no answer of the server's came back
+// (an answer that is an error means the server rolled it back). A context
+// that ends mid-commit is the usual cause: pgx then drops the connection
+// with a cancel request that may come too late, so the server may commit
+// all the same.
+func (t *tx) failCommit(err error) error {
+	var pgErr *pgconn.PgError
+	known := errors.As(err, &pgErr) || pgconn.SafeToRetry(err) ||
+		errors.Is(err, pgx.ErrTxCommitRollback) || errors.Is(err, pgx.ErrTxClosed)
+	if known {
+		return t.fail(err)
+	}
+	t.err = fmt.Errorf("%w: %w", store.ErrOutcomeUnknown, t.s.classify(t.ctx, err))
+	return t.err
 }
 
 // unavailable reports an error that says the database cannot be reached
