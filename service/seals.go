@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/hsmkms/hsmkms/service/store"
@@ -87,13 +88,25 @@ func (b *sealBudget) reserve(ctx context.Context, ref versionRef) error {
 	return nil
 }
 
-// rotateWorn rotates a key whose current version is worn out.
+// rotateWorn rotates a key whose current version is worn out, unless a
+// version newer than it was taken meanwhile: b.rotating guards one
+// process, and a replica sharing the store may have rotated the key since
+// this one saw ref current (found by review: two replicas crossing the
+// threshold one after the other made two versions).
 func (b *sealBudget) rotateWorn(ref versionRef) {
 	ctx := systemContext(context.Background())
-	n, err := b.s.rotate(ctx, ref.keyID, rotationAutomatic)
-	if err != nil {
+	n, err := b.s.rotateIf(ctx, ref.keyID, rotationAutomatic, func(k *store.Key) error {
+		if k.LatestVersion != ref.number {
+			return errNotDue
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errNotDue):
+		b.s.log.Debug("a key whose version reached its seal threshold was rotated meanwhile", "key_id", ref.keyID, "version", ref.number)
+	case err != nil:
 		b.s.log.Error("rotating a key whose version reached its seal threshold", "key_id", ref.keyID, "version", ref.number, "error", err)
-	} else {
+	default:
 		b.s.log.Info("rotated a key whose version reached its seal threshold", "key_id", ref.keyID, "old_version", ref.number, "new_version", n)
 	}
 	b.mu.Lock()
@@ -130,31 +143,39 @@ func (s *Service) Reserved(ctx context.Context, keyID string, version uint32) (u
 func RaiseSealCounts(ctx context.Context, st store.Store, atLeast uint64) (int, error) {
 	n := 0
 	err := st.Update(ctx, func(tx store.Tx) error {
-		n = 0
-		keys, err := tx.Keys("", 0)
-		if err != nil {
-			return err
-		}
-		for _, k := range keys {
-			if k.Spec != SpecSymmetric || k.State == store.KeyDeleted || k.State == store.KeyCreating || k.State == store.KeyPendingImport {
-				continue
-			}
-			vs, err := tx.Versions(k.ID)
-			if err != nil {
-				return err
-			}
-			for _, v := range vs {
-				if v.State != store.VersionActive || v.SealsReserved >= atLeast {
-					continue
-				}
-				v.SealsReserved = atLeast
-				if err := tx.PutVersion(v); err != nil {
-					return err
-				}
-				n++
-			}
-		}
-		return nil
+		var err error
+		n, err = raiseSealCounts(tx, atLeast)
+		return err
 	})
 	return n, err
+}
+
+// raiseSealCounts is RaiseSealCounts within tx, so that a restore makes it
+// in one transaction with its other changes (PrepareRestoredStore).
+func raiseSealCounts(tx store.Tx, atLeast uint64) (int, error) {
+	n := 0
+	keys, err := tx.Keys("", 0)
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range keys {
+		if k.Spec != SpecSymmetric || k.State == store.KeyDeleted || k.State == store.KeyCreating || k.State == store.KeyPendingImport {
+			continue
+		}
+		vs, err := tx.Versions(k.ID)
+		if err != nil {
+			return 0, err
+		}
+		for _, v := range vs {
+			if v.State != store.VersionActive || v.SealsReserved >= atLeast {
+				continue
+			}
+			v.SealsReserved = atLeast
+			if err := tx.PutVersion(v); err != nil {
+				return 0, err
+			}
+			n++
+		}
+	}
+	return n, nil
 }

@@ -536,3 +536,29 @@ func TestSealStaleVersionDoesNotRotateAgain(t *testing.T) {
 	checkVersions(t, f, key, 2)
 	decryptAll(t, f, made)
 }
+
+// TestWornVersionRotatedOnceAcrossReplicas: replica A's seals cross the
+// rotation threshold of version 1 and it rotates the key to version 2;
+// replica B, sharing the store, saw version 1 current when its own
+// reservation crossed the threshold, and its rotation runs after A's. B
+// must not rotate again (found by review: the key got versions 2 and 3,
+// two automatic rotations for one threshold).
+func TestWornVersionRotatedOnceAcrossReplicas(t *testing.T) {
+	f, _ := sealFixture(t)
+	key := f.createKey(t, CreateKeyInput{Description: "worn on two replicas"})
+	if _, err := f.svc.rotate(systemContext(t.Context()), key, rotationAutomatic); err != nil { // A's
+		t.Fatal(err)
+	}
+	f.svc.seals.rotateWorn(versionRef{keyID: key, number: 1}) // B's, late
+	if rs := waitRotations(t, f.svc, key, 1); len(rs) != 1 {
+		t.Fatalf("%d rotations, want 1", len(rs))
+	}
+	if k, _ := f.svc.keyRecord(t.Context(), key); k.LatestVersion != 2 || k.CurrentVersion != 2 {
+		t.Errorf("key at latest %d, current %d; want 2, 2", k.LatestVersion, k.CurrentVersion)
+	}
+	// A worn version that is still the newest is rotated.
+	f.svc.seals.rotateWorn(versionRef{keyID: key, number: 2})
+	if k, _ := f.svc.keyRecord(t.Context(), key); k.LatestVersion != 3 || k.CurrentVersion != 3 {
+		t.Errorf("after version 2 wore out: latest %d, current %d; want 3, 3", k.LatestVersion, k.CurrentVersion)
+	}
+}
