@@ -418,7 +418,10 @@ func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, in KeyIDInput) 
 
 // deleteMaterial makes an imported key PendingImport and destroys its
 // material: first in the store, so that nothing uses it, then on the
-// token. A key pending deletion stays so.
+// token. A key pending deletion stays so. Called again after the token
+// failed to destroy it, it destroys it then: the store already says
+// Destroyed (found by review: the retry succeeded and left the material
+// on the token; finishDeletion destroys such leftovers too).
 func (s *Service) deleteMaterial(ctx context.Context, keyID string) error {
 	var v store.Version
 	var had bool
@@ -433,7 +436,7 @@ func (s *Service) deleteMaterial(ctx context.Context, keyID string) error {
 		if v, err = tx.Version(keyID, k.CurrentVersion); err != nil {
 			return err
 		}
-		had = v.State == store.VersionActive
+		had = v.State == store.VersionActive || v.State == store.VersionDestroyed && noMaterial(k)
 		v.State = store.VersionDestroyed
 		if err := tx.PutVersion(v); err != nil {
 			return err

@@ -2,6 +2,7 @@ package service
 
 import (
 	"bytes"
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
@@ -14,10 +15,13 @@ import (
 	"errors"
 	"hash"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hsmkms/hsmkms/hsm"
 	"github.com/hsmkms/hsmkms/service/ciphertext"
+	"github.com/hsmkms/hsmkms/service/store"
 )
 
 // importEnv is an EXTERNAL key and what the tests import into it.
@@ -396,5 +400,69 @@ func TestImportBadRequests(t *testing.T) {
 	var ierr *Error
 	if !errors.As(e.importMaterial(token, good, "KEY_MATERIAL_DOES_NOT_EXPIRE", nil), &ierr) {
 		t.Fatal("a used token imported again")
+	}
+}
+
+// failingDestroy fails DestroyKey while fail is set, as a token that
+// drops its session would.
+type failingDestroy struct {
+	HSM
+	fail atomic.Bool
+}
+
+func (h *failingDestroy) DestroyKey(ctx context.Context, id hsm.ObjectID) error {
+	if h.fail.Load() {
+		return errors.New("test: the token dropped the session")
+	}
+	return h.HSM.DestroyKey(ctx, id)
+}
+
+// TestDeletedMaterialLeftOnTheToken: DeleteImportedKeyMaterial whose
+// DestroyKey fails has marked the material destroyed in the store. Its
+// retry must destroy it on the token, and so must the key's deletion when
+// nobody retries (found by review: both skipped a version the store said
+// was destroyed, and the customer's material outlived both).
+func TestDeletedMaterialLeftOnTheToken(t *testing.T) {
+	var h *failingDestroy
+	f := newFixture(t, "", func(c *Config) { h = &failingDestroy{HSM: c.HSM}; c.HSM = h })
+	ctx := admin(t)
+	material := bytes.Repeat([]byte{0x5a}, 32)
+	for _, tc := range []struct {
+		name   string
+		settle func(e importEnv)
+	}{
+		{"retried", func(e importEnv) {
+			ksMust(t, "DeleteImportedKeyMaterial again", f.svc.DeleteImportedKeyMaterial(ctx, KeyIDInput{KeyId: e.key}))
+		}},
+		{"key deleted", func(e importEnv) {
+			_, err := f.svc.ScheduleKeyDeletion(ctx, ScheduleKeyDeletionInput{KeyId: e.key, PendingWindowInDays: 7})
+			ksMust(t, "ScheduleKeyDeletion", err)
+			f.clock.Advance(7 * day)
+			ksMust(t, "RunMaintenance", f.svc.RunMaintenance(ctx))
+			if st := ksStoreKey(t, f, e.key).State; st != store.KeyDeleted {
+				t.Fatalf("the key is %s after its deletion date", st)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := f.svc.CreateKey(ctx, CreateKeyInput{Origin: "EXTERNAL"})
+			ksMust(t, "CreateKey EXTERNAL", err)
+			e := importEnv{t: t, f: f, key: out.KeyMetadata.KeyId}
+			token, pub := e.params("RSAES_OAEP_SHA_1")
+			ksMust(t, "ImportKeyMaterial", e.importMaterial(token, wrapOAEP(t, pub, sha1.New(), material), "KEY_MATERIAL_DOES_NOT_EXPIRE", nil))
+			obj := objectOf(t, f.svc, e.key, 1)
+			h.fail.Store(true)
+			if err := f.svc.DeleteImportedKeyMaterial(ctx, KeyIDInput{KeyId: e.key}); err == nil {
+				t.Fatal("DeleteImportedKeyMaterial succeeded with a failing token")
+			}
+			h.fail.Store(false)
+			if has, err := f.tok.HasKey(t.Context(), obj); err != nil || !has {
+				t.Fatalf("HasKey = %v, %v: the failed destroy took the material after all", has, err)
+			}
+			tc.settle(e)
+			if has, err := f.tok.HasKey(t.Context(), obj); err != nil || has {
+				t.Errorf("HasKey = %v, %v; want the deleted material gone from the token", has, err)
+			}
+		})
 	}
 }

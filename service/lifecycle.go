@@ -137,6 +137,13 @@ func (s *Service) finishDeletion(ctx context.Context, id string) error {
 	}
 	for _, v := range versions {
 		if v.State == store.VersionDestroyed {
+			// A version the store marked destroyed before the token
+			// destroyed it (deleteMaterial of imported material, whose
+			// DestroyKey failed) may have left its object: the key's
+			// deletion is the last chance to destroy it.
+			if err := s.hsm.DestroyKey(ctx, v.ObjectID); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
+				return s.hsmErr(err, id, v.Number)
+			}
 			continue
 		}
 		if err := s.hsm.DestroyKey(ctx, v.ObjectID); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
