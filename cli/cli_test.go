@@ -27,9 +27,18 @@ type result struct {
 // and exit code.
 func run(t *testing.T, args ...string) result {
 	t.Helper()
+	return runApp(t, func(*cli.App) {}, args...)
+}
+
+// runApp is run with the application changed first (a test's hooks in
+// its Metadata).
+func runApp(t *testing.T, change func(*cli.App), args ...string) result {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	code := ExitOK
-	if err := New(&stdout, &stderr).Run(append([]string{"hsmkms"}, args...)); err != nil {
+	app := New(&stdout, &stderr)
+	change(app)
+	if err := app.Run(append([]string{"hsmkms"}, args...)); err != nil {
 		code = exitCode(err, &stderr)
 	}
 	return result{stdout.String(), stderr.String(), code}

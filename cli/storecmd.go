@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -76,7 +77,7 @@ func storeMigrate(c *cli.Context) error {
 	var r migrateReport
 	if r.Copied, err = store.Copy(c.Context, dst, src); err != nil {
 		if errors.Is(err, store.ErrNotEmpty) {
-			return cli.Exit("hsmkms: the PostgreSQL store already holds keys, aliases or principals: migrate into an empty database", ExitError)
+			return cli.Exit("hsmkms: the PostgreSQL store already holds keys or other records (aliases, principals, grants, settings): migrate into an empty database", ExitError)
 		}
 		return err
 	}
@@ -179,6 +180,9 @@ func restoreCommand() *cli.Command {
 		Description: "Checks the snapshot and writes it as <data-dir>/hsmkms.db. An existing store is\n" +
 			"refused unless --replace, which keeps it as hsmkms.db.before-restore-<time>. The seal\n" +
 			"counts of a snapshot are as old as it: every key is marked to rotate at its next use.\n" +
+			"A deletion in the snapshot may have been cancelled since: every key pending deletion\n" +
+			"is given a deletion date at least 7 days away, so that it can still be cancelled.\n" +
+			"The store is made beside the old one and renamed into place only when complete.\n" +
 			"Then run hsmkms doctor: it says whether every key version still has its object on the token.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "from", Required: true, Usage: "the snapshot file"},
@@ -189,6 +193,27 @@ func restoreCommand() *cli.Command {
 	}
 }
 
+// prepareFunc adjusts a restored store before it is put in place.
+type prepareFunc func(context.Context, store.Store, time.Time) (service.RestoreAdjustments, error)
+
+// metaPrepareRestored is the App.Metadata key under which a test gives
+// restore a prepareFunc of its own, to make the step fail.
+const metaPrepareRestored = "hsmkms.prepareRestoredStore"
+
+// prepareOf is the prepareFunc restore uses: service.PrepareRestoredStore
+// unless a test set another.
+func prepareOf(c *cli.Context) prepareFunc {
+	if f, ok := c.App.Metadata[metaPrepareRestored].(prepareFunc); ok {
+		return f
+	}
+	return service.PrepareRestoredStore
+}
+
+// restore writes the snapshot to a temporary file in the data directory,
+// adjusts it there and renames it into place, so that a crash or a failed
+// step leaves either the old store or the complete new one as hsmkms.db,
+// never a part-written or unadjusted one. Only the embedded store is
+// restored: a PostgreSQL store is restored with PostgreSQL's own tools.
 func restore(c *cli.Context) error {
 	from, dir := c.String("from"), c.String("data-dir")
 	counts, err := bolt.Verify(from)
@@ -199,6 +224,7 @@ func restore(c *cli.Context) error {
 		return err
 	}
 	dst := filepath.Join(dir, server.BoltFile)
+	replacing := false
 	if _, err := os.Stat(dst); err == nil {
 		if !c.Bool("replace") {
 			return usagef("%s exists: stop the server and pass --replace to replace it", dst)
@@ -209,47 +235,91 @@ func restore(c *cli.Context) error {
 		} else {
 			st.Close()
 		}
+		replacing = true
+	}
+	tmp, adj, err := restoreToTemp(c.Context, dir, from, prepareOf(c))
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp) // nothing to remove once renamed
+	if replacing {
 		kept := dst + ".before-restore-" + time.Now().UTC().Format("20060102T150405Z")
-		if err := os.Rename(dst, kept); err != nil {
+		if err := keepAside(dst, kept); err != nil {
 			return err
 		}
 		fmt.Fprintf(c.App.ErrWriter, "hsmkms: kept the replaced store as %s\n", kept)
 	}
-	if err := copyFile(dst, from); err != nil {
+	if err := os.Rename(tmp, dst); err != nil {
 		return err
 	}
-	raised, err := raiseSealCounts(c, dst)
-	if err != nil {
-		return err
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("the store is restored but its directory is not synced: %w", err)
 	}
 	fmt.Fprintf(c.App.ErrWriter, "hsmkms: restored %d keys, %d versions, %d aliases, %d principals into %s; "+
-		"%d key versions rotate at their next use (their seal counts are as old as the snapshot); run hsmkms doctor before serving\n",
-		counts.Keys, counts.Versions, counts.Aliases, counts.Principals, dst, raised)
+		"%d key versions rotate at their next use (their seal counts are as old as the snapshot); "+
+		"%d keys pending deletion now have the deletion date %s (the snapshot may hold deletions cancelled since: cancel them again before then); "+
+		"run hsmkms doctor before serving\n",
+		counts.Keys, counts.Versions, counts.Aliases, counts.Principals, dst, adj.SealCountsRaised,
+		adj.DeletionsPostponed, adj.DeletionNotBefore.Format(time.RFC3339))
 	return nil
 }
 
-// raiseSealCounts makes every key of the restored store rotate at its next
-// seal (service.RaiseSealCounts).
-func raiseSealCounts(c *cli.Context, path string) (int, error) {
-	st, err := bolt.Open(path)
+// restoreToTemp copies the snapshot at from into a new temporary file in
+// dir and makes the restore's adjustments there (prepare),
+// synced to disk. It returns the file's path, which the caller renames or
+// removes; on error it removes the file itself.
+func restoreToTemp(ctx context.Context, dir, from string, prepare prepareFunc) (path string, adj service.RestoreAdjustments, err error) {
+	f, err := os.CreateTemp(dir, "."+server.BoltFile+".restore-*")
 	if err != nil {
-		return 0, err
+		return "", adj, err
 	}
-	defer st.Close()
-	return service.RaiseSealCounts(c.Context, st, service.DefaultRotateAfterSeals)
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	if err := copyInto(f, from); err != nil {
+		return "", adj, err
+	}
+	st, err := bolt.Open(tmp)
+	if err != nil {
+		return "", adj, err
+	}
+	adj, err = prepare(ctx, st, time.Now())
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", adj, fmt.Errorf("adjusting the restored store (nothing was put in place): %w", err)
+	}
+	// bbolt syncs its commits; syncing again costs little and does not
+	// depend on its options.
+	if err := syncFile(tmp); err != nil {
+		return "", adj, err
+	}
+	return tmp, adj, nil
 }
 
-// copyFile copies src to a new file dst (mode 0600), synced to disk.
-func copyFile(dst, src string) error {
+// keepAside gives the store file dst the name kept as well, so that
+// renaming the new store over dst leaves no moment without an hsmkms.db. A
+// file system without hard links has it renamed instead.
+func keepAside(dst, kept string) error {
+	err := os.Link(dst, kept)
+	if err == nil || errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return os.Rename(dst, kept)
+}
+
+// copyInto copies the file src into out, syncs and closes out.
+func copyInto(out *os.File, src string) error {
 	in, err := os.Open(src)
 	if err != nil {
+		out.Close()
 		return err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
 	_, err = io.Copy(out, in)
 	if err == nil {
 		err = out.Sync()
@@ -257,8 +327,21 @@ func copyFile(dst, src string) error {
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
+	return err
+}
+
+// syncFile syncs the file at path to disk.
+func syncFile(path string) error {
+	f, err := os.Open(path)
 	if err != nil {
-		os.Remove(dst)
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
 	return err
 }
+
+// syncDir syncs a directory, so that a rename in it survives a crash.
+func syncDir(dir string) error { return syncFile(dir) }

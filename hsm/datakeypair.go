@@ -107,7 +107,7 @@ func (t *Token) readRSAPair(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) (priv
 	}
 	// Deferred here, before Precompute adds Dp, Dq and Qinv: clearing
 	// reads the key's fields when it runs, so those are cleared too.
-	defer clearKey(key)
+	defer t.clearKey(key)
 	// Validate checks that the primes and exponents make one key: the
 	// token's answer is all there is to go on.
 	if err := key.Validate(); err != nil {
@@ -161,7 +161,7 @@ func (t *Token) readECPair(s pkcs11.SessionHandle, privH, pubH pkcs11.ObjectHand
 	if err != nil {
 		return nil, nil, fmt.Errorf("the token's %s private value: %w", c.name, err)
 	}
-	defer clearKey(key)
+	defer t.clearKey(key)
 	// The private value must be the public point's: ParseRawPrivateKey
 	// derives the point from the scalar, which the token's must match.
 	if !key.PublicKey.Equal(pub) {
@@ -213,9 +213,6 @@ func marshalECPKCS8(c curve, scalar, point []byte) ([]byte, error) {
 // buffer pkcs11's GetAttributeValue copies the attributes out of, which
 // it frees without zeroing.
 func clearKey(key any) {
-	if testHookClearKey != nil {
-		testHookClearKey(key)
-	}
 	switch k := key.(type) {
 	case *rsa.PrivateKey:
 		clearInts(k.D, k.Precomputed.Dp, k.Precomputed.Dq, k.Precomputed.Qinv)
@@ -228,9 +225,14 @@ func clearKey(key any) {
 	}
 }
 
-// testHookClearKey, when set by a test, sees each key clearKey is about
-// to clear, so that the test can check afterwards that it was cleared.
-var testHookClearKey func(key any)
+// clearKey clears key as the package's clearKey does, first showing it to
+// the token's test hook (Token.onClearKey), if any.
+func (t *Token) clearKey(key any) {
+	if t.onClearKey != nil {
+		t.onClearKey(key)
+	}
+	clearKey(key)
+}
 
 // clearInts zeroes each x's words up to their capacity, not just their
 // length: big.Int arithmetic (Precompute's Mod, for one) leaves earlier

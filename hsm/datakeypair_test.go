@@ -304,10 +304,10 @@ func ecKey(t *testing.T, c elliptic.Curve) *ecdsa.PrivateKey {
 // TestGenerateDataKeyPairClearsKey proves that GenerateDataKeyPair clears
 // the big.Int copies of the private key it reads from the token, for RSA
 // and EC, and still returns a private key that works. It sees the key
-// through testHookClearKey, which clearKey calls first.
+// through the token's onClearKey hook, which it calls before clearing.
 func TestGenerateDataKeyPairClearsKey(t *testing.T) {
 	tok, _ := openFaulty(t)
-	t.Cleanup(func() { testHookClearKey = nil })
+	t.Cleanup(func() { tok.onClearKey = nil })
 	for _, spec := range []KeySpec{RSA2048, ECP256, ECP521} {
 		t.Run(string(spec), func(t *testing.T) {
 			if !has(tok, keyFeature(spec)) {
@@ -315,7 +315,7 @@ func TestGenerateDataKeyPairClearsKey(t *testing.T) {
 			}
 			cleared := 0
 			var ws [][]big.Word
-			testHookClearKey = func(key any) { cleared++; ws = append(ws, privateWords(t, key)...) }
+			tok.onClearKey = func(key any) { cleared++; ws = append(ws, privateWords(t, key)...) }
 			priv, pub, err := tok.GenerateDataKeyPair(t.Context(), spec)
 			if err != nil {
 				t.Fatalf("GenerateDataKeyPair: %v", err)

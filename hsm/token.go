@@ -105,6 +105,9 @@ type Token struct {
 	// random is the pool of bytes drawn from the token's generator ahead
 	// of use (random.go).
 	random randomPool
+	// onClearKey, set only by tests, sees each data key pair's private key
+	// just before it is cleared (datakeypair.go).
+	onClearKey func(key any)
 }
 
 // Health is the token's state as callers (readiness probes) see it.
