@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -233,5 +234,68 @@ func TestSealBudgetAcrossReplicas(t *testing.T) {
 	}
 	if got, want := reserved(t, a, key, 1), uint64(3*testSealBlock); got != want || got < uint64(made) {
 		t.Errorf("version 1: %d seals reserved for %d made by two replicas, want %d", got, made, want)
+	}
+}
+
+// blockingDestroy holds every DestroyKey until release is closed, telling
+// reached the first time.
+type blockingDestroy struct {
+	HSM
+	reached chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (h *blockingDestroy) DestroyKey(ctx context.Context, id hsm.ObjectID) error {
+	h.once.Do(func() { close(h.reached) })
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return h.HSM.DestroyKey(ctx, id)
+}
+
+// TestLeaseRenewedDuringALongPass: the lease holder's maintenance pass is
+// held on the token (a deletion) for longer than the lease lasts. The
+// holder must go on renewing its lease meanwhile, so that another replica
+// cannot take it and work beside it (found by review: the pass ran in the
+// loop that renews the lease, for up to MaintenanceInterval, far past
+// LeaseTTL).
+func TestLeaseRenewedDuringALongPass(t *testing.T) {
+	const ttl = 600 * time.Millisecond
+	h := &blockingDestroy{reached: make(chan struct{}), release: make(chan struct{})}
+	f := newFixture(t, "", shared("a"), func(c *Config) {
+		c.LeaseTTL, c.MaintenanceInterval = ttl, time.Minute
+		h.HSM, c.HSM = c.HSM, h
+	})
+	id := f.createKey(t, CreateKeyInput{})
+	if _, err := f.svc.ScheduleKeyDeletion(admin(t), ScheduleKeyDeletionInput{KeyId: id, PendingWindowInDays: 7}); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(7 * day)
+	f.svc.Start()
+	defer close(h.release) // before the fixture's Close, which waits for the pass
+	<-h.reached
+	held := time.Now()
+
+	// The lease must be renewed to last past what the lease taken before
+	// the pass began could: held + ttl.
+	deadline := time.Now().Add(20 * ttl)
+	for {
+		var l lease
+		if err := f.svc.store.View(t.Context(), func(tx store.Tx) (err error) { l, err = readLease(tx); return err }); err != nil {
+			t.Fatal(err)
+		}
+		if l.Owner == "a" && l.Until.After(held.Add(ttl)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lease (%s until %s) was not renewed while the pass was held", l.Owner, l.Until.Format(time.StampMilli))
+		}
+		time.Sleep(ttl / 10)
+	}
+	if f.replica(t, "b").renewLease() {
+		t.Error("replica b took the lease while a's pass was running")
 	}
 }

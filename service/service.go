@@ -211,35 +211,83 @@ func New(cfg Config) (*Service, error) {
 
 // Start runs the maintenance loop until Close: it takes or renews the
 // maintenance lease every LeaseTTL/3 (or MaintenanceInterval, if shorter)
-// and, while it holds it, carries out
-// due rotations and deletions and settles what dead replicas left pending,
-// every MaintenanceInterval.
+// and, while it holds it, carries out due rotations and deletions and
+// settles what dead replicas left pending, every MaintenanceInterval.
+//
+// A pass runs in a goroutine of its own, so that the lease is renewed
+// while it works: a pass may take up to MaintenanceInterval, far past
+// LeaseTTL, and a lease left unrenewed that long would let a second
+// replica take it and work beside this one (found by review). A pass is
+// cancelled when the lease is lost, and at Close before the lease is
+// released.
 func (s *Service) Start() {
 	s.background(func() {
 		t := time.NewTicker(min(s.cfg.LeaseTTL/3, s.cfg.MaintenanceInterval))
 		defer t.Stop()
 		var last time.Time
+		var pass *maintenancePass // the running pass, if any
+		stopPass := func() {
+			if pass != nil {
+				pass.cancel()
+				<-pass.done
+				pass = nil
+			}
+		}
 		for {
 			select {
 			case <-s.stop:
+				stopPass()
 				s.releaseLease()
 				return
 			case <-t.C:
-				if !s.renewLease() || time.Since(last) < s.cfg.MaintenanceInterval {
+				if !s.renewLease() {
+					stopPass()
+					continue
+				}
+				if pass != nil {
+					select {
+					case <-pass.done:
+						pass = nil
+					default:
+						continue // still running
+					}
+				}
+				if time.Since(last) < s.cfg.MaintenanceInterval {
 					continue
 				}
 				last = time.Now()
-				ctx, cancel := context.WithTimeout(context.Background(), s.cfg.MaintenanceInterval)
-				if err := s.RunMaintenance(ctx); err != nil {
-					s.log.Warn("maintenance", "error", err)
-				}
-				if _, err := s.Reconcile(ctx); err != nil {
-					s.log.Warn("settling pending versions", "error", err)
-				}
-				cancel()
+				pass = s.startPass()
 			}
 		}
 	})
+}
+
+// maintenancePass is one run of the maintenance work in its goroutine.
+type maintenancePass struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startPass runs RunMaintenance and Reconcile in a goroutine, for at most
+// MaintenanceInterval.
+func (s *Service) startPass() *maintenancePass {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.MaintenanceInterval)
+	p := &maintenancePass{cancel: cancel, done: make(chan struct{})}
+	started := s.background(func() {
+		defer close(p.done)
+		defer cancel()
+		if err := s.RunMaintenance(ctx); err != nil {
+			s.log.Warn("maintenance", "error", err)
+		}
+		if _, err := s.Reconcile(ctx); err != nil {
+			s.log.Warn("settling pending versions", "error", err)
+		}
+	})
+	if !started { // Close has begun
+		cancel()
+		close(p.done)
+	}
+	return p
 }
 
 // background runs fn in a goroutine that Close waits for, unless Close has
