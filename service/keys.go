@@ -354,6 +354,16 @@ func (s *Service) makeMaterial(ctx context.Context, k store.Key, v store.Version
 // activate marks a pending version active and makes it current when it is
 // the newest; a Creating key becomes Enabled.
 func (s *Service) activate(tx store.Tx, keyID string, n uint32) error {
+	k, err := tx.Key(keyID)
+	if err != nil {
+		return err
+	}
+	if k.State == store.KeyDeleted {
+		// Its deletion finished while this replica made the version's
+		// object (Reconcile settling an abandoned version): the caller
+		// destroys the object instead.
+		return fmt.Errorf("key %s version %d: %w", keyID, n, errKeyDeleted)
+	}
 	v, err := tx.Version(keyID, n)
 	if err != nil {
 		return err
@@ -369,10 +379,6 @@ func (s *Service) activate(tx store.Tx, keyID string, n uint32) error {
 			return err
 		}
 	}
-	k, err := tx.Key(keyID)
-	if err != nil {
-		return err
-	}
 	if k.State == store.KeyCreating {
 		k.State = store.KeyEnabled
 	}
@@ -382,6 +388,9 @@ func (s *Service) activate(tx store.Tx, keyID string, n uint32) error {
 	_, err = tx.PutKey(k)
 	return err
 }
+
+// errKeyDeleted is what activate returns for a key deleted meanwhile.
+var errKeyDeleted = errors.New("service: the key was deleted meanwhile")
 
 // abandonKey turns a key whose material could not be made into a
 // tombstone, so that its ID is never used again. A key no longer being

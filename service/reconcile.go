@@ -117,9 +117,13 @@ func (s *Service) settleCreating(ctx context.Context, k store.Key) (rolledBack b
 	}
 	if made {
 		for _, v := range vs {
-			if err := s.finishVersion(ctx, k, v); err != nil {
+			done, err := s.finishVersion(ctx, k, v)
+			if err != nil {
 				s.releaseClaim(ctx, k.ID, v.Number)
 				return false, rolledForward, err
+			}
+			if !done {
+				break // the key was abandoned meanwhile
 			}
 			rolledForward++
 		}
@@ -165,9 +169,13 @@ func (s *Service) rollForward(ctx context.Context, k store.Key) (int, error) {
 		if !ok {
 			continue // in flight on another replica
 		}
-		if err := s.finishVersion(ctx, k, v); err != nil {
+		done, err := s.finishVersion(ctx, k, v)
+		if err != nil {
 			s.releaseClaim(ctx, k.ID, v.Number)
 			return n, err
+		}
+		if !done {
+			return n, nil // the key was deleted meanwhile
 		}
 		n++
 	}
@@ -175,25 +183,35 @@ func (s *Service) rollForward(ctx context.Context, k store.Key) (int, error) {
 }
 
 // finishVersion makes a pending version's token object unless it exists
-// (its maker died after making it) and activates the version.
-func (s *Service) finishVersion(ctx context.Context, k store.Key, v store.Version) error {
-	if k.Mechanism == ciphertext.AESCBCHMAC.String() {
-		// Two objects: CreatePortableKey makes whichever is missing.
-		if err := s.makeMaterial(ctx, k, v); err != nil {
-			return err
-		}
-		return s.store.Update(ctx, func(tx store.Tx) error { return s.activate(tx, k.ID, v.Number) })
-	}
-	has, err := s.hsm.HasKey(ctx, v.ObjectID)
-	if err != nil {
-		return err
-	}
-	if !has {
-		if err := s.makeMaterial(ctx, k, v); err != nil {
-			return err
+// (its maker died after making it) and activates the version, reporting
+// whether it did. A key whose deletion finished meanwhile (the lease
+// holder deleting it while this replica settled it) gets no version: what
+// was made is destroyed, and the version is left as the deletion marked
+// it (found by review: the tombstone got a current version and its object
+// stayed on the token).
+func (s *Service) finishVersion(ctx context.Context, k store.Key, v store.Version) (bool, error) {
+	// A portable version has two objects: CreatePortableKey makes
+	// whichever is missing.
+	made := false
+	if k.Mechanism != ciphertext.AESCBCHMAC.String() {
+		var err error
+		if made, err = s.hsm.HasKey(ctx, v.ObjectID); err != nil {
+			return false, err
 		}
 	}
-	return s.store.Update(ctx, func(tx store.Tx) error { return s.activate(tx, k.ID, v.Number) })
+	if !made {
+		if err := s.makeMaterial(ctx, k, v); err != nil {
+			return false, err
+		}
+	}
+	err := s.store.Update(ctx, func(tx store.Tx) error { return s.activate(tx, k.ID, v.Number) })
+	if !errors.Is(err, errKeyDeleted) {
+		return err == nil, err
+	}
+	if err := s.hsm.DestroyKey(ctx, v.ObjectID); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
+		return false, s.hsmErr(err, k.ID, v.Number)
+	}
+	return false, nil
 }
 
 func (s *Service) undestroyed(ctx context.Context, keyID string) (int, error) {

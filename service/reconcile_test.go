@@ -194,3 +194,36 @@ func restoreAsCreating(t *testing.T, f *fixture, id string) store.Version {
 	}
 	return v
 }
+
+// TestReconcileOfAKeyDeletedMeanwhile: a replica settles an abandoned
+// pending version of key K, pending deletion; while it does, the lease
+// holder's maintenance finishes K's deletion. The settling replica must
+// not give the tombstone a version, and must destroy the object it made
+// (found by review: the tombstone got current version 2 and a live
+// object of a deleted key stayed on the token).
+func TestReconcileOfAKeyDeletedMeanwhile(t *testing.T) {
+	var hh *hookHSM
+	f := newFixture(t, "", shared("a"), func(c *Config) { hh = &hookHSM{HSM: c.HSM}; c.HSM = hh })
+	id := f.createKey(t, CreateKeyInput{})
+	if _, err := f.svc.ScheduleKeyDeletion(admin(t), ScheduleKeyDeletionInput{KeyId: id, PendingWindowInDays: 7}); err != nil {
+		t.Fatal(err)
+	}
+	v2 := putPending(t, f, id, 2, "dead-replica", time.Now().Add(-time.Second))
+	f.clock.Advance(7 * day)
+	hh.hook = func() { // the lease holder deletes K while this replica settles v2
+		if err := f.svc.deleteKey(context.Background(), id); err != nil {
+			t.Errorf("deleteKey: %v", err)
+		}
+	}
+	r, err := f.svc.Reconcile(t.Context())
+	if err != nil || r.RolledForward != 0 {
+		t.Errorf("Reconcile = %+v, %v; want nothing rolled forward", r, err)
+	}
+	k := ksStoreKey(t, f, id)
+	if k.State != store.KeyDeleted || k.CurrentVersion > 1 {
+		t.Errorf("the key is %s at version %d; want a tombstone that did not move to version 2", k.State, k.CurrentVersion)
+	}
+	if has, err := f.tok.HasKey(t.Context(), v2.ObjectID); err != nil || has {
+		t.Errorf("version 2's object: HasKey = %v, %v; want none on the token", has, err)
+	}
+}
