@@ -118,3 +118,25 @@ func (h reindexing) VerifyMAC(ctx context.Context, id hsm.ObjectID, alg hsm.MACA
 	_, err := retry(ctx, h.r, func() (struct{}, error) { return struct{}{}, h.HSM.VerifyMAC(ctx, id, alg, msg, mac) })
 	return err
 }
+
+// HasKey asks again after a re-read when the token says no: Reconcile and
+// the internal key act on a "no" by making an object under the ID, which
+// would be a second one beside a version another replica made.
+func (h reindexing) HasKey(ctx context.Context, id hsm.ObjectID) (bool, error) {
+	has, err := h.HSM.HasKey(ctx, id)
+	if err != nil || has {
+		return has, err
+	}
+	if rerr := h.r.Reindex(ctx); rerr != nil {
+		return false, nil
+	}
+	return h.HSM.HasKey(ctx, id)
+}
+
+// DestroyKey tries once more after a re-read when the token finds nothing
+// to destroy: a deletion takes "not found" as done, and a stale view
+// would leave the object on the token.
+func (h reindexing) DestroyKey(ctx context.Context, id hsm.ObjectID) error {
+	_, err := retry(ctx, h.r, func() (struct{}, error) { return struct{}{}, h.HSM.DestroyKey(ctx, id) })
+	return err
+}

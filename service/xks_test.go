@@ -448,6 +448,20 @@ func (m *missingOnce) Seal(ctx context.Context, id hsm.ObjectID, iv, aad, plaint
 	return m.HSM.Seal(ctx, id, iv, aad, plaintext)
 }
 
+func (m *missingOnce) HasKey(ctx context.Context, id hsm.ObjectID) (bool, error) {
+	if m.missing.Load() {
+		return false, nil
+	}
+	return m.HSM.HasKey(ctx, id)
+}
+
+func (m *missingOnce) DestroyKey(ctx context.Context, id hsm.ObjectID) error {
+	if m.missing.Load() {
+		return fmt.Errorf("destroy key: %w", hsm.ErrKeyNotFound)
+	}
+	return m.HSM.DestroyKey(ctx, id)
+}
+
 func (m *missingOnce) Reindex(context.Context) error {
 	m.reindexes.Add(1)
 	if !m.stuck {
@@ -482,5 +496,31 @@ func TestReindexOnMissingKey(t *testing.T) {
 				t.Fatalf("err = %v", err)
 			}
 		})
+	}
+}
+
+// TestReindexBeforeActingOnAbsence: HasKey and DestroyKey that find no
+// object ask again after the token re-read its objects, since what is
+// done next (make an object under the ID, or take the deletion as done)
+// is wrong if the object exists (found by review: only crypto operations
+// were asked again).
+func TestReindexBeforeActingOnAbsence(t *testing.T) {
+	var m *missingOnce
+	f := newFixture(t, "", func(c *Config) { m = &missingOnce{HSM: c.HSM}; c.HSM = m })
+	id := f.createKey(t, CreateKeyInput{})
+	obj := objectOf(t, f.svc, id, 1)
+	m.missing.Store(true)
+	if has, err := f.svc.hsm.HasKey(t.Context(), obj); err != nil || !has {
+		t.Errorf("HasKey of a key a stale view misses = %v, %v; want true after a re-read", has, err)
+	}
+	m.missing.Store(true)
+	if err := f.svc.hsm.DestroyKey(t.Context(), obj); err != nil {
+		t.Errorf("DestroyKey: %v", err)
+	}
+	if has, _ := f.tok.HasKey(t.Context(), obj); has {
+		t.Error("DestroyKey with a stale view left the object on the token")
+	}
+	if n := m.reindexes.Load(); n != 2 {
+		t.Errorf("%d re-reads, want 2", n)
 	}
 }
