@@ -211,6 +211,8 @@ func doctorTable(w io.Writer, r doctorReport) {
 				break
 			}
 			row(w, "MISSING", fmt.Sprintf("key %s version %d: no object with CKA_ID %s on the token", i.KeyID, i.Number, i.Object))
+		case "missing-internal-key":
+			row(w, "MISSING", fmt.Sprintf("the internal key (CKA_ID %s) is not on the token: the store may belong to another token", i.Object))
 		default:
 			row(w, "UNRECORDED", fmt.Sprintf("object %q (CKA_ID %s) has no record in the store", i.Label, i.Object))
 		}

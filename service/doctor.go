@@ -17,7 +17,10 @@ type ObjectLister interface {
 
 // Inconsistency is one disagreement between the store and the token.
 type Inconsistency struct {
-	Kind   string `json:"kind"` // "missing-object" or "unrecorded-object"
+	// Kind is "missing-object", "missing-internal-key" (the key that seals
+	// principals' secrets: the store may belong to another token) or
+	// "unrecorded-object".
+	Kind   string `json:"kind"`
 	KeyID  string `json:"key_id,omitempty"`
 	Number uint32 `json:"version,omitempty"`
 	Object string `json:"object_id"` // CKA_ID in hex
@@ -31,7 +34,8 @@ type Inconsistency struct {
 // CheckConsistency compares the store with the token by CKA_ID: versions
 // that should have key material on the token but have none, and objects
 // labelled hsmkms/ that no record names (left by a crash, or by another
-// store on the same token). It changes nothing.
+// store on the same token); and an internal key recorded as made that the
+// token lacks, which no request can succeed without. It changes nothing.
 func (s *Service) CheckConsistency(ctx context.Context) ([]Inconsistency, error) {
 	lister, ok := s.cfg.HSM.(ObjectLister)
 	if !ok {
@@ -47,8 +51,16 @@ func (s *Service) CheckConsistency(ctx context.Context) ([]Inconsistency, error)
 	}
 	known := map[string]bool{}
 	out := []Inconsistency{}
-	if id, err := s.internalKeyID(ctx); err == nil {
-		known[string(id[:])] = true
+	// A key still being made (not Ready) may lack its objects: the next
+	// use completes it.
+	if rec, err := s.internalKeyRecord(ctx); err == nil {
+		known[string(rec.ID[:])] = true
+		if rec.Ready {
+			for _, missing := range missingParts(onToken[string(rec.ID[:])], rec.Portable) {
+				out = append(out, Inconsistency{Kind: "missing-internal-key", Object: rec.ID.String(),
+					Label: internalKeyLabel, Part: missing})
+			}
+		}
 	}
 	err = s.eachKey(ctx, func(k store.Key) {
 		vs, verr := s.versions(ctx, k.ID)

@@ -93,6 +93,11 @@ var (
 	ErrCancelled            = &Error{Code: CodeCancelled}
 )
 
+// ErrInternalKeyMissing is the cause (errors.Is) of the KMSInternalException
+// for an internal key the store records as made but the token does not
+// have: the store and the token do not belong together.
+var ErrInternalKeyMissing = errors.New("service: the internal key is not on the token")
+
 func newErr(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }

@@ -95,22 +95,39 @@ func (s *Service) claimInternalKey(ctx context.Context) (rec internalKeyRecord, 
 	return rec, mine, err
 }
 
+// internalKeyLabel is the CKA_LABEL of the internal key's objects.
+const internalKeyLabel = "hsmkms/internal/v1"
+
 // makeInternalKey makes the internal key's objects unless the token has
-// them, marks it ready and remembers it.
+// them, marks it ready and remembers it. A key the record says is ready is
+// never made again: its objects are missing only when the token is not the
+// one the store was used with (a store restored or migrated onto another
+// token, a wrong --token-label), and a new key under the old CKA_ID would
+// leave every sealed secret unreadable, each request then refused as an
+// invalid ciphertext. A key still being made (a crash before it was marked
+// ready) is made, or completed, here.
 func (s *Service) makeInternalKey(ctx context.Context, rec internalKeyRecord) (internalKeyRecord, error) {
-	const label = "hsmkms/internal/v1"
-	if rec.Portable {
-		// Makes whichever of its two objects is missing.
-		if err := s.hsm.CreatePortableKey(ctx, rec.ID, label); err != nil {
-			return rec, s.hsmErr(err, "", 0)
-		}
-	} else {
+	switch {
+	case rec.Ready:
 		has, err := s.hsm.HasKey(ctx, rec.ID)
 		if err != nil {
 			return rec, s.hsmErr(err, "", 0)
 		}
 		if !has {
-			if err := s.hsm.CreateMasterKey(ctx, rec.ID, label); err != nil {
+			return rec, s.internalKeyMissing(ctx, rec.ID)
+		}
+	case rec.Portable:
+		// Makes whichever of its two objects is missing.
+		if err := s.hsm.CreatePortableKey(ctx, rec.ID, internalKeyLabel); err != nil {
+			return rec, s.hsmErr(err, "", 0)
+		}
+	default:
+		has, err := s.hsm.HasKey(ctx, rec.ID)
+		if err != nil {
+			return rec, s.hsmErr(err, "", 0)
+		}
+		if !has {
+			if err := s.hsm.CreateMasterKey(ctx, rec.ID, internalKeyLabel); err != nil {
 				return rec, s.hsmErr(err, "", 0)
 			}
 		}
@@ -125,6 +142,42 @@ func (s *Service) makeInternalKey(ctx context.Context, rec internalKeyRecord) (i
 	return rec, nil
 }
 
+// internalKeyMissing is the error for a ready internal key whose CKA_ID
+// the token does not have. It names the token by label, which is what an
+// operator compares with the --token-label the store was used with.
+func (s *Service) internalKeyMissing(ctx context.Context, id hsm.ObjectID) error {
+	label := "(unknown)"
+	if ti, ok := s.cfg.HSM.(TokenInspector); ok {
+		if info, err := ti.Info(ctx); err == nil {
+			label = info.Label
+		}
+	}
+	return wrapErr(CodeInternal, ErrInternalKeyMissing,
+		"the internal key %s is not on the token labelled %q: the store may belong to another token (check --token-label, or restore the store onto the token it was used with)",
+		id, label)
+}
+
+// CheckInternalKey makes sure that the internal key the store records as
+// ready is on the token, without making anything: the internal key is
+// otherwise only read at the first authentication, and a server on the
+// wrong token would start and refuse every request. It fails with
+// ErrInternalKeyMissing when the key is not on the token; a store with no
+// internal key yet, or one still being made, passes.
+func (s *Service) CheckInternalKey(ctx context.Context) error {
+	rec, err := s.internalKeyRecord(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return storeErr(err)
+	}
+	if !rec.Ready {
+		return nil
+	}
+	_, err = s.makeInternalKey(ctx, rec)
+	return err
+}
+
 func putInternalKey(tx store.Tx, rec internalKeyRecord) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -133,16 +186,19 @@ func putInternalKey(tx store.Tx, rec internalKeyRecord) error {
 	return tx.PutSetting(internalKeySetting, b)
 }
 
-// internalKeyID reads the internal key's CKA_ID without making it.
-func (s *Service) internalKeyID(ctx context.Context) (hsm.ObjectID, error) {
+// internalKeyRecord reads the internal key's setting without making it;
+// store.ErrNotFound says there is none yet.
+func (s *Service) internalKeyRecord(ctx context.Context) (internalKeyRecord, error) {
 	var rec internalKeyRecord
 	err := s.store.View(ctx, func(tx store.Tx) error {
 		b, err := tx.Setting(internalKeySetting)
 		if err != nil {
 			return err
 		}
-		rec, err = decodeInternalKey(b)
-		return err
+		if rec, err = decodeInternalKey(b); err != nil {
+			return fmt.Errorf("the internal key's setting is damaged: %w", err)
+		}
+		return nil
 	})
-	return rec.ID, err
+	return rec, err
 }

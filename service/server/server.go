@@ -249,6 +249,11 @@ func (s *Server) openBackends(ctx context.Context, metrics *api.Metrics) error {
 	if err != nil {
 		return err
 	}
+	// Before Reconcile, which would settle the store's keys against a
+	// token they may not belong to.
+	if err := s.svc.CheckInternalKey(ctx); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
 	if _, err := s.svc.Reconcile(ctx); err != nil {
 		return fmt.Errorf("server: reconciling the store with the token: %w", err)
 	}
