@@ -259,6 +259,13 @@ func (s *Service) DeletePrincipal(ctx context.Context, in DeletePrincipalInput) 
 		case err != nil && !errors.Is(err, store.ErrNotFound):
 			return err
 		}
+		p, err := tx.Principal(in.AccessKeyId)
+		if err != nil {
+			return err
+		}
+		if err := manageable(o.caller, p); err != nil {
+			return err
+		}
 		return tx.DeletePrincipal(in.AccessKeyId)
 	})
 	switch {
@@ -666,7 +673,7 @@ func (s *Service) UpdatePrincipal(ctx context.Context, in UpdatePrincipalInput) 
 	if err != nil {
 		return err
 	}
-	return s.changePrincipal(ctx, in.AccessKeyId, func(p *store.Principal) { p.Statements = stmts })
+	return s.changePrincipal(ctx, o.caller, in.AccessKeyId, func(p *store.Principal) { p.Statements = stmts })
 }
 
 // RotatePrincipalSecretInput names the principal of RotatePrincipalSecret.
@@ -693,7 +700,7 @@ func (s *Service) RotatePrincipalSecret(ctx context.Context, in RotatePrincipalS
 	// Refuse what the change would refuse before the started record, so
 	// that one stands only for a rotation that is going to be committed
 	// (bar a concurrent delete, which the change still catches).
-	if err := s.checkPrincipalChange(ctx, in.AccessKeyId); err != nil {
+	if err := s.checkPrincipalChange(ctx, o.caller, in.AccessKeyId); err != nil {
 		return out, err
 	}
 	_, secret, err := NewAccessKey()
@@ -707,16 +714,17 @@ func (s *Service) RotatePrincipalSecret(ctx context.Context, in RotatePrincipalS
 	if err := o.intend(); err != nil {
 		return out, err
 	}
-	if err := s.changePrincipal(ctx, in.AccessKeyId, func(p *store.Principal) { p.SealedSecret = sealed }); err != nil {
+	if err := s.changePrincipal(ctx, o.caller, in.AccessKeyId, func(p *store.Principal) { p.SealedSecret = sealed }); err != nil {
 		return out, err
 	}
 	return RotatePrincipalSecretOutput{AccessKeyId: in.AccessKeyId, SecretAccessKey: secret}, nil
 }
 
-// changePrincipal changes a principal that is not root in one transaction.
-func (s *Service) changePrincipal(ctx context.Context, id string, change func(*store.Principal)) error {
+// changePrincipal changes a principal that is not root, and that the
+// caller may manage (manageable), in one transaction.
+func (s *Service) changePrincipal(ctx context.Context, c Caller, id string, change func(*store.Principal)) error {
 	err := s.store.Update(ctx, func(tx store.Tx) error {
-		p, err := changeablePrincipal(tx, id)
+		p, err := changeablePrincipal(tx, c, id)
 		if err != nil {
 			return err
 		}
@@ -728,16 +736,17 @@ func (s *Service) changePrincipal(ctx context.Context, id string, change func(*s
 
 // checkPrincipalChange reports what changePrincipal would refuse, without
 // changing anything.
-func (s *Service) checkPrincipalChange(ctx context.Context, id string) error {
+func (s *Service) checkPrincipalChange(ctx context.Context, c Caller, id string) error {
 	err := s.store.View(ctx, func(tx store.Tx) error {
-		_, err := changeablePrincipal(tx, id)
+		_, err := changeablePrincipal(tx, c, id)
 		return err
 	})
 	return principalErr(err, id)
 }
 
-// changeablePrincipal reads the principal id, which must not be root.
-func changeablePrincipal(tx store.Tx, id string) (store.Principal, error) {
+// changeablePrincipal reads the principal id, which must not be root and
+// must be one c may manage.
+func changeablePrincipal(tx store.Tx, c Caller, id string) (store.Principal, error) {
 	root, err := recordedRoot(tx)
 	switch {
 	case err == nil && root == id:
@@ -745,7 +754,41 @@ func changeablePrincipal(tx store.Tx, id string) (store.Principal, error) {
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return store.Principal{}, err
 	}
-	return tx.Principal(id)
+	p, err := tx.Principal(id)
+	if err != nil {
+		return p, err
+	}
+	return p, manageable(c, p)
+}
+
+// manageable refuses a caller changing, rotating or deleting a principal
+// that can do what the caller cannot: its Allow statements must be
+// covered by the caller's (policy.Covers, as for a principal the caller
+// creates) and the caller's Deny statements must be among its own. The
+// admin actions name no resource to scope them by, so without this a
+// principal allowed only hsmkms:RotatePrincipalSecret took over an
+// administrator by rotating its secret and reading the new one (found by
+// review); UpdatePrincipal and DeletePrincipal are held to the same rule.
+func manageable(c Caller, target store.Principal) error {
+	if c.system || c.AccessKeyID == target.AccessKeyID {
+		return nil
+	}
+	denied := func(why string) error {
+		return newErr(CodeAccessDenied, "User: %s may not manage principal %s, which has rights %s does not have: %s",
+			c.AccessKeyID, target.AccessKeyID, c.AccessKeyID, why)
+	}
+	var ce *policy.CoverageError
+	if err := policy.Covers(c.Statements, target.Statements); errors.As(err, &ce) {
+		return denied(fmt.Sprintf("its statement %d allows %s on %q", ce.Statement, ce.Action, ce.Resource))
+	} else if err != nil {
+		return wrapErr(CodeInternal, err, "checking the principal's policy")
+	}
+	for i, st := range c.Statements {
+		if st.Effect == policy.EffectDeny && !slices.ContainsFunc(target.Statements, st.Equal) {
+			return denied(fmt.Sprintf("it lacks %s's Deny statement %d", c.AccessKeyID, i))
+		}
+	}
+	return nil
 }
 
 // principalErr maps a store error about the principal id.

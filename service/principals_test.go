@@ -431,3 +431,51 @@ func TestPrincipalUpdateAndRotate(t *testing.T) {
 		t.Fatal("a caller gave a principal more rights than it has")
 	}
 }
+
+// TestPrincipalManagementLimitedToCallersRights: a principal allowed the
+// admin actions on principals may rotate, update and delete only
+// principals that can do no more than it can (found by review: one
+// allowed only hsmkms:RotatePrincipalSecret rotated an administrator's
+// secret, read the new one and took the administrator's rights).
+func TestPrincipalManagementLimitedToCallersRights(t *testing.T) {
+	f := newFixture(t, "")
+	sys := systemContext(t.Context())
+	mk := func(name string, stmts ...policy.Statement) CreatePrincipalOutput {
+		p, err := f.svc.CreatePrincipal(sys, CreatePrincipalInput{Name: name, Statements: stmts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	manage := stmt("Allow", acts("hsmkms:RotatePrincipalSecret", "hsmkms:UpdatePrincipal", "hsmkms:DeletePrincipal", "kms:ListKeys"), "*")
+	deny := stmt("Deny", acts("kms:Decrypt"), "*")
+	weak := mk("weak", manage, deny)
+	w := as(t, weak.AccessKeyId, manage, deny)
+	stronger := map[string]CreatePrincipalOutput{
+		"an administrator":              mk("admin", everything),
+		"one without the caller's Deny": mk("nodeny", stmt("Allow", acts("kms:ListKeys"), "*")),
+	}
+	for name, target := range stronger {
+		t.Run(name, func(t *testing.T) {
+			_, err := f.svc.RotatePrincipalSecret(w, RotatePrincipalSecretInput{AccessKeyId: target.AccessKeyId})
+			ksWantErr(t, "RotatePrincipalSecret", err, ErrAccessDenied, "")
+			ksWantErr(t, "UpdatePrincipal", f.svc.UpdatePrincipal(w, UpdatePrincipalInput{AccessKeyId: target.AccessKeyId,
+				Statements: []policy.Statement{stmt("Allow", acts("kms:ListKeys"), "*")}}), ErrAccessDenied, "")
+			ksWantErr(t, "DeletePrincipal", f.svc.DeletePrincipal(w, DeletePrincipalInput{AccessKeyId: target.AccessKeyId}), ErrAccessDenied, "")
+			creds, err := f.svc.Credentials(t.Context(), target.AccessKeyId)
+			if err != nil || creds.Secret != target.SecretAccessKey {
+				t.Fatalf("the target's secret changed or it is gone (%v)", err)
+			}
+		})
+	}
+	// What the caller covers, with its Deny, it manages; and itself.
+	lesser := mk("lesser", stmt("Allow", acts("kms:ListKeys"), "*"), deny)
+	r, err := f.svc.RotatePrincipalSecret(w, RotatePrincipalSecretInput{AccessKeyId: lesser.AccessKeyId})
+	ksMust(t, "RotatePrincipalSecret of a lesser principal", err)
+	if r.SecretAccessKey == "" {
+		t.Fatal("no new secret")
+	}
+	ksMust(t, "DeletePrincipal of a lesser principal", f.svc.DeletePrincipal(w, DeletePrincipalInput{AccessKeyId: lesser.AccessKeyId}))
+	_, err = f.svc.RotatePrincipalSecret(w, RotatePrincipalSecretInput{AccessKeyId: weak.AccessKeyId})
+	ksMust(t, "RotatePrincipalSecret of its own secret", err)
+}
