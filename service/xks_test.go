@@ -524,3 +524,44 @@ func TestReindexBeforeActingOnAbsence(t *testing.T) {
 		t.Errorf("%d re-reads, want 2", n)
 	}
 }
+
+// TestXKSAllowKeyNeedsTheKeysUse: a caller may let an external key store
+// use a key only for what it may do with the key itself, so that a Deny
+// on the key is not escaped by allowing it in a store and adding a
+// credential (found by review).
+func TestXKSAllowKeyNeedsTheKeysUse(t *testing.T) {
+	f := newFixture(t, "")
+	if _, err := f.svc.CreateXKSStore(xksAdmin(t), XKSStoreInput{Prefix: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	id := f.createKey(t, CreateKeyInput{})
+	storeAdmin := policy.Statement{Effect: "Allow", Actions: []string{"hsmkms:UpdateXksStore"}, Resources: []string{"*"}}
+	for _, tc := range []struct {
+		name  string
+		stmts []policy.Statement
+		usage []string
+		code  Code
+	}{
+		{"denied the key", []policy.Statement{storeAdmin, {Effect: "Deny", Actions: []string{"kms:*"}, Resources: []string{"*"}}},
+			[]string{"ENCRYPT", "DECRYPT"}, CodeAccessDenied},
+		{"may encrypt only, asks for decrypt", []policy.Statement{storeAdmin, {Effect: "Allow", Actions: []string{"kms:Encrypt"}, Resources: []string{"*"}}},
+			[]string{"DECRYPT"}, CodeAccessDenied},
+		{"may encrypt, asks for encrypt", []policy.Statement{storeAdmin, {Effect: "Allow", Actions: []string{"kms:Encrypt"}, Resources: []string{"*"}}},
+			[]string{"ENCRYPT"}, ""},
+		{"no usage needs no right on the key", []policy.Statement{storeAdmin}, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := f.svc.AllowXKSKey(as(t, "AKIASTOREADMIN", tc.stmts...), AllowXKSKeyInput{Prefix: "p", ExternalKeyID: id, Usage: tc.usage})
+			if tc.code == "" && err != nil {
+				t.Fatal(err)
+			}
+			if tc.code != "" {
+				wantCode(t, err, tc.code)
+			}
+		})
+	}
+	list, _ := f.svc.ListXKSStores(xksAdmin(t), ListXKSStoresInput{})
+	if keys := list.Stores[0].Keys; len(keys) != 1 || len(keys[0].Usage) != 0 {
+		t.Fatalf("allow-list %+v; want the key with no usage (the last allowed change)", keys)
+	}
+}

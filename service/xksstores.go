@@ -240,6 +240,14 @@ func (s *Service) AllowXKSKey(ctx context.Context, in AllowXKSKeyInput) (err err
 			return newErr(CodeValidation, "%s is a %s key with mechanism %s; AWS KMS uses only %s keys with AES-GCM (aes-gcm) through an external key store",
 				s.keyARN(k.ID), k.Spec, k.Mechanism, SpecSymmetric)
 		}
+		// The caller hands the key's use to whoever holds the store's
+		// credentials: it must have that use itself, so that a Deny on the
+		// key is not escaped through a store (found by review).
+		for _, u := range usage {
+			if err := o.authorizeIn(tx, xksUsageAction(u), &k, ""); err != nil {
+				return err
+			}
+		}
 		i, found := slices.BinarySearchFunc(rec.Keys, externalID, func(e store.XKSKey, id string) int { return strings.Compare(e.ExternalID, id) })
 		if found {
 			rec.Keys[i].Usage = usage
@@ -431,6 +439,14 @@ func xksCredentialAAD(prefix, id string) []byte {
 }
 
 // xksUsages checks and orders key usages: ENCRYPT and DECRYPT, each once.
+// xksUsageAction is the KMS action an XKS usage performs with the key.
+func xksUsageAction(usage string) string {
+	if usage == xksUsageEncrypt {
+		return policy.ActionEncrypt
+	}
+	return policy.ActionDecrypt
+}
+
 func xksUsages(in []string) ([]string, error) {
 	out := []string{}
 	for _, u := range in {
