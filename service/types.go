@@ -1,6 +1,8 @@
 package service
 
 import (
+	"errors"
+	"math"
 	"strconv"
 	"time"
 )
@@ -19,13 +21,22 @@ func (t EpochTime) MarshalJSON() ([]byte, error) {
 	return strconv.AppendFloat(nil, float64(tt.UnixNano())/1e9, 'f', -1, 64), nil
 }
 
+// maxEpochSeconds is the last second of the year 9999, the latest time
+// EpochTime reads: past about 9.2e9 seconds int64 nanoseconds overflow,
+// and 1e300 read as a date in 1677 (found by review).
+const maxEpochSeconds = 253402300799
+
+// errEpoch is what UnmarshalJSON answers a value that is no time it reads.
+var errEpoch = errors.New("expected a number of seconds since the epoch, 0 to 253402300799")
+
 // UnmarshalJSON reads seconds since the epoch.
 func (t *EpochTime) UnmarshalJSON(b []byte) error {
 	f, err := strconv.ParseFloat(string(b), 64)
-	if err != nil {
-		return err
+	if err != nil || math.IsNaN(f) || f < 0 || f > maxEpochSeconds {
+		return errEpoch
 	}
-	*t = EpochTime(time.Unix(0, int64(f*1e9)).UTC())
+	sec, frac := math.Modf(f)
+	*t = EpochTime(time.Unix(int64(sec), int64(frac*1e9)).UTC())
 	return nil
 }
 

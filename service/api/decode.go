@@ -75,6 +75,9 @@ func goType(se *json.SemanticError) string {
 	if se.GoType == nil {
 		return "another type"
 	}
+	if t := se.GoType; t.Name() == "EpochTime" || t.Kind().String() == "ptr" && t.Elem().Name() == "EpochTime" {
+		return "a number of seconds since the epoch, 0 to 253402300799" // not the time.Time it is made of
+	}
 	switch se.GoType.Kind().String() {
 	case "string":
 		return "a string"

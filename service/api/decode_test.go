@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/hsmkms/hsmkms/service"
 )
@@ -24,6 +25,40 @@ func TestDecodeMessages(t *testing.T) {
 	for _, tc := range tests {
 		var in service.KeyIDInput
 		err := decode([]byte(tc.body), &in)
+		var se *errSerialization
+		if !errors.As(err, &se) || se.msg != tc.msg {
+			t.Errorf("%s: got %v, want %q", tc.name, err, tc.msg)
+		}
+	}
+}
+
+// TestDecodeEpochTime: a timestamp member takes epoch seconds from 0 to
+// the end of the year 9999; anything else is named as such (found by
+// review: 1e300 overflowed to a date in 1677, and "abc" was told it
+// should be an object, the time.Time EpochTime is made of).
+func TestDecodeEpochTime(t *testing.T) {
+	const want = "member ValidTo: expected a number of seconds since the epoch, 0 to 253402300799, got a JSON "
+	tests := []struct {
+		name, body, msg string
+		unix            int64 // when accepted
+	}{
+		{"seconds", `{"ValidTo":1700000000.5}`, "", 1700000000},
+		{"last second of 9999", `{"ValidTo":253402300799}`, "", 253402300799},
+		{"past 9999", `{"ValidTo":253402300800}`, want + "number", 0},
+		{"huge", `{"ValidTo":1e300}`, want + "number", 0},
+		{"negative", `{"ValidTo":-1}`, want + "number", 0},
+		{"string", `{"ValidTo":"abc"}`, want + "string", 0},
+		{"object", `{"ValidTo":{}}`, want + "object", 0},
+	}
+	for _, tc := range tests {
+		var in service.ImportKeyMaterialInput
+		err := decode([]byte(tc.body), &in)
+		if tc.msg == "" {
+			if err != nil || in.ValidTo == nil || time.Time(*in.ValidTo).Unix() != tc.unix {
+				t.Errorf("%s: %v, %v; want %d", tc.name, err, in.ValidTo, tc.unix)
+			}
+			continue
+		}
 		var se *errSerialization
 		if !errors.As(err, &se) || se.msg != tc.msg {
 			t.Errorf("%s: got %v, want %q", tc.name, err, tc.msg)
