@@ -242,10 +242,12 @@ func (o *op) grantAllows(g store.Grant, grantee, name string) bool {
 }
 
 // GrantConstraints limit the encryption context of the operations a grant
-// allows.
+// allows. An empty EncryptionContextEquals is a constraint (the context
+// must be empty), so omitzero keeps it in ListGrants as AWS KMS shows it;
+// an empty EncryptionContextSubset is none.
 type GrantConstraints struct {
 	EncryptionContextSubset map[string]string `json:"EncryptionContextSubset,omitempty"`
-	EncryptionContextEquals map[string]string `json:"EncryptionContextEquals,omitempty"`
+	EncryptionContextEquals map[string]string `json:"EncryptionContextEquals,omitzero"`
 }
 
 // CreateGrantInput is CreateGrant's request.
@@ -286,8 +288,15 @@ func (s *Service) CreateGrant(ctx context.Context, in CreateGrantInput) (out Cre
 	}
 	g := store.Grant{Name: in.Name, Issuer: o.caller.AccessKeyID, CreatedAt: s.now().UTC(),
 		Operations: slices.Sorted(slices.Values(slices.Compact(slices.Sorted(slices.Values(in.Operations)))))}
-	if in.Constraints != nil {
-		g.ContextEquals, g.ContextSubset = in.Constraints.EncryptionContextEquals, in.Constraints.EncryptionContextSubset
+	if c := in.Constraints; c != nil {
+		// EncryptionContextEquals {} stays non-nil: it requires an empty
+		// context (found by review: it was taken for no constraint). An
+		// empty EncryptionContextSubset is included in any context, so it
+		// is stored as none, and compares equal to none.
+		g.ContextEquals = c.EncryptionContextEquals
+		if len(c.EncryptionContextSubset) > 0 {
+			g.ContextSubset = c.EncryptionContextSubset
+		}
 	}
 	id, err := s.hsm.GenerateRandom(ctx, grantIDLen/2)
 	if err != nil {
@@ -357,7 +366,8 @@ func validGrantRequest(in CreateGrantInput) error {
 				return newErr(CodeValidation, "Constraints: %v", err)
 			}
 		}
-		if len(c.EncryptionContextEquals) > 0 || len(c.EncryptionContextSubset) > 0 {
+		// EncryptionContextEquals {} is a constraint too (found by review).
+		if c.EncryptionContextEquals != nil || len(c.EncryptionContextSubset) > 0 {
 			for _, op := range in.Operations {
 				if !grantOps[op] {
 					return newErr(CodeValidation, "a grant with encryption context constraints cannot allow %s, which takes no encryption context", op)
@@ -401,7 +411,7 @@ func (s *Service) checkGrant(tx store.Tx, o *op, k store.Key, g *store.Grant, in
 			return newErr(CodeAccessDenied, "grant %s does not allow %s, so a grant it allows cannot either", parent.ID, op)
 		}
 	}
-	if !maps.Equal(parent.ContextEquals, g.ContextEquals) || !maps.Equal(parent.ContextSubset, g.ContextSubset) {
+	if !sameContextEquals(parent.ContextEquals, g.ContextEquals) || !maps.Equal(parent.ContextSubset, g.ContextSubset) {
 		return newErr(CodeAccessDenied, "grant %s has encryption context constraints a grant it allows must keep", parent.ID)
 	}
 	return nil
@@ -411,8 +421,16 @@ func (s *Service) checkGrant(tx store.Tx, o *op, k store.Key, g *store.Grant, in
 // parameters (CreateGrant's idempotence).
 func sameGrant(a, b store.Grant) bool {
 	return a.Name == b.Name && a.Grantee == b.Grantee && a.Retiring == b.Retiring &&
-		slices.Equal(a.Operations, b.Operations) && maps.Equal(a.ContextEquals, b.ContextEquals) &&
+		slices.Equal(a.Operations, b.Operations) && sameContextEquals(a.ContextEquals, b.ContextEquals) &&
 		maps.Equal(a.ContextSubset, b.ContextSubset)
+}
+
+// sameContextEquals reports whether two EncryptionContextEquals constraints
+// are the same. maps.Equal alone takes {} (the context must be empty) for
+// nil (no constraint): a grant with {} and CreateGrant could then give a
+// grant without it, and a named CreateGrant return one (found by review).
+func sameContextEquals(a, b map[string]string) bool {
+	return (a == nil) == (b == nil) && maps.Equal(a, b)
 }
 
 // ListGrantsInput is ListGrants' request.
@@ -641,7 +659,7 @@ func (s *Service) RetireGrant(ctx context.Context, in RetireGrantInput) (err err
 			// no such grant.
 			keyID, id, _ := strings.Cut(ref, "/")
 			if k, kerr := tx.Key(keyID); kerr == nil {
-				if err := o.authorize(&k, ""); err != nil {
+				if err := o.authorizeByPolicy(&k); err != nil {
 					return err
 				}
 			}
@@ -657,7 +675,10 @@ func (s *Service) RetireGrant(ctx context.Context, in RetireGrantInput) (err err
 		o.rec.KeyID, o.rec.GrantID = k.ID, g.ID
 		if !o.known || !(g.Retiring != "" && g.Retiring == caller || g.Grantee == caller && slices.Contains(g.Operations, "RetireGrant")) {
 			o.rec.GrantID = ""
-			if err := o.authorize(&k, ""); err != nil {
+			// The policy alone decides: a grant that includes
+			// RetireGrant lets its grantee retire that grant, above,
+			// not the key's others (found by review: grantFor let it).
+			if err := o.authorizeByPolicy(&k); err != nil {
 				return err
 			}
 		}
@@ -666,7 +687,8 @@ func (s *Service) RetireGrant(ctx context.Context, in RetireGrantInput) (err err
 	return storeErrOrNil(err)
 }
 
-// RevokeGrant deletes a grant; the caller needs kms:RevokeGrant on the key.
+// RevokeGrant deletes a grant; the caller needs kms:RevokeGrant on the key,
+// which no grant gives (grantOps lacks it, as AWS KMS's grant operations do).
 func (s *Service) RevokeGrant(ctx context.Context, in RevokeGrantInput) (err error) {
 	o := s.begin(ctx, "kms:RevokeGrant")
 	defer func() { err = o.end(err) }()

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -340,5 +341,114 @@ func TestGrantIdLength(t *testing.T) {
 		{"ListGrants 128 characters", list(strings.Repeat("a", 128)), ErrInvalidGrantID, ""},
 	} {
 		ksWantErr(t, tc.name, tc.call(), tc.want, tc.msg)
+	}
+}
+
+// TestGrantEmptyContextEquals: EncryptionContextEquals {} holds a grant to
+// requests with no encryption context, through the store and in
+// ListGrants, while EncryptionContextSubset {} constrains nothing, as in
+// AWS KMS. (Found by review: the empty map was dropped on store, read back
+// as no constraint, and the grantee decrypted under any context.)
+func TestGrantEmptyContextEquals(t *testing.T) {
+	e := newGrantEnv(t)
+	f := e.f
+	equals := e.grant(t, CreateGrantInput{GranteePrincipal: e.arn(e.app), Operations: []string{"Decrypt", "Encrypt", "CreateGrant"},
+		Constraints: &GrantConstraints{EncryptionContextEquals: map[string]string{}}})
+	e.grant(t, CreateGrantInput{GranteePrincipal: e.arn(e.app2), Operations: []string{"Decrypt"},
+		Constraints: &GrantConstraints{EncryptionContextSubset: map[string]string{}}})
+	none := ksEncryptCtx(t, f, e.key, "none", nil)
+	other := ksEncryptCtx(t, f, e.key, "other", map[string]string{"tenant": "other"})
+	decrypt := func(ctx context.Context, blob []byte, ec map[string]string) error {
+		_, err := f.svc.Decrypt(ctx, DecryptInput{CiphertextBlob: blob, EncryptionContext: ec})
+		return err
+	}
+	for _, tc := range []struct {
+		name string
+		call func() error
+		want *Error
+	}{
+		{"equals {}: Decrypt with no context", func() error { return decrypt(e.appCtx, none, nil) }, nil},
+		{"equals {}: Decrypt with an empty context", func() error { return decrypt(e.appCtx, none, map[string]string{}) }, nil},
+		{"equals {}: Decrypt with a context", func() error { return decrypt(e.appCtx, other, map[string]string{"tenant": "other"}) }, ErrAccessDenied},
+		{"equals {}: Encrypt with no context", func() error { return e.encrypt(e.appCtx, nil) }, nil},
+		{"equals {}: Encrypt with a context", func() error { return e.encrypt(e.appCtx, map[string]string{"tenant": "other"}) }, ErrAccessDenied},
+		{"subset {}: Decrypt with no context", func() error { return decrypt(e.app2Ctx, none, nil) }, nil},
+		{"subset {}: Decrypt with a context", func() error { return decrypt(e.app2Ctx, other, map[string]string{"tenant": "other"}) }, nil},
+		{"equals {}: a child grant without the constraint", func() error {
+			_, err := f.svc.CreateGrant(e.appCtx, CreateGrantInput{KeyId: e.key, GranteePrincipal: e.arn(e.app2), Operations: []string{"Decrypt"},
+				GrantTokens: []string{equals.GrantToken}})
+			return err
+		}, ErrAccessDenied},
+		{"equals {}: a child grant that keeps it", func() error {
+			_, err := f.svc.CreateGrant(e.appCtx, CreateGrantInput{KeyId: e.key, GranteePrincipal: e.arn(e.app2), Operations: []string{"Decrypt"},
+				Constraints: &GrantConstraints{EncryptionContextEquals: map[string]string{}}, GrantTokens: []string{equals.GrantToken}})
+			return err
+		}, nil},
+		{"equals {} with DescribeKey", func() error {
+			_, err := f.svc.CreateGrant(e.adminCtx, CreateGrantInput{KeyId: e.key, GranteePrincipal: e.arn(e.app), Operations: []string{"DescribeKey"},
+				Constraints: &GrantConstraints{EncryptionContextEquals: map[string]string{}}})
+			return err
+		}, ErrValidation},
+	} {
+		ksWantErr(t, tc.name, tc.call(), tc.want, "")
+	}
+
+	// The same name and operations without the constraint is another grant.
+	named := CreateGrantInput{Name: "n", GranteePrincipal: e.arn(e.app), Operations: []string{"Decrypt"},
+		Constraints: &GrantConstraints{EncryptionContextEquals: map[string]string{}}}
+	first := e.grant(t, named)
+	named.Constraints = nil
+	if e.grant(t, named).GrantId == first.GrantId {
+		t.Error("CreateGrant without EncryptionContextEquals {} returned the grant with it")
+	}
+
+	listed, err := f.svc.ListGrants(e.adminCtx, ListGrantsInput{KeyId: e.key, GrantId: equals.GrantId})
+	ksMust(t, "ListGrants", err)
+	if len(listed.Grants) != 1 {
+		t.Fatalf("ListGrants: %+v", listed)
+	}
+	b, err := json.Marshal(listed.Grants[0])
+	ksMust(t, "json.Marshal", err)
+	if !strings.Contains(string(b), `"Constraints":{"EncryptionContextEquals":{}}`) {
+		t.Errorf("ListGrants entry %s lacks the constraint", b)
+	}
+}
+
+// TestGrantRetireGrantOnlyItsOwn: a grant that includes RetireGrant lets
+// its grantee retire that grant, not the key's other grants; RevokeGrant is
+// never grantable. (Found by review: the grantee's own grant authorized
+// kms:RetireGrant on the whole key.)
+func TestGrantRetireGrantOnlyItsOwn(t *testing.T) {
+	e := newGrantEnv(t)
+	f := e.f
+	g1 := e.grant(t, CreateGrantInput{GranteePrincipal: e.arn(e.app), Operations: []string{"DescribeKey", "RetireGrant"}})
+	g2 := e.grant(t, CreateGrantInput{GranteePrincipal: e.arn(e.app2), Operations: []string{"Decrypt", "Encrypt"}})
+	denied := func(action string) string {
+		return "User: " + e.app + " is not authorized to perform: " + action + " on resource: " + ksARN(e.key) +
+			" because no identity-based policy allows the " + action + " action"
+	}
+	for _, tc := range []struct {
+		name string
+		call func() error
+		msg  string
+	}{
+		{"RetireGrant of another's grant by key and ID", func() error {
+			return f.svc.RetireGrant(e.appCtx, RetireGrantInput{KeyId: e.key, GrantId: g2.GrantId})
+		}, denied("kms:RetireGrant")},
+		{"RetireGrant of another's grant by token", func() error {
+			return f.svc.RetireGrant(e.appCtx, RetireGrantInput{GrantToken: g2.GrantToken})
+		}, denied("kms:RetireGrant")},
+		{"RevokeGrant of another's grant", func() error {
+			return f.svc.RevokeGrant(e.appCtx, RevokeGrantInput{KeyId: e.key, GrantId: g2.GrantId})
+		}, denied("kms:RevokeGrant")},
+	} {
+		ksWantErr(t, tc.name, tc.call(), ErrAccessDenied, tc.msg)
+	}
+	ksMust(t, "Encrypt by the grant not retired", e.encrypt(e.app2Ctx, nil))
+	ksMust(t, "RetireGrant of its own grant", f.svc.RetireGrant(e.appCtx, RetireGrantInput{KeyId: e.key, GrantId: g1.GrantId}))
+	left, err := f.svc.ListGrants(e.adminCtx, ListGrantsInput{KeyId: e.key})
+	ksMust(t, "ListGrants", err)
+	if len(left.Grants) != 1 || left.Grants[0].GrantId != g2.GrantId {
+		t.Fatalf("after retiring: %+v", left)
 	}
 }

@@ -264,10 +264,11 @@ func same(a, b *snapshot) error {
 	}
 	for i := range a.grants {
 		// Everything: a copy that lost an operation or a constraint
+		// (an empty ContextEquals, which maps.Equal takes for none, too)
 		// would allow more or less than the grant did.
 		x, y := a.grants[i], b.grants[i]
 		if x.Ref() != y.Ref() || x.Name != y.Name || x.Grantee != y.Grantee || x.Retiring != y.Retiring || x.Issuer != y.Issuer ||
-			!slices.Equal(x.Operations, y.Operations) || !maps.Equal(x.ContextEquals, y.ContextEquals) ||
+			!slices.Equal(x.Operations, y.Operations) || !maps.Equal(x.ContextEquals, y.ContextEquals) || (x.ContextEquals == nil) != (y.ContextEquals == nil) ||
 			!maps.Equal(x.ContextSubset, y.ContextSubset) || !x.CreatedAt.Equal(y.CreatedAt) {
 			return fmt.Errorf("grant %s", x.Ref())
 		}

@@ -288,8 +288,12 @@ type Grant struct {
 	// Operations are AWS KMS operation names (Encrypt, Decrypt, …).
 	Operations []string `json:"operations"`
 	// ContextEquals and ContextSubset constrain the encryption context of
-	// the cryptographic operations the grant allows.
-	ContextEquals map[string]string `json:"context_equals,omitempty"`
+	// the cryptographic operations the grant allows. A nil ContextEquals
+	// is no constraint, an empty one requires an empty context: omitzero
+	// keeps {} in the record, where omitempty dropped it and the grant read
+	// back unconstrained (found by review). Records without the field, as
+	// all written before, read as nil, which is what they meant.
+	ContextEquals map[string]string `json:"context_equals,omitzero"`
 	ContextSubset map[string]string `json:"context_subset,omitempty"`
 	CreatedAt     time.Time         `json:"created_at"`
 }

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -41,9 +42,8 @@ func newGrant(ref string, variant int) store.Grant {
 func normGrant(g store.Grant) store.Grant {
 	g = g.Clone()
 	g.CreatedAt = normTime(g.CreatedAt)
-	if len(g.ContextEquals) == 0 {
-		g.ContextEquals = nil
-	}
+	// ContextEquals is kept as it is: nil (no constraint) and {} (the
+	// context must be empty) differ.
 	if len(g.ContextSubset) == 0 {
 		g.ContextSubset = nil
 	}
@@ -80,6 +80,7 @@ func testGrants(t *testing.T, open func(t *testing.T) store.Store) {
 			t.Errorf("grants of k1 = %v, want k1/01 k1/02", got)
 		}
 	})
+	t.Run("EmptyContextEquals", func(t *testing.T) { testEmptyContextEquals(t, open(t)) })
 	t.Run("Copy", func(t *testing.T) {
 		src, dst := open(t), open(t)
 		want := newGrant("k1/ab", 1)
@@ -95,5 +96,42 @@ func testGrants(t *testing.T, open func(t *testing.T) store.Store) {
 			}
 			return err
 		})
+	})
+}
+
+// testEmptyContextEquals checks that a grant's ContextEquals {} reads back
+// as {}, by Grant and by Grants, and nil as nil. (Found by review:
+// omitempty dropped {}, and a grant that required an empty encryption
+// context read back as one with no constraint.)
+func testEmptyContextEquals(t *testing.T, s store.Store) {
+	empty, unconstrained := newGrant("k1/01", 0), newGrant("k1/02", 0)
+	empty.ContextEquals, unconstrained.ContextEquals = map[string]string{}, nil
+	update(t, s, func(tx store.Tx) error {
+		if err := tx.CreateGrant(empty); err != nil {
+			return err
+		}
+		return tx.CreateGrant(unconstrained)
+	})
+	view(t, s, func(tx store.Tx) error {
+		listed, err := tx.Grants("k1/", 0)
+		if err != nil {
+			return err
+		}
+		for _, want := range []store.Grant{empty, unconstrained} {
+			got, err := tx.Grant(want.Ref())
+			if err != nil {
+				return err
+			}
+			i := slices.IndexFunc(listed, func(g store.Grant) bool { return g.Ref() == want.Ref() })
+			if i < 0 {
+				t.Fatalf("Grants lacks %s", want.Ref())
+			}
+			for how, g := range map[string]store.Grant{"Grant": got, "Grants": listed[i]} {
+				if (g.ContextEquals == nil) != (want.ContextEquals == nil) || len(g.ContextEquals) != 0 {
+					t.Errorf("%s(%s).ContextEquals = %#v, want %#v", how, g.Ref(), g.ContextEquals, want.ContextEquals)
+				}
+			}
+		}
+		return nil
 	})
 }
