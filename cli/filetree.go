@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 )
@@ -105,11 +106,7 @@ func transformTree(c *cli.Context, verb, inDir, outDir string, names treeNames, 
 			return nil
 		}
 		n, err := transformFile(temps, path, out, fn)
-		if err != nil {
-			report(treeResult{In: path, Out: out, Status: "failed", Error: err.Error()})
-			return nil
-		}
-		report(treeResult{In: path, Out: out, Status: verb, Bytes: n})
+		report(treeFileResult(path, out, verb, n, err))
 		return nil
 	})
 	if outputFormat(c) == "json" {
@@ -138,24 +135,80 @@ func checkTree(inDir, outDir string) error {
 	if !st.IsDir() {
 		return usagef("--recursive needs a directory as --in; %s is not one", inDir)
 	}
-	absIn, err := filepath.Abs(inDir)
+	// Compared with symbolic links resolved: an --out that is, or is under,
+	// a link into --in is inside it.
+	realIn, err := resolvePath(inDir)
 	if err != nil {
 		return err
 	}
-	absOut, err := filepath.Abs(outDir)
+	realOut, err := resolvePath(outDir)
 	if err != nil {
 		return err
 	}
-	if rel, err := filepath.Rel(absIn, absOut); err == nil && (rel == "." || !strings.HasPrefix(rel, "..")) {
+	if rel, err := filepath.Rel(realIn, realOut); err == nil &&
+		(rel == "." || rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))) {
 		return usagef("--out %s is inside --in %s: give a directory outside it", outDir, inDir)
 	}
 	return nil
 }
 
+// resolvePath is path made absolute (and clean, as the walk's joins make
+// it) with its symbolic links resolved. A path that does not exist yet is
+// its nearest existing ancestor, resolved, with the rest appended.
+func resolvePath(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	rest := ""
+	for {
+		resolved, err := filepath.EvalSymlinks(abs)
+		if err == nil {
+			return filepath.Join(resolved, rest), nil
+		}
+		parent := filepath.Dir(abs)
+		if !errors.Is(err, fs.ErrNotExist) || parent == abs {
+			return "", err
+		}
+		rest = filepath.Join(filepath.Base(abs), rest)
+		abs = parent
+	}
+}
+
+// treeFileResult reports transformFile's outcome for in: an input that is
+// no longer a regular file when its turn comes (replaced since the walk
+// listed its directory) is skipped, as one listed so would have been.
+func treeFileResult(in, out, verb string, n int64, err error) treeResult {
+	var nr *notRegularError
+	switch {
+	case errors.As(err, &nr):
+		return treeResult{In: in, Status: "skipped", Error: nr.Error()}
+	case err != nil:
+		return treeResult{In: in, Out: out, Status: "failed", Error: err.Error()}
+	}
+	return treeResult{In: in, Out: out, Status: verb, Bytes: n}
+}
+
+// notRegularError is transformFile's refusal of an input that is not a
+// regular file.
+type notRegularError struct{ mode fs.FileMode }
+
+func (e *notRegularError) Error() string {
+	return "not a regular file (" + e.mode.Type().String() + ")"
+}
+
 // transformFile runs fn from the file in to the file out, written
 // atomically, and returns the input's size.
 func transformFile(temps *tempFiles, in, out string, fn func(io.Reader, io.Writer) error) (int64, error) {
-	f, err := os.Open(in)
+	// The walk listed in as a regular file, but it may have been replaced
+	// since: a symbolic link is not followed (ELOOP), a FIFO does not block
+	// the open, and anything not regular once open is refused.
+	f, err := os.OpenFile(in, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		if st, lerr := os.Lstat(in); lerr == nil && st.Mode()&fs.ModeSymlink != 0 {
+			return 0, &notRegularError{st.Mode()}
+		}
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -163,6 +216,9 @@ func transformFile(temps *tempFiles, in, out string, fn func(io.Reader, io.Write
 	st, err := f.Stat()
 	if err != nil {
 		return 0, err
+	}
+	if !st.Mode().IsRegular() {
+		return 0, &notRegularError{st.Mode()}
 	}
 	return st.Size(), writeAtomically(temps, out, func(w io.Writer) error { return fn(f, w) })
 }

@@ -30,6 +30,17 @@ func TestTreeNames(t *testing.T) {
 func TestCheckTree(t *testing.T) {
 	root := t.TempDir()
 	in := filepath.Join(root, "in")
+	mkdir(t, filepath.Join(in, "sub"))
+	mkdir(t, filepath.Join(root, "elsewhere"))
+	for link, target := range map[string]string{
+		"link-in":   filepath.Join(in, "sub"),
+		"link-root": root,
+		"link-out":  filepath.Join(root, "elsewhere"),
+	} {
+		if err := os.Symlink(target, filepath.Join(root, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, tc := range []struct {
 		name, in, out string
 		ok            bool
@@ -39,12 +50,26 @@ func TestCheckTree(t *testing.T) {
 		{"inside", in, filepath.Join(in, "sub"), false},
 		{"inside, relative", in, in + "/./x/..", false},
 		{"name prefix only", in, in + "2", true},
+		{"dot-dot name inside", in, filepath.Join(in, "..enc"), false},
+		{"dot-dot name inside, deeper", in, filepath.Join(in, "..enc", "x"), false},
+		{"dot-dot parent, outside", in, in + "/../x", true},
+		{"symlink to inside", in, filepath.Join(root, "link-in"), false},
+		{"symlink to inside, new dir under it", in, filepath.Join(root, "link-in", "new", "x"), false},
+		{"under symlinked parent", in, filepath.Join(root, "link-root", "in", "new"), false},
+		{"symlink to outside", in, filepath.Join(root, "link-out"), true},
+		{"input through a symlink, output inside", filepath.Join(root, "link-root", "in"), filepath.Join(in, "sub"), false},
+		{"input through a symlink, output beside", filepath.Join(root, "link-root", "in"), filepath.Join(root, "out"), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mkdir(t, tc.in)
 			err := checkTree(tc.in, tc.out)
 			if (err == nil) != tc.ok {
 				t.Fatalf("checkTree(%s, %s) = %v, want ok=%v", tc.in, tc.out, err, tc.ok)
+			}
+			if err != nil {
+				if _, code := exitOf(err); code != ExitUsage {
+					t.Fatalf("checkTree(%s, %s) = %v, want a usage error", tc.in, tc.out, err)
+				}
 			}
 		})
 	}
