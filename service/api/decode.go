@@ -10,6 +10,7 @@ import (
 	json "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/hsmkms/hsmkms/service"
+	"github.com/hsmkms/hsmkms/service/policy"
 )
 
 // errSerialization is a body that is not the JSON the operation takes.
@@ -24,9 +25,13 @@ func (e *errSerialization) Error() string { return e.msg }
 // proxy or WAF in front of the server could read another KeyId than the
 // server uses. Unknown members are ignored, as newer SDKs may send members
 // this server does not know (a case variant such as "keyid" is one of
-// them). Every string must be valid UTF-8 without lone UTF-16 surrogate
-// escapes, so that two different encryption contexts can never compare
-// equal after a replacement character stands in for bad bytes.
+// them). Policy statements are the exception: a statement with an unknown
+// member (an IAM-style "condition", say) is a ValidationException naming
+// it, since ignoring the member would store a wider grant than its author
+// wrote (found by review; policy.Statement refuses it). Every string must
+// be valid UTF-8 without lone UTF-16 surrogate escapes, so that two
+// different encryption contexts can never compare equal after a
+// replacement character stands in for bad bytes.
 //
 // A body that is not JSON, has a duplicate member, or a member of the wrong
 // type or bad base64 is a SerializationException; bad text is a
@@ -44,7 +49,14 @@ func decode(body []byte, v any) error {
 		return nil
 	}
 	var se *json.SemanticError
+	var um *policy.UnknownMemberError
 	switch {
+	case errors.As(err, &um):
+		msg := um.Error()
+		if errors.As(err, &se) && se.JSONPointer != "" {
+			msg = "member " + string(se.JSONPointer[1:]) + ": " + msg
+		}
+		return validation(msg)
 	case errors.Is(err, jsontext.ErrDuplicateName):
 		return &errSerialization{"the request body names a member twice" + where(err)}
 	case errors.As(err, &se) && se.JSONPointer != "":

@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,5 +64,40 @@ func TestDecodeEpochTime(t *testing.T) {
 		if !errors.As(err, &se) || se.msg != tc.msg {
 			t.Errorf("%s: got %v, want %q", tc.name, err, tc.msg)
 		}
+	}
+}
+
+// TestDecodeUnknownStatementMember: a policy statement with a member other
+// than effect, actions and resources is a ValidationException naming the
+// member and where it is, on every call that takes statements (found by
+// review: the member was ignored, so an Allow with a "condition" was stored
+// as an unconditional Allow). Elsewhere unknown members are still ignored.
+func TestDecodeUnknownStatementMember(t *testing.T) {
+	const stmt = `{"effect":"Allow","actions":["kms:Decrypt"],"resources":["*"],` +
+		`"condition":{"StringEquals":{"kms:EncryptionContext:tenant":"a"}}}`
+	const ok = `{"effect":"Allow","actions":["kms:Decrypt"],"resources":["*"]}`
+	tests := []struct {
+		name string
+		body string
+		in   any
+		msg  string
+	}{
+		{"CreatePrincipal", `{"Name":"app","Statements":[` + stmt + `]}`, &service.CreatePrincipalInput{},
+			`member Statements/0/condition: policy: a statement has no member "condition"`},
+		{"UpdatePrincipal", `{"AccessKeyId":"AKIA","Statements":[` + ok + `,{"notResources":["alias/a"]}]}`, &service.UpdatePrincipalInput{},
+			`member Statements/1/notResources: policy: a statement has no member "notResources"`},
+		{"SetXksPolicy", `{"Prefix":"p","Statements":[` + stmt + `]}`, &service.XKSPolicyInput{},
+			`member Statements/0/condition: policy: a statement has no member "condition"`},
+	}
+	for _, tc := range tests {
+		err := decode([]byte(tc.body), tc.in)
+		var se *service.Error
+		if !errors.As(err, &se) || se.Code != service.CodeValidation || !strings.HasPrefix(se.Message, tc.msg) {
+			t.Errorf("%s: got %v, want a ValidationException starting %q", tc.name, err, tc.msg)
+		}
+	}
+	var in service.CreatePrincipalInput
+	if err := decode([]byte(`{"Name":"app","Tags":[],"Statements":[`+ok+`]}`), &in); err != nil || len(in.Statements) != 1 {
+		t.Errorf("unknown member outside a statement: %v, %+v", err, in)
 	}
 }

@@ -571,6 +571,13 @@ func TestValidate(t *testing.T) {
 		{allow(l(ActionGenerateRandom), l(strings.Repeat("x", MaxPatternLen)))},
 		{allow(many(MaxPatternsPerStatement, ActionDecrypt), many(MaxPatternsPerStatement, arnA))},
 		stmts(MaxStatements),
+		// Patterns that may match though they hold upper case or
+		// "key/": alias names are case-sensitive and may hold "/", an
+		// external key store's policy names IAM principals' ARNs, and
+		// four upper-case hex digits are not taken for a key ID.
+		{deny(l(ActionDecrypt), l("alias/PROD", "alias/key/ABC", "*key/ABC*", "*:key/ABCD", "ABCD*", "1234abc*X"))},
+		{allow(l(ActionEncrypt), l("arn:aws:iam::000000000000:role/ABCD-1234", "arn:aws:iam::*:role/key/X*", "via:EBS"))},
+		{deny(l(ActionDecrypt), l("arn:aws:kms:*:*:key/*", "arn:aws:kms:us-east-1:000000000000:*", "arn:*:kms:*:*:key/1234abcd-*", idA))},
 	}
 	for i, p := range valid {
 		if err := Validate(p); err != nil {
@@ -618,6 +625,17 @@ func TestValidate(t *testing.T) {
 			1, "resources[0]", "2049 bytes"},
 		{"resource control char", []Statement{allow(l(ActionDecrypt), l("alias/a\x00"))}, 0, "resources[0]", "control"},
 		{"resource invalid UTF-8", []Statement{allow(l(ActionDecrypt), l("alias/\xff"))}, 0, "resources[0]", "UTF-8"},
+		{"upper-case key ID in a key ARN", []Statement{ok(), deny(l(ActionDecrypt), l(arnB, "arn:aws:kms:us-east-1:000000000000:key/"+strings.ToUpper(idA)))},
+			1, "resources[1]", `key IDs are lower-case hex, so write "` + arnA + `"`},
+		{"upper-case key ID prefix in a key ARN", []Statement{deny(l(ActionDecrypt), l("arn:aws:kms:*:*:key/1234ABCD-*"))},
+			0, "resources[0]", `write "arn:aws:kms:*:*:key/1234abcd-*"`},
+		{"upper-case key ID", []Statement{deny(l(ActionDecrypt), l(strings.ToUpper(idA)))}, 0, "resources[0]", `write "` + idA + `"`},
+		{"upper-case key ID after a star", []Statement{deny(l(ActionDecrypt), l("1234abcd-*-1234567890AB"))},
+			0, "resources[0]", `write "1234abcd-*-1234567890ab"`},
+		{"alias ARN", []Statement{deny(l(ActionDecrypt), l("arn:aws:kms:us-east-1:000000000000:alias/prod"))},
+			0, "resources[0]", `is an alias ARN, which never matches: a policy names an alias as "alias/<name>", so write "alias/prod"`},
+		{"alias ARN wildcard", []Statement{allow(l(ActionDecrypt), l("alias/app", "arn:*:kms:*:*:alias/app-*"))},
+			0, "resources[1]", `write "alias/app-*"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -639,6 +657,49 @@ func TestValidate(t *testing.T) {
 				t.Errorf("error %q does not name statement and field", err)
 			}
 		})
+	}
+}
+
+// TestValidateRefusesPatternsThatNeverMatch: each resource pattern
+// Validate refuses as never matching indeed matches none of a key's names
+// (so a Deny with it denies nothing), and what the error says to write
+// instead does match. Found by review: an upper-case key ID and an alias
+// ARN were accepted, and such a Deny silently did nothing. Action patterns
+// match ignoring case, so "KMS:DECRYPT" is accepted and denies.
+func TestValidateRefusesPatternsThatNeverMatch(t *testing.T) {
+	req := Request{Action: ActionDecrypt, Resources: keyA("alias/prod", "alias/app-1")}
+	allowAll := allow(l("kms:*"), l("*"))
+	tests := []struct{ pattern, fix string }{
+		{"arn:aws:kms:us-east-1:000000000000:key/" + strings.ToUpper(idA), arnA},
+		{"arn:aws:kms:*:*:key/1234ABCD-*", "arn:aws:kms:*:*:key/1234abcd-*"},
+		{strings.ToUpper(idA), idA},
+		{"1234abcd-*-1234567890AB", "1234abcd-*-1234567890ab"},
+		{"arn:aws:kms:us-east-1:000000000000:alias/prod", "alias/prod"},
+		{"arn:aws:kms:*:*:alias/app-*", "alias/app-*"},
+	}
+	for _, tc := range tests {
+		stmts := []Statement{allowAll, deny(l(ActionDecrypt), l(tc.pattern))}
+		if d := Decide(stmts, req); !d.Allowed {
+			t.Errorf("test bug: Deny on %q matches %v: %s", tc.pattern, req.Resources, d.Reason)
+		}
+		err := Validate(stmts)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("write %q", tc.fix)) {
+			t.Errorf("Validate(Deny on %q) = %v, want an error saying to write %q", tc.pattern, err, tc.fix)
+		}
+		fixed := []Statement{allowAll, deny(l(ActionDecrypt), l(tc.fix))}
+		if err := Validate(fixed); err != nil {
+			t.Errorf("Validate(Deny on %q): %v", tc.fix, err)
+		}
+		if d := Decide(fixed, req); !d.Denied {
+			t.Errorf("Deny on %q, the fix for %q, does not deny: %s", tc.fix, tc.pattern, d.Reason)
+		}
+	}
+	upper := []Statement{allowAll, deny(l("KMS:DECRYPT"), l(arnA))}
+	if err := Validate(upper); err != nil {
+		t.Errorf("Validate(Deny KMS:DECRYPT): %v", err)
+	}
+	if d := Decide(upper, req); !d.Denied {
+		t.Errorf("Deny KMS:DECRYPT does not deny kms:Decrypt: %s", d.Reason)
 	}
 }
 

@@ -48,6 +48,17 @@ func (e *ValidationError) Error() string {
 // allowed, a bare "*" is not. The administrative actions that earlier
 // versions named "kms:CreatePrincipal" and so on get an error that names
 // their "hsmkms:" spelling.
+//
+// Resource patterns match case-sensitively against a key's lower-case ID,
+// its ARN and "alias/<name>" for each of its aliases, never against an
+// alias ARN. So, found by review, a pattern that can only ever match a key
+// ID or key ARN but holds an upper-case letter in the key ID
+// ("arn:aws:kms:…:key/1234ABCD-…"), and an alias ARN
+// ("arn:aws:kms:…:alias/prod"), are refused: such a Deny would silently
+// deny nothing. The error says what to write instead; Validate does not
+// rewrite the pattern, so what is stored is what its author wrote. Action
+// patterns need no such check: they match ignoring ASCII case, and one
+// that matches no known action is refused above.
 func Validate(stmts []Statement) error {
 	if len(stmts) > MaxStatements {
 		return &ValidationError{Statement: -1,
@@ -79,8 +90,12 @@ func Validate(stmts []Statement) error {
 			return err
 		}
 		for j, r := range st.Resources {
-			if err := checkPattern(r, fmt.Sprintf("resources[%d]", j), bad); err != nil {
+			field := fmt.Sprintf("resources[%d]", j)
+			if err := checkPattern(r, field, bad); err != nil {
 				return err
+			}
+			if problem := neverMatches(r); problem != "" {
+				return bad(field, "%s", problem)
 			}
 		}
 	}
@@ -139,4 +154,53 @@ func matchesKnownAction(pattern string) bool {
 		}
 	}
 	return false
+}
+
+// neverMatches explains why resource pattern p can match no resource a
+// request names, or returns "" when it may match one. It is conservative:
+// it speaks only of patterns that are literally a key ID or KMS ARN up to
+// the part it objects to, so that a "*" cannot let them match an alias
+// (whose names may hold upper case and "key/"), an IAM principal's ARN or a
+// "via:" service, the resources of an external key store's policy.
+func neverMatches(p string) string {
+	if rest, ok := kmsARNRest(p); ok {
+		// A KMS ARN pattern can match only a key ARN:
+		// "arn:aws:kms:<region>:<account>:key/<lower-case key ID>".
+		if i := strings.Index(rest, "alias/"); i >= 0 {
+			return fmt.Sprintf("%q is an alias ARN, which never matches: a policy names an alias as %q, so write %q",
+				p, "alias/<name>", rest[i:])
+		}
+		if i := strings.LastIndex(p, "key/"); i >= 0 && hasUpperASCII(p[i:]) {
+			return fmt.Sprintf("%q never matches: key IDs are lower-case hex, so write %q", p, p[:i]+strings.ToLower(p[i:]))
+		}
+		return ""
+	}
+	// A pattern starting with the eight hex digits a key ID starts with can
+	// match only a key ID: no other resource starts with them.
+	if len(p) >= 8 && strings.IndexFunc(p[:8], isNotHex) < 0 && hasUpperASCII(p) {
+		return fmt.Sprintf("%q never matches: key IDs are lower-case hex, so write %q", p, strings.ToLower(p))
+	}
+	return ""
+}
+
+// kmsARNRest returns what follows "arn:<partition>:kms:" in p, if p starts
+// so; the partition may hold "*" but no ":".
+func kmsARNRest(p string) (string, bool) {
+	rest, ok := strings.CutPrefix(p, "arn:")
+	if !ok {
+		return "", false
+	}
+	i := strings.IndexByte(rest, ':')
+	if i < 0 {
+		return "", false
+	}
+	return strings.CutPrefix(rest[i+1:], "kms:")
+}
+
+func hasUpperASCII(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return 'A' <= r && r <= 'Z' }) >= 0
+}
+
+func isNotHex(r rune) bool {
+	return !('0' <= r && r <= '9' || 'a' <= r && r <= 'f' || 'A' <= r && r <= 'F')
 }
