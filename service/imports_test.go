@@ -21,7 +21,6 @@ import (
 
 	"github.com/hsmkms/hsmkms/hsm"
 	"github.com/hsmkms/hsmkms/service/ciphertext"
-	"github.com/hsmkms/hsmkms/service/store"
 )
 
 // importEnv is an EXTERNAL key and what the tests import into it.
@@ -434,15 +433,7 @@ func TestDeletedMaterialLeftOnTheToken(t *testing.T) {
 		{"retried", func(e importEnv) {
 			ksMust(t, "DeleteImportedKeyMaterial again", f.svc.DeleteImportedKeyMaterial(ctx, KeyIDInput{KeyId: e.key}))
 		}},
-		{"key deleted", func(e importEnv) {
-			_, err := f.svc.ScheduleKeyDeletion(ctx, ScheduleKeyDeletionInput{KeyId: e.key, PendingWindowInDays: 7})
-			ksMust(t, "ScheduleKeyDeletion", err)
-			f.clock.Advance(7 * day)
-			ksMust(t, "RunMaintenance", f.svc.RunMaintenance(ctx))
-			if st := ksStoreKey(t, f, e.key).State; st != store.KeyDeleted {
-				t.Fatalf("the key is %s after its deletion date", st)
-			}
-		}},
+		{"key deleted", func(e importEnv) { deleteAfterWindow(t, f, e.key) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := f.svc.CreateKey(ctx, CreateKeyInput{Origin: "EXTERNAL"})

@@ -52,16 +52,10 @@ func ksStateKeys(t *testing.T, f *fixture) map[string]ksStateKey {
 	// The tombstone first, so that reaching its deletion date reaches no
 	// other key's.
 	gone := mk(ksDeleted)
-	_, err := f.svc.ScheduleKeyDeletion(ctx, ScheduleKeyDeletionInput{KeyId: gone.id, PendingWindowInDays: 7})
-	ksMust(t, "ScheduleKeyDeletion", err)
-	f.clock.Advance(7 * day)
-	ksMust(t, "RunMaintenance", f.svc.RunMaintenance(ctx))
-	if st := ksStoreKey(t, f, gone.id).State; st != store.KeyDeleted {
-		t.Fatalf("tombstone-to-be is %s", st)
-	}
+	deleteAfterWindow(t, f, gone.id)
 	mk(ksEnabled)
 	ksMust(t, "DisableKey", f.svc.DisableKey(ctx, KeyIDInput{KeyId: mk(ksDisabled).id}))
-	_, err = f.svc.ScheduleKeyDeletion(ctx, ScheduleKeyDeletionInput{KeyId: mk(ksPending).id})
+	_, err := f.svc.ScheduleKeyDeletion(ctx, ScheduleKeyDeletionInput{KeyId: mk(ksPending).id})
 	ksMust(t, "ScheduleKeyDeletion", err)
 	creating := ksInjectKeys(t, f, store.KeyCreating)[0]
 	keys[ksCreating] = ksStateKey{id: creating, alias: "alias/st-" + ksCreating, blob: ksForgedBlob(t, creating)}
@@ -1097,5 +1091,20 @@ func TestKeyRotationSchedulerOverlap(t *testing.T) {
 	ksMust(t, "GetKeyRotationStatus", err)
 	if want := f.clock.Now().Add(90 * day); !ksTime(status.NextRotationDate).Equal(want) {
 		t.Errorf("next rotation %v, want %v", ksTime(status.NextRotationDate), want)
+	}
+}
+
+// deleteAfterWindow schedules key id's deletion with the shortest window,
+// moves the clock past it and runs maintenance: the key must then be a
+// tombstone.
+func deleteAfterWindow(t *testing.T, f *fixture, id string) {
+	t.Helper()
+	ctx := admin(t)
+	_, err := f.svc.ScheduleKeyDeletion(ctx, ScheduleKeyDeletionInput{KeyId: id, PendingWindowInDays: 7})
+	ksMust(t, "ScheduleKeyDeletion", err)
+	f.clock.Advance(7 * day)
+	ksMust(t, "RunMaintenance", f.svc.RunMaintenance(ctx))
+	if st := ksStoreKey(t, f, id).State; st != store.KeyDeleted {
+		t.Fatalf("key %s is %s after its deletion date", id, st)
 	}
 }
