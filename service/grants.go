@@ -244,9 +244,11 @@ func (o *op) grantAllows(g store.Grant, grantee, name string) bool {
 // GrantConstraints limit the encryption context of the operations a grant
 // allows. An empty EncryptionContextEquals is a constraint (the context
 // must be empty), so omitzero keeps it in ListGrants as AWS KMS shows it;
-// an empty EncryptionContextSubset is none.
+// an empty EncryptionContextSubset is none (CreateGrant stores it as nil),
+// and omitzero on it too keeps a decoded request the same when encoded
+// again (FuzzDecodeInput's round trip).
 type GrantConstraints struct {
-	EncryptionContextSubset map[string]string `json:"EncryptionContextSubset,omitempty"`
+	EncryptionContextSubset map[string]string `json:"EncryptionContextSubset,omitzero"`
 	EncryptionContextEquals map[string]string `json:"EncryptionContextEquals,omitzero"`
 }
 

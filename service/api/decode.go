@@ -51,12 +51,14 @@ func decode(body []byte, v any) error {
 	var se *json.SemanticError
 	var um *policy.UnknownMemberError
 	switch {
-	case errors.As(err, &um):
+	case errors.As(err, &um) && jsontext.Value(body).IsValid():
+		// Only in a well-formed body: a statement's decoder sees an
+		// unknown name before the decoder sees the body end too soon.
 		msg := um.Error()
 		if errors.As(err, &se) && se.JSONPointer != "" {
 			msg = "member " + string(se.JSONPointer[1:]) + ": " + msg
 		}
-		return validation(msg)
+		return &service.Error{Code: service.CodeValidation, Message: msg, Err: um}
 	case errors.Is(err, jsontext.ErrDuplicateName):
 		return &errSerialization{"the request body names a member twice" + where(err)}
 	case errors.As(err, &se) && se.JSONPointer != "":
