@@ -310,13 +310,19 @@ func TestGenerateDataKeyPairClearsKey(t *testing.T) {
 	t.Cleanup(func() { tok.onClearKey = nil })
 	for _, spec := range []KeySpec{RSA2048, ECP256, ECP521} {
 		t.Run(string(spec), func(t *testing.T) {
-			if !has(tok, keyFeature(spec)) {
-				t.Skipf("the token makes no %s keys", spec)
-			}
 			cleared := 0
 			var ws [][]big.Word
 			tok.onClearKey = func(key any) { cleared++; ws = append(ws, privateWords(t, key)...) }
 			priv, pub, err := tok.GenerateDataKeyPair(t.Context(), spec)
+			if !has(tok, keyFeature(spec)) {
+				// openCryptoki's soft token has no EC: it must refuse,
+				// having read out no key to clear.
+				wantKind(t, err, ErrMechanismUnsupported)
+				if cleared != 0 {
+					t.Fatalf("%d keys cleared of a refused spec", cleared)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatalf("GenerateDataKeyPair: %v", err)
 			}
