@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 
@@ -27,78 +26,23 @@ func (e *UnknownMemberError) Error() string {
 		`"effect", "actions" and "resources" (conditions, notActions and notResources are not supported)`, e.Member)
 }
 
-// Bits of the members a statement has named, to refuse a repeated one.
-const (
-	seenEffect = 1 << iota
-	seenActions
-	seenResources
-)
+// statementFields is Statement without its decoding methods.
+type statementFields Statement
 
 // UnmarshalJSONFrom decodes a statement for go-json-experiment/json (the
-// server API). It refuses a member other than effect, actions and resources
-// with an *UnknownMemberError, and a member named twice. Names match
-// exactly unless the decoder's options say json.MatchCaseInsensitiveNames
-// (then ASCII case is ignored, and "effect" and "Effect" are the same member
-// named twice). JSON null decodes as the zero Statement, which Validate
-// refuses.
-//
-// It reads the statement in one pass without buffering it: statements are
-// decoded on every principal and XKS policy admin call and whenever a
-// principal record is read from the store.
+// server API), as the struct decodes by default (names matched as the
+// decoder's options say; a name given twice refused), but refusing a
+// member other than effect, actions and resources with an
+// *UnknownMemberError. JSON null decodes as the zero Statement, which
+// Validate refuses.
 func (s *Statement) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
-	switch k := dec.PeekKind(); k {
-	case 'n':
-		*s = Statement{}
-		_, err := dec.ReadToken()
-		return err
-	case '{':
-	case 0: // a syntax error or the end of the input: ReadToken reports it
-		_, err := dec.ReadToken()
-		return err
-	default:
-		if err := dec.SkipValue(); err != nil {
-			return err
-		}
-		return &json.SemanticError{JSONKind: k, Err: errors.New("a statement must be a JSON object")}
+	var v statementFields
+	err := json.UnmarshalDecode(dec, &v, json.RejectUnknownMembers(true))
+	var se *json.SemanticError
+	if errors.As(err, &se) && errors.Is(se.Err, json.ErrUnknownName) {
+		return &UnknownMemberError{Member: se.JSONPointer.LastToken()}
 	}
-	if _, err := dec.ReadToken(); err != nil {
-		return err
-	}
-	fold, _ := json.GetOption(dec.Options(), json.MatchCaseInsensitiveNames)
-	*s = Statement{}
-	seen := 0
-	for dec.PeekKind() != '}' {
-		raw, err := dec.ReadValue() // the member name, quoted
-		if err != nil {
-			return err
-		}
-		name := []byte(raw[1 : len(raw)-1])
-		if bytes.IndexByte(name, '\\') >= 0 {
-			if name, err = jsontext.AppendUnquote(nil, raw); err != nil {
-				return err
-			}
-		}
-		var bit int
-		var field any
-		switch {
-		case nameIs(name, "effect", fold):
-			bit, field = seenEffect, &s.Effect
-		case nameIs(name, "actions", fold):
-			bit, field = seenActions, &s.Actions
-		case nameIs(name, "resources", fold):
-			bit, field = seenResources, &s.Resources
-		default:
-			return &UnknownMemberError{Member: string(name)}
-		}
-		if seen&bit != 0 {
-			return fmt.Errorf("policy: statement member %q: %w", name, jsontext.ErrDuplicateName)
-		}
-		seen |= bit
-		if err := json.UnmarshalDecode(dec, field); err != nil {
-			return err
-		}
-	}
-	_, err := dec.ReadToken()
+	*s = Statement(v)
 	return err
 }
 
@@ -114,20 +58,4 @@ func (s *Statement) UnmarshalJSON(b []byte) error {
 		return um // without the wrapping, which names only the Go type
 	}
 	return err
-}
-
-// nameIs reports whether member name is want, ignoring ASCII case if fold.
-func nameIs(name []byte, want string, fold bool) bool {
-	if !fold {
-		return string(name) == want
-	}
-	if len(name) != len(want) {
-		return false
-	}
-	for i := range name {
-		if !byteEq(name[i], want[i], true) {
-			return false
-		}
-	}
-	return true
 }
