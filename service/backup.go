@@ -58,9 +58,8 @@ type RestoreAdjustments struct {
 // PrepareRestoredStore makes a store just restored from a backup safe to
 // serve, in one transaction: nothing of it is changed if it fails.
 //
-// Seal counts are raised as RaiseSealCounts does to
-// DefaultRotateAfterSeals, since the backup's are lower than the seals
-// made since.
+// Seal counts are raised to DefaultRotateAfterSeals (raiseSealCounts),
+// since the backup's are lower than the seals made since.
 //
 // Every PendingDeletion key whose deletion date is earlier than now plus
 // the minimum waiting period (7 days) gets that date. The backup may hold

@@ -32,11 +32,17 @@ type internalKeyRecord struct {
 // CKA_ID of a key it had made.
 func decodeInternalKey(b []byte) (internalKeyRecord, error) {
 	var r internalKeyRecord
+	var err error
 	if len(b) > 0 && b[0] == '[' {
 		r.Ready = true
-		return r, json.Unmarshal(b, &r.ID)
+		err = json.Unmarshal(b, &r.ID)
+	} else {
+		err = json.Unmarshal(b, &r)
 	}
-	return r, json.Unmarshal(b, &r)
+	if err != nil {
+		return r, fmt.Errorf("the internal key's setting is damaged: %w", err)
+	}
+	return r, nil
 }
 
 // internalKeyWait is how often a replica looks whether another has made the
@@ -83,7 +89,7 @@ func (s *Service) claimInternalKey(ctx context.Context) (rec internalKeyRecord, 
 			return err
 		default:
 			if rec, err = decodeInternalKey(b); err != nil {
-				return fmt.Errorf("the internal key's setting is damaged: %w", err)
+				return err
 			}
 			if rec.Ready || (rec.Owner != s.cfg.ReplicaID && time.Now().Before(rec.Until)) {
 				return nil
@@ -195,10 +201,8 @@ func (s *Service) internalKeyRecord(ctx context.Context) (internalKeyRecord, err
 		if err != nil {
 			return err
 		}
-		if rec, err = decodeInternalKey(b); err != nil {
-			return fmt.Errorf("the internal key's setting is damaged: %w", err)
-		}
-		return nil
+		rec, err = decodeInternalKey(b)
+		return err
 	})
 	return rec, err
 }

@@ -133,25 +133,13 @@ func (s *Service) Reserved(ctx context.Context, keyID string, version uint32) (u
 	return n, storeErrOrNil(err)
 }
 
-// RaiseSealCounts raises the stored seal count of every active version of
-// every live symmetric key to at least atLeast, and returns how many it
-// raised. A store restored from a backup holds the counts of the backup's
-// time, lower than the seals made since: raised to the rotation threshold
-// (DefaultRotateAfterSeals), each key rotates at its next seal, and no
-// version seals past its limit for want of a true count. The store must
-// not be in use.
-func RaiseSealCounts(ctx context.Context, st store.Store, atLeast uint64) (int, error) {
-	n := 0
-	err := st.Update(ctx, func(tx store.Tx) error {
-		var err error
-		n, err = raiseSealCounts(tx, atLeast)
-		return err
-	})
-	return n, err
-}
-
-// raiseSealCounts is RaiseSealCounts within tx, so that a restore makes it
-// in one transaction with its other changes (PrepareRestoredStore).
+// raiseSealCounts raises the stored seal count of every active version of
+// every live symmetric key to at least atLeast, within tx, and returns how
+// many it raised. A store restored from a backup holds the counts of the
+// backup's time, lower than the seals made since: raised to the rotation
+// threshold (DefaultRotateAfterSeals), each key rotates at its next seal,
+// and no version seals past its limit for want of a true count
+// (PrepareRestoredStore).
 func raiseSealCounts(tx store.Tx, atLeast uint64) (int, error) {
 	n := 0
 	keys, err := tx.Keys("", 0)
