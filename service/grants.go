@@ -39,15 +39,25 @@ const (
 	grantTokenPrefix = "hsmkms-grant-v1:"
 )
 
-// grantOps are the operations a grant may allow, and whether each takes an
-// encryption context (and so obeys a grant's constraints).
+// grantOps are the operations a grant may name (AWS KMS's GrantOperation
+// enum), and whether each takes an encryption context (and so obeys a
+// grant's constraints). A grant for DeriveSharedSecret, Encapsulate or
+// Decapsulate is refused by checkGrant: no key hsmkms makes has their usage.
 var grantOps = map[string]bool{
 	"Decrypt": true, "Encrypt": true, "GenerateDataKey": true, "GenerateDataKeyWithoutPlaintext": true,
 	"GenerateDataKeyPair": true, "GenerateDataKeyPairWithoutPlaintext": true,
 	"ReEncryptFrom": true, "ReEncryptTo": true, "CreateGrant": true, "RetireGrant": true,
 	"DescribeKey": false, "GetPublicKey": false, "Sign": false, "Verify": false,
 	"GenerateMac": false, "VerifyMac": false,
+	"DeriveSharedSecret": false, "Encapsulate": false, "Decapsulate": false,
 }
+
+// grantOperationValues are grantOps' names in the API model's order, for
+// the ValidationException of a name outside them.
+var grantOperationValues = []string{"Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
+	"ReEncryptFrom", "ReEncryptTo", "Sign", "Verify", "GetPublicKey", "CreateGrant", "RetireGrant", "DescribeKey",
+	"GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext", "GenerateMac", "VerifyMac", "DeriveSharedSecret",
+	"Encapsulate", "Decapsulate"}
 
 // grantOpsFor are the operations a grant on a key of usage may allow.
 func grantOpsFor(usage string, asymmetric bool) []string {
@@ -359,7 +369,7 @@ func validGrantRequest(in CreateGrantInput) error {
 	}
 	for _, op := range in.Operations {
 		if _, ok := grantOps[op]; !ok {
-			return newErr(CodeValidation, "1 validation error detected: Value '[%s]' at 'operations' failed to satisfy constraint: Member must satisfy constraint: [Member must satisfy enum value set: %v]", strings.Join(in.Operations, ", "), slices.Sorted(maps.Keys(grantOps)))
+			return newErr(CodeValidation, "1 validation error detected: Value '[%s]' at 'operations' failed to satisfy constraint: Member must satisfy constraint: [Member must satisfy enum value set: [%s]]", strings.Join(in.Operations, ", "), strings.Join(grantOperationValues, ", "))
 		}
 	}
 	if c := in.Constraints; c != nil {

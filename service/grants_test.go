@@ -264,7 +264,13 @@ func TestGrantBadRequests(t *testing.T) {
 	}{
 		{"no grantee", CreateGrantInput{KeyId: e.key, Operations: []string{"Encrypt"}}, ErrValidation, ""},
 		{"no operations", CreateGrantInput{KeyId: e.key, GranteePrincipal: grantee}, ErrValidation, ""},
-		{"unknown operation", CreateGrantInput{KeyId: e.key, GranteePrincipal: grantee, Operations: []string{"Encrypt", "Destroy"}}, ErrValidation, ""},
+		{"unknown operation", CreateGrantInput{KeyId: e.key, GranteePrincipal: grantee, Operations: []string{"Encrypt", "Destroy"}}, ErrValidation,
+			"1 validation error detected: Value '[Encrypt, Destroy]' at 'operations' failed to satisfy constraint: Member must satisfy constraint: " +
+				"[Member must satisfy enum value set: [Decrypt, Encrypt, GenerateDataKey, GenerateDataKeyWithoutPlaintext, ReEncryptFrom, ReEncryptTo, " +
+				"Sign, Verify, GetPublicKey, CreateGrant, RetireGrant, DescribeKey, GenerateDataKeyPair, GenerateDataKeyPairWithoutPlaintext, " +
+				"GenerateMac, VerifyMac, DeriveSharedSecret, Encapsulate, Decapsulate]]"},
+		{"DeriveSharedSecret on a symmetric key", CreateGrantInput{KeyId: e.key, GranteePrincipal: grantee, Operations: []string{"DeriveSharedSecret"}}, ErrValidation,
+			"a grant on " + ksARN(e.key) + " (SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT) cannot allow DeriveSharedSecret"},
 		{"Sign on a symmetric key", CreateGrantInput{KeyId: e.key, GranteePrincipal: grantee, Operations: []string{"Sign"}}, ErrValidation,
 			"a grant on " + ksARN(e.key) + " (SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT) cannot allow Sign"},
 		{"Encrypt on a signing key", CreateGrantInput{KeyId: ecc, GranteePrincipal: grantee, Operations: []string{"Encrypt"}}, ErrValidation, ""},

@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -36,6 +37,11 @@ const (
 )
 
 var (
+	// wrappingAlgorithmValues is AWS KMS's AlgorithmSpec enum, in its
+	// order: the ValidationException lists it; RSAES_PKCS1_V1_5 and SM2PKE
+	// are unsupported.
+	wrappingAlgorithmValues = []string{"RSAES_PKCS1_V1_5", string(hsm.WrapOAEPSHA1), string(hsm.WrapOAEPSHA256),
+		string(hsm.WrapRSAAESSHA1), string(hsm.WrapRSAAESSHA256), "SM2PKE"}
 	wrappingAlgorithms = []string{string(hsm.WrapOAEPSHA1), string(hsm.WrapOAEPSHA256), string(hsm.WrapRSAAESSHA1), string(hsm.WrapRSAAESSHA256)}
 	wrappingKeySpecs   = map[string]hsm.KeySpec{"RSA_2048": hsm.RSA2048, "RSA_3072": hsm.RSA3072, "RSA_4096": hsm.RSA4096}
 )
@@ -104,16 +110,16 @@ func (s *Service) GetParametersForImport(ctx context.Context, in GetParametersFo
 	defer endWith(o, &out, &err)
 	if !slices.Contains(wrappingAlgorithms, in.WrappingAlgorithm) {
 		if in.WrappingAlgorithm == "RSAES_PKCS1_V1_5" || in.WrappingAlgorithm == "SM2PKE" {
-			return out, newErr(CodeUnsupported, "WrappingAlgorithm %s is not supported; use one of %v", in.WrappingAlgorithm, wrappingAlgorithms)
+			return out, newErr(CodeUnsupported, "WrappingAlgorithm %s is not supported; use one of %s", in.WrappingAlgorithm, strings.Join(wrappingAlgorithms, ", "))
 		}
-		return out, newErr(CodeValidation, "1 validation error detected: Value '%s' at 'wrappingAlgorithm' failed to satisfy constraint: Member must satisfy enum value set: %v", in.WrappingAlgorithm, wrappingAlgorithms)
+		return out, enumErr("wrappingAlgorithm", in.WrappingAlgorithm, wrappingAlgorithmValues)
 	}
 	spec, ok := wrappingKeySpecs[in.WrappingKeySpec]
 	if !ok {
 		if in.WrappingKeySpec == "SM2" {
 			return out, newErr(CodeUnsupported, "WrappingKeySpec SM2 is not supported")
 		}
-		return out, newErr(CodeValidation, "1 validation error detected: Value '%s' at 'wrappingKeySpec' failed to satisfy constraint: Member must satisfy enum value set: [RSA_2048, RSA_3072, RSA_4096]", in.WrappingKeySpec)
+		return out, newErr(CodeValidation, "1 validation error detected: Value '%s' at 'wrappingKeySpec' failed to satisfy constraint: Member must satisfy enum value set: [RSA_2048, RSA_3072, RSA_4096, SM2]", in.WrappingKeySpec)
 	}
 	k, err := s.importableKey(ctx, o, in.KeyId)
 	if err != nil {

@@ -340,9 +340,13 @@ func TestImportBadRequests(t *testing.T) {
 	}{
 		{"a key hsmkms made", GetParametersForImportInput{KeyId: native, WrappingAlgorithm: "RSAES_OAEP_SHA_1", WrappingKeySpec: "RSA_2048"}, ErrUnsupported,
 			ksARN(native) + " origin is AWS_KMS which is not valid for this operation."},
-		{"unknown algorithm", GetParametersForImportInput{KeyId: e.key, WrappingAlgorithm: "AES", WrappingKeySpec: "RSA_2048"}, ErrValidation, ""},
-		{"PKCS #1 v1.5", GetParametersForImportInput{KeyId: e.key, WrappingAlgorithm: "RSAES_PKCS1_V1_5", WrappingKeySpec: "RSA_2048"}, ErrUnsupported, ""},
-		{"unknown spec", GetParametersForImportInput{KeyId: e.key, WrappingAlgorithm: "RSAES_OAEP_SHA_1", WrappingKeySpec: "RSA_1024"}, ErrValidation, ""},
+		{"unknown algorithm", GetParametersForImportInput{KeyId: e.key, WrappingAlgorithm: "AES", WrappingKeySpec: "RSA_2048"}, ErrValidation,
+			"1 validation error detected: Value 'AES' at 'wrappingAlgorithm' failed to satisfy constraint: Member must satisfy enum value set: " +
+				"[RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, RSA_AES_KEY_WRAP_SHA_1, RSA_AES_KEY_WRAP_SHA_256, SM2PKE]"},
+		{"PKCS #1 v1.5", GetParametersForImportInput{KeyId: e.key, WrappingAlgorithm: "RSAES_PKCS1_V1_5", WrappingKeySpec: "RSA_2048"}, ErrUnsupported,
+			"WrappingAlgorithm RSAES_PKCS1_V1_5 is not supported; use one of RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, RSA_AES_KEY_WRAP_SHA_1, RSA_AES_KEY_WRAP_SHA_256"},
+		{"unknown spec", GetParametersForImportInput{KeyId: e.key, WrappingAlgorithm: "RSAES_OAEP_SHA_1", WrappingKeySpec: "RSA_1024"}, ErrValidation,
+			"1 validation error detected: Value 'RSA_1024' at 'wrappingKeySpec' failed to satisfy constraint: Member must satisfy enum value set: [RSA_2048, RSA_3072, RSA_4096, SM2]"},
 		{"SM2", GetParametersForImportInput{KeyId: e.key, WrappingAlgorithm: "RSAES_OAEP_SHA_1", WrappingKeySpec: "SM2"}, ErrUnsupported, ""},
 	} {
 		_, err := f.svc.GetParametersForImport(ctx, tc.in)

@@ -81,6 +81,20 @@ func (ks keySpec) asymmetric() bool { return ks.pair != "" }
 // (AWS_CLOUDHSM, EXTERNAL_KEY_STORE) an UnsupportedOperationException.
 var originValues = []string{originAWS, originExternal, "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"}
 
+// keySpecValues is AWS KMS's KeySpec enum, in its order: a value outside
+// it is a ValidationException, one inside it that keySpecs lacks (SM2,
+// ML-DSA, Ed25519, ML-KEM) an UnsupportedOperationException.
+var keySpecValues = []string{"RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521",
+	"ECC_SECG_P256K1", SpecSymmetric, "HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512", "SM2", "ML_DSA_44", "ML_DSA_65",
+	"ML_DSA_87", "ECC_NIST_EDWARDS25519", "ML_KEM_512", "ML_KEM_768", "ML_KEM_1024"}
+
+// keyUsageValues is AWS KMS's KeyUsageType enum, in its order.
+var keyUsageValues = []string{UsageSign, UsageEncrypt, UsageMAC, usageKeyAgreement, "ENCAPSULATE_DECAPSULATE"}
+
+// usageKeyAgreement is the usage AWS KMS gives NIST elliptic curve keys
+// for DeriveSharedSecret, which hsmkms does not offer.
+const usageKeyAgreement = "KEY_AGREEMENT"
+
 // Limits on key metadata, as AWS KMS has them, in characters.
 const (
 	maxDescription = 8192
@@ -135,15 +149,28 @@ func (s *Service) newKeyRecord(in CreateKeyInput) (store.Key, error) {
 	if err := checkTags(in.Tags); err != nil {
 		return store.Key{}, err
 	}
+	if !slices.Contains(keySpecValues, spec) {
+		member := "keySpec"
+		if in.KeySpec == "" {
+			member = "customerMasterKeySpec"
+		}
+		return store.Key{}, enumErr(member, spec, keySpecValues)
+	}
+	if in.KeyUsage != "" && !slices.Contains(keyUsageValues, in.KeyUsage) {
+		return store.Key{}, enumErr("keyUsage", in.KeyUsage, keyUsageValues)
+	}
 	ks, ok := keySpecs[spec]
 	if !ok {
-		return store.Key{}, newErr(CodeValidation, "KeySpec %q is not supported; use one of %s", spec, specNames())
+		return store.Key{}, newErr(CodeUnsupported, "KeySpec %s is not supported; use one of %s", spec, specNames())
 	}
 	usage := in.KeyUsage
 	if usage == "" {
 		usage = ks.usages[0]
 	}
 	if !slices.Contains(ks.usages, usage) {
+		if usage == usageKeyAgreement && strings.HasPrefix(spec, "ECC_NIST_P") {
+			return store.Key{}, newErr(CodeUnsupported, "KeyUsage KEY_AGREEMENT is not supported: hsmkms does not offer DeriveSharedSecret")
+		}
 		return store.Key{}, newErr(CodeValidation, "KeyUsage %s is not valid for KeySpec %s", usage, spec)
 	}
 	switch {
@@ -186,8 +213,7 @@ func (s *Service) newKeyRecord(in CreateKeyInput) (store.Key, error) {
 }
 
 func specNames() string {
-	names := slices.Sorted(maps.Keys(keySpecs))
-	return fmt.Sprint(names)
+	return strings.Join(slices.Sorted(maps.Keys(keySpecs)), ", ")
 }
 
 // chooseMechanism picks how a symmetric key protects data keys: as asked,

@@ -351,7 +351,13 @@ func TestCreateKeyInvalid(t *testing.T) {
 	for i := range 51 {
 		tags51 = append(tags51, Tag{TagKey: fmt.Sprintf("t%02d", i), TagValue: "v"})
 	}
-	specs := "[ECC_NIST_P256 ECC_NIST_P384 ECC_NIST_P521 ECC_SECG_P256K1 HMAC_224 HMAC_256 HMAC_384 HMAC_512 RSA_2048 RSA_3072 RSA_4096 SYMMETRIC_DEFAULT]"
+	specs := "ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521, ECC_SECG_P256K1, HMAC_224, HMAC_256, HMAC_384, HMAC_512, RSA_2048, RSA_3072, RSA_4096, SYMMETRIC_DEFAULT"
+	enum := func(member, v, set string) string {
+		return "1 validation error detected: Value '" + v + "' at '" + member + "' failed to satisfy constraint: Member must satisfy enum value set: [" + set + "]"
+	}
+	specEnum := "RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521, ECC_SECG_P256K1, SYMMETRIC_DEFAULT, " +
+		"HMAC_224, HMAC_256, HMAC_384, HMAC_512, SM2, ML_DSA_44, ML_DSA_65, ML_DSA_87, ECC_NIST_EDWARDS25519, ML_KEM_512, ML_KEM_768, ML_KEM_1024"
+	usageEnum := "SIGN_VERIFY, ENCRYPT_DECRYPT, GENERATE_VERIFY_MAC, KEY_AGREEMENT, ENCAPSULATE_DECAPSULATE"
 	originEnum := func(v string) string {
 		return "1 validation error detected: Value '" + v + "' at 'origin' failed to satisfy constraint: Member must satisfy enum value set: [AWS_KMS, EXTERNAL, AWS_CLOUDHSM, EXTERNAL_KEY_STORE]"
 	}
@@ -364,14 +370,20 @@ func TestCreateKeyInvalid(t *testing.T) {
 		{"RSA for a MAC", CreateKeyInput{KeySpec: "RSA_2048", KeyUsage: "GENERATE_VERIFY_MAC"}, ErrValidation, "KeyUsage GENERATE_VERIFY_MAC is not valid for KeySpec RSA_2048"},
 		{"HMAC for ENCRYPT_DECRYPT", CreateKeyInput{KeySpec: "HMAC_256", KeyUsage: "ENCRYPT_DECRYPT"}, ErrValidation, "KeyUsage ENCRYPT_DECRYPT is not valid for KeySpec HMAC_256"},
 		{"HMAC for SIGN_VERIFY", CreateKeyInput{KeySpec: "HMAC_512", KeyUsage: "SIGN_VERIFY"}, ErrValidation, "KeyUsage SIGN_VERIFY is not valid for KeySpec HMAC_512"},
-		{"unknown usage", CreateKeyInput{KeySpec: "RSA_2048", KeyUsage: "KEY_AGREEMENT"}, ErrValidation, "KeyUsage KEY_AGREEMENT is not valid for KeySpec RSA_2048"},
+		{"RSA for KEY_AGREEMENT", CreateKeyInput{KeySpec: "RSA_2048", KeyUsage: "KEY_AGREEMENT"}, ErrValidation, "KeyUsage KEY_AGREEMENT is not valid for KeySpec RSA_2048"},
+		{"ECC for KEY_AGREEMENT", CreateKeyInput{KeySpec: "ECC_NIST_P384", KeyUsage: "KEY_AGREEMENT"}, ErrUnsupported, "KeyUsage KEY_AGREEMENT is not supported: hsmkms does not offer DeriveSharedSecret"},
+		{"secp256k1 for KEY_AGREEMENT", CreateKeyInput{KeySpec: "ECC_SECG_P256K1", KeyUsage: "KEY_AGREEMENT"}, ErrValidation, "KeyUsage KEY_AGREEMENT is not valid for KeySpec ECC_SECG_P256K1"},
+		{"unknown usage", CreateKeyInput{KeySpec: "RSA_2048", KeyUsage: "ENCRYPT"}, ErrValidation, enum("keyUsage", "ENCRYPT", usageEnum)},
+		{"usage is case-sensitive", CreateKeyInput{KeyUsage: "encrypt_decrypt"}, ErrValidation, enum("keyUsage", "encrypt_decrypt", usageEnum)},
 		{"ECC for ENCRYPT_DECRYPT", CreateKeyInput{KeySpec: "ECC_NIST_P256", KeyUsage: "ENCRYPT_DECRYPT"}, ErrValidation, "KeyUsage ENCRYPT_DECRYPT is not valid for KeySpec ECC_NIST_P256"},
 		{"symmetric for SIGN_VERIFY", CreateKeyInput{KeyUsage: "SIGN_VERIFY"}, ErrValidation, "KeyUsage SIGN_VERIFY is not valid for KeySpec SYMMETRIC_DEFAULT"},
 		{"symmetric for a MAC", CreateKeyInput{KeyUsage: "GENERATE_VERIFY_MAC"}, ErrValidation, ""},
 		{"ECC for a MAC", CreateKeyInput{KeySpec: "ECC_NIST_P384", KeyUsage: "GENERATE_VERIFY_MAC"}, ErrValidation, ""},
-		{"unknown spec", CreateKeyInput{KeySpec: "AES_256"}, ErrValidation, `KeySpec "AES_256" is not supported; use one of ` + specs},
-		{"SM2 spec", CreateKeyInput{KeySpec: "SM2"}, ErrValidation, `KeySpec "SM2" is not supported; use one of ` + specs},
-		{"unknown deprecated spec", CreateKeyInput{CustomerMasterKeySpec: "ECC_NIST_P192"}, ErrValidation, ""},
+		{"unknown spec", CreateKeyInput{KeySpec: "AES_256"}, ErrValidation, enum("keySpec", "AES_256", specEnum)},
+		{"spec is case-sensitive", CreateKeyInput{KeySpec: "rsa_2048"}, ErrValidation, enum("keySpec", "rsa_2048", specEnum)},
+		{"SM2 spec", CreateKeyInput{KeySpec: "SM2"}, ErrUnsupported, "KeySpec SM2 is not supported; use one of " + specs},
+		{"ML-DSA spec", CreateKeyInput{KeySpec: "ML_DSA_65"}, ErrUnsupported, "KeySpec ML_DSA_65 is not supported; use one of " + specs},
+		{"unknown deprecated spec", CreateKeyInput{CustomerMasterKeySpec: "ECC_NIST_P192"}, ErrValidation, enum("customerMasterKeySpec", "ECC_NIST_P192", specEnum)},
 		{"Origin EXTERNAL for an ECC key", CreateKeyInput{Origin: "EXTERNAL", KeySpec: "ECC_NIST_P384"}, ErrUnsupported, "importing key material for ECC_NIST_P384 keys is not supported: hsmkms imports SYMMETRIC_DEFAULT and HMAC key material"},
 		{"Origin AWS_CLOUDHSM", CreateKeyInput{Origin: "AWS_CLOUDHSM"}, ErrUnsupported, ""},
 		{"Origin EXTERNAL_KEY_STORE", CreateKeyInput{Origin: "EXTERNAL_KEY_STORE"}, ErrUnsupported,
