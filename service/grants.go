@@ -364,8 +364,10 @@ func validGrantRequest(in CreateGrantInput) error {
 		return newErr(CodeValidation, "1 validation error detected: Value null at 'granteePrincipal' failed to satisfy constraint: Member must not be null")
 	case len(in.Operations) == 0:
 		return newErr(CodeValidation, "1 validation error detected: Value null at 'operations' failed to satisfy constraint: Member must not be null")
-	case len(in.Name) > maxGrantName || in.Name != "" && !grantNameRE.MatchString(in.Name):
-		return newErr(CodeValidation, "1 validation error detected: Value '%s' at 'name' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$ and have length between 1 and %d", in.Name, maxGrantName)
+	case len(in.Name) > maxGrantName:
+		return lengthErr("name", maxGrantName)
+	case in.Name != "" && !grantNameRE.MatchString(in.Name):
+		return newErr(CodeValidation, "1 validation error detected: Value '%s' at 'name' failed to satisfy constraint: Member must satisfy regular expression pattern: %s", in.Name, grantNameRE)
 	}
 	for _, op := range in.Operations {
 		if _, ok := grantOps[op]; !ok {
