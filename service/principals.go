@@ -263,7 +263,7 @@ func (s *Service) DeletePrincipal(ctx context.Context, in DeletePrincipalInput) 
 		if err != nil {
 			return err
 		}
-		if err := manageable(o.caller, p); err != nil {
+		if err := s.manageable(tx, o.caller, p); err != nil {
 			return err
 		}
 		return tx.DeletePrincipal(in.AccessKeyId)
@@ -724,7 +724,7 @@ func (s *Service) RotatePrincipalSecret(ctx context.Context, in RotatePrincipalS
 // caller may manage (manageable), in one transaction.
 func (s *Service) changePrincipal(ctx context.Context, c Caller, id string, change func(*store.Principal)) error {
 	err := s.store.Update(ctx, func(tx store.Tx) error {
-		p, err := changeablePrincipal(tx, c, id)
+		p, err := s.changeablePrincipal(tx, c, id)
 		if err != nil {
 			return err
 		}
@@ -738,7 +738,7 @@ func (s *Service) changePrincipal(ctx context.Context, c Caller, id string, chan
 // changing anything.
 func (s *Service) checkPrincipalChange(ctx context.Context, c Caller, id string) error {
 	err := s.store.View(ctx, func(tx store.Tx) error {
-		_, err := changeablePrincipal(tx, c, id)
+		_, err := s.changeablePrincipal(tx, c, id)
 		return err
 	})
 	return principalErr(err, id)
@@ -746,7 +746,7 @@ func (s *Service) checkPrincipalChange(ctx context.Context, c Caller, id string)
 
 // changeablePrincipal reads the principal id, which must not be root and
 // must be one c may manage.
-func changeablePrincipal(tx store.Tx, c Caller, id string) (store.Principal, error) {
+func (s *Service) changeablePrincipal(tx store.Tx, c Caller, id string) (store.Principal, error) {
 	root, err := recordedRoot(tx)
 	switch {
 	case err == nil && root == id:
@@ -758,18 +758,20 @@ func changeablePrincipal(tx store.Tx, c Caller, id string) (store.Principal, err
 	if err != nil {
 		return p, err
 	}
-	return p, manageable(c, p)
+	return p, s.manageable(tx, c, p)
 }
 
 // manageable refuses a caller changing, rotating or deleting a principal
 // that can do what the caller cannot: its Allow statements must be
 // covered by the caller's (policy.Covers, as for a principal the caller
-// creates) and the caller's Deny statements must be among its own. The
-// admin actions name no resource to scope them by, so without this a
-// principal allowed only hsmkms:RotatePrincipalSecret took over an
-// administrator by rotating its secret and reading the new one (found by
-// review); UpdatePrincipal and DeletePrincipal are held to the same rule.
-func manageable(c Caller, target store.Principal) error {
+// creates), the caller's Deny statements must be among its own, and the
+// caller's policy must allow what each of its grants allows
+// (grantsCovered). The admin actions name no resource to scope them by,
+// so without this a principal allowed only hsmkms:RotatePrincipalSecret
+// took over an administrator by rotating its secret and reading the new
+// one (found by review); UpdatePrincipal and DeletePrincipal are held to
+// the same rule.
+func (s *Service) manageable(tx store.Tx, c Caller, target store.Principal) error {
 	if c.system || c.AccessKeyID == target.AccessKeyID {
 		return nil
 	}
@@ -788,7 +790,54 @@ func manageable(c Caller, target store.Principal) error {
 			return denied(fmt.Sprintf("it lacks %s's Deny statement %d", c.AccessKeyID, i))
 		}
 	}
-	return nil
+	return s.grantsCovered(tx, c, target.AccessKeyID, denied)
+}
+
+// grantsCovered refuses (with denied) when a grant gives the principal id
+// a right the caller's policy alone does not: an operation of a grant it
+// is the grantee of, or RetireGrant of one it is the retiring principal
+// of. A principal's rights come from grants as well as from its policy: a
+// caller allowed only hsmkms:RotatePrincipalSecret otherwise rotated the
+// secret of an application with no policy and used its grants (found by
+// review). Grants of deleted keys give nothing and are passed over. The
+// store keeps no index by grantee: this reads every grant, as
+// ListRetirableGrants does, on these rare administrative calls.
+func (s *Service) grantsCovered(tx store.Tx, c Caller, id string, denied func(string) error) error {
+	arn := s.principalARN(id)
+	for after := ""; ; {
+		page, err := tx.Grants(after, 1000)
+		if err != nil {
+			return err
+		}
+		for _, g := range page {
+			var ops []string
+			if g.Grantee == arn {
+				ops = g.Operations
+			}
+			if g.Retiring == arn {
+				ops = append(slices.Clip(ops), "RetireGrant")
+			}
+			if len(ops) == 0 {
+				continue
+			}
+			k, err := tx.Key(g.KeyID)
+			if errors.Is(err, store.ErrNotFound) || err == nil && k.State == store.KeyDeleted {
+				continue
+			} else if err != nil {
+				return err
+			}
+			resources := s.keyResources(&k)
+			for _, op := range ops {
+				if !policy.DecideAll(c.Statements, policy.Request{Action: "kms:" + op, Resources: resources}).Allowed {
+					return denied(fmt.Sprintf("grant %s on %s lets it %s, which %s's policy does not allow", g.ID, s.keyARN(k.ID), op, c.AccessKeyID))
+				}
+			}
+		}
+		if len(page) < 1000 {
+			return nil
+		}
+		after = page[len(page)-1].Ref()
+	}
 }
 
 // principalErr maps a store error about the principal id.

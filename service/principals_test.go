@@ -1,6 +1,7 @@
 package service
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -478,4 +479,60 @@ func TestPrincipalManagementLimitedToCallersRights(t *testing.T) {
 	ksMust(t, "DeletePrincipal of a lesser principal", f.svc.DeletePrincipal(w, DeletePrincipalInput{AccessKeyId: lesser.AccessKeyId}))
 	_, err = f.svc.RotatePrincipalSecret(w, RotatePrincipalSecretInput{AccessKeyId: weak.AccessKeyId})
 	ksMust(t, "RotatePrincipalSecret of its own secret", err)
+}
+
+// TestPrincipalManagementCoversGrants: a principal's grants are rights too.
+// A caller allowed to manage principals, but not to use a key, may not
+// rotate, update or delete a principal that a grant lets use the key (it
+// would read the new secret and use the grant), nor one a grant names as
+// its retiring principal unless it may retire the key's grants itself. A
+// caller whose policy allows what the grants allow may (found by review).
+func TestPrincipalManagementCoversGrants(t *testing.T) {
+	e := newGrantEnv(t)
+	e.grant(t, CreateGrantInput{GranteePrincipal: e.arn(e.app), Operations: []string{"Encrypt", "Decrypt"}})
+	e.grant(t, CreateGrantInput{GranteePrincipal: e.arn(e.app), RetiringPrincipal: e.arn(e.app2), Operations: []string{"Encrypt"}})
+	sys := systemContext(t.Context())
+	n := 0
+	helpdesk := func(extra ...policy.Statement) context.Context {
+		n++
+		stmts := append([]policy.Statement{stmt("Allow", acts("hsmkms:RotatePrincipalSecret", "hsmkms:UpdatePrincipal", "hsmkms:DeletePrincipal"), "*")}, extra...)
+		p, err := e.f.svc.CreatePrincipal(sys, CreatePrincipalInput{Name: fmt.Sprintf("helpdesk%d", n), Statements: stmts})
+		ksMust(t, "CreatePrincipal", err)
+		return as(t, p.AccessKeyId, stmts...)
+	}
+	key := e.f.svc.keyARN(e.key)
+	for _, c := range []struct {
+		name   string
+		caller context.Context
+		target string
+		msg    string // "" when allowed
+	}{
+		{"the grantee, by a caller without the key's use", helpdesk(), e.app, "lets it Encrypt"},
+		{"the grantee, by a caller with Encrypt only", helpdesk(stmt("Allow", acts("kms:Encrypt"), key)), e.app, "lets it Decrypt"},
+		{"the retiring principal, by a caller that may not retire", helpdesk(stmt("Allow", acts("kms:Encrypt", "kms:Decrypt"), key)), e.app2, "lets it RetireGrant"},
+		{"the grantee, by a caller with its grants' rights", helpdesk(stmt("Allow", acts("kms:Encrypt", "kms:Decrypt"), key)), e.app, ""},
+		{"the retiring principal, by a caller that may retire", helpdesk(stmt("Allow", acts("kms:RetireGrant"), key)), e.app2, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before, err := e.f.svc.Credentials(t.Context(), c.target)
+			ksMust(t, "Credentials", err)
+			out, err := e.f.svc.RotatePrincipalSecret(c.caller, RotatePrincipalSecretInput{AccessKeyId: c.target})
+			if c.msg == "" {
+				ksMust(t, "RotatePrincipalSecret", err)
+				if after, _ := e.f.svc.Credentials(t.Context(), c.target); after.Secret != out.SecretAccessKey {
+					t.Fatal("the secret RotatePrincipalSecret returned is not the principal's")
+				}
+				return
+			}
+			ksWantErr(t, "RotatePrincipalSecret", err, ErrAccessDenied, "")
+			if err == nil || !strings.Contains(err.Error(), c.msg) {
+				t.Fatalf("RotatePrincipalSecret: %v, want it to say %q", err, c.msg)
+			}
+			ksWantErr(t, "UpdatePrincipal", e.f.svc.UpdatePrincipal(c.caller, UpdatePrincipalInput{AccessKeyId: c.target}), ErrAccessDenied, "")
+			ksWantErr(t, "DeletePrincipal", e.f.svc.DeletePrincipal(c.caller, DeletePrincipalInput{AccessKeyId: c.target}), ErrAccessDenied, "")
+			if after, err := e.f.svc.Credentials(t.Context(), c.target); err != nil || after.Secret != before.Secret {
+				t.Fatalf("the target's secret changed or it is gone (%v)", err)
+			}
+		})
+	}
 }
