@@ -242,15 +242,17 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, in ImportKeyMaterialInp
 	if err != nil {
 		return out, err
 	}
-	// Material for a key that has it (a change of expiration) goes to a
-	// scratch object, compared, and destroyed.
-	target, scratch := v.ObjectID, false
-	if !noMaterial(k) {
-		if target, err = hsm.NewObjectID(); err != nil {
-			return out, wrapErr(CodeInternal, err, "no randomness for a key material ID")
-		}
-		scratch = true
+	// The material goes to a new object, whose ID the commit writes into
+	// the version: an import that does not commit destroys only its own
+	// object. Imported again into the version's old object ID, a losing or
+	// retried import destroyed the object a concurrent one had committed
+	// (found by review). Material for a key that has it (a change of
+	// expiration) is only compared, and its object destroyed.
+	target, err := hsm.NewObjectID()
+	if err != nil {
+		return out, wrapErr(CodeInternal, err, "no randomness for a key material ID")
 	}
+	scratch := !noMaterial(k)
 	o.rec.KeyVersion = v.Number
 	err = s.hsm.ImportKey(ctx, im.WrappingKey, hsm.WrappingAlgorithm(im.Algorithm), in.EncryptedKeyMaterial, target,
 		versionLabel(k.ID, v.Number), importTarget(k))
@@ -263,11 +265,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, in ImportKeyMaterialInp
 		}
 		return out, s.hsmErr(err, k.ID, v.Number)
 	}
-	undo := func() {
-		if err := s.hsm.DestroyKey(context.WithoutCancel(ctx), target); err != nil {
-			s.log.Warn("destroying imported material that was refused failed; hsmkms doctor lists it", "key_id", k.ID, "error", err)
-		}
-	}
+	undo := func() { s.destroyImported(ctx, k.ID, target) }
 	if scratch {
 		defer undo()
 	}
@@ -284,7 +282,9 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, in ImportKeyMaterialInp
 		}
 		return out, newErr(CodeIncorrectKeyMaterial, "the key material is not the material imported into %s before", s.keyARN(k.ID))
 	}
+	var replaced hsm.ObjectID // the object of deleted material the new one replaces
 	err = s.store.Update(ctx, func(tx store.Tx) error {
+		replaced = hsm.ObjectID{}
 		cur, err := tx.Key(k.ID)
 		if err != nil {
 			return err
@@ -295,15 +295,24 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, in ImportKeyMaterialInp
 		if noMaterial(cur) != !scratch {
 			return newErr(CodeInvalidState, "the key material of %s changed meanwhile; try again", s.keyARN(k.ID))
 		}
-		v.State, v.Owner, v.LeaseUntil = store.VersionActive, "", time.Time{}
-		if fresh {
-			v.CreatedAt = s.now().UTC()
+		nv := v
+		if !fresh {
+			if nv, err = tx.Version(k.ID, v.Number); err != nil {
+				return err
+			}
 		}
-		if err := tx.PutVersion(v); err != nil {
+		if !scratch {
+			replaced, nv.ObjectID = nv.ObjectID, target
+		}
+		nv.State, nv.Owner, nv.LeaseUntil = store.VersionActive, "", time.Time{}
+		if fresh {
+			nv.CreatedAt = s.now().UTC()
+		}
+		if err := tx.PutVersion(nv); err != nil {
 			return err
 		}
 		cur.Import, cur.KeyCheck, cur.ExpirationModel, cur.ValidTo = nil, check, model, validTo
-		cur.CurrentVersion, cur.LatestVersion = v.Number, max(cur.LatestVersion, v.Number)
+		cur.CurrentVersion, cur.LatestVersion = nv.Number, max(cur.LatestVersion, nv.Number)
 		if cur.State == store.KeyPendingImport {
 			cur.State = store.KeyEnabled
 		}
@@ -311,10 +320,18 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, in ImportKeyMaterialInp
 		return err
 	})
 	if err != nil {
-		if !scratch {
+		// A commit whose outcome is unknown (store.ErrOutcomeUnknown) may
+		// have made the object the key's material: destroyed only when
+		// the store is seen not to name it.
+		if !scratch && !s.namesObject(ctx, k.ID, v.Number, target) {
 			undo()
 		}
 		return out, storeErrOrNil(err)
+	}
+	if !scratch && replaced != target && replaced != (hsm.ObjectID{}) {
+		// A DeleteImportedKeyMaterial whose destroy failed, or that died
+		// after its store update, may have left the old object.
+		s.destroyImported(ctx, k.ID, replaced)
 	}
 	s.destroyWrappingKey(ctx, k.ID, im.WrappingKey)
 	return ImportKeyMaterialOutput{KeyId: s.keyARN(k.ID), KeyMaterialId: materialID(v.Number)}, nil
@@ -370,8 +387,7 @@ func (s *Service) checkImportToken(k store.Key, token []byte) (store.ImportParam
 }
 
 // importVersion returns the version imported material goes into: the
-// key's first, made now (fresh) or kept from an earlier import, whose
-// token object was destroyed.
+// key's first, made now (fresh) or kept from an earlier import.
 func (s *Service) importVersion(ctx context.Context, k store.Key) (store.Version, bool, error) {
 	var v store.Version
 	err := s.store.View(ctx, func(tx store.Tx) (err error) {
@@ -388,14 +404,32 @@ func (s *Service) importVersion(ctx context.Context, k store.Key) (store.Version
 	if err != nil {
 		return v, false, storeErr(err)
 	}
-	if k.State == store.KeyPendingImport {
-		// A DeleteImportedKeyMaterial that died after its store update
-		// may have left the old object.
-		if err := s.hsm.DestroyKey(ctx, v.ObjectID); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
-			return v, false, s.hsmErr(err, k.ID, v.Number)
-		}
-	}
 	return v, false, nil
+}
+
+// destroyImported destroys an object of imported material that no version
+// names (any more); a failure leaves it for hsmkms doctor to list.
+func (s *Service) destroyImported(ctx context.Context, keyID string, id hsm.ObjectID) {
+	err := s.hsm.DestroyKey(context.WithoutCancel(ctx), id)
+	if err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
+		s.log.Warn("destroying imported material no version names failed; hsmkms doctor lists it", "key_id", keyID, "error", err)
+	}
+}
+
+// namesObject reports whether version n of the key names the object id,
+// or whether that cannot be told (the store failing): either way the
+// object must not be destroyed.
+func (s *Service) namesObject(ctx context.Context, keyID string, n uint32, id hsm.ObjectID) bool {
+	names := false
+	err := s.store.View(context.WithoutCancel(ctx), func(tx store.Tx) error {
+		v, err := tx.Version(keyID, n)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		names = err == nil && v.ObjectID == id
+		return err
+	})
+	return names || err != nil
 }
 
 // noMaterial reports whether k is a key of imported material with none
@@ -419,7 +453,7 @@ func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, in KeyIDInput) 
 	if err := s.externalKey(k); err != nil {
 		return err
 	}
-	return s.deleteMaterial(ctx, k.ID)
+	return s.deleteMaterial(ctx, k.ID, false)
 }
 
 // deleteMaterial makes an imported key PendingImport and destroys its
@@ -427,17 +461,22 @@ func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, in KeyIDInput) 
 // token. A key pending deletion stays so. Called again after the token
 // failed to destroy it, it destroys it then: the store already says
 // Destroyed (found by review: the retry succeeded and left the material
-// on the token; finishDeletion destroys such leftovers too).
-func (s *Service) deleteMaterial(ctx context.Context, keyID string) error {
+// on the token; finishDeletion destroys such leftovers too). With
+// expiredOnly it deletes only material whose ValidTo has passed, asked in
+// its transaction: the maintenance pass chose the key from an earlier
+// read, and the material may have been imported again since with a later
+// ValidTo (found by review).
+func (s *Service) deleteMaterial(ctx context.Context, keyID string, expiredOnly bool) error {
 	var v store.Version
 	var had bool
 	err := s.store.Update(ctx, func(tx store.Tx) error {
+		had = false
 		k, err := tx.Key(keyID)
 		if err != nil {
 			return err
 		}
-		if k.CurrentVersion == 0 {
-			return nil // nothing imported
+		if k.CurrentVersion == 0 || expiredOnly && !s.expired(k) {
+			return nil // nothing imported, or nothing expired
 		}
 		if v, err = tx.Version(keyID, k.CurrentVersion); err != nil {
 			return err
@@ -472,7 +511,7 @@ func (s *Service) expireImportedKeys(ctx context.Context) error {
 	err := s.eachKey(ctx, func(k store.Key) {
 		if k.Origin == originExternal && !k.ValidTo.IsZero() && !k.ValidTo.After(now) &&
 			(k.State == store.KeyEnabled || k.State == store.KeyDisabled) {
-			errs = append(errs, s.deleteMaterial(ctx, k.ID))
+			errs = append(errs, s.deleteMaterial(ctx, k.ID, true))
 		}
 	})
 	return errors.Join(append(errs, err)...)

@@ -94,6 +94,9 @@ func (s *Service) deleteDueKeys(ctx context.Context) error {
 func (s *Service) deleteKey(ctx context.Context, id string) error {
 	var wrapping *store.ImportParams
 	err := s.store.Update(ctx, func(tx store.Tx) error {
+		// Update may run this again, finding the deletion cancelled: the
+		// wrapping key of a first run is not this one's to destroy.
+		wrapping = nil
 		k, err := tx.Key(id)
 		if err != nil {
 			return err
