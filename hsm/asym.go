@@ -153,7 +153,9 @@ func (t *Token) createKeyPair(ctx context.Context, id ObjectID, label string, sp
 	}, common...)
 	var key crypto.PublicKey
 	err = t.do(ctx, op, nil, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
-		t.objectMu.Lock()
+		if err := t.lockObjects(ctx); err != nil {
+			return err
+		}
 		defer t.objectMu.Unlock()
 		if err := t.refuseExisting(s, id); err != nil {
 			return err

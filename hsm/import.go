@@ -178,7 +178,9 @@ func (t *Token) ImportKey(ctx context.Context, wrapping ObjectID, alg WrappingAl
 		if err != nil {
 			return err
 		}
-		t.objectMu.Lock()
+		if err := t.lockObjects(ctx); err != nil {
+			return err
+		}
 		defer t.objectMu.Unlock()
 		if err := t.refuseExisting(s, id); err != nil {
 			return err

@@ -271,7 +271,9 @@ func (t *Token) CreateMasterKey(ctx context.Context, id ObjectID, label string) 
 		return invalidInput(op, "label must be 1 to %d bytes", MaxLabel)
 	}
 	return t.do(ctx, op, nil, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
-		t.objectMu.Lock()
+		if err := t.lockObjects(ctx); err != nil {
+			return err
+		}
 		defer t.objectMu.Unlock()
 		if err := t.refuseExisting(s, id); err != nil {
 			return err
@@ -334,7 +336,9 @@ func (t *Token) checkToken() error {
 func (t *Token) DestroyKey(ctx context.Context, id ObjectID) error {
 	const op = "destroy key"
 	err := t.do(ctx, op, nil, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
-		t.objectMu.Lock()
+		if err := t.lockObjects(ctx); err != nil {
+			return err
+		}
 		defer t.objectMu.Unlock()
 		var hs []pkcs11.ObjectHandle
 		for _, ckaID := range [][]byte{id[:], macID(id)} {

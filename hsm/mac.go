@@ -90,7 +90,9 @@ func (t *Token) CreateHMACKey(ctx context.Context, id ObjectID, label string, al
 		return err
 	}
 	return t.do(ctx, op, nil, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
-		t.objectMu.Lock()
+		if err := t.lockObjects(ctx); err != nil {
+			return err
+		}
 		defer t.objectMu.Unlock()
 		if err := t.refuseExisting(s, id); err != nil {
 			return err

@@ -60,7 +60,9 @@ func (t *Token) CreatePortableKey(ctx context.Context, id ObjectID, label string
 		return err
 	}
 	return t.do(ctx, op, nil, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
-		t.objectMu.Lock()
+		if err := t.lockObjects(ctx); err != nil {
+			return err
+		}
 		defer t.objectMu.Unlock()
 		for _, k := range []struct {
 			ref  *keyRef

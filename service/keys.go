@@ -338,7 +338,7 @@ func (s *Service) createKey(ctx context.Context, k store.Key) (store.Key, error)
 		return k, err
 	}
 	err = s.store.Update(ctx, func(tx store.Tx) error {
-		return s.activate(tx, k.ID, v.Number)
+		return s.activate(tx, k.ID, v.Number, v.Owner)
 	})
 	if err != nil {
 		return k, storeErr(err)
@@ -383,8 +383,10 @@ func (s *Service) makeMaterial(ctx context.Context, k store.Key, v store.Version
 }
 
 // activate marks a pending version active and makes it current when it is
-// the newest; a Creating key becomes Enabled.
-func (s *Service) activate(tx store.Tx, keyID string, n uint32) error {
+// the newest; a Creating key becomes Enabled. owner is the claim the
+// caller made the version's object under: a version claimed since by
+// another (another replica, or this one's Reconcile) is refused.
+func (s *Service) activate(tx store.Tx, keyID string, n uint32, owner string) error {
 	k, err := tx.Key(keyID)
 	if err != nil {
 		return err
@@ -400,10 +402,13 @@ func (s *Service) activate(tx store.Tx, keyID string, n uint32) error {
 		return err
 	}
 	if v.State == store.VersionPending {
-		if v.Owner != s.cfg.ReplicaID {
-			// Another replica took the version over: its claim ran out
-			// while this one made the token object.
-			return fmt.Errorf("key %s version %d: settled by replica %s meanwhile: %w", keyID, n, v.Owner, store.ErrConflict)
+		if v.Owner != owner {
+			// Another claim took the version over: this one ran out
+			// while its holder made the token object (found by review:
+			// compared by replica, a request's activation passed after
+			// its own replica's Reconcile had taken the version over and
+			// was destroying the object it had not found).
+			return fmt.Errorf("key %s version %d: settled by %s meanwhile: %w", keyID, n, v.Owner, store.ErrConflict)
 		}
 		v.State, v.Owner, v.LeaseUntil = store.VersionActive, "", time.Time{}
 		if err := tx.PutVersion(v); err != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/hsmkms/hsmkms/service/store"
@@ -23,7 +24,10 @@ import (
 //     lease's margin) would do nothing twice, only work twice;
 //   - a claim on each pending version (Version.Owner and LeaseUntil): the
 //     replica making its token object owns it until the claim runs out,
-//     and no other settles it before.
+//     and no other settles it before. Owner names the replica and the
+//     claim (claimSeparator), so that a claim taken over within one
+//     replica (its Reconcile settling a version its own request made past
+//     the claim) is not taken for the request's.
 //
 // Leases compare wall clocks across replicas: keep them in step (NTP).
 
@@ -131,10 +135,27 @@ func writeLease(tx store.Tx, l lease) error {
 	return tx.PutSetting(leaseSetting, b)
 }
 
-// claim returns v claimed by this replica for ClaimTTL.
+// claimSeparator ends the replica's name in a claim's owner; a random
+// suffix that names the claim follows. Records of earlier releases name
+// the replica alone.
+const claimSeparator = "#"
+
+// claim returns v claimed by this replica for ClaimTTL, under an owner
+// that names this claim: only its holder activates the version.
 func (s *Service) claim(v store.Version) store.Version {
-	v.Owner, v.LeaseUntil = s.cfg.ReplicaID, time.Now().Add(s.cfg.ClaimTTL).UTC()
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	v.Owner = s.cfg.ReplicaID + claimSeparator + hex.EncodeToString(b[:])
+	v.LeaseUntil = time.Now().Add(s.cfg.ClaimTTL).UTC()
 	return v
+}
+
+// ownerReplica is the replica a claim's owner names.
+func ownerReplica(owner string) string {
+	if i := strings.LastIndex(owner, claimSeparator); i >= 0 {
+		return owner[:i]
+	}
+	return owner
 }
 
 // abandoned reports whether a pending version may be settled by this
@@ -146,7 +167,7 @@ func (s *Service) abandoned(v store.Version) bool {
 		return false
 	case v.Owner == "":
 		return true
-	case v.Owner == s.cfg.ReplicaID:
+	case ownerReplica(v.Owner) == s.cfg.ReplicaID:
 		return time.Now().After(v.LeaseUntil)
 	case !s.cfg.SharedStore:
 		return true
@@ -172,13 +193,13 @@ func (s *Service) takeOver(ctx context.Context, keyID string, n uint32) (store.V
 	return v, ok, err
 }
 
-// releaseClaim ends this replica's claim on a pending version whose token
-// object it failed to make, so that the next Reconcile, here or on another
-// replica, settles it without waiting for the claim to run out.
-func (s *Service) releaseClaim(ctx context.Context, keyID string, n uint32) {
+// releaseClaim ends the claim owner holds on a pending version whose
+// token object it failed to make, so that the next Reconcile, here or on
+// another replica, settles it without waiting for the claim to run out.
+func (s *Service) releaseClaim(ctx context.Context, keyID string, n uint32, owner string) {
 	err := s.store.Update(context.WithoutCancel(ctx), func(tx store.Tx) error {
 		v, err := tx.Version(keyID, n)
-		if err != nil || v.State != store.VersionPending || v.Owner != s.cfg.ReplicaID {
+		if err != nil || v.State != store.VersionPending || v.Owner != owner {
 			return err
 		}
 		v.LeaseUntil = time.Now().UTC()

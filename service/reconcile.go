@@ -119,7 +119,7 @@ func (s *Service) settleCreating(ctx context.Context, k store.Key) (rolledBack b
 		for _, v := range vs {
 			done, err := s.finishVersion(ctx, k, v)
 			if err != nil {
-				s.releaseClaim(ctx, k.ID, v.Number)
+				s.releaseClaim(ctx, k.ID, v.Number, v.Owner)
 				return false, rolledForward, err
 			}
 			if !done {
@@ -171,7 +171,7 @@ func (s *Service) rollForward(ctx context.Context, k store.Key) (int, error) {
 		}
 		done, err := s.finishVersion(ctx, k, v)
 		if err != nil {
-			s.releaseClaim(ctx, k.ID, v.Number)
+			s.releaseClaim(ctx, k.ID, v.Number, v.Owner)
 			return n, err
 		}
 		if !done {
@@ -204,7 +204,7 @@ func (s *Service) finishVersion(ctx context.Context, k store.Key, v store.Versio
 			return false, err
 		}
 	}
-	err := s.store.Update(ctx, func(tx store.Tx) error { return s.activate(tx, k.ID, v.Number) })
+	err := s.store.Update(ctx, func(tx store.Tx) error { return s.activate(tx, k.ID, v.Number, v.Owner) })
 	if !errors.Is(err, errKeyDeleted) {
 		return err == nil, err
 	}

@@ -59,7 +59,7 @@ func TestReconcileKeepsAKeyCreatedDuringItsPass(t *testing.T) {
 		t.Fatal(err)
 	}
 	hh.hook = func() { // B's maker finishes while Reconcile works on a
-		if err := f.svc.store.Update(context.Background(), func(tx store.Tx) error { return f.svc.activate(tx, b.ID, 1) }); err != nil {
+		if err := f.svc.store.Update(context.Background(), func(tx store.Tx) error { return f.svc.activate(tx, b.ID, 1, v.Owner) }); err != nil {
 			t.Errorf("activate: %v", err)
 		}
 	}

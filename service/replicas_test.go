@@ -126,7 +126,7 @@ func TestActivateRefusesATakenOverVersion(t *testing.T) {
 	f := newFixture(t, "", shared("a"))
 	key := f.createKey(t, CreateKeyInput{})
 	putPending(t, f, key, 2, "b", time.Now().Add(time.Hour))
-	err := f.svc.store.Update(t.Context(), func(tx store.Tx) error { return f.svc.activate(tx, key, 2) })
+	err := f.svc.store.Update(t.Context(), func(tx store.Tx) error { return f.svc.activate(tx, key, 2, f.svc.ReplicaID()) })
 	if !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("activating b's version from a: %v, want store.ErrConflict", err)
 	}

@@ -83,10 +83,10 @@ func (s *Service) rotateIf(ctx context.Context, keyID, rotationType string, clai
 	if err := s.makeMaterial(ctx, k, v); err != nil {
 		// The version stays pending: Reconcile makes its material later, so
 		// that version numbers never have gaps.
-		s.releaseClaim(ctx, keyID, v.Number)
+		s.releaseClaim(ctx, keyID, v.Number, v.Owner)
 		return v.Number, err
 	}
-	err = s.store.Update(ctx, func(tx store.Tx) error { return s.activate(tx, keyID, v.Number) })
+	err = s.store.Update(ctx, func(tx store.Tx) error { return s.activate(tx, keyID, v.Number, v.Owner) })
 	return v.Number, storeErrOrNil(err)
 }
 
