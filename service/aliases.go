@@ -74,6 +74,9 @@ func (s *Service) CreateAlias(ctx context.Context, in AliasInput) (err error) {
 		if err != nil {
 			return err
 		}
+		if err := checkXKSAlias(tx, o, in.AliasName, &k); err != nil {
+			return err
+		}
 		now := s.now().UTC()
 		err = tx.CreateAlias(store.Alias{Name: in.AliasName, KeyID: k.ID, CreatedAt: now, UpdatedAt: now})
 		if errors.Is(err, store.ErrExists) {
@@ -110,6 +113,9 @@ func (s *Service) UpdateAlias(ctx context.Context, in AliasInput) (err error) {
 		}
 		if k.Spec != old.Spec || k.Usage != old.Usage {
 			return newErr(CodeValidation, "%s points at a %s %s key; the new target must have the same key spec and usage", in.AliasName, old.Spec, old.Usage)
+		}
+		if err := checkXKSAlias(tx, o, in.AliasName, &k); err != nil {
+			return err
 		}
 		a.KeyID, a.UpdatedAt = k.ID, s.now().UTC()
 		if err := tx.PutAlias(a); err != nil {

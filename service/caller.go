@@ -223,6 +223,16 @@ func (o *op) authorizeByPolicy(k *store.Key) error {
 	return o.authorize(k, "")
 }
 
+// policyAllows decides whether the caller's policy alone allows action on
+// k, grants aside: for a right the caller hands on to others (an external
+// key store's use of a key), which a grant, constrained to an encryption
+// context or revocable, must not stand in for (found by review).
+func (o *op) policyAllows(action string, k *store.Key) error {
+	o.policyOnly = true
+	defer func() { o.policyOnly = false }()
+	return o.authorizeAs(action, k, "")
+}
+
 // authorizeIn is authorizeAs within the transaction tx, which a grant
 // lookup then reads with: bolt must not open a second transaction in one
 // goroutine while a write transaction is open.

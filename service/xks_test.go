@@ -565,3 +565,54 @@ func TestXKSAllowKeyNeedsTheKeysUse(t *testing.T) {
 		t.Fatalf("allow-list %+v; want the key with no usage (the last allowed change)", keys)
 	}
 }
+
+// TestXKSAliasPointsOnlyAtKeysTheCallerMayUse: an alias an external key
+// store allows is pointed at a key (UpdateAlias, or CreateAlias after
+// DeleteAlias) only by a caller whose policy allows that key's use for the
+// store's usages (found by review: allowed through an alias at a key of
+// its own, a caller denied another key re-pointed the alias at it and used
+// it through the store). The owner of both keys still re-points it.
+func TestXKSAliasPointsOnlyAtKeysTheCallerMayUse(t *testing.T) {
+	f := newFixture(t, "")
+	if _, err := f.svc.CreateXKSStore(xksAdmin(t), XKSStoreInput{Prefix: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	mine, victim := f.createKey(t, CreateKeyInput{}), f.createKey(t, CreateKeyInput{})
+	caller := as(t, "AKIASTOREADMIN",
+		policy.Statement{Effect: "Allow", Actions: []string{"kms:*", "hsmkms:UpdateXksStore"}, Resources: []string{"*"}},
+		policy.Statement{Effect: "Deny", Actions: []string{"kms:Encrypt", "kms:Decrypt"}, Resources: []string{victim}})
+	ksMust(t, "CreateAlias", f.svc.CreateAlias(caller, AliasInput{AliasName: "alias/x", TargetKeyId: mine}))
+	ksMust(t, "AllowXKSKey", f.svc.AllowXKSKey(caller, AllowXKSKeyInput{Prefix: "p", ExternalKeyID: "x", Usage: []string{"ENCRYPT", "DECRYPT"}}))
+	wantCode(t, f.svc.UpdateAlias(caller, AliasInput{AliasName: "alias/x", TargetKeyId: victim}), CodeAccessDenied)
+	ksMust(t, "DeleteAlias", f.svc.DeleteAlias(caller, DeleteAliasInput{AliasName: "alias/x"}))
+	wantCode(t, f.svc.CreateAlias(caller, AliasInput{AliasName: "alias/x", TargetKeyId: victim}), CodeAccessDenied)
+	if k := ksStoreKey(t, f, victim); len(k.Aliases) != 0 {
+		t.Fatalf("the denied key has aliases %v", k.Aliases)
+	}
+	// An alias no store allows is pointed anywhere the alias rules allow.
+	ksMust(t, "CreateAlias of another alias", f.svc.CreateAlias(caller, AliasInput{AliasName: "alias/y", TargetKeyId: victim}))
+	ksMust(t, "CreateAlias by an administrator", f.svc.CreateAlias(admin(t), AliasInput{AliasName: "alias/x", TargetKeyId: mine}))
+	ksMust(t, "UpdateAlias by an administrator", f.svc.UpdateAlias(admin(t), AliasInput{AliasName: "alias/x", TargetKeyId: victim}))
+}
+
+// TestXKSAllowKeyNotByAGrant: AllowXKSKey's right on the key is the
+// caller's policy's: a grant, which may hold the caller to an encryption
+// context (the store then uses the key with any) and may be revoked (the
+// allowance would outlive it), does not stand in for it (found by review).
+func TestXKSAllowKeyNotByAGrant(t *testing.T) {
+	f := newFixture(t, "")
+	if _, err := f.svc.CreateXKSStore(xksAdmin(t), XKSStoreInput{Prefix: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	id := f.createKey(t, CreateKeyInput{})
+	out, err := f.svc.CreatePrincipal(systemContext(t.Context()), CreatePrincipalInput{Name: "grantee"})
+	ksMust(t, "CreatePrincipal", err)
+	_, err = f.svc.CreateGrant(admin(t), CreateGrantInput{KeyId: id, GranteePrincipal: out.Arn, Operations: []string{"Encrypt", "Decrypt"},
+		Constraints: &GrantConstraints{EncryptionContextEquals: map[string]string{}}})
+	ksMust(t, "CreateGrant", err)
+	storeAdmin := policy.Statement{Effect: "Allow", Actions: []string{"hsmkms:UpdateXksStore"}, Resources: []string{"*"}}
+	grantee := as(t, out.AccessKeyId, storeAdmin)
+	_, err = f.svc.Encrypt(grantee, EncryptInput{KeyId: id, Plaintext: []byte("p")})
+	ksMust(t, "Encrypt through the grant", err)
+	wantCode(t, f.svc.AllowXKSKey(grantee, AllowXKSKeyInput{Prefix: "p", ExternalKeyID: id, Usage: []string{"DECRYPT"}}), CodeAccessDenied)
+}

@@ -241,12 +241,12 @@ func (s *Service) AllowXKSKey(ctx context.Context, in AllowXKSKeyInput) (err err
 				s.keyARN(k.ID), k.Spec, k.Mechanism, SpecSymmetric)
 		}
 		// The caller hands the key's use to whoever holds the store's
-		// credentials: it must have that use itself, so that a Deny on the
-		// key is not escaped through a store (found by review).
-		for _, u := range usage {
-			if err := o.authorizeIn(tx, xksUsageAction(u), &k, ""); err != nil {
-				return err
-			}
+		// credentials: its policy must allow that use itself, so that a
+		// Deny on the key is not escaped through a store (found by
+		// review). An alias allowed here is held to this whenever it is
+		// pointed at a key (checkXKSAlias).
+		if err := xksUseAllowed(o, usage, &k); err != nil {
+			return err
 		}
 		i, found := slices.BinarySearchFunc(rec.Keys, externalID, func(e store.XKSKey, id string) int { return strings.Compare(e.ExternalID, id) })
 		if found {
@@ -445,6 +445,49 @@ func xksUsageAction(usage string) string {
 		return policy.ActionEncrypt
 	}
 	return policy.ActionDecrypt
+}
+
+// xksUseAllowed decides, by the caller's policy alone, the actions of the
+// XKS usages on k.
+func xksUseAllowed(o *op, usages []string, k *store.Key) error {
+	for _, u := range usages {
+		if err := o.policyAllows(xksUsageAction(u), k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkXKSAlias refuses pointing the alias name at k (CreateAlias,
+// UpdateAlias) unless the caller's policy allows k's use for every usage
+// an external key store allows the alias for: such an alias hands the key
+// it names to whoever holds the store's credentials, and re-pointed at a
+// key the caller is denied it handed that key over (found by review).
+// Re-pointing stays the way to change the key AWS KMS uses without a
+// change in AWS, for a caller with the new key's use.
+func checkXKSAlias(tx store.Tx, o *op, name string, k *store.Key) error {
+	ext, ok := strings.CutPrefix(name, "alias/")
+	if !ok {
+		return nil
+	}
+	stores, err := tx.XKSStores("", 0) // a store per AWS KMS key store: a few
+	if err != nil {
+		return err
+	}
+	var usages []string
+	for _, st := range stores {
+		for _, xk := range st.Keys {
+			if xk.ExternalID != ext {
+				continue
+			}
+			for _, u := range xk.Usage {
+				if !slices.Contains(usages, u) {
+					usages = append(usages, u)
+				}
+			}
+		}
+	}
+	return xksUseAllowed(o, usages, k)
 }
 
 func xksUsages(in []string) ([]string, error) {
