@@ -336,9 +336,10 @@ func (t *Token) checkToken() error {
 func (t *Token) DestroyKey(ctx context.Context, id ObjectID) error {
 	const op = "destroy key"
 	err := t.do(ctx, op, nil, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
-		if err := t.lockObjects(ctx); err != nil {
-			return err
-		}
+		// Unlike a creation, a destroy that waited goes on: its caller
+		// has already written down that the object is gone (found by
+		// review: refused, it left deleted material on the token).
+		t.objectMu.Lock()
 		defer t.objectMu.Unlock()
 		var hs []pkcs11.ObjectHandle
 		for _, ckaID := range [][]byte{id[:], macID(id)} {

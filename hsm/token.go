@@ -476,8 +476,9 @@ func (t *Token) relogin() error {
 	return newError("log in", ErrToken, err)
 }
 
-// lockObjects takes objectMu, then gives it back and returns the context's
-// error if ctx ended while it waited: a creation queued behind others must
+// lockObjects takes objectMu for a creation, then gives it back and
+// returns the context's error if ctx ended while it waited: a creation
+// queued behind others must
 // not start after its caller's deadline, which bounds it to half of its
 // version's claim (found by review: a creation that waited past the claim
 // went on after another replica, or this one's Reconcile, had settled the

@@ -226,3 +226,61 @@ func TestDeletionRerunKeepsWrappingKey(t *testing.T) {
 		t.Fatalf("the cancelled key's wrapping key on the token: %v (%v), want true", has, err)
 	}
 }
+
+// destroyCounter counts DestroyKey calls.
+type destroyCounter struct {
+	HSM
+	n atomic.Int32
+}
+
+func (h *destroyCounter) DestroyKey(ctx context.Context, id hsm.ObjectID) error {
+	h.n.Add(1)
+	return h.HSM.DestroyKey(ctx, id)
+}
+
+// TestFirstImportDestroysOnlyTheWrappingKey: a key's first import destroys
+// the used wrapping key and nothing else (found by review: it destroyed
+// the never-made object ID its new version was first given, and the "not
+// found" re-initialised the token module).
+func TestFirstImportDestroysOnlyTheWrappingKey(t *testing.T) {
+	var h *destroyCounter
+	f := newFixture(t, "", func(c *Config) { h = &destroyCounter{HSM: c.HSM}; c.HSM = h })
+	e := importedKey(t, f)
+	tok, pub := e.params("RSAES_OAEP_SHA_1")
+	h.n.Store(0)
+	ksMust(t, "import", e.importMaterial(tok, wrapOAEP(t, pub, sha1.New(), bytes.Repeat([]byte{0x46}, 32)), "KEY_MATERIAL_DOES_NOT_EXPIRE", nil))
+	if n := h.n.Load(); n != 1 {
+		t.Fatalf("%d objects destroyed by a first import, want 1 (the wrapping key)", n)
+	}
+}
+
+// TestImportAgainHealsLostMaterial: when the object a version names is
+// gone from the token (a store restored from a backup taken before the
+// material was deleted and imported again names the old object), importing
+// the same material again puts it back under the version, and the key's
+// ciphertexts decrypt again; other material is still refused.
+func TestImportAgainHealsLostMaterial(t *testing.T) {
+	f := newFixture(t, "")
+	ctx := admin(t)
+	e := importedKey(t, f)
+	material := bytes.Repeat([]byte{0x47}, 32)
+	tok, pub := e.params("RSAES_OAEP_SHA_1")
+	ksMust(t, "import", e.importMaterial(tok, wrapOAEP(t, pub, sha1.New(), material), "KEY_MATERIAL_DOES_NOT_EXPIRE", nil))
+	enc, err := f.svc.Encrypt(ctx, EncryptInput{KeyId: e.key, Plaintext: []byte("precious")})
+	ksMust(t, "Encrypt", err)
+	lost := objectOf(t, f.svc, e.key, 1)
+	ksMust(t, "destroy the version's object", f.tok.DestroyKey(t.Context(), lost))
+	_, err = f.svc.Decrypt(ctx, DecryptInput{CiphertextBlob: enc.CiphertextBlob})
+	ksWantErr(t, "Decrypt without the object", err, ErrInternal, "")
+
+	tok, pub = e.params("RSAES_OAEP_SHA_1")
+	ksWantErr(t, "import of other material", e.importMaterial(tok, wrapOAEP(t, pub, sha1.New(), bytes.Repeat([]byte{0x48}, 32)), "KEY_MATERIAL_DOES_NOT_EXPIRE", nil),
+		ErrIncorrectKeyMaterial, "")
+	tok, pub = e.params("RSAES_OAEP_SHA_1")
+	ksMust(t, "import of the same material", e.importMaterial(tok, wrapOAEP(t, pub, sha1.New(), material), "KEY_MATERIAL_DOES_NOT_EXPIRE", nil))
+	if objectOf(t, f.svc, e.key, 1) == lost {
+		t.Fatal("the version still names the lost object")
+	}
+	_, err = f.svc.Decrypt(ctx, DecryptInput{CiphertextBlob: enc.CiphertextBlob})
+	ksMust(t, "Decrypt after the import", err)
+}

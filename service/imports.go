@@ -247,7 +247,8 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, in ImportKeyMaterialInp
 	// object. Imported again into the version's old object ID, a losing or
 	// retried import destroyed the object a concurrent one had committed
 	// (found by review). Material for a key that has it (a change of
-	// expiration) is only compared, and its object destroyed.
+	// expiration) is only compared, and its object destroyed, unless the
+	// version's object is gone (adopt).
 	target, err := hsm.NewObjectID()
 	if err != nil {
 		return out, wrapErr(CodeInternal, err, "no randomness for a key material ID")
@@ -266,23 +267,31 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, in ImportKeyMaterialInp
 		return out, s.hsmErr(err, k.ID, v.Number)
 	}
 	undo := func() { s.destroyImported(ctx, k.ID, target) }
-	if scratch {
-		defer undo()
-	}
 	check, err := s.hsm.KeyCheckValue(ctx, target, importTarget(k))
 	if err != nil {
-		if !scratch {
-			undo()
-		}
+		undo()
 		return out, s.hsmErr(err, k.ID, v.Number)
 	}
 	if k.KeyCheck != nil && subtle.ConstantTimeCompare(check, k.KeyCheck) != 1 {
-		if !scratch {
-			undo()
-		}
+		undo()
 		return out, newErr(CodeIncorrectKeyMaterial, "the key material is not the material imported into %s before", s.keyARN(k.ID))
 	}
-	var replaced hsm.ObjectID // the object of deleted material the new one replaces
+	// keep is whether target becomes the version's object.
+	keep := !scratch
+	if scratch {
+		// The version's object is gone: a store restored from a backup
+		// taken before the material was deleted and imported again (the
+		// backup names the old object), or an object lost to an earlier
+		// release's import race. The same material, as its check value
+		// proves, takes its place: importing it again heals the key.
+		has, err := s.hsm.HasKey(ctx, v.ObjectID)
+		if err != nil {
+			undo()
+			return out, s.hsmErr(err, k.ID, v.Number)
+		}
+		keep = !has
+	}
+	var replaced hsm.ObjectID // deleted material's object, which target replaces
 	err = s.store.Update(ctx, func(tx store.Tx) error {
 		replaced = hsm.ObjectID{}
 		cur, err := tx.Key(k.ID)
@@ -300,9 +309,15 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, in ImportKeyMaterialInp
 			if nv, err = tx.Version(k.ID, v.Number); err != nil {
 				return err
 			}
+			if nv.ObjectID != v.ObjectID {
+				return newErr(CodeInvalidState, "the key material of %s changed meanwhile; try again", s.keyARN(k.ID))
+			}
 		}
-		if !scratch {
-			replaced, nv.ObjectID = nv.ObjectID, target
+		if keep {
+			if !scratch && !fresh {
+				replaced = nv.ObjectID
+			}
+			nv.ObjectID = target
 		}
 		nv.State, nv.Owner, nv.LeaseUntil = store.VersionActive, "", time.Time{}
 		if fresh {
@@ -319,16 +334,19 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, in ImportKeyMaterialInp
 		_, err = tx.PutKey(cur)
 		return err
 	})
-	if err != nil {
-		// A commit whose outcome is unknown (store.ErrOutcomeUnknown) may
-		// have made the object the key's material: destroyed only when
-		// the store is seen not to name it.
-		if !scratch && !s.namesObject(ctx, k.ID, v.Number, target) {
-			undo()
-		}
+	switch {
+	case err != nil && keep && outcomeUnknown(err):
+		// The commit may have made target the key's material, and the
+		// store cannot be asked reliably now (a PostgreSQL commit may
+		// land after its answer was lost; a cache may hold the old
+		// record): it stays. If nothing names it, hsmkms doctor lists it.
 		return out, storeErrOrNil(err)
-	}
-	if !scratch && replaced != target && replaced != (hsm.ObjectID{}) {
+	case err != nil:
+		undo()
+		return out, storeErrOrNil(err)
+	case !keep:
+		undo()
+	case replaced != (hsm.ObjectID{}):
 		// A DeleteImportedKeyMaterial whose destroy failed, or that died
 		// after its store update, may have left the old object.
 		s.destroyImported(ctx, k.ID, replaced)
@@ -416,22 +434,6 @@ func (s *Service) destroyImported(ctx context.Context, keyID string, id hsm.Obje
 	}
 }
 
-// namesObject reports whether version n of the key names the object id,
-// or whether that cannot be told (the store failing): either way the
-// object must not be destroyed.
-func (s *Service) namesObject(ctx context.Context, keyID string, n uint32, id hsm.ObjectID) bool {
-	names := false
-	err := s.store.View(context.WithoutCancel(ctx), func(tx store.Tx) error {
-		v, err := tx.Version(keyID, n)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
-		names = err == nil && v.ObjectID == id
-		return err
-	})
-	return names || err != nil
-}
-
 // noMaterial reports whether k is a key of imported material with none
 // imported: never, or deleted since (ImportKeyMaterial always sets an
 // expiration model, deleteMaterial clears it). Its state is PendingImport,
@@ -496,7 +498,9 @@ func (s *Service) deleteMaterial(ctx context.Context, keyID string, expiredOnly 
 	if err != nil || !had {
 		return storeErrOrNil(err)
 	}
-	if err := s.hsm.DestroyKey(ctx, v.ObjectID); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
+	// The store says the material is gone: the destroy goes on if the
+	// request ends meanwhile.
+	if err := s.hsm.DestroyKey(context.WithoutCancel(ctx), v.ObjectID); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
 		return s.hsmErr(err, keyID, v.Number)
 	}
 	s.log.Info("deleted imported key material", "key_id", keyID)
