@@ -16,6 +16,7 @@ import (
 	"github.com/hsmkms/hsmkms/service/store"
 	"github.com/hsmkms/hsmkms/service/store/bolt"
 	"github.com/urfave/cli/v2"
+	"go.etcd.io/bbolt"
 )
 
 // snapshotOf makes an embedded store holding keys (with one active
@@ -244,5 +245,43 @@ func TestRestoreReplace(t *testing.T) {
 	}
 	if len(entries) != 2 {
 		t.Errorf("the data directory holds %d files, want the store and the kept one", len(entries))
+	}
+}
+
+// TestRestoreChecksTheCopy: restore checks the copy it puts in place, not
+// only the file it read first, which may change in between (found by
+// review): restoreToTemp refuses a store bbolt opens but whose records do
+// not decode, before adjusting it, and leaves nothing behind.
+func TestRestoreChecksTheCopy(t *testing.T) {
+	damaged := snapshotOf(t, []store.Key{{ID: "00000000-0000-4000-8000-000000000003", Spec: service.SpecSymmetric,
+		State: store.KeyEnabled, CurrentVersion: 1, LatestVersion: 1}})
+	db, err := bbolt.Open(damaged, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket([]byte("keys")).Put([]byte("00000000-0000-4000-8000-000000000004"), []byte("{not JSON"))
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	called := false
+	prepare := prepareFunc(func(context.Context, store.Store, time.Time) (service.RestoreAdjustments, error) {
+		called = true
+		return service.RestoreAdjustments{}, nil
+	})
+	_, _, _, err = restoreToTemp(t.Context(), dir, damaged, prepare)
+	if err == nil || !strings.Contains(err.Error(), "the snapshot fails its check") {
+		t.Fatalf("restoreToTemp of a damaged file: %v, want the check's refusal", err)
+	}
+	if called {
+		t.Fatal("the damaged copy was adjusted")
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("left behind: %v", left)
 	}
 }

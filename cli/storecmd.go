@@ -216,8 +216,9 @@ func prepareOf(c *cli.Context) prepareFunc {
 // restored: a PostgreSQL store is restored with PostgreSQL's own tools.
 func restore(c *cli.Context) error {
 	from, dir := c.String("from"), c.String("data-dir")
-	counts, err := bolt.Verify(from)
-	if err != nil {
+	// Checked here to refuse a bad snapshot before anything else, and
+	// again as copied (restoreToTemp).
+	if _, err := bolt.Verify(from); err != nil {
 		return fmt.Errorf("the snapshot fails its check: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -237,7 +238,7 @@ func restore(c *cli.Context) error {
 		}
 		replacing = true
 	}
-	tmp, adj, err := restoreToTemp(c.Context, dir, from, prepareOf(c))
+	tmp, counts, adj, err := restoreToTemp(c.Context, dir, from, prepareOf(c))
 	if err != nil {
 		return err
 	}
@@ -265,13 +266,14 @@ func restore(c *cli.Context) error {
 }
 
 // restoreToTemp copies the snapshot at from into a new temporary file in
-// dir and makes the restore's adjustments there (prepare),
-// synced to disk. It returns the file's path, which the caller renames or
-// removes; on error it removes the file itself.
-func restoreToTemp(ctx context.Context, dir, from string, prepare prepareFunc) (path string, adj service.RestoreAdjustments, err error) {
+// dir, checks the copy, and makes the restore's adjustments there
+// (prepare), synced to disk. It returns the file's path, which the caller
+// renames or removes, and the copy's record counts; on error it removes
+// the file itself.
+func restoreToTemp(ctx context.Context, dir, from string, prepare prepareFunc) (path string, counts store.Counts, adj service.RestoreAdjustments, err error) {
 	f, err := os.CreateTemp(dir, "."+server.BoltFile+".restore-*")
 	if err != nil {
-		return "", adj, err
+		return "", counts, adj, err
 	}
 	tmp := f.Name()
 	defer func() {
@@ -280,25 +282,30 @@ func restoreToTemp(ctx context.Context, dir, from string, prepare prepareFunc) (
 		}
 	}()
 	if err := copyInto(f, from); err != nil {
-		return "", adj, err
+		return "", counts, adj, err
+	}
+	// The copy is what is put in place: it is checked itself, since the
+	// file read before may have changed since (found by review).
+	if counts, err = bolt.Verify(tmp); err != nil {
+		return "", counts, adj, fmt.Errorf("the snapshot fails its check: %w", err)
 	}
 	st, err := bolt.Open(tmp)
 	if err != nil {
-		return "", adj, err
+		return "", counts, adj, err
 	}
 	adj, err = prepare(ctx, st, time.Now())
 	if cerr := st.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return "", adj, fmt.Errorf("adjusting the restored store (nothing was put in place): %w", err)
+		return "", counts, adj, fmt.Errorf("adjusting the restored store (nothing was put in place): %w", err)
 	}
 	// bbolt syncs its commits; syncing again costs little and does not
 	// depend on its options.
 	if err := syncFile(tmp); err != nil {
-		return "", adj, err
+		return "", counts, adj, err
 	}
-	return tmp, adj, nil
+	return tmp, counts, adj, nil
 }
 
 // keepAside gives the store file dst the name kept as well, so that
