@@ -213,6 +213,9 @@ func requireFlags(c *cli.Command) {
 
 // Main runs the application with os.Args and returns the exit code.
 func Main() int {
+	if code, child := verifyChild(); child {
+		return code
+	}
 	app := New(os.Stdout, os.Stderr)
 	if err := app.Run(os.Args); err != nil {
 		return exitCode(err, os.Stderr)

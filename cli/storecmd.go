@@ -159,7 +159,7 @@ func backup(c *cli.Context) error {
 		return err
 	}
 	r := backupReport{File: out, Bytes: n}
-	if r.Records, err = bolt.Verify(tmp.Name()); err != nil {
+	if r.Records, err = verifySnapshot(c.Context, tmp.Name()); err != nil {
 		return fmt.Errorf("the snapshot fails its check, not kept: %w", err)
 	}
 	if err := os.Rename(tmp.Name(), out); err != nil {
@@ -218,7 +218,7 @@ func restore(c *cli.Context) error {
 	from, dir := c.String("from"), c.String("data-dir")
 	// Checked here to refuse a bad snapshot before anything else, and
 	// again as copied (restoreToTemp).
-	if _, err := bolt.Verify(from); err != nil {
+	if _, err := verifySnapshot(c.Context, from); err != nil {
 		return fmt.Errorf("the snapshot fails its check: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -286,7 +286,7 @@ func restoreToTemp(ctx context.Context, dir, from string, prepare prepareFunc) (
 	}
 	// The copy is what is put in place: it is checked itself, since the
 	// file read before may have changed since (found by review).
-	if counts, err = bolt.Verify(tmp); err != nil {
+	if counts, err = verifySnapshot(ctx, tmp); err != nil {
 		return "", counts, adj, fmt.Errorf("the snapshot fails its check: %w", err)
 	}
 	st, err := bolt.Open(tmp)
