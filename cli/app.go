@@ -120,10 +120,27 @@ func inheritFlags(c *cli.Command) {
 				}
 			}
 		}
+		// --output is checked before the command does anything (found
+		// by review: a misspelt format was refused only when the result
+		// was printed, after a secret was rotated or a deletion
+		// scheduled, and the new secret was never shown).
+		if err := checkOutputFormat(ctx); err != nil {
+			return err
+		}
 		if before != nil {
 			return before(ctx)
 		}
 		return nil
+	}
+}
+
+// checkOutputFormat refuses an --output other than table, text or json.
+func checkOutputFormat(c *cli.Context) error {
+	switch f := outputFormat(c); f {
+	case "table", "text", "json":
+		return nil
+	default:
+		return cli.Exit(fmt.Sprintf("hsmkms: --output must be table, text or json, not %q", f), ExitUsage)
 	}
 }
 

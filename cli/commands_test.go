@@ -598,6 +598,22 @@ func TestClientCryptoCommands(t *testing.T) {
 				t.Errorf("encrypt-value %+v", v)
 			}
 		}},
+		{name: "encrypt-value -o text", args: argv("-o", "text", "encrypt-value", "--key", k1, "--value", "by text", "--base64"),
+			check: func(t *testing.T, r result) { encrypted = r.stdout }},
+		{name: "decrypt-value -o text", args: argv("decrypt-value", "-o", "text", "--base64", "--in", "-"), stdin: func() string { return encrypted },
+			check: func(t *testing.T, r result) {
+				if r.stdout != "by text" {
+					t.Errorf("decrypt-value -o text printed %q", r.stdout)
+				}
+			}},
+		{name: "a bad --output before any call", args: argv("-o", "yml", "key", "schedule-deletion", "--key", k1, "--yes"), code: ExitUsage,
+			check: contains(`--output must be table, text or json, not "yml"`)},
+		{name: "the key a bad --output left alone", args: argv("-o", "json", "key", "describe", k1),
+			check: func(t *testing.T, r result) {
+				if !strings.Contains(r.stdout, `"KeyState": "Enabled"`) {
+					t.Errorf("the key after a refused command: %s", r.stdout)
+				}
+			}},
 		{name: "encrypt-value too large", args: argv("encrypt-value", "--key", k1, "--in", file("big")), code: ExitUsage, check: contains("4096")},
 		{name: "encrypt-value --in and --value", args: argv("encrypt-value", "--key", k1, "--in", file("max"), "--value", "v"), code: ExitUsage},
 		{name: "encrypt-value unknown key", args: argv("encrypt-value", "--key", "alias/nope", "--value", "v"), code: ExitNotFound,

@@ -164,10 +164,10 @@ func readCiphertext(c *cli.Context) ([]byte, error) {
 }
 
 // writeData writes data, raw or as base64 and a newline, to standard
-// output, or v as JSON with --output json.
+// output (table and text alike), or v as JSON with --output json.
 func writeData(c *cli.Context, v any, data []byte, asBase64 bool) error {
 	switch outputFormat(c) {
-	case "table", "":
+	case "table", "text", "":
 		if asBase64 {
 			data = []byte(base64.StdEncoding.EncodeToString(data) + "\n")
 		}

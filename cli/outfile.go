@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -47,6 +49,16 @@ func checkOutput(path string, force bool) (outputMode, error) {
 		}
 		return outAtomic, nil
 	case m&fs.ModeSymlink != 0:
+		// /dev/stdout and its like: a link to a device or FIFO is written
+		// through, as the device itself is; one under /dev or /proc is
+		// never replaced (found by review: /dev/stdout counted as a link
+		// to replace, and as root --force renamed the plaintext over it).
+		if t, err := os.Stat(path); err == nil && t.Mode()&(fs.ModeCharDevice|fs.ModeNamedPipe) != 0 {
+			return outDirect, nil
+		}
+		if systemPath(path) {
+			return 0, usagef("--out %s is a link hsmkms does not replace; give - for standard output", path)
+		}
 		if !force {
 			return 0, usagef("--out %s is a symbolic link; give --force to replace the link (its target is left alone)", path)
 		}
@@ -57,6 +69,16 @@ func checkOutput(path string, force bool) (outputMode, error) {
 		return 0, usagef("--out %s is a directory; give a file, or --recursive for a tree", path)
 	}
 	return 0, usagef("--out %s is a %s, not a regular file, character device or FIFO", path, st.Mode().Type())
+}
+
+// systemPath reports whether path is under /dev or /proc, whose links
+// belong to the system.
+func systemPath(path string) bool {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return true
+	}
+	return strings.HasPrefix(abs, "/dev/") || strings.HasPrefix(abs, "/proc/")
 }
 
 // streams reports whether --out path takes plaintext as it comes, before
