@@ -57,6 +57,11 @@ func (t *Token) recoverLoop() {
 func (t *Token) reconnect() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.reconnectLocked()
+}
+
+// reconnectLocked is reconnect with t.mu held for writing.
+func (t *Token) reconnectLocked() error {
 	select {
 	case <-t.closing:
 		return newError("re-initialise module", ErrClosed, nil)
@@ -89,10 +94,33 @@ func (t *Token) Reindex(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := t.lockWithin(ctx); err != nil {
+		t.reindexed.CompareAndSwap(now, last) // nothing was re-read
+		return newError("re-read the token", ErrUnavailable, err)
+	}
+	defer t.mu.Unlock()
 	t.log.Info("re-reading the token: a key known to exist was not found", "label", t.cfg.TokenLabel)
-	if err := t.reconnect(); err != nil {
+	if err := t.reconnectLocked(); err != nil {
 		t.lost(err)
 		return err
+	}
+	return nil
+}
+
+// lockWithin takes t.mu for writing, or gives up when ctx ends. A re-read
+// waits for the calls in flight; behind one that never returns (a stalled
+// network HSM), a writer waiting in sync.RWMutex's Lock would hold every
+// later call at its RLock whatever its deadline (found by review). Trying
+// instead lets calls go on meanwhile.
+func (t *Token) lockWithin(ctx context.Context) error {
+	for wait := time.Millisecond; !t.mu.TryLock(); wait = min(2*wait, 50*time.Millisecond) {
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case <-timer.C:
+		}
 	}
 	return nil
 }

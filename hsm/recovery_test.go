@@ -1044,3 +1044,37 @@ func TestReindex(t *testing.T) {
 		t.Fatalf("Health after Reindex = %+v", h)
 	}
 }
+
+// TestReindexBehindAStalledCall: a re-read that cannot start because a
+// call in flight does not return gives up when its context ends (found by
+// review: it waited in RWMutex.Lock for the stalled call, and every later
+// call parked behind it at RLock, whatever its deadline). Once the stalled
+// call returns, a re-read runs: giving up did not spend the interval.
+func TestReindexBehindAStalledCall(t *testing.T) {
+	tok, f, _, release, held := holdOnlySession(t, time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	returned := make(chan struct{})
+	go func() {
+		// Only if Reindex waits for the stalled call (as it did) is the
+		// call let go without it, so that the test ends.
+		select {
+		case <-returned:
+		case <-time.After(10 * time.Second):
+			release()
+		}
+	}()
+	err := tok.Reindex(ctx)
+	close(returned)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Reindex behind a stalled call: %v, want it to give up with context.DeadlineExceeded", err)
+	}
+	release()
+	if err := <-held; err != nil {
+		t.Fatalf("the stalled call: %v", err)
+	}
+	inits := f.count("Initialize")
+	if err := tok.Reindex(t.Context()); err != nil || f.count("Initialize") != inits+1 {
+		t.Fatalf("Reindex after the stall: %v, %d C_Initialize, want one", err, f.count("Initialize")-inits)
+	}
+}

@@ -127,8 +127,9 @@ func (h reindexing) HasKey(ctx context.Context, id hsm.ObjectID) (bool, error) {
 	if err != nil || has {
 		return has, err
 	}
-	if rerr := h.r.Reindex(ctx); rerr != nil {
-		return false, nil
+	if err := h.r.Reindex(ctx); err != nil {
+		// Not re-read: a "no" is not to be acted on.
+		return false, err
 	}
 	return h.HSM.HasKey(ctx, id)
 }
