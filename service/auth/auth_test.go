@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -369,5 +371,45 @@ func TestCredentialFailuresMarked(t *testing.T) {
 				t.Fatalf("%s %q: Credential %v, want %v", code, ae.Message, ae != nil && ae.Credential, tc.credential)
 			}
 		})
+	}
+}
+
+// TestUnsignedHeadersLongList: a SignedHeaders list too long to scan for
+// each header is looked up in a set, with the same answers: a listed
+// header whatever its case is signed, an unlisted x-amz-* header is named.
+func TestUnsignedHeadersLongList(t *testing.T) {
+	signed := []string{"content-type", "host", "x-amz-date", "x-amz-target"}
+	for i := range 2 * maxScannedSignedHeaders {
+		signed = append(signed, fmt.Sprintf("x-amz-meta-%03d", i))
+	}
+	slices.Sort(signed)
+	h := http.Header{}
+	h["X-Amz-Meta-007"] = []string{"v"}
+	h["x-AMZ-target"] = []string{"v"}
+	h["Content-Type"] = []string{"v"}
+	h["X-Amz-Other"] = []string{"v"}
+	h["X-Amz-Ünicode"] = []string{"v"}
+	h["Accept"] = []string{"v"}
+	if got, want := unsignedHeaders(h, signed), "x-amz-other, x-amz-ünicode"; got != want {
+		t.Fatalf("unsignedHeaders = %q, want %q", got, want)
+	}
+	if got := unsignedHeaders(h, signed[:maxScannedSignedHeaders]); !strings.Contains(got, "x-amz-other") {
+		t.Fatalf("unsignedHeaders of a short list = %q", got)
+	}
+}
+
+// BenchmarkUnsignedHeadersFlood is the review's request: 2,000 unsigned
+// X-Amz-* headers and 2,700 SignedHeaders entries, before authentication.
+func BenchmarkUnsignedHeadersFlood(b *testing.B) {
+	var signed []string
+	for i := range 2700 {
+		signed = append(signed, fmt.Sprintf("x-amz-s%04d", i))
+	}
+	h := http.Header{}
+	for i := range 2000 {
+		h[fmt.Sprintf("X-Amz-U%04d", i)] = []string{"v"}
+	}
+	for b.Loop() {
+		unsignedHeaders(h, signed)
 	}
 }
