@@ -103,8 +103,9 @@ func TestTokenOutage(t *testing.T) {
 		}
 	}
 	status, reason := ts.readiness(t)
-	if status != http.StatusServiceUnavailable || reason == "" {
-		t.Fatalf("/readyz while the token is away = %d, reason %q; want 503 with a reason", status, reason)
+	if status != http.StatusServiceUnavailable || reason != ReasonTokenUnavailable {
+		t.Fatalf("/readyz while the token is away = %d, reason %q; want 503 with %q (no PKCS#11 detail or token label to anyone who asks)",
+			status, reason, ReasonTokenUnavailable)
 	}
 	t.Logf("/readyz while away: %d %s", status, reason)
 	if r := ts.get(t, "/healthz"); r.status != http.StatusOK {

@@ -174,11 +174,18 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Verifier: auth.New(auth.Config{Credentials: s.svc, Region: cfg.Region, Hosts: cfg.AcceptedHosts, Failures: s.failures,
 			Logger: cfg.Logger.Named("auth")}),
 		Logger: cfg.Logger.Named("api"),
+		// /readyz is unauthenticated: it says which part is down, not
+		// why (found by review: the token's reason named PKCS#11 calls,
+		// return codes and the token label). The log and the status page
+		// on the metrics listener say why.
 		Ready: func() (bool, string) {
 			if h := s.tok.Health(); !h.Ready {
-				return false, h.Reason
+				return false, ReasonTokenUnavailable
 			}
-			return s.store.Health()
+			if ok, _ := s.store.Health(); !ok {
+				return false, ReasonStoreUnavailable
+			}
+			return true, ""
 		},
 		Metrics: metrics,
 	})
@@ -414,3 +421,9 @@ func (s *Server) checkFeatures() error {
 	}
 	return nil
 }
+
+// The reasons /readyz gives when the server is not ready.
+const (
+	ReasonTokenUnavailable = "the HSM token is unavailable (the server log and status page say why)"
+	ReasonStoreUnavailable = "the key store is unavailable (the server log and status page say why)"
+)
