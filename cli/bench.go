@@ -170,7 +170,7 @@ func newLeanClient(c *cli.Context) (*leanClient, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 256
-	return &leanClient{endpoint: endpoint, endpoints: endpoints, region: c.String("region"), creds: creds,
+	return &leanClient{endpoint: endpoint, endpoints: endpoints, region: clientRegion(c), creds: creds,
 		http: &http.Client{Transport: tr, Timeout: 30 * time.Second}, signer: v4.NewSigner()}, nil
 }
 

@@ -25,7 +25,7 @@ import (
 func clientFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "endpoint", EnvVars: []string{"HSMKMS_ENDPOINT"}, Usage: "server URL, e.g. https://kms.example:8443 (host:port alone: http on loopback, https elsewhere)"},
-		&cli.StringFlag{Name: "region", Value: "us-east-1", EnvVars: []string{"HSMKMS_REGION"}, Usage: "region the server signs for"},
+		&cli.StringFlag{Name: "region", Value: "us-east-1", EnvVars: []string{"HSMKMS_REGION"}, Usage: "region the server signs for (else AWS_REGION or AWS_DEFAULT_REGION, as the aws CLI reads them)"},
 		&cli.BoolFlag{Name: "use-imds", Usage: "let the AWS SDK take credentials from EC2 instance metadata (off unless given, or AWS_EC2_METADATA_DISABLED=false)"},
 		&cli.StringFlag{Name: "credentials-file", EnvVars: []string{"HSMKMS_CREDENTIALS_FILE"}, Usage: "AWS shared credentials file to read ([default] or --profile)"},
 		// The PIN flag's name is an alias, so that one habit (or one
@@ -35,6 +35,23 @@ func clientFlags() []cli.Flag {
 		&cli.StringFlag{Name: "profile", EnvVars: []string{"HSMKMS_PROFILE"}, Usage: "profile of the credentials file"},
 		caBundleFlag(),
 	}
+}
+
+// clientRegion is the region a client command signs for: --region or
+// HSMKMS_REGION, else AWS_REGION or AWS_DEFAULT_REGION as the aws CLI
+// reads them (found by review: they were ignored, and a server serving
+// another region refused every request with InvalidSignatureException),
+// else us-east-1.
+func clientRegion(c *cli.Context) string {
+	if c.IsSet("region") {
+		return c.String("region")
+	}
+	for _, name := range []string{"AWS_REGION", "AWS_DEFAULT_REGION"} {
+		if r := os.Getenv(name); r != "" {
+			return r
+		}
+	}
+	return c.String("region")
 }
 
 // awsConfig loads the SDK configuration: region and credentials. Its
@@ -48,7 +65,7 @@ func awsConfig(c *cli.Context) (aws.Config, error) {
 	if c.Bool("use-imds") || strings.EqualFold(os.Getenv("AWS_EC2_METADATA_DISABLED"), "false") {
 		imdsState = imds.ClientEnabled
 	}
-	opts := []func(*config.LoadOptions) error{config.WithRegion(c.String("region")),
+	opts := []func(*config.LoadOptions) error{config.WithRegion(clientRegion(c)),
 		config.WithRetryer(noCertificateRetries), config.WithEC2IMDSClientEnableState(imdsState)}
 	ca, err := caBundle(c)
 	if err != nil {
@@ -149,7 +166,7 @@ func adminClient(c *cli.Context) (*adminclient.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl := adminclient.New(endpoint, c.String("region"), creds)
+	cl := adminclient.New(endpoint, clientRegion(c), creds)
 	if cl.HTTP, err = adminHTTP(c); err != nil {
 		return nil, err
 	}

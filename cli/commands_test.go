@@ -1022,3 +1022,23 @@ func TestClientKeyListDescribesMany(t *testing.T) {
 		t.Fatalf("--state disabled lists %d keys, want %d", len(l), len(disabled))
 	}
 }
+
+// TestClientRegionFromAWSEnvironment: with no --region or HSMKMS_REGION, a
+// client command signs for AWS_REGION (else AWS_DEFAULT_REGION), as the aws
+// CLI does (found by review: it signed for us-east-1 whatever they said);
+// --region wins over them.
+func TestClientRegionFromAWSEnvironment(t *testing.T) {
+	startServer(t) // serves us-east-1
+	t.Setenv("AWS_DEFAULT_REGION", "eu-west-1")
+	if r := run(t, "key", "list"); r.code != ExitAuth || !strings.Contains(r.stderr, "eu-west-1") {
+		t.Fatalf("key list with AWS_DEFAULT_REGION=eu-west-1: exit %d, %s; want the server's refusal of eu-west-1", r.code, r.stderr)
+	}
+	t.Setenv("AWS_REGION", "us-east-1") // wins over AWS_DEFAULT_REGION
+	if r := run(t, "key", "list"); r.code != ExitOK {
+		t.Fatalf("key list with AWS_REGION=us-east-1: exit %d, %s", r.code, r.stderr)
+	}
+	t.Setenv("AWS_REGION", "eu-west-1")
+	if r := run(t, "key", "list", "--region", "us-east-1"); r.code != ExitOK {
+		t.Fatalf("key list --region us-east-1 with AWS_REGION=eu-west-1: exit %d, %s", r.code, r.stderr)
+	}
+}
