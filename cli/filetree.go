@@ -59,7 +59,7 @@ func transformTree(c *cli.Context, verb, inDir, outDir string, names treeNames, 
 	}
 	temps, stop := watchInterrupts(c)
 	defer stop()
-	var results []treeResult
+	results := []treeResult{} // [] in JSON for an empty tree, not null
 	failed := 0
 	report := func(r treeResult) {
 		if r.Status == "failed" {

@@ -107,6 +107,15 @@ func TestFilesRecursive(t *testing.T) {
 	noOutput(t, filepath.Join(dec2, "sub", "junk"))
 	noTempFiles(t, filepath.Join(dec2, "sub", "junk"))
 
+	// An empty tree is an empty list in JSON, not null.
+	empty := f.path("empty-tree")
+	if err := os.Mkdir(empty, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if r := f.run(t, nil, "--output", "json", "encrypt", "--recursive", "--key", key, "--in", empty, "--out", f.path("empty-out")); r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+		t.Fatalf("encrypt --recursive of an empty tree, --output json: %v; want [] and exit 0", r)
+	}
+
 	for _, tc := range []struct {
 		name string
 		args []string
