@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/hsmkms/hsmkms/cli/esdk"
 	"github.com/urfave/cli/v2"
@@ -175,7 +177,7 @@ func transform(c *cli.Context, fn func(io.Reader, io.Writer) error) error {
 	default:
 		temps, stop := watchInterrupts(c)
 		defer stop()
-		err = writeAtomically(temps, outPath, func(w io.Writer) error { return fn(r, w) })
+		err = writeAtomically(temps, outPath, c.Bool("force"), func(w io.Writer) error { return fn(r, w) })
 	}
 	bar.end(err == nil)
 	return err
@@ -199,8 +201,9 @@ func openInput(c *cli.Context, path string) (io.ReadCloser, int64, error) {
 
 // writeAtomically makes path hold what write writes, or leaves it as it
 // was: the bytes go to a temporary file beside it (mode 0600), synced and
-// renamed into place only on success. temps removes it on an interrupt.
-func writeAtomically(temps *tempFiles, path string, write func(io.Writer) error) (err error) {
+// put in place only on success. temps removes it on an interrupt. Without
+// replace, a path that appeared meanwhile is not replaced (publish).
+func writeAtomically(temps *tempFiles, path string, replace bool, write func(io.Writer) error) (err error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".hsmkms-*")
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, unwrapPath(err))
@@ -221,7 +224,30 @@ func writeAtomically(temps *tempFiles, path string, write func(io.Writer) error)
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return temps.finish(tmp.Name(), func() error { return os.Rename(tmp.Name(), path) })
+	return temps.finish(tmp.Name(), func() error { return publish(tmp.Name(), path, replace) })
+}
+
+// publish puts the finished file tmp in place as path. Without replace it
+// links it there, which fails if path exists: checkOutput found no file
+// there when the command began, but one may have appeared while it ran
+// (found by review: a slow decrypt replaced a file another process had
+// made meanwhile, without --force). A file system without hard links has
+// it renamed.
+func publish(tmp, path string, replace bool) error {
+	if replace {
+		return os.Rename(tmp, path)
+	}
+	err := os.Link(tmp, path)
+	switch {
+	case errors.Is(err, fs.ErrExist):
+		os.Remove(tmp)
+		return usagef("--out %s appeared while hsmkms wrote it; nothing was replaced: give --force to replace it", path)
+	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.ENOTSUP), errors.Is(err, syscall.EXDEV):
+		return os.Rename(tmp, path)
+	case err != nil:
+		return err
+	}
+	return os.Remove(tmp)
 }
 
 // unwrapPath drops the temporary file's name from a *PathError: the user

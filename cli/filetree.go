@@ -105,7 +105,7 @@ func transformTree(c *cli.Context, verb, inDir, outDir string, names treeNames, 
 			report(treeResult{In: path, Out: out, Status: "failed", Error: err.Error()})
 			return nil
 		}
-		n, err := transformFile(temps, path, out, fn)
+		n, err := transformFile(temps, path, out, c.Bool("force"), fn)
 		report(treeFileResult(path, out, verb, n, err))
 		return nil
 	})
@@ -198,8 +198,9 @@ func (e *notRegularError) Error() string {
 }
 
 // transformFile runs fn from the file in to the file out, written
-// atomically, and returns the input's size.
-func transformFile(temps *tempFiles, in, out string, fn func(io.Reader, io.Writer) error) (int64, error) {
+// atomically (replacing an existing out only if replace), and returns the
+// input's size.
+func transformFile(temps *tempFiles, in, out string, replace bool, fn func(io.Reader, io.Writer) error) (int64, error) {
 	// The walk listed in as a regular file, but it may have been replaced
 	// since: a symbolic link is not followed (ELOOP), a FIFO does not block
 	// the open, and anything not regular once open is refused.
@@ -220,7 +221,7 @@ func transformFile(temps *tempFiles, in, out string, fn func(io.Reader, io.Write
 	if !st.Mode().IsRegular() {
 		return 0, &notRegularError{st.Mode()}
 	}
-	return st.Size(), writeAtomically(temps, out, func(w io.Writer) error { return fn(f, w) })
+	return st.Size(), writeAtomically(temps, out, replace, func(w io.Writer) error { return fn(f, w) })
 }
 
 func printTreeResult(w io.Writer, r treeResult) {

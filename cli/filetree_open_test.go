@@ -50,7 +50,7 @@ func TestTransformFileRefusesNonRegular(t *testing.T) {
 			}
 			done := make(chan result, 1)
 			go func() {
-				n, err := transformFile(&tempFiles{paths: map[string]bool{}}, tc.in, out, fn)
+				n, err := transformFile(&tempFiles{paths: map[string]bool{}}, tc.in, out, false, fn)
 				done <- result{n, err}
 			}()
 			var res result
@@ -81,7 +81,7 @@ func TestTransformFileRefusesNonRegular(t *testing.T) {
 	}
 	// A regular file still goes through, and failures stay failures.
 	out := filepath.Join(dir, "secret.out")
-	n, err := transformFile(&tempFiles{paths: map[string]bool{}}, target, out, func(r io.Reader, w io.Writer) error {
+	n, err := transformFile(&tempFiles{paths: map[string]bool{}}, target, out, false, func(r io.Reader, w io.Writer) error {
 		_, err := io.Copy(w, r)
 		return err
 	})

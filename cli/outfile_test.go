@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -48,5 +49,34 @@ func TestCheckOutputLinks(t *testing.T) {
 	// through or refused, never replaced.
 	if got, err := checkOutput("/dev/stdout", true); err == nil && got != outDirect {
 		t.Errorf("checkOutput(/dev/stdout, --force) = %v: it would be replaced", got)
+	}
+}
+
+// TestWriteAtomicallyKeepsAFileThatAppeared: a file that appears at --out
+// while the command writes is not replaced without --force (found by
+// review: checked once at the start, it was renamed over), and no
+// temporary file is left; with --force it is replaced.
+func TestWriteAtomicallyKeepsAFileThatAppeared(t *testing.T) {
+	for _, replace := range []bool{false, true} {
+		dir := t.TempDir()
+		out := filepath.Join(dir, "out")
+		err := writeAtomically(&tempFiles{paths: map[string]bool{}}, out, replace, func(w io.Writer) error {
+			if err := os.WriteFile(out, []byte("theirs"), 0o600); err != nil {
+				return err
+			}
+			_, err := w.Write([]byte("mine"))
+			return err
+		})
+		got, _ := os.ReadFile(out)
+		want := "theirs"
+		if replace {
+			want = "mine"
+		}
+		if string(got) != want || (err == nil) != replace {
+			t.Errorf("replace %v: --out holds %q, error %v; want %q", replace, got, err, want)
+		}
+		if left, _ := os.ReadDir(dir); len(left) != 1 {
+			t.Errorf("replace %v: the directory holds %d entries, want only --out", replace, len(left))
+		}
 	}
 }
