@@ -105,7 +105,18 @@ func sign(c *cli.Context, _ []string) error {
 		return keyErr(key, err)
 	}
 	if out != "" {
-		return os.WriteFile(out, res.Signature, 0o600)
+		// A new file only: O_EXCL fails on anything there now, a file
+		// or a link, where WriteFile truncated or followed what had
+		// appeared since the check above (found by review).
+		f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return usagef("--out %s: %v", out, unwrapPath(err))
+		}
+		_, err = f.Write(res.Signature)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
 	}
 	return printOut(c, struct {
 		KeyId            string `json:"KeyId"`

@@ -162,7 +162,9 @@ func backup(c *cli.Context) error {
 	if r.Records, err = verifySnapshot(c.Context, tmp.Name()); err != nil {
 		return fmt.Errorf("the snapshot fails its check, not kept: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
+	// Never replaces: --out must be new, and a file that appeared there
+	// during the download is kept (publish).
+	if err := publish(tmp.Name(), out, false); err != nil {
 		return err
 	}
 	return printOut(c, r, func(w io.Writer) {
