@@ -161,12 +161,15 @@ func (h *Handler) refuse(w http.ResponseWriter, id, target, source string, err e
 		// The principal could not be looked up: audit it as the service
 		// would, then answer as it would.
 		a := h.answerOf(id, err)
-		outcome, code := audit.Failed, a.code
 		if a.metric == cancelled {
-			outcome, code = audit.Cancelled, ""
+			// The client left before it was authenticated: nothing was
+			// done, and no one is known to audit. Recorded, such requests
+			// wrote records past the budget of failed authentications at
+			// the cost of a connection each (found by review).
+			return a.write(w, id)
 		}
 		h.cfg.Service.RecordRefusal(audit.Record{Time: time.Now(), RequestID: id, Action: actionOf(target), Source: source,
-			Outcome: outcome, ErrorType: code})
+			Outcome: audit.Failed, ErrorType: a.code})
 		return a.write(w, id)
 	}
 	status := http.StatusBadRequest

@@ -121,3 +121,30 @@ func TestRefusalRecordedBeforeAnswer(t *testing.T) {
 		})
 	}
 }
+
+// TestCancelledBeforeAuthenticationNotAudited: a request whose client left
+// before it was authenticated (its principal's lookup cancelled) writes no
+// audit record: nothing was done, and such records escaped the budget of
+// failed authentications, one per connection (found by review). A
+// request that fails authentication is still audited.
+func TestCancelledBeforeAuthenticationNotAudited(t *testing.T) {
+	ts := startServer(t, func(*Config) {})
+	nobody := aws.Credentials{AccessKeyID: "AKIANOBODYNOBODY0000", SecretAccessKey: "not-a-secret-of-anyone-here-0123456789"}
+	serve := func(ctx context.Context) {
+		req := ts.signedRequest(t, "TrentService.ListKeys", []byte("{}"), nobody, time.Now()).WithContext(ctx)
+		req.RemoteAddr = "127.0.0.1:40000"
+		ts.srv.http.Handler.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	all := func() int { return len(ts.auditWhere(t, func(auditRecord) bool { return true })) }
+	before := all()
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	serve(gone)
+	if n := all() - before; n != 0 {
+		t.Fatalf("%d audit records of a request cancelled before authentication, want none", n)
+	}
+	serve(t.Context())
+	if n := all() - before; n != 1 {
+		t.Fatalf("%d audit records of a failed authentication, want 1", n)
+	}
+}

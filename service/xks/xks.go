@@ -273,8 +273,12 @@ func (h *Handler) refuse(w http.ResponseWriter, id string, t target, source stri
 	var ae *auth.Error
 	if !errors.As(err, &ae) {
 		a := h.answerOf(id, err)
-		h.cfg.Service.RecordRefusal(audit.Record{Time: time.Now(), RequestID: id, Action: t.action(), Source: source,
-			Outcome: audit.Failed, ErrorType: a.name})
+		// A client that left before it was authenticated is not audited
+		// (see api.Handler.refuse): nothing was done.
+		if service.CodeOf(err) != service.CodeCancelled {
+			h.cfg.Service.RecordRefusal(audit.Record{Time: time.Now(), RequestID: id, Action: t.action(), Source: source,
+				Outcome: audit.Failed, ErrorType: a.name})
+		}
 		a.write(w, id)
 		return
 	}
