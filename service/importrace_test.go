@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha1"
-	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -175,13 +174,7 @@ type betweenRuns struct {
 
 func (s *betweenRuns) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if s.armed.CompareAndSwap(true, false) {
-		err := s.Store.Update(ctx, func(tx store.Tx) error {
-			if err := fn(tx); err != nil {
-				return err
-			}
-			return errRolledBack
-		})
-		if !errors.Is(err, errRolledBack) {
+		if err := runRolledBack(ctx, s.Store, fn); err != nil {
 			return err
 		}
 		s.between()

@@ -22,16 +22,25 @@ var errRolledBack = errors.New("test: the first run of the transaction is rolled
 type rerunStore struct{ store.Store }
 
 func (s rerunStore) Update(ctx context.Context, fn func(store.Tx) error) error {
-	err := s.Store.Update(ctx, func(tx store.Tx) error {
+	if err := runRolledBack(ctx, s.Store, fn); err != nil {
+		return err
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+// runRolledBack runs fn in a transaction of st to its end and rolls it
+// back; it returns fn's own error, if any.
+func runRolledBack(ctx context.Context, st store.Store, fn func(store.Tx) error) error {
+	err := st.Update(ctx, func(tx store.Tx) error {
 		if err := fn(tx); err != nil {
 			return err
 		}
 		return errRolledBack
 	})
-	if !errors.Is(err, errRolledBack) {
-		return err
+	if errors.Is(err, errRolledBack) {
+		return nil
 	}
-	return s.Store.Update(ctx, fn)
+	return err
 }
 
 // rerunUpdates is set by HSMKMS_TEST_RERUN_UPDATES: make test runs this
