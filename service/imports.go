@@ -206,9 +206,16 @@ func (s *Service) importState(k store.Key) error {
 }
 
 func (s *Service) destroyWrappingKey(ctx context.Context, keyID string, id [16]byte) {
+	s.destroyUnnamed(ctx, keyID, id, "a used wrapping key pair")
+}
+
+// destroyUnnamed destroys a token object no record names (any more),
+// whether or not the request goes on; a failure is logged and leaves the
+// object for hsmkms doctor to list.
+func (s *Service) destroyUnnamed(ctx context.Context, keyID string, id hsm.ObjectID, what string) {
 	err := s.hsm.DestroyKey(context.WithoutCancel(ctx), id)
 	if err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
-		s.log.Warn("destroying a used wrapping key pair failed; hsmkms doctor lists it", "key_id", keyID, "error", err)
+		s.log.Warn("destroying "+what+" failed; hsmkms doctor lists it", "key_id", keyID, "error", err)
 	}
 }
 
@@ -266,7 +273,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, in ImportKeyMaterialInp
 		}
 		return out, s.hsmErr(err, k.ID, v.Number)
 	}
-	undo := func() { s.destroyImported(ctx, k.ID, target) }
+	undo := func() { s.destroyUnnamed(ctx, k.ID, target, "imported material no version names") }
 	check, err := s.hsm.KeyCheckValue(ctx, target, importTarget(k))
 	if err != nil {
 		undo()
@@ -349,7 +356,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, in ImportKeyMaterialInp
 	case replaced != (hsm.ObjectID{}):
 		// A DeleteImportedKeyMaterial whose destroy failed, or that died
 		// after its store update, may have left the old object.
-		s.destroyImported(ctx, k.ID, replaced)
+		s.destroyUnnamed(ctx, k.ID, replaced, "deleted imported material")
 	}
 	s.destroyWrappingKey(ctx, k.ID, im.WrappingKey)
 	return ImportKeyMaterialOutput{KeyId: s.keyARN(k.ID), KeyMaterialId: materialID(v.Number)}, nil
@@ -413,25 +420,13 @@ func (s *Service) importVersion(ctx context.Context, k store.Key) (store.Version
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		oid, err := hsm.NewObjectID()
-		if err != nil {
-			return v, false, wrapErr(CodeInternal, err, "no randomness for a key material ID")
-		}
-		return store.Version{KeyID: k.ID, Number: 1, ObjectID: oid, State: store.VersionPending}, true, nil
+		// Its object ID is the import's new object's, set at the commit.
+		return store.Version{KeyID: k.ID, Number: 1, State: store.VersionPending}, true, nil
 	}
 	if err != nil {
 		return v, false, storeErr(err)
 	}
 	return v, false, nil
-}
-
-// destroyImported destroys an object of imported material that no version
-// names (any more); a failure leaves it for hsmkms doctor to list.
-func (s *Service) destroyImported(ctx context.Context, keyID string, id hsm.ObjectID) {
-	err := s.hsm.DestroyKey(context.WithoutCancel(ctx), id)
-	if err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
-		s.log.Warn("destroying imported material no version names failed; hsmkms doctor lists it", "key_id", keyID, "error", err)
-	}
 }
 
 // noMaterial reports whether k is a key of imported material with none
